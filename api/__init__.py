@@ -1,0 +1,1 @@
+"""issuemap's HTTP service: a thin FastAPI adapter over ``geo``."""

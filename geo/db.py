@@ -1,0 +1,78 @@
+"""Engines, sessions, schema migrations and the "database that is just there" helper."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from geo.localdb import LocalCluster
+from geo.settings import DatabaseSettings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """Return ``url`` with the psycopg 3 driver, whatever scheme the user wrote."""
+    parsed = make_url(url)
+    if parsed.drivername in {"postgres", "postgresql", "postgresql+psycopg2"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """Create the sync SQLAlchemy engine shared by the API, the CLI and notebooks."""
+    return create_engine(
+        normalise_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic configuration pointing at our migrations and at ``url``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str) -> None:
+    """Apply every pending migration (creating PostGIS first if the role may)."""
+    command.upgrade(alembic_config(url), "head")
+
+
+def is_empty(engine: Engine) -> bool:
+    """Whether the database holds no wards yet (so a demo city may be loaded)."""
+    with engine.connect() as conn:
+        return bool(conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM wards)")).scalar_one())
+
+
+@contextmanager
+def database(settings: DatabaseSettings) -> Iterator[str]:
+    """Yield a migrated database URL: the configured one, or a local cluster we start.
+
+    A local cluster started here is stopped again when the block ends; one that was already
+    running (another ``issuemap`` process) is left running.
+    """
+    if settings.database_url is not None:
+        url = normalise_url(str(settings.database_url))
+        upgrade(url)
+        yield url
+        return
+    cluster = LocalCluster(settings.data_dir, durable=True)
+    started = cluster.start()
+    try:
+        cluster.ensure_database(settings.local_database)
+        url = cluster.url(settings.local_database)
+        upgrade(url)
+        yield url
+    finally:
+        if started:
+            cluster.stop()

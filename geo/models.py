@@ -1,0 +1,223 @@
+"""ORM models of the issuemap schema. The Alembic migrations in ``geo/migrations`` create it.
+
+Boundaries are versioned rather than overwritten: a re-import retires the current rows and
+adds new ones, so a stored report keeps pointing at the ward and zone it was routed to.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+REPORT_STATUSES = (
+    "open",
+    "acknowledged",
+    "in_progress",
+    "resolved",
+    "closed",
+    "reopened",
+    "rejected",
+    "duplicate",
+)
+"""Every status a report can hold; issue workflow rules decide the allowed transitions."""
+
+OPEN_STATUSES = ("open", "acknowledged", "in_progress", "reopened")
+"""Statuses that still need a team's work."""
+
+BOUNDARY_LAYERS = ("wards", "zones")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every issuemap table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB}
+
+
+class BoundaryImport(Base):
+    """One accepted boundary file: what was loaded, from where, and what was repaired."""
+
+    __tablename__ = "boundary_imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    layer: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    feature_count: Mapped[int] = mapped_column(Integer)
+    repaired_count: Mapped[int] = mapped_column(Integer, default=0)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    imported_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (CheckConstraint("layer IN ('wards', 'zones')", name="layer_known"),)
+
+
+class Ward(Base):
+    """An administrative area (ward, khwaeng, tambon) that reports are counted in."""
+
+    __tablename__ = "wards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    import_id: Mapped[int] = mapped_column(ForeignKey("boundary_imports.id"))
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    geom: Mapped[WKBElement] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
+    )
+
+    __table_args__ = (
+        Index("ix_wards_geom", "geom", postgresql_using="gist"),
+        Index(
+            "uq_wards_current_code",
+            "code",
+            unique=True,
+            postgresql_where=text("retired_at IS NULL"),
+        ),
+    )
+
+
+class Team(Base):
+    """A field team that works the reports routed to it."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+
+
+class Zone(Base):
+    """A field team's working area; drawn independently of wards, so it may cross them."""
+
+    __tablename__ = "zones"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    import_id: Mapped[int] = mapped_column(ForeignKey("boundary_imports.id"))
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    geom: Mapped[WKBElement] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
+    )
+
+    __table_args__ = (
+        Index("ix_zones_geom", "geom", postgresql_using="gist"),
+        Index(
+            "uq_zones_current_code",
+            "code",
+            unique=True,
+            postgresql_where=text("retired_at IS NULL"),
+        ),
+    )
+
+
+class Category(Base):
+    """A kind of problem, with the promise (SLA) the city makes for it."""
+
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name_th: Mapped[str] = mapped_column(Text)
+    name_en: Mapped[str] = mapped_column(Text)
+    sla_hours: Mapped[int] = mapped_column(Integer, default=48, server_default=text("48"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+
+    __table_args__ = (CheckConstraint("sla_hours > 0", name="sla_positive"),)
+
+
+class CategoryRoute(Base):
+    """Send a category to a team, everywhere or only inside the zone named by ``zone_code``.
+
+    Zones are named by code, not id, so a route survives a re-import of the zone layer.
+    """
+
+    __tablename__ = "category_routes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="CASCADE"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    zone_code: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("category_id", "team_id", "zone_code", name="uq_category_route"),
+        Index("ix_category_routes_category", "category_id"),
+    )
+
+
+class Report(Base):
+    """A citizen report, with the ward, zone, team and due time fixed when it arrived."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"))
+    description: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ward_id: Mapped[int | None] = mapped_column(ForeignKey("wards.id"))
+    ward_snapped: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(String(32), default="api", server_default="api")
+    external_id: Mapped[str | None] = mapped_column(Text)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    geom: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in REPORT_STATUSES) + ")",
+            name="status_known",
+        ),
+        CheckConstraint("char_length(description) <= 4000", name="description_length"),
+        UniqueConstraint("source", "external_id", name="uq_reports_source_external_id"),
+        Index("ix_reports_geom", "geom", postgresql_using="gist"),
+        Index("ix_reports_created_at", "created_at"),
+        Index("ix_reports_status", "status"),
+        Index("ix_reports_team_status_due", "team_id", "status", "due_at"),
+        Index("ix_reports_ward", "ward_id"),
+    )
+
+
+class ReportEvent(Base):
+    """One entry in a report's audit trail: created, status change, re-routed, note."""
+
+    __tablename__ = "report_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(Text, default="system", server_default="system")
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+
+    __table_args__ = (Index("ix_report_events_report_at", "report_id", "at"),)

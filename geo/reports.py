@@ -1,0 +1,208 @@
+"""Storing reports: one routed insert at a time for intake, set-based for batches.
+
+A report's ward, zone, team and due time are computed once, here, when it arrives, and
+stored with it. Later boundary changes never touch them; ``reroute`` is the explicit,
+audited way to apply new boundaries to stored reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from geo.errors import InvalidInputError, OutsideServiceAreaError
+from geo.routing import (
+    _ROUTE_SELECT,
+    check_coordinates,
+    nearest_ward_distance_m,
+    stage_points,
+    staged_route_select,
+)
+from geo.settings import RoutingSettings
+
+_REPORT_COLUMNS = (
+    "category_id, description, status, created_at, updated_at, resolved_at, ward_id, "
+    "ward_snapped, zone_id, team_id, due_at, source, external_id, is_demo, geom"
+)
+
+_CREATE_ONE = f"""
+WITH routed AS (
+    {
+    _ROUTE_SELECT.format(
+        source="(SELECT 0::bigint AS idx, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom, "
+        "(SELECT id FROM categories WHERE code = :category AND active) AS category_id, "
+        "CAST(:created_at AS timestamptz) AS created_at)"
+    )
+}
+), new AS (
+    INSERT INTO reports ({_REPORT_COLUMNS})
+    SELECT c.id, :description, 'open', :created_at, :created_at, NULL, r.ward_id,
+           r.snapped, r.zone_id, r.team_id, r.due_at, :source, :external_id, false,
+           ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)
+    FROM routed AS r
+    JOIN categories AS c ON c.code = :category
+    WHERE r.ward_id IS NOT NULL
+    RETURNING id, ward_id, ward_snapped, zone_id, team_id, due_at, created_at
+), event AS (
+    INSERT INTO report_events (report_id, at, kind, actor, to_status)
+    SELECT id, created_at, 'created', :actor, 'open' FROM new
+)
+SELECT * FROM new
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedReport:
+    """What intake tells the reporter: the new id and where the report was sent."""
+
+    id: int
+    ward_id: int
+    snapped: bool
+    zone_id: int | None
+    team_id: int | None
+    created_at: datetime
+    due_at: datetime
+
+
+def create_report(
+    conn: Connection,
+    *,
+    lon: float,
+    lat: float,
+    category: str,
+    description: str,
+    settings: RoutingSettings,
+    source: str = "api",
+    external_id: str | None = None,
+    actor: str = "public",
+    created_at: datetime | None = None,
+) -> CreatedReport:
+    """Route and store one report in a single statement; the caller commits.
+
+    Raises ``InvalidInputError`` for an unknown category or bad coordinates, and
+    ``OutsideServiceAreaError`` when no ward takes the point. Nothing is written then.
+    """
+    check_coordinates(lon, lat)
+    if len(description) > 4000:
+        raise InvalidInputError("description", "must be at most 4,000 characters")
+    row = conn.execute(
+        text(_CREATE_ONE),
+        {
+            "lon": lon,
+            "lat": lat,
+            "category": category,
+            "description": description,
+            "created_at": created_at or datetime.now(UTC),
+            "source": source,
+            "external_id": external_id,
+            "actor": actor,
+            "snap_m": settings.snap_distance_m,
+        },
+    ).one_or_none()
+    if row is None:
+        known = conn.execute(
+            text("SELECT 1 FROM categories WHERE code = :c AND active"), {"c": category}
+        ).first()
+        if known is None:
+            raise InvalidInputError("category", f"there is no category with code {category!r}")
+        raise OutsideServiceAreaError(lat, lon, nearest_ward_distance_m(conn, lon=lon, lat=lat))
+    return CreatedReport(
+        id=row.id,
+        ward_id=row.ward_id,
+        snapped=row.ward_snapped,
+        zone_id=row.zone_id,
+        team_id=row.team_id,
+        created_at=row.created_at,
+        due_at=row.due_at,
+    )
+
+
+BATCH_EXTRA_COLUMNS: dict[str, str] = {
+    "description": "text",
+    "status": "text",
+    "updated_at": "timestamptz",
+    "resolved_at": "timestamptz",
+    "source": "text",
+    "external_id": "text",
+    "is_demo": "boolean",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Outcome of a batch insert: how many were stored, and which rows were refused why."""
+
+    inserted: int
+    already_present: int
+    rejected: pd.DataFrame  # index of the input frame, column "reason"
+
+
+def insert_reports(
+    conn: Connection, rows: pd.DataFrame, *, settings: RoutingSettings, actor: str = "import"
+) -> BatchResult:
+    """Route and store many reports set-based; the caller owns the transaction.
+
+    ``rows`` needs ``lon, lat, category_id, created_at`` and may carry any of
+    ``BATCH_EXTRA_COLUMNS`` (status defaults to open, updated_at to created_at). Rows that
+    lie outside the service area are not stored and come back in ``rejected``. A row whose
+    ``(source, external_id)`` is already stored is skipped, so re-running an import adds
+    nothing twice.
+    """
+    frame = rows.copy()
+    defaults: dict[str, object] = {
+        "description": "",
+        "status": "open",
+        "resolved_at": None,
+        "source": "import",
+        "external_id": None,
+        "is_demo": False,
+    }
+    for column, value in defaults.items():
+        if column not in frame:
+            frame[column] = value
+    if "updated_at" not in frame:
+        frame["updated_at"] = frame["created_at"]
+    frame["idx"] = range(len(frame))
+    stage_points(conn, frame, extra=BATCH_EXTRA_COLUMNS)
+    counts = conn.execute(
+        text(
+            f"""
+            WITH routed AS ({staged_route_select()}),
+            new AS (
+                INSERT INTO reports ({_REPORT_COLUMNS})
+                SELECT i.category_id, i.description, i.status, i.created_at, i.updated_at,
+                       i.resolved_at, r.ward_id, r.snapped, r.zone_id, r.team_id, r.due_at,
+                       i.source, i.external_id, i.is_demo,
+                       ST_SetSRID(ST_MakePoint(i.lon, i.lat), 4326)
+                FROM routed AS r JOIN routing_input AS i USING (idx)
+                WHERE r.ward_id IS NOT NULL
+                ORDER BY i.idx
+                ON CONFLICT (source, external_id) DO NOTHING
+                RETURNING id, created_at, updated_at, status
+            ), created AS (
+                INSERT INTO report_events (report_id, at, kind, actor, to_status)
+                SELECT id, created_at, 'created', :actor, 'open' FROM new
+            ), moved AS (
+                INSERT INTO report_events (report_id, at, kind, actor, from_status, to_status)
+                SELECT id, updated_at, 'status', :actor, 'open', status
+                FROM new WHERE status <> 'open'
+            ), outside AS (
+                SELECT idx FROM routed WHERE ward_id IS NULL
+            )
+            SELECT (SELECT count(*) FROM new) AS inserted,
+                   (SELECT count(*) FROM routed WHERE ward_id IS NOT NULL) AS routed,
+                   (SELECT array_agg(idx ORDER BY idx) FROM outside) AS outside
+            """
+        ),
+        {"snap_m": settings.snap_distance_m, "actor": actor},
+    ).one()
+    outside = list(counts.outside or [])
+    rejected = pd.DataFrame({"reason": "outside the service area"}, index=rows.index[outside])
+    return BatchResult(
+        inserted=int(counts.inserted),
+        already_present=int(counts.routed) - int(counts.inserted),
+        rejected=rejected,
+    )

@@ -1,0 +1,255 @@
+"""Routing: which ward a report lies in, and which zone and team must work it.
+
+Precedence, applied identically to a single report and to a bulk batch:
+
+1. **Ward.** The current ward whose polygon covers the point (``ST_Covers``, so a point on a
+   boundary line counts as inside). A point on an edge shared by several wards goes to the
+   ward whose code sorts first (byte order), so the answer never depends on table order.
+   A point outside every ward but within ``snap_distance_m`` metres of one (geodesic
+   distance) goes to the nearest such ward and is flagged as *snapped*. Beyond that the point
+   is outside the service area.
+2. **Zone and team.** The first of these that matches, in this order:
+
+   a. a category route limited to a zone, whose current zone covers the point: the route's
+      team, in that zone (if several, the zone code that sorts first);
+   b. a city-wide category route for the report's category: the route's team, in that
+      team's zone covering the point if it has one;
+   c. otherwise (no route for the category, or only zone-limited routes whose zones do not
+      cover the point): the zone covering the point (first zone code on ties), and the team
+      that owns that zone.
+
+   If nothing matches the report keeps its ward and waits, unassigned, for triage.
+3. **Due time.** Creation time plus the category's SLA hours (48 unless the category says
+   otherwise).
+
+Both paths run the same SQL text (``_ROUTE_SELECT``): ``route_point`` feeds it one row,
+``route_points`` feeds it a temporary table filled by COPY.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from psycopg import sql
+from sqlalchemy import Connection, text
+
+from geo.errors import InvalidInputError, OutsideServiceAreaError
+from geo.settings import RoutingSettings
+
+# The input relation ``p`` has columns (idx bigint, geom geometry(Point, 4326),
+# category_id int, created_at timestamptz). Metres to degrees for the index pre-filter is
+# deliberately generous (110 km per degree, cos(lat) floored) so the exact geodesic test
+# decides, never the box.
+_ROUTE_SELECT = """
+SELECT p.idx,
+       COALESCE(cw.ward_id, sw.ward_id) AS ward_id,
+       (cw.ward_id IS NULL AND sw.ward_id IS NOT NULL) AS snapped,
+       sw.distance_m,
+       rt.zone_id,
+       rt.team_id,
+       p.created_at + make_interval(hours => c.sla_hours) AS due_at
+FROM {source} AS p
+JOIN categories AS c ON c.id = p.category_id
+LEFT JOIN LATERAL (
+    SELECT w.id AS ward_id
+    FROM wards AS w
+    WHERE w.retired_at IS NULL AND ST_Covers(w.geom, p.geom)
+    ORDER BY w.code COLLATE "C", w.id
+    LIMIT 1
+) AS cw ON true
+LEFT JOIN LATERAL (
+    SELECT w.id AS ward_id,
+           ST_Distance(w.geom::geography, p.geom::geography) AS distance_m
+    FROM wards AS w
+    WHERE cw.ward_id IS NULL
+      AND w.retired_at IS NULL
+      AND w.geom && ST_Expand(
+            p.geom,
+            :snap_m / (110000.0 * GREATEST(cos(radians(ST_Y(p.geom))), 0.01)),
+            :snap_m / 110000.0)
+      AND ST_DWithin(w.geom::geography, p.geom::geography, :snap_m)
+    ORDER BY distance_m, w.code COLLATE "C", w.id
+    LIMIT 1
+) AS sw ON true
+LEFT JOIN LATERAL (
+    SELECT cand.zone_id, cand.team_id
+    FROM (
+        SELECT 1 AS rank, z.code AS zone_code, cr.id AS route_id, z.id AS zone_id, cr.team_id
+        FROM category_routes AS cr
+        JOIN zones AS z ON z.code = cr.zone_code AND z.retired_at IS NULL
+        WHERE cr.category_id = p.category_id AND ST_Covers(z.geom, p.geom)
+        UNION ALL
+        SELECT 2, '', cr.id,
+               (SELECT z.id FROM zones AS z
+                WHERE z.team_id = cr.team_id AND z.retired_at IS NULL
+                  AND ST_Covers(z.geom, p.geom)
+                ORDER BY z.code COLLATE "C", z.id LIMIT 1),
+               cr.team_id
+        FROM category_routes AS cr
+        WHERE cr.category_id = p.category_id AND cr.zone_code IS NULL
+        UNION ALL
+        SELECT 3, z.code, NULL, z.id, z.team_id
+        FROM zones AS z
+        WHERE z.retired_at IS NULL AND ST_Covers(z.geom, p.geom)
+    ) AS cand
+    ORDER BY cand.rank, cand.zone_code COLLATE "C", cand.route_id
+    LIMIT 1
+) AS rt ON true
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a report belongs and when it is due."""
+
+    ward_id: int
+    snapped: bool
+    zone_id: int | None
+    team_id: int | None
+    due_at: datetime
+
+
+def check_coordinates(lon: float, lat: float) -> None:
+    """Refuse coordinates that are not finite WGS84 degrees, naming the field."""
+    for name, value, limit in (("lat", lat, 90.0), ("lon", lon, 180.0)):
+        if not isinstance(value, int | float) or value != value or abs(value) == float("inf"):
+            raise InvalidInputError(name, "must be a finite number of degrees")
+        if abs(value) > limit:
+            raise InvalidInputError(name, f"must be between -{limit:g} and {limit:g}")
+
+
+def nearest_ward_distance_m(conn: Connection, *, lon: float, lat: float) -> float | None:
+    """Geodesic distance from the point to the nearest current ward, or None if none exist."""
+    return conn.execute(
+        text(
+            "SELECT min(ST_Distance(geom::geography, "
+            "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)) "
+            "FROM wards WHERE retired_at IS NULL"
+        ),
+        {"lon": lon, "lat": lat},
+    ).scalar_one_or_none()
+
+
+def route_point(
+    conn: Connection,
+    *,
+    lon: float,
+    lat: float,
+    category_id: int,
+    created_at: datetime,
+    settings: RoutingSettings,
+) -> Route:
+    """Route one point; raise ``OutsideServiceAreaError`` when no ward takes it."""
+    check_coordinates(lon, lat)
+    row = conn.execute(
+        text(
+            _ROUTE_SELECT.format(
+                source="(SELECT 0::bigint AS idx, "
+                "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom, "
+                "CAST(:category_id AS integer) AS category_id, "
+                "CAST(:created_at AS timestamptz) AS created_at)"
+            )
+        ),
+        {
+            "lon": lon,
+            "lat": lat,
+            "category_id": category_id,
+            "created_at": created_at,
+            "snap_m": settings.snap_distance_m,
+        },
+    ).one_or_none()
+    if row is None:
+        raise InvalidInputError("category", f"no category has id {category_id}")
+    if row.ward_id is None:
+        raise OutsideServiceAreaError(lat, lon, nearest_ward_distance_m(conn, lon=lon, lat=lat))
+    return Route(
+        ward_id=row.ward_id,
+        snapped=row.snapped,
+        zone_id=row.zone_id,
+        team_id=row.team_id,
+        due_at=row.due_at,
+    )
+
+
+_STAGED_SOURCE = (
+    "(SELECT idx, ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS geom, category_id, created_at "
+    "FROM routing_input)"
+)
+
+
+STAGED_COLUMNS: dict[str, str] = {
+    "idx": "bigint PRIMARY KEY",
+    "lon": "float8",
+    "lat": "float8",
+    "category_id": "int",
+    "created_at": "timestamptz",
+}
+"""Columns every staged batch has; callers may stage more (see ``stage_points``)."""
+
+
+def stage_points(
+    conn: Connection, points: pd.DataFrame, *, extra: dict[str, str] | None = None
+) -> None:
+    """COPY ``points`` into the temporary table ``routing_input``.
+
+    ``points`` holds the ``STAGED_COLUMNS`` plus any ``extra`` columns (name to SQL type,
+    from our own code, never from input). The table is dropped when the transaction ends,
+    so staging, routing and inserting share one transaction.
+    """
+    columns = STAGED_COLUMNS | (extra or {})
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    names = list(columns)
+    with raw.cursor() as cur:
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE routing_input ({}) ON COMMIT DROP").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
+                    for n, t in columns.items()
+                )
+            )
+        )
+        statement = sql.SQL("COPY routing_input ({}) FROM STDIN").format(
+            sql.SQL(", ").join(map(sql.Identifier, names))
+        )
+        with cur.copy(statement) as copy:
+            for record in points[names].itertuples(index=False, name=None):
+                copy.write_row(tuple(None if v is pd.NaT or v is pd.NA else v for v in record))
+        cur.execute("ANALYZE routing_input")
+
+
+def staged_route_select() -> str:
+    """Return the set-based routing statement over the staged points; bind ``snap_m``."""
+    return _ROUTE_SELECT.format(source=_STAGED_SOURCE)
+
+
+def route_points(
+    conn: Connection, points: pd.DataFrame, *, settings: RoutingSettings
+) -> pd.DataFrame:
+    """Route many points in one PostGIS statement.
+
+    ``points`` needs columns ``lon``, ``lat``, ``category_id`` and ``created_at``; its index
+    is kept. The result has ``ward_id`` (missing when outside the service area),
+    ``snapped``, ``distance_m``, ``zone_id``, ``team_id`` and ``due_at``, one row per input
+    point, in input order. Points whose category does not exist get no ward either.
+    """
+    bad = ~(points["lat"].between(-90, 90) & points["lon"].between(-180, 180))
+    if bad.any():
+        first = points.index[bad.to_numpy()][0]
+        raise InvalidInputError("lat/lon", f"row {first} is not a valid WGS84 coordinate")
+    staged = points.assign(idx=range(len(points)))
+    stage_points(conn, staged)
+    rows = conn.execute(
+        text(staged_route_select() + " ORDER BY p.idx"), {"snap_m": settings.snap_distance_m}
+    ).all()
+    result = pd.DataFrame(
+        rows, columns=["idx", "ward_id", "snapped", "distance_m", "zone_id", "team_id", "due_at"]
+    ).set_index("idx")
+    result = result.reindex(range(len(points)))
+    result.index = points.index
+    for column in ("ward_id", "zone_id", "team_id"):
+        result[column] = result[column].astype("Int64")
+    result["snapped"] = result["snapped"].fillna(False).astype(bool)
+    return result

@@ -1,0 +1,59 @@
+"""Settings, one pydantic-settings class per concern, all read from ``ISSUEMAP_*`` variables.
+
+Nothing here is read at import time: callers build the settings object they need and pass
+it on, so tests and notebooks can point the same code at another database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, PostgresDsn
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the PostGIS database is, or where to keep the local one we start ourselves."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    database_url: PostgresDsn | None = Field(
+        default=None,
+        description="SQLAlchemy URL of an existing PostGIS database. When unset, issuemap "
+        "starts its own PostgreSQL cluster in `data_dir`.",
+    )
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / ".data" / "postgres",
+        description="Folder of the local cluster started when no database URL is given.",
+    )
+    local_database: str = Field(default="issuemap", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    pool_size: int = Field(default=10, ge=1, le=200)
+
+
+class RoutingSettings(BaseSettings):
+    """How reports are matched to wards, zones and teams."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    snap_distance_m: float = Field(
+        default=100.0,
+        ge=0.0,
+        le=10_000.0,
+        description="A point outside every ward but within this many metres of one is "
+        "assigned to the nearest ward and flagged as snapped.",
+    )
+
+
+class ServerSettings(BaseSettings):
+    """How the HTTP service runs."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    load_demo: bool = Field(
+        default=True,
+        description="Load the generated demo city when the database holds no wards.",
+    )

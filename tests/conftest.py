@@ -1,0 +1,99 @@
+"""Shared fixtures: one throwaway PostGIS cluster per run, a fresh database per test.
+
+The cluster is started by ``geo.localdb`` (as the ``postgres`` user when we are root, since
+PostgreSQL will not run as root). A template database is migrated once; every test gets a
+clone of it through pytest-postgresql's ``DatabaseJanitor``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+from sqlalchemy import Engine
+
+from geo.db import make_engine, upgrade
+from geo.localdb import LocalCluster
+from geo.settings import PROJECT_ROOT
+
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+TEMPLATE_DB = "issuemap_template"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[LocalCluster]:
+    """A private PostgreSQL cluster for this test run, deleted afterwards."""
+    # Not tmp_path: pytest's folders are private to root and the server runs as postgres.
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-test-")), durable=False)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def _janitor(cluster: LocalCluster, dbname: str, **kwargs: object) -> DatabaseJanitor:
+    return DatabaseJanitor(user="postgres", host=cluster.host, port=5432, dbname=dbname, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_cluster: LocalCluster) -> Iterator[str]:
+    """Name of a template database holding PostGIS and every migration."""
+    janitor = _janitor(pg_cluster, TEMPLATE_DB)
+    janitor.init()
+    upgrade(pg_cluster.url(TEMPLATE_DB))
+    try:
+        yield TEMPLATE_DB
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture
+def db_url(pg_cluster: LocalCluster, template_db: str) -> Iterator[str]:
+    """URL of a fresh, migrated, empty database cloned from the template."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    janitor = _janitor(pg_cluster, name, template_dbname=template_db)
+    janitor.init()
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """SQLAlchemy engine on the per-test database."""
+    eng = make_engine(db_url, pool_size=2)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The public sample data beside the checkout; CI must always have it."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the sample data folder {SHARED_DATA} is missing")
+        pytest.skip(f"sample data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With ISSUEMAP_FAIL_ON_SKIP set (CI), any skipped test fails the run."""
+    if not os.environ.get("ISSUEMAP_FAIL_ON_SKIP"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped:
+        if reporter:
+            reporter.write_line(
+                f"FAILED: {skipped} test(s) were skipped; CI allows none.", red=True
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
