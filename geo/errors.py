@@ -32,7 +32,7 @@ class OutsideServiceAreaError(IssuemapError):
             detail = "No city wards have been loaded yet."
         else:
             detail = (
-                f"The nearest ward is about {distance_m:,.0f} m away. "
+                f"The nearest ward is about {round(distance_m, -1):,.0f} m away. "
                 "Please check the location, or report it to the authority responsible there."
             )
         super().__init__(

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, text
 
 from geo.errors import InvalidInputError, OutsideServiceAreaError
 from geo.routing import (
     _ROUTE_SELECT,
     check_coordinates,
     nearest_ward_distance_m,
-    stage_points,
+    staged_points,
     staged_route_select,
 )
 from geo.settings import RoutingSettings
@@ -166,18 +167,29 @@ def insert_reports(
     if "updated_at" not in frame:
         frame["updated_at"] = frame["created_at"]
     frame["idx"] = range(len(frame))
-    stage_points(conn, frame, extra=BATCH_EXTRA_COLUMNS)
-    counts = conn.execute(
+    with staged_points(conn, frame, extra=BATCH_EXTRA_COLUMNS) as table:
+        counts = _insert_staged(conn, table, actor=actor, snap_m=settings.snap_distance_m)
+    outside = list(counts.outside or [])
+    rejected = pd.DataFrame({"reason": "outside the service area"}, index=rows.index[outside])
+    return BatchResult(
+        inserted=int(counts.inserted),
+        already_present=int(counts.routed) - int(counts.inserted),
+        rejected=rejected,
+    )
+
+
+def _insert_staged(conn: Connection, table: str, *, actor: str, snap_m: float) -> Row[Any]:
+    return conn.execute(
         text(
             f"""
-            WITH routed AS ({staged_route_select()}),
+            WITH routed AS ({staged_route_select(table)}),
             new AS (
                 INSERT INTO reports ({_REPORT_COLUMNS})
                 SELECT i.category_id, i.description, i.status, i.created_at, i.updated_at,
                        i.resolved_at, r.ward_id, r.snapped, r.zone_id, r.team_id, r.due_at,
                        i.source, i.external_id, i.is_demo,
                        ST_SetSRID(ST_MakePoint(i.lon, i.lat), 4326)
-                FROM routed AS r JOIN routing_input AS i USING (idx)
+                FROM routed AS r JOIN "{table}" AS i USING (idx)
                 WHERE r.ward_id IS NOT NULL
                 ORDER BY i.idx
                 ON CONFLICT (source, external_id) DO NOTHING
@@ -197,12 +209,5 @@ def insert_reports(
                    (SELECT array_agg(idx ORDER BY idx) FROM outside) AS outside
             """
         ),
-        {"snap_m": settings.snap_distance_m, "actor": actor},
+        {"snap_m": snap_m, "actor": actor},
     ).one()
-    outside = list(counts.outside or [])
-    rejected = pd.DataFrame({"reason": "outside the service area"}, index=rows.index[outside])
-    return BatchResult(
-        inserted=int(counts.inserted),
-        already_present=int(counts.routed) - int(counts.inserted),
-        rejected=rejected,
-    )

@@ -1,0 +1,113 @@
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, text
+
+from geo.errors import InvalidInputError, OutsideServiceAreaError
+from geo.reports import create_report, insert_reports
+from geo.settings import RoutingSettings
+from tests.fixtures import TinyCity, load_tiny_city
+
+SETTINGS = RoutingSettings()
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def city(engine: Engine) -> TinyCity:
+    with engine.begin() as conn:
+        return load_tiny_city(conn)
+
+
+def count(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def test_created_report_keeps_its_route_due_time_and_audit_event(
+    engine: Engine, city: TinyCity
+) -> None:
+    with engine.begin() as conn:
+        created = create_report(
+            conn,
+            lon=100.015,
+            lat=8.405,
+            category="road",
+            description="หลุมบนถนนหน้าตลาด",
+            settings=SETTINGS,
+            created_at=T0,
+        )
+    assert created.ward_id == city.wards["W-B"]
+    assert created.team_id == city.teams["T2"]
+    assert created.due_at == T0 + timedelta(hours=48)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT description, status FROM reports")).one()
+        event = conn.execute(text("SELECT kind, to_status FROM report_events")).one()
+    assert row == ("หลุมบนถนนหน้าตลาด", "open")
+    assert tuple(event) == ("created", "open")
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat", "category", "error"),
+    [
+        (100.015, 8.405, "nope", InvalidInputError),
+        (100.015, 8.5, "road", OutsideServiceAreaError),
+        (100.015, 91.0, "road", InvalidInputError),
+    ],
+)
+def test_refused_report_writes_nothing(
+    engine: Engine, city: TinyCity, lon: float, lat: float, category: str, error: type
+) -> None:
+    with pytest.raises(error), engine.begin() as conn:
+        create_report(conn, lon=lon, lat=lat, category=category, description="x", settings=SETTINGS)
+    assert count(engine, "reports") == 0
+    assert count(engine, "report_events") == 0
+
+
+def test_batch_insert_rejects_outside_rows_and_is_idempotent(
+    engine: Engine, city: TinyCity
+) -> None:
+    rows = pd.DataFrame(
+        {
+            "lon": [100.005, 100.015, 100.015],
+            "lat": [8.405, 8.405, 8.6],
+            "category_id": [city.categories["road"]] * 3,
+            "created_at": [T0] * 3,
+            "status": ["open", "resolved", "open"],
+            "source": ["test"] * 3,
+            "external_id": ["a", "b", "c"],
+            "description": ["", 'comma, "quote"', "far away"],
+        },
+        index=[10, 11, 12],
+    )
+    with engine.begin() as conn:
+        first = insert_reports(conn, rows, settings=SETTINGS)
+    assert first.inserted == 2
+    assert list(first.rejected.index) == [12]
+    with engine.begin() as conn:
+        again = insert_reports(conn, rows, settings=SETTINGS)
+    assert (again.inserted, again.already_present) == (0, 2)
+    assert count(engine, "reports") == 2
+    with engine.connect() as conn:
+        descriptions = set(conn.execute(text("SELECT description FROM reports")).scalars())
+        moved = conn.execute(
+            text("SELECT count(*) FROM report_events WHERE kind = 'status'")
+        ).scalar_one()
+    assert descriptions == {"", 'comma, "quote"'}
+    assert moved == 1
+
+
+def test_batch_rows_without_external_id_are_all_kept(engine: Engine, city: TinyCity) -> None:
+    rows = pd.DataFrame(
+        {
+            "lon": [100.005, 100.006],
+            "lat": [8.405, 8.405],
+            "category_id": [city.categories["road"]] * 2,
+            "created_at": [T0, T0],
+        }
+    )
+    with engine.begin() as conn:
+        result = insert_reports(conn, rows, settings=SETTINGS)
+    assert result.inserted == 2
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(external_id) FROM reports")).scalar_one() == 0
