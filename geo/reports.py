@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import Connection, Row, text
 
 from geo.errors import InvalidInputError, OutsideServiceAreaError
+from geo.models import OPEN_STATUSES, REPORT_STATUSES
 from geo.routing import (
     _ROUTE_SELECT,
     check_coordinates,
@@ -211,3 +212,85 @@ def _insert_staged(conn: Connection, table: str, *, actor: str, snap_m: float) -
         ),
         {"snap_m": snap_m, "actor": actor},
     ).one()
+
+
+@dataclass(frozen=True, slots=True)
+class RerouteResult:
+    """What an explicit re-route did: how many were examined, changed, or left outside."""
+
+    examined: int
+    changed: int
+    outside: int
+    dry_run: bool
+
+
+_REROUTE = f"""
+WITH routed AS ({
+    _ROUTE_SELECT.format(
+        source="(SELECT id AS idx, geom, category_id, created_at FROM reports "
+        "WHERE status = ANY(:statuses))"
+    )
+}), moves AS (
+    SELECT o.id, o.ward_id AS old_ward, o.zone_id AS old_zone, o.team_id AS old_team,
+           x.ward_id, x.snapped, x.zone_id, x.team_id
+    FROM routed AS x JOIN reports AS o ON o.id = x.idx
+    WHERE x.ward_id IS NOT NULL
+      AND (o.ward_id, o.zone_id, o.team_id) IS DISTINCT FROM (x.ward_id, x.zone_id, x.team_id)
+), updated AS (
+    UPDATE reports AS r
+    SET ward_id = m.ward_id, ward_snapped = m.snapped, zone_id = m.zone_id,
+        team_id = m.team_id, updated_at = now()
+    FROM moves AS m
+    WHERE r.id = m.id AND NOT :dry_run
+    RETURNING r.id
+), logged AS (
+    INSERT INTO report_events (report_id, kind, actor, note, data)
+    SELECT m.id, 'rerouted', :actor, :note,
+           jsonb_build_object(
+               'from', jsonb_build_object('ward_id', m.old_ward, 'zone_id', m.old_zone,
+                                          'team_id', m.old_team),
+               'to', jsonb_build_object('ward_id', m.ward_id, 'zone_id', m.zone_id,
+                                        'team_id', m.team_id))
+    FROM moves AS m JOIN updated AS u ON u.id = m.id
+)
+SELECT (SELECT count(*) FROM routed) AS examined,
+       (SELECT count(*) FROM moves) AS changed,
+       (SELECT count(*) FROM routed WHERE ward_id IS NULL) AS outside
+"""
+
+
+def reroute_reports(
+    conn: Connection,
+    *,
+    settings: RoutingSettings,
+    statuses: tuple[str, ...] = OPEN_STATUSES,
+    actor: str = "cli",
+    note: str = "re-routed against the current boundaries",
+    dry_run: bool = False,
+) -> RerouteResult:
+    """Route stored reports again against the current boundaries and routes.
+
+    Only reports in ``statuses`` (by default the ones still being worked) are examined.
+    Every report whose ward, zone or team changes gets a ``rerouted`` event holding the
+    old and new assignment. Reports that fall outside every current ward keep their old
+    assignment and are counted in ``outside``. With ``dry_run`` nothing is written.
+    """
+    unknown = set(statuses) - set(REPORT_STATUSES)
+    if unknown:
+        raise InvalidInputError("status", f"unknown status {sorted(unknown)[0]!r}")
+    row = conn.execute(
+        text(_REROUTE),
+        {
+            "statuses": list(statuses),
+            "actor": actor,
+            "note": note,
+            "dry_run": dry_run,
+            "snap_m": settings.snap_distance_m,
+        },
+    ).one()
+    return RerouteResult(
+        examined=int(row.examined),
+        changed=int(row.changed),
+        outside=int(row.outside),
+        dry_run=dry_run,
+    )

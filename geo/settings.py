@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, PostgresDsn
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +19,7 @@ class DatabaseSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
 
-    database_url: PostgresDsn | None = Field(
+    database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of an existing PostGIS database. When unset, issuemap "
         "starts its own PostgreSQL cluster in `data_dir`.",
@@ -30,6 +30,23 @@ class DatabaseSettings(BaseSettings):
     )
     local_database: str = Field(default="issuemap", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     pool_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        # pydantic's PostgresDsn refuses unix-socket URLs (empty host), which we use.
+        if value is None or not value.strip():
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError as error:
+            raise ValueError(f"not a database URL: {error}") from error
+        if not url.drivername.startswith("postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
 
 
 class RoutingSettings(BaseSettings):

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from geo.errors import InvalidInputError, OutsideServiceAreaError
-from geo.reports import create_report, insert_reports
+from geo.reports import create_report, insert_reports, reroute_reports
 from geo.settings import RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
 
@@ -111,3 +111,67 @@ def test_batch_rows_without_external_id_are_all_kept(engine: Engine, city: TinyC
     assert result.inserted == 2
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(external_id) FROM reports")).scalar_one() == 0
+
+
+def test_new_boundaries_never_reroute_history_until_reroute_is_run(
+    engine: Engine, city: TinyCity
+) -> None:
+    with engine.begin() as conn:
+        open_report = create_report(
+            conn, lon=100.011, lat=8.405, category="road", description="", settings=SETTINGS
+        )
+        done = create_report(
+            conn, lon=100.011, lat=8.405, category="road", description="", settings=SETTINGS
+        )
+        conn.execute(text("UPDATE reports SET status = 'closed' WHERE id = :id"), {"id": done.id})
+        # Move the ward line east: the point at lon 100.011 now lies in W-A.
+        conn.execute(
+            text("UPDATE wards SET geom = ST_Multi(ST_GeomFromText(:wkt, 4326)) WHERE code = :c"),
+            {"c": "W-A", "wkt": "POLYGON((100 8.4,100.0115 8.4,100.0115 8.41,100 8.41,100 8.4))"},
+        )
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT ward_id FROM reports WHERE id = :id"), {"id": open_report.id}
+        ).scalar_one()
+    assert stored == city.wards["W-B"], "a boundary change alone must not move a report"
+
+    with engine.begin() as conn:
+        preview = reroute_reports(conn, settings=SETTINGS, dry_run=True)
+    assert (preview.examined, preview.changed) == (1, 1)
+    assert count(engine, "report_events WHERE kind = 'rerouted'") == 0
+
+    with engine.begin() as conn:
+        result = reroute_reports(conn, settings=SETTINGS, actor="planner@city")
+    assert (result.examined, result.changed, result.outside) == (1, 1, 0)
+    with engine.connect() as conn:
+        wards = dict(conn.execute(text("SELECT id, ward_id FROM reports")).all())
+        event = conn.execute(
+            text("SELECT report_id, actor, data FROM report_events WHERE kind = 'rerouted'")
+        ).one()
+    assert wards == {open_report.id: city.wards["W-A"], done.id: city.wards["W-B"]}
+    assert event.report_id == open_report.id and event.actor == "planner@city"
+    assert event.data["from"]["ward_id"] == city.wards["W-B"]
+    assert event.data["to"]["ward_id"] == city.wards["W-A"]
+
+    with engine.begin() as conn:
+        assert reroute_reports(conn, settings=SETTINGS).changed == 0
+
+
+def test_reroute_command_reports_what_it_changed(
+    engine: Engine, city: TinyCity, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli import app
+
+    with engine.begin() as conn:
+        create_report(
+            conn, lon=100.011, lat=8.405, category="road", description="", settings=SETTINGS
+        )
+        conn.execute(text("UPDATE zones SET retired_at = now()"))
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    result = CliRunner().invoke(app, ["reports", "reroute", "--actor", "ops"])
+    assert result.exit_code == 0, result.output
+    assert "examined 1 reports; changed 1" in result.output
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT team_id FROM reports")).scalar_one() is None
