@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
-from api.deps import ConnDep
+from api.deps import ConnDep, RoutingDep
+from geo.maps import city_overview_map
+from geo.queries import current_wards, current_zones, open_report_heat
+from geo.routing import find_category_id, route_point
 
 router = APIRouter()
+
+
+class RouteAnswer(BaseModel):
+    """The ward, zone and team a report would go to, and when it would be due."""
+
+    ward_id: int
+    snapped: bool
+    zone_id: int | None
+    team_id: int | None
+    due_at: datetime
 
 
 @router.get("/healthz", tags=["service"])
@@ -15,3 +34,33 @@ def health(conn: ConnDep) -> dict[str, str]:
     """Report that the service is up and its database answers."""
     version = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
     return {"status": "ok", "postgis": str(version)}
+
+
+@router.get("/", response_class=HTMLResponse, tags=["maps"])
+def city_map(conn: ConnDep) -> HTMLResponse:
+    """City overview map: wards, field-team zones and a heat layer of open reports."""
+    fmap = city_overview_map(
+        wards=current_wards(conn), zones=current_zones(conn), heat=open_report_heat(conn)
+    )
+    return HTMLResponse(fmap.get_root().render())
+
+
+@router.get("/api/route", tags=["routing"])
+def route_lookup(
+    conn: ConnDep,
+    routing: RoutingDep,
+    lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+    lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
+    category: Annotated[str, Query(min_length=1, max_length=64)],
+) -> RouteAnswer:
+    """Where a report at this point and of this category would be sent; nothing is stored."""
+    category_id = find_category_id(conn, category)
+    route = route_point(
+        conn,
+        lon=lon,
+        lat=lat,
+        category_id=category_id,
+        created_at=datetime.now(UTC),
+        settings=routing,
+    )
+    return RouteAnswer(**asdict(route))

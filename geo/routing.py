@@ -135,6 +135,16 @@ def nearest_ward_distance_m(conn: Connection, *, lon: float, lat: float) -> floa
     ).scalar_one_or_none()
 
 
+def find_category_id(conn: Connection, code: str) -> int:
+    """Id of the active category ``code``; an unknown code is a clear input error."""
+    found = conn.execute(
+        text("SELECT id FROM categories WHERE code = :code AND active"), {"code": code}
+    ).scalar_one_or_none()
+    if found is None:
+        raise InvalidInputError("category", f"there is no category with code {code!r}")
+    return int(found)
+
+
 def route_point(
     conn: Connection,
     *,

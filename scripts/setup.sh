@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install whatever this checkout needs and is missing; quick and silent when all is there.
+#  - Debian's PostgreSQL 15 server and PostGIS 3 (apt-get, only when absent)
+#  - a virtualenv in .venv with issuemap and its development tools (only when
+#    pyproject.toml changed since the last install)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql-15)
+ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt+=(postgresql-15-postgis-3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${need_apt[*]} from Debian" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Debian starts a system cluster on install; issuemap runs its own and needs none.
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "setup: issuemap needs Python 3.11 or newer (found: $("$python" --version 2>&1))" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing issuemap into .venv" >&2
+  if ! .venv/bin/python -m pip install -e '.[dev]' >.venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    exit 1
+  fi
+  .venv/bin/python -c 'import geo, api' >/dev/null
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
