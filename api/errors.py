@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from geo.errors import (
     BoundaryImportError,
+    DatabaseNotEmptyError,
     InvalidInputError,
     IssuemapError,
     NotFoundError,
@@ -18,6 +19,7 @@ STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
     OutsideServiceAreaError: 422,
     BoundaryImportError: 422,
     NotFoundError: 404,
+    DatabaseNotEmptyError: 409,
 }
 
 

@@ -49,9 +49,17 @@ def upgrade(url: str) -> None:
 
 
 def is_empty(engine: Engine) -> bool:
-    """Whether the database holds no wards yet (so a demo city may be loaded)."""
+    """Whether the database holds no city at all yet (so the demo city may be loaded)."""
     with engine.connect() as conn:
-        return bool(conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM wards)")).scalar_one())
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT NOT (EXISTS (SELECT 1 FROM wards) OR EXISTS (SELECT 1 FROM zones) "
+                    "OR EXISTS (SELECT 1 FROM teams) OR EXISTS (SELECT 1 FROM categories) "
+                    "OR EXISTS (SELECT 1 FROM reports))"
+                )
+            ).scalar_one()
+        )
 
 
 @contextmanager

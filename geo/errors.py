@@ -54,3 +54,7 @@ class BoundaryImportError(IssuemapError):
             else message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
         )
         super().__init__(full)
+
+
+class DatabaseNotEmptyError(IssuemapError):
+    """The demo city was refused because the database already holds a city."""
