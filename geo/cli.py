@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import Engine
 
 from geo.db import database, make_engine
@@ -44,7 +46,8 @@ def open_engine() -> Iterator[Engine]:
 
 def fail(error: IssuemapError) -> typer.Exit:
     """Print a domain error for people and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    # Messages quote user input (file names, ids): escape it so rich never reads it as markup.
+    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
     return typer.Exit(code=2)
 
 
@@ -53,6 +56,72 @@ def db_upgrade() -> None:
     """Create the database if needed and apply all schema migrations."""
     with open_engine():
         console.print("database is up to date")
+
+
+@boundaries_app.command("import")
+def boundaries_import(
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="GeoJSON, TopoJSON, Shapefile (.shp or zipped .zip) or GeoPackage.",
+            show_default=False,
+        ),
+    ],
+    layer: Annotated[
+        str, typer.Option(metavar="wards|zones", help="Which layer the file replaces.")
+    ],
+    id_field: Annotated[str, typer.Option(help="Attribute holding each feature's unique id.")],
+    name_field: Annotated[str, typer.Option(help="Attribute holding each feature's name.")],
+    team_field: Annotated[
+        str | None,
+        typer.Option(
+            help="Zones only: attribute naming each zone's team (created if new). "
+            "Without it every zone gets a team of its own."
+        ),
+    ] = None,
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            metavar="EPSG:N",
+            help="CRS of the coordinates; required when the file does not declare one.",
+        ),
+    ] = None,
+    tolerance_m2: Annotated[
+        float,
+        typer.Option(
+            "--tolerance-m2",
+            min=0.0,
+            help="Overlaps and gaps of at most this many m² are not reported.",
+        ),
+    ] = 1.0,
+) -> None:
+    """Check a ward or zone boundary file and make it the layer's current boundaries.
+
+    The old boundaries are retired, not deleted: stored reports keep their ward and zone.
+    A file that fails any check is refused and nothing changes.
+    """
+    from geo.boundaries import check_boundaries, render_summary, write_boundaries
+
+    try:
+        with console.status(f"Reading and checking {escape(file)} ..."):
+            checked = check_boundaries(
+                file,
+                layer=layer,
+                id_field=id_field,
+                name_field=name_field,
+                team_field=team_field,
+                crs=crs,
+                tolerance_m2=tolerance_m2,
+            )
+        with open_engine() as engine, console.status(f"Storing the {layer} ..."):
+            summary = write_boundaries(engine, checked)
+    except IssuemapError as error:
+        raise fail(error) from error
+    console.print(render_summary(summary))
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command()
@@ -81,6 +150,9 @@ def serve(
                 engine.dispose()
             # Worker processes find the database the same way an operator would tell them.
             os.environ["ISSUEMAP_DATABASE_URL"] = url
+            # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit
+            # lets the block above stop our local PostgreSQL instead of dying with it running.
+            signal.signal(signal.SIGTERM, _exit_on_signal)
             uvicorn.run(
                 "api.app:create_app",
                 factory=True,
@@ -90,3 +162,54 @@ def serve(
             )
     except IssuemapError as error:
         raise fail(error) from error
+
+
+@reports_app.command("reroute")
+def reports_reroute(
+    all_statuses: Annotated[
+        bool, typer.Option("--all-statuses", help="Also re-route resolved and closed reports.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would change; write nothing.")
+    ] = False,
+    actor: Annotated[str, typer.Option(help="Who is re-routing, for the audit trail.")] = "cli",
+) -> None:
+    """Route stored reports again against the current boundaries, logging every change."""
+    from geo.models import OPEN_STATUSES, REPORT_STATUSES
+    from geo.reports import reroute_reports
+    from geo.settings import RoutingSettings
+
+    statuses = REPORT_STATUSES if all_statuses else OPEN_STATUSES
+    try:
+        with open_engine() as engine, engine.begin() as conn:
+            result = reroute_reports(
+                conn,
+                settings=RoutingSettings(),
+                statuses=statuses,
+                actor=actor,
+                dry_run=dry_run,
+            )
+    except IssuemapError as error:
+        raise fail(error) from error
+    verb = "would change" if dry_run else "changed"
+    console.print(
+        f"examined {result.examined:,} reports; {verb} {result.changed:,}; "
+        f"{result.outside:,} now lie outside every ward and were left as they were"
+    )
+
+
+@demo_app.command("load")
+def demo_load(
+    seed: Annotated[
+        int, typer.Option(help="Seed of the generator: the same seed draws the same city.")
+    ] = 2026,
+) -> None:
+    """Generate the demo city and load it into an empty database (labelled as demo data)."""
+    from geo.demo import load_demo_city
+
+    try:
+        with open_engine() as engine, console.status("Generating and loading the demo city ..."):
+            summary = load_demo_city(engine, seed=seed)
+    except IssuemapError as error:
+        raise fail(error) from error
+    console.print(summary)

@@ -73,6 +73,15 @@ class LocalCluster:
             entry = pwd.getpwnam(_SERVICE_USER)
             for folder in (self.data_dir, self.socket_dir):
                 os.chown(folder, entry.pw_uid, entry.pw_gid)
+            reachable = subprocess.run(
+                ["runuser", "-u", _SERVICE_USER, "--", "test", "-w", str(self.data_dir)],
+                check=False,
+            )
+            if reachable.returncode != 0:
+                raise LocalDatabaseError(
+                    f"the {_SERVICE_USER} user cannot reach {self.data_dir} (a parent folder "
+                    "is private); set ISSUEMAP_DATA_DIR to a folder under /var/lib or /srv"
+                )
 
     def initialise(self) -> bool:
         """Create the cluster if the folder holds none; return whether one was created."""

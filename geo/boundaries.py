@@ -1,0 +1,897 @@
+"""Boundary import: read a ward or zone file, check and repair it, store it in one transaction.
+
+The pipeline, each step usable on its own (from a notebook, say):
+
+1. ``read_boundaries`` reads GeoJSON, TopoJSON, a Shapefile (plain or zipped) or a GeoPackage
+   through pyogrio, settles the coordinate reference system and reprojects to EPSG:4326.
+2. ``check_attributes`` picks the id, name and team columns and refuses missing fields,
+   blank and duplicate ids.
+3. ``repair_geometries`` repairs invalid polygons with ``shapely.make_valid`` and refuses
+   every feature that is not, or does not stay, a polygon.
+4. ``find_overlaps`` and ``find_gaps`` *report* (never refuse) where features overlap and
+   where holes lie inside the covered area, in square metres.
+5. ``write_boundaries`` retires the layer's current rows and inserts the new ones, with a
+   ``boundary_imports`` row describing the file, in one transaction.
+
+``check_boundaries`` runs steps 1 to 4 and ``import_boundaries`` all five. Every check runs
+before anything is written, so a refused file changes nothing. Old rows are retired, never
+deleted, and stored reports keep the ward and zone they were routed to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy import Connection, Engine, text
+
+from geo.errors import BoundaryImportError
+from geo.models import BOUNDARY_LAYERS
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+
+DEFAULT_TOLERANCE_M2 = 1.0
+"""Overlaps and gaps of at most this many square metres are digitising noise, not news."""
+
+SUPPORTED_FORMATS = {
+    "GeoJSON": "GeoJSON",
+    "TopoJSON": "TopoJSON",
+    "ESRI Shapefile": "Shapefile",
+    "GPKG": "GeoPackage",
+}
+"""GDAL driver names we accept, and what to call them in messages."""
+
+CODE_MAX_LENGTH = 64
+"""Longest ward, zone or team code the schema stores."""
+
+_LISTED = 20  # ids named in one refusal message before "and N more"
+_GAP_NEIGHBOUR_M = 1.0  # a feature this close to a gap is one of the features around it
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """Two features that cover the same ground."""
+
+    ids: tuple[str, str]
+    area_m2: float
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A hole inside the covered area that no feature covers.
+
+    ``ids`` are the features around it; ``lon`` and ``lat`` are a point inside it.
+    """
+
+    ids: tuple[str, ...]
+    area_m2: float
+    lon: float
+    lat: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBoundaries:
+    """A boundary file that passed every check, ready to be written.
+
+    ``features`` has columns ``code``, ``name``, ``team_code`` (zones only, else missing),
+    ``properties`` (JSON-safe dicts) and ``geometry`` (valid polygons, EPSG:4326).
+    """
+
+    layer: str
+    source: str
+    sha256: str
+    source_crs: str
+    features: gpd.GeoDataFrame
+    repaired_ids: tuple[str, ...]
+    overlaps: tuple[Overlap, ...]
+    gaps: tuple[Gap, ...]
+    tolerance_m2: float
+    metric_crs: str
+    teams_from_field: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an accepted import stored and what it found; also kept as JSON on the import."""
+
+    import_id: int
+    layer: str
+    source: str
+    sha256: str
+    source_crs: str
+    feature_count: int
+    repaired_ids: tuple[str, ...]
+    retired_count: int
+    teams_created: tuple[str, ...]
+    overlaps: tuple[Overlap, ...]
+    gaps: tuple[Gap, ...]
+    tolerance_m2: float
+    metric_crs: str
+
+    @property
+    def repaired_count(self) -> int:
+        """How many features were invalid as read and were repaired."""
+        return len(self.repaired_ids)
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The findings as stored in ``boundary_imports.summary``."""
+        return _findings_json(
+            source_crs=self.source_crs,
+            metric_crs=self.metric_crs,
+            tolerance_m2=self.tolerance_m2,
+            repaired_ids=self.repaired_ids,
+            retired_count=self.retired_count,
+            teams_created=self.teams_created,
+            overlaps=self.overlaps,
+            gaps=self.gaps,
+        )
+
+
+def _findings_json(
+    *,
+    source_crs: str,
+    metric_crs: str,
+    tolerance_m2: float,
+    repaired_ids: tuple[str, ...],
+    retired_count: int,
+    teams_created: tuple[str, ...],
+    overlaps: tuple[Overlap, ...],
+    gaps: tuple[Gap, ...],
+) -> dict[str, JsonValue]:
+    return {
+        "source_crs": source_crs,
+        "metric_crs": metric_crs,
+        "tolerance_m2": tolerance_m2,
+        "repaired_ids": list(repaired_ids),
+        "retired_count": retired_count,
+        "teams_created": list(teams_created),
+        "overlap_count": len(overlaps),
+        "overlap_total_m2": round(sum(o.area_m2 for o in overlaps), 2),
+        "overlaps": [{"ids": list(o.ids), "area_m2": round(o.area_m2, 2)} for o in overlaps],
+        "gap_count": len(gaps),
+        "gap_total_m2": round(sum(g.area_m2 for g in gaps), 2),
+        "gaps": [
+            {
+                "ids": list(g.ids),
+                "area_m2": round(g.area_m2, 2),
+                "lon": round(g.lon, 7),
+                "lat": round(g.lat, 7),
+            }
+            for g in gaps
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def parse_crs(value: str) -> CRS:
+    """Parse a user's CRS (``EPSG:32647``, a WKT or PROJ string) or refuse it."""
+    try:
+        return CRS.from_user_input(value)
+    except CRSError as error:
+        raise BoundaryImportError(
+            f"{value!r} is not a coordinate reference system pyproj knows; "
+            "give it as EPSG:<code>, for example EPSG:4326."
+        ) from error
+
+
+def _crs_label(crs: CRS) -> str:
+    code = crs.to_epsg()
+    return f"EPSG:{code}" if code is not None else crs.name
+
+
+def check_coordinate_range(
+    bounds: tuple[float, float, float, float], crs: CRS, *, use_area_of_use: bool
+) -> None:
+    """Refuse coordinates that cannot be in ``crs``.
+
+    A geographic CRS needs longitudes within ±180 and latitudes within ±90. With
+    ``use_area_of_use`` a projected CRS also needs the coordinates inside the projected
+    bounds of the CRS's area of use, widened by a tenth of their size on each side (areas of
+    use are drawn tightly, and a city may spill a little over the edge of its zone).
+    """
+    minx, miny, maxx, maxy = bounds
+    if not all(math.isfinite(v) for v in bounds):
+        return  # no usable coordinates at all; the geometry checks name the features
+    label = _crs_label(crs)
+    found = f"x from {minx:.6g} to {maxx:.6g}, y from {miny:.6g} to {maxy:.6g}"
+    if crs.is_geographic:
+        if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+            raise BoundaryImportError(
+                f"The coordinates ({found}) are not longitude/latitude degrees, so they "
+                f"cannot be in {label} (longitude -180 to 180, latitude -90 to 90). "
+                "Check which CRS the file really uses."
+            )
+        return
+    if not crs.is_projected:
+        raise BoundaryImportError(
+            f"{label} is neither a geographic nor a projected CRS; boundaries need one of those."
+        )
+    if not use_area_of_use or crs.area_of_use is None:
+        return
+    west, south, east, north = crs.area_of_use.bounds
+    to_crs = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    left, bottom, right, top = to_crs.transform_bounds(west, south, east, north, densify_pts=21)
+    pad_x, pad_y = (right - left) / 10, (top - bottom) / 10
+    if minx < left - pad_x or maxx > right + pad_x or miny < bottom - pad_y or maxy > top + pad_y:
+        raise BoundaryImportError(
+            f"The coordinates ({found}) lie outside the area where {label} ({crs.name}) is "
+            f"valid (x from {left:.6g} to {right:.6g}, y from {bottom:.6g} to {top:.6g}). "
+            "Check which CRS the file really uses."
+        )
+
+
+def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataFrame:
+    """Read a boundary file and return its features in EPSG:4326, 2D, every column kept.
+
+    The CRS the coordinates were read in is noted in ``frame.attrs["source_crs"]``.
+
+    Parameters
+    ----------
+    path
+        A GeoJSON, TopoJSON, Shapefile (``.shp`` or a ``.zip`` holding one) or GeoPackage
+        with exactly one layer.
+    crs
+        The CRS of the coordinates, for a file that declares none (TopoJSON usually does
+        not). A file that declares one must agree with it. The coordinates must lie in the
+        CRS's valid range.
+
+    Raises
+    ------
+    BoundaryImportError
+        When the file is missing, unreadable, not a supported vector format, holds no or
+        several layers or no features, or its CRS is missing or does not fit.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BoundaryImportError(f"{path}: no such file.")
+    if path.is_dir():
+        raise BoundaryImportError(f"{path} is a folder; give the boundary file itself.")
+    try:
+        layers = pyogrio.list_layers(path)
+    except (pyogrio.errors.DataSourceError, OSError) as error:
+        raise BoundaryImportError(
+            f"{path.name} could not be read as a vector boundary file (GeoJSON, TopoJSON, "
+            f"Shapefile or GeoPackage): {error}"
+        ) from error
+    if len(layers) == 0:
+        raise BoundaryImportError(f"{path.name} holds no layers.")
+    if len(layers) > 1:
+        names = ", ".join(repr(str(name)) for name in layers[:, 0])
+        raise BoundaryImportError(
+            f"{path.name} holds {len(layers)} layers ({names}); give a file with one layer."
+        )
+    layer_name = str(layers[0, 0])
+    try:
+        info = pyogrio.read_info(path, layer=layer_name)
+        driver = str(info["driver"])
+        if driver not in SUPPORTED_FORMATS:
+            raise BoundaryImportError(
+                f"{path.name} is a {driver} file; boundaries must be GeoJSON, TopoJSON, "
+                "Shapefile (plain or zipped) or GeoPackage."
+            )
+        if info["geometry_type"] is None:
+            raise BoundaryImportError(f"{path.name} has no geometry column.")
+        frame = gpd.read_file(path, engine="pyogrio", layer=layer_name)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as error:
+        raise BoundaryImportError(f"{path.name} could not be read: {error}") from error
+    if len(frame) == 0:
+        raise BoundaryImportError(f"{path.name} has no features (the layer is empty).")
+    return _settle_crs(frame, path.name, crs)
+
+
+def _settle_crs(frame: gpd.GeoDataFrame, name: str, crs: str | None) -> gpd.GeoDataFrame:
+    """Apply the given or declared CRS, check the coordinates fit it, reproject to 4326."""
+    given = parse_crs(crs) if crs is not None else None
+    declared: CRS | None = frame.crs
+    if declared is None and given is None:
+        raise BoundaryImportError(
+            f"{name} does not say which coordinate reference system it uses. Give it "
+            "(--crs EPSG:4326 if the coordinates are longitude/latitude degrees)."
+        )
+    if declared is not None and given is not None and not _same_crs(declared, given):
+        raise BoundaryImportError(
+            f"{name} declares {_crs_label(declared)} but {_crs_label(given)} was given; "
+            "leave the CRS out, or fix the file."
+        )
+    source = given if given is not None else declared
+    assert source is not None
+    bounds = tuple(float(v) for v in frame.total_bounds)
+    check_coordinate_range(
+        (bounds[0], bounds[1], bounds[2], bounds[3]), source, use_area_of_use=given is not None
+    )
+    frame = frame.set_crs(source, allow_override=True)
+    frame = frame.set_geometry(shapely.force_2d(np.asarray(frame.geometry.array)), crs=source)
+    if source.to_epsg() != 4326:
+        frame = frame.to_crs(4326)
+    coords = shapely.get_coordinates(np.asarray(frame.geometry.array))
+    if len(coords) and not (
+        np.isfinite(coords).all()
+        and np.abs(coords[:, 0]).max() <= 180
+        and np.abs(coords[:, 1]).max() <= 90
+    ):
+        raise BoundaryImportError(
+            f"The coordinates of {name} could not be converted from {_crs_label(source)} to "
+            "longitude/latitude; check which CRS the file really uses."
+        )
+    frame.attrs["source_crs"] = _crs_label(source)
+    return frame
+
+
+def _same_crs(a: CRS, b: CRS) -> bool:
+    if a.equals(b, ignore_axis_order=True):
+        return True
+    code = a.to_epsg()
+    return code is not None and code == b.to_epsg()
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+def _as_text(value: object) -> str | None:
+    """A cell as an id, name or team code: trimmed text, or None when blank or missing."""
+    if value is None or isinstance(value, list | tuple | dict | np.ndarray):
+        return None if value is None else str(value)
+    if pd.isna(value):
+        return None
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        # Numeric ids read from a shapefile come back as 1025.0; the code is "1025".
+        return str(int(value))
+    result = str(value).strip()
+    return result or None
+
+
+def _json_safe(value: object) -> JsonValue:
+    """A cell as a JSON value: NaN and NaT become null, dates ISO text, bytes hex."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_json_safe(v) for v in value]
+    if pd.isna(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating | Decimal):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, np.datetime64):
+        return str(pd.Timestamp(value).isoformat())
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _some(ids: list[str]) -> str:
+    """Quote at most ``_LISTED`` ids, then say how many more there are."""
+    return _some_plain([repr(i) for i in ids], _LISTED)
+
+
+def _some_plain(items: list[str], listed: int) -> str:
+    shown = ", ".join(items[:listed])
+    return shown if len(items) <= listed else f"{shown} and {len(items) - listed} more"
+
+
+def _check_options(*, layer: str, team_field: str | None, tolerance_m2: float) -> None:
+    if layer not in BOUNDARY_LAYERS:
+        raise BoundaryImportError(
+            f"Unknown layer {layer!r}; it must be one of: {', '.join(BOUNDARY_LAYERS)}."
+        )
+    if team_field is not None and layer != "zones":
+        raise BoundaryImportError(
+            "A team field only applies to the zones layer; wards have no teams."
+        )
+    if not (math.isfinite(tolerance_m2) and tolerance_m2 >= 0):
+        raise BoundaryImportError("The overlap and gap tolerance must be 0 m² or more.")
+
+
+def check_attributes(
+    frame: gpd.GeoDataFrame,
+    *,
+    layer: str,
+    id_field: str,
+    name_field: str,
+    team_field: str | None = None,
+) -> gpd.GeoDataFrame:
+    """Take the id, name and (zones) team of each feature; refuse what cannot be stored.
+
+    Returns a frame with ``code``, ``name``, ``team_code`` (zones only: the team field's
+    value, or the zone's own code when there is no team field), ``properties`` (every
+    other column, JSON-safe) and ``geometry``. Raises ``BoundaryImportError`` listing every
+    problem: a field missing from the file (naming the fields it has), blank, duplicate or
+    over-long ids, blank names, blank or over-long team codes.
+    """
+    _check_options(layer=layer, team_field=team_field, tolerance_m2=0.0)
+    geometry_name = frame.geometry.name
+    fields = [str(c) for c in frame.columns if c != geometry_name]
+    wanted = {"id": id_field, "name": name_field}
+    if team_field is not None:
+        wanted["team"] = team_field
+    missing = []
+    for role, field in wanted.items():
+        if field not in fields:
+            similar = [f for f in fields if f.casefold() == field.casefold()]
+            hint = f" (did you mean {similar[0]!r}?)" if similar else ""
+            missing.append(f"the {role} field {field!r} is not in the file{hint}")
+    if missing:
+        raise BoundaryImportError(
+            "The file lacks a field it was told to use. Its fields are: "
+            + (", ".join(repr(f) for f in fields) or "none"),
+            missing,
+        )
+
+    codes = [_as_text(v) for v in frame[id_field]]
+    names = [_as_text(v) for v in frame[name_field]]
+    teams = [_as_text(v) for v in frame[team_field]] if team_field is not None else None
+    problems = []
+    blank = [str(n) for n, code in enumerate(codes, start=1) if code is None]
+    if blank:
+        problems.append(
+            f"{len(blank)} feature(s) have no id in {id_field!r} (feature number "
+            f"{_some(blank)}, counting from 1)"
+        )
+    counts = pd.Series([c for c in codes if c is not None], dtype=object).value_counts()
+    duplicated = sorted(str(c) for c in counts[counts > 1].index)
+    if duplicated:
+        problems.append(
+            f"{len(duplicated)} id(s) in {id_field!r} are used by more than one feature: "
+            + _some(duplicated)
+        )
+    too_long = [c for c in codes if c is not None and len(c) > CODE_MAX_LENGTH]
+    if too_long:
+        problems.append(f"ids longer than {CODE_MAX_LENGTH} characters: {_some(too_long)}")
+    nameless = [str(c) for c, n in zip(codes, names, strict=True) if n is None]
+    if nameless:
+        problems.append(f"features with no name in {name_field!r}: {_some(nameless)}")
+    if teams is not None:
+        teamless = [str(c) for c, t in zip(codes, teams, strict=True) if t is None]
+        if teamless:
+            problems.append(f"zones with no team in {team_field!r}: {_some(teamless)}")
+        long_teams = sorted({t for t in teams if t is not None and len(t) > CODE_MAX_LENGTH})
+        if long_teams:
+            problems.append(
+                f"team codes longer than {CODE_MAX_LENGTH} characters: {_some(long_teams)}"
+            )
+    if problems:
+        raise BoundaryImportError("The file's ids, names or teams cannot be stored.", problems)
+
+    used = {id_field, name_field, team_field, geometry_name}
+    others = [c for c in frame.columns if c not in used]
+    properties = [
+        {str(k): _json_safe(v) for k, v in row.items()}
+        for row in frame[others].to_dict(orient="records")
+    ]
+    columns: dict[str, Any] = {"code": codes, "name": names}
+    if layer == "zones":
+        columns["team_code"] = teams if teams is not None else codes
+    columns["properties"] = properties
+    return gpd.GeoDataFrame(columns, geometry=np.asarray(frame.geometry.array), crs=frame.crs)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def repair_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, tuple[str, ...]]:
+    """Repair invalid polygons; return the repaired frame and the ids that needed it.
+
+    Repair uses ``make_valid(method="structure", keep_collapsed=False)``, which keeps the
+    area the rings enclose and drops parts that collapse to lines or points, so the result
+    is polygonal. A feature with no geometry, one that is not a polygon, or one that is
+    still invalid or empty after repair is refused, with its id (``code``) and the reason.
+    """
+    geoms = np.asarray(frame.geometry.array, dtype=object).copy()
+    codes = list(frame["code"])
+    problems: list[str] = []
+    repaired: list[str] = []
+    valid = shapely.is_valid(geoms)
+    for i, geom in enumerate(geoms):
+        code = codes[i]
+        if geom is None or geom.is_empty:
+            problems.append(f"{code!r}: has no geometry (it is empty)")
+            continue
+        if geom.geom_type not in ("Polygon", "MultiPolygon"):
+            problems.append(f"{code!r}: is a {geom.geom_type}, not a polygon")
+            continue
+        if valid[i]:
+            continue
+        reason = shapely.is_valid_reason(geom)
+        fixed = shapely.make_valid(geom, method="structure", keep_collapsed=False)
+        if fixed.geom_type == "GeometryCollection":
+            fixed = shapely.union_all([g for g in fixed.geoms if g.geom_type.endswith("Polygon")])
+        if fixed.is_empty:
+            problems.append(f"{code!r}: collapses to nothing when repaired ({reason})")
+        elif fixed.geom_type not in ("Polygon", "MultiPolygon"):
+            problems.append(f"{code!r}: repairing it leaves a {fixed.geom_type} ({reason})")
+        elif not fixed.is_valid:
+            problems.append(
+                f"{code!r}: still invalid after repair ({shapely.is_valid_reason(fixed)})"
+            )
+        else:
+            geoms[i] = fixed
+            repaired.append(str(code))
+    if problems:
+        raise BoundaryImportError(
+            f"{len(problems)} feature(s) cannot be stored as polygons.", problems
+        )
+    return frame.set_geometry(geoms, crs=frame.crs), tuple(repaired)
+
+
+def metric_crs(frame: gpd.GeoDataFrame) -> CRS:
+    """The CRS overlaps and gaps are measured in: the layer's UTM zone.
+
+    Falls back to the World Cylindrical Equal Area projection where no UTM zone applies.
+    """
+    try:
+        utm = frame.estimate_utm_crs()
+    except (RuntimeError, ValueError):
+        utm = None
+    return CRS.from_epsg(6933) if utm is None else CRS(utm)
+
+
+def find_overlaps(
+    frame: gpd.GeoDataFrame,
+    *,
+    tolerance_m2: float = DEFAULT_TOLERANCE_M2,
+    crs: CRS | None = None,
+) -> list[Overlap]:
+    """Pairs of features that share more than ``tolerance_m2``, largest first, ids sorted.
+
+    ``frame`` needs ``code`` and geometry; areas are measured in ``crs`` (a metric CRS,
+    by default ``metric_crs(frame)``).
+    """
+    metric = frame.to_crs(crs if crs is not None else metric_crs(frame))
+    geoms = np.asarray(metric.geometry.array)
+    left, right = metric.sindex.query(geoms, predicate="intersects")
+    pairs = left < right
+    left, right = left[pairs], right[pairs]
+    areas = shapely.area(shapely.intersection(geoms[left], geoms[right]))
+    codes = list(frame["code"])
+    found = []
+    for a, b, area in zip(left, right, areas, strict=True):
+        if area > tolerance_m2:
+            first, second = sorted((str(codes[a]), str(codes[b])))
+            found.append(Overlap(ids=(first, second), area_m2=float(area)))
+    return sorted(found, key=lambda o: (-o.area_m2, o.ids))
+
+
+def find_gaps(
+    frame: gpd.GeoDataFrame,
+    *,
+    tolerance_m2: float = DEFAULT_TOLERANCE_M2,
+    crs: CRS | None = None,
+) -> list[Gap]:
+    """Holes of more than ``tolerance_m2`` inside the area the features cover, largest first.
+
+    A hole is an interior ring of the union of all features: ground surrounded by the layer
+    that no feature covers (an enclave that is really outside the city shows up too, which
+    is for a person to judge). Each gap names the features within a metre of it.
+    """
+    metric_ref = crs if crs is not None else metric_crs(frame)
+    metric = frame.to_crs(metric_ref)
+    union = shapely.union_all(np.asarray(metric.geometry.array))
+    parts = getattr(union, "geoms", [union])
+    holes = [
+        hole
+        for part in parts
+        if part.geom_type == "Polygon"
+        for ring in part.interiors
+        if (hole := shapely.Polygon(ring)).area > tolerance_m2
+    ]
+    if not holes:
+        return []
+    to_lonlat = Transformer.from_crs(metric_ref, "EPSG:4326", always_xy=True)
+    codes = list(frame["code"])
+    gaps = []
+    for hole in holes:
+        near = metric.sindex.query(hole, predicate="dwithin", distance=_GAP_NEIGHBOUR_M)
+        inside = hole.representative_point()
+        lon, lat = to_lonlat.transform(inside.x, inside.y)
+        gaps.append(
+            Gap(
+                ids=tuple(sorted(str(codes[i]) for i in near)),
+                area_m2=float(hole.area),
+                lon=float(lon),
+                lat=float(lat),
+            )
+        )
+    return sorted(gaps, key=lambda g: (-g.area_m2, g.ids))
+
+
+# --------------------------------------------------------------------------- the whole import
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex sha256 of the file's bytes."""
+    try:
+        with Path(path).open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as error:
+        raise BoundaryImportError(f"{Path(path).name} could not be read: {error}") from error
+
+
+def check_boundaries(
+    path: Path | str,
+    *,
+    layer: str,
+    id_field: str,
+    name_field: str,
+    team_field: str | None = None,
+    crs: str | None = None,
+    tolerance_m2: float = DEFAULT_TOLERANCE_M2,
+) -> CheckedBoundaries:
+    """Read, check and repair a boundary file, and find its overlaps and gaps; write nothing.
+
+    The arguments are those of ``import_boundaries``. Raises ``BoundaryImportError`` for
+    anything that refuses the file.
+    """
+    _check_options(layer=layer, team_field=team_field, tolerance_m2=tolerance_m2)
+    path = Path(path)
+    frame = read_boundaries(path, crs=crs)
+    sha256 = file_sha256(path)
+    features = check_attributes(
+        frame, layer=layer, id_field=id_field, name_field=name_field, team_field=team_field
+    )
+    features, repaired = repair_geometries(features)
+    metric = metric_crs(features)
+    return CheckedBoundaries(
+        layer=layer,
+        source=path.name,
+        sha256=sha256,
+        source_crs=str(frame.attrs["source_crs"]),
+        features=features,
+        repaired_ids=repaired,
+        overlaps=tuple(find_overlaps(features, tolerance_m2=tolerance_m2, crs=metric)),
+        gaps=tuple(find_gaps(features, tolerance_m2=tolerance_m2, crs=metric)),
+        tolerance_m2=tolerance_m2,
+        metric_crs=_crs_label(metric),
+        teams_from_field=team_field is not None,
+    )
+
+
+# Identifiers are fixed here, per layer; nothing from the file reaches the SQL text.
+_RETIRE = {
+    "wards": "UPDATE wards SET retired_at = now() WHERE retired_at IS NULL",
+    "zones": "UPDATE zones SET retired_at = now() WHERE retired_at IS NULL",
+}
+_INSERT_IMPORT = """
+INSERT INTO boundary_imports (layer, source, sha256, feature_count, repaired_count, summary)
+VALUES (:layer, :source, :sha256, :feature_count, :repaired_count, CAST(:summary AS jsonb))
+RETURNING id
+"""
+_FEATURES = """
+unnest(CAST(:codes AS text[]), CAST(:names AS text[]), CAST(:teams AS text[]),
+       CAST(:properties AS text[]), CAST(:wkbs AS bytea[]))
+    WITH ORDINALITY AS f(code, name, team_code, properties, wkb, n)
+"""
+_INSERT_FEATURES = {
+    "wards": f"""
+        INSERT INTO wards (code, name, properties, import_id, geom)
+        SELECT f.code, f.name, CAST(f.properties AS jsonb), :import_id,
+               ST_Multi(ST_GeomFromWKB(f.wkb, 4326))
+        FROM {_FEATURES}
+        ORDER BY f.n
+    """,
+    "zones": f"""
+        INSERT INTO zones (code, name, team_id, properties, import_id, geom)
+        SELECT f.code, f.name, t.id, CAST(f.properties AS jsonb), :import_id,
+               ST_Multi(ST_GeomFromWKB(f.wkb, 4326))
+        FROM {_FEATURES}
+        JOIN teams AS t ON t.code = f.team_code
+        ORDER BY f.n
+    """,
+}
+_CREATE_TEAMS = """
+INSERT INTO teams (code, name)
+SELECT DISTINCT ON (t.code) t.code, t.name
+FROM unnest(CAST(:codes AS text[]), CAST(:names AS text[])) WITH ORDINALITY AS t(code, name, n)
+ORDER BY t.code, t.n
+ON CONFLICT (code) DO NOTHING
+RETURNING code
+"""
+
+
+def _create_teams(conn: Connection, checked: CheckedBoundaries) -> tuple[str, ...]:
+    """Create the zones' teams that do not exist yet; return their codes."""
+    features = checked.features
+    codes = [str(c) for c in features["team_code"]]
+    # A team named in a team field is called by that value; otherwise it is the zone's team.
+    names = codes if checked.teams_from_field else [str(n) for n in features["name"]]
+    created = conn.execute(text(_CREATE_TEAMS), {"codes": codes, "names": names}).scalars()
+    return tuple(sorted(created))
+
+
+def write_boundaries(engine: Engine, checked: CheckedBoundaries) -> ImportSummary:
+    """Replace the layer's current boundaries with ``checked``, in one transaction.
+
+    The current rows get ``retired_at = now()`` (never deleted, so stored reports keep their
+    ward and zone), the new rows are inserted as MultiPolygons with SRID 4326, and a
+    ``boundary_imports`` row records the file and the findings. Imports of the same layer
+    are serialised by an advisory lock; reads and report intake carry on meanwhile.
+    """
+    layer = checked.layer
+    if layer not in BOUNDARY_LAYERS:
+        raise BoundaryImportError(f"Unknown layer {layer!r}.")
+    features = checked.features
+    geoms = np.asarray(features.geometry.array)
+    params: dict[str, Any] = {
+        "codes": [str(c) for c in features["code"]],
+        "names": [str(n) for n in features["name"]],
+        "teams": (
+            [str(t) for t in features["team_code"]] if layer == "zones" else [None] * len(features)
+        ),
+        "properties": [
+            json.dumps(p, ensure_ascii=False, allow_nan=False) for p in features["properties"]
+        ],
+        "wkbs": [bytes(b) for b in shapely.to_wkb(geoms, output_dimension=2)],
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"issuemap.boundaries.{layer}"},
+        )
+        teams_created = _create_teams(conn, checked) if layer == "zones" else ()
+        retired = conn.execute(text(_RETIRE[layer])).rowcount
+        findings = _findings_json(
+            source_crs=checked.source_crs,
+            metric_crs=checked.metric_crs,
+            tolerance_m2=checked.tolerance_m2,
+            repaired_ids=checked.repaired_ids,
+            retired_count=retired,
+            teams_created=teams_created,
+            overlaps=checked.overlaps,
+            gaps=checked.gaps,
+        )
+        import_id = conn.execute(
+            text(_INSERT_IMPORT),
+            {
+                "layer": layer,
+                "source": checked.source,
+                "sha256": checked.sha256,
+                "feature_count": len(features),
+                "repaired_count": len(checked.repaired_ids),
+                "summary": json.dumps(findings, ensure_ascii=False, allow_nan=False),
+            },
+        ).scalar_one()
+        inserted = conn.execute(
+            text(_INSERT_FEATURES[layer]), params | {"import_id": import_id}
+        ).rowcount
+        if inserted != len(features):  # a zone whose team is missing; cannot happen
+            raise BoundaryImportError(
+                f"Only {inserted} of {len(features)} features could be stored; nothing changed."
+            )
+    return ImportSummary(
+        import_id=int(import_id),
+        layer=layer,
+        source=checked.source,
+        sha256=checked.sha256,
+        source_crs=checked.source_crs,
+        feature_count=len(features),
+        repaired_ids=checked.repaired_ids,
+        retired_count=retired,
+        teams_created=teams_created,
+        overlaps=checked.overlaps,
+        gaps=checked.gaps,
+        tolerance_m2=checked.tolerance_m2,
+        metric_crs=checked.metric_crs,
+    )
+
+
+def import_boundaries(
+    engine: Engine,
+    path: Path | str,
+    *,
+    layer: str,
+    id_field: str,
+    name_field: str,
+    team_field: str | None = None,
+    crs: str | None = None,
+    tolerance_m2: float = DEFAULT_TOLERANCE_M2,
+) -> ImportSummary:
+    """Check a boundary file and, if it passes, make it the layer's current boundaries.
+
+    Parameters
+    ----------
+    engine
+        The issuemap database.
+    path
+        GeoJSON, TopoJSON, Shapefile (``.shp`` or zipped ``.zip``) or GeoPackage.
+    layer
+        ``"wards"`` or ``"zones"``.
+    id_field, name_field
+        The attribute holding each feature's unique code, and its display name.
+    team_field
+        Zones only: the attribute naming each zone's team; teams that do not exist yet are
+        created with that value as code and name. Without it every zone gets a team of its
+        own, with the zone's code and name.
+    crs
+        The CRS of the coordinates, required when the file declares none.
+    tolerance_m2
+        Overlaps and gaps of at most this area are not reported.
+
+    Raises
+    ------
+    BoundaryImportError
+        The file was refused, with the reasons; the database is unchanged.
+    """
+    checked = check_boundaries(
+        path,
+        layer=layer,
+        id_field=id_field,
+        name_field=name_field,
+        team_field=team_field,
+        crs=crs,
+        tolerance_m2=tolerance_m2,
+    )
+    return write_boundaries(engine, checked)
+
+
+def render_summary(summary: ImportSummary, *, listed: int = 20) -> Group:
+    """The summary as rich tables: the counts, then the ``listed`` largest overlaps and gaps.
+
+    The real files have up to a hundred slivers above a square metre, so the lists are cut
+    and say how many more there are; every one is kept in ``boundary_imports.summary``.
+    """
+    tolerance = f"> {summary.tolerance_m2:g} m²"
+    counts = Table(
+        title=f"{escape(summary.source)} → {summary.layer} (import #{summary.import_id})"
+    )
+    counts.show_header = False
+    counts.add_column()
+    counts.add_column(justify="right")
+    counts.add_row("features imported", f"{summary.feature_count:,}")
+    counts.add_row("repaired (invalid as read)", f"{summary.repaired_count:,}")
+    counts.add_row("previous features retired", f"{summary.retired_count:,}")
+    if summary.layer == "zones":
+        counts.add_row("teams created", f"{len(summary.teams_created):,}")
+    overlap_m2 = sum(o.area_m2 for o in summary.overlaps)
+    gap_m2 = sum(g.area_m2 for g in summary.gaps)
+    counts.add_row(f"overlaps {tolerance}", f"{len(summary.overlaps):,} ({overlap_m2:,.0f} m²)")
+    counts.add_row(f"gaps {tolerance}", f"{len(summary.gaps):,} ({gap_m2:,.0f} m²)")
+    counts.add_row("CRS read / measured in", f"{summary.source_crs} / {summary.metric_crs}")
+    parts: list[RenderableType] = [counts]
+    if summary.repaired_ids:
+        parts.append("repaired: " + escape(_some_plain(list(summary.repaired_ids), listed)))
+    findings = {
+        "overlaps": [(" / ".join(o.ids), "", o.area_m2) for o in summary.overlaps],
+        "gaps": [(", ".join(g.ids), f"{g.lat:.5f}, {g.lon:.5f}", g.area_m2) for g in summary.gaps],
+    }
+    for kind, rows in findings.items():
+        if not rows:
+            continue
+        detail = Table(title=f"the {listed} largest {kind}" if len(rows) > listed else kind)
+        detail.add_column("features")
+        if kind == "gaps":
+            detail.add_column("a point inside (lat, lon)")
+        detail.add_column("m²", justify="right")
+        for ids, where, area in rows[:listed]:
+            cells = [escape(ids), where] if kind == "gaps" else [escape(ids)]
+            detail.add_row(*cells, f"{area:,.1f}")
+        parts.append(detail)
+        if len(rows) > listed:
+            parts.append(
+                f"... and {len(rows) - listed:,} more {kind}; all are kept in "
+                f"boundary_imports.summary of import #{summary.import_id}."
+            )
+    return Group(*parts)

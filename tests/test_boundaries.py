@@ -1,0 +1,696 @@
+"""Boundary import: formats, CRS handling, repair, refusals, overlaps and gaps, atomic re-import.
+
+The synthetic wards are squares drawn in UTM zone 47N (metres, near Bangkok) and written in
+longitude/latitude, so every area below can be checked with a pencil.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+import shapely
+from shapely.geometry import LineString, Polygon, box
+from sqlalchemy import Connection, Engine, text
+
+from geo.boundaries import (
+    check_boundaries,
+    find_gaps,
+    find_overlaps,
+    import_boundaries,
+    read_boundaries,
+)
+from geo.errors import BoundaryImportError
+from geo.reports import create_report
+from geo.settings import RoutingSettings
+
+UTM47 = "EPSG:32647"
+X0, Y0 = 660_000.0, 1_520_000.0  # about 100.48 E, 13.75 N
+
+
+def utm_box(x0: float, y0: float, x1: float, y1: float) -> Polygon:
+    """A rectangle given in metres from (X0, Y0)."""
+    return box(X0 + x0, Y0 + y0, X0 + x1, Y0 + y1)
+
+
+def wards_frame(geoms: dict[str, object], **columns: list[object]) -> gpd.GeoDataFrame:
+    """Wards with code, name and any extra columns, drawn in UTM 47N, returned in 4326."""
+    frame = gpd.GeoDataFrame(
+        {"code": list(geoms), "name": [f"Ward {c}" for c in geoms], **columns},
+        geometry=list(geoms.values()),
+        crs=UTM47,
+    )
+    return frame.to_crs(4326)
+
+
+TWO_WARDS = {"A": utm_box(0, 0, 1000, 1000), "B": utm_box(1000, 0, 2000, 1000)}
+
+
+def write_geojson(path: Path, frame: gpd.GeoDataFrame) -> Path:
+    frame.to_file(path, driver="GeoJSON", engine="pyogrio")
+    return path
+
+
+def write_raw_geojson(path: Path, features: list[tuple[str, dict[str, object] | None]]) -> Path:
+    """GeoJSON text written by hand, for geometries geopandas would not write."""
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {"type": "Feature", "properties": {"code": c, "name": c}, "geometry": g}
+                    for c, g in features
+                ],
+            }
+        )
+    )
+    return path
+
+
+def topojson_text(frame: gpd.GeoDataFrame) -> str:
+    """A TopoJSON topology (no transform, one arc per ring) of simple polygons."""
+    arcs: list[list[list[float]]] = []
+    geometries = []
+    for row in frame.itertuples():
+        rings = [row.geometry.exterior, *row.geometry.interiors]
+        indexes = []
+        for ring in rings:
+            indexes.append([len(arcs)])
+            arcs.append([[x, y] for x, y in ring.coords])
+        geometries.append(
+            {"type": "Polygon", "arcs": indexes, "properties": {"code": row.code, "name": row.name}}
+        )
+    return json.dumps(
+        {
+            "type": "Topology",
+            "objects": {"wards": {"type": "GeometryCollection", "geometries": geometries}},
+            "arcs": arcs,
+        }
+    )
+
+
+def zip_shapefile(folder: Path, frame: gpd.GeoDataFrame, stem: str = "wards") -> Path:
+    frame.to_file(folder / f"{stem}.shp", engine="pyogrio")
+    archive = folder / f"{stem}.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for member in sorted(folder.glob(f"{stem}.*")):
+            if member.suffix != ".zip":
+                zf.write(member, member.name)
+    return archive
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    return {
+        table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+        for table in ("wards", "zones", "teams", "boundary_imports")
+    }
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize("kind", ["geojson", "topojson", "shapefile", "zipped", "gpkg"])
+def test_every_supported_format_reads_into_lonlat(tmp_path: Path, kind: str) -> None:
+    frame = wards_frame(TWO_WARDS)
+    crs = None
+    if kind == "geojson":
+        path = write_geojson(tmp_path / "wards.geojson", frame)
+    elif kind == "topojson":
+        path = tmp_path / "wards.topojson"
+        path.write_text(topojson_text(frame))
+        crs = "EPSG:4326"
+    elif kind == "shapefile":
+        path = tmp_path / "wards.shp"
+        frame.to_crs(UTM47).to_file(path, engine="pyogrio")  # reprojected on import
+    elif kind == "zipped":
+        path = zip_shapefile(tmp_path, frame)
+    else:
+        path = tmp_path / "wards.gpkg"
+        frame.to_file(path, layer="wards", engine="pyogrio")
+
+    read = read_boundaries(path, crs=crs)
+    assert read.crs.to_epsg() == 4326
+    assert sorted(read["code"]) == ["A", "B"]
+    areas = read.to_crs(UTM47).set_index("code").area
+    assert areas["A"] == pytest.approx(1_000_000, rel=1e-6)
+
+    checked = check_boundaries(path, layer="wards", id_field="code", name_field="name", crs=crs)
+    assert list(checked.features["code"]) == ["A", "B"]
+    assert checked.repaired_ids == () and checked.overlaps == () and checked.gaps == ()
+
+
+def test_import_stores_multipolygons_in_4326_with_json_safe_properties(
+    tmp_path: Path, engine: Engine
+) -> None:
+    frame = wards_frame(
+        TWO_WARDS,
+        population=[1200, 3400],
+        density=[1.5, float("nan")],
+        surveyed=[date(2024, 5, 1), None],
+    )
+    path = tmp_path / "wards.gpkg"
+    frame.to_file(path, layer="wards", engine="pyogrio")
+
+    summary = import_boundaries(engine, path, layer="wards", id_field="code", name_field="name")
+
+    assert summary.feature_count == 2 and summary.repaired_count == 0
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT code, name, properties, GeometryType(geom) AS kind, ST_SRID(geom) AS srid,"
+                " ST_Area(geom::geography) AS area, import_id FROM wards ORDER BY code"
+            )
+        ).all()
+        stored = conn.execute(
+            text("SELECT layer, source, sha256, feature_count FROM boundary_imports")
+        ).one()
+    assert [(r.code, r.name, r.kind, r.srid) for r in rows] == [
+        ("A", "Ward A", "MULTIPOLYGON", 4326),
+        ("B", "Ward B", "MULTIPOLYGON", 4326),
+    ]
+    assert rows[0].area == pytest.approx(1_000_000, rel=2e-3)  # UTM scale factor 0.9996
+    assert rows[0].properties == {"population": 1200, "density": 1.5, "surveyed": "2024-05-01"}
+    assert rows[1].properties == {"population": 3400, "density": None, "surveyed": None}
+    assert stored.layer == "wards" and stored.source == "wards.gpkg"
+    assert stored.sha256 == summary.sha256 and len(stored.sha256) == 64
+    assert stored.feature_count == 2 and rows[0].import_id == summary.import_id
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "nothing-here.geojson", "no such file"),
+        (lambda p: p, "is a folder"),
+        (lambda p: (p / "notes.txt", (p / "notes.txt").write_text("hello"))[0], "could not be"),
+        (lambda p: (p / "t.csv", (p / "t.csv").write_text("a,b\n1,2\n"))[0], "is a CSV file"),
+        (
+            lambda p: write_raw_geojson(p / "empty.geojson", []),
+            "has no features (the layer is empty)",
+        ),
+    ],
+    ids=["missing", "folder", "not-vector", "csv", "empty"],
+)
+def test_unreadable_or_unsupported_files_are_refused(
+    tmp_path: Path, make: object, message: str
+) -> None:
+    path = make(tmp_path)  # type: ignore[operator]
+    with pytest.raises(BoundaryImportError) as info:
+        check_boundaries(path, layer="wards", id_field="code", name_field="name")
+    assert message in str(info.value)
+
+
+def test_a_file_with_several_layers_is_refused_naming_them(tmp_path: Path) -> None:
+    path = tmp_path / "city.gpkg"
+    wards_frame(TWO_WARDS).to_file(path, layer="wards", engine="pyogrio")
+    wards_frame(TWO_WARDS).to_file(path, layer="zones", engine="pyogrio")
+    with pytest.raises(BoundaryImportError, match="holds 2 layers \\('wards', 'zones'\\)"):
+        read_boundaries(path)
+
+
+# ----------------------------------------------------------------------------- fields and ids
+
+
+def test_a_missing_field_is_named_with_the_fields_the_file_has(tmp_path: Path) -> None:
+    path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS))
+    with pytest.raises(BoundaryImportError) as info:
+        check_boundaries(path, layer="wards", id_field="CODE", name_field="title")
+    message = str(info.value)
+    assert "the id field 'CODE' is not in the file (did you mean 'code'?)" in message
+    assert "the name field 'title' is not in the file" in message
+    assert "Its fields are: 'code', 'name'" in message
+
+
+def test_duplicate_and_blank_ids_are_refused_and_listed(tmp_path: Path) -> None:
+    geoms = {c: utm_box(i * 100, 0, i * 100 + 100, 100) for i, c in enumerate("ABCDE")}
+    frame = wards_frame(geoms)
+    frame["code"] = ["A", "B", "A", " ", None]
+    path = write_geojson(tmp_path / "w.geojson", frame)
+    with pytest.raises(BoundaryImportError) as info:
+        check_boundaries(path, layer="wards", id_field="code", name_field="name")
+    message = str(info.value)
+    assert "1 id(s) in 'code' are used by more than one feature: 'A'" in message
+    assert "2 feature(s) have no id in 'code' (feature number '4', '5'" in message
+
+
+def test_team_field_is_refused_for_wards(tmp_path: Path) -> None:
+    path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS))
+    with pytest.raises(BoundaryImportError, match="team field only applies to the zones"):
+        check_boundaries(path, layer="wards", id_field="code", name_field="name", team_field="name")
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_a_bowtie_is_repaired_into_polygons_and_counted(tmp_path: Path, engine: Engine) -> None:
+    bowtie = Polygon(
+        [(X0 + 1000, Y0), (X0 + 2000, Y0 + 1000), (X0 + 2000, Y0), (X0 + 1000, Y0 + 1000)]
+    )
+    assert not bowtie.is_valid
+    path = write_geojson(tmp_path / "w.geojson", wards_frame({"A": TWO_WARDS["A"], "B": bowtie}))
+
+    summary = import_boundaries(engine, path, layer="wards", id_field="code", name_field="name")
+
+    assert summary.repaired_count == 1 and summary.repaired_ids == ("B",)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT ST_IsValid(geom) AS valid, ST_NumGeometries(geom) AS parts,"
+                " ST_Area(ST_Transform(geom, 32647)) AS area FROM wards WHERE code = 'B'"
+            )
+        ).one()
+        stored = conn.execute(text("SELECT repaired_count, summary FROM boundary_imports")).one()
+    # The two triangles of the bowtie, 250,000 m² each.
+    assert row.valid and row.parts == 2
+    assert row.area == pytest.approx(500_000, rel=1e-6)
+    assert stored.repaired_count == 1 and stored.summary["repaired_ids"] == ["B"]
+
+
+def test_lines_and_empty_geometries_are_refused_with_their_ids(tmp_path: Path) -> None:
+    square = shapely.geometry.mapping(wards_frame({"A": TWO_WARDS["A"]}).geometry[0])
+    line = shapely.geometry.mapping(LineString([(100.5, 13.7), (100.6, 13.8)]))
+    path = write_raw_geojson(
+        tmp_path / "w.geojson",
+        [
+            ("A", dict(square)),
+            ("ROAD", dict(line)),
+            ("NOTHING", None),
+            ("HOLLOW", {"type": "Polygon", "coordinates": []}),
+        ],
+    )
+    with pytest.raises(BoundaryImportError) as info:
+        check_boundaries(path, layer="wards", id_field="code", name_field="name")
+    message = str(info.value)
+    assert "3 feature(s) cannot be stored as polygons" in message
+    assert "'ROAD': is a LineString, not a polygon" in message
+    assert "'NOTHING': has no geometry" in message
+    assert "'HOLLOW': has no geometry" in message
+    assert "'A'" not in message
+
+
+def test_a_polygon_that_collapses_when_repaired_is_refused(tmp_path: Path) -> None:
+    square = shapely.geometry.mapping(wards_frame({"A": TWO_WARDS["A"]}).geometry[0])
+    # Written in degrees: reprojected, the three points would no longer be exactly in line.
+    flat = {"type": "Polygon", "coordinates": [[[100.5, 13.7], [100.6, 13.7], [100.7, 13.7]]]}
+    flat["coordinates"][0].append([100.5, 13.7])
+    path = write_raw_geojson(tmp_path / "w.geojson", [("A", dict(square)), ("F", flat)])
+    with pytest.raises(BoundaryImportError, match="'F': collapses to nothing when repaired"):
+        check_boundaries(path, layer="wards", id_field="code", name_field="name")
+
+
+# ----------------------------------------------------------------------------- CRS
+
+
+def test_a_file_without_crs_is_refused_unless_one_is_given(tmp_path: Path) -> None:
+    path = tmp_path / "w.topojson"
+    path.write_text(topojson_text(wards_frame(TWO_WARDS)))
+    with pytest.raises(BoundaryImportError, match="does not say which coordinate reference"):
+        read_boundaries(path)
+    assert len(read_boundaries(path, crs="EPSG:4326")) == 2
+    with pytest.raises(BoundaryImportError, match="'EPSG:99999' is not a coordinate"):
+        read_boundaries(path, crs="EPSG:99999")
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
+def test_a_crs_whose_range_the_coordinates_violate_is_refused(tmp_path: Path) -> None:
+    metres = gpd.GeoDataFrame(
+        {"code": ["A", "B"], "name": ["a", "b"]}, geometry=list(TWO_WARDS.values()), crs=None
+    )
+    metres_path = tmp_path / "metres.shp"
+    metres.to_file(metres_path, engine="pyogrio")  # no .prj: no CRS
+    assert not (tmp_path / "metres.prj").exists()
+    with pytest.raises(BoundaryImportError, match=r"not longitude/latitude degrees.*EPSG:4326"):
+        read_boundaries(metres_path, crs="EPSG:4326")
+    lonlat = read_boundaries(metres_path, crs=UTM47)  # the right CRS: accepted, near Bangkok
+    assert lonlat.total_bounds == pytest.approx([100.48, 13.74, 100.50, 13.76], abs=0.01)
+
+    degrees_path = tmp_path / "degrees.shp"
+    wards_frame(TWO_WARDS).set_crs(None, allow_override=True).to_file(
+        degrees_path, engine="pyogrio"
+    )
+    with pytest.raises(BoundaryImportError, match="outside the area where EPSG:32647"):
+        read_boundaries(degrees_path, crs=UTM47)
+
+
+def test_a_crs_that_contradicts_the_files_own_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.gpkg"
+    wards_frame(TWO_WARDS).to_file(path, engine="pyogrio")
+    with pytest.raises(BoundaryImportError, match="declares EPSG:4326 but EPSG:32647 was given"):
+        read_boundaries(path, crs=UTM47)
+    assert len(read_boundaries(path, crs="EPSG:4326")) == 2
+
+
+# ----------------------------------------------------------------------------- overlaps, gaps
+
+# A 3 km × 3 km frame of four wards around a 1 km × 1 km hole:
+#
+#   +-----------------+
+#   |        N        |      N, S: 3000 × 1000; W, E: 1000 × 1000 between them.
+#   +-----+-----+-----+      E reaches 10 m down into S: overlap 1000 × 10 = 10,000 m².
+#   |  W  | gap |  E  |      W reaches 0.5 mm down into S: overlap 0.5 m², under tolerance.
+#   +-----+-----+-----+      The hole: 1000 × 1000 = 1,000,000 m², bordered by all four.
+#   |        S        |
+#   +-----------------+
+FRAME_WARDS = {
+    "S": utm_box(0, 0, 3000, 1000),
+    "N": utm_box(0, 2000, 3000, 3000),
+    "W": utm_box(0, 999.9995, 1000, 2000),
+    "E": utm_box(2000, 990, 3000, 2000),
+}
+
+
+def test_overlaps_and_gaps_are_reported_with_ids_and_square_metres(tmp_path: Path) -> None:
+    path = tmp_path / "w.gpkg"
+    wards_frame(FRAME_WARDS).to_file(path, engine="pyogrio")
+
+    checked = check_boundaries(path, layer="wards", id_field="code", name_field="name")
+
+    assert checked.metric_crs == UTM47
+    assert [o.ids for o in checked.overlaps] == [("E", "S")]
+    assert checked.overlaps[0].area_m2 == pytest.approx(10_000, rel=1e-3)
+    assert len(checked.gaps) == 1
+    gap = checked.gaps[0]
+    assert gap.ids == ("E", "N", "S", "W")
+    assert gap.area_m2 == pytest.approx(1_000_000, rel=1e-3)
+    assert (gap.lon, gap.lat) == pytest.approx((100.49, 13.76), abs=0.01)
+    # A lower tolerance brings back the half-square-metre sliver.
+    finer = find_overlaps(checked.features, tolerance_m2=0.1)
+    assert [o.ids for o in finer] == [("E", "S"), ("S", "W")]
+    assert finer[1].area_m2 == pytest.approx(0.5, rel=0.05)
+    assert find_gaps(checked.features, tolerance_m2=2_000_000) == []
+
+
+def test_overlaps_and_gaps_are_kept_on_the_import_row(tmp_path: Path, engine: Engine) -> None:
+    path = tmp_path / "w.gpkg"
+    wards_frame(FRAME_WARDS).to_file(path, engine="pyogrio")
+    summary = import_boundaries(engine, path, layer="wards", id_field="code", name_field="name")
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT summary FROM boundary_imports")).scalar_one()
+    assert stored == summary.to_json()
+    assert stored["overlap_count"] == 1 and stored["gap_count"] == 1
+    assert stored["overlaps"][0]["ids"] == ["E", "S"]
+    assert stored["gaps"][0]["area_m2"] == pytest.approx(1_000_000, rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- transactions
+
+
+def test_a_refused_file_changes_nothing(tmp_path: Path, engine: Engine) -> None:
+    good = write_geojson(tmp_path / "good.geojson", wards_frame(TWO_WARDS))
+    import_boundaries(engine, good, layer="wards", id_field="code", name_field="name")
+    bad_frame = wards_frame(TWO_WARDS)
+    bad_frame["code"] = ["A", "A"]
+    bad = write_geojson(tmp_path / "bad.geojson", bad_frame)
+    with engine.connect() as conn:
+        before = counts(conn)
+        current = conn.execute(text("SELECT id FROM wards WHERE retired_at IS NULL")).all()
+
+    with pytest.raises(BoundaryImportError, match="used by more than one feature: 'A'"):
+        import_boundaries(engine, bad, layer="wards", id_field="code", name_field="name")
+    with pytest.raises(BoundaryImportError):
+        import_boundaries(
+            engine, bad, layer="zones", id_field="code", name_field="name", team_field="name"
+        )
+
+    with engine.connect() as conn:
+        assert counts(conn) == before
+        assert conn.execute(text("SELECT id FROM wards WHERE retired_at IS NULL")).all() == current
+
+
+def test_reimport_retires_old_rows_and_leaves_stored_reports_alone(
+    tmp_path: Path, engine: Engine
+) -> None:
+    settings = RoutingSettings()
+    first = write_geojson(tmp_path / "v1.geojson", wards_frame(TWO_WARDS))
+    one = import_boundaries(engine, first, layer="wards", id_field="code", name_field="name")
+    point = wards_frame({"p": shapely.Point(X0 + 1500, Y0 + 500)}).geometry[0]  # in B
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO categories (code, name_th, name_en) VALUES ('road', 'ถนน', 'Road')")
+        )
+        report = create_report(
+            conn, lon=point.x, lat=point.y, category="road", description="", settings=settings
+        )
+        ward_b = conn.execute(text("SELECT id FROM wards WHERE code = 'B'")).scalar_one()
+    assert report.ward_id == ward_b
+
+    # The new map moves the line between A and B east, so the report's point is now in A.
+    moved = {"A": utm_box(0, 0, 1800, 1000), "B": utm_box(1800, 0, 2000, 1000)}
+    second = write_geojson(tmp_path / "v2.geojson", wards_frame(moved))
+    two = import_boundaries(engine, second, layer="wards", id_field="code", name_field="name")
+
+    assert two.retired_count == 2 and two.import_id != one.import_id
+    with engine.connect() as conn:
+        wards = conn.execute(
+            text("SELECT id, code, import_id, retired_at FROM wards ORDER BY id")
+        ).all()
+        kept = conn.execute(
+            text("SELECT ward_id FROM reports WHERE id = :id"), {"id": report.id}
+        ).scalar_one()
+        imports = conn.execute(
+            text("SELECT source, feature_count FROM boundary_imports ORDER BY id")
+        ).all()
+    assert [(w.code, w.import_id, w.retired_at is None) for w in wards] == [
+        ("A", one.import_id, False),
+        ("B", one.import_id, False),
+        ("A", two.import_id, True),
+        ("B", two.import_id, True),
+    ]
+    assert kept == ward_b  # still the retired B it was routed to
+    assert [(i.source, i.feature_count) for i in imports] == [
+        ("v1.geojson", 2),
+        ("v2.geojson", 2),
+    ]
+    with engine.begin() as conn:
+        again = create_report(
+            conn, lon=point.x, lat=point.y, category="road", description="", settings=settings
+        )
+    assert again.ward_id == next(w.id for w in wards if w.code == "A" and w.retired_at is None)
+
+
+# ----------------------------------------------------------------------------- zones and teams
+
+
+def test_zones_get_the_teams_named_in_the_team_field(tmp_path: Path, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO teams (code, name) VALUES ('ROADS', 'Road crew')"))
+    geoms = {c: utm_box(i * 100, 0, i * 100 + 100, 100) for i, c in enumerate(["Z1", "Z2", "Z3"])}
+    path = write_geojson(
+        tmp_path / "z.geojson", wards_frame(geoms, crew=["ROADS", "PARKS", "PARKS"])
+    )
+
+    summary = import_boundaries(
+        engine, path, layer="zones", id_field="code", name_field="name", team_field="crew"
+    )
+
+    assert summary.teams_created == ("PARKS",)
+    with engine.connect() as conn:
+        zones = conn.execute(
+            text(
+                "SELECT z.code, t.code AS team, t.name AS team_name, z.properties"
+                " FROM zones AS z JOIN teams AS t ON t.id = z.team_id ORDER BY z.code"
+            )
+        ).all()
+    assert [(z.code, z.team, z.team_name) for z in zones] == [
+        ("Z1", "ROADS", "Road crew"),
+        ("Z2", "PARKS", "PARKS"),
+        ("Z3", "PARKS", "PARKS"),
+    ]
+    assert zones[0].properties == {}
+
+
+def test_zones_without_a_team_field_each_get_their_own_team(tmp_path: Path, engine: Engine) -> None:
+    path = write_geojson(tmp_path / "z.geojson", wards_frame(TWO_WARDS))
+    summary = import_boundaries(engine, path, layer="zones", id_field="code", name_field="name")
+    assert summary.teams_created == ("A", "B")
+    with engine.connect() as conn:
+        teams = conn.execute(
+            text("SELECT z.code, t.code, t.name FROM zones z JOIN teams t ON t.id = z.team_id")
+        ).all()
+    assert sorted(tuple(t) for t in teams) == [("A", "A", "Ward A"), ("B", "B", "Ward B")]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_imports_zones_and_prints_the_summary(
+    tmp_path: Path, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli import app
+
+    path = tmp_path / "zones.gpkg"
+    wards_frame(FRAME_WARDS, crew=["T1", "T1", "T2", "T2"]).to_file(path, engine="pyogrio")
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "boundaries",
+            "import",
+            str(path),
+            "--layer",
+            "zones",
+            "--id-field",
+            "code",
+            "--name-field",
+            "name",
+            "--team-field",
+            "crew",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "features imported │ 4" in output
+    assert "repaired (invalid as read) │ 0" in output
+    assert "teams created │ 2" in output
+    assert "overlaps > 1 m² │ 1 (10,000 m²)" in output
+    assert "gaps > 1 m² │ 1 (1,000,000 m²)" in output
+    assert "E / S" in output
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM zones")).scalar_one() == 4
+
+
+def test_cli_refuses_a_bad_file_with_a_message_and_exit_code_2(
+    tmp_path: Path, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli import app
+
+    path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS))
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    runner = CliRunner()
+    args = ["boundaries", "import", str(path), "--layer", "wards", "--name-field", "name"]
+
+    missing = runner.invoke(app, [*args, "--id-field", "ward_no"])
+    with_team = runner.invoke(app, [*args, "--id-field", "code", "--team-field", "name"])
+
+    for result in (missing, with_team):
+        assert result.exit_code == 2
+        assert isinstance(result.exception, SystemExit)
+        assert "Traceback" not in result.output
+    message = " ".join(missing.output.split())
+    assert "error: The file lacks a field it was told to use." in message
+    assert "the id field 'ward_no' is not in the file" in message
+    assert "Its fields are: 'code', 'name'" in message
+    assert "team field only applies to the zones layer" in " ".join(with_team.output.split())
+    with engine.connect() as conn:
+        assert counts(conn) == {"wards": 0, "zones": 0, "teams": 0, "boundary_imports": 0}
+
+
+# ----------------------------------------------------------------------------- real files
+
+REAL_FILES = {
+    "bangkok-districts": ("bkk-boundaries/bangkok_district.zip", "dcode", "dname", None, 50),
+    "bangkok-districts-topojson": (
+        "bkk-boundaries/bangkok_district_topo.json",
+        "dcode",
+        "dname",
+        "EPSG:4326",
+        50,
+    ),
+    "bangkok-subdistricts": (
+        "bkk-boundaries/bkk_subdistrict.zip",
+        "SUBDISTRIC",
+        "SUBDISTR_1",
+        None,
+        180,
+    ),
+    "nst-tambon": ("nst-boundaries/nst_tambon_hdx.zip", "ADM3_PCODE", "ADM3_EN", None, 170),
+    "chicago-wards": ("chicago/chicago_wards_2015.geojson", "ward", "ward", None, 50),
+}
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", list(REAL_FILES))
+def test_real_boundary_files_import(name: str, shared_data: Path, engine: Engine) -> None:
+    relative, id_field, name_field, crs, expected = REAL_FILES[name]
+
+    summary = import_boundaries(
+        engine,
+        shared_data / relative,
+        layer="wards",
+        id_field=id_field,
+        name_field=name_field,
+        crs=crs,
+    )
+
+    print(
+        f"\n{name}: {summary.feature_count} features, {summary.repaired_count} repaired, "
+        f"{len(summary.overlaps)} overlaps ({sum(o.area_m2 for o in summary.overlaps):,.0f} m²), "
+        f"{len(summary.gaps)} gaps ({sum(g.area_m2 for g in summary.gaps):,.0f} m²)"
+    )
+    assert summary.feature_count == expected
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text(
+                "SELECT count(*) AS n, bool_and(ST_IsValid(geom)) AS valid,"
+                " bool_and(GeometryType(geom) = 'MULTIPOLYGON') AS multi,"
+                " count(DISTINCT code) AS codes FROM wards WHERE retired_at IS NULL"
+            )
+        ).one()
+    assert (stored.n, stored.valid, stored.multi, stored.codes) == (expected, True, True, expected)
+    if name in ("bangkok-districts", "nst-tambon"):
+        assert summary.overlaps == () and summary.gaps == ()
+    if name == "chicago-wards":
+        # No overlaps; the holes are enclaves such as Norridge and Harwood Heights (about 8 km²).
+        assert summary.overlaps == ()
+        assert summary.gaps[0].ids == ("38", "41", "45")
+        assert summary.gaps[0].area_m2 == pytest.approx(7.99e6, rel=0.01)
+    if name == "bangkok-subdistricts":
+        # The BMA sub-district layer does not tile cleanly: slivers in both directions.
+        assert len(summary.overlaps) > 20 and len(summary.gaps) > 20
+
+
+@pytest.mark.realdata
+def test_real_topojson_is_refused_without_crs_and_repaired_to_the_shapefiles_area(
+    shared_data: Path, engine: Engine
+) -> None:
+    topo = shared_data / "bkk-boundaries" / "bangkok_district_topo.json"
+    with pytest.raises(BoundaryImportError, match="does not say which coordinate reference"):
+        check_boundaries(topo, layer="wards", id_field="dcode", name_field="dname")
+
+    shp = import_boundaries(
+        engine,
+        shared_data / "bkk-boundaries" / "bangkok_district.zip",
+        layer="wards",
+        id_field="dcode",
+        name_field="dname",
+    )
+    raw = read_boundaries(topo, crs="EPSG:4326")
+    topo_summary = import_boundaries(
+        engine, topo, layer="wards", id_field="dcode", name_field="dname", crs="EPSG:4326"
+    )
+
+    invalid_as_read = int((~raw.is_valid).sum())
+    assert invalid_as_read == 43  # 86% of the 50
+    assert topo_summary.repaired_count == invalid_as_read
+    assert topo_summary.retired_count == 50
+    with engine.connect() as conn:
+        area = dict(
+            conn.execute(
+                text(
+                    "SELECT import_id, sum(ST_Area(geom::geography)) FROM wards GROUP BY import_id"
+                )
+            ).all()
+        )
+        codes = conn.execute(
+            text(
+                "SELECT count(*) FROM wards AS a JOIN wards AS b USING (code)"
+                " WHERE a.import_id = :a AND b.import_id = :b"
+            ),
+            {"a": shp.import_id, "b": topo_summary.import_id},
+        ).scalar_one()
+    difference = abs(area[topo_summary.import_id] - area[shp.import_id]) / area[shp.import_id]
+    print(
+        f"\nTopoJSON: {topo_summary.repaired_count} of 50 repaired; area differs from the "
+        f"shapefile's by {difference:.4%}"
+    )
+    assert difference < 0.001
+    assert codes == 50
