@@ -41,6 +41,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Connection, Engine, text
 
+from geo.db import analyze_routing_tables
 from geo.errors import BoundaryImportError
 from geo.models import BOUNDARY_LAYERS
 
@@ -781,6 +782,7 @@ def write_boundaries(engine: Engine, checked: CheckedBoundaries) -> ImportSummar
             raise BoundaryImportError(
                 f"Only {inserted} of {len(features)} features could be stored; nothing changed."
             )
+        analyze_routing_tables(conn)
     return ImportSummary(
         import_id=int(import_id),
         layer=layer,

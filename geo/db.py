@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from geo.localdb import LocalCluster
@@ -46,6 +46,16 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str) -> None:
     """Apply every pending migration (creating PostGIS first if the role may)."""
     command.upgrade(alembic_config(url), "head")
+
+
+def analyze_routing_tables(conn: Connection) -> None:
+    """Refresh planner statistics after boundaries or routes change.
+
+    Without them PostgreSQL may test every polygon instead of using the GiST index, which
+    made bulk routing several times slower on a freshly loaded city.
+    """
+    for table in ("wards", "zones", "teams", "categories", "category_routes"):
+        conn.execute(text(f"ANALYZE {table}"))
 
 
 def is_empty(engine: Engine) -> bool:

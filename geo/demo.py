@@ -34,6 +34,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
+from geo.db import analyze_routing_tables
 from geo.errors import DatabaseNotEmptyError, InvalidInputError
 from geo.models import OPEN_STATUSES
 from geo.reports import insert_reports
@@ -922,6 +923,7 @@ def _write(conn: Connection, city: DemoCity, *, settings: RoutingSettings) -> in
         source=DEMO_REPORT_SOURCE,
         is_demo=True,
     )
+    analyze_routing_tables(conn)
     result = insert_reports(
         conn,
         rows[

@@ -88,6 +88,14 @@ class Ward(Base):
 
     __table_args__ = (
         Index("ix_wards_geom", "geom", postgresql_using="gist"),
+        # Routing only looks at current rows; without a matching partial GiST index the
+        # planner prefers the partial unique index below and tests every polygon.
+        Index(
+            "ix_wards_geom_current",
+            "geom",
+            postgresql_using="gist",
+            postgresql_where=text("retired_at IS NULL"),
+        ),
         Index(
             "uq_wards_current_code",
             "code",
@@ -125,6 +133,14 @@ class Zone(Base):
 
     __table_args__ = (
         Index("ix_zones_geom", "geom", postgresql_using="gist"),
+        # Routing only looks at current rows; without a matching partial GiST index the
+        # planner prefers the partial unique index below and tests every polygon.
+        Index(
+            "ix_zones_geom_current",
+            "geom",
+            postgresql_using="gist",
+            postgresql_where=text("retired_at IS NULL"),
+        ),
         Index(
             "uq_zones_current_code",
             "code",

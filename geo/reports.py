@@ -30,7 +30,7 @@ _REPORT_COLUMNS = (
     "ward_snapped, zone_id, team_id, due_at, source, external_id, is_demo, geom"
 )
 
-_CREATE_ONE = f"""
+_CREATE_ONE = text(f"""
 WITH routed AS (
     {
     _ROUTE_SELECT.format(
@@ -53,7 +53,7 @@ WITH routed AS (
     SELECT id, created_at, 'created', :actor, 'open' FROM new
 )
 SELECT * FROM new
-"""
+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,7 @@ def create_report(
     if len(description) > 4000:
         raise InvalidInputError("description", "must be at most 4,000 characters")
     row = conn.execute(
-        text(_CREATE_ONE),
+        _CREATE_ONE,
         {
             "lon": lon,
             "lat": lat,

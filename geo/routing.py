@@ -215,6 +215,8 @@ def staged_points(
     with raw.cursor() as cur:
         # JIT compilation costs more than it saves on these short index-driven plans.
         cur.execute("SET LOCAL jit = off")
+        # Enough memory to sort a million-row batch without spilling to disk.
+        cur.execute("SET LOCAL work_mem = '128MB'")
         cur.execute(
             sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(
                 sql.Identifier(table),

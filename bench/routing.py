@@ -1,0 +1,141 @@
+"""Routing benchmark: bulk set-based routing of 1,000,000 points, and single durable intake.
+
+Run with ``.venv/bin/python bench/routing.py``. It starts a throwaway PostgreSQL cluster
+with the service's durable settings (fsync and synchronous commit on), loads the demo city,
+then prints:
+
+* bulk: points/s of the set-based routing statement over COPY-loaded points (and the COPY
+  rate on its own);
+* single: reports/s of ``create_report`` (one routed INSERT and one durable COMMIT per
+  report) on one connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import text
+
+from geo.db import make_engine, upgrade
+from geo.demo import DEMO_BOUNDS, demo_city_outline, load_demo_city
+from geo.errors import OutsideServiceAreaError
+from geo.localdb import LocalCluster
+from geo.reports import create_report
+from geo.routing import staged_points, staged_route_select
+from geo.settings import RoutingSettings
+
+
+def points_in_city(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uniform points over the demo city, a few just outside its edge (to snap)."""
+    outline = shapely.buffer(demo_city_outline(), 0.0003)  # about 30 m
+    minx, miny, maxx, maxy = DEMO_BOUNDS
+    lons: list[np.ndarray] = []
+    lats: list[np.ndarray] = []
+    have = 0
+    while have < n:
+        x = rng.uniform(minx, maxx, n)
+        y = rng.uniform(miny, maxy, n)
+        keep = shapely.contains_xy(outline, x, y)
+        lons.append(x[keep])
+        lats.append(y[keep])
+        have += int(keep.sum())
+    return np.concatenate(lons)[:n], np.concatenate(lats)[:n]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--singles", type=int, default=5_000)
+    args = parser.parse_args()
+
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-bench-")), durable=True)
+    cluster.start()
+    try:
+        cluster.ensure_database("bench")
+        url = cluster.url("bench")
+        upgrade(url)
+        engine = make_engine(url, pool_size=2)
+        started = time.perf_counter()
+        load_demo_city(engine, now=datetime(2026, 11, 1, tzinfo=UTC))
+        with engine.connect() as conn:
+            wards = conn.execute(text("SELECT count(*) FROM wards")).scalar_one()
+            categories = list(conn.execute(text("SELECT id, code FROM categories")).all())
+            durability = conn.execute(
+                text("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
+            ).one()
+        print(f"demo city: {wards} wards, loaded in {time.perf_counter() - started:.1f} s")
+        print(f"durability: fsync={durability[0]} synchronous_commit={durability[1]}")
+
+        rng = np.random.default_rng(7)
+        lons, lats = points_in_city(rng, args.points)
+        n = len(lons)
+        points = pd.DataFrame(
+            {
+                "idx": np.arange(n),
+                "lon": lons,
+                "lat": lats,
+                "category_id": rng.choice([c.id for c in categories], n),
+                "created_at": datetime(2026, 11, 1, tzinfo=UTC),
+            }
+        )
+        settings = RoutingSettings()
+        with engine.begin() as conn:
+            t0 = time.perf_counter()
+            with staged_points(conn, points) as table:
+                t1 = time.perf_counter()
+                counts = conn.execute(
+                    text(
+                        "SELECT count(*) AS n, count(ward_id) AS routed, "
+                        "count(*) FILTER (WHERE snapped) AS snapped, count(team_id) AS teams "
+                        f"FROM ({staged_route_select(table)}) AS r"
+                    ),
+                    {"snap_m": settings.snap_distance_m},
+                ).one()
+                t2 = time.perf_counter()
+        print(f"bulk: {n:,} points COPY-loaded in {t1 - t0:.2f} s ({n / (t1 - t0):,.0f} points/s)")
+        print(
+            f"bulk: routed in {t2 - t1:.2f} s -> {n / (t2 - t1):,.0f} points/s "
+            f"({counts.routed:,} to a ward, {counts.snapped:,} snapped, "
+            f"{counts.teams:,} to a team; COPY + routing {n / (t2 - t0):,.0f} points/s)"
+        )
+
+        singles = args.singles
+        codes = [c.code for c in categories]
+        lons, lats = points_in_city(rng, singles)
+        done = outside = 0
+        # Autocommit: the intake statement is its own transaction, so each report costs
+        # one round trip and one durable commit (WAL flush), as at the API.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            t0 = time.perf_counter()
+            for i in range(singles):
+                try:
+                    create_report(
+                        conn,
+                        lon=float(lons[i]),
+                        lat=float(lats[i]),
+                        category=codes[i % len(codes)],
+                        description="benchmark",
+                        settings=settings,
+                    )
+                    done += 1
+                except OutsideServiceAreaError:
+                    outside += 1
+            elapsed = time.perf_counter() - t0
+        print(
+            f"single: {done:,} routed, durably committed reports in {elapsed:.2f} s -> "
+            f"{done / elapsed:,.0f} reports/s on one connection ({outside} refused as outside)"
+        )
+        engine.dispose()
+    finally:
+        cluster.destroy()
+
+
+if __name__ == "__main__":
+    main()
