@@ -35,6 +35,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic filter: leave PostGIS's own tables out of schema comparisons."""
+    return not (type_ == "table" and name == "spatial_ref_sys")
+
+
 def alembic_config(url: str) -> Config:
     """Alembic configuration pointing at our migrations and at ``url``."""
     config = Config()

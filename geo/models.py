@@ -25,7 +25,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 REPORT_STATUSES = (
     "open",
@@ -71,10 +71,8 @@ class BoundaryImport(Base):
     __table_args__ = (CheckConstraint("layer IN ('wards', 'zones')", name="layer_known"),)
 
 
-class Ward(Base):
-    """An administrative area (ward, khwaeng, tambon) that reports are counted in."""
-
-    __tablename__ = "wards"
+class _Boundary:
+    """Columns shared by the versioned boundary layers (wards and zones)."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(64))
@@ -86,23 +84,33 @@ class Ward(Base):
         Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
     )
 
-    __table_args__ = (
-        Index("ix_wards_geom", "geom", postgresql_using="gist"),
-        # Routing only looks at current rows; without a matching partial GiST index the
-        # planner prefers the partial unique index below and tests every polygon.
-        Index(
-            "ix_wards_geom_current",
-            "geom",
-            postgresql_using="gist",
-            postgresql_where=text("retired_at IS NULL"),
-        ),
-        Index(
-            "uq_wards_current_code",
-            "code",
-            unique=True,
-            postgresql_where=text("retired_at IS NULL"),
-        ),
-    )
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Index, ...]:
+        table = cls.__tablename__  # type: ignore[attr-defined]
+        return (
+            Index(f"ix_{table}_geom", "geom", postgresql_using="gist"),
+            # Routing only looks at current rows; without a matching partial GiST index the
+            # planner prefers the partial unique index below and tests every polygon.
+            Index(
+                f"ix_{table}_geom_current",
+                "geom",
+                postgresql_using="gist",
+                postgresql_where=text("retired_at IS NULL"),
+            ),
+            Index(
+                f"uq_{table}_current_code",
+                "code",
+                unique=True,
+                postgresql_where=text("retired_at IS NULL"),
+            ),
+        )
+
+
+class Ward(_Boundary, Base):
+    """An administrative area (ward, khwaeng, tambon) that reports are counted in."""
+
+    __tablename__ = "wards"
 
 
 class Team(Base):
@@ -115,39 +123,12 @@ class Team(Base):
     name: Mapped[str] = mapped_column(Text)
 
 
-class Zone(Base):
+class Zone(_Boundary, Base):
     """A field team's working area; drawn independently of wards, so it may cross them."""
 
     __tablename__ = "zones"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    code: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(Text)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
-    properties: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
-    import_id: Mapped[int] = mapped_column(ForeignKey("boundary_imports.id"))
-    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    geom: Mapped[WKBElement] = mapped_column(
-        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
-    )
-
-    __table_args__ = (
-        Index("ix_zones_geom", "geom", postgresql_using="gist"),
-        # Routing only looks at current rows; without a matching partial GiST index the
-        # planner prefers the partial unique index below and tests every polygon.
-        Index(
-            "ix_zones_geom_current",
-            "geom",
-            postgresql_using="gist",
-            postgresql_where=text("retired_at IS NULL"),
-        ),
-        Index(
-            "uq_zones_current_code",
-            "code",
-            unique=True,
-            postgresql_where=text("retired_at IS NULL"),
-        ),
-    )
 
 
 class Category(Base):

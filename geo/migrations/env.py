@@ -3,14 +3,10 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from geo.db import include_object
 from geo.models import Base
 
 target_metadata = Base.metadata
-
-
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    """Ignore PostGIS's own tables when comparing schemas."""
-    return not (type_ == "table" and name == "spatial_ref_sys")
 
 
 def run_migrations() -> None:
