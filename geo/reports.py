@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Row, text
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from geo.errors import InvalidInputError, OutsideServiceAreaError
 from geo.models import OPEN_STATUSES, REPORT_STATUSES
@@ -56,6 +58,25 @@ SELECT * FROM new
 """)
 
 
+# Intake is the hot path (the single-report benchmark): run it straight on the psycopg
+# connection, which skips SQLAlchemy's per-call execution machinery (about a fifth of the
+# time per report) while staying inside the caller's SQLAlchemy transaction.
+_CREATE_ONE_PSYCOPG = str(_CREATE_ONE.compile(dialect=PGDialect_psycopg()))  # type: ignore[no-untyped-call]
+
+
+def _execute_hot(conn: Connection, statement: str, params: dict[str, Any]) -> Any:
+    """Run a prepared statement on ``conn``'s psycopg connection; return its first row."""
+    if not conn.in_transaction():
+        # Make SQLAlchemy own the transaction psycopg is about to open, so the caller's
+        # commit() or rollback() applies to this write.
+        conn.begin()
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor(row_factory=namedtuple_row) as cur:
+        cur.execute(statement, params, prepare=True)
+        return cur.fetchone()
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedReport:
     """What intake tells the reporter: the new id and where the report was sent."""
@@ -90,8 +111,9 @@ def create_report(
     check_coordinates(lon, lat)
     if len(description) > 4000:
         raise InvalidInputError("description", "must be at most 4,000 characters")
-    row = conn.execute(
-        _CREATE_ONE,
+    row = _execute_hot(
+        conn,
+        _CREATE_ONE_PSYCOPG,
         {
             "lon": lon,
             "lat": lat,
@@ -103,7 +125,7 @@ def create_report(
             "actor": actor,
             "snap_m": settings.snap_distance_m,
         },
-    ).one_or_none()
+    )
     if row is None:
         known = conn.execute(
             text("SELECT 1 FROM categories WHERE code = :c AND active"), {"c": category}

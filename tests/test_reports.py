@@ -175,3 +175,22 @@ def test_reroute_command_reports_what_it_changed(
     assert "examined 1 reports; changed 1" in result.output
     with engine.connect() as conn:
         assert conn.execute(text("SELECT team_id FROM reports")).scalar_one() is None
+
+
+def test_intake_follows_the_callers_transaction(engine: Engine, city: TinyCity) -> None:
+    with engine.connect() as conn:
+        create_report(
+            conn, lon=100.005, lat=8.405, category="road", description="kept", settings=SETTINGS
+        )
+        conn.commit()
+        create_report(
+            conn, lon=100.005, lat=8.405, category="road", description="undone", settings=SETTINGS
+        )
+        conn.rollback()
+        create_report(
+            conn, lon=100.005, lat=8.405, category="road", description="dropped", settings=SETTINGS
+        )
+    # Closing without commit rolls back, as with any SQLAlchemy connection.
+    with engine.connect() as conn:
+        kept = list(conn.execute(text("SELECT description FROM reports")).scalars())
+    assert kept == ["kept"]
