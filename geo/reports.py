@@ -29,7 +29,8 @@ from geo.settings import RoutingSettings
 
 _REPORT_COLUMNS = (
     "category_id, description, status, created_at, updated_at, resolved_at, ward_id, "
-    "ward_snapped, zone_id, team_id, due_at, source, external_id, is_demo, geom"
+    "ward_snapped, zone_id, team_id, due_at, source, external_id, is_demo, reporter_name, "
+    "reporter_contact, address, location_source, media_url, geom"
 )
 
 _CREATE_ONE = text(f"""
@@ -45,6 +46,7 @@ WITH routed AS (
     INSERT INTO reports ({_REPORT_COLUMNS})
     SELECT c.id, :description, 'open', :created_at, :created_at, NULL, r.ward_id,
            r.snapped, r.zone_id, r.team_id, r.due_at, :source, :external_id, false,
+           :reporter_name, :reporter_contact, :address, :location_source, :media_url,
            ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)
     FROM routed AS r
     JOIN categories AS c ON c.code = :category
@@ -102,6 +104,11 @@ def create_report(
     external_id: str | None = None,
     actor: str = "public",
     created_at: datetime | None = None,
+    reporter_name: str | None = None,
+    reporter_contact: str | None = None,
+    address: str | None = None,
+    location_source: str = "coordinates",
+    media_url: str | None = None,
 ) -> CreatedReport:
     """Route and store one report in a single statement; the caller commits.
 
@@ -123,6 +130,11 @@ def create_report(
             "source": source,
             "external_id": external_id,
             "actor": actor,
+            "reporter_name": reporter_name,
+            "reporter_contact": reporter_contact,
+            "address": address,
+            "location_source": location_source,
+            "media_url": media_url,
             "snap_m": settings.snap_distance_m,
         },
     )
@@ -152,6 +164,11 @@ BATCH_EXTRA_COLUMNS: dict[str, str] = {
     "source": "text",
     "external_id": "text",
     "is_demo": "boolean",
+    "reporter_name": "text",
+    "reporter_contact": "text",
+    "address": "text",
+    "location_source": "text",
+    "media_url": "text",
 }
 
 
@@ -183,6 +200,11 @@ def insert_reports(
         "source": "import",
         "external_id": None,
         "is_demo": False,
+        "reporter_name": None,
+        "reporter_contact": None,
+        "address": None,
+        "location_source": "coordinates",
+        "media_url": None,
     }
     for column, value in defaults.items():
         if column not in frame:
@@ -210,7 +232,8 @@ def _insert_staged(conn: Connection, table: str, *, actor: str, snap_m: float) -
                 INSERT INTO reports ({_REPORT_COLUMNS})
                 SELECT i.category_id, i.description, i.status, i.created_at, i.updated_at,
                        i.resolved_at, r.ward_id, r.snapped, r.zone_id, r.team_id, r.due_at,
-                       i.source, i.external_id, i.is_demo,
+                       i.source, i.external_id, i.is_demo, i.reporter_name,
+                       i.reporter_contact, i.address, i.location_source, i.media_url,
                        ST_SetSRID(ST_MakePoint(i.lon, i.lat), 4326)
                 FROM routed AS r JOIN "{table}" AS i USING (idx)
                 WHERE r.ward_id IS NOT NULL

@@ -74,3 +74,50 @@ class ServerSettings(BaseSettings):
         default=True,
         description="Load the generated demo city when the database holds no wards.",
     )
+
+
+class IntakeSettings(BaseSettings):
+    """Limits and rules applied when reports arrive."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    photo_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        le=100 * 1024 * 1024,
+        description="Largest photo accepted, in bytes.",
+    )
+    photos_per_report: int = Field(default=5, ge=0, le=20)
+    duplicate_radius_m: float = Field(
+        default=50.0,
+        gt=0.0,
+        le=5_000.0,
+        description="Open reports of the same category this close are likely duplicates.",
+    )
+    duplicate_window_days: int = Field(default=14, ge=1, le=365)
+
+
+class GeocoderSettings(BaseSettings):
+    """How addresses are turned into points."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    geocoder: str = Field(
+        default="gazetteer",
+        pattern=r"^(gazetteer|nominatim)$",
+        description="'gazetteer' (offline, from gazetteer_path) or 'nominatim' (geopy).",
+    )
+    gazetteer_path: Path = Field(default=PROJECT_ROOT / "boundaries" / "demo_gazetteer.csv")
+    nominatim_url: str = Field(default="https://nominatim.openstreetmap.org")
+    nominatim_user_agent: str = Field(default="issuemap")
+    nominatim_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
+
+
+class Open311Settings(BaseSettings):
+    """Open311 GeoReport v2 endpoint settings."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_OPEN311_", extra="ignore")
+
+    jurisdiction_id: str = Field(default="issuemap.demo", min_length=1, max_length=100)
+    contact: str = Field(default="City service desk")
+    max_requests: int = Field(default=1000, ge=1, le=10_000)
