@@ -58,3 +58,15 @@ class BoundaryImportError(IssuemapError):
 
 class DatabaseNotEmptyError(IssuemapError):
     """The demo city was refused because the database already holds a city."""
+
+
+class AuthenticationError(IssuemapError):
+    """An API key was required, or the one given is unknown or revoked."""
+
+
+class PermissionDeniedError(IssuemapError):
+    """The caller's role may not do this."""
+
+
+class ConflictError(IssuemapError):
+    """The request clashes with the current state (a reused idempotency key, a bad transition)."""

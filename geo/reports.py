@@ -16,7 +16,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Row, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from geo.errors import InvalidInputError, OutsideServiceAreaError
+from geo.errors import InvalidInputError, NotFoundError, OutsideServiceAreaError
 from geo.models import OPEN_STATUSES, REPORT_STATUSES
 from geo.routing import (
     _ROUTE_SELECT,
@@ -33,8 +33,30 @@ _REPORT_COLUMNS = (
     "reporter_contact, address, location_source, media_url, geom"
 )
 
+DUPLICATES_SQL = """
+SELECT r.id, r.status, r.created_at, r.supporters,
+       round(ST_Distance(r.geom::geography, here.geom::geography)::numeric, 1) AS distance_m
+FROM reports AS r
+JOIN categories AS c ON c.id = r.category_id AND c.code = :category
+CROSS JOIN (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom) AS here
+WHERE :dup_radius > 0
+  AND r.status IN ('open', 'acknowledged', 'in_progress', 'reopened')
+  AND r.created_at >= CAST(:created_at AS timestamptz) - make_interval(days => :dup_days)
+  AND r.geom && ST_Expand(here.geom,
+        :dup_radius / (110000.0 * GREATEST(cos(radians(:lat)), 0.01)), :dup_radius / 110000.0)
+  AND ST_DWithin(r.geom::geography, here.geom::geography, :dup_radius)
+ORDER BY distance_m, r.id
+LIMIT 10
+"""
+"""Open reports of the same category near a point, from a recent window: likely duplicates.
+
+Binds ``lon, lat, category, created_at, dup_radius`` (metres; 0 looks for none) and
+``dup_days``.
+"""
+
 _CREATE_ONE = text(f"""
-WITH routed AS (
+WITH dups AS ({DUPLICATES_SQL}
+), routed AS (
     {
     _ROUTE_SELECT.format(
         source="(SELECT 0::bigint AS idx, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom, "
@@ -56,7 +78,16 @@ WITH routed AS (
     INSERT INTO report_events (report_id, at, kind, actor, to_status)
     SELECT id, created_at, 'created', :actor, 'open' FROM new
 )
-SELECT * FROM new
+SELECT new.*, w.code AS ward_code, w.name AS ward_name, z.code AS zone_code,
+       t.code AS team_code, t.name AS team_name,
+       (SELECT COALESCE(json_agg(json_build_object(
+            'id', d.id, 'status', d.status, 'created_at', d.created_at,
+            'supporters', d.supporters, 'distance_m', d.distance_m)
+            ORDER BY d.distance_m, d.id), '[]') FROM dups AS d) AS duplicates
+FROM new
+JOIN wards AS w ON w.id = new.ward_id
+LEFT JOIN zones AS z ON z.id = new.zone_id
+LEFT JOIN teams AS t ON t.id = new.team_id
 """)
 
 
@@ -81,7 +112,7 @@ def _execute_hot(conn: Connection, statement: str, params: dict[str, Any]) -> An
 
 @dataclass(frozen=True, slots=True)
 class CreatedReport:
-    """What intake tells the reporter: the new id and where the report was sent."""
+    """What intake tells the reporter: the new id, where it was sent, what is nearby."""
 
     id: int
     ward_id: int
@@ -90,6 +121,12 @@ class CreatedReport:
     team_id: int | None
     created_at: datetime
     due_at: datetime
+    ward_code: str = ""
+    ward_name: str = ""
+    zone_code: str | None = None
+    team_code: str | None = None
+    team_name: str | None = None
+    duplicates: tuple[dict[str, Any], ...] = ()
 
 
 def create_report(
@@ -109,8 +146,14 @@ def create_report(
     address: str | None = None,
     location_source: str = "coordinates",
     media_url: str | None = None,
+    duplicate_radius_m: float = 0.0,
+    duplicate_window_days: int = 14,
 ) -> CreatedReport:
     """Route and store one report in a single statement; the caller commits.
+
+    With ``duplicate_radius_m`` above zero the same statement also returns the open
+    reports of the same category that lie that close and are at most
+    ``duplicate_window_days`` old (looked up before the new report exists).
 
     Raises ``InvalidInputError`` for an unknown category or bad coordinates, and
     ``OutsideServiceAreaError`` when no ward takes the point. Nothing is written then.
@@ -135,6 +178,8 @@ def create_report(
             "address": address,
             "location_source": location_source,
             "media_url": media_url,
+            "dup_radius": duplicate_radius_m,
+            "dup_days": duplicate_window_days,
             "snap_m": settings.snap_distance_m,
         },
     )
@@ -153,6 +198,12 @@ def create_report(
         team_id=row.team_id,
         created_at=row.created_at,
         due_at=row.due_at,
+        ward_code=row.ward_code,
+        ward_name=row.ward_name,
+        zone_code=row.zone_code,
+        team_code=row.team_code,
+        team_name=row.team_name,
+        duplicates=tuple(row.duplicates),
     )
 
 
@@ -339,3 +390,48 @@ def reroute_reports(
         outside=int(row.outside),
         dry_run=dry_run,
     )
+
+
+def store_photo(
+    conn: Connection,
+    *,
+    report_id: int,
+    content_type: str,
+    width: int,
+    height: int,
+    sha256: str,
+    public_bytes: bytes,
+    original_bytes: bytes,
+    event_id: int | None = None,
+) -> int:
+    """Store a processed photo of a report (or of a status change, as an after-photo)."""
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO report_photos (report_id, event_id, content_type, width, height, "
+                "sha256, public_bytes, original_bytes) VALUES (:report_id, :event_id, :ct, "
+                ":w, :h, :sha, :public, :original) RETURNING id"
+            ),
+            {
+                "report_id": report_id,
+                "event_id": event_id,
+                "ct": content_type,
+                "w": width,
+                "h": height,
+                "sha": sha256,
+                "public": public_bytes,
+                "original": original_bytes,
+            },
+        ).scalar_one()
+    )
+
+
+def public_photo(conn: Connection, photo_id: int) -> tuple[str, bytes, int]:
+    """The EXIF-free copy of a photo, its content type, and its report's id."""
+    row = conn.execute(
+        text("SELECT content_type, public_bytes, report_id FROM report_photos WHERE id = :id"),
+        {"id": photo_id},
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"There is no photo {photo_id}.")
+    return row.content_type, bytes(row.public_bytes), int(row.report_id)

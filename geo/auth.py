@@ -1,0 +1,126 @@
+"""API keys and roles.
+
+Keys are random 256-bit tokens; only their SHA-256 is stored (a slow password hash adds
+nothing for keys this long), with a short prefix so staff can tell keys apart. Roles, least
+to most trusted: public, field_team (bound to one team), planner (reads everything), admin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
+from geo.models import ROLES
+
+KEY_PREFIX = "im_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a role, the team a field-team key is bound to, and the key's id."""
+
+    role: str
+    team_id: int | None = None
+    key_id: int | None = None
+    name: str = "anonymous"
+
+    @property
+    def is_staff(self) -> bool:
+        """Field teams, planners and admins: people who work reports."""
+        return self.role in {"field_team", "planner", "admin"}
+
+    @property
+    def sees_everything(self) -> bool:
+        """Planners and admins read every report, with private fields."""
+        return self.role in {"planner", "admin"}
+
+    @property
+    def actor(self) -> str:
+        """How this caller appears in a report's audit trail."""
+        return f"{self.role}:{self.name}" if self.key_id is not None else "public"
+
+
+ANONYMOUS = Principal(role="public")
+
+
+def hash_key(key: str) -> str:
+    """The stored form of an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A freshly created key: ``secret`` is shown once and never stored."""
+
+    id: int
+    secret: str
+    role: str
+    team_id: int | None
+
+
+def create_api_key(
+    conn: Connection, *, name: str, role: str, team_code: str | None = None
+) -> NewKey:
+    """Create a key with ``role``; field-team keys name their team by code."""
+    if role not in ROLES:
+        raise InvalidInputError("role", f"must be one of {', '.join(ROLES)}")
+    if not name.strip():
+        raise InvalidInputError("name", "must not be empty")
+    team_id: int | None = None
+    if role == "field_team":
+        if not team_code:
+            raise InvalidInputError("team", "a field_team key must name its team")
+        team_id = conn.execute(
+            text("SELECT id FROM teams WHERE code = :code"), {"code": team_code}
+        ).scalar_one_or_none()
+        if team_id is None:
+            raise NotFoundError(f"There is no team with code {team_code!r}.")
+    elif team_code:
+        raise InvalidInputError("team", "only field_team keys are bound to a team")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key_id = conn.execute(
+        text(
+            "INSERT INTO api_keys (name, role, team_id, key_hash, prefix) "
+            "VALUES (:name, :role, :team_id, :hash, :prefix) RETURNING id"
+        ),
+        {
+            "name": name.strip(),
+            "role": role,
+            "team_id": team_id,
+            "hash": hash_key(secret),
+            "prefix": secret[: len(KEY_PREFIX) + 6],
+        },
+    ).scalar_one()
+    return NewKey(id=int(key_id), secret=secret, role=role, team_id=team_id)
+
+
+def authenticate(conn: Connection, key: str | None) -> Principal:
+    """The principal for ``key``; no key is the anonymous public."""
+    if key is None or key == "":
+        return ANONYMOUS
+    if len(key) > 200 or not key.startswith(KEY_PREFIX):
+        raise AuthenticationError("The API key is not valid.")
+    row = conn.execute(
+        text(
+            "SELECT id, name, role, team_id FROM api_keys "
+            "WHERE key_hash = :hash AND revoked_at IS NULL"
+        ),
+        {"hash": hash_key(key)},
+    ).one_or_none()
+    if row is None:
+        raise AuthenticationError("The API key is not valid, or has been revoked.")
+    return Principal(role=row.role, team_id=row.team_id, key_id=row.id, name=row.name)
+
+
+def revoke_api_key(conn: Connection, key_id: int) -> None:
+    """Revoke a key; it stops working at once."""
+    done = conn.execute(
+        text("UPDATE api_keys SET revoked_at = now() WHERE id = :id AND revoked_at IS NULL"),
+        {"id": key_id},
+    ).rowcount
+    if not done:
+        raise NotFoundError(f"There is no active API key with id {key_id}.")

@@ -1,0 +1,185 @@
+"""Report intake: validate a submission, find its location, route it, store it with photos.
+
+The location comes from, in order: the coordinates sent, the address (through the
+configured geocoder), or the GPS position in the first photo's EXIF. Likely duplicates are
+looked up by the same statement that stores the report, so the answer can show the
+reporter what is already known nearby.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection
+
+from geo.auth import Principal
+from geo.errors import InvalidInputError
+from geo.geocoding import Geocoder
+from geo.photos import ProcessedPhoto, process_photo
+from geo.reports import CreatedReport, create_report, store_photo
+from geo.routing import check_coordinates
+from geo.settings import IntakeSettings, RoutingSettings
+
+MAX_DESCRIPTION = 4000
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]{1,2000}$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoUpload:
+    """An uploaded file as received: bytes and what the client said it was."""
+
+    data: bytes
+    declared_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A report as a resident, an app or an import sends it."""
+
+    category: str
+    description: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+    reporter_name: str | None = None
+    reporter_contact: str | None = None
+    media_url: str | None = None
+    photos: tuple[PhotoUpload, ...] = field(default=())
+    source: str = "api"
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    """What intake did: the stored report, where its point came from, likely duplicates."""
+
+    report: CreatedReport
+    lat: float
+    lon: float
+    location_source: str
+    photo_ids: list[int]
+
+
+def _check_text(name: str, value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise InvalidInputError(name, "must not contain NUL characters")
+    value = value.strip()
+    if len(value) > limit:
+        raise InvalidInputError(name, f"must be at most {limit:,} characters")
+    return value or None
+
+
+def validate(submission: Submission, intake: IntakeSettings) -> Submission:
+    """Check every field of a submission, naming the first field that is wrong."""
+    if not submission.category or len(submission.category) > 64:
+        raise InvalidInputError("category", "is required (a category code)")
+    description = _check_text("description", submission.description, MAX_DESCRIPTION) or ""
+    if not description and not submission.photos:
+        raise InvalidInputError("description", "describe the problem or attach a photo")
+    if (submission.lat is None) != (submission.lon is None):
+        missing = "lon" if submission.lon is None else "lat"
+        raise InvalidInputError(missing, "lat and lon must be given together")
+    if submission.lat is not None and submission.lon is not None:
+        check_coordinates(submission.lon, submission.lat)
+    media_url = _check_text("media_url", submission.media_url, 2000)
+    if media_url is not None and not _URL.match(media_url):
+        raise InvalidInputError("media_url", "must be an http(s) URL")
+    if len(submission.photos) > intake.photos_per_report:
+        raise InvalidInputError("photo", f"at most {intake.photos_per_report} photos per report")
+    return Submission(
+        category=submission.category,
+        description=description,
+        lat=submission.lat,
+        lon=submission.lon,
+        address=_check_text("address", submission.address, 500),
+        reporter_name=_check_text("reporter_name", submission.reporter_name, 200),
+        reporter_contact=_check_text("reporter_contact", submission.reporter_contact, 200),
+        media_url=media_url,
+        photos=submission.photos,
+        source=submission.source,
+        external_id=_check_text("external_id", submission.external_id, 200),
+    )
+
+
+def _locate(
+    submission: Submission, photos: list[ProcessedPhoto], geocoder: Geocoder
+) -> tuple[float, float, str]:
+    if submission.lat is not None and submission.lon is not None:
+        return submission.lat, submission.lon, "coordinates"
+    if submission.address:
+        found = geocoder.geocode(submission.address)
+        if found is None:
+            raise InvalidInputError(
+                "address",
+                f"we could not find {submission.address!r}; check the spelling, name a "
+                "nearby street or landmark, or send the location as lat and lon",
+            )
+        return found.lat, found.lon, "address"
+    for photo in photos:
+        if photo.gps is not None:
+            return photo.gps[0], photo.gps[1], "photo_exif"
+    raise InvalidInputError(
+        "location", "give lat and lon, an address, or a photo with its GPS position"
+    )
+
+
+def submit_report(
+    conn: Connection,
+    submission: Submission,
+    *,
+    principal: Principal,
+    routing: RoutingSettings,
+    intake: IntakeSettings,
+    geocoder: Geocoder,
+    now: datetime | None = None,
+) -> IntakeResult:
+    """Validate, locate, route and store a report; the caller commits (or rolls back)."""
+    submission = validate(submission, intake)
+    photos = [
+        process_photo(p.data, declared_type=p.declared_type, max_bytes=intake.photo_max_bytes)
+        for p in submission.photos
+    ]
+    lat, lon, location_source = _locate(submission, photos, geocoder)
+    report = create_report(
+        conn,
+        lon=lon,
+        lat=lat,
+        category=submission.category,
+        description=submission.description,
+        settings=routing,
+        source=submission.source,
+        external_id=submission.external_id,
+        actor=principal.actor,
+        created_at=now or datetime.now(UTC),
+        reporter_name=submission.reporter_name,
+        reporter_contact=submission.reporter_contact,
+        address=submission.address,
+        location_source=location_source,
+        media_url=submission.media_url,
+        duplicate_radius_m=intake.duplicate_radius_m,
+        duplicate_window_days=intake.duplicate_window_days,
+    )
+    photo_ids = [
+        store_photo(
+            conn,
+            report_id=report.id,
+            content_type=p.content_type,
+            width=p.width,
+            height=p.height,
+            sha256=p.sha256,
+            public_bytes=p.public_bytes,
+            original_bytes=p.original_bytes,
+        )
+        for p in photos
+    ]
+    return IntakeResult(
+        report=report,
+        lat=lat,
+        lon=lon,
+        location_source=location_source,
+        photo_ids=photo_ids,
+    )

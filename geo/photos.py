@@ -1,0 +1,350 @@
+"""Uploaded photos: check them, keep the original for staff, make a public copy without metadata.
+
+``process_photo`` takes the bytes of an upload and returns a ``ProcessedPhoto`` ready to be
+stored as a ``geo.models.ReportPhoto``. The format is read from the bytes by Pillow; the file
+name and the declared content type are never trusted, and a declared type that contradicts
+the content is refused. Only JPEG, PNG and WebP are accepted.
+
+The public copy is decoded and encoded again, so nothing of the original file survives in it
+but the pixels: no EXIF (GPS position, camera serial number, owner, timestamps), no XMP, no
+comments or text chunks, no ICC profile. The EXIF orientation is applied first, so the copy
+still shows upright, and pixels described by an ICC profile are converted to sRGB so they
+keep their colours without it. The GPS position in the original's EXIF, if any, is returned
+separately as a hint for the report's location.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, Final
+
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from geo.errors import InvalidInputError
+
+CONTENT_TYPES: Final[Mapping[str, str]] = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+}
+"""Pillow format names we accept, and the content type each is stored and served with."""
+
+MAX_PIXELS: Final = 40_000_000
+"""Largest accepted photo, in pixels (a 40-megapixel camera); beyond it, a decompression bomb."""
+
+JPEG_QUALITY: Final = 85
+WEBP_QUALITY: Final = 85
+
+_ACCEPTED = "JPEG, PNG or WebP"
+_MIB = 1024 * 1024
+
+# Declared types that name each accepted format, including common non-standard spellings.
+_DECLARED: Final[Mapping[str, str]] = {
+    "image/jpeg": "JPEG",
+    "image/jpg": "JPEG",
+    "image/pjpeg": "JPEG",
+    "image/png": "PNG",
+    "image/x-png": "PNG",
+    "image/webp": "WEBP",
+}
+# Declared types that say nothing about the content (what a form sends for "a file").
+_UNINFORMATIVE: Final = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+# Formats Pillow may name in a refusal; only their headers are read, nothing is decoded.
+_REFUSED_FORMATS: Final = ("BMP", "GIF", "ICO", "PSD", "TIFF")
+_REFUSED_NAMES: Final[Mapping[str, str]] = {"PSD": "Photoshop", "ICO": "icon"}
+
+# PNG info keys that describe pixels rather than the photo's history; everything else goes.
+_KEPT_INFO: Final = ("transparency",)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedPhoto:
+    """A checked photo: the original as uploaded and a public copy without metadata.
+
+    Attributes
+    ----------
+    content_type
+        ``image/jpeg``, ``image/png`` or ``image/webp``, read from the bytes; both copies
+        have this format.
+    width, height
+        Size of the public copy in pixels, that is after the EXIF orientation was applied.
+    sha256
+        Hex SHA-256 of ``original_bytes``, to spot the same file uploaded twice.
+    public_bytes
+        The photo encoded again without any metadata; the only copy ever shown publicly.
+    original_bytes
+        The upload exactly as received, kept for staff.
+    gps
+        ``(lat, lon)`` in decimal degrees from the original's EXIF, or None when it has no
+        usable position.
+    """
+
+    content_type: str
+    width: int
+    height: int
+    sha256: str
+    public_bytes: bytes
+    original_bytes: bytes
+    gps: tuple[float, float] | None
+
+
+def process_photo(
+    data: bytes,
+    *,
+    declared_type: str | None,
+    max_bytes: int,
+    max_pixels: int = MAX_PIXELS,
+) -> ProcessedPhoto:
+    """Check an uploaded photo and make its public copy.
+
+    Parameters
+    ----------
+    data
+        The uploaded file, whole.
+    declared_type
+        The content type the client sent, if any. It is only compared with what the bytes
+        are: when it names another format the photo is refused.
+    max_bytes
+        Largest accepted upload (``IntakeSettings.photo_max_bytes``).
+    max_pixels
+        Largest accepted width × height, checked before any pixel is decoded.
+
+    Raises
+    ------
+    InvalidInputError
+        With field ``photo`` and a sentence saying why, when the photo is empty, too large,
+        not a JPEG, PNG or WebP image, damaged, or of absurd dimensions, or when its
+        declared type contradicts its content.
+    """
+    if not data:
+        raise InvalidInputError("photo", "the file is empty")
+    if len(data) > max_bytes:
+        raise InvalidInputError(
+            "photo",
+            f"the file is larger than the {_megabytes(max_bytes)} MB limit; "
+            "please send a smaller photo",
+        )
+    pillow_format = _identify(data, max_pixels=max_pixels)
+    _check_declared_type(declared_type, pillow_format)
+    image = _decode(data)
+    try:
+        gps = gps_position(_exif(image))
+        public = _public_image(image, pillow_format)
+        buffer = io.BytesIO()
+        public.save(buffer, format=pillow_format, **_save_options(pillow_format))
+    finally:
+        image.close()
+    return ProcessedPhoto(
+        content_type=CONTENT_TYPES[pillow_format],
+        width=public.width,
+        height=public.height,
+        sha256=hashlib.sha256(data).hexdigest(),
+        public_bytes=buffer.getvalue(),
+        original_bytes=data,
+        gps=gps,
+    )
+
+
+def _megabytes(n: int) -> str:
+    """``n`` bytes in MB (MiB), with at most three significant digits: '10', '2.5', '0.001'."""
+    return f"{n / _MIB:.3g}"
+
+
+def _open(data: bytes) -> Image.Image:
+    """Open ``data`` lazily (header only) as one of the accepted formats."""
+    # A JPEG holding several pictures (the MPO files many phones write) opens as "MPO".
+    return Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES))
+
+
+def _identify(data: bytes, *, max_pixels: int) -> str:
+    """The accepted Pillow format of ``data``; refuse other formats, bombs and damaged files."""
+    limit = f"the largest accepted is {max_pixels / 1e6:g} megapixels"
+    try:
+        image = _open(data)
+    except Image.DecompressionBombError as error:
+        raise InvalidInputError(
+            "photo", f"the image is far too large to process; {limit}"
+        ) from error
+    except UnidentifiedImageError as error:
+        raise InvalidInputError("photo", _unsupported(data)) from error
+    except Exception as error:
+        # Pillow's header parsers raise many kinds of error on malformed input.
+        raise InvalidInputError("photo", _damaged()) from error
+    with image:
+        pillow_format = "JPEG" if image.format == "MPO" else str(image.format)
+        width, height = image.size
+        if width < 1 or height < 1 or width * height > max_pixels:
+            raise InvalidInputError(
+                "photo",
+                f"the image is {width} × {height} pixels "
+                f"({width * height / 1e6:.3g} megapixels); {limit}",
+            )
+        try:
+            image.verify()  # checksums and structure, before any pixel is decoded
+        except Exception as error:
+            raise InvalidInputError("photo", _damaged()) from error
+    return pillow_format
+
+
+def _unsupported(data: bytes) -> str:
+    """Why an upload Pillow cannot open as an accepted format is refused, in one sentence."""
+    if data[4:8] == b"ftyp":
+        return (
+            f"HEIC/HEIF photos are not accepted; please send a {_ACCEPTED} image "
+            "(most phones can save photos as JPEG)"
+        )
+    try:
+        with Image.open(io.BytesIO(data), formats=list(_REFUSED_FORMATS)) as other:
+            name = _REFUSED_NAMES.get(str(other.format), str(other.format))
+    except Exception:  # not one of the formats we can name either
+        return f"the file is not a {_ACCEPTED} image"
+    return f"{name} images are not accepted; please send a {_ACCEPTED} image"
+
+
+def _damaged() -> str:
+    """The refusal for a file that starts like an accepted image but cannot be decoded."""
+    return "the image could not be read: the file is damaged or incomplete"
+
+
+def _check_declared_type(declared_type: str | None, pillow_format: str) -> None:
+    """Refuse when the client's content type names another format than the bytes hold."""
+    if declared_type is None:
+        return
+    declared = declared_type.split(";", 1)[0].strip().lower()
+    if declared in _UNINFORMATIVE or _DECLARED.get(declared) == pillow_format:
+        return
+    actual = CONTENT_TYPES[pillow_format]
+    raise InvalidInputError(
+        "photo",
+        f"the file was sent as {declared!r} but it is a {actual} image; "
+        "please send it again without renaming it",
+    )
+
+
+def _decode(data: bytes) -> Image.Image:
+    """Decode every pixel of the first frame; a truncated or corrupt file is refused."""
+    image = _open(data)
+    try:
+        image.load()
+    except Exception as error:
+        image.close()
+        raise InvalidInputError("photo", _damaged()) from error
+    return image
+
+
+def _exif(image: Image.Image) -> Image.Exif:
+    """The image's EXIF, or an empty one when it has none or it cannot be parsed."""
+    try:
+        return image.getexif()
+    except Exception:  # a broken EXIF block must not cost the citizen their photo
+        return Image.Exif()
+
+
+def _public_image(image: Image.Image, pillow_format: str) -> Image.Image:
+    """A copy of ``image``, turned upright, in sRGB, with no metadata left on it."""
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception:  # unreadable orientation: keep the pixels as stored
+        upright = image.copy()
+    upright = _to_srgb(upright, image.info.get("icc_profile"))
+    clean = upright.copy()
+    clean.info = {key: upright.info[key] for key in _KEPT_INFO if key in upright.info}
+    if pillow_format == "JPEG" and clean.mode not in ("L", "RGB"):
+        clean = clean.convert("RGB")
+    return clean
+
+
+def _to_srgb(image: Image.Image, icc_profile: object) -> Image.Image:
+    """Convert pixels described by an ICC profile to sRGB, so the profile can be dropped."""
+    if image.mode == "CMYK":
+        target_mode = "RGB"
+    elif image.mode in ("RGB", "RGBA"):
+        target_mode = image.mode
+    else:
+        return image  # grey and palette profiles are rare and change little
+    if isinstance(icc_profile, bytes) and icc_profile:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            converted = ImageCms.profileToProfile(
+                image, source, ImageCms.createProfile("sRGB"), outputMode=target_mode
+            )
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken profile: fall back to dropping it
+        else:
+            if converted is not None:
+                return converted
+    return image if image.mode == target_mode else image.convert(target_mode)
+
+
+def _save_options(pillow_format: str) -> dict[str, Any]:
+    """Encoder options for the public copy: explicit and empty metadata, sensible quality."""
+    no_metadata: dict[str, Any] = {"exif": b"", "icc_profile": None}
+    if pillow_format == "JPEG":
+        return {**no_metadata, "quality": JPEG_QUALITY}
+    if pillow_format == "WEBP":
+        return {**no_metadata, "quality": WEBP_QUALITY}
+    return no_metadata
+
+
+def gps_position(exif: Image.Exif) -> tuple[float, float] | None:
+    """``(lat, lon)`` in decimal degrees from an EXIF GPS block, or None.
+
+    None when there is no GPS block, when latitude, longitude or their N/S/E/W references
+    are missing or malformed, when a value is out of range, or at (0, 0), which cameras
+    write when they had no fix.
+    """
+    try:
+        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    except Exception:  # a malformed GPS block is common, and the position only a hint
+        return None
+    lat = _degrees(
+        gps.get(ExifTags.GPS.GPSLatitude),
+        gps.get(ExifTags.GPS.GPSLatitudeRef),
+        hemispheres=("N", "S"),
+        limit=90.0,
+    )
+    lon = _degrees(
+        gps.get(ExifTags.GPS.GPSLongitude),
+        gps.get(ExifTags.GPS.GPSLongitudeRef),
+        hemispheres=("E", "W"),
+        limit=180.0,
+    )
+    if lat is None or lon is None or (lat == 0.0 and lon == 0.0):
+        return None
+    return lat, lon
+
+
+def _degrees(
+    value: object, ref: object, *, hemispheres: tuple[str, str], limit: float
+) -> float | None:
+    """Signed decimal degrees from EXIF degrees, minutes and seconds and a hemisphere letter."""
+    if isinstance(ref, bytes):
+        ref = ref.decode("ascii", "replace")
+    if not isinstance(ref, str):
+        return None
+    ref = ref.strip("\x00 ").upper()
+    if ref not in hemispheres:
+        return None
+    if isinstance(value, Real):
+        values: list[object] = [value]
+    elif isinstance(value, tuple | list):
+        values = list(value)
+    else:
+        return None
+    try:
+        parts = [float(part) for part in values]  # type: ignore[arg-type]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not 1 <= len(parts) <= 3 or not all(math.isfinite(p) and p >= 0.0 for p in parts):
+        return None
+    parts += [0.0] * (3 - len(parts))
+    degrees = parts[0] + parts[1] / 60.0 + parts[2] / 3600.0
+    if degrees > limit:
+        return None
+    return -degrees if ref == hemispheres[1] else degrees

@@ -1,0 +1,180 @@
+"""Finding reports: one filter, one visibility rule, one column list for every reader.
+
+The native API, the Open311 endpoint, the exports and the team queues all read reports
+through ``report_query``, so a filter or a privacy rule means the same thing everywhere.
+Public readers never get the reporter's name or contact: those columns are simply not
+selected unless the caller may see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, TextClause, text
+
+from geo.auth import Principal
+from geo.errors import InvalidInputError, NotFoundError
+from geo.models import OPEN_STATUSES, REPORT_STATUSES
+
+PUBLIC_COLUMNS = """
+    r.id, c.code AS category, c.name_th AS category_name_th, c.name_en AS category_name_en,
+    r.description, r.status, r.created_at, r.updated_at, r.resolved_at, r.due_at,
+    (r.status IN ('open', 'acknowledged', 'in_progress', 'reopened') AND r.due_at < now())
+        AS overdue,
+    r.ward_id, w.code AS ward_code, w.name AS ward_name, r.ward_snapped,
+    r.zone_id, z.code AS zone_code, r.team_id, t.code AS team_code, t.name AS team_name,
+    ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon, r.address, r.location_source, r.media_url,
+    r.source, r.external_id, r.supporters, r.duplicate_of, r.is_demo,
+    ARRAY(SELECT p.id FROM report_photos AS p
+          WHERE p.report_id = r.id AND p.event_id IS NULL ORDER BY p.id) AS photo_ids
+"""
+PRIVATE_COLUMNS = PUBLIC_COLUMNS + ", r.reporter_name, r.reporter_contact"
+"""Columns only staff who may see the report get."""
+
+_FROM = """
+FROM reports AS r
+JOIN categories AS c ON c.id = r.category_id
+LEFT JOIN wards AS w ON w.id = r.ward_id
+LEFT JOIN zones AS z ON z.id = r.zone_id
+LEFT JOIN teams AS t ON t.id = r.team_id
+"""
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    """What to select. Empty tuples and ``None`` mean "any"."""
+
+    bbox: tuple[float, float, float, float] | None = None  # min lon, min lat, max lon, max lat
+    ids: tuple[int, ...] = ()
+    ward_ids: tuple[int, ...] = ()
+    zone_ids: tuple[int, ...] = ()
+    team_ids: tuple[int, ...] = ()
+    categories: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse contradictory or out-of-range filters, naming the parameter."""
+        if self.bbox is not None:
+            min_lon, min_lat, max_lon, max_lat = self.bbox
+            if not all(-180 <= v <= 180 for v in (min_lon, max_lon)) or not all(
+                -90 <= v <= 90 for v in (min_lat, max_lat)
+            ):
+                raise InvalidInputError("bbox", "coordinates must be WGS84 degrees")
+            if min_lon > max_lon or min_lat > max_lat:
+                raise InvalidInputError("bbox", "must be min_lon,min_lat,max_lon,max_lat")
+        unknown = set(self.statuses) - set(REPORT_STATUSES)
+        if unknown:
+            raise InvalidInputError(
+                "status",
+                f"unknown status {sorted(unknown)[0]!r}; use one of {', '.join(REPORT_STATUSES)}",
+            )
+        if self.created_from and self.created_to and self.created_from > self.created_to:
+            raise InvalidInputError("created_to", "must not be earlier than created_from")
+
+
+def _where(flt: ReportFilter, principal: Principal) -> tuple[list[str], dict[str, Any]]:
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if principal.role == "field_team":
+        # A field team sees the reports assigned to it and every report in its own zones.
+        clauses.append(
+            "(r.team_id = :viewer_team OR r.zone_id IN "
+            "(SELECT id FROM zones WHERE team_id = :viewer_team))"
+        )
+        params["viewer_team"] = principal.team_id
+    if flt.bbox is not None:
+        clauses.append("r.geom && ST_MakeEnvelope(:min_lon, :min_lat, :max_lon, :max_lat, 4326)")
+        params |= dict(zip(("min_lon", "min_lat", "max_lon", "max_lat"), flt.bbox, strict=True))
+    for name, column, values in (
+        ("ids", "r.id", flt.ids),
+        ("ward_ids", "r.ward_id", flt.ward_ids),
+        ("zone_ids", "r.zone_id", flt.zone_ids),
+        ("team_ids", "r.team_id", flt.team_ids),
+        ("categories", "c.code", flt.categories),
+        ("statuses", "r.status", flt.statuses),
+    ):
+        if values:
+            clauses.append(f"{column} = ANY(:{name})")
+            params[name] = list(values)
+    if flt.created_from is not None:
+        clauses.append("r.created_at >= :created_from")
+        params["created_from"] = flt.created_from
+    if flt.created_to is not None:
+        clauses.append("r.created_at <= :created_to")
+        params["created_to"] = flt.created_to
+    return clauses, params
+
+
+def report_query(
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    limit: int | None = None,
+    after_id: int | None = None,
+    order: str = "id",
+) -> tuple[TextClause, dict[str, Any]]:
+    """The SELECT for ``flt`` as ``principal`` may see it, paged by id after ``after_id``."""
+    clauses, params = _where(flt, principal)
+    if after_id is not None:
+        clauses.append("r.id > :after_id")
+        params["after_id"] = after_id
+    # Staff who may see a report may also contact its reporter; the public never can.
+    columns = PRIVATE_COLUMNS if principal.is_staff else PUBLIC_COLUMNS
+    orders = {"id": "r.id", "due": "r.due_at, r.id", "newest": "r.created_at DESC, r.id DESC"}
+    sql = f"SELECT {columns} {_FROM}"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += f" ORDER BY {orders[order]}"
+    if limit is not None:
+        sql += " LIMIT :limit"
+        params["limit"] = limit
+    return text(sql), params
+
+
+def find_reports(
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    limit: int = 100,
+    after_id: int | None = None,
+    order: str = "id",
+) -> list[dict[str, Any]]:
+    """One page of reports as plain dicts."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInputError("limit", f"must be between 1 and {MAX_PAGE}")
+    query, params = report_query(flt, principal, limit=limit, after_id=after_id, order=order)
+    return [dict(row) for row in conn.execute(query, params).mappings()]
+
+
+def stream_reports(
+    conn: Connection, flt: ReportFilter, principal: Principal, *, batch: int = 5000
+) -> Iterator[dict[str, Any]]:
+    """Every matching report, fetched in batches through a server-side cursor."""
+    query, params = report_query(flt, principal)
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(query, params)
+    for row in result.mappings():
+        yield dict(row)
+
+
+def get_report(conn: Connection, report_id: int, principal: Principal) -> dict[str, Any]:
+    """One report; a report the caller may not see is reported as missing (404)."""
+    rows = find_reports(conn, ReportFilter(ids=(report_id,)), principal, limit=1)
+    if not rows:
+        raise NotFoundError(f"There is no report {report_id}.")
+    return rows[0]
+
+
+def team_queue(
+    conn: Connection, team_id: int, principal: Principal, *, limit: int = 100
+) -> list[dict[str, Any]]:
+    """A team's open work, soonest due first."""
+    flt = ReportFilter(team_ids=(team_id,), statuses=OPEN_STATUSES)
+    return find_reports(conn, flt, principal, limit=limit, order="due")

@@ -1,0 +1,208 @@
+"""Working a report: allowed status changes, the audit trail, and merging duplicates.
+
+Statuses move along open -> acknowledged -> in progress -> resolved -> closed, can be
+reopened, or end as rejected or as a duplicate of another report. Every change is a
+``report_events`` row saying who, when, from what to what, with an optional note and
+after-photo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from geo.auth import Principal
+from geo.errors import ConflictError, InvalidInputError, PermissionDeniedError
+from geo.models import REPORT_STATUSES
+from geo.search import get_report
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "open": frozenset({"acknowledged", "in_progress", "resolved", "rejected"}),
+    "acknowledged": frozenset({"in_progress", "resolved", "rejected"}),
+    "in_progress": frozenset({"resolved", "rejected"}),
+    "resolved": frozenset({"closed", "reopened"}),
+    "closed": frozenset({"reopened"}),
+    "reopened": frozenset({"acknowledged", "in_progress", "resolved", "rejected"}),
+    "rejected": frozenset({"reopened"}),
+    "duplicate": frozenset({"reopened"}),
+}
+"""Allowed next statuses. ``duplicate`` is reached only by merging (``merge_duplicate``)."""
+
+MERGEABLE = frozenset({"open", "acknowledged", "in_progress", "reopened"})
+
+
+def next_statuses(status: str) -> list[str]:
+    """The statuses a report in ``status`` may move to, in workflow order."""
+    return [s for s in REPORT_STATUSES if s in TRANSITIONS.get(status, frozenset())]
+
+
+def _require_worker(principal: Principal) -> None:
+    if principal.role not in {"field_team", "admin"}:
+        raise PermissionDeniedError(
+            "Only field teams and administrators may change a report's status."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A recorded status change."""
+
+    report_id: int
+    event_id: int
+    from_status: str
+    to_status: str
+    at: datetime
+
+
+def change_status(
+    conn: Connection,
+    report_id: int,
+    to_status: str,
+    *,
+    principal: Principal,
+    note: str | None = None,
+) -> StatusChange:
+    """Move a report to ``to_status`` if the workflow allows it, and log the event."""
+    _require_worker(principal)
+    if to_status not in REPORT_STATUSES:
+        raise InvalidInputError("status", f"unknown status {to_status!r}")
+    if to_status == "duplicate":
+        raise InvalidInputError("status", "mark duplicates by merging them into the original")
+    if note is not None and len(note) > 4000:
+        raise InvalidInputError("note", "must be at most 4,000 characters")
+    get_report(conn, report_id, principal)  # 404 for a report the caller may not see
+    row = conn.execute(
+        text("SELECT status, duplicate_of FROM reports WHERE id = :id FOR UPDATE"),
+        {"id": report_id},
+    ).one()
+    if to_status not in TRANSITIONS[row.status]:
+        allowed = ", ".join(next_statuses(row.status)) or "none"
+        raise ConflictError(
+            f"Report {report_id} is {row.status}; it can move to: {allowed}, not {to_status}."
+        )
+    if row.status == "duplicate" and row.duplicate_of is not None:
+        conn.execute(
+            text("UPDATE reports SET supporters = supporters - 1 WHERE id = :original"),
+            {"original": row.duplicate_of},
+        )
+    changed = conn.execute(
+        text(
+            """
+            WITH moved AS (
+                UPDATE reports SET status = CAST(:to AS varchar), updated_at = now(),
+                    resolved_at = CASE WHEN CAST(:to AS varchar) = 'resolved' THEN now()
+                                       WHEN CAST(:to AS varchar) = 'reopened' THEN NULL
+                                       ELSE resolved_at END,
+                    duplicate_of = CASE WHEN CAST(:to AS varchar) = 'reopened' THEN NULL
+                                        ELSE duplicate_of END
+                WHERE id = :id RETURNING id, updated_at
+            )
+            INSERT INTO report_events (report_id, at, kind, actor, from_status, to_status, note)
+            SELECT id, updated_at, 'status', :actor, :from, CAST(:to AS varchar), :note
+            FROM moved
+            RETURNING id, at
+            """
+        ),
+        {
+            "id": report_id,
+            "to": to_status,
+            "from": row.status,
+            "actor": principal.actor,
+            "note": note,
+        },
+    ).one()
+    return StatusChange(
+        report_id=report_id,
+        event_id=int(changed.id),
+        from_status=row.status,
+        to_status=to_status,
+        at=changed.at,
+    )
+
+
+def merge_duplicate(
+    conn: Connection,
+    duplicate_id: int,
+    original_id: int,
+    *,
+    principal: Principal,
+    note: str | None = None,
+) -> StatusChange:
+    """Close ``duplicate_id`` as a duplicate of ``original_id``; the original gains a supporter."""
+    _require_worker(principal)
+    if duplicate_id == original_id:
+        raise InvalidInputError("original_id", "a report cannot duplicate itself")
+    get_report(conn, duplicate_id, principal)
+    original = get_report(conn, original_id, principal)
+    rows = {
+        r.id: r
+        for r in conn.execute(
+            text(
+                "SELECT id, status, duplicate_of FROM reports WHERE id = ANY(:ids) "
+                "ORDER BY id FOR UPDATE"
+            ),
+            {"ids": [duplicate_id, original_id]},
+        )
+    }
+    duplicate = rows[duplicate_id]
+    if duplicate.status not in MERGEABLE:
+        raise ConflictError(
+            f"Report {duplicate_id} is {duplicate.status}; only open work can be merged."
+        )
+    if original["status"] == "duplicate":
+        raise ConflictError(
+            f"Report {original_id} is itself a duplicate of report "
+            f"{original['duplicate_of']}; merge into that one instead."
+        )
+    event = conn.execute(
+        text(
+            """
+            WITH moved AS (
+                UPDATE reports SET status = 'duplicate', duplicate_of = :original,
+                    updated_at = now()
+                WHERE id = :id RETURNING id, updated_at
+            ), supported AS (
+                UPDATE reports SET supporters = supporters + 1 WHERE id = :original
+            )
+            INSERT INTO report_events
+                (report_id, at, kind, actor, from_status, to_status, note, data)
+            SELECT id, updated_at, 'merged', :actor, :from, 'duplicate', :note,
+                   jsonb_build_object('duplicate_of', CAST(:original AS bigint))
+            FROM moved
+            RETURNING id, at
+            """
+        ),
+        {
+            "id": duplicate_id,
+            "original": original_id,
+            "from": duplicate.status,
+            "actor": principal.actor,
+            "note": note,
+        },
+    ).one()
+    return StatusChange(
+        report_id=duplicate_id,
+        event_id=int(event.id),
+        from_status=duplicate.status,
+        to_status="duplicate",
+        at=event.at,
+    )
+
+
+def report_events(conn: Connection, report_id: int, principal: Principal) -> list[dict[str, Any]]:
+    """A report's audit trail, oldest first (staff only)."""
+    if not principal.is_staff:
+        raise PermissionDeniedError("Only staff may read a report's audit trail.")
+    get_report(conn, report_id, principal)
+    rows = conn.execute(
+        text(
+            "SELECT e.id, e.at, e.kind, e.actor, e.from_status, e.to_status, e.note, e.data, "
+            "ARRAY(SELECT p.id FROM report_photos AS p WHERE p.event_id = e.id) AS photo_ids "
+            "FROM report_events AS e WHERE e.report_id = :id ORDER BY e.at, e.id"
+        ),
+        {"id": report_id},
+    ).mappings()
+    return [dict(r) for r in rows]
