@@ -4,30 +4,51 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
-from api import errors, routes
+from api import errors
+from api.routers import admin, export, maps, open311, reports, service, teams
 from geo.db import make_engine
-from geo.settings import DatabaseSettings, RoutingSettings
+from geo.geocoding import make_geocoder
+from geo.settings import (
+    DatabaseSettings,
+    GeocoderSettings,
+    IntakeSettings,
+    Open311Settings,
+    RoutingSettings,
+)
 
 
-def create_app(
-    database: DatabaseSettings | None = None, routing: RoutingSettings | None = None
-) -> FastAPI:
+@dataclass(frozen=True)
+class AppSettings:
+    """Every settings group the service reads; each defaults to the environment."""
+
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    geocoder: GeocoderSettings = field(default_factory=GeocoderSettings)
+    open311: Open311Settings = field(default_factory=Open311Settings)
+
+
+def create_app(settings: AppSettings | None = None) -> FastAPI:
     """Build the issuemap application; settings default to the ``ISSUEMAP_*`` environment."""
-    database = database or DatabaseSettings()
-    if database.database_url is None:
+    settings = settings or AppSettings()
+    if settings.database.database_url is None:
         raise RuntimeError(
             "ISSUEMAP_DATABASE_URL is not set: start the service with `issuemap serve`, "
             "which provides a local database when none is configured."
         )
-    url = str(database.database_url)
+    url = settings.database.database_url
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = make_engine(url, pool_size=database.pool_size)
-        app.state.routing = routing or RoutingSettings()
+        app.state.engine = make_engine(url, pool_size=settings.database.pool_size)
+        app.state.routing = settings.routing
+        app.state.intake = settings.intake
+        app.state.open311 = settings.open311
+        app.state.geocoder = make_geocoder(settings.geocoder)
         try:
             yield
         finally:
@@ -40,5 +61,6 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    app.include_router(routes.router)
+    for module in (service, maps, reports, export, teams, admin, open311):
+        app.include_router(module.router)
     return app

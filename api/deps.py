@@ -1,14 +1,17 @@
-"""Request dependencies: a database connection per request, taken from the app's engine."""
+"""Request dependencies: a connection per request, the caller's role, settings on the app."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection
 
-from geo.settings import RoutingSettings
+from geo.auth import ANONYMOUS, Principal, authenticate
+from geo.geocoding import Geocoder
+from geo.settings import IntakeSettings, Open311Settings, RoutingSettings
 
 
 def get_connection(request: Request) -> Iterator[Connection]:
@@ -17,11 +20,59 @@ def get_connection(request: Request) -> Iterator[Connection]:
         yield conn
 
 
+ConnDep = Annotated[Connection, Depends(get_connection)]
+
+
+async def get_principal(
+    request: Request,
+    x_api_key: Annotated[
+        str | None, Header(description="API key of a field team, planner or admin.")
+    ] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    """The caller: from ``X-API-Key`` or ``Authorization: Bearer``; none is the public.
+
+    Anonymous requests, most of the intake traffic, never touch the database here.
+    """
+    key = x_api_key
+    if key is None and authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    if not key:
+        return ANONYMOUS
+    return await run_in_threadpool(_authenticate, request, key)
+
+
+def _authenticate(request: Request, key: str) -> Principal:
+    with request.app.state.engine.connect() as conn:
+        return authenticate(conn, key)
+
+
 def get_routing(request: Request) -> RoutingSettings:
     """The routing settings the app was started with."""
     settings: RoutingSettings = request.app.state.routing
     return settings
 
 
-ConnDep = Annotated[Connection, Depends(get_connection)]
+def get_intake(request: Request) -> IntakeSettings:
+    """The intake settings the app was started with."""
+    settings: IntakeSettings = request.app.state.intake
+    return settings
+
+
+def get_geocoder(request: Request) -> Geocoder:
+    """The configured geocoder (offline gazetteer unless settings say otherwise)."""
+    geocoder: Geocoder = request.app.state.geocoder
+    return geocoder
+
+
+def get_open311(request: Request) -> Open311Settings:
+    """Open311 endpoint settings."""
+    settings: Open311Settings = request.app.state.open311
+    return settings
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 RoutingDep = Annotated[RoutingSettings, Depends(get_routing)]
+IntakeDep = Annotated[IntakeSettings, Depends(get_intake)]
+GeocoderDep = Annotated[Geocoder, Depends(get_geocoder)]
+Open311Dep = Annotated[Open311Settings, Depends(get_open311)]

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from geo.errors import (
+    AuthenticationError,
     BoundaryImportError,
+    ConflictError,
     DatabaseNotEmptyError,
     InvalidInputError,
     IssuemapError,
     NotFoundError,
     OutsideServiceAreaError,
+    PermissionDeniedError,
 )
 
 STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
@@ -19,6 +24,9 @@ STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
     OutsideServiceAreaError: 422,
     BoundaryImportError: 422,
     NotFoundError: 404,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    ConflictError: 409,
     DatabaseNotEmptyError: 409,
 }
 
@@ -39,6 +47,25 @@ async def _handle(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=status_for(error), content=body)
 
 
+async def _handle_validation(request: Request, error: Exception) -> JSONResponse:
+    # FastAPI's own 422 lists every problem; lead with a sentence naming the first field.
+    assert isinstance(error, RequestValidationError)
+    problems = error.errors()
+    first = problems[0] if problems else {"loc": ("body",), "msg": "invalid request"}
+    location = [str(p) for p in first["loc"] if p not in ("body", "query", "path", "header")]
+    field = ".".join(location) or "body"
+    return JSONResponse(
+        status_code=422,
+        content={
+            "detail": f"{field}: {first['msg']}",
+            "error": "InvalidInputError",
+            "field": field,
+            "errors": jsonable_encoder(problems, exclude={"input", "ctx"}),
+        },
+    )
+
+
 def install(app: FastAPI) -> None:
-    """Register the domain-error handler on ``app``."""
+    """Register the domain-error and validation handlers on ``app``."""
     app.add_exception_handler(IssuemapError, _handle)
+    app.add_exception_handler(RequestValidationError, _handle_validation)

@@ -97,3 +97,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 f"FAILED: {skipped} test(s) were skipped; CI allows none.", red=True
             )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def city_app(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> Iterator[tuple[object, object, object]]:
+    """(client, TinyCity, Keys): the app over a database holding the tiny city and keys."""
+    from fastapi.testclient import TestClient
+
+    from api.app import AppSettings, create_app
+    from geo.settings import DatabaseSettings, GeocoderSettings
+    from tests.fixtures import TINY_GAZETTEER, load_tiny_city, make_keys
+
+    gazetteer = tmp_path / "gazetteer.csv"
+    gazetteer.write_text(TINY_GAZETTEER, encoding="utf-8")
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+        keys = make_keys(conn)
+    settings = AppSettings(
+        database=DatabaseSettings(database_url=db_url),
+        geocoder=GeocoderSettings(gazetteer_path=gazetteer),
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client, city, keys

@@ -106,3 +106,33 @@ def load_tiny_city(conn: Connection) -> TinyCity:
         },
     )
     return TinyCity(wards=wards, zones=zones, teams=teams, categories=categories)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """API key secrets for each role in the tiny city."""
+
+    admin: str
+    planner: str
+    t1: str
+    t2: str
+    app: str
+
+
+def make_keys(conn: Connection) -> Keys:
+    """Create one key per role (field-team keys for T1 and T2)."""
+    from geo.auth import create_api_key
+
+    return Keys(
+        admin=create_api_key(conn, name="admin", role="admin").secret,
+        planner=create_api_key(conn, name="planner", role="planner").secret,
+        t1=create_api_key(conn, name="crew one", role="field_team", team_code="T1").secret,
+        t2=create_api_key(conn, name="crew two", role="field_team", team_code="T2").secret,
+        app=create_api_key(conn, name="city app", role="public").secret,
+    )
+
+
+TINY_GAZETTEER = """name,alt_names,kind,lat,lon
+ถนนทดสอบ,Test Road,street,8.405,100.005
+ตลาดทดสอบ,Test Market,landmark,8.405,100.015
+"""

@@ -4,14 +4,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from api.app import create_app
+from api.app import AppSettings, create_app
 from geo.settings import DatabaseSettings
 from tests.fixtures import TinyCity, load_tiny_city
 
 
 @pytest.fixture
 def client(db_url: str, engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(DatabaseSettings(database_url=db_url))) as test_client:
+    with TestClient(
+        create_app(AppSettings(database=DatabaseSettings(database_url=db_url)))
+    ) as test_client:
         yield test_client
 
 

@@ -1,4 +1,4 @@
-"""HTTP routes. Each parses input, calls ``geo`` and shapes the answer."""
+"""Service health and the routing lookup."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.deps import ConnDep, RoutingDep
-from geo.maps import city_overview_map
-from geo.queries import current_wards, current_zones, open_report_heat
 from geo.routing import find_category_id, route_point
 
 router = APIRouter()
@@ -34,15 +31,6 @@ def health(conn: ConnDep) -> dict[str, str]:
     """Report that the service is up and its database answers."""
     version = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
     return {"status": "ok", "postgis": str(version)}
-
-
-@router.get("/", response_class=HTMLResponse, tags=["maps"])
-def city_map(conn: ConnDep) -> HTMLResponse:
-    """City overview map: wards, field-team zones and a heat layer of open reports."""
-    fmap = city_overview_map(
-        wards=current_wards(conn), zones=current_zones(conn), heat=open_report_heat(conn)
-    )
-    return HTMLResponse(fmap.get_root().render())
 
 
 @router.get("/api/route", tags=["routing"])

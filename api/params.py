@@ -1,0 +1,295 @@
+"""Reusable query parameters: bounding box, time window, filters by code and id, paging.
+
+Each group is parsed and validated once, here, as a typed dependency; a router takes the
+``...Dep`` alias and gets plain values back, or a whole ``geo.search.ReportFilter`` from
+``ReportFilterDep``. A bad value raises ``InvalidInputError`` naming the parameter, which
+the app's handlers turn into a 422 (FastAPI's own checks, such as ``limit``'s range, end
+there too).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Query
+from pydantic import Field
+
+from geo.errors import InvalidInputError
+from geo.models import REPORT_STATUSES
+from geo.search import MAX_PAGE, ReportFilter
+
+BBox = tuple[float, float, float, float]
+"""``(min_lon, min_lat, max_lon, max_lat)`` in WGS84 degrees."""
+
+MAX_VALUES = 100
+"""Most codes or ids one filter parameter may list."""
+
+MAX_ID = 2**62
+"""Largest id accepted in a parameter (ids are bigints; this keeps clear of overflow)."""
+
+_SPLIT = re.compile(r"\s*,\s*")
+# An unencoded "+" in a URL arrives as a space, turning "...T08:00+07:00" into
+# "...T08:00 07:00"; put the sign back rather than refuse what the user meant.
+_SPACE_FOR_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
+
+
+def _items(name: str, values: list[str] | None) -> tuple[str, ...]:
+    """Values of a repeatable parameter that also takes comma-separated lists, de-duplicated."""
+    items = [item for value in values or () for item in _SPLIT.split(value.strip()) if item]
+    unique = tuple(dict.fromkeys(items))
+    if len(unique) > MAX_VALUES:
+        raise InvalidInputError(name, f"at most {MAX_VALUES} values")
+    return unique
+
+
+def bbox_param(
+    bbox: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Only reports inside `min_lon,min_lat,max_lon,max_lat` (WGS84 degrees).",
+            examples=["100.00,8.40,100.02,8.41"],
+        ),
+    ] = None,
+) -> BBox | None:
+    """The ``bbox`` parameter: four finite numbers, ordered, within WGS84's range."""
+    if bbox is None or not bbox.strip():
+        return None
+    parts = _SPLIT.split(bbox.strip())
+    if len(parts) != 4:
+        raise InvalidInputError(
+            "bbox", f"give 4 numbers, min_lon,min_lat,max_lon,max_lat (got {len(parts)})"
+        )
+    try:
+        min_lon, min_lat, max_lon, max_lat = (float(part) for part in parts)
+    except ValueError as error:
+        raise InvalidInputError("bbox", "every value must be a number") from error
+    box = (min_lon, min_lat, max_lon, max_lat)
+    if not all(math.isfinite(v) for v in box):
+        raise InvalidInputError("bbox", "every value must be a finite number")
+    for label, value, limit in (
+        ("min_lon", min_lon, 180),
+        ("min_lat", min_lat, 90),
+        ("max_lon", max_lon, 180),
+        ("max_lat", max_lat, 90),
+    ):
+        if not -limit <= value <= limit:
+            raise InvalidInputError("bbox", f"{label} {value:g} is outside -{limit}..{limit}")
+    if min_lon > max_lon:
+        raise InvalidInputError("bbox", "min_lon must not be greater than max_lon")
+    if min_lat > max_lat:
+        raise InvalidInputError("bbox", "min_lat must not be greater than max_lat")
+    return box
+
+
+BBoxDep = Annotated[BBox | None, Depends(bbox_param)]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """Reports created from ``start`` to ``end``, both inclusive; ``None`` is open-ended."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def _instant(name: str, value: str | None, *, end_of_day: bool) -> datetime | None:
+    """An ISO 8601 time with its offset, or a date meaning that whole day in UTC."""
+    if value is None or not value.strip():
+        return None
+    written = value.strip()
+    try:
+        day = date.fromisoformat(written)
+    except ValueError:
+        pass
+    else:
+        start = datetime.combine(day, time.min, tzinfo=UTC)
+        return start + timedelta(days=1, microseconds=-1) if end_of_day else start
+    try:
+        moment = datetime.fromisoformat(_SPACE_FOR_PLUS.sub(r"\1+\2", written))
+    except ValueError as error:
+        raise InvalidInputError(
+            name, "must be an ISO 8601 date (2024-05-01) or time (2024-05-01T08:00:00+07:00)"
+        ) from error
+    if moment.tzinfo is None:
+        raise InvalidInputError(
+            name, "a time needs its UTC offset, e.g. 2024-05-01T08:00:00+07:00 or ...Z"
+        )
+    return moment
+
+
+def time_window(
+    created_from: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Only reports created at or after this ISO 8601 time (with offset) "
+            "or date (a date starts at 00:00 UTC).",
+            examples=["2024-05-01", "2024-05-01T08:00:00+07:00"],
+        ),
+    ] = None,
+    created_to: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Only reports created at or before this ISO 8601 time (with offset) "
+            "or date (a date includes the whole day, UTC).",
+            examples=["2024-05-31"],
+        ),
+    ] = None,
+) -> TimeWindow:
+    """The ``created_from``/``created_to`` window; ``created_from`` must not be later."""
+    window = TimeWindow(
+        start=_instant("created_from", created_from, end_of_day=False),
+        end=_instant("created_to", created_to, end_of_day=True),
+    )
+    if window.start is not None and window.end is not None and window.start > window.end:
+        raise InvalidInputError("created_to", "must not be earlier than created_from")
+    return window
+
+
+TimeWindowDep = Annotated[TimeWindow, Depends(time_window)]
+
+
+def category_param(
+    category: Annotated[
+        list[str] | None,
+        Query(
+            description="Only these category codes; repeat the parameter or separate by commas.",
+            examples=["road,flood"],
+        ),
+    ] = None,
+) -> tuple[str, ...]:
+    """Category codes to keep; an empty tuple means every category."""
+    codes = _items("category", category)
+    for code in codes:
+        if len(code) > 64:
+            raise InvalidInputError("category", f"{code[:20]!r}... is longer than a code can be")
+    return codes
+
+
+CategoriesDep = Annotated[tuple[str, ...], Depends(category_param)]
+
+
+def status_param(
+    status: Annotated[
+        list[str] | None,
+        Query(
+            description="Only these statuses ("
+            + ", ".join(REPORT_STATUSES)
+            + "); repeat the parameter or separate by commas.",
+            examples=["open,in_progress"],
+        ),
+    ] = None,
+) -> tuple[str, ...]:
+    """Statuses to keep, each one a known status; an empty tuple means every status."""
+    statuses = _items("status", status)
+    for value in statuses:
+        if value not in REPORT_STATUSES:
+            raise InvalidInputError(
+                "status", f"unknown status {value[:40]!r}; use one of {', '.join(REPORT_STATUSES)}"
+            )
+    return statuses
+
+
+StatusesDep = Annotated[tuple[str, ...], Depends(status_param)]
+
+_Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _ids(name: str, values: list[int] | None) -> tuple[int, ...]:
+    unique = tuple(dict.fromkeys(values or ()))
+    if len(unique) > MAX_VALUES:
+        raise InvalidInputError(name, f"at most {MAX_VALUES} values")
+    return unique
+
+
+def ward_param(
+    ward: Annotated[
+        list[_Id] | None, Query(description="Only reports in these ward ids (repeatable).")
+    ] = None,
+) -> tuple[int, ...]:
+    """Ward ids to keep; empty means every ward."""
+    return _ids("ward", ward)
+
+
+def zone_param(
+    zone: Annotated[
+        list[_Id] | None, Query(description="Only reports in these zone ids (repeatable).")
+    ] = None,
+) -> tuple[int, ...]:
+    """Zone ids to keep; empty means every zone."""
+    return _ids("zone", zone)
+
+
+def team_param(
+    team: Annotated[
+        list[_Id] | None,
+        Query(description="Only reports assigned to these team ids (repeatable)."),
+    ] = None,
+) -> tuple[int, ...]:
+    """Team ids to keep; empty means every team."""
+    return _ids("team", team)
+
+
+WardsDep = Annotated[tuple[int, ...], Depends(ward_param)]
+ZonesDep = Annotated[tuple[int, ...], Depends(zone_param)]
+TeamsDep = Annotated[tuple[int, ...], Depends(team_param)]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """At most ``limit`` items with ids greater than ``after`` (``None``: from the start)."""
+
+    limit: int
+    after: int | None = None
+
+
+def page_param(
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description=f"Items per page, 1 to {MAX_PAGE}.")
+    ] = 100,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_ID,
+            description="Cursor: only items with a greater id. Follow the `next` link "
+            "rather than building it.",
+        ),
+    ] = None,
+) -> Page:
+    """Keyset paging by id: ``limit`` and the ``after`` cursor."""
+    return Page(limit=limit, after=after)
+
+
+PageDep = Annotated[Page, Depends(page_param)]
+
+
+def report_filter(
+    bbox: BBoxDep,
+    window: TimeWindowDep,
+    categories: CategoriesDep,
+    statuses: StatusesDep,
+    wards: WardsDep,
+    zones: ZonesDep,
+    teams: TeamsDep,
+) -> ReportFilter:
+    """Every report filter parameter at once, as the ``ReportFilter`` geo.search reads."""
+    return ReportFilter(
+        bbox=bbox,
+        ward_ids=wards,
+        zone_ids=zones,
+        team_ids=teams,
+        categories=categories,
+        statuses=statuses,
+        created_from=window.start,
+        created_to=window.end,
+    )
+
+
+ReportFilterDep = Annotated[ReportFilter, Depends(report_filter)]

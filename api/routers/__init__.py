@@ -1,0 +1,1 @@
+"""Routers by resource: service, maps, reports, teams, open311, admin."""

@@ -1,0 +1,169 @@
+"""Administration: API keys, categories and category routes (admin keys only)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
+
+from api.deps import ConnDep, PrincipalDep
+from geo.auth import Principal, create_api_key, revoke_api_key
+from geo.errors import AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError
+from geo.models import ROLES
+
+router = APIRouter(prefix="/api", tags=["admin"])
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+def require_admin(principal: Principal) -> None:
+    """Refuse anyone but an administrator."""
+    if principal.key_id is None:
+        raise AuthenticationError("This needs an administrator's API key.")
+    if principal.role != "admin":
+        raise PermissionDeniedError("Only administrators may do this.")
+
+
+@router.get("/categories", tags=["reports"], summary="Report categories")
+def list_categories(conn: ConnDep) -> list[dict[str, Any]]:
+    """Every active category, with Thai and English names and its SLA in hours."""
+    rows = conn.execute(
+        text("SELECT code, name_th, name_en, sla_hours FROM categories WHERE active ORDER BY code")
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+class CategoryIn(BaseModel):
+    """A category to create or replace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: Code
+    name_th: str = Field(min_length=1, max_length=200)
+    name_en: str = Field(min_length=1, max_length=200)
+    sla_hours: int = Field(default=48, ge=1, le=24 * 365)
+    active: bool = True
+
+
+@router.put("/admin/categories/{code}", summary="Create or update a category")
+def put_category(
+    code: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
+    category: CategoryIn,
+    conn: ConnDep,
+    principal: PrincipalDep,
+) -> dict[str, Any]:
+    """Create a category, or change its names, SLA or whether it is offered.
+
+    A new SLA applies to reports filed from now on; stored due times do not change.
+    """
+    require_admin(principal)
+    if category.code != code:
+        raise ConflictError("The code in the path and in the body differ.")
+    row = conn.execute(
+        text(
+            "INSERT INTO categories (code, name_th, name_en, sla_hours, active) "
+            "VALUES (:code, :name_th, :name_en, :sla_hours, :active) "
+            "ON CONFLICT (code) DO UPDATE SET name_th = EXCLUDED.name_th, "
+            "name_en = EXCLUDED.name_en, sla_hours = EXCLUDED.sla_hours, "
+            "active = EXCLUDED.active RETURNING code, name_th, name_en, sla_hours, active"
+        ),
+        category.model_dump(),
+    ).mappings()
+    return dict(row.one())
+
+
+class RouteIn(BaseModel):
+    """Send ``category`` to ``team``, everywhere or only inside zone ``zone``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: Code
+    team: Code
+    zone: Code | None = None
+
+
+@router.get("/admin/routes", summary="Category routes")
+def list_routes(conn: ConnDep, principal: PrincipalDep) -> list[dict[str, Any]]:
+    """Every category route."""
+    require_admin(principal)
+    rows = conn.execute(
+        text(
+            "SELECT cr.id, c.code AS category, t.code AS team, cr.zone_code AS zone "
+            "FROM category_routes AS cr JOIN categories AS c ON c.id = cr.category_id "
+            "JOIN teams AS t ON t.id = cr.team_id ORDER BY c.code, t.code, cr.zone_code"
+        )
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+@router.post("/admin/routes", status_code=201, summary="Add a category route")
+def add_route(route: RouteIn, conn: ConnDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Route a category to a team; new reports use it, stored ones keep their team."""
+    require_admin(principal)
+    ids = conn.execute(
+        text(
+            "SELECT (SELECT id FROM categories WHERE code = :category) AS category_id, "
+            "(SELECT id FROM teams WHERE code = :team) AS team_id, "
+            "(CAST(:zone AS varchar) IS NULL OR EXISTS (SELECT 1 FROM zones WHERE code = :zone "
+            "AND retired_at IS NULL)) AS zone_ok"
+        ),
+        route.model_dump(),
+    ).one()
+    if ids.category_id is None:
+        raise NotFoundError(f"There is no category {route.category!r}.")
+    if ids.team_id is None:
+        raise NotFoundError(f"There is no team {route.team!r}.")
+    if not ids.zone_ok:
+        raise NotFoundError(f"There is no current zone {route.zone!r}.")
+    new_id = conn.execute(
+        text(
+            "INSERT INTO category_routes (category_id, team_id, zone_code) "
+            "VALUES (:c, :t, :z) ON CONFLICT DO NOTHING RETURNING id"
+        ),
+        {"c": ids.category_id, "t": ids.team_id, "z": route.zone},
+    ).scalar_one_or_none()
+    if new_id is None:
+        raise ConflictError("That route exists already.")
+    return {"id": new_id, **route.model_dump()}
+
+
+@router.delete("/admin/routes/{route_id}", status_code=204, summary="Remove a category route")
+def delete_route(
+    route_id: Annotated[int, Path(ge=1, le=2**31 - 1)], conn: ConnDep, principal: PrincipalDep
+) -> None:
+    """Stop routing by this rule; stored reports keep their team."""
+    require_admin(principal)
+    done = conn.execute(
+        text("DELETE FROM category_routes WHERE id = :id"), {"id": route_id}
+    ).rowcount
+    if not done:
+        raise NotFoundError(f"There is no category route {route_id}.")
+
+
+class KeyIn(BaseModel):
+    """A new API key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(pattern="^(" + "|".join(ROLES) + ")$")
+    team: Code | None = None
+
+
+@router.post("/admin/keys", status_code=201, summary="Create an API key")
+def add_key(key: KeyIn, conn: ConnDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Create a key; the secret is in this answer only and is stored as a hash."""
+    require_admin(principal)
+    new = create_api_key(conn, name=key.name, role=key.role, team_code=key.team)
+    return {"id": new.id, "key": new.secret, "role": new.role, "team_id": new.team_id}
+
+
+@router.delete("/admin/keys/{key_id}", status_code=204, summary="Revoke an API key")
+def delete_key(
+    key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], conn: ConnDep, principal: PrincipalDep
+) -> None:
+    """Revoke a key at once."""
+    require_admin(principal)
+    revoke_api_key(conn, key_id)

@@ -1,0 +1,322 @@
+"""Open311 GeoReport v2 at ``/open311/v2``: discovery, services and service requests.
+
+Every resource comes as ``.json`` or ``.xml``, chosen by the path's suffix. Errors on these
+paths, FastAPI's own validation errors included, take the spec's form: a list of
+``{code, description}`` (``<errors><error>`` in XML) with HTTP 400, 403 or 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.datastructures import UploadFile
+
+from api.deps import ConnDep, Open311Dep
+from geo import open311
+from geo.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    IssuemapError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from geo.search import ReportFilter
+
+MAX_BODY = 64 * 1024
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+# The spec knows three error statuses: 403 for keys, 404 for what does not exist, 400 else.
+_STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
+    AuthenticationError: 403,
+    PermissionDeniedError: 403,
+    NotFoundError: 404,
+}
+
+
+class Format(StrEnum):
+    """Output formats, chosen by the path suffix."""
+
+    json = "json"
+    xml = "xml"
+
+
+def _format_of(request: Request) -> str:
+    return "xml" if request.url.path.endswith(".xml") else "json"
+
+
+def _respond(
+    payload: dict[str, Any] | list[dict[str, Any]], *, root: str, fmt: str, status: int = 200
+) -> Response:
+    return Response(
+        content=open311.render(payload, root=root, fmt=fmt),
+        status_code=status,
+        media_type=open311.MEDIA_TYPES[fmt],
+    )
+
+
+def error_response(request: Request, status: int, description: str) -> Response:
+    """The spec's error document, in the format the path asks for."""
+    return _respond(
+        open311.error_records(status, description),
+        root="errors",
+        fmt=_format_of(request),
+        status=status,
+    )
+
+
+def _validation_description(error: RequestValidationError) -> str:
+    problems = error.errors()
+    if not problems:
+        return "The request is not valid."
+    first = problems[0]
+    # The path's format suffix is the parameter ``fmt`` in code; users know it as the format.
+    names = [
+        "format" if p == "fmt" else str(p)
+        for p in first["loc"]
+        if p not in ("body", "query", "path", "header")
+    ]
+    field = ".".join(names) or "request"
+    return f"{field}: {first['msg']}"
+
+
+class Open311Route(APIRoute):
+    """A route whose domain and validation errors answer in the GeoReport error format."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap FastAPI's handler so errors never reach the app's native error handlers."""
+        handler = super().get_route_handler()
+
+        async def spec_errors(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                return error_response(request, 400, _validation_description(error))
+            except IssuemapError as error:
+                status = next(
+                    (code for cls, code in _STATUS_BY_ERROR.items() if isinstance(error, cls)),
+                    400,
+                )
+                return error_response(request, status, str(error))
+
+        return spec_errors
+
+
+router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+
+FormatPath = Annotated[Format, Path(description="Response format: `json` or `xml`.")]
+Jurisdiction = Annotated[
+    str | None,
+    Query(max_length=200, description="Optional: this endpoint serves one jurisdiction."),
+]
+_FORMATS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/xml": {}}},
+    400: {"description": "Bad request: `[{code, description}]` or `<errors>`."},
+    404: {"description": "No such resource: `[{code, description}]` or `<errors>`."},
+}
+
+
+@router.get("/discovery.{fmt}", summary="Service discovery", responses=_FORMATS)
+def get_discovery(request: Request, fmt: FormatPath, settings: Open311Dep) -> Response:
+    """The Open311 discovery document: our GeoReport v2 endpoint, its formats and contact."""
+    url = str(request.base_url).rstrip("/") + router.prefix
+    return _respond(open311.discovery(url=url, contact=settings.contact), root="discovery", fmt=fmt)
+
+
+@router.get("/services.{fmt}", summary="GET Service List", responses=_FORMATS)
+def get_services(
+    fmt: FormatPath, conn: ConnDep, settings: Open311Dep, jurisdiction_id: Jurisdiction = None
+) -> Response:
+    """Every report category as a service: the code, English name, Thai name as description.
+
+    No category asks for extra attributes, so `metadata` is false throughout.
+    """
+    open311.check_jurisdiction(jurisdiction_id, settings.jurisdiction_id)
+    return _respond(open311.list_services(conn), root="services", fmt=fmt)
+
+
+@router.get("/services/{service_code}.{fmt}", summary="GET Service Definition", responses=_FORMATS)
+def get_service_definition(
+    service_code: Annotated[str, Path(max_length=64, description="A code from services.")],
+    fmt: FormatPath,
+    conn: ConnDep,
+    settings: Open311Dep,
+    jurisdiction_id: Jurisdiction = None,
+) -> Response:
+    """A service's extra attributes: none for our categories, so an empty list."""
+    open311.check_jurisdiction(jurisdiction_id, settings.jurisdiction_id)
+    return _respond(
+        open311.service_definition(conn, service_code), root="service_definition", fmt=fmt
+    )
+
+
+def request_filter(
+    settings: Open311Dep,
+    service_request_id: Annotated[
+        list[str] | None,
+        Query(description="Comma-separated ids; when given, every other filter is ignored."),
+    ] = None,
+    service_code: Annotated[
+        list[str] | None, Query(description="Comma-separated service codes.")
+    ] = None,
+    status: Annotated[
+        list[str] | None, Query(description="`open`, `closed`, or both comma-separated.")
+    ] = None,
+    start_date: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Earliest requested_datetime (W3C), e.g. 2010-01-01T00:00:00Z.",
+        ),
+    ] = None,
+    end_date: Annotated[
+        str | None,
+        Query(max_length=64, description="Latest requested_datetime (W3C); at most 90 days on."),
+    ] = None,
+    jurisdiction_id: Jurisdiction = None,
+) -> ReportFilter:
+    """The GET Service Requests filters, validated once."""
+    open311.check_jurisdiction(jurisdiction_id, settings.jurisdiction_id)
+    return open311.request_filter(
+        ids=service_request_id,
+        service_codes=service_code,
+        statuses=status,
+        start_date=start_date,
+        end_date=end_date,
+        now=datetime.now(UTC),
+        max_ids=settings.max_requests,
+    )
+
+
+@router.get("/requests.{fmt}", summary="GET Service Requests", responses=_FORMATS)
+def get_requests(
+    request: Request,
+    fmt: FormatPath,
+    conn: ConnDep,
+    settings: Open311Dep,
+    flt: Annotated[ReportFilter, Depends(request_filter)],
+) -> Response:
+    """Service requests, newest first, as the public sees them.
+
+    Without dates the last 90 days are searched; `start_date` and `end_date` may be at most
+    90 days apart. Our statuses fold into `open` (open, acknowledged, in progress, reopened)
+    and `closed` (resolved, closed, rejected, duplicate).
+    """
+    base = str(request.base_url).rstrip("/")
+    records = open311.find_requests(conn, flt, limit=settings.max_requests, base_url=base)
+    return _respond(records, root="service_requests", fmt=fmt)
+
+
+@router.get(
+    "/requests/{service_request_id}.{fmt}", summary="GET Service Request", responses=_FORMATS
+)
+def get_service_request(
+    request: Request,
+    service_request_id: Annotated[str, Path(max_length=64, description="A request's id.")],
+    fmt: FormatPath,
+    conn: ConnDep,
+    settings: Open311Dep,
+    jurisdiction_id: Jurisdiction = None,
+) -> Response:
+    """One service request, as a one-element list (the spec's shape)."""
+    open311.check_jurisdiction(jurisdiction_id, settings.jurisdiction_id)
+    base = str(request.base_url).rstrip("/")
+    record = open311.get_request(conn, service_request_id, base_url=base)
+    return _respond([record], root="service_requests", fmt=fmt)
+
+
+async def _read_fields(request: Request) -> dict[str, str]:
+    """The POSTed form fields; ``api_key`` and ``jurisdiction_id`` may be in the query too."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    length = request.headers.get("content-length", "0")
+    if (length.isdigit() and int(length) > MAX_BODY) or len(await request.body()) > MAX_BODY:
+        raise InvalidInputError("description", "the request is too large")
+    fields: dict[str, str] = {}
+    if content_type in _FORM_TYPES:
+        try:
+            form = await request.form(max_files=0, max_fields=200, max_part_size=MAX_BODY)
+        except HTTPException as error:
+            raise InvalidInputError("body", f"malformed form: {error.detail}") from error
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                raise InvalidInputError(name, "files are not accepted; send a media_url")
+            if name in open311.POST_FIELDS:
+                if name in fields:
+                    raise InvalidInputError(name, "given more than once")
+                fields[name] = value
+            # attribute[...] and anything else: our services define no attributes.
+    elif await request.body():
+        raise InvalidInputError(
+            "Content-Type", "send the fields as application/x-www-form-urlencoded"
+        )
+    for name in ("api_key", "jurisdiction_id"):
+        if name not in fields and name in request.query_params:
+            fields[name] = request.query_params[name]
+    return fields
+
+
+def _create(request: Request, fields: dict[str, str]) -> list[dict[str, Any]]:
+    state = request.app.state
+    with state.engine.begin() as conn:
+        return open311.post_request(
+            conn,
+            fields,
+            jurisdiction_id=state.open311.jurisdiction_id,
+            routing=state.routing,
+            intake=state.intake,
+            geocoder=state.geocoder,
+        )
+
+
+@router.post(
+    "/requests.{fmt}",
+    summary="POST Service Request",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            name: {"type": "string"} for name in sorted(open311.POST_FIELDS)
+                        },
+                        "required": ["api_key", "service_code"],
+                    }
+                }
+            },
+        }
+    },
+    responses={
+        **_FORMATS,
+        403: {"description": "The api_key is missing, unknown or revoked."},
+    },
+)
+async def post_service_request(fmt: FormatPath, request: Request) -> Response:
+    """File a report through Open311: form-encoded fields, an `api_key` of any role.
+
+    Give `lat` and `long`, or `address_string` (`address_id` is not supported). The
+    reporter's `first_name`, `last_name`, `email` and `phone` are kept for staff and never
+    published. The answer holds the new `service_request_id` and a `service_notice` saying
+    which team has it and when it is due.
+    """
+    fields = await _read_fields(request)
+    answer = await run_in_threadpool(_create, request, fields)
+    return _respond(answer, root="service_requests", fmt=fmt)
+
+
+@router.api_route(
+    "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
+def unknown_resource(path: str, request: Request) -> Response:
+    """Anything else under the endpoint is a 404 in the spec's error format."""
+    raise NotFoundError(
+        f"There is no Open311 resource {request.method} {path[:80]!r}; "
+        "see discovery.json for what is here."
+    )

@@ -1,0 +1,411 @@
+"""Native report API: intake, reading, working a report, photos."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Connection
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from api.deps import ConnDep, PrincipalDep
+from geo import idempotency
+from geo.auth import Principal
+from geo.errors import InvalidInputError
+from geo.intake import MAX_DESCRIPTION, IntakeResult, PhotoUpload, Submission, submit_report
+from geo.reports import public_photo, store_photo
+from geo.search import get_report
+from geo.workflow import change_status, merge_duplicate, next_statuses, report_events
+
+router = APIRouter(prefix="/api", tags=["reports"])
+
+ReportId = Annotated[int, Path(ge=1, le=2**62, description="Report id.")]
+
+
+class ReportIn(BaseModel):
+    """A new report. Give ``lat`` and ``lon``, or an ``address``, or a photo with GPS."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    category: str = Field(min_length=1, max_length=64, description="Category code.")
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    address: str | None = Field(default=None, max_length=500)
+    reporter_name: str | None = Field(default=None, max_length=200)
+    reporter_contact: str | None = Field(
+        default=None, max_length=200, description="Phone or e-mail; never shown publicly."
+    )
+    media_url: str | None = Field(default=None, max_length=2000)
+
+
+def input_error(error: ValidationError) -> InvalidInputError:
+    """The first problem pydantic found, as a domain error naming the field."""
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "body"
+    return InvalidInputError(field, first["msg"])
+
+
+async def _read_submission(
+    request: Request, max_photo_bytes: int, max_photos: int
+) -> tuple[Submission, bytes]:
+    """Parse JSON or multipart into a Submission; also return bytes that fingerprint it."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    length = int(request.headers.get("content-length") or 0)
+    if content_type == "application/json":
+        if length > 64 * 1024:
+            raise InvalidInputError(
+                "description", f"the request is too large; at most {MAX_DESCRIPTION:,} characters"
+            )
+        body = await request.body()
+        if len(body) > 64 * 1024:
+            raise InvalidInputError(
+                "description", f"the request is too large; at most {MAX_DESCRIPTION:,} characters"
+            )
+        try:
+            payload = ReportIn.model_validate_json(body)
+        except ValidationError as error:
+            raise input_error(error) from error
+        return _submission(payload, ()), body
+    if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+        limit = max_photos * max_photo_bytes + 256 * 1024
+        if length > limit:
+            raise InvalidInputError(
+                "photo", f"the upload is too large; each photo may be {max_photo_bytes:,} bytes"
+            )
+        try:
+            form = await request.form(
+                max_files=max_photos + 1, max_fields=20, max_part_size=64 * 1024
+            )
+        except HTTPException as error:
+            raise InvalidInputError("body", f"malformed multipart form: {error.detail}") from error
+        if not form and length > 0:
+            # Starlette reads a multipart body with a wrong boundary as an empty form.
+            raise InvalidInputError("body", "malformed multipart form: no fields could be read")
+        fields: dict[str, Any] = {}
+        photos: list[PhotoUpload] = []
+        fingerprint = bytearray()
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if name != "photo":
+                    raise InvalidInputError(name, "unexpected file; send photos as 'photo'")
+                data = await value.read(max_photo_bytes + 1)
+                if len(data) > max_photo_bytes:
+                    raise InvalidInputError(
+                        "photo", f"a photo may be at most {max_photo_bytes / 1e6:.0f} MB"
+                    )
+                photos.append(PhotoUpload(data=data, declared_type=value.content_type))
+                fingerprint += data
+            else:
+                if name in fields:
+                    raise InvalidInputError(name, "given more than once")
+                fields[name] = value if value != "" else None
+                fingerprint += f"{name}={value}\n".encode()
+        try:
+            payload = ReportIn.model_validate(fields)
+        except ValidationError as error:
+            raise input_error(error) from error
+        return _submission(payload, tuple(photos)), bytes(fingerprint)
+    raise InvalidInputError(
+        "Content-Type",
+        "send application/json, or multipart/form-data (with photos) or a url-encoded form",
+    )
+
+
+def _submission(payload: ReportIn, photos: tuple[PhotoUpload, ...]) -> Submission:
+    return Submission(
+        category=payload.category,
+        description=payload.description,
+        lat=payload.lat,
+        lon=payload.lon,
+        address=payload.address,
+        reporter_name=payload.reporter_name,
+        reporter_contact=payload.reporter_contact,
+        media_url=payload.media_url,
+        photos=photos,
+    )
+
+
+def intake_answer(result: IntakeResult) -> dict[str, Any]:
+    """The 201 body: where the report went, when it is due, what is already known nearby."""
+    report = result.report
+    return {
+        "id": report.id,
+        "status": "open",
+        "created_at": report.created_at.isoformat(),
+        "due_at": report.due_at.isoformat(),
+        "location": {
+            "lat": result.lat,
+            "lon": result.lon,
+            "source": result.location_source,
+            "snapped_to_ward": report.snapped,
+        },
+        "ward": {"id": report.ward_id, "code": report.ward_code, "name": report.ward_name},
+        "zone": None
+        if report.zone_id is None
+        else {"id": report.zone_id, "code": report.zone_code},
+        "team": None
+        if report.team_id is None
+        else {"id": report.team_id, "code": report.team_code, "name": report.team_name},
+        "photo_ids": result.photo_ids,
+        "likely_duplicates": [
+            {
+                "id": d["id"],
+                "status": d["status"],
+                "distance_m": float(d["distance_m"]),
+                "created_at": d["created_at"],
+                "supporters": d["supporters"],
+            }
+            for d in report.duplicates
+        ],
+    }
+
+
+def _create(
+    request: Request,
+    principal: Principal,
+    submission: Submission,
+    key: str | None,
+    fingerprint: str,
+) -> tuple[int, dict[str, Any], bool]:
+    state = request.app.state
+    scope = f"key:{principal.key_id}" if principal.key_id is not None else "public"
+    if key is None and not submission.photos:
+        # One statement stores the report and its event: let it be its own transaction,
+        # which saves the BEGIN and COMMIT round trips on the busiest path.
+        with state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            result = _submit(conn, state, submission, principal)
+        return 201, intake_answer(result), False
+    with state.engine.begin() as conn:
+        if key is not None:
+            stored = idempotency.claim(conn, scope=scope, key=key, fingerprint=fingerprint)
+            if stored is not None:
+                return stored.status_code, stored.body, True
+        body = intake_answer(_submit(conn, state, submission, principal))
+        if key is not None:
+            idempotency.remember(
+                conn, scope=scope, key=key, fingerprint=fingerprint, status_code=201, body=body
+            )
+    return 201, body, False
+
+
+def _submit(
+    conn: Connection, state: Any, submission: Submission, principal: Principal
+) -> IntakeResult:
+    return submit_report(
+        conn,
+        submission,
+        principal=principal,
+        routing=state.routing,
+        intake=state.intake,
+        geocoder=state.geocoder,
+    )
+
+
+@router.post(
+    "/reports",
+    status_code=201,
+    summary="File a report",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": ReportIn.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            **ReportIn.model_json_schema()["properties"],
+                            "photo": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                                "description": "JPEG, PNG or WebP photos.",
+                            },
+                        },
+                        "required": ["category"],
+                    }
+                },
+            },
+        }
+    },
+    responses={
+        201: {"description": "Stored and routed."},
+        409: {"description": "Idempotency-Key reused for a different request."},
+        422: {"description": "A field is wrong, or the place is outside the city."},
+    },
+)
+async def post_report(
+    request: Request,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Any unique string; a retried POST with it returns the first answer."),
+    ] = None,
+) -> Response:
+    """File a report with coordinates, an address or a geotagged photo.
+
+    The answer says which ward, zone and team it was routed to, when it is due (its
+    category's SLA, 48 hours unless set otherwise), and which open reports nearby look like
+    the same problem. Photos are stored with their EXIF metadata removed from every copy
+    shown publicly.
+    """
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
+    intake = request.app.state.intake
+    submission, raw = await _read_submission(
+        request, intake.photo_max_bytes, intake.photos_per_report
+    )
+    fingerprint = idempotency.request_fingerprint(
+        request.headers.get("content-type", "").split(";")[0], raw
+    )
+    status, body, replayed = await run_in_threadpool(
+        _create, request, principal, submission, idempotency_key, fingerprint
+    )
+    headers = {"Location": f"/api/reports/{body['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+@router.get("/reports/{report_id}", summary="One report")
+def read_report(report_id: ReportId, conn: ConnDep, principal: PrincipalDep) -> dict[str, Any]:
+    """A report as the caller may see it; staff also get the reporter's contact."""
+    report = get_report(conn, report_id, principal)
+    report["next_statuses"] = next_statuses(report["status"]) if principal.is_staff else []
+    return report
+
+
+@router.get("/reports/{report_id}/events", summary="A report's audit trail")
+def read_events(
+    report_id: ReportId, conn: ConnDep, principal: PrincipalDep
+) -> list[dict[str, Any]]:
+    """Every change to the report: who, when, from what to what, notes and photos."""
+    return report_events(conn, report_id, principal)
+
+
+class StatusIn(BaseModel):
+    """A status change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: str = Field(min_length=1, max_length=16)
+    note: str | None = Field(default=None, max_length=4000)
+
+
+@router.post("/reports/{report_id}/status", summary="Move a report along its workflow")
+async def post_status(
+    report_id: ReportId, request: Request, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Change the status (JSON, or multipart with an after-photo in ``photo``)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    photo: PhotoUpload | None = None
+    intake = request.app.state.intake
+    try:
+        if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+            form = await request.form(max_files=1, max_fields=5, max_part_size=64 * 1024)
+            fields = {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
+            upload = form.get("photo")
+            if isinstance(upload, UploadFile):
+                data = await upload.read(intake.photo_max_bytes + 1)
+                if len(data) > intake.photo_max_bytes:
+                    raise InvalidInputError("photo", "the after-photo is too large")
+                photo = PhotoUpload(data=data, declared_type=upload.content_type)
+            change = StatusIn.model_validate(fields)
+        else:
+            change = StatusIn.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise input_error(error) from error
+    except HTTPException as error:
+        raise InvalidInputError("body", f"malformed multipart form: {error.detail}") from error
+    return await run_in_threadpool(_change, request, principal, report_id, change, photo)
+
+
+def _change(
+    request: Request,
+    principal: Principal,
+    report_id: int,
+    change: StatusIn,
+    photo: PhotoUpload | None,
+) -> dict[str, Any]:
+    from geo.photos import process_photo
+
+    processed = (
+        process_photo(
+            photo.data,
+            declared_type=photo.declared_type,
+            max_bytes=request.app.state.intake.photo_max_bytes,
+        )
+        if photo is not None
+        else None
+    )
+    with request.app.state.engine.begin() as conn:
+        done = change_status(conn, report_id, change.status, principal=principal, note=change.note)
+        photo_ids = []
+        if processed is not None:
+            photo_ids.append(
+                store_photo(
+                    conn,
+                    report_id=report_id,
+                    event_id=done.event_id,
+                    content_type=processed.content_type,
+                    width=processed.width,
+                    height=processed.height,
+                    sha256=processed.sha256,
+                    public_bytes=processed.public_bytes,
+                    original_bytes=processed.original_bytes,
+                )
+            )
+        report = get_report(conn, report_id, principal)
+    return {
+        "id": report_id,
+        "from_status": done.from_status,
+        "status": done.to_status,
+        "at": done.at.isoformat(),
+        "event_id": done.event_id,
+        "photo_ids": photo_ids,
+        "next_statuses": next_statuses(report["status"]),
+    }
+
+
+class MergeIn(BaseModel):
+    """Close this report as a duplicate of ``original_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    original_id: int = Field(ge=1, le=2**62)
+    note: str | None = Field(default=None, max_length=4000)
+
+
+@router.post("/reports/{report_id}/merge", summary="Merge a duplicate into its original")
+def post_merge(
+    report_id: ReportId, merge: MergeIn, conn: ConnDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """The duplicate closes with a link to the original, which gains a supporter."""
+    done = merge_duplicate(conn, report_id, merge.original_id, principal=principal, note=merge.note)
+    original = get_report(conn, merge.original_id, principal)
+    return {
+        "id": report_id,
+        "status": done.to_status,
+        "duplicate_of": merge.original_id,
+        "original_supporters": original["supporters"],
+        "event_id": done.event_id,
+    }
+
+
+@router.get(
+    "/photos/{photo_id}",
+    summary="A photo, without EXIF",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}},
+)
+def read_photo(
+    photo_id: Annotated[int, Path(ge=1, le=2**62)], conn: ConnDep, principal: PrincipalDep
+) -> Response:
+    """The public copy of a photo (EXIF removed), if its report is visible to the caller."""
+    content_type, data, report_id = public_photo(conn, photo_id)
+    get_report(conn, report_id, principal)
+    return Response(content=data, media_type=content_type)

@@ -1,0 +1,211 @@
+"""Writing reports out: GeoJSON features, CSV and GeoPackage, one row at a time.
+
+The rows are the plain dicts ``geo.search`` yields, so an export holds exactly the columns
+its caller may see: nothing here adds or removes a private field. The CSV and GeoPackage
+writers take any iterable and pull from it as they write (chunks of text, batches of
+rows), so an export of every report never holds every report in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+import shapely
+from sqlalchemy import Connection, text
+
+from geo.auth import Principal
+from geo.search import ReportFilter, report_query
+
+LAYER = "reports"
+"""Name of the layer in an exported GeoPackage."""
+
+CRS = "EPSG:4326"
+"""Every report is stored, and exported, in WGS84 longitude/latitude."""
+
+GPKG_BATCH = 5000
+"""Reports written to a GeoPackage per append: big enough to be fast, small enough to hold."""
+
+CSV_CHUNK_CHARS = 64 * 1024
+"""Roughly how much CSV text is gathered before it is handed on."""
+
+_COORDINATES = ("lon", "lat")
+# How each column is typed in a GeoPackage. The layer's schema is fixed by the first batch,
+# so types cannot be guessed from values (a batch may hold only NULLs in a column); any
+# column not named here is written as text.
+_INTEGER_COLUMNS = frozenset({"id", "ward_id", "zone_id", "team_id", "supporters", "duplicate_of"})
+_BOOLEAN_COLUMNS = frozenset({"overdue", "ward_snapped", "is_demo"})
+_DATETIME_COLUMNS = frozenset({"created_at", "updated_at", "resolved_at", "due_at"})
+_LIST_SEPARATOR = ";"
+# Spreadsheets run a cell that starts like a formula. Report text comes from the public and
+# CSV exports are opened by staff in Excel, so such text gets a leading apostrophe (OWASP
+# "CSV injection"); numbers, dates and flags are never text and are left as they are.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def report_columns(conn: Connection, principal: Principal) -> list[str]:
+    """The columns ``principal`` gets for a report, in order, even when nothing matches."""
+    query, params = report_query(ReportFilter(), principal, limit=0)
+    return list(conn.execute(query, params).keys())
+
+
+def count_reports(conn: Connection, flt: ReportFilter, principal: Principal) -> int:
+    """How many reports ``flt`` selects for ``principal``: the very query pages read."""
+    query, params = report_query(flt, principal)
+    counted = text(f"SELECT count(*) FROM ({query.text}) AS matched")
+    return int(conn.execute(counted, params).scalar_one())
+
+
+def json_value(value: Any) -> Any:
+    """A column value as JSON has it: dates and times as ISO 8601 text."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def feature(row: dict[str, Any]) -> dict[str, Any]:
+    """A report as a GeoJSON Feature with a Point ``[lon, lat]`` geometry."""
+    return {
+        "type": "Feature",
+        "id": row["id"],
+        "geometry": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
+        "properties": {
+            name: json_value(value) for name, value in row.items() if name not in _COORDINATES
+        },
+    }
+
+
+def feature_collection(
+    rows: Iterable[dict[str, Any]],
+    *,
+    links: Sequence[dict[str, str]] = (),
+    number_matched: int | None = None,
+) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection with OGC API Features' ``links`` and counts."""
+    features = [feature(row) for row in rows]
+    collection: dict[str, Any] = {"type": "FeatureCollection", "features": features}
+    if number_matched is not None:
+        collection["numberMatched"] = number_matched
+    collection["numberReturned"] = len(features)
+    collection["links"] = list(links)
+    return collection
+
+
+def _joined(values: Sequence[Any]) -> str:
+    return _LIST_SEPARATOR.join(str(item) for item in values)
+
+
+def csv_cell(value: Any) -> str | float | int:
+    """A column value as a CSV cell: ISO 8601 times, ``true``/``false``, lists joined."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return _joined(value)
+    if isinstance(value, str):
+        return "'" + value if value.startswith(_FORMULA_STARTS) else value
+    if isinstance(value, int | float):
+        return value
+    return str(value)
+
+
+def csv_chunks(
+    rows: Iterable[dict[str, Any]],
+    *,
+    columns: Sequence[str],
+    chunk_chars: int = CSV_CHUNK_CHARS,
+) -> Iterator[bytes]:
+    """UTF-8 CSV of ``rows`` with a header of ``columns``, yielded in chunks as rows arrive.
+
+    Parameters
+    ----------
+    rows
+        Dicts holding at least ``columns``; pulled one at a time, never gathered.
+    columns
+        Header and column order; the header is written even when there are no rows.
+    chunk_chars
+        A chunk is handed on once about this many characters are waiting.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([csv_cell(row[name]) for name in columns])
+        if buffer.tell() >= chunk_chars:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode("utf-8")
+
+
+def _frame(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> gpd.GeoDataFrame:
+    """One batch as a GeoDataFrame whose column types do not depend on its values."""
+    records = pd.DataFrame.from_records(rows, columns=list(columns))
+    data: dict[str, Any] = {}
+    for name in columns:
+        if name in _COORDINATES:
+            continue
+        values = records[name].tolist()
+        if name in _INTEGER_COLUMNS:
+            data[name] = pd.array(values, dtype="Int64")
+        elif name in _BOOLEAN_COLUMNS:
+            data[name] = pd.array(values, dtype="boolean")
+        elif name in _DATETIME_COLUMNS:
+            data[name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+        else:
+            data[name] = pd.Series(
+                [_joined(v) if isinstance(v, list | tuple) else v for v in values], dtype=object
+            )
+    geometry = shapely.points(
+        records["lon"].to_numpy(dtype=float), records["lat"].to_numpy(dtype=float)
+    )
+    return gpd.GeoDataFrame(data, geometry=geometry, crs=CRS)
+
+
+def write_geopackage(
+    rows: Iterable[dict[str, Any]],
+    path: Path,
+    *,
+    columns: Sequence[str],
+    batch_size: int = GPKG_BATCH,
+) -> int:
+    """Write ``rows`` to a new GeoPackage at ``path`` in batches; return how many.
+
+    The layer ``reports`` holds Point geometries in EPSG:4326 and every column except
+    ``lon`` and ``lat`` (which are the geometry). Only one batch of rows is held at a time;
+    each is appended to the layer before the next is read.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    iterator = iter(rows)
+    written = 0
+    first = True
+    while True:
+        batch = list(islice(iterator, batch_size))
+        if batch or first:
+            # The first write creates the layer, even an empty one, so an export that
+            # matched nothing is still a GeoPackage with the right schema.
+            pyogrio.write_dataframe(
+                _frame(batch, columns),
+                path,
+                layer=LAYER,
+                driver="GPKG",
+                geometry_type="Point",
+                append=not first,
+            )
+            written += len(batch)
+            first = False
+        if len(batch) < batch_size:
+            return written

@@ -1,0 +1,511 @@
+"""Open311 GeoReport v2: our categories as services, our reports as service requests.
+
+This module knows the GeoReport v2 vocabulary (http://wiki.open311.org/GeoReport_v2) and
+nothing about HTTP: it turns query values and POSTed fields into our filters and
+submissions, and our rows into GeoReport records, rendered as JSON or as XML.
+
+Service requests are read through ``geo.search`` as the anonymous public, so a GeoReport
+client sees exactly what the public sees and never a reporter's name or contact. Our eight
+statuses fold into GeoReport's two: a report still being worked is ``open``, every other
+one is ``closed``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from sqlalchemy import Connection, text
+
+from geo.auth import ANONYMOUS, Principal, authenticate
+from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
+from geo.geocoding import Geocoder
+from geo.intake import Submission, submit_report
+from geo.models import OPEN_STATUSES, REPORT_STATUSES
+from geo.search import ReportFilter, get_report, report_query
+from geo.settings import IntakeSettings, RoutingSettings
+
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+
+CHANGESET = "2026-11-24"
+"""When the shape of our services last changed; discovery tells clients to refresh on it."""
+
+MAX_WINDOW = timedelta(days=90)
+"""Longest span of ``start_date`` .. ``end_date``, and the default span (per the spec)."""
+
+MEDIA_TYPES = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
+"""Content type of each output format, as the spec asks."""
+
+OPEN311_STATUS: dict[str, str] = {
+    status: "open" if status in OPEN_STATUSES else "closed" for status in REPORT_STATUSES
+}
+"""Our status -> GeoReport status: reports still being worked are open, the rest closed."""
+
+POST_FIELDS = frozenset(
+    {
+        "api_key",
+        "jurisdiction_id",
+        "service_code",
+        "lat",
+        "long",
+        "address_string",
+        "address_id",
+        "email",
+        "device_id",
+        "account_id",
+        "first_name",
+        "last_name",
+        "phone",
+        "description",
+        "media_url",
+    }
+)
+"""The fields of POST Service Request; ``attribute[code]`` fields come on top of these."""
+
+# Staff notes that explain a report's state; re-routing notes are internal bookkeeping.
+_PUBLIC_NOTE_KINDS = ("status", "merged", "note")
+_MAX_ID = 2**62
+
+# The W3C profile of ISO 8601 (https://www.w3.org/TR/NOTE-datetime): a time needs a zone.
+_W3C_DATETIME = re.compile(
+    r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
+    r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d+)?)?"
+    r"(?P<zone>Z|[+-]\d{2}:\d{2}))?)?)?",
+    re.ASCII,
+)
+
+# Characters XML 1.0 cannot carry at all; ElementTree would write them and break the document.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+# In XML a list becomes a wrapper element holding one element per item, named here.
+_XML_ITEM = {
+    "services": "service",
+    "service_requests": "request",
+    "errors": "error",
+    "endpoints": "endpoint",
+    "formats": "format",
+    "attributes": "attribute",
+    "values": "value",
+}
+
+
+# --- reading query values ----------------------------------------------------------------
+
+
+def check_jurisdiction(given: str | None, served: str) -> None:
+    """Refuse a ``jurisdiction_id`` other than ours; leaving it out is fine (one city here)."""
+    if given is not None and given.strip() and given.strip() != served:
+        raise NotFoundError(
+            f"There is no jurisdiction {given.strip()!r} here; this endpoint serves {served!r}."
+        )
+
+
+def split_values(values: Iterable[str] | None) -> tuple[str, ...]:
+    """Values declared more than once and/or comma-separated, without blanks or repeats."""
+    found: dict[str, None] = {}
+    for value in values or ():
+        for part in value.split(","):
+            if part.strip():
+                found[part.strip()] = None
+    return tuple(found)
+
+
+def _report_id(value: str) -> int | None:
+    """The report id a service_request_id names, or None if it cannot name one."""
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
+        return None
+    number = int(value)
+    return number if 1 <= number <= _MAX_ID else None
+
+
+def parse_request_ids(values: Iterable[str] | None, *, limit: int) -> tuple[int, ...]:
+    """The ``service_request_id`` values as report ids, refusing anything that is not one."""
+    ids: list[int] = []
+    for value in split_values(values):
+        report_id = _report_id(value)
+        if report_id is None:
+            raise InvalidInputError(
+                "service_request_id", f"{value[:40]!r} is not a service request id"
+            )
+        ids.append(report_id)
+    if len(ids) > limit:
+        raise InvalidInputError("service_request_id", f"at most {limit:,} ids per call")
+    return tuple(ids)
+
+
+def our_statuses(values: Iterable[str]) -> tuple[str, ...]:
+    """Our statuses that make up the GeoReport statuses ``values`` (open, closed)."""
+    wanted = set(values)
+    unknown = wanted - {"open", "closed"}
+    if unknown:
+        raise InvalidInputError(
+            "status", f"unknown status {sorted(unknown)[0]!r}; use open, closed or both"
+        )
+    return tuple(s for s in REPORT_STATUSES if OPEN311_STATUS[s] in wanted)
+
+
+def parse_datetime(name: str, value: str) -> datetime:
+    """A W3C datetime (``2010-01-01T00:00:00Z``; a date alone means its midnight UTC)."""
+    match = _W3C_DATETIME.fullmatch(value.strip())
+    if match is None:
+        raise InvalidInputError(
+            name,
+            f"{value[:40]!r} is not a W3C datetime with a time zone, e.g. 2010-01-01T00:00:00Z",
+        )
+    part = match.groupdict()
+    zone = part["zone"]
+    try:
+        if zone is None or zone == "Z":
+            tz = UTC
+        else:
+            sign = -1 if zone[0] == "-" else 1
+            tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+        return datetime(
+            int(part["year"]),
+            int(part["month"] or 1),
+            int(part["day"] or 1),
+            int(part["hour"] or 0),
+            int(part["minute"] or 0),
+            int(part["second"] or 0),
+            int((part["fraction"] or ".")[1:7].ljust(6, "0")),
+            tzinfo=tz,
+        )
+    except ValueError as error:
+        raise InvalidInputError(name, f"{value!r} is not a real date and time") from error
+
+
+def _shift(moment: datetime, delta: timedelta) -> datetime:
+    try:
+        return moment + delta
+    except OverflowError:
+        return (datetime.max if delta > timedelta(0) else datetime.min).replace(tzinfo=UTC)
+
+
+def request_window(
+    start: datetime | None, end: datetime | None, *, now: datetime
+) -> tuple[datetime, datetime]:
+    """The ``requested_datetime`` range to search, at most 90 days long.
+
+    With neither bound it is the last 90 days; with one bound it runs 90 days from it.
+    """
+    if start is None and end is None:
+        return now - MAX_WINDOW, now
+    if start is None:
+        assert end is not None
+        return _shift(end, -MAX_WINDOW), end
+    if end is None:
+        return start, _shift(start, MAX_WINDOW)
+    if end < start:
+        raise InvalidInputError("end_date", "must not be earlier than start_date")
+    if end - start > MAX_WINDOW:
+        raise InvalidInputError("end_date", "start_date and end_date may be at most 90 days apart")
+    return start, end
+
+
+def request_filter(
+    *,
+    ids: Sequence[str] | None,
+    service_codes: Sequence[str] | None,
+    statuses: Sequence[str] | None,
+    start_date: str | None,
+    end_date: str | None,
+    now: datetime,
+    max_ids: int,
+) -> ReportFilter:
+    """The filter for GET Service Requests; ``service_request_id`` overrides the rest."""
+    report_ids = parse_request_ids(ids, limit=max_ids)
+    if report_ids:
+        return ReportFilter(ids=report_ids)
+    start = parse_datetime("start_date", start_date) if start_date else None
+    end = parse_datetime("end_date", end_date) if end_date else None
+    created_from, created_to = request_window(start, end, now=now)
+    wanted = split_values(statuses)
+    return ReportFilter(
+        categories=split_values(service_codes),
+        statuses=our_statuses(wanted) if wanted else (),
+        created_from=created_from,
+        created_to=created_to,
+    )
+
+
+# --- services ----------------------------------------------------------------------------
+
+
+def service_record(code: str, name_en: str, name_th: str) -> dict[str, Any]:
+    """A category as a GeoReport service: English name, Thai name as its description."""
+    return {
+        "service_code": code,
+        "service_name": name_en,
+        "description": name_th,
+        "metadata": False,
+        "type": "realtime",
+        "keywords": ", ".join(dict.fromkeys((code, name_en, name_th))),
+        "group": None,
+    }
+
+
+def list_services(conn: Connection) -> list[dict[str, Any]]:
+    """Every active category, as GET Service List answers it."""
+    rows = conn.execute(
+        text("SELECT code, name_en, name_th FROM categories WHERE active ORDER BY code")
+    )
+    return [service_record(r.code, r.name_en, r.name_th) for r in rows]
+
+
+def service_definition(conn: Connection, service_code: str) -> dict[str, Any]:
+    """GET Service Definition: our categories ask for no extra attributes."""
+    known = conn.execute(
+        text("SELECT 1 FROM categories WHERE code = :code AND active"), {"code": service_code}
+    ).first()
+    if known is None:
+        raise NotFoundError(f"There is no service with service_code {service_code!r}.")
+    return {"service_code": service_code, "attributes": []}
+
+
+# --- service requests --------------------------------------------------------------------
+
+
+def w3c(moment: datetime) -> str:
+    """A timestamp in the W3C format the spec asks for, in UTC to the second."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def service_notice(team_name: str | None, due_at: datetime) -> str:
+    """What happens next: who works the request and by when."""
+    who = f"It has been sent to {team_name}" if team_name else "It has been received"
+    return f"{who} and is due to be dealt with by {w3c(due_at)}."
+
+
+def request_record(
+    report: Mapping[str, Any], *, status_notes: str | None, base_url: str
+) -> dict[str, Any]:
+    """A report read with the public columns, as a GeoReport service request."""
+    status = OPEN311_STATUS[report["status"]]
+    media_url = report["media_url"]
+    if media_url is None and report["photo_ids"]:
+        media_url = f"{base_url}/api/photos/{report['photo_ids'][0]}"
+    return {
+        "service_request_id": str(report["id"]),
+        "status": status,
+        "status_notes": status_notes,
+        "service_name": report["category_name_en"],
+        "service_code": report["category"],
+        "description": report["description"],
+        "agency_responsible": report["team_name"],
+        "service_notice": (
+            service_notice(report["team_name"], report["due_at"]) if status == "open" else None
+        ),
+        "requested_datetime": w3c(report["created_at"]),
+        "updated_datetime": w3c(report["updated_at"]),
+        "expected_datetime": w3c(report["due_at"]),
+        "address": report["address"],
+        "address_id": None,
+        "zipcode": None,
+        "lat": float(report["lat"]),
+        "long": float(report["lon"]),
+        "media_url": media_url,
+    }
+
+
+def latest_notes(conn: Connection, report_ids: Sequence[int]) -> dict[int, str]:
+    """The newest public note of each report that has one."""
+    if not report_ids:
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT DISTINCT ON (report_id) report_id, note FROM report_events "
+            "WHERE report_id = ANY(:ids) AND note IS NOT NULL AND kind = ANY(:kinds) "
+            "ORDER BY report_id, at DESC, id DESC"
+        ),
+        {"ids": list(report_ids), "kinds": list(_PUBLIC_NOTE_KINDS)},
+    )
+    return {int(r.report_id): str(r.note) for r in rows}
+
+
+def find_requests(
+    conn: Connection, flt: ReportFilter, *, limit: int, base_url: str
+) -> list[dict[str, Any]]:
+    """GET Service Requests: the newest ``limit`` matching reports, as the public sees them."""
+    query, params = report_query(flt, ANONYMOUS, limit=limit, order="newest")
+    reports = [dict(r) for r in conn.execute(query, params).mappings()]
+    notes = latest_notes(conn, [r["id"] for r in reports])
+    return [request_record(r, status_notes=notes.get(r["id"]), base_url=base_url) for r in reports]
+
+
+def get_request(conn: Connection, service_request_id: str, *, base_url: str) -> dict[str, Any]:
+    """GET Service Request: one report as the public sees it; anything else is a 404."""
+    report_id = _report_id(service_request_id)
+    if report_id is None:
+        raise NotFoundError(f"There is no service request {service_request_id[:40]!r}.")
+    report = get_report(conn, report_id, ANONYMOUS)
+    notes = latest_notes(conn, [report["id"]])
+    return request_record(report, status_notes=notes.get(report["id"]), base_url=base_url)
+
+
+# --- POST Service Request ----------------------------------------------------------------
+
+
+def _field(fields: Mapping[str, str], name: str) -> str | None:
+    # "Optional" in the spec: an empty parameter is the same as one not sent.
+    value = (fields.get(name) or "").strip()
+    return value or None
+
+
+def _degrees(name: str, value: str, limit: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidInputError(name, f"{value[:40]!r} is not a number of degrees") from None
+    if number != number or abs(number) == float("inf") or abs(number) > limit:
+        raise InvalidInputError(name, f"must be between -{limit:g} and {limit:g} degrees")
+    return number
+
+
+def _joined(fields: Mapping[str, str], names: tuple[str, str], sep: str) -> str | None:
+    parts = [p for p in (_field(fields, n) for n in names) if p]
+    joined = sep.join(parts) or None
+    if joined is not None and len(joined) > 200:
+        raise InvalidInputError(names[0], f"{' and '.join(names)} may be 200 characters together")
+    return joined
+
+
+def submission_from_post(fields: Mapping[str, str]) -> Submission:
+    """Map POST Service Request fields onto our submission, naming the first wrong field.
+
+    ``first_name`` and ``last_name`` become the reporter's name, ``email`` and ``phone`` the
+    reporter's contact; ``device_id``, ``account_id`` and ``attribute[...]`` are not kept.
+    """
+    service_code = _field(fields, "service_code")
+    if service_code is None:
+        raise InvalidInputError("service_code", "is required; services.json lists the codes")
+    lat_text, long_text = _field(fields, "lat"), _field(fields, "long")
+    if (lat_text is None) != (long_text is None):
+        raise InvalidInputError(
+            "long" if long_text is None else "lat", "lat and long must be given together"
+        )
+    lat = _degrees("lat", lat_text, 90.0) if lat_text is not None else None
+    lon = _degrees("long", long_text, 180.0) if long_text is not None else None
+    address = _field(fields, "address_string")
+    if lat is None and address is None:
+        if _field(fields, "address_id") is not None:
+            raise InvalidInputError(
+                "address_id", "is not supported here; send lat and long, or address_string"
+            )
+        raise InvalidInputError("lat", "give the location as lat and long, or address_string")
+    description = _field(fields, "description")
+    if description is None:
+        raise InvalidInputError("description", "is required: describe the problem")
+    return Submission(
+        category=service_code,
+        description=description,
+        lat=lat,
+        lon=lon,
+        address=address,
+        reporter_name=_joined(fields, ("first_name", "last_name"), " "),
+        reporter_contact=_joined(fields, ("email", "phone"), " / "),
+        media_url=_field(fields, "media_url"),
+        source="open311",
+    )
+
+
+def require_key(conn: Connection, api_key: str | None) -> Principal:
+    """The principal of a posting client; posting needs a valid key of any role."""
+    if api_key is None or not api_key.strip():
+        raise AuthenticationError("An api_key is required to post a service request.")
+    return authenticate(conn, api_key.strip())
+
+
+def post_request(
+    conn: Connection,
+    fields: Mapping[str, str],
+    *,
+    jurisdiction_id: str,
+    routing: RoutingSettings,
+    intake: IntakeSettings,
+    geocoder: Geocoder,
+) -> list[dict[str, Any]]:
+    """POST Service Request: check the key, store the report, answer with its id and notice.
+
+    The caller owns the transaction, so a refused request leaves nothing behind.
+    """
+    principal = require_key(conn, fields.get("api_key"))
+    check_jurisdiction(fields.get("jurisdiction_id"), jurisdiction_id)
+    service_code = _field(fields, "service_code")
+    if service_code is not None:
+        service_definition(conn, service_code)  # an unknown code is a 404, per the spec
+    submission = submission_from_post(fields)
+    result = submit_report(
+        conn, submission, principal=principal, routing=routing, intake=intake, geocoder=geocoder
+    )
+    report = get_report(conn, result.report.id, ANONYMOUS)
+    return [
+        {
+            "service_request_id": str(result.report.id),
+            "service_notice": service_notice(report["team_name"], result.report.due_at),
+            # We keep no accounts of our own, so there is no account id to hand back.
+            "account_id": None,
+        }
+    ]
+
+
+# --- errors and rendering ----------------------------------------------------------------
+
+
+def error_records(code: int, description: str) -> list[dict[str, Any]]:
+    """The spec's error list: one ``{code, description}`` per problem."""
+    return [{"code": code, "description": description}]
+
+
+def _xml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _NOT_XML.sub("\ufffd", str(value))
+
+
+def _fill(element: ET.Element, value: Any) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _fill(ET.SubElement(element, key), item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _fill(ET.SubElement(element, _XML_ITEM[element.tag]), item)
+    elif value is not None:
+        element.text = _xml_text(value)
+
+
+def to_xml(root: str, payload: Mapping[str, Any] | Sequence[Any]) -> bytes:
+    """A GeoReport document: ``root`` holds the record, or one element per listed record."""
+    element = ET.Element(root)
+    _fill(element, payload)
+    document: bytes = ET.tostring(element, encoding="UTF-8", xml_declaration=True)
+    return document
+
+
+def render(payload: Mapping[str, Any] | Sequence[Any], *, root: str, fmt: str) -> bytes:
+    """``payload`` as UTF-8 JSON, or as XML under the element ``root``."""
+    if fmt == "xml":
+        return to_xml(root, payload)
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
+def discovery(*, url: str, contact: str) -> dict[str, Any]:
+    """The Service Discovery document for our one production endpoint."""
+    return {
+        "changeset": CHANGESET,
+        "contact": contact,
+        "key_service": f"API keys are issued by the city's administrators; contact: {contact}.",
+        "endpoints": [
+            {
+                "specification": SPECIFICATION,
+                "url": url,
+                "changeset": CHANGESET,
+                "type": "production",
+                "formats": ["text/xml", "application/json"],
+            }
+        ],
+    }

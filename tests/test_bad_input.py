@@ -1,0 +1,438 @@
+"""Malformed requests: each gets a 4xx naming the field, and the database is unchanged."""
+
+import io
+
+import pytest
+from PIL import Image
+from sqlalchemy import Engine, text
+
+GOOD = {"category": "road", "description": "หลุม", "lat": 8.405, "lon": 100.011}
+SQL = "road'; DROP TABLE reports; --"
+TABLES = (
+    "reports",
+    "report_events",
+    "report_photos",
+    "idempotency_keys",
+    "api_keys",
+    "categories",
+    "category_routes",
+)
+
+
+def gif() -> bytes:
+    out = io.BytesIO()
+    Image.new("P", (4, 4)).save(out, format="GIF")
+    return out.getvalue()
+
+
+def state(engine: Engine) -> tuple[object, ...]:
+    with engine.connect() as conn:
+        counts = tuple(
+            conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() for table in TABLES
+        )
+        changed = conn.execute(
+            text("SELECT max(updated_at), sum(supporters), string_agg(status, ',') FROM reports")
+        ).one()
+    return (*counts, *changed)
+
+
+# (name, method, path, request kwargs, key role, field the message must name)
+CASES = [
+    ("lat 91", "post", "/api/reports", {"json": GOOD | {"lat": 91}}, None, "lat"),
+    ("lat -90.5", "post", "/api/reports", {"json": GOOD | {"lat": -90.5}}, None, "lat"),
+    ("lon abc", "post", "/api/reports", {"json": GOOD | {"lon": "abc"}}, None, "lon"),
+    ("lon 181", "post", "/api/reports", {"json": GOOD | {"lon": 181}}, None, "lon"),
+    (
+        "lat NaN",
+        "post",
+        "/api/reports",
+        {
+            "content": b'{"category":"road","description":"x","lat":NaN,"lon":100.01}',
+            "headers": {"content-type": "application/json"},
+        },
+        None,
+        "lat",
+    ),
+    (
+        "lon Infinity",
+        "post",
+        "/api/reports",
+        {
+            "content": b'{"category":"road","description":"x","lat":8.4,"lon":Infinity}',
+            "headers": {"content-type": "application/json"},
+        },
+        None,
+        "lon",
+    ),
+    (
+        "lat 1e400",
+        "post",
+        "/api/reports",
+        {
+            "content": b'{"category":"road","description":"x","lat":1e400,"lon":100.01}',
+            "headers": {"content-type": "application/json"},
+        },
+        None,
+        "lat",
+    ),
+    ("lat text", "post", "/api/reports", {"json": GOOD | {"lat": "8.4x"}}, None, "lat"),
+    (
+        "lat without lon",
+        "post",
+        "/api/reports",
+        {"json": {"category": "road", "description": "x", "lat": 8.405}},
+        None,
+        "lon",
+    ),
+    (
+        "lon without lat",
+        "post",
+        "/api/reports",
+        {"json": {"category": "road", "description": "x", "lon": 100.01}},
+        None,
+        "lat",
+    ),
+    (
+        "no location",
+        "post",
+        "/api/reports",
+        {"json": {"category": "road", "description": "x"}},
+        None,
+        "location",
+    ),
+    (
+        "missing category",
+        "post",
+        "/api/reports",
+        {"json": {"description": "x", "lat": 8.405, "lon": 100.011}},
+        None,
+        "category",
+    ),
+    ("empty category", "post", "/api/reports", {"json": GOOD | {"category": ""}}, None, "category"),
+    (
+        "unknown category",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"category": "potholes"}},
+        None,
+        "category",
+    ),
+    (
+        "category too long",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"category": "c" * 65}},
+        None,
+        "category",
+    ),
+    (
+        "SQL in category",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"category": SQL}},
+        None,
+        "category",
+    ),
+    (
+        "SQL in address",
+        "post",
+        "/api/reports",
+        {"json": {"category": "road", "description": "x", "address": "' OR 1=1; --"}},
+        None,
+        "address",
+    ),
+    (
+        "description 10 MB",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"description": "ก" * 10_000_000}},
+        None,
+        "description",
+    ),
+    (
+        "description 4001",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"description": "x" * 4001}},
+        None,
+        "description",
+    ),
+    (
+        "description NUL",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"description": "a\u0000b"}},
+        None,
+        "description",
+    ),
+    (
+        "empty description, no photo",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"description": "   "}},
+        None,
+        "description",
+    ),
+    (
+        "unknown field",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"priority": "urgent"}},
+        None,
+        "priority",
+    ),
+    (
+        "contact too long",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"reporter_contact": "9" * 201}},
+        None,
+        "reporter_contact",
+    ),
+    (
+        "media_url javascript",
+        "post",
+        "/api/reports",
+        {"json": GOOD | {"media_url": "javascript:alert(1)"}},
+        None,
+        "media_url",
+    ),
+    (
+        "body not JSON",
+        "post",
+        "/api/reports",
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        None,
+        "body",
+    ),
+    ("body JSON array", "post", "/api/reports", {"json": [GOOD]}, None, "body"),
+    (
+        "wrong content type",
+        "post",
+        "/api/reports",
+        {"content": b"category=road", "headers": {"content-type": "text/plain"}},
+        None,
+        "Content-Type",
+    ),
+    (
+        "broken multipart",
+        "post",
+        "/api/reports",
+        {
+            "content": b'--XYZ\r\nContent-Disposition: form-data; name="category"\r\n\r\nroad',
+            "headers": {"content-type": "multipart/form-data; boundary=XYZ"},
+        },
+        None,
+        "body",
+    ),
+    (
+        "multipart without boundary",
+        "post",
+        "/api/reports",
+        {"content": b"junk", "headers": {"content-type": "multipart/form-data"}},
+        None,
+        "body",
+    ),
+    (
+        "multipart lat abc",
+        "post",
+        "/api/reports",
+        {"data": {"category": "road", "description": "x", "lat": "abc", "lon": "100.01"}},
+        None,
+        "lat",
+    ),
+    (
+        "multipart lat twice",
+        "post",
+        "/api/reports",
+        {
+            "data": {
+                "category": "road",
+                "description": "x",
+                "lat": ["8.405", "8.406"],
+                "lon": "100.011",
+            }
+        },
+        None,
+        "lat",
+    ),
+    (
+        "photo not an image",
+        "post",
+        "/api/reports",
+        {
+            "data": {"category": "road", "description": "x", "lat": "8.405", "lon": "100.011"},
+            "files": {"photo": ("pic.jpg", b"this is not a picture", "image/jpeg")},
+        },
+        None,
+        "photo",
+    ),
+    (
+        "photo is a GIF",
+        "post",
+        "/api/reports",
+        {
+            "data": {"category": "road", "description": "x", "lat": "8.405", "lon": "100.011"},
+            "files": {"photo": ("pic.gif", gif(), "image/gif")},
+        },
+        None,
+        "photo",
+    ),
+    (
+        "file under another name",
+        "post",
+        "/api/reports",
+        {
+            "data": {"category": "road", "description": "x", "lat": "8.405", "lon": "100.011"},
+            "files": {"image": ("pic.jpg", b"x", "image/jpeg")},
+        },
+        None,
+        "image",
+    ),
+    (
+        "Idempotency-Key with space",
+        "post",
+        "/api/reports",
+        {"json": GOOD, "headers": {"Idempotency-Key": "two words"}},
+        None,
+        "Idempotency-Key",
+    ),
+    (
+        "Idempotency-Key too long",
+        "post",
+        "/api/reports",
+        {"json": GOOD, "headers": {"Idempotency-Key": "k" * 256}},
+        None,
+        "Idempotency-Key",
+    ),
+    (
+        "Idempotency-Key empty",
+        "post",
+        "/api/reports",
+        {"json": GOOD, "headers": {"Idempotency-Key": ""}},
+        None,
+        "Idempotency-Key",
+    ),
+    (
+        "status unknown",
+        "post",
+        "/api/reports/{id}/status",
+        {"json": {"status": "fixed"}},
+        "t1",
+        "status",
+    ),
+    (
+        "status SQL",
+        "post",
+        "/api/reports/{id}/status",
+        {"json": {"status": SQL[:16]}},
+        "t1",
+        "status",
+    ),
+    (
+        "status note too long",
+        "post",
+        "/api/reports/{id}/status",
+        {"json": {"status": "acknowledged", "note": "n" * 4001}},
+        "t1",
+        "note",
+    ),
+    (
+        "status body not JSON",
+        "post",
+        "/api/reports/{id}/status",
+        {"content": b"acknowledged", "headers": {"content-type": "application/json"}},
+        "t1",
+        "body",
+    ),
+    ("status missing", "post", "/api/reports/{id}/status", {"json": {"note": "x"}}, "t1", "status"),
+    (
+        "merge into 0",
+        "post",
+        "/api/reports/{id}/merge",
+        {"json": {"original_id": 0}},
+        "t1",
+        "original_id",
+    ),
+    (
+        "merge into text",
+        "post",
+        "/api/reports/{id}/merge",
+        {"json": {"original_id": "x"}},
+        "t1",
+        "original_id",
+    ),
+    (
+        "merge into itself",
+        "post",
+        "/api/reports/{id}/merge",
+        {"json": {"original_id": "{id}"}},
+        "t1",
+        "original_id",
+    ),
+    ("report id text", "get", "/api/reports/abc", {}, None, "report_id"),
+    ("report id SQL", "get", "/api/reports/1;DROP TABLE reports", {}, None, "report_id"),
+    ("report id zero", "get", "/api/reports/0", {}, None, "report_id"),
+    ("team id text", "get", "/api/teams/x/queue", {}, "planner", "team_id"),
+    ("route lookup lat 91", "get", "/api/route?lat=91&lon=100.01&category=road", {}, None, "lat"),
+    (
+        "admin key unknown role",
+        "post",
+        "/api/admin/keys",
+        {"json": {"name": "x", "role": "god"}},
+        "admin",
+        "role",
+    ),
+    (
+        "admin category SLA 0",
+        "put",
+        "/api/admin/categories/potholes",
+        {"json": {"code": "potholes", "name_th": "หลุม", "name_en": "Potholes", "sla_hours": 0}},
+        "admin",
+        "sla_hours",
+    ),
+    (
+        "admin route SQL zone",
+        "post",
+        "/api/admin/routes",
+        {"json": {"category": "road", "team": "T1", "zone": "Z1' OR '1'='1"}},
+        "admin",
+        "zone",
+    ),
+    (
+        "admin route unknown team",
+        "post",
+        "/api/admin/routes",
+        {"json": {"category": "road", "team": "T9"}},
+        "admin",
+        "team",
+    ),
+]
+
+
+def test_there_are_at_least_forty_cases() -> None:
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "kwargs", "role", "field"), CASES, ids=[c[0] for c in CASES]
+)
+def test_malformed_request_is_refused_naming_the_field_and_changes_nothing(
+    city_app, engine, name, method, path, kwargs, role, field
+) -> None:
+    client, _, keys = city_app
+    report = client.post("/api/reports", json=GOOD).json()["id"]
+    path = path.replace("{id}", str(report))
+    if "json" in kwargs and isinstance(kwargs["json"], dict):
+        kwargs = kwargs | {
+            "json": {k: (str(report) if v == "{id}" else v) for k, v in kwargs["json"].items()}
+        }
+    headers = dict(kwargs.pop("headers", {}) if "headers" in kwargs else {})
+    if role is not None:
+        headers["X-API-Key"] = getattr(keys, role)
+    before = state(engine)
+    answer = client.request(method, path, headers=headers, **kwargs)
+    assert 400 <= answer.status_code < 500, (name, answer.status_code, answer.text[:300])
+    body = answer.json()
+    assert field in body["detail"] or body.get("field") == field, (name, body)
+    assert state(engine) == before, name
