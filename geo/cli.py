@@ -27,7 +27,9 @@ db_app = typer.Typer(help="The database and its schema.", no_args_is_help=True)
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(reports_app, name="reports")
 app.add_typer(demo_app, name="demo")
+keys_app = typer.Typer(help="API keys for apps, teams, planners, admins.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -129,6 +131,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes.")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
 ) -> None:
     """Run the web service; without ISSUEMAP_DATABASE_URL it runs its own PostGIS."""
     import uvicorn
@@ -159,6 +162,7 @@ def serve(
                 host=host or server.host,
                 port=port or server.port,
                 workers=workers,
+                access_log=access_log,
             )
     except IssuemapError as error:
         raise fail(error) from error
@@ -198,6 +202,135 @@ def reports_reroute(
     )
 
 
+@reports_app.command("import")
+def reports_import(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="The CSV file to import.", show_default=False)
+    ],
+    file_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="traffy|socrata|csv",
+            help="traffy: a Traffy Fondue export; socrata: a Socrata 311 export (e.g. "
+            "Chicago's); csv: any CSV, described with --map.",
+        ),
+    ],
+    column_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar="FIELD=COLUMN",
+            help="--format csv: which column holds a field; repeat for each. Fields: lat, lon, "
+            "external_id (required), category, description, created_at, updated_at, "
+            "resolved_at, status, reporter_name, reporter_contact, address, media_url.",
+        ),
+    ] = None,
+    category_map: Annotated[
+        str | None,
+        typer.Option(
+            "--category-map",
+            metavar="FILE",
+            help="CSV of value,code rows: a file's category value (Traffy type, Socrata "
+            "sr_type, ...) to one of our category codes.",
+        ),
+    ] = None,
+    default_category: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CODE", help="Category for rows whose own matches none; else they are rejected."
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Source name stored on the reports; with the external id, the re-import key. "
+            "Default: the format's name."
+        ),
+    ] = None,
+    timezone: Annotated[
+        str, typer.Option(help="Time zone of times written without a UTC offset.")
+    ] = "UTC",
+    encoding: Annotated[str, typer.Option(help="Text encoding of the file.")] = "utf-8",
+    rejects: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH",
+            help="Where rejected rows go, with line numbers and reasons. "
+            "Default: FILE's name with .rejects.csv, in the current folder.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and route every row, then store nothing.")
+    ] = False,
+    actor: Annotated[str, typer.Option(help="Who is importing, for the audit trail.")] = "import",
+) -> None:
+    """Import reports from a CSV file, routed to wards and teams, in one transaction.
+
+    Every row is stored or written to the rejects file with its line number and the reason.
+    Rows whose external id is already stored are skipped, so importing a file again adds
+    nothing twice. A file that cannot be read is refused and nothing changes.
+    """
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from geo.imports import (
+        PHASES,
+        ImportProgress,
+        import_reports,
+        parse_column_map,
+        read_category_map,
+        render_import_summary,
+    )
+
+    try:
+        mapping = parse_column_map(column_map or [])
+        categories = read_category_map(category_map, encoding=encoding) if category_map else None
+        bar = Progress(
+            TextColumn("{task.description:<34}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        tasks: dict[str, TaskID] = {}
+
+        def show(step: ImportProgress) -> None:
+            # The bars start with the first rows, so a refused file shows only the error.
+            if not tasks:
+                bar.start()
+                tasks.update({phase: bar.add_task(phase) for phase in PHASES})
+            bar.update(
+                tasks[step.phase],
+                completed=step.done_bytes,
+                total=step.total_bytes,
+                description=f"{step.phase} ({step.rows:,} rows)",
+            )
+
+        with open_engine() as engine:
+            try:
+                summary = import_reports(
+                    engine,
+                    file,
+                    file_format=file_format,
+                    column_map=mapping,
+                    category_map=categories,
+                    default_category=default_category,
+                    source=source,
+                    timezone=timezone,
+                    encoding=encoding,
+                    rejects_path=rejects,
+                    actor=actor,
+                    dry_run=dry_run,
+                    progress=show,
+                )
+            finally:
+                if tasks:
+                    bar.stop()
+    except IssuemapError as error:
+        raise fail(error) from error
+    console.print(escape(render_import_summary(summary)), highlight=False)
+
+
 @demo_app.command("load")
 def demo_load(
     seed: Annotated[
@@ -213,3 +346,40 @@ def demo_load(
     except IssuemapError as error:
         raise fail(error) from error
     console.print(summary)
+
+
+keys_app = typer.Typer(
+    help="API keys for apps, field teams, planners and admins.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    role: Annotated[str, typer.Option(help="public, field_team, planner or admin.")],
+    team: Annotated[str | None, typer.Option(help="Team code (field_team keys only).")] = None,
+) -> None:
+    """Create an API key and print it once; only its hash is stored."""
+    from geo.auth import create_api_key
+
+    try:
+        with open_engine() as engine, engine.begin() as conn:
+            new = create_api_key(conn, name=name, role=role, team_code=team)
+    except IssuemapError as error:
+        raise fail(error) from error
+    console.print(f"key {new.id} ({new.role}) created. It will not be shown again:")
+    print(new.secret)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke an API key at once."""
+    from geo.auth import revoke_api_key
+
+    try:
+        with open_engine() as engine, engine.begin() as conn:
+            revoke_api_key(conn, key_id)
+    except IssuemapError as error:
+        raise fail(error) from error
+    console.print(f"key {key_id} revoked")

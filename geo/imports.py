@@ -1,0 +1,1233 @@
+"""Report import from CSV files: Traffy Fondue exports, Socrata 311 exports, or any CSV.
+
+``import_reports`` reads the file with the ``csv`` module (so every row keeps its real line
+number, multi-line quoted fields included), checks every row, and stores the good ones
+through ``geo.reports.insert_reports``, which routes them set-based in PostGIS. The whole
+import is one transaction: it is stored completely or not at all. Big files go in chunks
+of ``CHUNK_ROWS`` rows inside that transaction, so memory stays flat and progress moves.
+
+Rules, the same for every format:
+
+* A row is stored or written to the rejects CSV with its line number (the header is line 1)
+  and the reason. Nothing is dropped silently. The reasons are: a malformed row (wrong
+  number of fields), no external id, no or bad coordinates, no usable category, a bad
+  date, an unknown status, a description longer than 4,000 characters (refused, never
+  cut, so no report silently says less than its author wrote), an external id that already
+  appeared earlier in the file (the first row is kept), and a point outside the service
+  area.
+* The external id is the key: a ``(source, external_id)`` already stored is counted as
+  already present and left as it is (a re-import adds nothing and updates nothing).
+* A file that cannot be used (missing, not decodable, not CSV, required columns missing,
+  unknown options) is refused with ``InvalidInputError`` and the database is unchanged.
+* Times without a UTC offset are read in the ``timezone`` given (UTC by default). Update
+  and resolution times earlier than the creation time are taken as the creation time
+  (Traffy writes ``last_activity`` a few milliseconds before ``timestamp``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+
+from geo.errors import InvalidInputError
+from geo.models import REPORT_STATUSES
+from geo.reports import insert_reports
+from geo.settings import RoutingSettings
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
+
+FORMATS: Final = ("traffy", "socrata", "csv")
+"""File formats ``import_reports`` reads."""
+
+CHUNK_ROWS: Final = 50_000
+"""Rows validated and stored at a time, all inside the one transaction."""
+
+DESCRIPTION_MAX: Final = 4000
+"""Longest description the schema stores; longer rows are rejected, not cut."""
+
+SOURCE_MAX: Final = 32
+"""Longest source name the schema stores."""
+
+FIELDS: Final[dict[str, str]] = {
+    "lat": "latitude, WGS84 degrees",
+    "lon": "longitude, WGS84 degrees",
+    "external_id": "the id the report has in the other system (the re-import key)",
+    "category": "category code, English or Thai name, or a value the category map knows",
+    "description": "the reporter's text",
+    "created_at": "when the report was made (the import time when not mapped)",
+    "updated_at": "last change",
+    "resolved_at": "when it was resolved or closed",
+    "status": "one of " + ", ".join(REPORT_STATUSES) + " (blank is open)",
+    "reporter_name": "the reporter's name (private)",
+    "reporter_contact": "the reporter's e-mail or phone (private)",
+    "address": "street address (private)",
+    "media_url": "link to a photo",
+}
+"""Fields a generic CSV can map with ``column_map``, and what each holds."""
+
+CSV_REQUIRED: Final = ("lat", "lon", "external_id")
+"""Fields every generic CSV must map (``category`` too, unless there is a default)."""
+
+TRAFFY_STATES: Final[dict[str, str]] = {
+    "รอรับเรื่อง": "open",  # waiting to be taken on
+    "ส่งต่อ": "acknowledged",  # forwarded to the agency responsible
+    "เชิญร่วม": "acknowledged",  # another agency invited to take part
+    "กำลังดำเนินการ": "in_progress",
+    "เสร็จสิ้น": "resolved",
+    "ไม่พบปัญหา": "rejected",  # no problem found
+    "ปฏิเสธ": "rejected",
+}
+"""Traffy Fondue ticket states and the status each becomes; any other state is rejected."""
+
+TRAFFY_TYPES: Final[dict[str, str]] = {
+    "ถนน": "road",
+    "ทางเท้า": "sidewalk",
+    "น้ำท่วม": "flooding",
+    "ท่อระบายน้ำ": "drainage",
+    "แสงสว่าง": "lighting",
+    "ไฟฟ้า": "lighting",
+    "ความสะอาด": "cleanliness",
+    "ต้นไม้": "trees",
+    "กีดขวาง": "obstruction",
+    "เสียงรบกวน": "noise",
+    "สัตว์จรจัด": "stray_animals",
+    "สายไฟ": "electrical_wires",
+    "จราจร": "traffic",
+    "ป้ายจราจร": "traffic",
+    "ความปลอดภัย": "safety",
+    "ห้องน้ำ": "toilets",
+    "คลอง": "canal",
+}
+"""Common Traffy types and the demo city's category code for each.
+
+Used only for codes the database has, after a category's own Thai name and the category
+map. Types with no clear counterpart (ร้องเรียน complaint, ป้าย signs and billboards,
+สะพาน bridge, คนจรจัด homeless people, PM2.5, สอบถาม enquiry, เสนอแนะ suggestion) are
+left out: such a ticket takes its next type, or the default category.
+"""
+
+SOCRATA_STATUSES: Final[dict[str, str]] = {
+    "open": "open",
+    "completed": "closed",
+    "canceled": "rejected",
+    "cancelled": "rejected",
+    "open - dup": "duplicate",
+    "completed - dup": "duplicate",
+}
+"""Socrata 311 statuses (compared case-insensitively) and the status each becomes."""
+
+_CSV_STATUSES: Final[dict[str, str]] = {s: s for s in REPORT_STATUSES} | {
+    s.replace("_", " "): s for s in REPORT_STATUSES
+}
+
+Phase = Literal["reading", "validating", "storing"]
+PHASES: Final[tuple[Phase, ...]] = ("reading", "validating", "storing")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """How far one phase has come: bytes of the file it has covered, and rows."""
+
+    phase: Phase
+    done_bytes: int
+    total_bytes: int
+    rows: int
+
+
+ProgressCallback = Callable[[ImportProgress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an import did. ``reasons`` counts rejected rows by kind of reason."""
+
+    path: Path
+    file_format: str
+    source: str
+    rows: int
+    inserted: int
+    already_present: int
+    rejected: int
+    reasons: dict[str, int]
+    rejects_path: Path
+    dry_run: bool
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """Where each of our fields is in one file, and how its values are read."""
+
+    columns: dict[str, str]  # our field (or "coords" for a "lon,lat" column) -> file column
+    status_map: dict[str, str]  # casefolded value -> status
+    blank_status: str | None  # the status of a blank value, or None to reject it
+    category_is_array: bool
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Rows read from the file, with the line each starts on."""
+
+    lines: list[int] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    malformed: list[tuple[int, list[str]]] = field(default_factory=list)
+    end_bytes: int = 0
+
+
+@dataclass(slots=True)
+class _Totals:
+    """Running counts over the chunks of one import."""
+
+    rows: int = 0
+    inserted: int = 0
+    already_present: int = 0
+    rejected: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def stored(self) -> int:
+        """Rows that are in the database now: new or already present."""
+        return self.inserted + self.already_present
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejects:
+    """Rows refused, keyed by line: the reason text and the kinds of reason."""
+
+    reasons: dict[int, str]
+    kinds: dict[int, list[str]]
+
+
+def parse_pg_array(value: str) -> list[str]:
+    """Elements of a one-dimensional Postgres array literal such as ``{กีดขวาง,ถนน}``.
+
+    Quoted elements may hold commas, braces and backslash escapes; unquoted ``NULL``
+    elements are left out. A value without braces is taken as a single element. Raises
+    ``ValueError`` for a literal that is not well formed.
+    """
+    value = value.strip()
+    if not value:
+        return []
+    if not value.startswith("{"):
+        return [value]
+    if not value.endswith("}"):
+        raise ValueError(f"{value!r} is not an array literal (no closing brace)")
+    body = value[1:-1]
+    if not body.strip():
+        return []
+    items: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        while i < n and body[i].isspace():
+            i += 1
+        if i < n and body[i] == '"':
+            i += 1
+            chars: list[str] = []
+            while i < n and body[i] != '"':
+                if body[i] == "\\" and i + 1 < n:
+                    i += 1
+                chars.append(body[i])
+                i += 1
+            if i >= n:
+                raise ValueError(f"{value!r} has an unterminated quoted element")
+            i += 1
+            items.append("".join(chars))
+            while i < n and body[i].isspace():
+                i += 1
+        else:
+            start = i
+            while i < n and body[i] != ",":
+                if body[i] in '{}"':
+                    raise ValueError(f"{value!r} is not a one-dimensional array literal")
+                i += 1
+            item = body[start:i].strip()
+            if not item:
+                raise ValueError(f"{value!r} has an empty element")
+            if item.upper() != "NULL":
+                items.append(item)
+        if i < n:
+            if body[i] != ",":
+                raise ValueError(f"{value!r} has text after a quoted element")
+            i += 1
+            if i >= n:
+                raise ValueError(f"{value!r} ends with a comma")
+    return items
+
+
+def parse_column_map(items: Sequence[str]) -> dict[str, str]:
+    """Turn ``FIELD=COLUMN`` option values into a mapping, refusing unknown fields."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        name, sep, column = item.partition("=")
+        name, column = name.strip(), column.strip()
+        if not sep or not name or not column:
+            raise InvalidInputError(f"--map {item}", "must look like FIELD=COLUMN, e.g. lat=LAT")
+        if name not in FIELDS:
+            raise InvalidInputError(
+                f"--map {item}", f"{name!r} is not a field; the fields are: {', '.join(FIELDS)}"
+            )
+        if name in mapping and mapping[name] != column:
+            raise InvalidInputError(
+                f"--map {item}", f"{name} is already mapped to {mapping[name]!r}"
+            )
+        mapping[name] = column
+    return mapping
+
+
+def read_category_map(path: Path | str, *, encoding: str = "utf-8") -> dict[str, str]:
+    """Read a two-column CSV of ``value,code`` rows (a ``…,code`` header row is optional).
+
+    Values are compared ignoring case and repeated spaces. The codes are checked against
+    the database when the import starts.
+    """
+    path = Path(path)
+    option = f"--category-map {path}"
+    _check_encoding(encoding)
+    try:
+        with _open_text(path, encoding)[0] as handle:
+            rows = [row for row in csv.reader(handle, strict=True) if row]
+    except OSError as error:
+        raise InvalidInputError(option, f"could not be read: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(option, f"is not {encoding} text") from error
+    except csv.Error as error:
+        raise InvalidInputError(option, f"is not a well-formed CSV: {error}") from error
+    if rows and len(rows[0]) >= 2 and rows[0][1].strip().casefold() == "code":
+        rows = rows[1:]
+    mapping: dict[str, str] = {}
+    for number, row in enumerate(rows, start=1):
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise InvalidInputError(option, f"row {number} is not 'value,code': {row!r}")
+        key, code = _key(row[0]), row[1].strip()
+        if mapping.get(key, code) != code:
+            raise InvalidInputError(
+                option, f"{row[0]!r} is mapped to both {mapping[key]!r} and {code!r}"
+            )
+        mapping[key] = code
+    if not mapping:
+        raise InvalidInputError(option, "holds no rows")
+    return mapping
+
+
+def default_rejects_path(path: Path | str) -> Path:
+    """Where rejected rows go unless told: ``<file stem>.rejects.csv`` in the current folder.
+
+    The current folder rather than the file's own, which is often read-only shared data.
+    """
+    return Path.cwd() / f"{Path(path).stem}.rejects.csv"
+
+
+def import_reports(
+    engine: Engine,
+    path: Path | str,
+    *,
+    file_format: str,
+    column_map: Mapping[str, str] | None = None,
+    category_map: Mapping[str, str] | None = None,
+    default_category: str | None = None,
+    source: str | None = None,
+    timezone: str = "UTC",
+    encoding: str = "utf-8",
+    rejects_path: Path | str | None = None,
+    settings: RoutingSettings | None = None,
+    actor: str = "import",
+    dry_run: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: ProgressCallback | None = None,
+) -> ImportSummary:
+    """Check, route and store the reports in a CSV file, in one transaction.
+
+    Parameters
+    ----------
+    engine
+        The issuemap database.
+    path
+        The CSV file.
+    file_format
+        ``"traffy"`` (Traffy Fondue export), ``"socrata"`` (a Socrata 311 export such as
+        Chicago's) or ``"csv"`` (any CSV, described by ``column_map``).
+    column_map
+        ``csv`` only: our field (see ``FIELDS``) to the file's column name.
+    category_map
+        File value (Traffy type, Socrata ``sr_type``, or the mapped category column) to
+        category code; see ``read_category_map``. It takes precedence over the category
+        codes and names, and, for Traffy, over ``TRAFFY_TYPES``.
+    default_category
+        Code of the category for rows whose category matches nothing; without it such
+        rows are rejected.
+    source
+        Stored as the reports' ``source`` and, with the external id, the re-import key.
+        Defaults to the format's name.
+    timezone
+        IANA time zone of times written without a UTC offset.
+    encoding
+        Text encoding of the file (a UTF-8 byte order mark is skipped).
+    rejects_path
+        Where the rejected rows go (line, reason, then the row as read); it is always
+        written, header only when nothing was rejected. Defaults to
+        ``default_rejects_path(path)``.
+    settings
+        Routing settings; default the ``ISSUEMAP_*`` ones.
+    actor
+        Who is importing, for the audit trail.
+    dry_run
+        Check and route everything, write the rejects file, then roll back.
+    chunk_rows
+        Rows checked and stored at a time.
+    progress
+        Called as each phase moves on (see ``ImportProgress``).
+
+    Raises
+    ------
+    InvalidInputError
+        The file or an option was refused, with the reason; the database is unchanged and
+        no rejects file is written.
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    if file_format not in FORMATS:
+        raise InvalidInputError(
+            "--format", f"must be one of {', '.join(FORMATS)}, not {file_format!r}"
+        )
+    if column_map and file_format != "csv":
+        raise InvalidInputError("--map", "describes a generic CSV; use it with --format csv")
+    source = file_format if source is None else source.strip()
+    if not source or len(source) > SOURCE_MAX:
+        raise InvalidInputError("--source", f"must be 1 to {SOURCE_MAX} characters")
+    if chunk_rows < 1:
+        raise InvalidInputError("chunk_rows", "must be at least 1")
+    zone = _zone(timezone)
+    _check_encoding(encoding)
+    settings = settings or RoutingSettings()
+    rejects_path = Path(rejects_path) if rejects_path is not None else default_rejects_path(path)
+    total_bytes = _check_file(path)
+
+    if rejects_path.resolve() == path.resolve():
+        raise InvalidInputError("--rejects", "must not be the file being imported")
+    try:
+        handle, binary = _open_text(path, encoding)
+    except OSError as error:
+        raise InvalidInputError(
+            str(path), f"could not be read: {error.strerror or error}"
+        ) from error
+    totals = _Totals()
+    with handle:
+        reader = csv.reader(handle, strict=True)
+        header = _read_header(reader, path, encoding)
+        spec = _spec(file_format, header, path, column_map or {}, default_category)
+        chunks = _read_chunks(
+            reader,
+            binary,
+            path=path,
+            encoding=encoding,
+            width=len(header),
+            first_line=reader.line_num + 1,
+            chunk_rows=chunk_rows,
+        )
+        with _RejectsFile(rejects_path, header) as rejects_file, engine.connect() as conn:
+            with conn.begin() as transaction:
+                lookup, default_id = _category_lookup(
+                    conn,
+                    file_format=file_format,
+                    category_map=category_map or {},
+                    default_category=default_category,
+                )
+                seen: dict[str, int] = {}
+                for chunk in chunks:
+                    totals.rows += len(chunk.lines) + len(chunk.malformed)
+                    _report(progress, "reading", chunk.end_bytes, total_bytes, totals.rows)
+                    frame, rejects = _validate(
+                        chunk,
+                        header=header,
+                        spec=spec,
+                        lookup=lookup,
+                        default_id=default_id,
+                        zone=zone,
+                        source=source,
+                        seen=seen,
+                    )
+                    _report(progress, "validating", chunk.end_bytes, total_bytes, totals.rows)
+                    _store(conn, frame, rejects, totals=totals, settings=settings, actor=actor)
+                    _report(progress, "storing", chunk.end_bytes, total_bytes, totals.stored)
+                    rejects_file.write_chunk(chunk, rejects)
+                    totals.rejected += len(rejects.reasons)
+                    totals.reasons.update(k for kinds in rejects.kinds.values() for k in kinds)
+                for phase in PHASES:
+                    rows = totals.stored if phase == "storing" else totals.rows
+                    _report(progress, phase, total_bytes, total_bytes, rows)
+                if dry_run:
+                    transaction.rollback()
+            rejects_file.keep()
+    return ImportSummary(
+        path=path,
+        file_format=file_format,
+        source=source,
+        rows=totals.rows,
+        inserted=totals.inserted,
+        already_present=totals.already_present,
+        rejected=totals.rejected,
+        reasons=dict(totals.reasons.most_common()),
+        rejects_path=rejects_path,
+        dry_run=dry_run,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def render_import_summary(summary: ImportSummary) -> str:
+    """A few plain lines on what an import did, for people."""
+    stored = "checked (dry run: nothing was stored)" if summary.dry_run else "read"
+    lines = [
+        f"{summary.path.name} ({summary.file_format}, source {summary.source!r}): "
+        f"{summary.rows:,} rows {stored} in {summary.seconds:.1f} s",
+        f"  {summary.inserted:,} new, {summary.already_present:,} already present, "
+        f"{summary.rejected:,} rejected",
+    ]
+    if summary.reasons:
+        kinds = ", ".join(f"{count:,} {kind}" for kind, count in summary.reasons.items())
+        lines.append(f"  rejected for: {kinds}")
+        lines.append(f"  rejected rows, with line numbers and reasons: {summary.rejects_path}")
+    return "\n".join(lines)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _key(value: str) -> str:
+    """How category values are compared: case and repeated spaces do not matter."""
+    return " ".join(value.split()).casefold()
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise InvalidInputError(
+            "--timezone", f"{name!r} is not an IANA time zone such as Asia/Bangkok"
+        ) from error
+
+
+def _check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError as error:
+        raise InvalidInputError("--encoding", f"{encoding!r} is not a known encoding") from error
+
+
+def _check_file(path: Path) -> int:
+    """Size of ``path`` in bytes; refuse what is not a readable file."""
+    if not path.exists():
+        raise InvalidInputError(str(path), "no such file")
+    if path.is_dir():
+        raise InvalidInputError(str(path), "is a folder; give the CSV file itself")
+    return path.stat().st_size
+
+
+def _open_text(path: Path, encoding: str) -> tuple[io.TextIOWrapper, io.BufferedReader]:
+    """Open ``path`` as text for the csv module, skipping a UTF-8 byte order mark.
+
+    The binary file underneath is returned too: its position tells how far reading got.
+    """
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    binary = open(path, "rb")  # noqa: SIM115 - closed with the text wrapper
+    # newline="" lets the csv module see the line ends inside quoted fields.
+    return io.TextIOWrapper(binary, encoding=encoding, newline=""), binary
+
+
+def _not_text(path: Path, encoding: str, line: int) -> InvalidInputError:
+    return InvalidInputError(
+        path.name,
+        f"is not {encoding} text (undecodable bytes near line {line:,}); if it is a CSV in "
+        "another encoding, give it with --encoding, e.g. --encoding cp874",
+    )
+
+
+def _read_header(reader: CsvReader, path: Path, encoding: str) -> list[str]:
+    try:
+        header = next(reader, None)
+    except UnicodeDecodeError as error:
+        raise _not_text(path, encoding, 1) from error
+    except csv.Error as error:
+        raise InvalidInputError(path.name, f"is not a well-formed CSV: {error}") from error
+    if not header or not any(name.strip() for name in header):
+        raise InvalidInputError(path.name, "is empty; a CSV with a header row is expected")
+    if any("\x00" in name for name in header):
+        raise InvalidInputError(path.name, "is not a CSV file (it holds binary data)")
+    return [name.strip() for name in header]
+
+
+def _read_chunks(
+    reader: CsvReader,
+    binary: io.BufferedReader,
+    *,
+    path: Path,
+    encoding: str,
+    width: int,
+    first_line: int,
+    chunk_rows: int,
+) -> Iterator[_Chunk]:
+    """Yield the data rows in chunks, each with the line it starts on (header is line 1).
+
+    A row whose number of fields differs from the header's (``width``) is kept aside as
+    malformed, to be rejected with its line.
+    """
+    chunk = _Chunk()
+    line = first_line
+    while True:
+        try:
+            row = next(reader, None)
+        except UnicodeDecodeError as error:
+            raise _not_text(path, encoding, line) from error
+        except csv.Error as error:
+            raise InvalidInputError(
+                path.name, f"is not a well-formed CSV at line {line:,}: {error}"
+            ) from error
+        if row is None:
+            break
+        start, line = line, reader.line_num + 1
+        if not row:
+            continue  # a blank line is not a row
+        if len(row) != width:
+            chunk.malformed.append((start, row))
+        else:
+            chunk.lines.append(start)
+            chunk.rows.append(row)
+        if len(chunk.lines) + len(chunk.malformed) >= chunk_rows:
+            chunk.end_bytes = binary.tell()
+            yield chunk
+            chunk = _Chunk()
+    if chunk.lines or chunk.malformed:
+        chunk.end_bytes = binary.tell()
+        yield chunk
+
+
+def _spec(
+    file_format: str,
+    header: list[str],
+    path: Path,
+    column_map: Mapping[str, str],
+    default_category: str | None,
+) -> _Spec:
+    """Match the format's columns (or the column map) to the file's header."""
+    present = set(header)
+    if file_format == "csv":
+        for name in column_map:
+            if name not in FIELDS:
+                raise InvalidInputError(
+                    f"--map {name}=...",
+                    f"{name!r} is not a field; the fields are: {', '.join(FIELDS)}",
+                )
+        required = list(CSV_REQUIRED) + ([] if default_category else ["category"])
+        missing = [name for name in required if name not in column_map]
+        if missing:
+            raise InvalidInputError(
+                "--map",
+                f"a generic CSV needs {', '.join(f'--map {m}=COLUMN' for m in missing)}"
+                + (
+                    " (the external id is how a re-import knows a row is already stored)"
+                    if "external_id" in missing
+                    else ""
+                )
+                + (" (or give --default-category)" if "category" in missing else ""),
+            )
+        for name, column in column_map.items():
+            if column not in present:
+                raise InvalidInputError(
+                    f"--map {name}={column}",
+                    f"{path.name} has no column {column!r}; its columns are: {', '.join(header)}",
+                )
+        _refuse_repeated_columns(header, column_map.values(), path)
+        return _Spec(
+            columns=dict(column_map),
+            status_map=dict(_CSV_STATUSES),
+            blank_status="open",
+            category_is_array=False,
+        )
+    if file_format == "traffy":
+        columns = {
+            "external_id": "ticket_id",
+            "category": "type",
+            "coords": "coords",
+            "created_at": "timestamp",
+            "status": "state",
+        }
+        optional = {
+            "description": "comment",
+            "updated_at": "last_activity",
+            "address": "address",
+            "media_url": "photo",
+        }
+        status_map, blank_status, is_array = dict(TRAFFY_STATES), None, True
+    else:
+        columns = {
+            "external_id": "sr_number",
+            "category": "sr_type",
+            "lat": "latitude",
+            "lon": "longitude",
+            "created_at": "created_date",
+            "status": "status",
+        }
+        optional = {
+            "description": "sr_type",
+            "updated_at": "last_modified_date",
+            "resolved_at": "closed_date",
+            "address": "street_address",
+        }
+        status_map, blank_status, is_array = dict(SOCRATA_STATUSES), None, False
+    missing = [column for column in columns.values() if column not in present]
+    if missing:
+        raise InvalidInputError(
+            path.name,
+            f"is not a {file_format} export: it lacks the column(s) {', '.join(missing)}; "
+            f"its columns are: {', '.join(header)}",
+        )
+    columns |= {name: column for name, column in optional.items() if column in present}
+    _refuse_repeated_columns(header, columns.values(), path)
+    return _Spec(
+        columns=columns,
+        status_map=status_map,
+        blank_status=blank_status,
+        category_is_array=is_array,
+    )
+
+
+def _refuse_repeated_columns(header: list[str], used: Iterable[str], path: Path) -> None:
+    """A column we read must be named once in the header, or we cannot tell which is meant."""
+    repeated = sorted({column for column in used if header.count(column) > 1})
+    if repeated:
+        raise InvalidInputError(
+            path.name, f"names the column(s) {', '.join(repeated)} more than once in its header"
+        )
+
+
+def _category_lookup(
+    conn: Connection,
+    *,
+    file_format: str,
+    category_map: Mapping[str, str],
+    default_category: str | None,
+) -> tuple[dict[str, int], int | None]:
+    """Compared value to category id, and the default category's id.
+
+    The values come from the active categories and the map tables.
+
+    Precedence, highest first: the category map, the code, the Thai name, the English
+    name, and (Traffy only) ``TRAFFY_TYPES``. Codes that do not exist are refused for the
+    map and the default, and left out for the built-in table.
+    """
+    rows = conn.execute(
+        text("SELECT id, code, name_th, name_en FROM categories WHERE active ORDER BY code")
+    ).all()
+    by_code = {row.code: int(row.id) for row in rows}
+    known = ", ".join(by_code) or "(none: create categories first)"
+    if default_category is not None and default_category not in by_code:
+        raise InvalidInputError(
+            f"--default-category {default_category}",
+            f"there is no active category with that code; the codes are: {known}",
+        )
+    unknown = sorted({code for code in category_map.values() if code not in by_code})
+    if unknown:
+        raise InvalidInputError(
+            "--category-map",
+            f"names codes that are not active categories: {', '.join(unknown)}; "
+            f"the codes are: {known}",
+        )
+    lookup: dict[str, int] = {}
+    if file_format == "traffy":
+        lookup |= {_key(t): by_code[c] for t, c in TRAFFY_TYPES.items() if c in by_code}
+    for attribute in ("name_en", "name_th", "code"):
+        lookup |= {_key(getattr(row, attribute)): int(row.id) for row in rows}
+    lookup |= {_key(value): by_code[code] for value, code in category_map.items()}
+    return lookup, (by_code[default_category] if default_category is not None else None)
+
+
+# --- checking ------------------------------------------------------------------------------
+
+
+class _Problems:
+    """Reasons found for the rows of one chunk, check by check."""
+
+    def __init__(self, index: pd.Index) -> None:
+        self.index = index
+        self.found: list[tuple[str, pd.Series]] = []
+
+    def add(self, kind: str, mask: pd.Series, detail: pd.Series | str) -> None:
+        """Note ``kind`` with ``detail`` for every row where ``mask`` is true."""
+        mask = mask.fillna(False).astype(bool)
+        if not mask.any():
+            return
+        if isinstance(detail, str):
+            text_ = pd.Series(detail, index=self.index[mask.to_numpy()], dtype=object)
+        else:
+            text_ = detail[mask].astype(object)
+        self.found.append((kind, kind + ": " + text_))
+
+    def rejected(self) -> pd.Series:
+        """True for every row with at least one problem."""
+        out = pd.Series(False, index=self.index)
+        for _, reasons in self.found:
+            out[reasons.index] = True
+        return out
+
+    def collect(self, into: _Rejects) -> None:
+        """Add every row's joined reasons and kinds to ``into``."""
+        for kind, reasons in self.found:
+            for line, reason in reasons.items():
+                line = int(line)
+                if line in into.reasons:
+                    into.reasons[line] += "; " + reason
+                    into.kinds[line].append(kind)
+                else:
+                    into.reasons[line] = reason
+                    into.kinds[line] = [kind]
+
+
+def _quoted(values: pd.Series, limit: int = 60) -> pd.Series:
+    """Values quoted for a reason, long ones shortened."""
+    return values.map(lambda v: repr(v if len(v) <= limit else v[: limit - 1] + "…"))
+
+
+def _coordinates(
+    frame: pd.DataFrame, spec: _Spec, problems: _Problems
+) -> tuple[pd.Series, pd.Series]:
+    """Longitude and latitude as floats; rows without usable ones are noted in ``problems``."""
+    if "coords" in spec.columns:
+        column = spec.columns["coords"]
+        pair = frame["coords"]
+        parts = pair.str.split(",", expand=False)
+        blank = pair == ""
+        count = parts.map(len)
+        problems.add("no coordinates", blank, f"{column} is empty")
+        shape = ~blank & (count != 2)
+        problems.add("bad coordinates", shape, column + " " + _quoted(pair) + " is not 'lon,lat'")
+        lon_text = parts.map(lambda p: p[0].strip() if len(p) == 2 else "")
+        lat_text = parts.map(lambda p: p[1].strip() if len(p) == 2 else "")
+        names = {"lon": "longitude", "lat": "latitude"}
+        skip = blank | shape
+    else:
+        lon_text, lat_text = frame["lon"], frame["lat"]
+        names = {"lon": spec.columns["lon"], "lat": spec.columns["lat"]}
+        blank = (lon_text == "") | (lat_text == "")
+        problems.add("no coordinates", blank, f"{names['lat']} or {names['lon']} is empty")
+        skip = blank
+    values = {}
+    for axis, raw, limit in (("lon", lon_text, 180.0), ("lat", lat_text, 90.0)):
+        number = pd.to_numeric(raw.where(~skip, "0"), errors="coerce").astype(float)
+        not_number = ~skip & number.isna() & ~raw.str.casefold().isin(["nan", "inf", "-inf"])
+        problems.add(
+            "bad coordinates", not_number, names[axis] + " " + _quoted(raw) + " is not a number"
+        )
+        infinite = ~skip & ~not_number & ~np.isfinite(number.fillna(np.inf))
+        problems.add("bad coordinates", infinite, f"{names[axis]} is not a finite number")
+        out_of_range = ~skip & np.isfinite(number.fillna(np.inf)) & (number.abs() > limit)
+        problems.add(
+            "bad coordinates",
+            out_of_range,
+            names[axis] + " " + number.astype(str) + f" is outside -{limit:g}..{limit:g}",
+        )
+        values[axis] = number
+    return values["lon"], values["lat"]
+
+
+def _category_ids(
+    frame: pd.DataFrame,
+    spec: _Spec,
+    lookup: Mapping[str, int],
+    default_id: int | None,
+    problems: _Problems,
+) -> pd.Series:
+    """Category id of every row: its first value that names a category, else the default."""
+    column = spec.columns.get("category")
+    if column is None:  # a generic CSV without a category column: the default for all
+        return pd.Series(default_id, index=frame.index, dtype="Int64")
+    raw = frame["category"]
+    cache: dict[str, int | str | None] = {}
+
+    def resolve(value: str) -> int | str | None:
+        """The id, an error text for a malformed array, or None when nothing matches."""
+        if value not in cache:
+            try:
+                candidates = parse_pg_array(value) if spec.category_is_array else [value]
+            except ValueError as error:
+                cache[value] = str(error)
+                return cache[value]
+            found = next((lookup[_key(c)] for c in candidates if _key(c) in lookup), None)
+            cache[value] = found
+        return cache[value]
+
+    resolved = raw.map(resolve)
+    malformed = resolved.map(lambda r: isinstance(r, str))
+    problems.add("bad category", malformed, column + " " + resolved.astype(str))
+    unmatched = resolved.isna() & (default_id is None)
+    detail = raw.map(
+        lambda v: f"{column} is empty" if v in ("", "{}") else f"{column} {v!r} names no category"
+    )
+    problems.add("unknown category", unmatched, detail)
+    ids = resolved.where(~malformed & resolved.notna(), default_id)
+    return ids.astype("Int64")
+
+
+def _parse_one(value: str, zone: ZoneInfo) -> pd.Timestamp:
+    """One time in any format pandas recognises; naive ones are read in ``zone``."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
+    if stamp is pd.NaT:
+        return pd.NaT
+    if stamp.tzinfo is None:
+        try:
+            stamp = stamp.tz_localize(zone, ambiguous=False, nonexistent="shift_forward")
+        except (ValueError, OverflowError):
+            return pd.NaT
+    return stamp.tz_convert("UTC")
+
+
+_HAS_OFFSET = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _times(values: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
+    """UTC times of ``values`` (NaT when blank), and which non-blank values did not parse.
+
+    ISO 8601 is parsed vectorised; anything else, one distinct value at a time.
+    """
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    blank = values == ""
+    aware = ~blank & values.str.contains(_HAS_OFFSET, regex=True)
+    naive = ~blank & ~aware
+    if aware.any():
+        out[aware] = pd.to_datetime(values[aware], format="ISO8601", utc=True, errors="coerce")
+    if naive.any():
+        try:
+            local = pd.to_datetime(values[naive], format="ISO8601", errors="coerce")
+        except ValueError:  # offsets the pattern missed, mixed with none: one at a time
+            local = pd.Series(pd.NaT, index=values[naive].index, dtype="datetime64[us]")
+        if isinstance(local.dtype, pd.DatetimeTZDtype):  # offsets the pattern missed
+            out[naive] = local.dt.tz_convert("UTC")
+            local = local[[]]
+        ok = local.notna()
+        if ok.any():
+            localised = local[ok].dt.tz_localize(
+                zone, ambiguous=np.zeros(int(ok.sum()), dtype=bool), nonexistent="shift_forward"
+            )
+            out[localised.index] = localised.dt.tz_convert("UTC")
+    retry = ~blank & out.isna()
+    if retry.any():
+        parsed = {value: _parse_one(value, zone) for value in values[retry].unique()}
+        out[retry] = pd.to_datetime(values[retry].map(parsed), utc=True)
+    return out, ~blank & out.isna()
+
+
+def _text(frame: pd.DataFrame, name: str) -> pd.Series:
+    """The field's stripped text, or empty strings when the file does not have it."""
+    if name in frame:
+        return frame[name]
+    return pd.Series("", index=frame.index, dtype=object)
+
+
+def _validate(
+    chunk: _Chunk,
+    *,
+    header: list[str],
+    spec: _Spec,
+    lookup: Mapping[str, int],
+    default_id: int | None,
+    zone: ZoneInfo,
+    source: str,
+    seen: dict[str, int],
+) -> tuple[pd.DataFrame, _Rejects]:
+    """Check one chunk; return the rows ``insert_reports`` takes, indexed by line, and the rest."""
+    width = len(header)
+    rejects = _Rejects(
+        reasons={
+            line: f"malformed row: it has {len(row)} fields, the header has {width}"
+            for line, row in chunk.malformed
+        },
+        kinds={line: ["malformed row"] for line, _ in chunk.malformed},
+    )
+    if not chunk.rows:
+        return pd.DataFrame(), rejects
+    positions = {column: header.index(column) for column in set(spec.columns.values())}
+    index = pd.Index(chunk.lines, name="line")
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(
+                [row[positions[column]].strip() for row in chunk.rows], index=index, dtype=object
+            )
+            for name, column in spec.columns.items()
+        },
+        index=index,
+    )
+    problems = _Problems(index)
+
+    external_id = _text(frame, "external_id")
+    problems.add("no external id", external_id == "", f"{spec.columns['external_id']} is empty")
+    lon, lat = _coordinates(frame, spec, problems)
+    category_id = _category_ids(frame, spec, lookup, default_id, problems)
+
+    stamps: dict[str, pd.Series] = {}
+    for name in ("created_at", "updated_at", "resolved_at"):
+        if name not in frame:
+            continue
+        parsed, bad = _times(frame[name], zone)
+        problems.add(
+            "bad date", bad, spec.columns[name] + " " + _quoted(frame[name]) + " is not a date"
+        )
+        stamps[name] = parsed
+    if "created_at" in spec.columns:
+        problems.add(
+            "bad date", frame["created_at"] == "", f"{spec.columns['created_at']} is empty"
+        )
+        created = stamps["created_at"]
+    else:
+        created = pd.Series(pd.Timestamp.now(tz="UTC"), index=index)
+
+    if "status" in frame:
+        raw_status = frame["status"]
+        status = raw_status.str.casefold().map(spec.status_map)
+        if spec.blank_status is not None:
+            status = status.where(raw_status != "", spec.blank_status)
+        column = spec.columns["status"]
+        problems.add(
+            "unknown status",
+            status.isna(),
+            raw_status.map(
+                lambda v: f"{column} is empty" if not v else f"{column} {v!r} is not a known status"
+            ),
+        )
+    else:
+        status = pd.Series("open", index=index, dtype=object)
+
+    description = _text(frame, "description")
+    length = description.str.len()
+    problems.add(
+        "description too long",
+        length > DESCRIPTION_MAX,
+        length.map(lambda n: f"{n:,} characters; at most {DESCRIPTION_MAX:,} are stored"),
+    )
+    texts = [
+        "external_id",
+        "description",
+        "reporter_name",
+        "reporter_contact",
+        "address",
+        "media_url",
+    ]
+    for name in texts:
+        if name in frame:
+            problems.add(
+                "bad text",
+                frame[name].str.contains("\x00", regex=False),
+                f"{spec.columns[name]} holds a NUL character",
+            )
+
+    # Repeats of an external id: keep the first row that passed every other check.
+    ok = ~problems.rejected()
+    repeats: dict[int, int] = {}
+    for line, key in zip(index[ok.to_numpy()], external_id[ok], strict=True):
+        first = seen.setdefault(key, int(line))
+        if first != line:
+            repeats[int(line)] = first
+    if repeats:
+        lines = pd.Index(list(repeats), name="line")
+        problems.add(
+            "duplicate in file",
+            pd.Series(index.isin(lines), index=index),
+            pd.Series(
+                [
+                    f"{spec.columns['external_id']} {external_id[line]!r} already appeared "
+                    f"on line {first:,}"
+                    for line, first in repeats.items()
+                ],
+                index=lines,
+            ).reindex(index, fill_value=""),
+        )
+    problems.collect(rejects)
+    keep = ~problems.rejected()
+
+    resolved_states = status.isin(["resolved", "closed"])
+    updated = stamps.get("updated_at", pd.Series(pd.NaT, index=index, dtype=created.dtype))
+    updated = updated.fillna(created)
+    resolved = stamps.get("resolved_at", pd.Series(pd.NaT, index=index, dtype=created.dtype))
+    resolved = resolved.fillna(updated).where(resolved_states)
+    resolved = resolved.where(resolved.isna() | (resolved >= created), created)
+    updated = updated.where(updated >= created, created)
+    updated = updated.where(resolved.isna() | (updated >= resolved), resolved)
+
+    def optional(name: str) -> pd.Series:
+        values = _text(frame, name)
+        return values.where(values != "", None).astype(object)
+
+    rows = pd.DataFrame(
+        {
+            "lon": lon,
+            "lat": lat,
+            "category_id": category_id,
+            "created_at": created,
+            "description": description,
+            "status": status,
+            "updated_at": updated,
+            "resolved_at": resolved,
+            "source": source,
+            "external_id": external_id,
+            "reporter_name": optional("reporter_name"),
+            "reporter_contact": optional("reporter_contact"),
+            "address": optional("address"),
+            "media_url": optional("media_url"),
+        },
+        index=index,
+    )[keep.to_numpy()]
+    rows["category_id"] = rows["category_id"].astype(int)
+    return rows, rejects
+
+
+# --- storing -------------------------------------------------------------------------------
+
+
+def _store(
+    conn: Connection,
+    frame: pd.DataFrame,
+    rejects: _Rejects,
+    *,
+    totals: _Totals,
+    settings: RoutingSettings,
+    actor: str,
+) -> None:
+    """Route and insert one chunk's good rows; the ones outside every ward join ``rejects``.
+
+    Rows already stored are set aside first: ``insert_reports`` would skip them too, but
+    only after routing them, which makes a re-import of a big file cost as much as the
+    first import.
+    """
+    if not len(frame):
+        return
+    present = conn.execute(
+        text(
+            "SELECT external_id FROM reports "
+            "WHERE source = :source AND external_id = ANY(CAST(:ids AS text[]))"
+        ),
+        {"source": frame["source"].iat[0], "ids": frame["external_id"].tolist()},
+    ).scalars()
+    fresh = frame[~frame["external_id"].isin(set(present))]
+    totals.already_present += len(frame) - len(fresh)
+    if not len(fresh):
+        return
+    frame = fresh
+    result = insert_reports(conn, frame, settings=settings, actor=actor)
+    totals.inserted += result.inserted
+    totals.already_present += result.already_present
+    outside = [int(line) for line in result.rejected.index]
+    for line, reason in _outside_reasons(conn, frame, outside).items():
+        rejects.reasons[line] = reason
+        rejects.kinds[line] = ["outside the service area"]
+
+
+def _outside_reasons(conn: Connection, frame: pd.DataFrame, lines: list[int]) -> dict[int, str]:
+    """Reasons for the rows no ward took, with the distance to the nearest ward."""
+    if not lines:
+        return {}
+    points = frame.loc[lines, ["lon", "lat"]]
+    # The nearest ward and its closest point are found in degrees (planar, by the GiST
+    # index), then that point's geodesic distance is measured: hence "about". Measuring
+    # the whole polygon on the spheroid gives the same figure twenty times slower.
+    distances: dict[int, float] = dict(
+        conn.execute(
+            text(
+                """
+                SELECT p.i, ST_Distance(ST_ClosestPoint(w.geom, p.g)::geography, p.g::geography)
+                FROM (
+                    SELECT i, ST_SetSRID(ST_MakePoint(x, y), 4326) AS g
+                    FROM unnest(CAST(:lons AS float8[]), CAST(:lats AS float8[]))
+                         WITH ORDINALITY AS u(x, y, i)
+                ) AS p
+                CROSS JOIN LATERAL (
+                    SELECT geom FROM wards WHERE retired_at IS NULL
+                    ORDER BY geom <-> p.g LIMIT 1
+                ) AS w
+                """
+            ),
+            {"lons": points["lon"].tolist(), "lats": points["lat"].tolist()},
+        ).all()
+    )
+    reasons = {}
+    for i, line in enumerate(lines, start=1):
+        distance = distances.get(i)
+        if distance is None:
+            detail = "no wards have been loaded"
+        elif distance >= 1000:
+            detail = f"about {distance / 1000:,.1f} km from the nearest ward"
+        else:
+            detail = f"about {round(distance, -1):,.0f} m from the nearest ward"
+        lat, lon = points.loc[line, "lat"], points.loc[line, "lon"]
+        reasons[line] = f"outside the service area: ({lat:.6f}, {lon:.6f}) is {detail}"
+    return reasons
+
+
+def _report(
+    progress: ProgressCallback | None, phase: Phase, done: int, total: int, rows: int
+) -> None:
+    if progress is not None:
+        progress(
+            ImportProgress(phase=phase, done_bytes=min(done, total), total_bytes=total, rows=rows)
+        )
+
+
+class _RejectsFile:
+    """The rejects CSV, written to a temporary file beside it and moved into place by ``keep``.
+
+    Until ``keep`` is called nothing is visible at the final path, so a refused import
+    leaves no half-written rejects file behind.
+    """
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path = path
+        self.header = header
+        self._kept = False
+
+    def __enter__(self) -> _RejectsFile:
+        folder = self.path.parent
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)
+        except OSError as error:
+            raise InvalidInputError(
+                "--rejects", f"cannot write in {folder}: {error.strerror or error}"
+            ) from error
+        self._temp = Path(name)
+        os.chmod(fd, 0o644)  # mkstemp makes it private; it is an ordinary output file
+        # utf-8-sig so that spreadsheet programs read Thai text correctly.
+        self._handle = os.fdopen(fd, "w", encoding="utf-8-sig", newline="")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(["line", "reason", *self.header])
+        return self
+
+    def write_chunk(self, chunk: _Chunk, rejects: _Rejects) -> None:
+        """Add a chunk's rejected rows, in line order, each as it was read."""
+        raw = dict(zip(chunk.lines, chunk.rows, strict=True)) | dict(chunk.malformed)
+        for line in sorted(rejects.reasons):
+            self._writer.writerow([line, rejects.reasons[line], *raw[line]])
+
+    def keep(self) -> None:
+        """Move the finished file into place when the block ends."""
+        self._kept = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+        if self._kept and exc[0] is None:
+            os.replace(self._temp, self.path)
+        else:
+            self._temp.unlink(missing_ok=True)
