@@ -1,16 +1,27 @@
-"""Administration: API keys, categories and category routes (admin keys only)."""
+"""Administration: boundaries, categories, category routes and API keys (admin keys only)."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from api.deps import ConnDep, PrincipalDep
 from geo.auth import Principal, create_api_key, revoke_api_key
-from geo.errors import AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError
+from geo.boundaries import import_boundaries
+from geo.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from geo.models import ROLES
 
 router = APIRouter(prefix="/api", tags=["admin"])
@@ -49,7 +60,7 @@ class CategoryIn(BaseModel):
 
 @router.put("/admin/categories/{code}", summary="Create or update a category")
 def put_category(
-    code: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
+    code: Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
     category: CategoryIn,
     conn: ConnDep,
     principal: PrincipalDep,
@@ -131,7 +142,7 @@ def add_route(route: RouteIn, conn: ConnDep, principal: PrincipalDep) -> dict[st
 
 @router.delete("/admin/routes/{route_id}", status_code=204, summary="Remove a category route")
 def delete_route(
-    route_id: Annotated[int, Path(ge=1, le=2**31 - 1)], conn: ConnDep, principal: PrincipalDep
+    route_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], conn: ConnDep, principal: PrincipalDep
 ) -> None:
     """Stop routing by this rule; stored reports keep their team."""
     require_admin(principal)
@@ -162,8 +173,78 @@ def add_key(key: KeyIn, conn: ConnDep, principal: PrincipalDep) -> dict[str, Any
 
 @router.delete("/admin/keys/{key_id}", status_code=204, summary="Revoke an API key")
 def delete_key(
-    key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], conn: ConnDep, principal: PrincipalDep
+    key_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], conn: ConnDep, principal: PrincipalDep
 ) -> None:
     """Revoke a key at once."""
     require_admin(principal)
     revoke_api_key(conn, key_id)
+
+
+_BOUNDARY_SUFFIXES = (".zip", ".geojson", ".json", ".topojson", ".gpkg")
+
+
+@router.post("/admin/boundaries", status_code=201, summary="Import a ward or zone file")
+async def import_boundary_file(
+    request: Request,
+    principal: PrincipalDep,
+    file: Annotated[UploadFile, File(description="Zipped shapefile, (Topo)GeoJSON or GPKG.")],
+    layer: Annotated[str, Form(pattern="^(wards|zones)$")],
+    id_field: Annotated[str, Form(min_length=1, max_length=100)],
+    name_field: Annotated[str, Form(min_length=1, max_length=100)],
+    team_field: Annotated[str | None, Form(max_length=100)] = None,
+    crs: Annotated[str | None, Form(max_length=40)] = None,
+) -> dict[str, Any]:
+    """Replace the ward or zone layer with an uploaded file, as `issuemap boundaries import`.
+
+    The file is checked and repaired first; a refused file changes nothing. Stored reports
+    keep their ward and zone; re-route them explicitly with `issuemap reports reroute`.
+    """
+    require_admin(principal)
+    name = file.filename or "upload"
+    suffix = Path(name).suffix.lower()
+    if suffix not in _BOUNDARY_SUFFIXES:
+        raise InvalidInputError("file", f"must be one of {', '.join(_BOUNDARY_SUFFIXES)}")
+    data = await file.read(_MAX_BOUNDARY_BYTES + 1)
+    if len(data) > _MAX_BOUNDARY_BYTES:
+        raise InvalidInputError("file", f"must be at most {_MAX_BOUNDARY_BYTES // 2**20} MB")
+    return await run_in_threadpool(
+        _import_upload,
+        request,
+        data,
+        name,
+        layer=layer,
+        id_field=id_field,
+        name_field=name_field,
+        team_field=team_field or None,
+        crs=crs or None,
+    )
+
+
+_MAX_BOUNDARY_BYTES = 200 * 2**20
+
+
+def _import_upload(
+    request: Request,
+    data: bytes,
+    name: str,
+    *,
+    layer: str,
+    id_field: str,
+    name_field: str,
+    team_field: str | None,
+    crs: str | None,
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="issuemap-upload-") as folder:
+        # Keep the uploaded name: the file type is read from its suffix.
+        path = Path(folder) / Path(name).name
+        path.write_bytes(data)
+        summary = import_boundaries(
+            request.app.state.engine,
+            path,
+            layer=layer,
+            id_field=id_field,
+            name_field=name_field,
+            team_field=team_field,
+            crs=crs,
+        )
+    return {"import_id": summary.import_id, "layer": layer, **summary.to_json()}
