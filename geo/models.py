@@ -222,6 +222,8 @@ class Report(Base):
         Index("ix_reports_status", "status"),
         Index("ix_reports_team_status_due", "team_id", "status", "due_at"),
         Index("ix_reports_ward", "ward_id"),
+        Index("ix_reports_zone", "zone_id"),
+        Index("ix_reports_category_created", "category_id", "created_at"),
         Index(
             "ix_reports_duplicate_of",
             "duplicate_of",
