@@ -18,8 +18,10 @@ from geo.errors import (
     OutsideServiceAreaError,
     PermissionDeniedError,
 )
+from geo.geocoding import GeocodingUnavailableError
 
 STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
+    GeocodingUnavailableError: 503,
     InvalidInputError: 422,
     OutsideServiceAreaError: 422,
     BoundaryImportError: 422,

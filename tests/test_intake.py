@@ -136,3 +136,20 @@ def test_report_outside_the_city_is_refused_with_a_sentence(city_app, engine) ->
     assert answer.status_code == 422
     assert "outside the area this city serves" in answer.json()["detail"]
     assert count(engine, "reports") == 0
+
+
+def test_address_service_down_is_a_503_with_a_sentence(city_app) -> None:
+    from geo.geocoding import GeocodingUnavailableError
+
+    client, _, _ = city_app
+
+    class Down:
+        def geocode(self, address: str) -> None:
+            raise GeocodingUnavailableError()
+
+    client.app.state.geocoder = Down()
+    answer = client.post(
+        "/api/reports", json={"category": "road", "description": "x", "address": "Test Road"}
+    )
+    assert answer.status_code == 503
+    assert answer.json()["field"] == "address"
