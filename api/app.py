@@ -6,13 +6,16 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routers import admin, export, maps, open311, reports, service, teams
+from api.routers import admin, export, live, maps, open311, reports, service, teams
 from geo.db import make_engine
 from geo.geocoding import make_geocoder
+from geo.live import LiveHub
 from geo.settings import (
     DatabaseSettings,
     GeocoderSettings,
@@ -20,6 +23,8 @@ from geo.settings import (
     Open311Settings,
     RoutingSettings,
 )
+
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.state.intake = settings.intake
         app.state.open311 = settings.open311
         app.state.geocoder = make_geocoder(settings.geocoder)
+        app.state.live = LiveHub(url)
+        app.state.live.start()
         # Everything loaded so far lives as long as the process: keep it out of the
         # collector's scans, which otherwise show up as pauses in intake's tail latency.
         gc.collect()
@@ -57,6 +64,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.live.stop()
             app.state.engine.dispose()
 
     app = FastAPI(
@@ -66,6 +74,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (service, maps, reports, export, teams, admin, open311):
+    for module in (service, maps, reports, export, teams, admin, open311, live):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -1,0 +1,73 @@
+"""Server-sent events: reports created or changing status, as they happen."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from geo.live import Event, matches
+
+router = APIRouter(tags=["maps"])
+
+KEEP_ALIVE_S = 15.0
+QUEUE_LIMIT = 1000
+
+
+def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
+    if queue.full():
+        # A client this far behind cannot catch up event by event: tell it to refresh.
+        while not queue.empty():
+            queue.get_nowait()
+        event = {"kind": "resync"}
+    queue.put_nowait(event)
+
+
+@router.get(
+    "/api/live",
+    summary="Live report events (server-sent events)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def live(
+    request: Request,
+    zone: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this zone.")] = None,
+    team: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this team.")] = None,
+) -> StreamingResponse:
+    """Stream report events: new reports and status changes, without personal data.
+
+    Event types: `report`, `bulk` (after large imports) and `resync` (reload). Browsers
+    reconnect on their own (`retry: 2000`); a comment every 15 s keeps proxies from
+    closing an idle stream.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+
+    def deliver(event: Event) -> None:
+        if matches(event, zone_id=zone, team_id=team):
+            loop.call_soon_threadsafe(_offer, queue, event)
+
+    unsubscribe = request.app.state.live.subscribe(deliver)
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield "retry: 2000\n: connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: {event.get('kind', 'report')}\ndata: {json.dumps(event)}\n\n"
+        finally:
+            unsubscribe()
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
