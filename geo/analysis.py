@@ -1,0 +1,572 @@
+"""Analysis helpers for planners' notebooks: report tables, ward and team statistics, hot spots.
+
+Everything reads through the same filter and joins as the service (``geo.search``), so "open",
+"overdue" or "category road" mean here what they mean in the API. Aggregation happens in
+PostGIS wherever it can, so a city with a million reports still returns one row per ward,
+team, week or grid cell.
+
+Hot spots are Getis–Ord Gi* (``esda.G_Local`` with ``star=True`` and binary weights) over a
+square grid in the city's UTM zone. Its p-values are two-sided: from the normal
+approximation by default (fast, and what most GIS packages report), or from conditional
+permutations when ``permutations`` is positive.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import shapely
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Connection, Engine, text
+
+from geo.auth import ANONYMOUS
+from geo.boundaries import metric_crs
+from geo.errors import InvalidInputError
+from geo.models import OPEN_STATUSES
+from geo.queries import current_wards
+from geo.search import _FROM, ReportFilter, _where, report_query
+
+FloatArray = npt.NDArray[np.float64]
+
+SIGNIFICANCE_CLASSES: Final = (
+    "hot 99%",
+    "hot 95%",
+    "hot 90%",
+    "not significant",
+    "cold 90%",
+    "cold 95%",
+    "cold 99%",
+)
+"""Gi* classes, hottest first; the percentage is the confidence level (two-sided)."""
+
+_LEVELS: Final = ((0.01, "99%"), (0.05, "95%"), (0.10, "90%"))
+NEIGHBOURS: Final = ("queen", "rook", "knn")
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which reports to analyse; empty tuples and ``None`` mean "any".
+
+    Wards and teams are named by code, as planners know them; a ward code matches reports
+    routed to any version of that ward, so a re-imported boundary keeps its history.
+    """
+
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    categories: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    wards: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+
+
+def _filter(conn: Connection, selection: Selection) -> ReportFilter:
+    """The service's ``ReportFilter`` for ``selection`` (codes looked up as ids)."""
+
+    def ids(table: str, codes: tuple[str, ...]) -> tuple[int, ...]:
+        if not codes:
+            return ()
+        found = tuple(
+            conn.execute(
+                text(f"SELECT id FROM {table} WHERE code = ANY(:codes)"), {"codes": list(codes)}
+            ).scalars()
+        )
+        # An unknown code selects nothing rather than everything.
+        return found or (-1,)
+
+    return ReportFilter(
+        created_from=selection.created_from,
+        created_to=selection.created_to,
+        categories=selection.categories,
+        statuses=selection.statuses,
+        ward_ids=ids("wards", selection.wards),
+        team_ids=ids("teams", selection.teams),
+    )
+
+
+def _selected(conn: Connection, selection: Selection, columns: str) -> tuple[str, dict[str, Any]]:
+    """``SELECT columns`` over the selected reports, with the service's joins and filter."""
+    clauses, params = _where(_filter(conn, selection), ANONYMOUS)
+    sql = f"SELECT {columns} {_FROM}"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    return sql, params
+
+
+def _connect(source: Engine | Connection) -> Connection:
+    return source.connect() if isinstance(source, Engine) else source
+
+
+class _Reader:
+    """Use a connection as given, or open (and close) one on an engine."""
+
+    def __init__(self, source: Engine | Connection) -> None:
+        self.source = source
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> Connection:
+        self.conn = _connect(self.source)
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        if isinstance(self.source, Engine) and self.conn is not None:
+            self.conn.close()
+
+
+def reports_frame(
+    source: Engine | Connection, selection: Selection | None = None
+) -> gpd.GeoDataFrame:
+    """The selected reports as a GeoDataFrame (EPSG:4326), with the API's public columns.
+
+    Reporter names and contacts are never included: a notebook is shared further than a
+    staff screen.
+    """
+    with _Reader(source) as conn:
+        query, params = report_query(_filter(conn, selection or Selection()), ANONYMOUS)
+        sql = f"SELECT q.*, ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326) AS geom FROM ({query}) q"
+        return gpd.read_postgis(text(sql), conn, geom_col="geom", params=params)
+
+
+def ward_stats(
+    source: Engine | Connection,
+    selection: Selection | None = None,
+    *,
+    population_field: str | None = None,
+    target_hours: float | None = None,
+    simplify_m: float = 5.0,
+) -> gpd.GeoDataFrame:
+    """Per current ward: reports, rate per 1,000 residents, SLA compliance, time to resolve.
+
+    Columns: ``code, name, reports, resolved, within_sla, within_sla_share,
+    median_hours_to_resolve, population, per_1000, geometry``. ``within_sla_share`` is the
+    share of resolved reports resolved by their due time; ``population`` is read from the
+    ward's ``properties[population_field]`` (missing when unset or not a number).
+    With ``target_hours`` (say 48), "within SLA" means resolved within that many hours of
+    being reported instead of by the category's due time. Ward outlines are simplified by
+    about ``simplify_m`` metres for display.
+    """
+    with _Reader(source) as conn:
+        inner, params = _selected(
+            conn,
+            selection or Selection(),
+            "w.code AS ward_code, r.created_at, r.resolved_at, r.due_at",
+        )
+        sql = f"""
+            WITH s AS ({inner}),
+            agg AS (
+                SELECT ward_code, count(*) AS reports,
+                       count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,
+                       count(*) FILTER (WHERE resolved_at <= COALESCE(
+                           created_at + CAST(:target_hours AS float8) * interval '1 hour',
+                           due_at)) AS within_sla,
+                       percentile_cont(0.5) WITHIN GROUP (
+                           ORDER BY extract(epoch FROM resolved_at - created_at) / 3600.0
+                       ) FILTER (WHERE resolved_at IS NOT NULL) AS median_hours_to_resolve
+                FROM s GROUP BY ward_code)
+            SELECT w.code, w.name,
+                   COALESCE(agg.reports, 0) AS reports,
+                   COALESCE(agg.resolved, 0) AS resolved,
+                   COALESCE(agg.within_sla, 0) AS within_sla,
+                   agg.median_hours_to_resolve,
+                   CASE WHEN (w.properties ->> :population_field)
+                             ~ '^\\s*[0-9]+(\\.[0-9]+)?\\s*$'
+                        THEN (w.properties ->> :population_field)::float8 END AS population,
+                   ST_SimplifyPreserveTopology(w.geom, :tol) AS geom
+            FROM wards AS w LEFT JOIN agg ON agg.ward_code = w.code
+            WHERE w.retired_at IS NULL ORDER BY w.code
+        """
+        params |= {
+            "population_field": population_field or "",
+            "target_hours": target_hours,
+            "tol": simplify_m / 111_000,
+        }
+        frame = gpd.read_postgis(text(sql), conn, geom_col="geom", params=params)
+    frame["within_sla_share"] = frame["within_sla"] / frame["resolved"].where(frame["resolved"] > 0)
+    frame["per_1000"] = (
+        1000.0 * frame["reports"] / frame["population"].where(frame["population"] > 0)
+    )
+    return frame[
+        [
+            "code",
+            "name",
+            "reports",
+            "resolved",
+            "within_sla",
+            "within_sla_share",
+            "median_hours_to_resolve",
+            "population",
+            "per_1000",
+            "geom",
+        ]
+    ]
+
+
+def team_performance(
+    source: Engine | Connection,
+    selection: Selection | None = None,
+    *,
+    now: datetime | None = None,
+    target_hours: float | None = None,
+) -> pd.DataFrame:
+    """Per team: open and overdue work, SLA compliance, time to resolve, ageing of overdue work.
+
+    Columns: ``team_code, team_name, reports, open, overdue, resolved, within_sla,
+    within_sla_share, median_hours_to_resolve, median_hours_overdue, max_hours_overdue,
+    overdue_1d, overdue_1_3d, overdue_3_7d, overdue_7d_plus`` (overdue work by how long past
+    its due time it is). ``now`` defaults to the database's clock; ``target_hours`` is as in
+    ``ward_stats``. Reports no team was found for appear as team ``(unassigned)``.
+    """
+    with _Reader(source) as conn:
+        inner, params = _selected(
+            conn,
+            selection or Selection(),
+            "t.code AS team_code, t.name AS team_name, r.status, r.created_at, "
+            "r.resolved_at, r.due_at",
+        )
+        sql = f"""
+            WITH s AS (
+                SELECT x.*, x.status = ANY(:open) AS is_open,
+                       x.status = ANY(:open) AND x.due_at < :now AS is_overdue,
+                       extract(epoch FROM :now - x.due_at) / 3600.0 AS hours_past_due
+                FROM ({inner}) AS x),
+            agg AS (
+                SELECT team_code, min(team_name) AS team_name, count(*) AS reports,
+                       count(*) FILTER (WHERE is_open) AS open,
+                       count(*) FILTER (WHERE is_overdue) AS overdue,
+                       count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,
+                       count(*) FILTER (WHERE resolved_at <= COALESCE(
+                           created_at + CAST(:target_hours AS float8) * interval '1 hour',
+                           due_at)) AS within_sla,
+                       percentile_cont(0.5) WITHIN GROUP (
+                           ORDER BY extract(epoch FROM resolved_at - created_at) / 3600.0
+                       ) FILTER (WHERE resolved_at IS NOT NULL) AS median_hours_to_resolve,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY hours_past_due)
+                           FILTER (WHERE is_overdue) AS median_hours_overdue,
+                       max(hours_past_due) FILTER (WHERE is_overdue) AS max_hours_overdue,
+                       count(*) FILTER (WHERE is_overdue AND hours_past_due <= 24) AS overdue_1d,
+                       count(*) FILTER (WHERE is_overdue AND hours_past_due > 24
+                                        AND hours_past_due <= 72) AS overdue_1_3d,
+                       count(*) FILTER (WHERE is_overdue AND hours_past_due > 72
+                                        AND hours_past_due <= 168) AS overdue_3_7d,
+                       count(*) FILTER (WHERE is_overdue AND hours_past_due > 168)
+                           AS overdue_7d_plus
+                FROM s GROUP BY team_code)
+            SELECT COALESCE(t.code, agg.team_code, '(unassigned)') AS team_code,
+                   COALESCE(t.name, agg.team_name, '(unassigned)') AS team_name,
+                   agg.*
+            FROM teams AS t FULL JOIN agg ON agg.team_code = t.code
+            ORDER BY (t.code IS NULL), 1
+        """
+        params |= {"open": list(OPEN_STATUSES), "now": now, "target_hours": target_hours}
+        if now is None:
+            params["now"] = conn.execute(text("SELECT now()")).scalar_one()
+        frame = pd.read_sql_query(text(sql), conn, params=params)
+    frame = frame.loc[:, ~frame.columns.duplicated()]
+    counts = [
+        "reports",
+        "open",
+        "overdue",
+        "resolved",
+        "within_sla",
+        "overdue_1d",
+        "overdue_1_3d",
+        "overdue_3_7d",
+        "overdue_7d_plus",
+    ]
+    frame[counts] = frame[counts].fillna(0).astype("int64")
+    frame["within_sla_share"] = frame["within_sla"] / frame["resolved"].where(frame["resolved"] > 0)
+    return frame[
+        [
+            "team_code",
+            "team_name",
+            "reports",
+            "open",
+            "overdue",
+            "resolved",
+            "within_sla",
+            "within_sla_share",
+            "median_hours_to_resolve",
+            "median_hours_overdue",
+            "max_hours_overdue",
+            "overdue_1d",
+            "overdue_1_3d",
+            "overdue_3_7d",
+            "overdue_7d_plus",
+        ]
+    ].reset_index(drop=True)
+
+
+def weekly_trends(
+    source: Engine | Connection,
+    selection: Selection | None = None,
+    *,
+    timezone: str = "UTC",
+) -> pd.DataFrame:
+    """Reports created per ISO week (in ``timezone``) and category: ``week, category, reports``.
+
+    ``week`` is the ISO week's label, such as ``2026-W07``, and weeks sort as text.
+    """
+    with _Reader(source) as conn:
+        inner, params = _selected(
+            conn,
+            selection or Selection(),
+            "to_char(r.created_at AT TIME ZONE :tz, 'IYYY-\"W\"IW') AS week, c.code AS category",
+        )
+        sql = (
+            f"SELECT week, category, count(*) AS reports FROM ({inner}) AS s "
+            "GROUP BY week, category ORDER BY week, category"
+        )
+        params["tz"] = timezone
+        frame = pd.read_sql_query(text(sql), conn, params=params)
+    frame["reports"] = frame["reports"].astype("int64")
+    return frame
+
+
+# --- hot spots -------------------------------------------------------------------------
+
+
+def significance(z: FloatArray, p: FloatArray) -> npt.NDArray[np.object_]:
+    """The class in ``SIGNIFICANCE_CLASSES`` of each (z, two-sided p) pair."""
+    labels = np.full(len(z), "not significant", dtype=object)
+    # Loosest level first, so a stricter level overwrites it.
+    for alpha, level in reversed(_LEVELS):
+        hit = np.nan_to_num(p, nan=1.0) < alpha
+        labels[hit & (z > 0)] = f"hot {level}"
+        labels[hit & (z < 0)] = f"cold {level}"
+    return labels
+
+
+def _grid_weights(
+    ix: npt.NDArray[np.int64], iy: npt.NDArray[np.int64], *, neighbours: str, k: int
+) -> Any:
+    """Binary libpysal weights between grid cells given by integer column and row."""
+    from libpysal.weights import KNN, DistanceBand
+
+    coords = np.column_stack([ix, iy]).astype(float)
+    with warnings.catch_warnings():
+        # Islands (a cell whose neighbours are all outside the area) are fine for Gi*.
+        warnings.simplefilter("ignore")
+        if neighbours == "knn":
+            return KNN.from_array(coords, k=min(k, len(coords) - 1))
+        threshold = 1.5 if neighbours == "queen" else 1.01
+        return DistanceBand(coords, threshold=threshold, binary=True, silence_warnings=True)
+
+
+def grid_hotspots(
+    cells: pd.DataFrame,
+    *,
+    neighbours: str = "queen",
+    k: int = 8,
+    permutations: int = 0,
+    seed: int | None = 2026,
+) -> pd.DataFrame:
+    """Getis–Ord Gi* of ``count`` over grid cells ``ix, iy`` (integer column and row).
+
+    Returns ``cells`` with ``z``, ``p`` (two-sided) and ``significance`` added.
+
+    Parameters
+    ----------
+    cells
+        One row per cell of the study area, empty cells included (with count 0): Gi* compares
+        each neighbourhood with the whole area, so leaving out empty cells hides cold areas
+        and exaggerates nothing else.
+    neighbours
+        ``"queen"`` (the 8 surrounding cells), ``"rook"`` (the 4 sharing an edge) or ``"knn"``
+        (the ``k`` nearest cells).
+    k
+        Neighbours per cell for ``"knn"``.
+    permutations
+        0 for the analytical z-score and normal p-value (fast at any size); otherwise the
+        number of conditional permutations behind a pseudo p-value (``esda`` default 999).
+    seed
+        Seed of the permutations, so a notebook shows the same map every run.
+    """
+    from esda.getisord import G_Local
+
+    if neighbours not in NEIGHBOURS:
+        raise InvalidInputError("neighbours", f"use one of {', '.join(NEIGHBOURS)}")
+    if permutations < 0:
+        raise InvalidInputError("permutations", "must not be negative")
+    out = cells.copy()
+    n = len(out)
+    y = out["count"].to_numpy(dtype=float)
+    if n < 3 or float(y.std()) == 0.0:
+        # Nothing to compare: every cell is like every other.
+        out["z"], out["p"] = 0.0, 1.0
+        out["significance"] = "not significant"
+        return out
+    from scipy.stats import norm
+
+    weights = _grid_weights(
+        out["ix"].to_numpy(dtype=np.int64),
+        out["iy"].to_numpy(dtype=np.int64),
+        neighbours=neighbours,
+        k=k,
+    )
+    with warnings.catch_warnings():
+        # Zero-variance rows divide by zero (handled below); esda also announces that its
+        # permutation p-value will become two-sided, and we double the current one-sided one.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        gi = G_Local(
+            y,
+            weights,
+            transform="B",
+            star=True,
+            permutations=permutations,
+            keep_simulations=False,
+            seed=seed,
+            n_jobs=1,
+        )
+    z = np.nan_to_num(np.asarray(gi.Zs, dtype=float), nan=0.0)
+    if permutations:
+        p = np.minimum(1.0, 2.0 * np.asarray(gi.p_sim, dtype=float))
+    else:
+        p = 2.0 * norm.sf(np.abs(z))
+    out["z"] = z
+    out["p"] = p
+    out["significance"] = significance(z, p)
+    return out
+
+
+def _study_cells(area: BaseGeometry, counted: pd.DataFrame, *, cell_m: float) -> pd.DataFrame:
+    """Every grid cell touching ``area`` (metric CRS), plus any cell holding reports."""
+    minx, miny, maxx, maxy = area.bounds
+    xs = np.arange(np.floor(minx / cell_m), np.floor(maxx / cell_m) + 1, dtype=np.int64)
+    ys = np.arange(np.floor(miny / cell_m), np.floor(maxy / cell_m) + 1, dtype=np.int64)
+    gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
+    boxes = shapely.box(gx * cell_m, gy * cell_m, (gx + 1) * cell_m, (gy + 1) * cell_m)
+    shapely.prepare(area)
+    inside = shapely.intersects(area, boxes)
+    grid = pd.DataFrame({"ix": gx[inside], "iy": gy[inside]})
+    cells = grid.merge(counted, on=["ix", "iy"], how="outer")
+    cells["count"] = cells["count"].fillna(0).astype("int64")
+    return cells.sort_values(["iy", "ix"]).reset_index(drop=True)
+
+
+def grid_counts(
+    conn: Connection, selection: Selection, *, srid: int, cell_m: float
+) -> pd.DataFrame:
+    """Selected reports counted in PostGIS on a ``cell_m`` grid in ``srid``: ``ix, iy, count``."""
+    inner, params = _selected(conn, selection, "ST_Transform(r.geom, CAST(:srid AS integer)) AS p")
+    sql = (
+        "SELECT floor(ST_X(p) / :cell)::bigint AS ix, floor(ST_Y(p) / :cell)::bigint AS iy, "
+        f"count(*) AS count FROM ({inner}) AS s GROUP BY 1, 2"
+    )
+    params |= {"srid": srid, "cell": cell_m}
+    frame = pd.read_sql_query(text(sql), conn, params=params)
+    return frame.astype({"ix": "int64", "iy": "int64", "count": "int64"})
+
+
+def hotspots(
+    source: Engine | Connection,
+    selection: Selection | None = None,
+    *,
+    cell_m: float = 250.0,
+    neighbours: str = "queen",
+    k: int = 8,
+    permutations: int = 0,
+    seed: int | None = 2026,
+) -> gpd.GeoDataFrame:
+    """Getis–Ord Gi* hot and cold spots of the selected reports on a square grid.
+
+    The grid has ``cell_m`` metre cells in the UTM zone of the current wards and covers every
+    ward; reports are counted per cell in PostGIS. Returns one row per cell (EPSG:4326
+    squares) with ``ix, iy, count, z, p, significance``; see ``grid_hotspots`` for the
+    statistic and its options.
+    """
+    if not 10.0 <= cell_m <= 50_000.0:
+        raise InvalidInputError("cell_m", "must be between 10 and 50,000 metres")
+    with _Reader(source) as conn:
+        wards = current_wards(conn, simplify_m=cell_m / 10)
+        if wards.empty:
+            raise InvalidInputError("wards", "there are no current wards to lay a grid over")
+        crs = metric_crs(wards)
+        srid = crs.to_epsg()
+        if srid is None:
+            raise InvalidInputError("wards", "no EPSG code for the wards' metric CRS")
+        area = shapely.union_all(wards.to_crs(crs).geometry.to_numpy())
+        counted = grid_counts(conn, selection or Selection(), srid=srid, cell_m=cell_m)
+    cells = grid_hotspots(
+        _study_cells(area, counted, cell_m=cell_m),
+        neighbours=neighbours,
+        k=k,
+        permutations=permutations,
+        seed=seed,
+    )
+    ix = cells["ix"].to_numpy()
+    iy = cells["iy"].to_numpy()
+    squares = shapely.box(ix * cell_m, iy * cell_m, (ix + 1) * cell_m, (iy + 1) * cell_m)
+    return gpd.GeoDataFrame(cells, geometry=squares, crs=crs).to_crs(4326)
+
+
+# --- what if ---------------------------------------------------------------------------
+
+
+def zone_what_if(
+    source: Engine | Connection,
+    candidate_zones: gpd.GeoDataFrame,
+    *,
+    team_field: str = "team",
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """Each team's open and overdue work today and if ``candidate_zones`` were the zones.
+
+    Nothing is written: open reports are read and re-routed in memory. A report whose
+    stored team is not its zone's team was sent by a category route (say, flooding to the
+    drainage team) and keeps its team; the others go to the team named by ``team_field`` of
+    the candidate zone covering them (the first zone in file order where two do).
+
+    ``expected_overdue_after`` scales each team's open load by the share of its reports
+    that are overdue today (the city-wide share for a team with no work today): a rough
+    measure of the overdue work the new load would carry at today's pace.
+    """
+    if team_field not in candidate_zones:
+        raise InvalidInputError("team_field", f"the zone file has no field {team_field!r}")
+    with _Reader(source) as conn:
+        if now is None:
+            now = conn.execute(text("SELECT now()")).scalar_one()
+        open_reports = gpd.read_postgis(
+            text(
+                "SELECT r.id, t.code AS team, (r.due_at < :now) AS overdue, "
+                "(r.team_id IS NOT NULL AND r.team_id IS DISTINCT FROM z.team_id) "
+                "AS category_route, r.geom "
+                "FROM reports AS r LEFT JOIN zones AS z ON z.id = r.zone_id "
+                "LEFT JOIN teams AS t ON t.id = r.team_id WHERE r.status = ANY(:open)"
+            ),
+            conn,
+            geom_col="geom",
+            params={"now": now, "open": list(OPEN_STATUSES)},
+        )
+    zones = candidate_zones.to_crs(4326)[[team_field, candidate_zones.geometry.name]]
+    zones = zones.rename(columns={team_field: "new_team"}).reset_index(drop=True)
+    zones["order"] = range(len(zones))
+    joined = gpd.sjoin(open_reports, zones, how="left", predicate="covered_by")
+    joined = joined.sort_values("order").groupby(level=0).head(1).reindex(open_reports.index)
+    routed = open_reports.assign(
+        new_team=joined["new_team"].where(~open_reports["category_route"], open_reports["team"])
+    )
+    routed["team"] = routed["team"].fillna("(unassigned)")
+    routed["new_team"] = routed["new_team"].fillna("(unassigned)").astype(str)
+
+    before = routed.groupby("team").agg(
+        open_before=("id", "size"), overdue_before=("overdue", "sum")
+    )
+    after = routed.groupby("new_team").agg(
+        open_after=("id", "size"), overdue_after=("overdue", "sum")
+    )
+    table = before.join(after, how="outer").fillna(0).astype("int64")
+    table.index.name = "team_code"
+    city_share = float(routed["overdue"].mean()) if len(routed) else 0.0
+    share = (table["overdue_before"] / table["open_before"].where(table["open_before"] > 0)).fillna(
+        city_share
+    )
+    table["expected_overdue_after"] = (table["open_after"] * share).round(1)
+    table["change_in_open"] = table["open_after"] - table["open_before"]
+    return table.reset_index()
