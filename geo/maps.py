@@ -1,10 +1,619 @@
-"""Folium map builders: pure functions from plain data to a ``folium.Map``."""
+"""Folium map builders: pure functions from plain data to a ``folium.Map``.
+
+Each kind of map has one builder: the city overview, a field team's zone, the public
+embeddable map and the planners' ward dashboard. Builders never touch the database; the
+API gathers the data (``geo.queries``, ``geo.heat``) and passes it in.
+
+Pages must work offline and leak nothing to third parties: ``localise_assets`` points every
+script and stylesheet at our own ``/static/vendor`` copies (see ``scripts/vendor_assets.sh``),
+so the only third-party URL left is the tile server's, if one is configured. Report markers
+are written once as compact JSON and drawn by one small script, rather than as one folium
+element each, so a page stays small with hundreds of markers. Scripts can find the pieces
+on ``window.issuemap`` (``map``, ``heat``, ``markers``, ``reports``, ``outline``, ``wards``).
+"""
 
 from __future__ import annotations
 
+import html
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
 import folium
 import geopandas as gpd
-from folium.plugins import HeatMap
+from branca.element import Element, Figure, MacroElement
+from folium.plugins import HeatMap, MarkerCluster
+from jinja2 import Template
+
+from geo.models import REPORT_STATUSES
+
+LANGUAGES = ("en", "th")
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "public_title": "Reported issues",
+        "zone_title": "Zone {zone}: open reports",
+        "wards_title": "Wards: {measure}",
+        "overview_title": "City overview",
+        "category": "Category",
+        "status": "Status",
+        "all": "All",
+        "from": "From",
+        "to": "To",
+        "apply": "Show",
+        "measure": "Measure",
+        "legend": "Legend",
+        "heat": "Open reports (heat)",
+        "reports": "Reports",
+        "wards": "Wards",
+        "zone": "Zone",
+        "overdue": "Overdue",
+        "due": "Due",
+        "age": "Age",
+        "move": "Move to",
+        "moved": "Moved to",
+        "failed": "Could not change the status",
+        "shown": "Showing {shown} of {total} reports.",
+        "hidden": "{hidden} more not shown: zoom in and search this area, or see the next page.",
+        "search_area": "Search this area",
+        "next_page": "Next page",
+        "no_data": "No data",
+        "count": "Reports",
+        "sla": "Resolved within SLA",
+        "median_hours": "Median hours to resolve",
+        "days": "d",
+        "hours": "h",
+    },
+    "th": {
+        "public_title": "ปัญหาที่ได้รับแจ้ง",
+        "zone_title": "เขต {zone}: เรื่องที่ยังเปิดอยู่",
+        "wards_title": "ชุมชน/แขวง: {measure}",
+        "overview_title": "ภาพรวมเมือง",
+        "category": "ประเภท",
+        "status": "สถานะ",
+        "all": "ทั้งหมด",
+        "from": "ตั้งแต่",
+        "to": "ถึง",
+        "apply": "แสดง",
+        "measure": "ตัวชี้วัด",
+        "legend": "คำอธิบายสัญลักษณ์",
+        "heat": "ความหนาแน่นของเรื่องที่เปิดอยู่",
+        "reports": "เรื่องที่แจ้ง",
+        "wards": "แขวง",
+        "zone": "เขต",
+        "overdue": "เกินกำหนด",
+        "due": "กำหนดเสร็จ",
+        "age": "อายุเรื่อง",
+        "move": "เปลี่ยนเป็น",
+        "moved": "เปลี่ยนเป็น",
+        "failed": "เปลี่ยนสถานะไม่สำเร็จ",
+        "shown": "แสดง {shown} จาก {total} เรื่อง",
+        "hidden": "ยังไม่แสดงอีก {hidden} เรื่อง: ซูมเข้าแล้วค้นหาในบริเวณนี้ หรือดูหน้าถัดไป",
+        "search_area": "ค้นหาในบริเวณนี้",
+        "next_page": "หน้าถัดไป",
+        "no_data": "ไม่มีข้อมูล",
+        "count": "จำนวนเรื่อง",
+        "sla": "แก้ไขทันกำหนด",
+        "median_hours": "ค่ามัธยฐานชั่วโมงที่ใช้แก้ไข",
+        "days": "วัน",
+        "hours": "ชม.",
+    },
+}
+"""Every label a map page shows, in English and Thai."""
+
+STATUS_LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "open": "Open",
+        "acknowledged": "Acknowledged",
+        "in_progress": "In progress",
+        "resolved": "Resolved",
+        "closed": "Closed",
+        "reopened": "Reopened",
+        "rejected": "Rejected",
+        "duplicate": "Duplicate",
+    },
+    "th": {
+        "open": "รับแจ้ง",
+        "acknowledged": "รับเรื่องแล้ว",
+        "in_progress": "กำลังดำเนินการ",
+        "resolved": "แก้ไขแล้ว",
+        "closed": "ปิดเรื่อง",
+        "reopened": "เปิดใหม่",
+        "rejected": "ไม่รับเรื่อง",
+        "duplicate": "เรื่องซ้ำ",
+    },
+}
+
+STATUS_COLOURS = {
+    "open": "#e8590c",
+    "acknowledged": "#f59f00",
+    "in_progress": "#1c7ed6",
+    "resolved": "#2f9e44",
+    "closed": "#868e96",
+    "reopened": "#c2255c",
+    "rejected": "#495057",
+    "duplicate": "#adb5bd",
+}
+OVERDUE_COLOUR = "#c92a2a"
+
+MEASURES = ("count", "sla", "median_hours")
+"""What the ward dashboard can colour wards by."""
+
+CHOROPLETH_COLOURS = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+
+VENDOR_PATHS: dict[str, str | None] = {
+    "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js": "leaflet/dist/leaflet.js",
+    "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css": "leaflet/dist/leaflet.css",
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery/dist/jquery.min.js",
+    "https://cdn.jsdelivr.net/npm/bootstrap@5.2.2/dist/js/bootstrap.bundle.min.js": (
+        "bootstrap/dist/js/bootstrap.bundle.min.js"
+    ),
+    "https://cdn.jsdelivr.net/npm/bootstrap@5.2.2/dist/css/bootstrap.min.css": (
+        "bootstrap/dist/css/bootstrap.min.css"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/Leaflet.awesome-markers/2.0.2/"
+    "leaflet.awesome-markers.js": "leaflet.awesome-markers/dist/leaflet.awesome-markers.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/Leaflet.awesome-markers/2.0.2/"
+    "leaflet.awesome-markers.css": "leaflet.awesome-markers/dist/leaflet.awesome-markers.css",
+    "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@6.2.0/css/all.min.css": (
+        "fontawesome-free/css/all.min.css"
+    ),
+    # Bootstrap 3 glyphicons and rotated awesome-markers: no builder here uses either.
+    "https://netdna.bootstrapcdn.com/bootstrap/3.0.0/css/bootstrap-glyphicons.css": None,
+    "https://cdn.jsdelivr.net/gh/python-visualization/folium/folium/templates/"
+    "leaflet.awesome.rotate.min.css": None,
+    "https://cdn.jsdelivr.net/gh/python-visualization/folium@main/folium/templates/"
+    "leaflet_heat.min.js": "leaflet.heat/dist/leaflet-heat.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/"
+    "leaflet.markercluster.js": "leaflet.markercluster/dist/leaflet.markercluster.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/"
+    "MarkerCluster.css": "leaflet.markercluster/dist/MarkerCluster.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/"
+    "MarkerCluster.Default.css": "leaflet.markercluster/dist/MarkerCluster.Default.css",
+}
+"""Where each CDN asset folium asks for lives under the vendored folder (None: left out)."""
+
+
+def pick_language(lang: str | None, accept_language: str | None = None) -> str:
+    """``lang`` if it is one we speak, else the best match in ``Accept-Language``, else en."""
+    if lang and lang.strip().lower()[:2] in LANGUAGES:
+        return lang.strip().lower()[:2]
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        code = tag.strip().lower()[:2]
+        if code in LANGUAGES and quality > 0:
+            ranked.append((-quality, index, code))
+    return min(ranked)[2] if ranked else "en"
+
+
+def _walk(element: Any) -> Iterable[Any]:
+    yield element
+    for child in list(getattr(element, "_children", {}).values()):
+        yield from _walk(child)
+
+
+def localise_assets(fmap: folium.Map, base: str = "/static/vendor") -> folium.Map:
+    """Point every script and stylesheet of ``fmap``'s page at ``base`` instead of CDNs.
+
+    Call it once everything is added, before rendering. An asset we have not vendored is
+    an error rather than a silent CDN request.
+    """
+    for element in _walk(fmap.get_root()):
+        for attribute in ("default_js", "default_css"):
+            assets = getattr(element, attribute, None)
+            if not assets:
+                continue
+            local: list[tuple[str, str]] = []
+            for name, url in assets:
+                if not url.startswith(("http://", "https://")):
+                    local.append((name, url))
+                    continue
+                if url not in VENDOR_PATHS:
+                    raise ValueError(f"{url} is not vendored; add it to scripts/vendor_assets.sh")
+                path = VENDOR_PATHS[url]
+                if path is not None:
+                    local.append((name, f"{base.rstrip('/')}/{path}"))
+            # An instance attribute shadows the class-wide list, so other maps are untouched.
+            setattr(element, attribute, local)
+    return fmap
+
+
+def _js(value: Any) -> str:
+    """JSON that is safe inside a <script> element."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escape)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class MapReport:
+    """One report as a map marker shows it; public maps leave ``description`` empty."""
+
+    id: int
+    lat: float
+    lon: float
+    category: str
+    status: str
+    created_at: datetime
+    due_at: datetime | None = None
+    overdue: bool = False
+    description: str = ""
+    next_statuses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerPage:
+    """The markers one page shows, out of ``total`` matching, starting at ``offset``."""
+
+    reports: Sequence[MapReport]
+    total: int
+    offset: int = 0
+
+    @property
+    def hidden(self) -> int:
+        """How many matching reports this page does not show."""
+        return max(self.total - len(self.reports), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The filter form's current values and choices (codes to labels)."""
+
+    categories: Mapping[str, str]
+    category: str = ""
+    statuses: Sequence[str] = ()
+    status: str = ""
+    created_from: str = ""
+    created_to: str = ""
+    hidden_fields: Mapping[str, str] = field(default_factory=dict)
+
+
+def round_location(lat: float, lon: float, metres: float) -> tuple[float, float]:
+    """Snap a point to a grid about ``metres`` wide, for maps the public sees."""
+    if metres <= 0:
+        return lat, lon
+    step_lat = metres / 111_320
+    step_lon = metres / (111_320 * max(math.cos(math.radians(lat)), 0.01))
+    return (
+        round(round(lat / step_lat) * step_lat, 6),
+        round(round(lon / step_lon) * step_lon, 6),
+    )
+
+
+_MARKERS = Template(
+    """
+{% macro script(this, kwargs) %}
+(function () {
+  var map = {{ this._parent.get_name() }}, group = {{ this.cluster.get_name() }};
+  var cfg = {{ this.config }}, rows = {{ this.rows }}, byId = {};
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
+  function age(seconds) {
+    var h = Math.max(0, Math.floor((Date.now() / 1000 - seconds) / 3600));
+    return h >= 24 ? Math.floor(h / 24) + cfg.l.days + " " + (h % 24) + cfg.l.hours
+                   : h + cfg.l.hours;
+  }
+  function style(r) {
+    return {radius: r[7] ? 9 : 7, weight: r[7] ? 3 : 1, color: r[7] ? cfg.overdue : "#222",
+            fillColor: cfg.colours[r[4]] || "#888", fillOpacity: 0.85,
+            className: r[7] ? "im-report im-overdue" : "im-report"};
+  }
+  function popup(r, marker) {
+    var box = el("div", undefined, "im-popup");
+    box.appendChild(el("b", "#" + r[0] + " " + (cfg.categories[r[3]] || r[3])));
+    box.appendChild(el("div", cfg.statuses[r[4]] || r[4], "im-status"));
+    if (r[7]) box.appendChild(el("div", cfg.l.overdue, "im-overdue-label"));
+    if (r[8]) box.appendChild(el("p", r[8]));
+    box.appendChild(el("div", cfg.l.age + ": " + age(r[5])));
+    if (r[6]) box.appendChild(el("div", cfg.l.due + ": "
+        + new Date(r[6] * 1000).toLocaleString(cfg.lang)));
+    if (cfg.actions && r[9].length) {
+      var bar = el("div", cfg.l.move + ": ", "im-actions");
+      r[9].forEach(function (to) {
+        var b = el("button", cfg.statuses[to] || to);
+        b.type = "button";
+        b.dataset.status = to;
+        b.onclick = function () { move(r, marker, to, box); };
+        bar.appendChild(b);
+      });
+      box.appendChild(bar);
+    }
+    return box;
+  }
+  function move(r, marker, to, box) {
+    var headers = {"Content-Type": "application/json"};
+    if (cfg.key) headers["X-API-Key"] = cfg.key;
+    fetch("/api/reports/" + r[0] + "/status", {method: "POST", headers: headers,
+          credentials: "same-origin", body: JSON.stringify({status: to})})
+      .then(function (answer) {
+        return answer.json().then(function (body) {
+          if (!answer.ok) throw new Error(body.detail || answer.status);
+          r[4] = body.status; r[9] = body.next_statuses || [];
+          r[7] = r[7] && cfg.open.indexOf(r[4]) >= 0 ? 1 : 0;
+          marker.setStyle(style(r));
+          marker.setPopupContent(popup(r, marker));
+        });
+      })
+      .catch(function (error) {
+        box.appendChild(el("div", cfg.l.failed + ": " + error.message, "im-error"));
+      });
+  }
+  rows.forEach(function (r) {
+    var m = L.circleMarker([r[1], r[2]], style(r));
+    m.reportId = r[0];
+    m.bindPopup(function () { return popup(r, m); });
+    byId[r[0]] = m;
+    group.addLayer(m);
+  });
+  window.issuemap = Object.assign(window.issuemap || {}, {reports: byId, reportRows: rows});
+})();
+{% endmacro %}
+"""
+)
+
+
+class ReportMarkers(MacroElement):
+    """Report markers drawn from one compact JSON array into a marker cluster group."""
+
+    _template = _MARKERS
+
+    def __init__(
+        self,
+        reports: Sequence[MapReport],
+        *,
+        cluster: MarkerCluster,
+        lang: str,
+        categories: Mapping[str, str],
+        api_key: str | None = None,
+        actions: bool = False,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._name = "ReportMarkers"
+        self.cluster = cluster
+        self.rows = _js(
+            [
+                [
+                    r.id,
+                    round(r.lat, 6),
+                    round(r.lon, 6),
+                    r.category,
+                    r.status,
+                    int(r.created_at.timestamp()),
+                    int(r.due_at.timestamp()) if r.due_at else None,
+                    1 if r.overdue else 0,
+                    r.description,
+                    list(r.next_statuses),
+                ]
+                for r in reports
+            ]
+        )
+        self.config = _js(
+            {
+                "lang": lang,
+                "l": LABELS[lang],
+                "statuses": STATUS_LABELS[lang],
+                "colours": STATUS_COLOURS,
+                "overdue": OVERDUE_COLOUR,
+                "categories": dict(categories),
+                "open": ["open", "acknowledged", "in_progress", "reopened"],
+                "actions": actions,
+                "key": api_key,
+            }
+        )
+
+
+_CHROME = Template(
+    """
+{% macro header(this, kwargs) %}
+<meta name="referrer" content="no-referrer" />
+<style>
+  html, body { height: 100%; margin: 0; }
+  .im-panel { position: absolute; top: 10px; right: 10px; z-index: 1000; background: #fff;
+    border-radius: 6px; box-shadow: 0 1px 5px rgba(0,0,0,.4); padding: 6px 10px;
+    max-width: min(92vw, 340px); max-height: 70vh; overflow: auto;
+    font: 14px/1.35 system-ui, sans-serif; }
+  .im-panel summary { font-weight: 600; cursor: pointer; }
+  .im-panel form { display: grid; grid-template-columns: auto 1fr; gap: 4px 8px; margin: 6px 0; }
+  .im-panel input, .im-panel select, .im-panel button { font-size: 16px; min-height: 32px; }
+  .im-panel button[type=submit] { grid-column: 1 / 3; }
+  .im-legend i { display: inline-block; width: 14px; height: 14px; margin-right: 6px;
+    border-radius: 50%; vertical-align: -2px; border: 1px solid #222; }
+  .im-legend .im-sq { border-radius: 2px; }
+  .im-popup { min-width: 180px; font-size: 14px; }
+  .im-popup p { margin: 4px 0; white-space: pre-wrap; word-break: break-word; }
+  .im-overdue-label, .im-error { color: #c92a2a; font-weight: 600; }
+  .im-actions button { margin: 4px 4px 0 0; min-height: 36px; font-size: 15px; }
+  @media (max-width: 480px) {
+    .im-panel { left: 10px; right: 10px; top: auto; bottom: 24px; max-width: none;
+      max-height: 45vh; }
+  }
+</style>
+{% endmacro %}
+{% macro html(this, kwargs) %}
+<div class="im-panel" id="im-panel"><details open><summary>{{ this.title }}</summary>
+{{ this.body }}</details></div>
+{% if this.live %}<script src="/static/live.js" defer></script>{% endif %}
+{% endmacro %}
+{% macro script(this, kwargs) %}
+(function () {
+  var map = {{ this._parent.get_name() }}, panel = document.getElementById("im-panel");
+  if (window.matchMedia("(max-width: 480px)").matches) {
+    panel.querySelector("details").open = false;
+  }
+  var layers = { {% for key, name in this.layers.items() %}{{ key|tojson }}: {{ name }},
+    {% endfor %} };
+  window.issuemap = Object.assign(window.issuemap || {}, {map: map}, layers, {{ this.extra }});
+  var area = document.getElementById("im-search-area");
+  if (area) area.onclick = function () {
+    var b = map.getBounds(), url = new URL(window.location.href);
+    url.searchParams.set("bbox", [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
+      .map(function (v) { return v.toFixed(5); }).join(","));
+    url.searchParams.delete("page");
+    window.location.assign(url.toString());
+  };
+  var next = document.getElementById("im-next-page");
+  if (next) next.onclick = function () {
+    var url = new URL(window.location.href);
+    url.searchParams.set("page", next.dataset.page);
+    window.location.assign(url.toString());
+  };
+})();
+{% endmacro %}
+"""
+)
+
+
+class PageChrome(MacroElement):
+    """The page's panel (title, filters, legend, counts) and phone-friendly CSS.
+
+    Also sets the ``window.issuemap`` handles a script or browser test uses. Add it last.
+    """
+
+    _template = _CHROME
+
+    def __init__(
+        self,
+        *,
+        title: str,
+        body: str,
+        layers: Mapping[str, Any],
+        live: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._name = "PageChrome"
+        self.title = html.escape(title)
+        self.body = body
+        self.layers = {key: layer.get_name() for key, layer in layers.items()}
+        self.live = live
+        self.extra = _js(dict(extra or {}))
+
+
+def _base_map(tiles: str | None, attribution: str | None) -> folium.Map:
+    # Marker clusters need a maximum zoom, which otherwise only a tile layer would give.
+    fmap = folium.Map(tiles=None, control_scale=True, prefer_canvas=True, maxZoom=19)
+    if tiles:
+        folium.TileLayer(
+            tiles=tiles, attr=attribution or "", name="Base map", control=False
+        ).add_to(fmap)
+    return fmap
+
+
+def _fit(fmap: folium.Map, bounds: Sequence[float] | None) -> None:
+    if bounds is not None and all(math.isfinite(v) for v in bounds):
+        minx, miny, maxx, maxy = bounds
+        fmap.fit_bounds([[miny, minx], [maxy, maxx]])
+
+
+def _heat(cells: Sequence[tuple[float, float, float]], *, name: str) -> HeatMap:
+    counts = sorted(c[2] for c in cells)
+    # leaflet.heat saturates at ``max``: use a high percentile so one hot cell does not
+    # wash the rest out, and so the scale follows the data rather than a constant.
+    top = counts[int(0.95 * (len(counts) - 1))] if counts else 1.0
+    data = [[round(lat, 5), round(lon, 5), float(n)] for lat, lon, n in cells]
+    return HeatMap(data, name=name, radius=18, blur=14, max=max(float(top), 1.0))  # type: ignore[no-untyped-call]
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _select(name: str, label: str, options: Mapping[str, str], chosen: str, all_label: str) -> str:
+    choices = [f'<option value="">{_esc(all_label)}</option>'] + [
+        f'<option value="{_esc(code)}"{" selected" if code == chosen else ""}>{_esc(text)}</option>'
+        for code, text in options.items()
+    ]
+    return (
+        f'<label for="im-{name}">{_esc(label)}</label>'
+        f'<select id="im-{name}" name="{name}">{"".join(choices)}</select>'
+    )
+
+
+def _filter_form(filters: Filters, lang: str, *, time_window: bool) -> str:
+    labels = LABELS[lang]
+    parts = ['<form method="get" class="im-filters">']
+    parts.append(
+        _select("category", labels["category"], filters.categories, filters.category, labels["all"])
+    )
+    if filters.statuses:
+        parts.append(
+            _select(
+                "status",
+                labels["status"],
+                {s: STATUS_LABELS[lang][s] for s in filters.statuses},
+                filters.status,
+                labels["all"],
+            )
+        )
+    if time_window:
+        for name, label, value in (
+            ("created_from", labels["from"], filters.created_from),
+            ("created_to", labels["to"], filters.created_to),
+        ):
+            parts.append(
+                f'<label for="im-{name}">{_esc(label)}</label>'
+                f'<input type="date" id="im-{name}" name="{name}" value="{_esc(value)}">'
+            )
+    for name, value in filters.hidden_fields.items():
+        parts.append(f'<input type="hidden" name="{_esc(name)}" value="{_esc(value)}">')
+    parts.append(f'<button type="submit">{_esc(labels["apply"])}</button></form>')
+    return "".join(parts)
+
+
+def _status_legend(statuses: Iterable[str], lang: str, *, overdue: bool) -> str:
+    items = [
+        f'<div><i style="background:{STATUS_COLOURS[s]}"></i>{_esc(STATUS_LABELS[lang][s])}</div>'
+        for s in statuses
+    ]
+    if overdue:
+        items.append(
+            f'<div><i style="background:#fff;border:3px solid {OVERDUE_COLOUR}"></i>'
+            f"{_esc(LABELS[lang]['overdue'])}</div>"
+        )
+    return f'<div class="im-legend">{"".join(items)}</div>'
+
+
+def _counts(page: MarkerPage, lang: str, *, page_size: int) -> str:
+    labels = LABELS[lang]
+    shown = len(page.reports)
+    parts = [
+        f'<p class="im-counts" data-shown="{shown}" data-total="{page.total}">'
+        + _esc(labels["shown"].format(shown=f"{shown:,}", total=f"{page.total:,}"))
+    ]
+    if page.hidden:
+        parts.append(" " + _esc(labels["hidden"].format(hidden=f"{page.hidden:,}")))
+    parts.append("</p>")
+    parts.append(
+        f'<button type="button" id="im-search-area">{_esc(labels["search_area"])}</button>'
+    )
+    if page.offset + shown < page.total:
+        next_page = page.offset // max(page_size, 1) + 2
+        parts.append(
+            f' <button type="button" id="im-next-page" data-page="{next_page}">'
+            f"{_esc(labels['next_page'])}</button>"
+        )
+    return "".join(parts)
 
 
 def city_overview_map(
@@ -13,16 +622,19 @@ def city_overview_map(
     zones: gpd.GeoDataFrame,
     heat: list[tuple[float, float, float]],
     tiles: str | None = "OpenStreetMap",
+    attribution: str | None = None,
 ) -> folium.Map:
     """Wards, field-team zones and a heat layer of open reports.
 
     ``wards`` and ``zones`` have ``code``, ``name`` and ``geometry`` (zones also ``team``);
     ``heat`` holds (lat, lon, weight) cells.
     """
-    fmap = folium.Map(tiles=tiles, control_scale=True)
+    if tiles == "OpenStreetMap":
+        fmap = folium.Map(tiles=tiles, control_scale=True)
+    else:
+        fmap = _base_map(tiles, attribution)
     if len(wards):
-        minx, miny, maxx, maxy = wards.total_bounds
-        fmap.fit_bounds([[miny, minx], [maxy, maxx]])
+        _fit(fmap, wards.total_bounds)
         folium.GeoJson(
             wards[["code", "name", wards.geometry.name]],
             name="Wards",
@@ -42,6 +654,241 @@ def city_overview_map(
             tooltip=folium.GeoJsonTooltip(fields=["name", "team"], aliases=["Zone", "Team"]),
         ).add_to(fmap)
     if heat:
-        HeatMap([list(cell) for cell in heat], name="Open reports", radius=14).add_to(fmap)  # type: ignore[no-untyped-call]
+        _heat(heat, name="Open reports").add_to(fmap)
     folium.LayerControl().add_to(fmap)
     return fmap
+
+
+def zone_map(
+    *,
+    zone: gpd.GeoDataFrame,
+    wards: gpd.GeoDataFrame,
+    heat: Sequence[tuple[float, float, float]],
+    markers: MarkerPage,
+    filters: Filters,
+    lang: str = "en",
+    api_key: str | None = None,
+    actions: bool = False,
+    page_size: int = 500,
+    tiles: str | None = None,
+    attribution: str | None = None,
+    live: bool = False,
+) -> folium.Map:
+    """A field team's zone: outline, wards, heat of open reports, workable markers.
+
+    ``zone`` is one row (``code``, ``name``, ``team``, geometry); ``markers`` are the
+    filtered open reports in view, capped, each with its allowed next statuses. With
+    ``actions``, a marker's popup has one button per next status, which POSTs to
+    ``/api/reports/{id}/status`` with ``api_key``.
+    """
+    labels = LABELS[lang]
+    fmap = _base_map(tiles, attribution)
+    code = str(zone["code"].iloc[0]) if len(zone) else ""
+    zone_id = int(zone["id"].iloc[0]) if len(zone) and "id" in zone else None
+    _fit(fmap, zone.total_bounds if len(zone) else None)
+    ward_layer = folium.GeoJson(
+        wards[["code", "name", wards.geometry.name]],
+        name=labels["wards"],
+        style_function=lambda _: {"color": "#555", "weight": 1, "fillOpacity": 0.02},
+        tooltip=folium.GeoJsonTooltip(fields=["name"], aliases=[labels["wards"]]),
+    ).add_to(fmap)
+    outline = folium.GeoJson(
+        zone[["code", "name", zone.geometry.name]],
+        name=labels["zone"],
+        style_function=lambda _: {"color": "#1f6feb", "weight": 4, "fillOpacity": 0},
+    ).add_to(fmap)
+    heat_layer = _heat(heat, name=labels["heat"]).add_to(fmap)
+    cluster = MarkerCluster(  # type: ignore[no-untyped-call]
+        name=labels["reports"], options={"disableClusteringAtZoom": 17, "maxClusterRadius": 40}
+    )
+    cluster.add_to(fmap)
+    ReportMarkers(
+        markers.reports,
+        cluster=cluster,
+        lang=lang,
+        categories=filters.categories,
+        api_key=api_key,
+        actions=actions,
+    ).add_to(fmap)
+    folium.LayerControl(collapsed=True).add_to(fmap)
+    body = (
+        _counts(markers, lang, page_size=page_size)
+        + _filter_form(filters, lang, time_window=True)
+        + _status_legend(filters.statuses or REPORT_STATUSES, lang, overdue=True)
+    )
+    PageChrome(
+        title=labels["zone_title"].format(zone=code),
+        body=body,
+        layers={"heat": heat_layer, "markers": cluster, "outline": outline, "wards": ward_layer},
+        live=live,
+        # live.js listens to this zone's events only.
+        extra={"zone": code, "zoneId": zone_id, "lang": lang, "kind": "zone"},
+    ).add_to(fmap)
+    return fmap
+
+
+def public_map(
+    *,
+    heat: Sequence[tuple[float, float, float]],
+    markers: MarkerPage,
+    filters: Filters,
+    bounds: Sequence[float] | None,
+    lang: str = "en",
+    page_size: int = 500,
+    tiles: str | None = None,
+    attribution: str | None = None,
+    live: bool = False,
+) -> folium.Map:
+    """The embeddable public map: heat and clustered markers, legend, category filter.
+
+    ``markers`` must already be public: no personal data, locations rounded.
+    """
+    labels = LABELS[lang]
+    fmap = _base_map(tiles, attribution)
+    _fit(fmap, bounds)
+    heat_layer = _heat(heat, name=labels["heat"]).add_to(fmap)
+    cluster = MarkerCluster(name=labels["reports"])  # type: ignore[no-untyped-call]
+    cluster.add_to(fmap)
+    ReportMarkers(
+        markers.reports, cluster=cluster, lang=lang, categories=filters.categories
+    ).add_to(fmap)
+    folium.LayerControl(collapsed=True).add_to(fmap)
+    shown_statuses = sorted({r.status for r in markers.reports}, key=REPORT_STATUSES.index) or list(
+        filters.statuses
+    )
+    body = (
+        _counts(markers, lang, page_size=page_size)
+        + _filter_form(filters, lang, time_window=False)
+        + _status_legend(shown_statuses, lang, overdue=False)
+    )
+    PageChrome(
+        title=labels["public_title"],
+        body=body,
+        layers={"heat": heat_layer, "markers": cluster},
+        live=live,
+        extra={"lang": lang, "kind": "public"},
+    ).add_to(fmap)
+    return fmap
+
+
+def _bins(values: Sequence[float]) -> list[float]:
+    """Upper edges of equal-width classes, one per colour."""
+    low, high = min(values), max(values)
+    if high == low:
+        return [high]
+    width = (high - low) / len(CHOROPLETH_COLOURS)
+    return [low + width * (i + 1) for i in range(len(CHOROPLETH_COLOURS))]
+
+
+def _format(measure: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if measure == "sla":
+        return f"{value:.0%}"
+    if measure == "count":
+        return f"{value:,.0f}"
+    return f"{value:,.1f}"
+
+
+def ward_dashboard_map(
+    *,
+    wards: gpd.GeoDataFrame,
+    measure: str,
+    lang: str = "en",
+    filters: Filters | None = None,
+    tiles: str | None = None,
+    attribution: str | None = None,
+) -> folium.Map:
+    """Wards coloured by ``measure`` (a column of ``wards``: count, sla or median_hours).
+
+    ``sla`` is a share from 0 to 1 and ``median_hours`` may be missing where nothing was
+    resolved; missing values are drawn grey and listed as "no data" in the legend.
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {', '.join(MEASURES)}")
+    labels = LABELS[lang]
+    fmap = _base_map(tiles, attribution)
+    if len(wards):
+        _fit(fmap, wards.total_bounds)
+    values = [float(v) for v in wards[measure] if v is not None and not math.isnan(float(v))]
+    edges = _bins(values) if values else []
+
+    def colour(value: Any) -> str:
+        if value is None or math.isnan(float(value)):
+            return "#ced4da"
+        for edge, hue in zip(edges, CHOROPLETH_COLOURS, strict=False):
+            if float(value) <= edge:
+                return hue
+        return CHOROPLETH_COLOURS[-1]
+
+    frame = wards[["code", "name", measure, wards.geometry.name]].copy()
+    frame["fill"] = [colour(v) for v in frame[measure]]
+    frame["shown"] = [
+        _format(measure, None if v is None or math.isnan(float(v)) else float(v))
+        for v in frame[measure]
+    ]
+    layer = folium.GeoJson(
+        frame.drop(columns=[measure]),
+        name=labels["wards"],
+        style_function=lambda feature: {
+            "color": "#333",
+            "weight": 1,
+            "fillColor": feature["properties"]["fill"],
+            "fillOpacity": 0.75,
+        },
+        tooltip=folium.GeoJsonTooltip(
+            fields=["name", "shown"], aliases=[labels["wards"], labels[measure]]
+        ),
+    ).add_to(fmap)
+    low = min(values) if values else 0.0
+    rows = []
+    for edge, hue in zip(edges, CHOROPLETH_COLOURS, strict=False):
+        rows.append(
+            f'<div><i class="im-sq" style="background:{hue}"></i>'
+            f"{_esc(_format(measure, low))} – {_esc(_format(measure, edge))}</div>"
+        )
+        low = edge
+    rows.append(
+        f'<div><i class="im-sq" style="background:#ced4da"></i>{_esc(labels["no_data"])}</div>'
+    )
+    legend = (
+        f'<div class="im-legend" data-measure="{measure}">'
+        f"<b>{_esc(labels[measure])}</b>{''.join(rows)}</div>"
+    )
+    measure_form = (
+        '<form method="get" class="im-filters">'
+        + _select_measure(measure, lang)
+        + "".join(
+            f'<input type="hidden" name="{_esc(k)}" value="{_esc(v)}">'
+            for k, v in (filters.hidden_fields.items() if filters else ())
+        )
+        + f'<button type="submit">{_esc(labels["apply"])}</button></form>'
+    )
+    PageChrome(
+        title=labels["wards_title"].format(measure=labels[measure]),
+        body=measure_form + legend,
+        layers={"wards": layer},
+        extra={"lang": lang, "kind": "wards", "measure": measure},
+    ).add_to(fmap)
+    return fmap
+
+
+def _select_measure(measure: str, lang: str) -> str:
+    labels = LABELS[lang]
+    options = "".join(
+        f'<option value="{m}"{" selected" if m == measure else ""}>{_esc(labels[m])}</option>'
+        for m in MEASURES
+    )
+    return (
+        f'<label for="im-measure">{_esc(labels["measure"])}</label>'
+        f'<select id="im-measure" name="measure">{options}</select>'
+    )
+
+
+def render_page(fmap: folium.Map, *, vendor_base: str = "/static/vendor") -> str:
+    """The whole HTML page of ``fmap``, with every asset served from ``vendor_base``."""
+    localise_assets(fmap, base=vendor_base)
+    root = fmap.get_root()
+    assert isinstance(root, Figure)
+    root.header.add_child(Element('<meta name="robots" content="noindex" />'), name="robots")
+    return str(root.render())

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import geopandas as gpd
 from sqlalchemy import Connection, text
 
+from geo.auth import Principal
 from geo.models import OPEN_STATUSES
+
+# Map markers filter exactly as report lists do: one WHERE clause for every reader.
+from geo.search import _FROM, ReportFilter, _where
 
 
 def current_wards(conn: Connection, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
@@ -52,3 +59,131 @@ def open_report_heat(
         {"size": cell_m / 111_000, "statuses": list(OPEN_STATUSES)},
     ).all()
     return [(float(r.lat), float(r.lon), float(r.n)) for r in rows]
+
+
+def current_zone(conn: Connection, code: str, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
+    """The current zone ``code``, simplified for display; empty when there is none.
+
+    One row with ``id``, ``code``, ``name``, ``team_id`` and ``team``.
+    """
+    return gpd.read_postgis(
+        text(
+            "SELECT z.id, z.code, z.name, z.team_id, t.name AS team, "
+            "ST_SimplifyPreserveTopology(z.geom, :tol) AS geom "
+            "FROM zones AS z JOIN teams AS t ON t.id = z.team_id "
+            "WHERE z.retired_at IS NULL AND z.code = :code"
+        ),
+        conn,
+        geom_col="geom",
+        params={"tol": simplify_m / 111_000, "code": code},
+    )
+
+
+def wards_meeting_zone(
+    conn: Connection, zone_id: int, *, simplify_m: float = 5.0
+) -> gpd.GeoDataFrame:
+    """Current wards that overlap zone ``zone_id``, simplified for display."""
+    return gpd.read_postgis(
+        text(
+            "SELECT w.code, w.name, ST_SimplifyPreserveTopology(w.geom, :tol) AS geom "
+            "FROM wards AS w JOIN zones AS z ON z.id = :zone "
+            "WHERE w.retired_at IS NULL AND ST_Intersects(w.geom, z.geom) "
+            "AND NOT ST_Touches(w.geom, z.geom) ORDER BY w.code"
+        ),
+        conn,
+        geom_col="geom",
+        params={"tol": simplify_m / 111_000, "zone": zone_id},
+    )
+
+
+def category_names(conn: Connection, lang: str) -> dict[str, str]:
+    """Active category codes with their name in ``lang`` (``th`` or ``en``), by code."""
+    column = "name_th" if lang == "th" else "name_en"
+    rows = conn.execute(
+        text(f"SELECT code, {column} AS name FROM categories WHERE active ORDER BY code")
+    ).all()
+    return {r.code: r.name for r in rows}
+
+
+def city_bounds(conn: Connection) -> tuple[float, float, float, float] | None:
+    """``(min_lon, min_lat, max_lon, max_lat)`` of the current wards, if there are any."""
+    row = conn.execute(
+        text(
+            "SELECT ST_XMin(e) AS x0, ST_YMin(e) AS y0, ST_XMax(e) AS x1, ST_YMax(e) AS y1 "
+            "FROM (SELECT ST_Extent(geom) AS e FROM wards WHERE retired_at IS NULL) AS b"
+        )
+    ).one()
+    if row.x0 is None:
+        return None
+    return (float(row.x0), float(row.y0), float(row.x1), float(row.y1))
+
+
+def map_reports(
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    limit: int,
+    offset: int = 0,
+    description_chars: int = 160,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of markers for ``flt`` as ``principal`` may see it, and how many match.
+
+    Most urgent first (overdue, then by due time). Only the columns a marker shows are
+    read; the description only for staff, cut to ``description_chars``.
+    """
+    clauses, params = _where(flt, principal)
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    description = "left(r.description, :chars)" if principal.is_staff else "''"
+    rows = conn.execute(
+        text(
+            f"SELECT r.id, ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon, c.code AS category, "
+            f"r.status, r.created_at, r.due_at, {description} AS description, "
+            f"(r.status = ANY(:open_statuses) AND r.due_at < now()) AS overdue "
+            f"{_FROM}{where} ORDER BY r.due_at, r.id LIMIT :limit OFFSET :offset"
+        ),
+        params
+        | {
+            "chars": description_chars,
+            "open_statuses": list(OPEN_STATUSES),
+            "limit": limit,
+            "offset": offset,
+        },
+    ).all()
+    total = conn.execute(text(f"SELECT count(*) {_FROM}{where}"), params).scalar_one()
+    return [dict(r._mapping) for r in rows], int(total)
+
+
+def ward_measures(
+    conn: Connection,
+    *,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    simplify_m: float = 5.0,
+) -> gpd.GeoDataFrame:
+    """Current wards with their report measures over reports created in the window.
+
+    ``count`` of reports, ``sla`` (share of resolved reports resolved by their due time)
+    and ``median_hours`` from creation to resolution.
+    """
+    return gpd.read_postgis(
+        text(
+            "SELECT w.code, w.name, ST_SimplifyPreserveTopology(w.geom, :tol) AS geom, "
+            "  coalesce(s.n, 0) AS count, s.sla, s.median_hours "
+            "FROM wards AS w LEFT JOIN ("
+            "  SELECT r.ward_id, count(*) AS n,"
+            "    avg((r.resolved_at <= r.due_at)::int) FILTER (WHERE r.resolved_at IS NOT NULL)"
+            "      AS sla,"
+            "    percentile_cont(0.5) WITHIN GROUP (ORDER BY"
+            "      extract(epoch FROM r.resolved_at - r.created_at) / 3600)"
+            "      FILTER (WHERE r.resolved_at IS NOT NULL) AS median_hours"
+            "  FROM reports AS r"
+            "  WHERE (CAST(:start AS timestamptz) IS NULL OR r.created_at >= :start)"
+            "    AND (CAST(:end AS timestamptz) IS NULL OR r.created_at <= :end)"
+            "  GROUP BY r.ward_id) AS s ON s.ward_id = w.id "
+            "WHERE w.retired_at IS NULL ORDER BY w.code"
+        ),
+        conn,
+        geom_col="geom",
+        params={"tol": simplify_m / 111_000, "start": created_from, "end": created_to},
+    )

@@ -121,3 +121,59 @@ class Open311Settings(BaseSettings):
     jurisdiction_id: str = Field(default="issuemap.demo", min_length=1, max_length=100)
     contact: str = Field(default="City service desk")
     max_requests: int = Field(default=1000, ge=1, le=10_000)
+
+
+class MapSettings(BaseSettings):
+    """How the map pages look and what they reveal."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_MAP_", extra="ignore")
+
+    tiles_url: str = Field(
+        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="XYZ tile URL template of the base map, or 'none' for no base map "
+        "(the only third-party URL a map page refers to).",
+    )
+    tiles_attribution: str = Field(
+        default='&copy; <a href="https://www.openstreetmap.org/copyright">'
+        "OpenStreetMap</a> contributors"
+    )
+    public_rounding_m: float = Field(
+        default=100.0,
+        ge=0.0,
+        le=5_000.0,
+        description="Public maps show report locations snapped to a grid this many metres "
+        "wide, so a marker never points at one house.",
+    )
+    frame_ancestors: list[str] = Field(
+        default_factory=lambda: ["'self'"],
+        description="Sites allowed to embed the public map in an iframe (CSP "
+        'frame-ancestors sources), e.g. ["\'self\'", "https://city.example"].',
+    )
+    marker_cap: int = Field(
+        default=500,
+        ge=1,
+        le=5_000,
+        description="Most report markers one page carries; the rest are reached by zooming "
+        "or paging.",
+    )
+    heat_cells: int = Field(
+        default=2_500,
+        ge=100,
+        le=20_000,
+        description="Most heat-map grid cells one page carries; the grid coarsens to fit.",
+    )
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _one_source_each(cls, value: list[str]) -> list[str]:
+        # Each item becomes part of a header: refuse anything that could end the directive.
+        for source in value:
+            if not source or any(c in source for c in " ;,\r\n\t"):
+                raise ValueError(f"{source!r} is not one CSP source")
+        return value
+
+    @property
+    def tiles(self) -> str | None:
+        """The tile URL template, or ``None`` when the base map is switched off."""
+        value = self.tiles_url.strip()
+        return None if value.lower() in {"", "none"} else value

@@ -11,6 +11,8 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql-15)
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt+=(postgresql-15-postgis-3)
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# npm fetches the map pages' Leaflet assets (scripts/vendor_assets.sh).
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -37,3 +39,5 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# Leaflet and its plugins, served from our own origin (the maps never load CDN assets).
+scripts/vendor_assets.sh

@@ -1,21 +1,349 @@
-"""Map pages."""
+"""Map pages: the city overview, a field team's zone, the public map and the ward dashboard.
+
+Every page loads its scripts and styles from ``/static/vendor`` (``scripts/vendor_assets.sh``);
+the only third-party request it makes is for base-map tiles, if tiles are configured.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from pathlib import Path as FilePath
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from api.deps import ConnDep
-from geo.maps import city_overview_map
-from geo.queries import current_wards, current_zones, open_report_heat
+from api.deps import ConnDep, PrincipalDep
+from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
+from geo.auth import Principal, authenticate
+from geo.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
+from geo.heat import heat_grid
+from geo.maps import (
+    MEASURES,
+    Filters,
+    MapReport,
+    MarkerPage,
+    city_overview_map,
+    pick_language,
+    public_map,
+    render_page,
+    round_location,
+    ward_dashboard_map,
+    zone_map,
+)
+from geo.models import OPEN_STATUSES
+from geo.queries import (
+    category_names,
+    city_bounds,
+    current_wards,
+    current_zone,
+    current_zones,
+    map_reports,
+    ward_measures,
+    wards_meeting_zone,
+)
+from geo.search import ReportFilter
+from geo.settings import MapSettings
+from geo.workflow import next_statuses
 
 router = APIRouter(tags=["maps"])
 
+STATIC_DIR = FilePath(__file__).resolve().parent.parent / "static"
+"""The folder ``api/app.py`` serves as ``/static``, vendored assets in ``vendor/``."""
 
-@router.get("/", response_class=HTMLResponse)
-def city_map(conn: ConnDep) -> HTMLResponse:
+
+def get_map_settings(request: Request) -> MapSettings:
+    """Map settings on the app, read from the environment the first time if none were set."""
+    settings: MapSettings | None = getattr(request.app.state, "maps", None)
+    if settings is None:
+        settings = request.app.state.maps = MapSettings()
+    return settings
+
+
+MapSettingsDep = Annotated[MapSettings, Depends(get_map_settings)]
+Lang = Annotated[
+    str | None,
+    Query(max_length=8, description="Label language, `th` or `en`; else Accept-Language."),
+]
+AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
+PageNo = Annotated[int, Query(ge=1, le=10_000, description="Page of markers, from 1.")]
+KeyParam = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="API key, for browsers that cannot send `X-API-Key` (the page tells "
+        "browsers never to pass its address on as a referrer).",
+    ),
+]
+
+
+def _live() -> bool:
+    # Only include the live-update client once it exists: a 404 script is a console error.
+    return (STATIC_DIR / "live.js").is_file()
+
+
+def _html(page: str, *, frame_ancestors: str, private: bool) -> HTMLResponse:
+    headers = {
+        "Content-Security-Policy": f"frame-ancestors {frame_ancestors}",
+        "Referrer-Policy": "no-referrer" if private else "strict-origin-when-cross-origin",
+        "Cache-Control": "no-store" if private else "public, max-age=60",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return HTMLResponse(page, headers=headers)
+
+
+async def _staff(request: Request, principal: PrincipalDep, key: KeyParam = None) -> Principal:
+    if key:
+        principal = await run_in_threadpool(_authenticate, request, key)
+    if not principal.is_staff:
+        raise AuthenticationError("This map needs the API key of a field team, planner or admin.")
+    return principal
+
+
+def _authenticate(request: Request, key: str) -> Principal:
+    with request.app.state.engine.connect() as conn:
+        return authenticate(conn, key)
+
+
+StaffDep = Annotated[Principal, Depends(_staff)]
+
+
+def _sent_key(request: Request, key: str | None) -> str | None:
+    """The key the page was requested with, for its status buttons."""
+    if key:
+        return key
+    header = request.headers.get("x-api-key")
+    if header:
+        return header
+    authorization = request.headers.get("authorization", "")
+    return authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
+
+
+def _one(name: str, values: tuple[str, ...]) -> str:
+    if len(values) > 1:
+        raise InvalidInputError(name, "the map filters by one value at a time")
+    return values[0] if values else ""
+
+
+@router.get("/", response_class=HTMLResponse, summary="City overview map")
+def city_map(conn: ConnDep, maps: MapSettingsDep) -> HTMLResponse:
     """City overview map: wards, field-team zones and a heat layer of open reports."""
-    fmap = city_overview_map(
-        wards=current_wards(conn), zones=current_zones(conn), heat=open_report_heat(conn)
+    view = city_bounds(conn)
+    heat = (
+        heat_grid(conn, ReportFilter(statuses=OPEN_STATUSES), bbox=view, max_cells=maps.heat_cells)
+        if view is not None
+        else []
     )
-    return HTMLResponse(fmap.get_root().render())
+    fmap = city_overview_map(
+        wards=current_wards(conn),
+        zones=current_zones(conn),
+        heat=[(c.lat, c.lon, c.count) for c in heat],
+        tiles=maps.tiles,
+        attribution=maps.tiles_attribution,
+    )
+    return _html(render_page(fmap), frame_ancestors="'self'", private=False)
+
+
+@router.get("/maps/public", response_class=HTMLResponse, summary="Public map (embeddable)")
+def public_page(
+    conn: ConnDep,
+    maps: MapSettingsDep,
+    bbox: BBoxDep,
+    categories: CategoriesDep,
+    lang: Lang = None,
+    accept_language: AcceptLanguage = None,
+    page: PageNo = 1,
+) -> HTMLResponse:
+    """Open reports as a heat layer and clustered markers, with a legend and a category filter.
+
+    No personal data; locations are rounded. Embed it with an iframe; the sites allowed
+    to do so are set by ``ISSUEMAP_MAP_FRAME_ANCESTORS``.
+    """
+    language = pick_language(lang, accept_language)
+    category = _one("category", categories)
+    view = bbox or city_bounds(conn)
+    flt = ReportFilter(bbox=bbox, categories=categories, statuses=OPEN_STATUSES)
+    anonymous = Principal(role="public")
+    rows, total = map_reports(
+        conn, flt, anonymous, limit=maps.marker_cap, offset=(page - 1) * maps.marker_cap
+    )
+    reports = []
+    for row in rows:
+        lat, lon = round_location(row["lat"], row["lon"], maps.public_rounding_m)
+        reports.append(
+            MapReport(
+                id=row["id"],
+                lat=lat,
+                lon=lon,
+                category=row["category"],
+                status=row["status"],
+                created_at=row["created_at"],
+            )
+        )
+    heat = heat_grid(conn, flt, bbox=view, max_cells=maps.heat_cells) if view is not None else []
+    fmap = public_map(
+        heat=[(c.lat, c.lon, c.count) for c in heat],
+        markers=MarkerPage(reports=reports, total=total, offset=(page - 1) * maps.marker_cap),
+        filters=Filters(
+            categories=category_names(conn, language),
+            category=category,
+            hidden_fields={"lang": language},
+        ),
+        bounds=view,
+        lang=language,
+        page_size=maps.marker_cap,
+        tiles=maps.tiles,
+        attribution=maps.tiles_attribution,
+        live=_live(),
+    )
+    return _html(render_page(fmap), frame_ancestors=" ".join(maps.frame_ancestors), private=False)
+
+
+@router.get(
+    "/maps/zone",
+    response_class=HTMLResponse,
+    summary="A field team's zone map",
+    responses={401: {"description": "No staff key."}, 404: {"description": "Not your zone."}},
+)
+def zone_page(
+    zone_code: Annotated[
+        str, Query(alias="zone", min_length=1, max_length=64, description="Zone code.")
+    ],
+    request: Request,
+    conn: ConnDep,
+    principal: StaffDep,
+    maps: MapSettingsDep,
+    bbox: BBoxDep,
+    categories: CategoriesDep,
+    statuses: StatusesDep,
+    window: TimeWindowDep,
+    key: KeyParam = None,
+    lang: Lang = None,
+    accept_language: AcceptLanguage = None,
+    page: PageNo = 1,
+) -> HTMLResponse:
+    """A field team's zone: outline, wards, heat of open reports, workable markers.
+
+    Markers are the filtered open reports in view (overdue ones ringed in red), each with
+    buttons that move the report to its next status. Needs the key of the team working the
+    zone (or a planner or admin key), in ``X-API-Key`` or the ``key`` parameter.
+    """
+    language = pick_language(lang, accept_language)
+    zone = current_zone(conn, zone_code)
+    if len(zone) == 0 or (
+        principal.role == "field_team" and int(zone["team_id"].iloc[0]) != principal.team_id
+    ):
+        raise NotFoundError(f"There is no zone {zone_code!r} for this key.")
+    zone_id = int(zone["id"].iloc[0])
+    category = _one("category", categories)
+    status = _one("status", statuses)
+    flt = ReportFilter(
+        bbox=bbox,
+        zone_ids=(zone_id,),
+        categories=categories,
+        statuses=statuses or OPEN_STATUSES,
+        created_from=window.start,
+        created_to=window.end,
+    )
+    offset = (page - 1) * maps.marker_cap
+    rows, total = map_reports(conn, flt, principal, limit=maps.marker_cap, offset=offset)
+    actions = principal.role in {"field_team", "admin"}
+    reports = [
+        MapReport(
+            id=row["id"],
+            lat=row["lat"],
+            lon=row["lon"],
+            category=row["category"],
+            status=row["status"],
+            created_at=row["created_at"],
+            due_at=row["due_at"],
+            overdue=bool(row["overdue"]),
+            description=row["description"] or "",
+            next_statuses=tuple(next_statuses(row["status"])) if actions else (),
+        )
+        for row in rows
+    ]
+    view = bbox or tuple(float(v) for v in zone.total_bounds)
+    heat = heat_grid(
+        conn,
+        ReportFilter(
+            zone_ids=(zone_id,),
+            categories=categories,
+            statuses=OPEN_STATUSES,
+            created_from=window.start,
+            created_to=window.end,
+        ),
+        bbox=(view[0], view[1], view[2], view[3]),
+        max_cells=maps.heat_cells,
+        principal=principal,
+    )
+    hidden = {"zone": zone_code, "lang": language}
+    if key:
+        hidden["key"] = key
+    fmap = zone_map(
+        zone=zone,
+        wards=wards_meeting_zone(conn, zone_id),
+        heat=[(c.lat, c.lon, c.count) for c in heat],
+        markers=MarkerPage(reports=reports, total=total, offset=offset),
+        filters=Filters(
+            categories=category_names(conn, language),
+            category=category,
+            statuses=OPEN_STATUSES,
+            status=status,
+            created_from=window.start.date().isoformat() if window.start else "",
+            created_to=window.end.date().isoformat() if window.end else "",
+            hidden_fields=hidden,
+        ),
+        lang=language,
+        api_key=_sent_key(request, key) if actions else None,
+        actions=actions,
+        page_size=maps.marker_cap,
+        tiles=maps.tiles,
+        attribution=maps.tiles_attribution,
+        live=_live(),
+    )
+    return _html(render_page(fmap), frame_ancestors="'self'", private=True)
+
+
+@router.get(
+    "/maps/wards",
+    response_class=HTMLResponse,
+    summary="Ward dashboard for planners",
+    responses={401: {"description": "No staff key."}, 403: {"description": "Not a planner."}},
+)
+def wards_page(
+    conn: ConnDep,
+    principal: StaffDep,
+    maps: MapSettingsDep,
+    window: TimeWindowDep,
+    measure: Annotated[
+        str,
+        Query(
+            pattern="^(" + "|".join(MEASURES) + ")$",
+            description="count: reports; sla: share resolved within SLA; "
+            "median_hours: median time to resolve.",
+        ),
+    ] = "count",
+    key: KeyParam = None,
+    lang: Lang = None,
+    accept_language: AcceptLanguage = None,
+) -> HTMLResponse:
+    """Wards coloured by report count, share resolved within SLA, or median time to resolve.
+
+    Counts reports created in the time window. For planners and administrators.
+    """
+    if not principal.sees_everything:
+        raise PermissionDeniedError("The ward dashboard is for planners and administrators.")
+    language = pick_language(lang, accept_language)
+    hidden = {"lang": language}
+    if key:
+        hidden["key"] = key
+    fmap = ward_dashboard_map(
+        wards=ward_measures(conn, created_from=window.start, created_to=window.end),
+        measure=measure,
+        lang=language,
+        filters=Filters(categories={}, hidden_fields=hidden),
+        tiles=maps.tiles,
+        attribution=maps.tiles_attribution,
+    )
+    return _html(render_page(fmap), frame_ancestors="'self'", private=True)

@@ -1,6 +1,6 @@
 // Live map updates from /api/live (server-sent events fed by PostgreSQL LISTEN/NOTIFY).
-// A page sets window.issuemap = {map, heat, markers, liveUrl, applyReport?} before this
-// script runs. The browser's EventSource reconnects by itself; if the stream is closed
+// A page sets window.issuemap = {map, heat, markers, zoneId?, liveUrl?, applyReport?} before
+// this script runs. The browser's EventSource reconnects by itself; if the stream is closed
 // for good we open a new one with a growing delay.
 (function () {
   "use strict";
@@ -38,9 +38,14 @@
     (state.applyReport || defaultApply)(event);
   }
 
+  function liveUrl() {
+    if (state.liveUrl) return state.liveUrl;
+    return "/api/live" + (state.zoneId ? "?zone=" + encodeURIComponent(state.zoneId) : "");
+  }
+
   function connect() {
-    if (!window.EventSource || !state.liveUrl) return;
-    var source = new EventSource(state.liveUrl);
+    if (!window.EventSource) return;
+    var source = new EventSource(liveUrl());
     state.liveSource = source;
     source.onopen = function () {
       state.liveStatus = "open";

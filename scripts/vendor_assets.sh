@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Vendor the JavaScript and CSS the map pages use, so they load from our own origin.
+#  - fetches pinned packages from the npm registry with `npm pack` (no node_modules)
+#  - copies only the dist files the pages reference into api/static/vendor/ (git-ignored)
+#  - quick and silent on a second run: a stamp records the pinned list it was built from
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dest=api/static/vendor
+# package@version  files inside the tarball's package/  ->  $dest/<name>/<same path>
+packages=(
+  "leaflet@1.9.3 dist/leaflet.js dist/leaflet.css dist/images"
+  "jquery@3.7.1 dist/jquery.min.js"
+  "bootstrap@5.2.2 dist/js/bootstrap.bundle.min.js dist/css/bootstrap.min.css"
+  "leaflet.awesome-markers@2.0.5 dist/leaflet.awesome-markers.js dist/leaflet.awesome-markers.css dist/images"
+  "@fortawesome/fontawesome-free@6.2.0 css/all.min.css webfonts"
+  "leaflet.heat@0.2.0 dist/leaflet-heat.js"
+  "leaflet.markercluster@1.1.0 dist/leaflet.markercluster.js dist/MarkerCluster.css dist/MarkerCluster.Default.css"
+)
+stamp="$dest/.stamp-$(printf '%s\n' "${packages[@]}" | sha256sum | cut -c1-16)"
+[ -f "$stamp" ] && exit 0
+
+command -v npm >/dev/null || { echo "vendor_assets: npm is needed to fetch map assets" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+rm -rf "$dest"
+mkdir -p "$dest"
+for entry in "${packages[@]}"; do
+  read -r spec files <<<"$entry"
+  name=${spec%@*}
+  name=${name##*/}            # @fortawesome/fontawesome-free -> fontawesome-free
+  echo "vendor_assets: $spec" >&2
+  tarball=$(cd "$work" && npm pack --silent "$spec" 2>/dev/null | tail -n1)
+  mkdir -p "$work/$name" "$dest/$name"
+  tar -xzf "$work/$tarball" -C "$work/$name"
+  for f in $files; do
+    src="$work/$name/package/$f"
+    [ -e "$src" ] || { echo "vendor_assets: $spec has no $f" >&2; exit 1; }
+    # Keep the package's own layout: CSS finds images/ and ../webfonts/ relatively.
+    (cd "$work/$name/package" && cp -R --parents "$f" "$OLDPWD/$dest/$name/")
+  done
+done
+touch "$stamp"

@@ -1,0 +1,188 @@
+"""Map pages in a real headless Chromium: no console errors, the right heat points, marker
+popups, live updates after a POST, and a screenshot of each page in test-artifacts/.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from api.app import AppSettings, create_app
+from geo.settings import DatabaseSettings
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, running, screenshot, watch
+from tests.fixtures import Keys, TinyCity, load_tiny_city, make_keys
+
+# Open reports far enough apart to fall in separate heat cells; one resolved report.
+OPEN = [
+    ("road", "หลุมใหญ่กลางถนน", 8.4025, 100.003),  # W-A, zone Z1
+    ("road", "ฝาท่อหาย", 8.4075, 100.008),  # W-A, zone Z1
+    ("road", "ถนนทรุด", 8.4050, 100.016),  # W-B, zone Z2
+]
+RESOLVED = ("road", "ซ่อมแล้ว", 8.4030, 100.006)  # zone Z1
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (the set-up command installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def site(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, TinyCity, Keys]]:
+    monkeypatch.setenv("ISSUEMAP_MAP_TILES_URL", "none")
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+        keys = make_keys(conn)
+    app = create_app(AppSettings(database=DatabaseSettings(database_url=db_url)))
+    with running(app) as base:
+        for category, description, lat, lon in [*OPEN, RESOLVED]:
+            answer = httpx.post(
+                f"{base}/api/reports",
+                json={"category": category, "description": description, "lat": lat, "lon": lon},
+            )
+            assert answer.status_code == 201, answer.text
+        resolved = answer.json()["id"]
+        assert (
+            httpx.post(
+                f"{base}/api/reports/{resolved}/status",
+                json={"status": "resolved"},
+                headers={"X-API-Key": keys.t1},
+            ).status_code
+            == 200
+        )
+        yield base, city, keys
+
+
+def open_page(browser: Any, url: str, origin: str) -> tuple[Any, Any]:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    seen = watch(page, origin)
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function("window.issuemap && window.issuemap.map !== undefined")
+    return page, seen
+
+
+def heat_points(page: Any) -> int:
+    return int(page.evaluate("window.issuemap.heat._latlngs.length"))
+
+
+def popup_text(page: Any, lat: float, lon: float) -> str:
+    """Zoom to the marker nearest (lat, lon), click it as a user would, return the popup."""
+    opened = page.evaluate(
+        """([lat, lon]) => new Promise((done) => {
+            const map = window.issuemap.map;
+            let best = null, bestD = Infinity;
+            for (const m of window.issuemap.markers.getLayers()) {
+                const p = m.getLatLng();
+                const d = (p.lat - lat) ** 2 + (p.lng - lon) ** 2;
+                if (d < bestD) { best = m; bestD = d; }
+            }
+            // At the deepest zoom no cluster hides the marker.
+            map.setView(best.getLatLng(), map.getMaxZoom(), {animate: false});
+            setTimeout(() => {
+                if (!best._map) { done(false); return; }
+                best.fire('click');
+                done(true);
+            }, 500);
+        })""",
+        [lat, lon],
+    )
+    assert opened, "the marker did not appear on the map at full zoom"
+    page.wait_for_selector(".leaflet-popup-content", timeout=3000)
+    return str(page.inner_text(".leaflet-popup-content"))
+
+
+def post_report(base: str, lat: float, lon: float) -> int:
+    answer = httpx.post(
+        f"{base}/api/reports",
+        json={"category": "road", "description": "ใหม่ระหว่างเปิดแผนที่", "lat": lat, "lon": lon},
+    )
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+def test_public_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
+    base, _, _ = site
+    page, seen = open_page(browser, f"{base}/maps/public?lang=th", base)
+    assert heat_points(page) == len(OPEN)
+    text_in_popup = popup_text(page, OPEN[2][2], OPEN[2][3])
+    assert "ถนน" in text_in_popup or "road" in text_in_popup.lower()
+    page.wait_for_function("window.issuemap.liveStatus === 'open'", timeout=5000)
+    post_report(base, 8.4065, 100.0135)
+    page.wait_for_function("window.issuemap.liveEvents >= 1", timeout=2000)
+    assert heat_points(page) == len(OPEN) + 1
+    screenshot(page, "public-map")
+    assert seen.errors == [], seen.errors
+    assert seen.external == [], seen.external
+    page.close()
+
+
+def test_zone_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
+    base, _, keys = site
+    page, seen = open_page(browser, f"{base}/maps/zone?zone=Z1&key={keys.t1}", base)
+    in_z1 = [r for r in OPEN if r[3] < 100.012]
+    assert heat_points(page) == len(in_z1)
+    popup = popup_text(page, in_z1[0][2], in_z1[0][3])
+    assert in_z1[0][1] in popup, popup
+    page.wait_for_function("window.issuemap.liveStatus === 'open'", timeout=5000)
+    new_id = post_report(base, 8.4090, 100.0020)  # in zone Z1
+    page.wait_for_function("window.issuemap.liveEvents >= 1", timeout=2000)
+    assert page.evaluate("window.issuemap.lastEvent.id") == new_id
+    httpx.post(
+        f"{base}/api/reports/{new_id}/status",
+        json={"status": "acknowledged"},
+        headers={"X-API-Key": keys.t1},
+    )
+    page.wait_for_function("window.issuemap.lastEvent.status === 'acknowledged'", timeout=2000)
+    post_report(base, 8.4050, 100.0170)  # zone Z2: not this team's map
+    page.wait_for_timeout(700)
+    assert page.evaluate("window.issuemap.lastEvent.id") == new_id
+    screenshot(page, "zone-map")
+    assert seen.errors == [], seen.errors
+    assert seen.external == [], seen.external
+    page.close()
+
+
+@pytest.mark.parametrize("measure", ["count", "sla", "median_hours"])
+def test_ward_dashboard(browser: Any, site: tuple[str, TinyCity, Keys], measure: str) -> None:
+    base, _, keys = site
+    page, seen = open_page(browser, f"{base}/maps/wards?measure={measure}&key={keys.planner}", base)
+    wards = page.evaluate("window.issuemap.wards ? window.issuemap.wards.getLayers().length : 0")
+    assert wards == 2
+    assert page.locator(".im-legend").count() >= 1
+    screenshot(page, f"ward-dashboard-{measure}")
+    assert seen.errors == [], seen.errors
+    assert seen.external == [], seen.external
+    page.close()
+
+
+def test_city_overview(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
+    base, _, _ = site
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    seen = watch(page, base)
+    page.goto(f"{base}/", wait_until="load")
+    page.wait_for_selector(".leaflet-container path", state="attached")
+    assert page.locator(".leaflet-container path").count() >= 2, "wards and zones are drawn"
+    screenshot(page, "city-overview")
+    assert seen.errors == [], seen.errors
+    assert seen.external == [], seen.external
+    page.close()
+
+
+def test_outside_requests_would_be_caught(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
+    base, _, _ = site
+    page = browser.new_page()
+    seen = watch(page, base)
+    page.set_content('<img src="https://cdn.example.org/x.png">')
+    page.wait_for_timeout(200)
+    assert seen.external == ["https://cdn.example.org/x.png"]
+    page.close()

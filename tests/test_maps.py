@@ -1,0 +1,404 @@
+"""Map builders on normalised HTML, map pages over HTTP, and the heat grid's bounds."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import geopandas as gpd
+import pytest
+from fastapi.testclient import TestClient
+from folium.plugins import HeatMap, MarkerCluster
+from shapely.geometry import box
+from sqlalchemy import Engine, text
+
+from geo.heat import cell_size_deg, heat_grid
+from geo.maps import (
+    Filters,
+    MapReport,
+    MarkerPage,
+    ReportMarkers,
+    pick_language,
+    public_map,
+    render_page,
+    round_location,
+    ward_dashboard_map,
+    zone_map,
+)
+from geo.search import ReportFilter
+from geo.settings import MapSettings
+from tests.fixtures import Keys, TinyCity
+
+URL = re.compile(r"""https?://[^\s"'<>()\\]+""")
+NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
+CONTACT = "+66 81 555 0101"
+
+
+def normalised(page: str) -> str:
+    """The page with runs of whitespace collapsed, so substrings survive reformatting."""
+    return re.sub(r"\s+", " ", page)
+
+
+def element_of(fmap: Any, kind: type) -> Any:
+    """The first element of ``kind`` below ``fmap``."""
+    stack = [fmap]
+    while stack:
+        element = stack.pop()
+        if isinstance(element, kind):
+            return element
+        stack.extend(element._children.values())
+    raise AssertionError(f"no {kind.__name__} on the map")
+
+
+def tiny_zone() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    zone = gpd.GeoDataFrame(
+        {"code": ["Z1"], "name": ["Zone one"], "team": ["T1"]},
+        geometry=[box(100.0, 8.40, 100.012, 8.41)],
+        crs=4326,
+    )
+    wards = gpd.GeoDataFrame(
+        {"code": ["W-A", "W-B"], "name": ["Ward A", "Ward B"]},
+        geometry=[box(100.0, 8.40, 100.01, 8.41), box(100.01, 8.40, 100.02, 8.41)],
+        crs=4326,
+    )
+    return zone, wards
+
+
+def report(rid: int, *, overdue: bool = False, status: str = "open") -> MapReport:
+    return MapReport(
+        id=rid,
+        lat=8.405,
+        lon=100.005,
+        category="road",
+        status=status,
+        created_at=NOW - timedelta(hours=30),
+        due_at=NOW + timedelta(hours=-2 if overdue else 18),
+        overdue=overdue,
+        description="Pothole </script><b>",
+        next_statuses=("acknowledged", "in_progress", "resolved", "rejected"),
+    )
+
+
+def external_urls(page: str, *, allowed: tuple[str, ...] = ()) -> list[str]:
+    return [url for url in URL.findall(page) if not url.startswith(allowed)]
+
+
+# --- builders ----------------------------------------------------------------------------
+
+
+def test_zone_map_names_its_layers_and_marks_overdue_reports() -> None:
+    zone, wards = tiny_zone()
+    fmap = zone_map(
+        zone=zone,
+        wards=wards,
+        heat=[(8.405, 100.005, 3.0), (8.406, 100.006, 1.0)],
+        markers=MarkerPage(reports=[report(7, overdue=True), report(8)], total=2),
+        filters=Filters(categories={"road": "Roads"}, statuses=("open", "in_progress")),
+        api_key="im_secret",
+        actions=True,
+    )
+    heat = element_of(fmap, HeatMap)
+    cluster = element_of(fmap, MarkerCluster)
+    markers = element_of(fmap, ReportMarkers)
+    page = normalised(render_page(fmap))
+
+    assert f"var {heat.get_name()} = L.heatLayer(" in page
+    assert f'"heat": {heat.get_name()}' in page
+    assert f'"markers": {cluster.get_name()}' in page
+    assert f"group = {cluster.get_name()}" in page
+    assert f"var map = {fmap.get_name()}, group" in page
+    # Rows: id, lat, lon, category, status, created, due, overdue, description, next.
+    assert '[7,8.405,100.005,"road","open",' in markers.rows
+    assert ',1,"Pothole \\u003c/script\\u003e\\u003cb\\u003e",["acknowledged",' in markers.rows
+    assert ',0,"Pothole' in markers.rows  # report 8 is not overdue
+    assert '"key":"im_secret"' in page
+    assert '"actions":true' in page
+    assert "/api/reports/" in page and "X-API-Key" in page
+    assert "</script><b>" not in page  # user text never closes the script
+    assert 'name="viewport"' in page
+    assert '<meta name="referrer" content="no-referrer" />' in page
+    assert "Showing 2 of 2 reports." in page
+    assert "Zone Z1: open reports" in page
+
+
+def test_zone_map_says_how_many_markers_it_leaves_out() -> None:
+    zone, wards = tiny_zone()
+    fmap = zone_map(
+        zone=zone,
+        wards=wards,
+        heat=[],
+        markers=MarkerPage(reports=[report(1)], total=1_234),
+        filters=Filters(categories={}),
+        page_size=1,
+    )
+    page = normalised(render_page(fmap))
+    assert "Showing 1 of 1,234 reports. 1,233 more not shown" in page
+    assert 'id="im-next-page" data-page="2"' in page
+    assert '"actions":false' in page
+
+
+def test_pages_load_assets_only_from_our_origin() -> None:
+    zone, wards = tiny_zone()
+    fmap = zone_map(
+        zone=zone,
+        wards=wards,
+        heat=[(8.405, 100.005, 1.0)],
+        markers=MarkerPage(reports=[report(1)], total=1),
+        filters=Filters(categories={}),
+        live=True,
+    )
+    page = render_page(fmap)
+    assert external_urls(page) == []
+    for path in (
+        "/static/vendor/leaflet/dist/leaflet.js",
+        "/static/vendor/leaflet.heat/dist/leaflet-heat.js",
+        "/static/vendor/leaflet.markercluster/dist/leaflet.markercluster.js",
+        "/static/vendor/leaflet.markercluster/dist/MarkerCluster.css",
+    ):
+        assert f'"{path}"' in page
+    assert '<script src="/static/live.js" defer></script>' in page
+
+
+def test_tiles_are_the_only_third_party_url() -> None:
+    tiles = "https://tile.example.org/{z}/{x}/{y}.png"
+    fmap = public_map(
+        heat=[],
+        markers=MarkerPage(reports=[], total=0),
+        filters=Filters(categories={"road": "Roads"}),
+        bounds=(100.0, 8.4, 100.02, 8.41),
+        tiles=tiles,
+        attribution="Example tiles",
+    )
+    page = render_page(fmap)
+    assert external_urls(page, allowed=("https://tile.example.org/",)) == []
+    assert "tile.example.org" in page
+
+
+def test_public_map_speaks_thai() -> None:
+    fmap = public_map(
+        heat=[(8.405, 100.005, 2.0)],
+        markers=MarkerPage(reports=[report(1)], total=1),
+        filters=Filters(categories={"road": "ถนน"}, category="road"),
+        bounds=(100.0, 8.4, 100.02, 8.41),
+        lang="th",
+    )
+    heat = element_of(fmap, HeatMap)
+    page = normalised(render_page(fmap))
+    assert "ปัญหาที่ได้รับแจ้ง" in page
+    assert '<option value="road" selected>ถนน</option>' in page
+    assert f'"heat": {heat.get_name()}' in page
+    assert "Reported issues" not in page
+
+
+def test_ward_dashboard_colours_wards_by_the_chosen_measure() -> None:
+    _, wards = tiny_zone()
+    wards["count"] = [3, 0]
+    wards["sla"] = [0.5, float("nan")]
+    wards["median_hours"] = [12.0, float("nan")]
+    fmap = ward_dashboard_map(wards=wards, measure="sla")
+    page = normalised(render_page(fmap))
+    assert "Wards: Resolved within SLA" in page
+    assert '"shown": "50%"' in page
+    # No resolved reports: no data, drawn grey (GeoJSON escapes the dash).
+    assert '"shown": "\\u2013"' in page and '"fill": "#ced4da"' in page
+    assert 'data-measure="sla"' in page
+    assert "No data" in page
+    with pytest.raises(ValueError, match="measure"):
+        ward_dashboard_map(wards=wards, measure="mood")
+
+
+def test_language_comes_from_the_parameter_then_the_browser() -> None:
+    assert pick_language("th", "en") == "th"
+    assert pick_language(None, "de-DE,th;q=0.8,en;q=0.5") == "th"
+    assert pick_language("xx", "en-GB,th;q=0.9") == "en"
+    assert pick_language(None, None) == "en"
+
+
+def test_public_locations_are_rounded() -> None:
+    lat, lon = round_location(8.405123, 100.005987, 100)
+    assert (lat, lon) != (8.405123, 100.005987)
+    assert abs(lat - 8.405123) < 0.0005 and abs(lon - 100.005987) < 0.0005
+    assert round_location(8.4, 100.0, 0) == (8.4, 100.0)
+
+
+@pytest.mark.parametrize(
+    "bbox",
+    [
+        (-180.0, -90.0, 180.0, 90.0),
+        (99.8, 8.2, 100.2, 8.6),
+        (100.0, 8.40, 100.0001, 8.41),
+        (100.0, 8.4, 110.0, 8.4),
+        (100.0, 8.4, 100.0, 8.4),
+    ],
+)
+def test_grid_step_bounds_the_cell_count(bbox: tuple[float, float, float, float]) -> None:
+    for max_cells in (9, 100, 2_500):
+        step = cell_size_deg(bbox, max_cells=max_cells)
+        w, h = bbox[2] - bbox[0], bbox[3] - bbox[1]
+        assert (w / step + 2) * (h / step + 2) <= max_cells + 1e-9
+
+
+def test_heat_grid_returns_bounded_cells_for_a_big_box(engine: Engine) -> None:
+    from tests.fixtures import load_tiny_city
+
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+        conn.execute(
+            text(
+                "INSERT INTO reports (category_id, status, due_at, geom) "
+                "SELECT :cat, 'open', now(), ST_SetSRID(ST_MakePoint("
+                "  100 + 0.02 * random(), 8.40 + 0.01 * random()), 4326) "
+                "FROM generate_series(1, 5000)"
+            ),
+            {"cat": city.categories["road"]},
+        )
+        cells = heat_grid(
+            conn, ReportFilter(statuses=("open",)), bbox=(99.0, 7.0, 101.0, 9.0), max_cells=100
+        )
+        fine = heat_grid(
+            conn,
+            ReportFilter(statuses=("open",)),
+            bbox=(100.0, 8.40, 100.02, 8.41),
+            max_cells=400,
+        )
+    assert 0 < len(cells) <= 100
+    assert sum(c.count for c in cells) == 5000
+    assert len(cells) < len(fine) <= 400
+    assert sum(c.count for c in fine) == 5000
+
+
+# --- pages over HTTP ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def maps_app(city_app: tuple[Any, Any, Any]) -> tuple[TestClient, TinyCity, Keys, int]:
+    """The tiny city app without a tile server, holding one road report in zone Z1."""
+    client, city, keys = city_app
+    client.app.state.maps = MapSettings(
+        tiles_url="none", frame_ancestors=["'self'", "https://city.example"]
+    )
+    answer = client.post(
+        "/api/reports",
+        json={
+            "category": "road",
+            "lat": 8.40512,
+            "lon": 100.00534,
+            "description": "Pothole by the school gate",
+            "reporter_name": "Somchai",
+            "reporter_contact": CONTACT,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return client, city, keys, answer.json()["id"]
+
+
+def test_zone_map_needs_the_teams_key(maps_app: tuple[TestClient, TinyCity, Keys, int]) -> None:
+    client, _, keys, rid = maps_app
+    mine = client.get("/maps/zone?zone=Z1", headers={"X-API-Key": keys.t1})
+    assert mine.status_code == 200
+    assert f"[{rid},8.40512,100.00534," in mine.text
+    assert '"Pothole by the school gate",["acknowledged","in_progress","resolved","rejected"]' in (
+        mine.text
+    )
+    assert mine.headers["cache-control"] == "no-store"
+    assert mine.headers["referrer-policy"] == "no-referrer"
+    assert external_urls(mine.text) == []
+    by_param = client.get("/maps/zone", params={"zone": "Z1", "key": keys.t1})
+    assert by_param.status_code == 200
+    # The filter form keeps the zone and the key it was opened with.
+    assert 'name="zone" value="Z1"' in by_param.text
+    assert f'name="key" value="{keys.t1}"' in by_param.text
+
+    other = client.get("/maps/zone?zone=Z1", headers={"X-API-Key": keys.t2})
+    assert other.status_code == 404
+    assert client.get("/maps/zone?zone=Z9", headers={"X-API-Key": keys.t1}).status_code == 404
+    assert client.get("/maps/zone?zone=Z1").status_code == 401
+    assert client.get("/maps/zone?zone=Z1", headers={"X-API-Key": keys.app}).status_code == 401
+    assert client.get("/maps/zone", params={"zone": "Z1", "key": keys.planner}).status_code == 200
+
+
+def test_zone_map_filters_by_status_and_category(
+    maps_app: tuple[TestClient, TinyCity, Keys, int],
+) -> None:
+    client, _, keys, rid = maps_app
+    moved = client.post(
+        f"/api/reports/{rid}/status", json={"status": "in_progress"}, headers={"X-API-Key": keys.t1}
+    )
+    assert moved.status_code == 200
+    headers = {"X-API-Key": keys.t1}
+    shown = client.get(
+        "/maps/zone", params={"zone": "Z1", "status": "in_progress"}, headers=headers
+    )
+    assert f"[{rid}," in shown.text
+    hidden = client.get("/maps/zone", params={"zone": "Z1", "status": "open"}, headers=headers)
+    assert f"[{rid}," not in hidden.text
+    assert 'data-shown="0" data-total="0"' in hidden.text
+    other = client.get("/maps/zone", params={"zone": "Z1", "category": "tree"}, headers=headers)
+    assert f"[{rid}," not in other.text
+    bad = client.get("/maps/zone", params={"zone": "Z1", "status": "sleeping"}, headers=headers)
+    assert bad.status_code == 422
+
+
+def test_public_map_is_embeddable_and_private_data_free(
+    maps_app: tuple[TestClient, TinyCity, Keys, int],
+) -> None:
+    client, _, _, rid = maps_app
+    answer = client.get("/maps/public")
+    assert answer.status_code == 200
+    assert answer.headers["content-security-policy"] == (
+        "frame-ancestors 'self' https://city.example"
+    )
+    assert f"[{rid}," in answer.text
+    assert CONTACT not in answer.text
+    assert "Somchai" not in answer.text
+    assert "Pothole by the school gate" not in answer.text
+    assert "100.00534" not in answer.text  # rounded to the public grid
+    assert external_urls(answer.text) == []
+    assert "Reported issues" in answer.text
+
+
+def test_public_map_labels_follow_lang_or_accept_language(
+    maps_app: tuple[TestClient, TinyCity, Keys, int],
+) -> None:
+    client, _, _, _ = maps_app
+    thai = client.get("/maps/public", params={"lang": "th"})
+    assert "ปัญหาที่ได้รับแจ้ง" in thai.text and "ถนน" in thai.text
+    browser = client.get("/maps/public", headers={"Accept-Language": "th-TH,th;q=0.9"})
+    assert "ปัญหาที่ได้รับแจ้ง" in browser.text
+    english = client.get("/maps/public", params={"lang": "en"})
+    assert "Reported issues" in english.text and "Roads" in english.text
+
+
+def test_ward_dashboard_is_for_planners(
+    maps_app: tuple[TestClient, TinyCity, Keys, int],
+) -> None:
+    client, _, keys, _ = maps_app
+    for measure in ("count", "sla", "median_hours"):
+        answer = client.get(
+            "/maps/wards", params={"measure": measure}, headers={"X-API-Key": keys.planner}
+        )
+        assert answer.status_code == 200
+        assert f'data-measure="{measure}"' in answer.text
+        assert external_urls(answer.text) == []
+    assert client.get("/maps/wards", headers={"X-API-Key": keys.t1}).status_code == 403
+    assert client.get("/maps/wards").status_code == 401
+    bad = client.get("/maps/wards", params={"measure": "mood"}, headers={"X-API-Key": keys.admin})
+    assert bad.status_code == 422
+
+
+def test_overview_stays_at_the_root_without_cdns(
+    maps_app: tuple[TestClient, TinyCity, Keys, int],
+) -> None:
+    client, _, _, _ = maps_app
+    answer = client.get("/")
+    assert answer.status_code == 200
+    assert '"W-A"' in answer.text
+    assert external_urls(answer.text) == []
+
+
+def test_map_settings_refuse_a_source_that_would_break_the_header() -> None:
+    assert MapSettings(tiles_url="none").tiles is None
+    assert MapSettings().tiles == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    with pytest.raises(ValueError, match="CSP source"):
+        MapSettings(frame_ancestors=["'self'; script-src *"])
