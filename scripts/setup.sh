@@ -11,6 +11,8 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql-15)
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt+=(postgresql-15-postgis-3)
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# Thai glyphs for the browser tests' screenshots (Debian's Chromium ships no Thai font).
+[ -d /usr/share/fonts/truetype/tlwg ] || need_apt+=(fonts-thai-tlwg)
 # npm fetches the map pages' Leaflet assets (scripts/vendor_assets.sh).
 command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
