@@ -31,7 +31,7 @@ from geo.boundaries import metric_crs
 from geo.errors import InvalidInputError
 from geo.models import OPEN_STATUSES
 from geo.queries import current_wards
-from geo.search import _FROM, ReportFilter, _where, report_query
+from geo.search import REPORTS_FROM, ReportFilter, report_query, where_clauses
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -92,8 +92,8 @@ def _filter(conn: Connection, selection: Selection) -> ReportFilter:
 
 def _selected(conn: Connection, selection: Selection, columns: str) -> tuple[str, dict[str, Any]]:
     """``SELECT columns`` over the selected reports, with the service's joins and filter."""
-    clauses, params = _where(_filter(conn, selection), ANONYMOUS)
-    sql = f"SELECT {columns} {_FROM}"
+    clauses, params = where_clauses(_filter(conn, selection), ANONYMOUS)
+    sql = f"SELECT {columns} {REPORTS_FROM}"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
     return sql, params

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, text
 from geo.auth import ANONYMOUS, Principal
 
 # One query shape for every reader of reports: the heat grid filters exactly as lists do.
-from geo.search import _FROM, ReportFilter, _where
+from geo.search import REPORTS_FROM, ReportFilter, where_clauses
 
 BBox = tuple[float, float, float, float]
 """``(min_lon, min_lat, max_lon, max_lat)`` in WGS84 degrees."""
@@ -86,11 +86,11 @@ def heat_grid(
         created_from=flt.created_from,
         created_to=flt.created_to,
     )
-    clauses, params = _where(view, principal)
+    clauses, params = where_clauses(view, principal)
     rows = conn.execute(
         text(
             "SELECT ST_Y(cell) AS lat, ST_X(cell) AS lon, n FROM ("
-            f"  SELECT ST_SnapToGrid(r.geom, :step) AS cell, count(*) AS n {_FROM}"
+            f"  SELECT ST_SnapToGrid(r.geom, :step) AS cell, count(*) AS n {REPORTS_FROM}"
             f"  WHERE {' AND '.join(clauses)} GROUP BY 1) AS g "
             # The step already bounds the count; the limit only guards against rounding.
             "ORDER BY n DESC LIMIT :max_cells"

@@ -12,7 +12,7 @@ from geo.auth import Principal
 from geo.models import OPEN_STATUSES
 
 # Map markers filter exactly as report lists do: one WHERE clause for every reader.
-from geo.search import _FROM, ReportFilter, _where
+from geo.search import REPORTS_FROM, ReportFilter, where_clauses
 
 
 def current_wards(conn: Connection, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
@@ -132,7 +132,7 @@ def map_reports(
     Most urgent first (overdue, then by due time). Only the columns a marker shows are
     read; the description only for staff, cut to ``description_chars``.
     """
-    clauses, params = _where(flt, principal)
+    clauses, params = where_clauses(flt, principal)
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     description = "left(r.description, :chars)" if principal.is_staff else "''"
     rows = conn.execute(
@@ -140,7 +140,7 @@ def map_reports(
             f"SELECT r.id, ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon, c.code AS category, "
             f"r.status, r.created_at, r.due_at, {description} AS description, "
             f"(r.status = ANY(:open_statuses) AND r.due_at < now()) AS overdue "
-            f"{_FROM}{where} ORDER BY r.due_at, r.id LIMIT :limit OFFSET :offset"
+            f"{REPORTS_FROM}{where} ORDER BY r.due_at, r.id LIMIT :limit OFFSET :offset"
         ),
         params
         | {
@@ -150,7 +150,7 @@ def map_reports(
             "offset": offset,
         },
     ).all()
-    total = conn.execute(text(f"SELECT count(*) {_FROM}{where}"), params).scalar_one()
+    total = conn.execute(text(f"SELECT count(*) {REPORTS_FROM}{where}"), params).scalar_one()
     return [dict(r._mapping) for r in rows], int(total)
 
 

@@ -34,7 +34,7 @@ PUBLIC_COLUMNS = """
 PRIVATE_COLUMNS = PUBLIC_COLUMNS + ", r.reporter_name, r.reporter_contact"
 """Columns only staff who may see the report get."""
 
-_FROM = """
+REPORTS_FROM = """
 FROM reports AS r
 JOIN categories AS c ON c.id = r.category_id
 LEFT JOIN wards AS w ON w.id = r.ward_id
@@ -79,7 +79,12 @@ class ReportFilter:
             raise InvalidInputError("created_to", "must not be earlier than created_from")
 
 
-def _where(flt: ReportFilter, principal: Principal) -> tuple[list[str], dict[str, Any]]:
+def where_clauses(flt: ReportFilter, principal: Principal) -> tuple[list[str], dict[str, Any]]:
+    """SQL conditions and bound parameters for ``flt`` as ``principal`` may see it.
+
+    Every reader of reports (lists, exports, heat grids, analysis) builds on these, over
+    ``REPORTS_FROM``, so a filter or a visibility rule means the same thing everywhere.
+    """
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if principal.role == "field_team":
@@ -121,14 +126,14 @@ def report_query(
     order: str = "id",
 ) -> tuple[TextClause, dict[str, Any]]:
     """The SELECT for ``flt`` as ``principal`` may see it, paged by id after ``after_id``."""
-    clauses, params = _where(flt, principal)
+    clauses, params = where_clauses(flt, principal)
     if after_id is not None:
         clauses.append("r.id > :after_id")
         params["after_id"] = after_id
     # Staff who may see a report may also contact its reporter; the public never can.
     columns = PRIVATE_COLUMNS if principal.is_staff else PUBLIC_COLUMNS
     orders = {"id": "r.id", "due": "r.due_at, r.id", "newest": "r.created_at DESC, r.id DESC"}
-    sql = f"SELECT {columns} {_FROM}"
+    sql = f"SELECT {columns} {REPORTS_FROM}"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
     sql += f" ORDER BY {orders[order]}"
