@@ -1,9 +1,14 @@
 """Live report events: one LISTEN connection per process, fanned out to subscribers.
 
-PostgreSQL triggers (migration 0005) NOTIFY ``issuemap_reports`` when reports are created
-or change status. Each server process runs one ``LiveHub``: a thread that LISTENs and
-hands every event to the subscribers' callbacks, so several server processes all see
-every change. Events carry no personal data.
+Each server process runs one ``LiveHub``: a thread that LISTENs on ``issuemap_reports``
+and hands every event to its subscribers, so several server processes all see every
+change. One hub per database, elected with an advisory lock, is the *tailer*: a few times
+a second it reads new audit events (reports created, status changes, merges) and NOTIFYs
+them in batches. Intake transactions never NOTIFY themselves, because a NOTIFYing commit
+holds a database-wide lock and would serialise every intake commit. If the tailer's
+process dies, its lock goes with its connection and another hub takes over. A batch of
+more than ``BULK_AFTER`` events (an import) becomes one ``bulk`` event. Events carry no
+personal data.
 """
 
 from __future__ import annotations
@@ -18,6 +23,25 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 CHANNEL = "issuemap_reports"
+BULK_AFTER = 200
+APPLICATION_NAME = "issuemap-live"
+_LOCK = "issuemap.live.tailer"
+# Event ids are taken before commit, so a transaction can commit after a later id has been
+# read; re-reading this many ids back (and skipping those already sent) catches it.
+_LOOKBACK_IDS = 2000
+_PAYLOAD_BYTES = 7000  # NOTIFY payloads must stay under 8,000 bytes
+
+_TAIL = """
+SELECT e.id AS event_id, e.kind AS event_kind, r.id, r.status, c.code AS category,
+       r.ward_id, r.zone_id, r.team_id, ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon,
+       r.created_at, r.due_at, r.updated_at
+FROM report_events AS e
+JOIN reports AS r ON r.id = e.report_id
+JOIN categories AS c ON c.id = r.category_id
+WHERE e.id > %(after)s AND e.kind IN ('created', 'status', 'merged')
+ORDER BY e.id
+LIMIT %(limit)s
+"""
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
@@ -44,7 +68,7 @@ def libpq_conninfo(url: str) -> str:
 class LiveHub:
     """Listens for report events in a background thread and calls every subscriber."""
 
-    def __init__(self, url: str, *, poll_s: float = 0.5, retry_s: float = 1.0) -> None:
+    def __init__(self, url: str, *, poll_s: float = 0.25, retry_s: float = 1.0) -> None:
         self._conninfo = libpq_conninfo(url)
         self._poll_s = poll_s
         self._retry_s = retry_s
@@ -87,17 +111,91 @@ class LiveHub:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                with psycopg.connect(
+                    self._conninfo, autocommit=True, application_name=APPLICATION_NAME
+                ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._ready.set()
                     # A reconnect may have missed events: tell clients to refresh.
                     self._publish({"kind": "resync"})
+                    tailer: _Tailer | None = None
                     while not self._stop.is_set():
+                        if tailer is None and _try_lead(conn):
+                            tailer = _Tailer(conn)
+                        if tailer is not None:
+                            tailer.send_new_events()
                         for note in conn.notifies(timeout=self._poll_s):
-                            self._publish(json.loads(note.payload))
+                            # Decoding costs CPU: skip it while nobody here is watching.
+                            if self._subscribers:
+                                for event in json.loads(note.payload):
+                                    self._publish(event)
             except psycopg.Error:
                 log.warning("live connection lost; reconnecting", exc_info=True)
                 self._stop.wait(self._retry_s)
+
+
+def _try_lead(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_LOCK,)).fetchone()
+    return bool(row and row[0])
+
+
+class _Tailer:
+    """Reads new audit events and NOTIFYs them; runs in the elected hub only."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        row = conn.execute("SELECT COALESCE(max(id), 0) FROM report_events").fetchone()
+        self._last = int(row[0]) if row else 0
+        self._sent: set[int] = set()
+
+    def send_new_events(self) -> None:
+        after = max(self._last - _LOOKBACK_IDS, 0)
+        rows = self._conn.execute(_TAIL, {"after": after, "limit": BULK_AFTER * 50}).fetchall()
+        fresh = [row for row in rows if row[0] not in self._sent]
+        if not fresh:
+            return
+        self._last = max(self._last, max(row[0] for row in fresh))
+        self._sent.update(row[0] for row in fresh)
+        self._sent = {i for i in self._sent if i > self._last - _LOOKBACK_IDS}
+        if len(fresh) > BULK_AFTER:
+            self._notify([{"kind": "bulk", "count": len(fresh)}])
+            return
+        self._notify([_event(row) for row in fresh])
+
+    def _notify(self, events: list[Event]) -> None:
+        batch: list[str] = []
+        size = 2
+        for event in events:
+            text = json.dumps(event, default=str)
+            if batch and size + len(text) + 1 > _PAYLOAD_BYTES:
+                self._send(batch)
+                batch, size = [], 2
+            batch.append(text)
+            size += len(text) + 1
+        if batch:
+            self._send(batch)
+
+    def _send(self, batch: list[str]) -> None:
+        self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, "[" + ",".join(batch) + "]"))
+
+
+def _event(row: Any) -> Event:
+    (_, kind, report_id, status, category, ward, zone, team, lat, lon, created, due, updated) = row
+    return {
+        "kind": "report",
+        "op": "insert" if kind == "created" else "update",
+        "id": report_id,
+        "status": status,
+        "category": category,
+        "ward_id": ward,
+        "zone_id": zone,
+        "team_id": team,
+        "lat": lat,
+        "lon": lon,
+        "created_at": created.isoformat(),
+        "due_at": due.isoformat(),
+        "updated_at": updated.isoformat(),
+    }
 
 
 def matches(event: Event, *, zone_id: int | None, team_id: int | None) -> bool:

@@ -300,13 +300,8 @@ def _insert_staged(conn: Connection, table: str, *, actor: str, snap_m: float) -
                 FROM new WHERE status <> 'open'
             ), outside AS (
                 SELECT idx FROM routed WHERE ward_id IS NULL
-            ), notice AS (
-                SELECT pg_notify('issuemap_reports', json_build_object(
-                    'kind', 'bulk', 'op', 'insert', 'count', count(*))::text)
-                FROM new HAVING count(*) > 0
             )
             SELECT (SELECT count(*) FROM new) AS inserted,
-                   (SELECT count(*) FROM notice) AS notified,
                    (SELECT count(*) FROM routed WHERE ward_id IS NOT NULL) AS routed,
                    (SELECT array_agg(idx ORDER BY idx) FROM outside) AS outside
             """

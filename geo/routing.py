@@ -217,8 +217,6 @@ def staged_points(
         cur.execute("SET LOCAL jit = off")
         # Enough memory to sort a million-row batch without spilling to disk.
         cur.execute("SET LOCAL work_mem = '128MB'")
-        # Live maps get one "bulk" notice for a batch, not one per row (migration 0005).
-        cur.execute("SET LOCAL issuemap.bulk = 'on'")
         cur.execute(
             sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(
                 sql.Identifier(table),
