@@ -43,6 +43,24 @@ def current_zones(conn: Connection, *, simplify_m: float = 5.0) -> gpd.GeoDataFr
     )
 
 
+def open_report_heat(
+    conn: Connection, *, cell_m: float = 100.0
+) -> list[tuple[float, float, float]]:
+    """Open reports counted on a square grid of about ``cell_m`` metres: (lat, lon, count).
+
+    Aggregating in PostGIS keeps the page size bounded by the number of cells, not reports.
+    """
+    rows = conn.execute(
+        text(
+            "SELECT ST_Y(cell) AS lat, ST_X(cell) AS lon, n FROM ("
+            "  SELECT ST_SnapToGrid(geom, :size) AS cell, count(*) AS n FROM reports"
+            "  WHERE status = ANY(:statuses) GROUP BY 1) AS g"
+        ),
+        {"size": cell_m / 111_000, "statuses": list(OPEN_STATUSES)},
+    ).all()
+    return [(float(r.lat), float(r.lon), float(r.n)) for r in rows]
+
+
 def current_zone(conn: Connection, code: str, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
     """The current zone ``code``, simplified for display; empty when there is none.
 
