@@ -52,6 +52,11 @@ LOCATION_SOURCES = ("coordinates", "address", "photo_exif")
 """Where a report's point came from."""
 
 
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK that ``column`` holds one of ``values``, as one ``text[]`` constant."""
+    return f"{column}::text = ANY ('{{{','.join(values)}}}'::text[])"
+
+
 class Base(DeclarativeBase):
     """Declarative base of every issuemap table."""
 
@@ -205,15 +210,11 @@ class Report(Base):
     geom: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in REPORT_STATUSES) + ")",
-            name="status_known",
-        ),
+        # Written against one array constant, not IN (...): PostgreSQL re-reads a table's
+        # CHECK expressions for every INSERT, and IN builds and coerces its array each time.
+        CheckConstraint(_one_of("status", REPORT_STATUSES), name="status_known"),
         CheckConstraint("char_length(description) <= 4000", name="description_length"),
-        CheckConstraint(
-            "location_source IN (" + ", ".join(f"'{s}'" for s in LOCATION_SOURCES) + ")",
-            name="location_source_known",
-        ),
+        CheckConstraint(_one_of("location_source", LOCATION_SOURCES), name="location_source_known"),
         CheckConstraint("supporters >= 0", name="supporters_not_negative"),
         CheckConstraint("duplicate_of IS NULL OR duplicate_of <> id", name="not_own_duplicate"),
         UniqueConstraint("source", "external_id", name="uq_reports_source_external_id"),
