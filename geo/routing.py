@@ -22,8 +22,17 @@ Precedence, applied identically to a single report and to a bulk batch:
 3. **Due time.** Creation time plus the category's SLA hours (48 unless the category says
    otherwise).
 
-Both paths run the same SQL text (``_ROUTE_SELECT``): ``route_point`` feeds it one row,
-``route_points`` feeds it a temporary table filled by COPY.
+The rules are written twice, once per shape of work, and tests/test_routing.py routes
+interior, edge, corner, snapped and outside points for every category both ways and
+requires identical answers:
+
+* ``ROUTE_ONE`` (single intake: ``route_point`` and ``geo.reports.create_report``) takes
+  one point from an ``input`` CTE and answers each rule with an ``ORDER BY ... LIMIT 1``;
+  the snapping lookup only runs when no ward covers the point. Few plan nodes, all index
+  lookups: PostgreSQL sets up every node of a plan for each execution, so for one point
+  the node count is most of the cost.
+* ``_ROUTE_SELECT`` (bulk: ``route_points``, imports, re-routing) joins a whole batch at
+  once with DISTINCT ON, which PostgreSQL can run in parallel.
 """
 
 from __future__ import annotations
@@ -103,6 +112,98 @@ LEFT JOIN LATERAL (
 """
 
 
+ROUTE_ONE = """
+covering AS MATERIALIZED (
+    SELECT w.id, w.code, w.name
+    FROM input AS i
+    JOIN wards AS w ON w.retired_at IS NULL AND ST_Covers(w.geom, i.geom)
+    ORDER BY w.code COLLATE "C", w.id
+    LIMIT 1
+), ward AS MATERIALIZED (
+    SELECT id AS ward_id, false AS snapped, code AS ward_code, name AS ward_name
+    FROM covering
+    UNION ALL
+    (SELECT w.id, true, w.code, w.name
+     FROM input AS i
+     JOIN wards AS w ON w.retired_at IS NULL
+      AND w.geom && ST_Expand(
+            i.geom,
+            :snap_m / (110000.0 * GREATEST(cos(radians(ST_Y(i.geom))), 0.01)),
+            :snap_m / 110000.0)
+      AND ST_DWithin(w.geom::geography, i.geom::geography, :snap_m)
+     WHERE NOT EXISTS (SELECT FROM covering)
+     ORDER BY ST_Distance(w.geom::geography, i.geom::geography), w.code COLLATE "C", w.id
+     LIMIT 1)
+), assignment AS MATERIALIZED (
+    SELECT zone_id, team_id
+    FROM (
+        (SELECT 1 AS rank, z.id AS zone_id, cr.team_id
+         FROM input AS i
+         JOIN category_routes AS cr ON cr.category_id = i.category_id
+         JOIN zones AS z ON z.code = cr.zone_code AND z.retired_at IS NULL
+                        AND ST_Covers(z.geom, i.geom)
+         ORDER BY z.code COLLATE "C", cr.id
+         LIMIT 1)
+        UNION ALL
+        (SELECT 2, z.id, cr.team_id
+         FROM input AS i
+         JOIN category_routes AS cr ON cr.category_id = i.category_id
+                                   AND cr.zone_code IS NULL
+         LEFT JOIN zones AS z ON z.team_id = cr.team_id AND z.retired_at IS NULL
+                             AND ST_Covers(z.geom, i.geom)
+         ORDER BY cr.id, COALESCE(z.code, '') COLLATE "C"
+         LIMIT 1)
+        UNION ALL
+        (SELECT 3, z.id, z.team_id
+         FROM input AS i
+         JOIN zones AS z ON z.retired_at IS NULL AND ST_Covers(z.geom, i.geom)
+         ORDER BY z.code COLLATE "C", z.id
+         LIMIT 1)
+    ) AS candidates
+    ORDER BY rank
+    LIMIT 1
+)"""
+"""The routing rules for one point, as CTEs to follow ``WITH input AS (...),``.
+
+``input`` is one row with ``geom`` and ``category_id``; bind ``snap_m``. ``ward`` then
+holds ``ward_id, snapped, ward_code, ward_name`` (no row: outside the service area) and
+``assignment`` holds ``zone_id, team_id`` (no row: unassigned).
+"""
+
+
+def single_input(category: str, *columns: str) -> str:
+    """The one-row ``input`` CTE for ``ROUTE_ONE``, by category ``code`` or ``id``.
+
+    It binds ``lon, lat, created_at`` and ``category`` (a code, only active categories) or
+    ``category_id``; ``columns`` are extra select-list entries. MATERIALIZED keeps the
+    bound values out of the planner's sight, so the plan never depends on them and
+    PostgreSQL keeps one generic plan for the prepared statement; with the values visible
+    it re-planned per call whenever a custom plan looked cheaper, which costs more than
+    running the statement.
+    """
+    where = {
+        "code": "c.code = :category AND c.active",
+        "id": "c.id = CAST(:category_id AS integer)",
+    }[category]
+    extra = "".join(f",\n           {column}" for column in columns)
+    return f"""input AS MATERIALIZED (
+    SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom, c.id AS category_id,
+           CAST(:created_at AS timestamptz) AS created_at,
+           CAST(:created_at AS timestamptz) + make_interval(hours => c.sla_hours) AS due_at{extra}
+    FROM categories AS c
+    WHERE {where}
+)"""
+
+
+_ROUTE_POINT = f"""
+WITH {single_input("id")}, {ROUTE_ONE}
+SELECT w.ward_id, w.snapped, a.zone_id, a.team_id, i.due_at
+FROM input AS i
+LEFT JOIN ward AS w ON true
+LEFT JOIN assignment AS a ON true
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where a report belongs and when it is due."""
@@ -157,14 +258,7 @@ def route_point(
     """Route one point; raise ``OutsideServiceAreaError`` when no ward takes it."""
     check_coordinates(lon, lat)
     row = conn.execute(
-        text(
-            _ROUTE_SELECT.format(
-                source="(SELECT 0::bigint AS idx, "
-                "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom, "
-                "CAST(:category_id AS integer) AS category_id, "
-                "CAST(:created_at AS timestamptz) AS created_at)"
-            )
-        ),
+        text(_ROUTE_POINT),
         {
             "lon": lon,
             "lat": lat,

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
@@ -194,3 +195,46 @@ def test_intake_follows_the_callers_transaction(engine: Engine, city: TinyCity) 
     with engine.connect() as conn:
         kept = list(conn.execute(text("SELECT description FROM reports")).scalars())
     assert kept == ["kept"]
+
+
+@pytest.mark.parametrize("duplicate_radius_m", [0.0, 50.0])
+def test_intake_keeps_one_generic_plan_once_reports_pile_up(
+    engine: Engine, city: TinyCity, duplicate_radius_m: float
+) -> None:
+    # PostgreSQL plans a prepared statement for its values for five calls, then keeps a
+    # generic plan unless the value-specific plans looked cheaper. Planning the intake
+    # statement costs more than running it, so intake must settle on the generic plan,
+    # also over a table of many reports, close together, with fresh statistics.
+    rng = np.random.default_rng(3)
+    n = 60_000
+    crowd = pd.DataFrame(
+        {
+            "lon": rng.uniform(100.0, 100.02, n),
+            "lat": rng.uniform(8.40, 8.41, n),
+            "category_id": city.categories["road"],
+            "created_at": [T0 - timedelta(hours=int(h)) for h in rng.integers(0, 24 * 30, n)],
+        }
+    )
+    with engine.begin() as conn:
+        assert insert_reports(conn, crowd, settings=SETTINGS).inserted == n
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE reports"))
+        for i in range(15):
+            create_report(
+                conn,
+                lon=100.001 + i * 0.001,
+                lat=8.405,
+                category="road",
+                description="x",
+                settings=SETTINGS,
+                created_at=T0,
+                duplicate_radius_m=duplicate_radius_m,
+            )
+        plans = conn.execute(
+            text(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE statement LIKE '%INSERT INTO reports%'"
+            )
+        ).one()
+    assert plans.custom_plans <= 5
+    assert plans.generic_plans >= 10

@@ -2,9 +2,10 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from geo.errors import InvalidInputError, OutsideServiceAreaError
+from geo.reports import create_report
 from geo.routing import Route, route_point, route_points
 from geo.settings import RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
@@ -141,7 +142,28 @@ def test_bad_coordinates_name_the_field(engine: Engine, city: TinyCity) -> None:
             assert raised.value.field == field
 
 
-def test_bulk_and_single_routing_give_identical_answers(engine: Engine, city: TinyCity) -> None:
+@pytest.mark.parametrize("more_routes", [False, True])
+def test_bulk_and_single_routing_give_identical_answers(
+    engine: Engine, city: TinyCity, more_routes: bool
+) -> None:
+    if more_routes:
+        # Ties the fixture alone never reaches: two city-wide routes for one category (the
+        # first route id wins, in its team's zone when that covers the point), and a
+        # zone-limited route that beats a city-wide one inside its zone.
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO category_routes (category_id, team_id, zone_code) VALUES "
+                    "(:road, :t2, NULL), (:road, :t1, NULL), (:flood, :tree, 'Z1')"
+                ),
+                {
+                    "road": city.categories["road"],
+                    "flood": city.categories["flood"],
+                    "t1": city.teams["T1"],
+                    "t2": city.teams["T2"],
+                    "tree": city.teams["TREE"],
+                },
+            )
     rows = [
         {"name": name, "lon": lon, "lat": lat, "category_id": cat, "created_at": T0}
         for name, (lon, lat) in POINTS.items()
@@ -152,14 +174,44 @@ def test_bulk_and_single_routing_give_identical_answers(engine: Engine, city: Ti
         bulk = route_points(conn, frame, settings=SETTINGS)
     assert len(bulk) == len(frame)
     assert bulk["ward_id"].isna().sum() == len(city.categories), "only the 500 m point is out"
+    codes = {category_id: code for code, category_id in city.categories.items()}
     for key, row in frame.iterrows():
         expected = single(engine, row["lon"], row["lat"], row["category_id"])
+        stored = intake(engine, row["lon"], row["lat"], codes[row["category_id"]])
         got = bulk.loc[key]
         if expected is None:
             assert pd.isna(got["ward_id"]), key
+            assert stored is None, key
             continue
         assert (int(got["ward_id"]), bool(got["snapped"])) == (expected.ward_id, expected.snapped)
         zone = None if pd.isna(got["zone_id"]) else int(got["zone_id"])
         team = None if pd.isna(got["team_id"]) else int(got["team_id"])
         assert (zone, team) == (expected.zone_id, expected.team_id), key
         assert got["due_at"] == expected.due_at, key
+        assert stored == expected, key
+
+
+def intake(engine: Engine, lon: float, lat: float, category: str) -> Route | None:
+    """Route one point the way intake does, by storing a report (rolled back)."""
+    with engine.connect() as conn:
+        try:
+            created = create_report(
+                conn,
+                lon=lon,
+                lat=lat,
+                category=category,
+                description="",
+                settings=SETTINGS,
+                created_at=T0,
+            )
+        except OutsideServiceAreaError:
+            return None
+        finally:
+            conn.rollback()
+    return Route(
+        ward_id=created.ward_id,
+        snapped=created.snapped,
+        zone_id=created.zone_id,
+        team_id=created.team_id,
+        due_at=created.due_at,
+    )
