@@ -7,7 +7,9 @@ then prints:
 * bulk: points/s of the set-based routing statement over COPY-loaded points (and the COPY
   rate on its own);
 * single: reports/s of ``create_report`` (one routed INSERT and one durable COMMIT per
-  report) on one connection.
+  report) on one connection: first on the near-empty demo city, then after storing the
+  million points as the city's reports (through the import path, also timed), which is
+  the state intake works in once a city is in service.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from geo.db import make_engine, upgrade
 from geo.demo import DEMO_BOUNDS, demo_city_outline, load_demo_city
 from geo.errors import OutsideServiceAreaError
 from geo.localdb import LocalCluster
-from geo.reports import create_report
+from geo.reports import create_report, insert_reports
 from geo.routing import staged_points, staged_route_select
 from geo.settings import RoutingSettings
 
@@ -50,11 +52,54 @@ def points_in_city(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nda
     return np.concatenate(lons)[:n], np.concatenate(lats)[:n]
 
 
+def single_rounds(
+    engine: Engine,
+    rng: np.random.Generator,
+    codes: list[str],
+    settings: RoutingSettings,
+    singles: int,
+    rounds: int,
+) -> list[float]:
+    """Reports/s of ``create_report`` in ``rounds`` rounds of ``singles`` reports each.
+
+    Autocommit: the intake statement is its own transaction, so each report costs one
+    round trip and one durable commit (WAL flush), as at the API. This machine is noisy,
+    so the single path runs in rounds and the median is the figure to quote.
+    """
+    rates = []
+    for round_no in range(1, rounds + 1):
+        lons, lats = points_in_city(rng, singles)
+        done = outside = 0
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            t0 = time.perf_counter()
+            for i in range(singles):
+                try:
+                    create_report(
+                        conn,
+                        lon=float(lons[i]),
+                        lat=float(lats[i]),
+                        category=codes[i % len(codes)],
+                        description="benchmark",
+                        settings=settings,
+                    )
+                    done += 1
+                except OutsideServiceAreaError:
+                    outside += 1
+            elapsed = time.perf_counter() - t0
+        rates.append(done / elapsed)
+        print(
+            f"single, round {round_no}: {done:,} routed, durably committed reports in "
+            f"{elapsed:.2f} s -> {done / elapsed:,.0f} reports/s ({outside} refused as outside)"
+        )
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--singles", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--empty-rounds", type=int, default=3)
     args = parser.parse_args()
 
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-bench-")), durable=True)
@@ -108,36 +153,45 @@ def main() -> None:
             f"{counts.teams:,} to a team; COPY + routing {n / (t2 - t0):,.0f} points/s)"
         )
 
-        # Autocommit: the intake statement is its own transaction, so each report costs
-        # one round trip and one durable commit (WAL flush), as at the API. This machine is
-        # noisy, so the single path runs in rounds and the median is the figure to quote.
         codes = [c.code for c in categories]
-        rates = []
-        for round_no in range(1, args.rounds + 1):
-            lons, lats = points_in_city(rng, args.singles)
-            done = outside = 0
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                t0 = time.perf_counter()
-                for i in range(args.singles):
-                    try:
-                        create_report(
-                            conn,
-                            lon=float(lons[i]),
-                            lat=float(lats[i]),
-                            category=codes[i % len(codes)],
-                            description="benchmark",
-                            settings=settings,
-                        )
-                        done += 1
-                    except OutsideServiceAreaError:
-                        outside += 1
-                elapsed = time.perf_counter() - t0
-            rates.append(done / elapsed)
-            print(
-                f"single, round {round_no}: {done:,} routed, durably committed reports in "
-                f"{elapsed:.2f} s -> {done / elapsed:,.0f} reports/s ({outside} refused as outside)"
-            )
-        print(f"single: median {statistics.median(rates):,.0f} reports/s on one connection")
+        empty = single_rounds(engine, rng, codes, settings, args.singles, args.empty_rounds)
+        print(
+            f"single, near-empty city (3,000 demo reports): median "
+            f"{statistics.median(empty):,.0f} reports/s on one connection"
+        )
+
+        # Then the city as it looks in service: holding the million points as reports from
+        # three years, stored through the import path, vacuumed and analysed, and with the
+        # import's 2 GB of WAL checkpointed, so the checkpointer's writes do not share the
+        # disk with the intake commits being timed.
+        since = pd.Timestamp(datetime(2023, 11, 1, tzinfo=UTC))
+        backlog = points.drop(columns="idx").assign(
+            created_at=since + pd.to_timedelta(rng.uniform(0, 3 * 365 * 86400, n), unit="s"),
+            status=rng.choice(
+                ["closed", "resolved", "rejected", "open", "in_progress"],
+                n,
+                p=[0.55, 0.3, 0.05, 0.07, 0.03],
+            ),
+            source="bench",
+        )
+        backlog["updated_at"] = backlog["created_at"]
+        t0 = time.perf_counter()
+        with engine.begin() as conn:
+            stored = insert_reports(conn, backlog, settings=settings)
+        t1 = time.perf_counter()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM (ANALYZE) reports, report_events"))
+            conn.execute(text("CHECKPOINT"))
+        print(
+            f"bulk: {stored.inserted:,} reports stored through the import path in "
+            f"{t1 - t0:.1f} s ({stored.inserted / (t1 - t0):,.0f} reports/s with their audit "
+            f"events); VACUUM ANALYZE and CHECKPOINT {time.perf_counter() - t1:.1f} s"
+        )
+        rates = single_rounds(engine, rng, codes, settings, args.singles, args.rounds)
+        print(
+            f"single, city of {stored.inserted + 3000:,} reports: median "
+            f"{statistics.median(rates):,.0f} reports/s on one connection"
+        )
         engine.dispose()
     finally:
         cluster.destroy()
