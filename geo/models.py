@@ -246,6 +246,9 @@ class ReportEvent(Base):
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str | None] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
+    """Staff's note: stays in the audit trail, which only staff read."""
+    public_note: Mapped[str | None] = mapped_column(Text)
+    """What staff chose to tell the public about this change (Open311 ``status_notes``)."""
     data: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
     __table_args__ = (Index("ix_report_events_report_at", "report_id", "at"),)

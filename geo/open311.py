@@ -66,8 +66,6 @@ POST_FIELDS = frozenset(
 )
 """The fields of POST Service Request; ``attribute[code]`` fields come on top of these."""
 
-# Staff notes that explain a report's state; re-routing notes are internal bookkeeping.
-_PUBLIC_NOTE_KINDS = ("status", "merged", "note")
 _MAX_ID = 2**62
 
 # The W3C profile of ISO 8601 (https://www.w3.org/TR/NOTE-datetime): a time needs a zone.
@@ -313,18 +311,18 @@ def request_record(
 
 
 def latest_notes(conn: Connection, report_ids: Sequence[int]) -> dict[int, str]:
-    """The newest public note of each report that has one."""
+    """The newest public note of each report that has one (staff notes are never shown)."""
     if not report_ids:
         return {}
     rows = conn.execute(
         text(
-            "SELECT DISTINCT ON (report_id) report_id, note FROM report_events "
-            "WHERE report_id = ANY(:ids) AND note IS NOT NULL AND kind = ANY(:kinds) "
+            "SELECT DISTINCT ON (report_id) report_id, public_note FROM report_events "
+            "WHERE report_id = ANY(:ids) AND public_note IS NOT NULL "
             "ORDER BY report_id, at DESC, id DESC"
         ),
-        {"ids": list(report_ids), "kinds": list(_PUBLIC_NOTE_KINDS)},
+        {"ids": list(report_ids)},
     )
-    return {int(r.report_id): str(r.note) for r in rows}
+    return {int(r.report_id): str(r.public_note) for r in rows}
 
 
 def find_requests(

@@ -64,15 +64,19 @@ def change_status(
     *,
     principal: Principal,
     note: str | None = None,
+    public_note: str | None = None,
 ) -> StatusChange:
-    """Move a report to ``to_status`` if the workflow allows it, and log the event."""
+    """Move a report to ``to_status`` if the workflow allows it, and log the event.
+
+    ``note`` stays in the staff-only audit trail; ``public_note`` is what residents see
+    (Open311 ``status_notes``), so a staff note quoting a phone number is never published.
+    """
     _require_worker(principal)
     if to_status not in REPORT_STATUSES:
         raise InvalidInputError("status", f"unknown status {to_status!r}")
     if to_status == "duplicate":
         raise InvalidInputError("status", "mark duplicates by merging them into the original")
-    if note is not None and len(note) > 4000:
-        raise InvalidInputError("note", "must be at most 4,000 characters")
+    _check_notes(note, public_note)
     get_report(conn, report_id, principal)  # 404 for a report the caller may not see
     row = conn.execute(
         text("SELECT status, duplicate_of FROM reports WHERE id = :id FOR UPDATE"),
@@ -100,8 +104,10 @@ def change_status(
                                         ELSE duplicate_of END
                 WHERE id = :id RETURNING id, updated_at
             )
-            INSERT INTO report_events (report_id, at, kind, actor, from_status, to_status, note)
-            SELECT id, updated_at, 'status', :actor, :from, CAST(:to AS varchar), :note
+            INSERT INTO report_events
+                (report_id, at, kind, actor, from_status, to_status, note, public_note)
+            SELECT id, updated_at, 'status', :actor, :from, CAST(:to AS varchar), :note,
+                   :public_note
             FROM moved
             RETURNING id, at
             """
@@ -112,6 +118,7 @@ def change_status(
             "from": row.status,
             "actor": principal.actor,
             "note": note,
+            "public_note": public_note,
         },
     ).one()
     return StatusChange(
@@ -123,6 +130,12 @@ def change_status(
     )
 
 
+def _check_notes(note: str | None, public_note: str | None) -> None:
+    for field, value in (("note", note), ("public_note", public_note)):
+        if value is not None and len(value) > 4000:
+            raise InvalidInputError(field, "must be at most 4,000 characters")
+
+
 def merge_duplicate(
     conn: Connection,
     duplicate_id: int,
@@ -130,9 +143,11 @@ def merge_duplicate(
     *,
     principal: Principal,
     note: str | None = None,
+    public_note: str | None = None,
 ) -> StatusChange:
     """Close ``duplicate_id`` as a duplicate of ``original_id``; the original gains a supporter."""
     _require_worker(principal)
+    _check_notes(note, public_note)
     if duplicate_id == original_id:
         raise InvalidInputError("original_id", "a report cannot duplicate itself")
     get_report(conn, duplicate_id, principal)
@@ -168,8 +183,8 @@ def merge_duplicate(
                 UPDATE reports SET supporters = supporters + 1 WHERE id = :original
             )
             INSERT INTO report_events
-                (report_id, at, kind, actor, from_status, to_status, note, data)
-            SELECT id, updated_at, 'merged', :actor, :from, 'duplicate', :note,
+                (report_id, at, kind, actor, from_status, to_status, note, public_note, data)
+            SELECT id, updated_at, 'merged', :actor, :from, 'duplicate', :note, :public_note,
                    jsonb_build_object('duplicate_of', CAST(:original AS bigint))
             FROM moved
             RETURNING id, at
@@ -181,6 +196,7 @@ def merge_duplicate(
             "from": duplicate.status,
             "actor": principal.actor,
             "note": note,
+            "public_note": public_note,
         },
     ).one()
     return StatusChange(
@@ -199,7 +215,8 @@ def report_events(conn: Connection, report_id: int, principal: Principal) -> lis
     get_report(conn, report_id, principal)
     rows = conn.execute(
         text(
-            "SELECT e.id, e.at, e.kind, e.actor, e.from_status, e.to_status, e.note, e.data, "
+            "SELECT e.id, e.at, e.kind, e.actor, e.from_status, e.to_status, e.note, "
+            "e.public_note, e.data, "
             "ARRAY(SELECT p.id FROM report_photos AS p WHERE p.event_id = e.id) AS photo_ids "
             "FROM report_events AS e WHERE e.report_id = :id ORDER BY e.at, e.id"
         ),

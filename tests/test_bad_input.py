@@ -338,6 +338,14 @@ CASES = [
         "note",
     ),
     (
+        "public note too long",
+        "post",
+        "/api/reports/{id}/status",
+        {"json": {"status": "acknowledged", "public_note": "n" * 4001}},
+        "t1",
+        "public_note",
+    ),
+    (
         "status body not JSON",
         "post",
         "/api/reports/{id}/status",

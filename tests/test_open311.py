@@ -390,14 +390,20 @@ def worked(o311: Open311, engine: Engine) -> dict[str, int]:
     }
     # Plain SQL, as geo.workflow records it, so these tests do not depend on its rules.
     moves = [
-        ("acknowledged", "open", "acknowledged", None),
-        ("resolved", "open", "in_progress", "กำลังซ่อม"),
-        ("resolved", "in_progress", "resolved", "ซ่อมเสร็จแล้ว"),
-        ("rejected", "open", "rejected", None),
+        ("acknowledged", "open", "acknowledged", "ผู้แจ้งโทร 081-555-0199", None),
+        ("resolved", "open", "in_progress", None, "กำลังซ่อม"),
+        ("resolved", "in_progress", "resolved", "ใช้ยางมะตอย 2 ถุง", "ซ่อมเสร็จแล้ว"),
+        ("rejected", "open", "rejected", None, None),
     ]
     with engine.begin() as conn:
-        for step, (name, before, after, note) in enumerate(moves, start=1):
-            values = {"id": made[name], "before": before, "after": after, "note": note}
+        for step, (name, before, after, note, public) in enumerate(moves, start=1):
+            values = {
+                "id": made[name],
+                "before": before,
+                "after": after,
+                "note": note,
+                "public": public,
+            }
             conn.execute(
                 text("UPDATE reports SET status = :after, updated_at = now() WHERE id = :id"),
                 values,
@@ -405,8 +411,8 @@ def worked(o311: Open311, engine: Engine) -> dict[str, int]:
             conn.execute(
                 text(
                     "INSERT INTO report_events (report_id, at, kind, actor, from_status, "
-                    "to_status, note) VALUES (:id, now() + make_interval(secs => :step), "
-                    "'status', 'admin:tester', :before, :after, :note)"
+                    "to_status, note, public_note) VALUES (:id, now() + make_interval(secs "
+                    "=> :step), 'status', 'admin:tester', :before, :after, :note, :public)"
                 ),
                 values | {"step": step},
             )
@@ -441,12 +447,15 @@ def test_status_filter_folds_our_statuses_into_open_and_closed(
     ).startswith("status:")
 
 
-def test_status_notes_is_the_latest_note(o311: Open311, worked: dict[str, int]) -> None:
+def test_status_notes_is_the_latest_public_note(o311: Open311, worked: dict[str, int]) -> None:
     by_id = {int(r["service_request_id"]): r for r in requests_json(o311)}
     resolved = by_id[worked["resolved"]]
     assert resolved["status_notes"] == "ซ่อมเสร็จแล้ว"
     assert resolved["service_notice"] is None
     assert by_id[worked["open"]]["status_notes"] is None
+    # Staff's own notes never appear, not even when no public note was written.
+    assert by_id[worked["acknowledged"]]["status_notes"] is None
+    assert "0199" not in o311.client.get(f"{BASE}/requests.xml").text
     root = valid_xml(
         o311.client.get(f"{BASE}/requests/{worked['resolved']}.xml"), "service_requests"
     )

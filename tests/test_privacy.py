@@ -48,8 +48,23 @@ def test_no_public_output_contains_reporter_name_or_contact(city_app) -> None:
     ).json()
     report_id = str(created["id"])
     photo_id = str(created["photo_ids"][0])
+    # A crew's note may quote the reporter; only the public note is for residents.
+    moved = client.post(
+        f"/api/reports/{report_id}/status",
+        json={
+            "status": "acknowledged",
+            "note": f"called {NAME} on {PHONE}",
+            "public_note": "A crew is on its way.",
+        },
+        headers={"X-API-Key": keys.t1},
+    )
+    assert moved.status_code == 200, moved.text
     staff = client.get(f"/api/reports/{report_id}", headers={"X-API-Key": keys.planner})
     assert NAME in staff.text, "staff do see the reporter, so the seed really is stored"
+    trail = client.get(f"/api/reports/{report_id}/events", headers={"X-API-Key": keys.planner})
+    assert PHONE in trail.text, "staff read their own note in the audit trail"
+    published = client.get(f"/open311/v2/requests/{report_id}.json")
+    assert published.json()[0]["status_notes"] == "A crew is on its way."
     values = {
         "report_id": report_id,
         "photo_id": photo_id,

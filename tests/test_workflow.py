@@ -29,7 +29,7 @@ def test_field_team_moves_its_report_along_the_workflow(city_app) -> None:
         assert moved.json()["status"] == status
     done = client.post(
         f"/api/reports/{report}/status",
-        data={"status": "resolved", "note": "ซ่อมแล้ว / patched"},
+        data={"status": "resolved", "note": "ซ่อมแล้ว / patched", "public_note": "ซ่อมเสร็จ"},
         files={"photo": ("after.png", png(), "image/png")},
         headers=key(keys.t1),
     )
@@ -53,6 +53,7 @@ def test_field_team_moves_its_report_along_the_workflow(city_app) -> None:
     resolved = events[3]
     assert resolved["actor"] == "field_team:crew one"
     assert resolved["note"] == "ซ่อมแล้ว / patched"
+    assert resolved["public_note"] == "ซ่อมเสร็จ"
     assert resolved["photo_ids"] == [after_photo]
     assert client.get(f"/api/reports/{report}").json()["resolved_at"] is not None
 

@@ -287,13 +287,23 @@ def read_events(
     return report_events(conn, report_id, principal)
 
 
+StaffNote = Annotated[
+    str | None, Field(max_length=4000, description="For staff only: kept in the audit trail.")
+]
+PublicNote = Annotated[
+    str | None,
+    Field(max_length=4000, description="Shown to the public as the report's status notes."),
+]
+
+
 class StatusIn(BaseModel):
     """A status change."""
 
     model_config = ConfigDict(extra="forbid")
 
     status: str = Field(min_length=1, max_length=16)
-    note: str | None = Field(default=None, max_length=4000)
+    note: StaffNote = None
+    public_note: PublicNote = None
 
 
 @router.post("/reports/{report_id}/status", summary="Move a report along its workflow")
@@ -343,7 +353,14 @@ def _change(
         else None
     )
     with request.app.state.engine.begin() as conn:
-        done = change_status(conn, report_id, change.status, principal=principal, note=change.note)
+        done = change_status(
+            conn,
+            report_id,
+            change.status,
+            principal=principal,
+            note=change.note,
+            public_note=change.public_note,
+        )
         photo_ids = []
         if processed is not None:
             photo_ids.append(
@@ -377,7 +394,8 @@ class MergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     original_id: int = Field(ge=1, le=2**62)
-    note: str | None = Field(default=None, max_length=4000)
+    note: StaffNote = None
+    public_note: PublicNote = None
 
 
 @router.post("/reports/{report_id}/merge", summary="Merge a duplicate into its original")
@@ -385,7 +403,14 @@ def post_merge(
     report_id: ReportId, merge: MergeIn, conn: ConnDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """The duplicate closes with a link to the original, which gains a supporter."""
-    done = merge_duplicate(conn, report_id, merge.original_id, principal=principal, note=merge.note)
+    done = merge_duplicate(
+        conn,
+        report_id,
+        merge.original_id,
+        principal=principal,
+        note=merge.note,
+        public_note=merge.public_note,
+    )
     original = get_report(conn, merge.original_id, principal)
     return {
         "id": report_id,
