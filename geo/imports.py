@@ -1108,26 +1108,9 @@ def _store(
     settings: RoutingSettings,
     actor: str,
 ) -> None:
-    """Route and insert one chunk's good rows; the ones outside every ward join ``rejects``.
-
-    Rows already stored are set aside first: ``insert_reports`` would skip them too, but
-    only after routing them, which makes a re-import of a big file cost as much as the
-    first import.
-    """
+    """Route and insert one chunk's good rows; the ones outside every ward join ``rejects``."""
     if not len(frame):
         return
-    present = conn.execute(
-        text(
-            "SELECT external_id FROM reports "
-            "WHERE source = :source AND external_id = ANY(CAST(:ids AS text[]))"
-        ),
-        {"source": frame["source"].iat[0], "ids": frame["external_id"].tolist()},
-    ).scalars()
-    fresh = frame[~frame["external_id"].isin(set(present))]
-    totals.already_present += len(frame) - len(fresh)
-    if not len(fresh):
-        return
-    frame = fresh
     result = insert_reports(conn, frame, settings=settings, actor=actor)
     totals.inserted += result.inserted
     totals.already_present += result.already_present
