@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +35,24 @@ STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
     ConflictError: 409,
     DatabaseNotEmptyError: 409,
 }
+
+
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+"""The database could not be reached or gave up on the statement (server restarting,
+connections refused, a statement timeout): the request may well work a little later."""
+
+UNAVAILABLE_DETAIL = (
+    "The issue database cannot be reached just now, so nothing was read or stored. "
+    "Please try again in a minute."
+)
+RETRY_AFTER_S = 30
+
+_log = logging.getLogger(__name__)
 
 
 def status_for(error: IssuemapError) -> int:
@@ -67,7 +89,18 @@ async def _handle_validation(request: Request, error: Exception) -> JSONResponse
     )
 
 
+async def _handle_unavailable(request: Request, error: Exception) -> JSONResponse:
+    _log.warning("database unavailable for %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": UNAVAILABLE_DETAIL, "error": "DatabaseUnavailable"},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def install(app: FastAPI) -> None:
-    """Register the domain-error and validation handlers on ``app``."""
+    """Register the domain-error, validation and database-outage handlers on ``app``."""
     app.add_exception_handler(IssuemapError, _handle)
     app.add_exception_handler(RequestValidationError, _handle_validation)
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, _handle_unavailable)

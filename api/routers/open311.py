@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 
 from api.deps import ConnDep, Open311Dep
+from api.errors import DATABASE_UNAVAILABLE, RETRY_AFTER_S, UNAVAILABLE_DETAIL
 from geo import open311
 from geo.errors import (
     AuthenticationError,
@@ -104,6 +105,10 @@ class Open311Route(APIRoute):
                     400,
                 )
                 return error_response(request, status, str(error))
+            except DATABASE_UNAVAILABLE:
+                answer = error_response(request, 503, UNAVAILABLE_DETAIL)
+                answer.headers["Retry-After"] = str(RETRY_AFTER_S)
+                return answer
 
         return spec_errors
 
