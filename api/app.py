@@ -20,6 +20,7 @@ from geo.settings import (
     DatabaseSettings,
     GeocoderSettings,
     IntakeSettings,
+    MapSettings,
     Open311Settings,
     RoutingSettings,
 )
@@ -36,6 +37,7 @@ class AppSettings:
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     geocoder: GeocoderSettings = field(default_factory=GeocoderSettings)
     open311: Open311Settings = field(default_factory=Open311Settings)
+    maps: MapSettings = field(default_factory=MapSettings)
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -54,6 +56,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.state.routing = settings.routing
         app.state.intake = settings.intake
         app.state.open311 = settings.open311
+        app.state.maps = settings.maps
         app.state.geocoder = make_geocoder(settings.geocoder)
         app.state.live = LiveHub(url)
         app.state.live.start()

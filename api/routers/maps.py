@@ -53,10 +53,8 @@ STATIC_DIR = FilePath(__file__).resolve().parent.parent / "static"
 
 
 def get_map_settings(request: Request) -> MapSettings:
-    """Map settings on the app, read from the environment the first time if none were set."""
-    settings: MapSettings | None = getattr(request.app.state, "maps", None)
-    if settings is None:
-        settings = request.app.state.maps = MapSettings()
+    """The map settings the app was created with (``AppSettings.maps``)."""
+    settings: MapSettings = request.app.state.maps
     return settings
 
 
