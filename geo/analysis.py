@@ -133,6 +133,17 @@ def reports_frame(
         return gpd.read_postgis(text(sql), conn, geom_col="geom", params=params)
 
 
+_RESOLUTION = """count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,
+    count(*) FILTER (WHERE resolved_at <= COALESCE(
+        created_at + CAST(:target_hours AS float8) * interval '1 hour', due_at)) AS within_sla,
+    percentile_cont(0.5) WITHIN GROUP (
+        ORDER BY extract(epoch FROM resolved_at - created_at) / 3600.0
+    ) FILTER (WHERE resolved_at IS NOT NULL) AS median_hours_to_resolve"""
+"""Resolution aggregates shared by the per-ward and per-team tables: resolved, resolved
+within SLA (by the due time, or within ``:target_hours`` of the report when bound), and
+the median hours to resolve."""
+
+
 def ward_stats(
     source: Engine | Connection,
     selection: Selection | None = None,
@@ -161,13 +172,7 @@ def ward_stats(
             WITH s AS ({inner}),
             agg AS (
                 SELECT ward_code, count(*) AS reports,
-                       count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,
-                       count(*) FILTER (WHERE resolved_at <= COALESCE(
-                           created_at + CAST(:target_hours AS float8) * interval '1 hour',
-                           due_at)) AS within_sla,
-                       percentile_cont(0.5) WITHIN GROUP (
-                           ORDER BY extract(epoch FROM resolved_at - created_at) / 3600.0
-                       ) FILTER (WHERE resolved_at IS NOT NULL) AS median_hours_to_resolve
+                       {_RESOLUTION}
                 FROM s GROUP BY ward_code)
             SELECT w.code, w.name,
                    COALESCE(agg.reports, 0) AS reports,
@@ -239,13 +244,7 @@ def team_performance(
                 SELECT team_code, min(team_name) AS team_name, count(*) AS reports,
                        count(*) FILTER (WHERE is_open) AS open,
                        count(*) FILTER (WHERE is_overdue) AS overdue,
-                       count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,
-                       count(*) FILTER (WHERE resolved_at <= COALESCE(
-                           created_at + CAST(:target_hours AS float8) * interval '1 hour',
-                           due_at)) AS within_sla,
-                       percentile_cont(0.5) WITHIN GROUP (
-                           ORDER BY extract(epoch FROM resolved_at - created_at) / 3600.0
-                       ) FILTER (WHERE resolved_at IS NOT NULL) AS median_hours_to_resolve,
+                       {_RESOLUTION},
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY hours_past_due)
                            FILTER (WHERE is_overdue) AS median_hours_overdue,
                        max(hours_past_due) FILTER (WHERE is_overdue) AS max_hours_overdue,
