@@ -2,6 +2,11 @@
 
 The record is written in the same transaction as the work it describes, and an advisory
 lock on the key makes a concurrent retry wait for the first attempt to finish.
+
+Keys belong to their caller: an API key's holder, else the client's address, so one
+resident's key ``1`` never blocks another's. They last ``ttl`` (24 hours by default,
+``ISSUEMAP_IDEMPOTENCY_TTL_HOURS``); an expired key is free again, and each stored answer
+deletes a bounded batch of expired ones, so no scheduled job is needed.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -17,6 +23,20 @@ from sqlalchemy import Connection, text
 from geo.errors import ConflictError, InvalidInputError
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+PURGE_BATCH = 100
+"""Most expired keys one stored answer deletes: enough to outpace any arrival rate, since
+every new key deletes up to this many, and small enough to cost nothing noticeable."""
+
+MAX_SCOPE = 64
+"""Length of the ``scope`` column: ``key:`` and an id, or ``addr:`` and an IPv6 address."""
+
+
+def scope_for(*, key_id: int | None, client_address: str | None) -> str:
+    """Whose keys these are: the API key's holder, else the client's network address."""
+    if key_id is not None:
+        return f"key:{key_id}"
+    return f"addr:{client_address or 'unknown'}"[:MAX_SCOPE]
 
 
 def check_key(key: str) -> str:
@@ -46,14 +66,24 @@ class StoredAnswer:
     body: dict[str, Any]
 
 
-def claim(conn: Connection, *, scope: str, key: str, fingerprint: str) -> StoredAnswer | None:
+def claim(
+    conn: Connection, *, scope: str, key: str, fingerprint: str, ttl: timedelta
+) -> StoredAnswer | None:
     """Lock ``key`` for this transaction; return the stored answer if it was used before.
 
-    The same key with a different request is a conflict, not a replay.
+    The same key with a different request is a conflict, not a replay. A key older than
+    ``ttl`` has expired: it is forgotten here and may name a new request.
     """
     conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
         {"k": f"idempotency:{scope}:{key}"},
+    )
+    conn.execute(
+        text(
+            "DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key "
+            "AND created_at < now() - make_interval(secs => :ttl)"
+        ),
+        {"scope": scope, "key": key, "ttl": ttl.total_seconds()},
     )
     row = conn.execute(
         text(
@@ -79,8 +109,22 @@ def remember(
     fingerprint: str,
     status_code: int,
     body: dict[str, Any],
+    ttl: timedelta,
 ) -> None:
-    """Store the answer, in the caller's transaction, for later replays."""
+    """Store the answer, in the caller's transaction, for later replays.
+
+    It also deletes up to ``PURGE_BATCH`` expired keys (found through the index on
+    ``created_at``; rows another transaction holds are skipped, never waited for).
+    """
+    conn.execute(
+        text(
+            "DELETE FROM idempotency_keys WHERE (scope, key) IN ("
+            "SELECT scope, key FROM idempotency_keys "
+            "WHERE created_at < now() - make_interval(secs => :ttl) "
+            "ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED)"
+        ),
+        {"ttl": ttl.total_seconds(), "batch": PURGE_BATCH},
+    )
     conn.execute(
         text(
             "INSERT INTO idempotency_keys (scope, key, request_sha256, status_code, response) "

@@ -304,9 +304,13 @@ class IdempotencyRecord(Base):
 
     __tablename__ = "idempotency_keys"
 
-    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The caller: "key:<api key id>" or "addr:<client address>" (geo.idempotency.scope_for).
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_sha256: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    # Expired keys are deleted in small batches, oldest first.
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)

@@ -95,6 +95,13 @@ class IntakeSettings(BaseSettings):
         description="Open reports of the same category this close are likely duplicates.",
     )
     duplicate_window_days: int = Field(default=14, ge=1, le=365)
+    idempotency_ttl_hours: float = Field(
+        default=24.0,
+        gt=0.0,
+        le=24.0 * 30,
+        description="How long an Idempotency-Key replays its first answer; after that the "
+        "caller may use it for a new request.",
+    )
 
 
 class GeocoderSettings(BaseSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request, Response
@@ -173,7 +174,10 @@ def _create(
     fingerprint: str,
 ) -> tuple[int, dict[str, Any], bool]:
     state = request.app.state
-    scope = f"key:{principal.key_id}" if principal.key_id is not None else "public"
+    scope = idempotency.scope_for(
+        key_id=principal.key_id, client_address=request.client.host if request.client else None
+    )
+    ttl = timedelta(hours=state.intake.idempotency_ttl_hours)
     if key is None and not submission.photos:
         # One statement stores the report and its event: let it be its own transaction,
         # which saves the BEGIN and COMMIT round trips on the busiest path.
@@ -182,13 +186,19 @@ def _create(
         return 201, intake_answer(result), False
     with state.engine.begin() as conn:
         if key is not None:
-            stored = idempotency.claim(conn, scope=scope, key=key, fingerprint=fingerprint)
+            stored = idempotency.claim(conn, scope=scope, key=key, fingerprint=fingerprint, ttl=ttl)
             if stored is not None:
                 return stored.status_code, stored.body, True
         body = intake_answer(_submit(conn, state, submission, principal))
         if key is not None:
             idempotency.remember(
-                conn, scope=scope, key=key, fingerprint=fingerprint, status_code=201, body=body
+                conn,
+                scope=scope,
+                key=key,
+                fingerprint=fingerprint,
+                status_code=201,
+                body=body,
+                ttl=ttl,
             )
     return 201, body, False
 
