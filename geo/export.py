@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from itertools import islice
@@ -49,6 +50,8 @@ _LIST_SEPARATOR = ";"
 # CSV exports are opened by staff in Excel, so such text gets a leading apostrophe (OWASP
 # "CSV injection"); numbers, dates and flags are never text and are left as they are.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A signed plain number ("-87.62", a longitude read as text) cannot be a formula.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def report_columns(conn: Connection, principal: Principal) -> list[str]:
@@ -103,6 +106,18 @@ def _joined(values: Sequence[Any]) -> str:
     return _LIST_SEPARATOR.join(str(item) for item in values)
 
 
+def spreadsheet_safe(value: str) -> str:
+    """``value`` as a spreadsheet shows it without running it: the one CSV-injection rule.
+
+    Text that starts like a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return) gets a
+    leading apostrophe; a plain signed number such as ``-87.62`` is left as it is. Every CSV
+    issuemap writes for people to open (exports, import rejects) passes its text through here.
+    """
+    if value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def csv_cell(value: Any) -> str | float | int:
     """A column value as a CSV cell: ISO 8601 times, ``true``/``false``, lists joined."""
     if value is None:
@@ -112,9 +127,9 @@ def csv_cell(value: Any) -> str | float | int:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, list | tuple):
-        return _joined(value)
+        return spreadsheet_safe(_joined(value))
     if isinstance(value, str):
-        return "'" + value if value.startswith(_FORMULA_STARTS) else value
+        return spreadsheet_safe(value)
     if isinstance(value, int | float):
         return value
     return str(value)

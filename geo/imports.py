@@ -44,6 +44,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 from geo.errors import InvalidInputError
+from geo.export import spreadsheet_safe
 from geo.models import REPORT_STATUSES
 from geo.reports import insert_reports
 from geo.settings import RoutingSettings
@@ -1195,14 +1196,17 @@ class _RejectsFile:
         # utf-8-sig so that spreadsheet programs read Thai text correctly.
         self._handle = os.fdopen(fd, "w", encoding="utf-8-sig", newline="")
         self._writer = csv.writer(self._handle)
-        self._writer.writerow(["line", "reason", *self.header])
+        # Rejects are opened in spreadsheets to be fixed, and every cell but the line
+        # number (header included) is text from the imported file.
+        self._writer.writerow(["line", "reason", *map(spreadsheet_safe, self.header)])
         return self
 
     def write_chunk(self, chunk: _Chunk, rejects: _Rejects) -> None:
         """Add a chunk's rejected rows, in line order, each as it was read."""
         raw = dict(zip(chunk.lines, chunk.rows, strict=True)) | dict(chunk.malformed)
         for line in sorted(rejects.reasons):
-            self._writer.writerow([line, rejects.reasons[line], *raw[line]])
+            reason = spreadsheet_safe(rejects.reasons[line])
+            self._writer.writerow([line, reason, *map(spreadsheet_safe, raw[line])])
 
     def keep(self) -> None:
         """Move the finished file into place when the block ends."""

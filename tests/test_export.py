@@ -432,6 +432,14 @@ def test_csv_writer_defuses_text_a_spreadsheet_would_run() -> None:
     assert read_csv(text_out.encode())[0]["description"] == '\'=HYPERLINK("http://x")'
 
 
+def test_only_text_that_could_run_is_defused() -> None:
+    # A signed number cannot be a formula; anything more after the sign can.
+    assert export.spreadsheet_safe("-87.62") == "-87.62"
+    assert export.spreadsheet_safe("-2+3") == "'-2+3"
+    assert export.spreadsheet_safe("+1+cmd|' /C calc'!A0") == "'+1+cmd|' /C calc'!A0"
+    assert export.csv_cell(["=1+1", "x"]) == "'=1+1;x"
+
+
 def test_geopackage_writer_appends_batch_by_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

