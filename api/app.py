@@ -77,6 +77,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_exception_handler(maps.KeyInUrl, maps.key_redirect)
     for module in (service, maps, reports, export, teams, admin, open311, live):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,7 @@ from typing import Any
 import folium
 import geopandas as gpd
 from branca.element import Element, Figure, MacroElement
+from folium.map import Layer
 from folium.plugins import HeatMap, MarkerCluster
 from jinja2 import Template
 
@@ -302,7 +304,8 @@ _MARKERS = Template(
 {% macro script(this, kwargs) %}
 (function () {
   var map = {{ this._parent.get_name() }}, group = {{ this.cluster.get_name() }};
-  var cfg = {{ this.config }}, rows = {{ this.rows }}, byId = {};
+  var data = issuemapData({{ this.get_name()|tojson }});
+  var cfg = data.config, rows = data.rows, byId = {};
   function el(tag, text, cls) {
     var e = document.createElement(tag);
     if (text !== undefined) e.textContent = text;
@@ -373,7 +376,20 @@ _MARKERS = Template(
 )
 
 
-class ReportMarkers(MacroElement):
+class DataElement(MacroElement):
+    """A page element whose data travels in the page's JSON document, never in its template.
+
+    branca compiles the output of every macro again as a Jinja template, so any text placed
+    in a macro's output is code. Subclasses keep what they show in ``payload``; their
+    template only names the element, and its script reads the payload with
+    ``issuemapData(name)`` from the ``im-data`` document that ``render_page`` adds after
+    rendering.
+    """
+
+    payload: Any = None
+
+
+class ReportMarkers(DataElement):
     """Report markers drawn from one compact JSON array into a marker cluster group."""
 
     _template = _MARKERS
@@ -391,36 +407,96 @@ class ReportMarkers(MacroElement):
         super().__init__()  # type: ignore[no-untyped-call]
         self._name = "ReportMarkers"
         self.cluster = cluster
-        self.rows = _js(
+        self.rows = [
             [
-                [
-                    r.id,
-                    round(r.lat, 6),
-                    round(r.lon, 6),
-                    r.category,
-                    r.status,
-                    int(r.created_at.timestamp()),
-                    int(r.due_at.timestamp()) if r.due_at else None,
-                    1 if r.overdue else 0,
-                    r.description,
-                    list(r.next_statuses),
-                ]
-                for r in reports
+                r.id,
+                round(r.lat, 6),
+                round(r.lon, 6),
+                r.category,
+                r.status,
+                int(r.created_at.timestamp()),
+                int(r.due_at.timestamp()) if r.due_at else None,
+                1 if r.overdue else 0,
+                r.description,
+                list(r.next_statuses),
             ]
-        )
-        self.config = _js(
-            {
-                "lang": lang,
-                "l": LABELS[lang],
-                "statuses": STATUS_LABELS[lang],
-                "colours": STATUS_COLOURS,
-                "overdue": OVERDUE_COLOUR,
-                "categories": dict(categories),
-                "open": ["open", "acknowledged", "in_progress", "reopened"],
-                "actions": actions,
-                "key": api_key,
-            }
-        )
+            for r in reports
+        ]
+        self.config = {
+            "lang": lang,
+            "l": LABELS[lang],
+            "statuses": STATUS_LABELS[lang],
+            "colours": STATUS_COLOURS,
+            "overdue": OVERDUE_COLOUR,
+            "categories": dict(categories),
+            "open": ["open", "acknowledged", "in_progress", "reopened"],
+            "actions": actions,
+            "key": api_key,
+        }
+        self.payload = {"rows": self.rows, "config": self.config}
+
+
+_GEOJSON = Template(
+    """
+{% macro script(this, kwargs) %}
+var {{ this.get_name() }} = (function () {
+  var data = issuemapData({{ this.get_name()|tojson }});
+  function tooltip(feature) {
+    var table = document.createElement("table");
+    data.tooltip.forEach(function (pair) {
+      var row = table.insertRow(), label = document.createElement("th");
+      var value = feature.properties[pair[0]];
+      label.textContent = pair[1];
+      row.appendChild(label);
+      row.insertCell().textContent = value === null || value === undefined ? "" : String(value);
+    });
+    return table;
+  }
+  return L.geoJson(data.geojson, {
+    style: function (feature) {
+      var style = Object.assign({}, data.style);
+      if (data.fill) style.fillColor = feature.properties[data.fill];
+      return style;
+    },
+    onEachFeature: function (feature, layer) {
+      if (data.tooltip.length) {
+        layer.bindTooltip(function () { return tooltip(feature); }, {sticky: true});
+      }
+    }
+  });
+})();
+{% endmacro %}
+"""
+)
+
+
+class DataGeoJson(Layer, DataElement):
+    """Polygons with a text-only tooltip; their properties travel as page data.
+
+    Replaces ``folium.GeoJson``, whose data is compiled as a template and whose tooltip
+    inserts property values as HTML: boundary files name wards and zones, and those names
+    must reach the page as text.
+    """
+
+    _template = _GEOJSON
+
+    def __init__(
+        self,
+        frame: gpd.GeoDataFrame,
+        *,
+        name: str,
+        style: Mapping[str, Any],
+        tooltip: Sequence[tuple[str, str]] = (),
+        fill: str | None = None,
+    ) -> None:
+        super().__init__(name=name, overlay=True)
+        self._name = "DataGeoJson"
+        self.payload = {
+            "geojson": json.loads(frame.to_json(drop_id=True)),
+            "style": dict(style),
+            "tooltip": [list(pair) for pair in tooltip],
+            "fill": fill,
+        }
 
 
 _CHROME = Template(
@@ -451,8 +527,7 @@ _CHROME = Template(
 </style>
 {% endmacro %}
 {% macro html(this, kwargs) %}
-<div class="im-panel" id="im-panel"><details open><summary>{{ this.title }}</summary>
-{{ this.body }}</details></div>
+<div class="im-panel" id="im-panel"><!--issuemap:panel--></div>
 {% if this.live %}<script src="/static/live.js" defer></script>{% endif %}
 {% endmacro %}
 {% macro script(this, kwargs) %}
@@ -463,7 +538,8 @@ _CHROME = Template(
   }
   var layers = { {% for key, name in this.layers.items() %}{{ key|tojson }}: {{ name }},
     {% endfor %} };
-  window.issuemap = Object.assign(window.issuemap || {}, {map: map}, layers, {{ this.extra }});
+  window.issuemap = Object.assign(window.issuemap || {}, {map: map}, layers,
+    issuemapData({{ this.get_name()|tojson }}));
   var area = document.getElementById("im-search-area");
   if (area) area.onclick = function () {
     var b = map.getBounds(), url = new URL(window.location.href);
@@ -484,7 +560,7 @@ _CHROME = Template(
 )
 
 
-class PageChrome(MacroElement):
+class PageChrome(DataElement):
     """The page's panel (title, filters, legend, counts) and phone-friendly CSS.
 
     Also sets the ``window.issuemap`` handles a script or browser test uses. Add it last.
@@ -503,11 +579,11 @@ class PageChrome(MacroElement):
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._name = "PageChrome"
-        self.title = html.escape(title)
-        self.body = body
+        # Escaped HTML, put in place by render_page after the template has been rendered.
+        self.panel = f"<details open><summary>{_esc(title)}</summary>{body}</details>"
         self.layers = {key: layer.get_name() for key, layer in layers.items()}
         self.live = live
-        self.extra = _js(dict(extra or {}))
+        self.payload = dict(extra or {})
 
 
 def _base_map(tiles: str | None, attribution: str | None) -> folium.Map:
@@ -635,23 +711,18 @@ def city_overview_map(
         fmap = _base_map(tiles, attribution)
     if len(wards):
         _fit(fmap, wards.total_bounds)
-        folium.GeoJson(
+        DataGeoJson(
             wards[["code", "name", wards.geometry.name]],
             name="Wards",
-            style_function=lambda _: {"color": "#444", "weight": 1, "fillOpacity": 0.03},
-            tooltip=folium.GeoJsonTooltip(fields=["code", "name"], aliases=["Ward", "Name"]),
+            style={"color": "#444", "weight": 1, "fillOpacity": 0.03},
+            tooltip=[("code", "Ward"), ("name", "Name")],
         ).add_to(fmap)
     if len(zones):
-        folium.GeoJson(
+        DataGeoJson(
             zones[["code", "name", "team", zones.geometry.name]],
             name="Team zones",
-            style_function=lambda _: {
-                "color": "#1f6feb",
-                "weight": 3,
-                "dashArray": "6 4",
-                "fillOpacity": 0,
-            },
-            tooltip=folium.GeoJsonTooltip(fields=["name", "team"], aliases=["Zone", "Team"]),
+            style={"color": "#1f6feb", "weight": 3, "dashArray": "6 4", "fillOpacity": 0},
+            tooltip=[("name", "Zone"), ("team", "Team")],
         ).add_to(fmap)
     if heat:
         _heat(heat, name="Open reports").add_to(fmap)
@@ -686,16 +757,16 @@ def zone_map(
     code = str(zone["code"].iloc[0]) if len(zone) else ""
     zone_id = int(zone["id"].iloc[0]) if len(zone) and "id" in zone else None
     _fit(fmap, zone.total_bounds if len(zone) else None)
-    ward_layer = folium.GeoJson(
+    ward_layer = DataGeoJson(
         wards[["code", "name", wards.geometry.name]],
         name=labels["wards"],
-        style_function=lambda _: {"color": "#555", "weight": 1, "fillOpacity": 0.02},
-        tooltip=folium.GeoJsonTooltip(fields=["name"], aliases=[labels["wards"]]),
+        style={"color": "#555", "weight": 1, "fillOpacity": 0.02},
+        tooltip=[("name", labels["wards"])],
     ).add_to(fmap)
-    outline = folium.GeoJson(
+    outline = DataGeoJson(
         zone[["code", "name", zone.geometry.name]],
         name=labels["zone"],
-        style_function=lambda _: {"color": "#1f6feb", "weight": 4, "fillOpacity": 0},
+        style={"color": "#1f6feb", "weight": 4, "fillOpacity": 0},
     ).add_to(fmap)
     heat_layer = _heat(heat, name=labels["heat"]).add_to(fmap)
     cluster = MarkerCluster(  # type: ignore[no-untyped-call]
@@ -827,18 +898,12 @@ def ward_dashboard_map(
         _format(measure, None if v is None or math.isnan(float(v)) else float(v))
         for v in frame[measure]
     ]
-    layer = folium.GeoJson(
+    layer = DataGeoJson(
         frame.drop(columns=[measure]),
         name=labels["wards"],
-        style_function=lambda feature: {
-            "color": "#333",
-            "weight": 1,
-            "fillColor": feature["properties"]["fill"],
-            "fillOpacity": 0.75,
-        },
-        tooltip=folium.GeoJsonTooltip(
-            fields=["name", "shown"], aliases=[labels["wards"], labels[measure]]
-        ),
+        style={"color": "#333", "weight": 1, "fillOpacity": 0.75},
+        fill="fill",
+        tooltip=[("name", labels["wards"]), ("shown", labels[measure])],
     ).add_to(fmap)
     low = min(values) if values else 0.0
     rows = []
@@ -885,10 +950,92 @@ def _select_measure(measure: str, lang: str) -> str:
     )
 
 
-def render_page(fmap: folium.Map, *, vendor_base: str = "/static/vendor") -> str:
-    """The whole HTML page of ``fmap``, with every asset served from ``vendor_base``."""
+_DATA_SLOT = "<!--issuemap:data-->"
+_PANEL_SLOT = "<!--issuemap:panel-->"
+_LOADER = """<script>
+function issuemapData(name) {
+  var all = window.issuemapPageData || (window.issuemapPageData =
+    JSON.parse(document.getElementById("im-data").textContent));
+  return all[name];
+}
+</script>"""
+
+
+def render_page(
+    fmap: folium.Map, *, nonce: str | None = None, vendor_base: str = "/static/vendor"
+) -> str:
+    """The whole HTML page of ``fmap``, with every asset served from ``vendor_base``.
+
+    The template is rendered first, holding no user-, admin- or file-supplied text; the
+    data of every ``DataElement`` is then put in as one JSON document and the panel as
+    escaped HTML, so nothing anyone typed is ever compiled as a template. With ``nonce``,
+    every script element carries it, for a Content-Security-Policy without
+    ``'unsafe-inline'`` (see ``content_security_policy``).
+    """
     localise_assets(fmap, base=vendor_base)
     root = fmap.get_root()
     assert isinstance(root, Figure)
     root.header.add_child(Element('<meta name="robots" content="noindex" />'), name="robots")
-    return str(root.render())
+    root.header.add_child(Element(_DATA_SLOT + _LOADER), name="issuemap_data")
+    # The heat canvas lies over the polygons; without this it swallows their hover and clicks.
+    root.header.add_child(
+        Element("<style>.leaflet-heatmap-layer { pointer-events: none; }</style>"),
+        name="issuemap_heat_css",
+    )
+    data: dict[str, Any] = {}
+    panel = ""
+    for element in _walk(root):
+        if isinstance(element, DataElement):
+            data[element.get_name()] = element.payload
+        if isinstance(element, PageChrome):
+            panel = element.panel
+    page = str(root.render())
+    # The slots come from our own constant templates: text from outside is escaped (HTML)
+    # or in the JSON document (where "<" is written \u003c), so it cannot forge a slot.
+    document = f'<script type="application/json" id="im-data">{_js(data)}</script>'
+    page = page.replace(_DATA_SLOT, document, 1).replace(_PANEL_SLOT, panel, 1)
+    if nonce is not None:
+        page = page.replace("<script", f'<script nonce="{_esc(nonce)}"')
+    return page
+
+
+def content_security_policy(
+    *, nonce: str, tiles: str | None, frame_ancestors: Sequence[str]
+) -> str:
+    """The Content-Security-Policy of a map page rendered with ``nonce``.
+
+    Scripts run only from our origin or with the page's nonce (no inline event handlers,
+    no other origins); images may come from the tile server; nothing else leaves the site.
+    """
+    images = ["'self'", "data:"]
+    origin = _tile_origin(tiles)
+    if origin:
+        images.append(origin)
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' 'nonce-{nonce}'",
+            "script-src-attr 'none'",
+            # Leaflet and folium position elements with inline styles.
+            "style-src 'self' 'unsafe-inline'",
+            f"img-src {' '.join(images)}",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            f"frame-ancestors {' '.join(frame_ancestors)}",
+        ]
+    )
+
+
+def _tile_origin(tiles: str | None) -> str | None:
+    """The CSP source for a tile URL template: its origin, ``{s}`` as a wildcard label."""
+    if not tiles or "://" not in tiles:
+        return None
+    scheme, rest = tiles.split("://", 1)
+    host = rest.split("/", 1)[0]
+    if host.startswith("{s}."):
+        host = "*." + host[4:]
+    if scheme not in ("http", "https") or not re.fullmatch(r"(\*\.)?[A-Za-z0-9.-]+(:\d+)?", host):
+        return f"{scheme}:" if scheme in ("http", "https") else None
+    return f"{scheme}://{host}"

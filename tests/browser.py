@@ -84,6 +84,19 @@ def watch(page: Any, origin: str) -> PageWatch:
     return seen
 
 
+def wait_until(page: Any, expression: str, *, timeout: int = 30_000) -> None:
+    """Poll ``expression`` in the page until it is true.
+
+    Playwright's ``wait_for_function`` compiles its predicate with ``new Function``, which
+    the pages' Content-Security-Policy rightly forbids; ``evaluate`` is not bound by it.
+    """
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(f"() => Boolean({expression})"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.05)
+
+
 def screenshot(page: Any, name: str) -> Path:
     """Save a screenshot as a test artifact and return its path."""
     ARTIFACTS.mkdir(exist_ok=True)

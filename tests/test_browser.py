@@ -2,16 +2,19 @@
 popups, live updates after a POST, and a screenshot of each page in test-artifacts/.
 """
 
+import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import Engine
 
 from api.app import AppSettings, create_app
 from geo.settings import DatabaseSettings
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, running, screenshot, watch
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, running, screenshot, wait_until, watch
 from tests.fixtures import Keys, TinyCity, load_tiny_city, make_keys
 
 # Open reports far enough apart to fall in separate heat cells; one resolved report.
@@ -67,7 +70,7 @@ def open_page(browser: Any, url: str, origin: str) -> tuple[Any, Any]:
     page = browser.new_page(viewport={"width": 390, "height": 844})
     seen = watch(page, origin)
     page.goto(url, wait_until="domcontentloaded")
-    page.wait_for_function("window.issuemap && window.issuemap.map !== undefined")
+    wait_until(page, "window.issuemap && window.issuemap.map !== undefined")
     return page, seen
 
 
@@ -116,9 +119,9 @@ def test_public_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
     assert heat_points(page) == len(OPEN)
     text_in_popup = popup_text(page, OPEN[2][2], OPEN[2][3])
     assert "ถนน" in text_in_popup or "road" in text_in_popup.lower()
-    page.wait_for_function("window.issuemap.liveStatus === 'open'", timeout=5000)
+    wait_until(page, "window.issuemap.liveStatus === 'open'", timeout=5000)
     post_report(base, 8.4065, 100.0135)
-    page.wait_for_function("window.issuemap.liveEvents >= 1", timeout=2000)
+    wait_until(page, "window.issuemap.liveEvents >= 1", timeout=2000)
     assert heat_points(page) == len(OPEN) + 1
     screenshot(page, "public-map")
     assert seen.errors == [], seen.errors
@@ -133,16 +136,16 @@ def test_zone_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
     assert heat_points(page) == len(in_z1)
     popup = popup_text(page, in_z1[0][2], in_z1[0][3])
     assert in_z1[0][1] in popup, popup
-    page.wait_for_function("window.issuemap.liveStatus === 'open'", timeout=5000)
+    wait_until(page, "window.issuemap.liveStatus === 'open'", timeout=5000)
     new_id = post_report(base, 8.4090, 100.0020)  # in zone Z1
-    page.wait_for_function("window.issuemap.liveEvents >= 1", timeout=2000)
+    wait_until(page, "window.issuemap.liveEvents >= 1", timeout=2000)
     assert page.evaluate("window.issuemap.lastEvent.id") == new_id
     httpx.post(
         f"{base}/api/reports/{new_id}/status",
         json={"status": "acknowledged"},
         headers={"X-API-Key": keys.t1},
     )
-    page.wait_for_function("window.issuemap.lastEvent.status === 'acknowledged'", timeout=2000)
+    wait_until(page, "window.issuemap.lastEvent.status === 'acknowledged'", timeout=2000)
     post_report(base, 8.4050, 100.0170)  # zone Z2: not this team's map
     page.wait_for_timeout(700)
     assert page.evaluate("window.issuemap.lastEvent.id") == new_id
@@ -186,3 +189,86 @@ def test_outside_requests_would_be_caught(browser: Any, site: tuple[str, TinyCit
     page.wait_for_timeout(200)
     assert seen.external == ["https://cdn.example.org/x.png"]
     page.close()
+
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def _hostile_layer(layer: str) -> bytes:
+    """The tiny city's wards or zones, named with markup that runs if inserted as HTML."""
+    from tests.fixtures import WARDS, ZONES
+
+    shapes = WARDS if layer == "wards" else {code: wkt for code, (_, wkt) in ZONES.items()}
+    features = []
+    for code, wkt in shapes.items():
+        ring = [
+            [float(x) for x in pair.split()]
+            for pair in wkt.removeprefix("POLYGON((").removesuffix("))").split(",")
+        ]
+        properties = {"ID": code, "NAME": f"{HOSTILE} {code}"}
+        if layer == "zones":
+            properties["CREW"] = f'<svg onload=alert("{code}")>'
+        features.append(
+            {
+                "type": "Feature",
+                "properties": properties,
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+            }
+        )
+    return json.dumps({"type": "FeatureCollection", "features": features}).encode()
+
+
+def test_boundary_names_never_run_as_markup(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
+    base, _, keys = site
+    for layer in ("wards", "zones"):
+        form = {"layer": layer, "id_field": "ID", "name_field": "NAME"}
+        if layer == "zones":
+            form["team_field"] = "CREW"
+        answer = httpx.post(
+            f"{base}/api/admin/boundaries",
+            data=form,
+            files={"file": (f"{layer}.geojson", _hostile_layer(layer), "application/geo+json")},
+            headers={"X-API-Key": keys.admin},
+            timeout=60,
+        )
+        assert answer.status_code == 201, answer.text
+    for url in (f"{base}/maps/wards?measure=count&key={keys.planner}", f"{base}/"):
+        page = browser.new_page(viewport={"width": 800, "height": 800})
+        seen = watch(page, base)
+        dialogs: list[str] = []
+        page.on(
+            "dialog", lambda d, seen_dialogs=dialogs: (seen_dialogs.append(d.message), d.dismiss())
+        )
+        page.goto(url, wait_until="load")
+        wait_until(page, "document.querySelector('.leaflet-container') !== null")
+        # Every polygon drawn (canvas or SVG), as a point inside it on the screen.
+        points = page.evaluate(
+            """() => {
+                const map = Object.values(window).find((v) => v instanceof L.Map);
+                const box = map.getContainer().getBoundingClientRect(), out = [];
+                map.eachLayer((layer) => {
+                    if (!layer.feature || !layer.getBounds) return;
+                    const p = map.latLngToContainerPoint(layer.getBounds().getCenter());
+                    out.push([box.left + p.x, box.top + p.y]);
+                });
+                return out;
+            }"""
+        )
+        assert len(points) >= 2, f"{url} draws no polygons"
+        tooltips = []
+        for x, y in points:
+            page.mouse.move(x - 5, y - 5)
+            page.mouse.move(x, y, steps=5)
+            with contextlib.suppress(PlaywrightTimeout):
+                page.locator(".leaflet-tooltip").first.wait_for(state="attached", timeout=3000)
+            tooltips.extend(page.locator(".leaflet-tooltip").all_inner_texts())
+            page.mouse.click(x, y)
+            page.wait_for_timeout(150)
+        page.wait_for_timeout(300)
+        assert dialogs == [], f"{url} ran script from a boundary file: {dialogs}"
+        injected = page.evaluate("document.querySelectorAll('img[src=x], svg[onload]').length")
+        assert injected == 0, f"{url} turned a boundary name into an element"
+        assert any(HOSTILE in text for text in tooltips), (url, tooltips)
+        assert not any(e for e in seen.errors if "Content Security Policy" in e), seen.errors
+        assert seen.external == [], seen.external
+        page.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,14 @@ CONTACT = "+66 81 555 0101"
 def normalised(page: str) -> str:
     """The page with runs of whitespace collapsed, so substrings survive reformatting."""
     return re.sub(r"\s+", " ", page)
+
+
+def page_data(page: str) -> dict[str, Any]:
+    """The page's JSON data document, by element name."""
+    found = re.search(r'<script[^>]* id="im-data"[^>]*>(.*?)</script>', page, re.S)
+    assert found, "no data document on the page"
+    data: dict[str, Any] = json.loads(found.group(1))
+    return data
 
 
 def element_of(fmap: Any, kind: type) -> Any:
@@ -109,9 +118,12 @@ def test_zone_map_names_its_layers_and_marks_overdue_reports() -> None:
     assert f"group = {cluster.get_name()}" in page
     assert f"var map = {fmap.get_name()}, group" in page
     # Rows: id, lat, lon, category, status, created, due, overdue, description, next.
-    assert '[7,8.405,100.005,"road","open",' in markers.rows
-    assert ',1,"Pothole \\u003c/script\\u003e\\u003cb\\u003e",["acknowledged",' in markers.rows
-    assert ',0,"Pothole' in markers.rows  # report 8 is not overdue
+    rows = page_data(page)[markers.get_name()]["rows"]
+    assert rows[0][:5] == [7, 8.405, 100.005, "road", "open"]
+    assert rows[0][7:9] == [1, "Pothole </script><b>"]
+    assert rows[0][9][0] == "acknowledged"
+    assert rows[1][7] == 0  # report 8 is not overdue
+    assert '"Pothole \\u003c/script\\u003e\\u003cb\\u003e"' in page
     assert '"key":"im_secret"' in page
     assert '"actions":true' in page
     assert "/api/reports/" in page and "X-API-Key" in page
@@ -199,9 +211,12 @@ def test_ward_dashboard_colours_wards_by_the_chosen_measure() -> None:
     fmap = ward_dashboard_map(wards=wards, measure="sla")
     page = normalised(render_page(fmap))
     assert "Wards: Resolved within SLA" in page
-    assert '"shown": "50%"' in page
-    # No resolved reports: no data, drawn grey (GeoJSON escapes the dash).
-    assert '"shown": "\\u2013"' in page and '"fill": "#ced4da"' in page
+    (layer,) = [v for v in page_data(page).values() if isinstance(v, dict) and "geojson" in v]
+    shown = {f["properties"]["code"]: f["properties"] for f in layer["geojson"]["features"]}
+    assert shown["W-A"]["shown"] == "50%"
+    # No resolved reports: no data, drawn grey.
+    assert shown["W-B"]["shown"] == "\u2013" and shown["W-B"]["fill"] == "#ced4da"
+    assert layer["tooltip"] == [["name", "Wards"], ["shown", "Resolved within SLA"]]
     assert 'data-measure="sla"' in page
     assert "No data" in page
     with pytest.raises(ValueError, match="measure"):
@@ -306,9 +321,17 @@ def test_zone_map_needs_the_teams_key(maps_app: tuple[TestClient, TinyCity, Keys
     assert external_urls(mine.text) == []
     by_param = client.get("/maps/zone", params={"zone": "Z1", "key": keys.t1})
     assert by_param.status_code == 200
-    # The filter form keeps the zone and the key it was opened with.
+    # The key moved from the address into a cookie: no URL the page makes carries it.
+    (moved,) = by_param.history
+    assert moved.status_code == 303 and moved.headers["location"] == "/maps/zone?zone=Z1"
+    cookie = moved.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/maps" in cookie
     assert 'name="zone" value="Z1"' in by_param.text
-    assert f'name="key" value="{keys.t1}"' in by_param.text
+    assert 'name="key"' not in by_param.text
+    assert f"key={keys.t1}" not in by_param.text
+    again = client.get("/maps/zone", params={"zone": "Z1", "status": "open"})
+    assert again.status_code == 200, "the filter form works with the cookie alone"
+    client.cookies.clear()
 
     other = client.get("/maps/zone?zone=Z1", headers={"X-API-Key": keys.t2})
     assert other.status_code == 404
@@ -346,9 +369,13 @@ def test_public_map_is_embeddable_and_private_data_free(
     client, _, _, rid = maps_app
     answer = client.get("/maps/public")
     assert answer.status_code == 200
-    assert answer.headers["content-security-policy"] == (
-        "frame-ancestors 'self' https://city.example"
-    )
+    policy = answer.headers["content-security-policy"]
+    assert "frame-ancestors 'self' https://city.example" in policy
+    nonce = re.search(r"'nonce-([^']+)'", policy).group(1)  # type: ignore[union-attr]
+    assert "'unsafe-inline'" not in policy.split("script-src ")[1].split(";")[0]
+    scripts = re.findall(r"<script\b[^>]*>", answer.text)
+    assert scripts and all(f'nonce="{nonce}"' in tag for tag in scripts)
+    assert nonce not in client.get("/maps/public").headers["content-security-policy"]
     assert f"[{rid}," in answer.text
     assert CONTACT not in answer.text
     assert "Somchai" not in answer.text

@@ -6,12 +6,13 @@ the only third-party request it makes is for base-map tiles, if tiles are config
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Cookie, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import ConnDep, PrincipalDep
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
@@ -24,6 +25,7 @@ from geo.maps import (
     MapReport,
     MarkerPage,
     city_overview_map,
+    content_security_policy,
     pick_language,
     public_map,
     render_page,
@@ -80,9 +82,50 @@ def _live() -> bool:
     return (STATIC_DIR / "live.js").is_file()
 
 
-def _html(page: str, *, frame_ancestors: str, private: bool) -> HTMLResponse:
+KEY_COOKIE = "issuemap_key"
+"""Where a staff page opened with ``?key=`` keeps the key, so no later URL carries it."""
+
+KeyCookie = Annotated[str | None, Cookie(alias=KEY_COOKIE, include_in_schema=False)]
+
+
+class KeyInUrl(Exception):
+    """A staff page was opened with ``?key=``: answer with a redirect that drops it."""
+
+    def __init__(self, url: str, key: str) -> None:
+        super().__init__(url)
+        self.url = url
+        self.key = key
+
+
+def key_redirect(request: Request, error: Exception) -> RedirectResponse:
+    """Move a valid ``?key=`` into an HttpOnly cookie scoped to the map pages."""
+    assert isinstance(error, KeyInUrl)
+    answer = RedirectResponse(error.url, status_code=303)
+    answer.headers["Cache-Control"] = "no-store"
+    answer.headers["Referrer-Policy"] = "no-referrer"
+    answer.set_cookie(
+        KEY_COOKIE,
+        error.key,
+        path="/maps",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return answer
+
+
+def _render(
+    fmap: object, *, maps: MapSettings, frame_ancestors: list[str], private: bool
+) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(18)
+    page = render_page(fmap, nonce=nonce)  # type: ignore[arg-type]
+    policy = content_security_policy(nonce=nonce, tiles=maps.tiles, frame_ancestors=frame_ancestors)
+    return _html(page, policy=policy, private=private)
+
+
+def _html(page: str, *, policy: str, private: bool) -> HTMLResponse:
     headers = {
-        "Content-Security-Policy": f"frame-ancestors {frame_ancestors}",
+        "Content-Security-Policy": policy,
         "Referrer-Policy": "no-referrer" if private else "strict-origin-when-cross-origin",
         "Cache-Control": "no-store" if private else "public, max-age=60",
         "X-Content-Type-Options": "nosniff",
@@ -90,9 +133,18 @@ def _html(page: str, *, frame_ancestors: str, private: bool) -> HTMLResponse:
     return HTMLResponse(page, headers=headers)
 
 
-async def _staff(request: Request, principal: PrincipalDep, key: KeyParam = None) -> Principal:
+async def _staff(
+    request: Request, principal: PrincipalDep, key: KeyParam = None, cookie: KeyCookie = None
+) -> Principal:
     if key:
         principal = await run_in_threadpool(_authenticate, request, key)
+        if principal.is_staff:
+            # Keys in URLs end up in histories, logs and shared links: keep it in a cookie
+            # and send the browser to the same page without it.
+            url = request.url.remove_query_params("key")
+            raise KeyInUrl(url.path + (f"?{url.query}" if url.query else ""), key)
+    elif cookie and not principal.is_staff:
+        principal = await run_in_threadpool(_authenticate, request, cookie)
     if not principal.is_staff:
         raise AuthenticationError("This map needs the API key of a field team, planner or admin.")
     return principal
@@ -106,15 +158,15 @@ def _authenticate(request: Request, key: str) -> Principal:
 StaffDep = Annotated[Principal, Depends(_staff)]
 
 
-def _sent_key(request: Request, key: str | None) -> str | None:
+def _sent_key(request: Request) -> str | None:
     """The key the page was requested with, for its status buttons."""
-    if key:
-        return key
     header = request.headers.get("x-api-key")
     if header:
         return header
     authorization = request.headers.get("authorization", "")
-    return authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return request.cookies.get(KEY_COOKIE)
 
 
 def _one(name: str, values: tuple[str, ...]) -> str:
@@ -139,7 +191,7 @@ def city_map(conn: ConnDep, maps: MapSettingsDep) -> HTMLResponse:
         tiles=maps.tiles,
         attribution=maps.tiles_attribution,
     )
-    return _html(render_page(fmap), frame_ancestors="'self'", private=False)
+    return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=False)
 
 
 @router.get("/maps/public", response_class=HTMLResponse, summary="Public map (embeddable)")
@@ -194,7 +246,7 @@ def public_page(
         attribution=maps.tiles_attribution,
         live=_live(),
     )
-    return _html(render_page(fmap), frame_ancestors=" ".join(maps.frame_ancestors), private=False)
+    return _render(fmap, maps=maps, frame_ancestors=list(maps.frame_ancestors), private=False)
 
 
 @router.get(
@@ -215,7 +267,6 @@ def zone_page(
     categories: CategoriesDep,
     statuses: StatusesDep,
     window: TimeWindowDep,
-    key: KeyParam = None,
     lang: Lang = None,
     accept_language: AcceptLanguage = None,
     page: PageNo = 1,
@@ -276,8 +327,6 @@ def zone_page(
         principal=principal,
     )
     hidden = {"zone": zone_code, "lang": language}
-    if key:
-        hidden["key"] = key
     fmap = zone_map(
         zone=zone,
         wards=wards_meeting_zone(conn, zone_id),
@@ -293,14 +342,14 @@ def zone_page(
             hidden_fields=hidden,
         ),
         lang=language,
-        api_key=_sent_key(request, key) if actions else None,
+        api_key=_sent_key(request) if actions else None,
         actions=actions,
         page_size=maps.marker_cap,
         tiles=maps.tiles,
         attribution=maps.tiles_attribution,
         live=_live(),
     )
-    return _html(render_page(fmap), frame_ancestors="'self'", private=True)
+    return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=True)
 
 
 @router.get(
@@ -322,7 +371,6 @@ def wards_page(
             "median_hours: median time to resolve.",
         ),
     ] = "count",
-    key: KeyParam = None,
     lang: Lang = None,
     accept_language: AcceptLanguage = None,
 ) -> HTMLResponse:
@@ -334,8 +382,6 @@ def wards_page(
         raise PermissionDeniedError("The ward dashboard is for planners and administrators.")
     language = pick_language(lang, accept_language)
     hidden = {"lang": language}
-    if key:
-        hidden["key"] = key
     fmap = ward_dashboard_map(
         wards=ward_measures(conn, created_from=window.start, created_to=window.end),
         measure=measure,
@@ -344,4 +390,4 @@ def wards_page(
         tiles=maps.tiles,
         attribution=maps.tiles_attribution,
     )
-    return _html(render_page(fmap), frame_ancestors="'self'", private=True)
+    return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=True)

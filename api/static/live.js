@@ -24,7 +24,13 @@
       }
       if (OPEN[event.status]) {
         var marker = window.L.circleMarker(point, { radius: 7, color: "#d9480f" });
-        marker.bindPopup("#" + event.id + " " + event.category + " (" + event.status + ")");
+        // Text, never HTML: category codes come from admins and may hold markup.
+        var text = "#" + event.id + " " + event.category + " (" + event.status + ")";
+        marker.bindPopup(function () {
+          var box = document.createElement("div");
+          box.textContent = text;
+          return box;
+        });
         state.markers.addLayer(marker);
         state.byId[event.id] = marker;
       }
