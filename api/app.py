@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.params import refuse_nul_characters
 from api.routers import admin, export, live, maps, open311, reports, service, teams
 from geo.db import make_engine
 from geo.geocoding import make_geocoder
@@ -75,6 +76,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         summary="Citizen issue reports, routed by PostGIS to the field team that fixes them.",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     errors.install(app)
     app.add_exception_handler(maps.KeyInUrl, maps.key_redirect)

@@ -5,6 +5,10 @@ Each group is parsed and validated once, here, as a typed dependency; a router t
 ``ReportFilterDep``. A bad value raises ``InvalidInputError`` naming the parameter, which
 the app's handlers turn into a 422 (FastAPI's own checks, such as ``limit``'s range, end
 there too).
+
+Text never carries a NUL character: PostgreSQL cannot store one, so it would fail deep in
+a query. ``refuse_nul_characters`` runs before every route and checks each query, path and
+header value; body fields are ``Text`` (or pass through ``refuse_nul``).
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import Depends, Query
-from pydantic import Field
+from fastapi import Depends, Query, Request
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from geo.errors import InvalidInputError
 from geo.models import REPORT_STATUSES
@@ -30,6 +34,60 @@ MAX_VALUES = 100
 
 MAX_ID = 2**62
 """Largest id accepted in a parameter (ids are bigints; this keeps clear of overflow)."""
+
+NUL_PROBLEM = "must not contain NUL characters (%00)"
+
+# Headers by the name their documentation gives them; others are written Like-This.
+_HEADER_NAMES = {"x-api-key": "X-API-Key", "idempotency-key": "Idempotency-Key"}
+
+
+def refuse_nul(name: str, value: str) -> str:
+    """``value`` unchanged, or ``InvalidInputError`` naming ``name`` if it holds a NUL."""
+    if "\x00" in value:
+        raise InvalidInputError(name, NUL_PROBLEM)
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(NUL_PROBLEM)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""A string field of a request body; a NUL in it is a 422 naming the field."""
+
+DateOrTime = Annotated[
+    str | None,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date", "maxLength": 64},
+                {"type": "string", "format": "date-time", "maxLength": 64},
+            ]
+        }
+    ),
+]
+"""A date or a time with its offset, typed so in the OpenAPI document; the parameter is read
+as text by the dependency that takes it, which also accepts forms the schema leaves out (a
+``+`` that arrived as a space; Open311's year or month alone)."""
+
+
+def refuse_nul_characters(request: Request) -> None:
+    """Refuse a NUL in any path parameter, query parameter (name or value) or header.
+
+    The app runs this before every route, so the error is in the route's own format.
+    """
+    for name, value in request.path_params.items():
+        if isinstance(value, str):
+            refuse_nul(name, value)
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name:
+            raise InvalidInputError(repr(name), "a parameter name " + NUL_PROBLEM)
+        refuse_nul(name, value)
+    for name, value in request.headers.items():
+        refuse_nul(_HEADER_NAMES.get(name, name.title()), value)
+
 
 _SPLIT = re.compile(r"\s*,\s*")
 # An unencoded "+" in a URL arrives as a space, turning "...T08:00+07:00" into
@@ -124,7 +182,7 @@ def _instant(name: str, value: str | None, *, end_of_day: bool) -> datetime | No
 
 def time_window(
     created_from: Annotated[
-        str | None,
+        DateOrTime,
         Query(
             max_length=64,
             description="Only reports created at or after this ISO 8601 time (with offset) "
@@ -133,7 +191,7 @@ def time_window(
         ),
     ] = None,
     created_to: Annotated[
-        str | None,
+        DateOrTime,
         Query(
             max_length=64,
             description="Only reports created at or before this ISO 8601 time (with offset) "

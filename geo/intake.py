@@ -77,6 +77,7 @@ def validate(submission: Submission, intake: IntakeSettings) -> Submission:
     """Check every field of a submission, naming the first field that is wrong."""
     if not submission.category or len(submission.category) > 64:
         raise InvalidInputError("category", "is required (a category code)")
+    _check_text("category", submission.category, 64)
     description = _check_text("description", submission.description, MAX_DESCRIPTION) or ""
     if not description and not submission.photos:
         raise InvalidInputError("description", "describe the problem or attach a photo")

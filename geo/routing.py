@@ -37,6 +37,7 @@ requires identical answers:
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -216,12 +217,22 @@ class Route:
 
 
 def check_coordinates(lon: float, lat: float) -> None:
-    """Refuse coordinates that are not finite WGS84 degrees, naming the field."""
+    """Refuse coordinates that are not finite WGS84 degrees, naming the field.
+
+    A subnormal float (nonzero but below ``sys.float_info.min``, e.g. ``5e-324``) is
+    refused too: no place is that close to the equator or the prime meridian without
+    being on it, and PostgreSQL raises "value out of range: underflow" when arithmetic
+    on such a value (a conversion to radians) rounds it to zero.
+    """
     for name, value, limit in (("lat", lat, 90.0), ("lon", lon, 180.0)):
         if not isinstance(value, int | float) or value != value or abs(value) == float("inf"):
             raise InvalidInputError(name, "must be a finite number of degrees")
         if abs(value) > limit:
             raise InvalidInputError(name, f"must be between -{limit:g} and {limit:g}")
+        if value and abs(value) < sys.float_info.min:
+            raise InvalidInputError(
+                name, f"{value!r} is too close to 0 to be a position; send 0 for 0 degrees"
+            )
 
 
 def nearest_ward_distance_m(conn: Connection, *, lon: float, lat: float) -> float | None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from api.deps import ConnDep, PrincipalDep
+from api.params import Text
 from geo.auth import Principal, create_api_key, revoke_api_key
 from geo.boundaries import import_boundaries
 from geo.errors import (
@@ -52,8 +53,8 @@ class CategoryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: Code
-    name_th: str = Field(min_length=1, max_length=200)
-    name_en: str = Field(min_length=1, max_length=200)
+    name_th: Text = Field(min_length=1, max_length=200)
+    name_en: Text = Field(min_length=1, max_length=200)
     sla_hours: int = Field(default=48, ge=1, le=24 * 365)
     active: bool = True
 
@@ -158,7 +159,7 @@ class KeyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     role: str = Field(pattern="^(" + "|".join(ROLES) + ")$")
     team: Code | None = None
 

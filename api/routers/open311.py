@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import ConnDep, Open311Dep
 from api.errors import DATABASE_UNAVAILABLE, RETRY_AFTER_S, UNAVAILABLE_DETAIL
+from api.params import DateOrTime, refuse_nul
 from geo import open311
 from geo.errors import (
     AuthenticationError,
@@ -174,14 +175,14 @@ def request_filter(
         list[str] | None, Query(description="`open`, `closed`, or both comma-separated.")
     ] = None,
     start_date: Annotated[
-        str | None,
+        DateOrTime,
         Query(
             max_length=64,
             description="Earliest requested_datetime (W3C), e.g. 2010-01-01T00:00:00Z.",
         ),
     ] = None,
     end_date: Annotated[
-        str | None,
+        DateOrTime,
         Query(max_length=64, description="Latest requested_datetime (W3C); at most 90 days on."),
     ] = None,
     jurisdiction_id: Jurisdiction = None,
@@ -251,6 +252,7 @@ async def _read_fields(request: Request) -> dict[str, str]:
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
                 raise InvalidInputError(name, "files are not accepted; send a media_url")
+            refuse_nul(name, value)
             if name in open311.POST_FIELDS:
                 if name in fields:
                     raise InvalidInputError(name, "given more than once")

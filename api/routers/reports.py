@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from api.deps import ConnDep, PrincipalDep
+from api.params import Text
 from geo import idempotency
 from geo.auth import Principal
 from geo.errors import InvalidInputError
@@ -32,16 +33,16 @@ class ReportIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    category: str = Field(min_length=1, max_length=64, description="Category code.")
-    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    category: Text = Field(min_length=1, max_length=64, description="Category code.")
+    description: Text = Field(default="", max_length=MAX_DESCRIPTION)
     lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
-    address: str | None = Field(default=None, max_length=500)
-    reporter_name: str | None = Field(default=None, max_length=200)
-    reporter_contact: str | None = Field(
+    address: Text | None = Field(default=None, max_length=500)
+    reporter_name: Text | None = Field(default=None, max_length=200)
+    reporter_contact: Text | None = Field(
         default=None, max_length=200, description="Phone or e-mail; never shown publicly."
     )
-    media_url: str | None = Field(default=None, max_length=2000)
+    media_url: Text | None = Field(default=None, max_length=2000)
 
 
 def input_error(error: ValidationError) -> InvalidInputError:
@@ -298,10 +299,10 @@ def read_events(
 
 
 StaffNote = Annotated[
-    str | None, Field(max_length=4000, description="For staff only: kept in the audit trail.")
+    Text | None, Field(max_length=4000, description="For staff only: kept in the audit trail.")
 ]
 PublicNote = Annotated[
-    str | None,
+    Text | None,
     Field(max_length=4000, description="Shown to the public as the report's status notes."),
 ]
 
@@ -311,7 +312,7 @@ class StatusIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: str = Field(min_length=1, max_length=16)
+    status: Text = Field(min_length=1, max_length=16)
     note: StaffNote = None
     public_note: PublicNote = None
 
