@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import logging
+import logging.config
 import os
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated
+from contextlib import ExitStack, contextmanager
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +18,7 @@ from sqlalchemy import Engine
 
 from geo.db import database, make_engine
 from geo.errors import IssuemapError
+from geo.service import redact_text, redact_url
 from geo.settings import DatabaseSettings, ServerSettings
 
 app = typer.Typer(
@@ -126,6 +130,65 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def default_formatter(**options: Any) -> logging.Formatter:
+    """Uvicorn's log formatter, with secret query values hidden in every line it writes."""
+    from uvicorn.logging import DefaultFormatter
+
+    class RedactingFormatter(DefaultFormatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return redact_text(super().format(record))
+
+    return RedactingFormatter(**options)
+
+
+def access_formatter(**options: Any) -> logging.Formatter:
+    """Uvicorn's access-log formatter, with secret query values hidden in each request line."""
+    from uvicorn.logging import AccessFormatter
+
+    class RedactingAccessFormatter(AccessFormatter):
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            # uvicorn logs (client, method, path with query, HTTP version, status).
+            args = record.args
+            if isinstance(args, tuple) and len(args) == 5:
+                record = copy.copy(record)
+                record.args = (*args[:2], redact_url(str(args[2])), *args[3:])
+            return super().formatMessage(record)
+
+        def format(self, record: logging.LogRecord) -> str:
+            return redact_text(super().format(record))
+
+    return RedactingAccessFormatter(**options)
+
+
+def serve_log_config() -> dict[str, Any]:
+    """Uvicorn's logging set-up with redacting formatters, also for issuemap's own loggers."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["default"]["()"] = f"{__name__}.default_formatter"
+    config["formatters"]["access"]["()"] = f"{__name__}.access_formatter"
+    config["loggers"]["geo"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    # Everything else that warns (api.errors, libraries) is written the same redacted way.
+    config["root"] = {"handlers": ["default"], "level": "WARNING"}
+    return config
+
+
+def web_app() -> Any:
+    """The application of one web worker of ``serve`` started as root.
+
+    It is built while still root, then the worker switches to ISSUEMAP_RUN_AS_USER for good,
+    before the lifespan opens a connection or any request is read.
+    """
+    from uvicorn.importer import import_from_string
+
+    from geo.service import drop_privileges, service_identity
+
+    application = import_from_string("api.app:create_app")()
+    if os.geteuid() == 0:
+        drop_privileges(service_identity(ServerSettings().run_as_user, create=False))
+    return application
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -133,14 +196,26 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes.")] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
 ) -> None:
-    """Run the web service; without ISSUEMAP_DATABASE_URL it runs its own PostGIS."""
+    """Run the web service; without ISSUEMAP_DATABASE_URL it runs its own PostGIS.
+
+    The local PostgreSQL is restarted if it dies. Started as root, the web workers run as
+    ISSUEMAP_RUN_AS_USER; only the process that watches them and PostgreSQL stays root.
+    """
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
 
     from geo.db import is_empty
+    from geo.localdb import LocalCluster
+    from geo.service import PostgresSupervisor, check_reachable, service_identity
 
     server = ServerSettings()
+    settings = DatabaseSettings()
+    log_config = serve_log_config()
+    logging.config.dictConfig(log_config)
     try:
-        with database(DatabaseSettings()) as url:
+        identity = service_identity(server.run_as_user, create=True) if os.geteuid() == 0 else None
+        with database(settings) as url, ExitStack() as stack:
             engine = make_engine(url, pool_size=2)
             try:
                 if server.load_demo and is_empty(engine):
@@ -153,17 +228,42 @@ def serve(
                 engine.dispose()
             # Worker processes find the database the same way an operator would tell them.
             os.environ["ISSUEMAP_DATABASE_URL"] = url
-            # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit
-            # lets the block above stop our local PostgreSQL instead of dying with it running.
-            signal.signal(signal.SIGTERM, _exit_on_signal)
-            uvicorn.run(
-                "api.app:create_app",
+            if settings.database_url is None:
+                cluster = LocalCluster(settings.data_dir)
+                if identity is not None:
+                    cluster.admit(identity.gid)
+                    check_reachable(cluster.socket_dir, identity)
+                stack.enter_context(PostgresSupervisor(cluster))
+            bind_host, bind_port = host or server.host, port or server.port
+            if identity is None:
+                # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into
+                # SystemExit lets the blocks above stop the supervisor and our PostgreSQL.
+                signal.signal(signal.SIGTERM, _exit_on_signal)
+                uvicorn.run(
+                    "api.app:create_app",
+                    factory=True,
+                    host=bind_host,
+                    port=bind_port,
+                    workers=workers,
+                    access_log=access_log,
+                    log_config=log_config,
+                )
+                return
+            # Root stays only in this process, which serves nothing: the workers (even a
+            # single one) are processes of their own that drop root as they start.
+            config = uvicorn.Config(
+                f"{__name__}:web_app",
                 factory=True,
-                host=host or server.host,
-                port=port or server.port,
+                host=bind_host,
+                port=bind_port,
                 workers=workers,
                 access_log=access_log,
+                log_config=log_config,
             )
+            web = Multiprocess(config, sockets=[config.bind_socket()])
+            web.run()
+            if any(process.exitcode == STARTUP_FAILURE for process in web.processes):
+                raise typer.Exit(code=STARTUP_FAILURE)
     except IssuemapError as error:
         raise fail(error) from error
 

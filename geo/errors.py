@@ -70,3 +70,7 @@ class PermissionDeniedError(IssuemapError):
 
 class ConflictError(IssuemapError):
     """The request clashes with the current state (a reused idempotency key, a bad transition)."""
+
+
+class ServiceAccountError(IssuemapError):
+    """The unprivileged account for the web workers is unusable, or cannot reach its files."""

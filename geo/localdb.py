@@ -3,7 +3,8 @@
 PostgreSQL refuses to run as root, so when we are root the cluster belongs to the
 ``postgres`` system user and every server command runs through ``runuser``. The cluster
 listens only on a unix socket inside its own folder: there is no port to collide with
-another PostgreSQL on the machine, and the folder's permissions decide who may connect.
+another PostgreSQL on the machine, and the folder's permissions decide who may connect
+(the owner only, or also one group admitted with :meth:`LocalCluster.admit`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import pwd
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 from psycopg import sql
 
 from geo.errors import LocalDatabaseError
 
-_SERVICE_USER = "postgres"
+SERVICE_USER = "postgres"
+"""The system user that owns the cluster when issuemap runs as root."""
+
+ClusterState = Literal["running", "stopped", "crashed"]
+"""``crashed``: the server died without shutting down (its ``postmaster.pid`` outlived it)."""
 
 
 def _find_bindir() -> Path:
@@ -62,26 +68,46 @@ class LocalCluster:
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [str(self._bindir / args[0]), *args[1:]]
         if self._as_service_user:
-            cmd = ["runuser", "-u", _SERVICE_USER, "--", *cmd]
+            cmd = ["runuser", "-u", SERVICE_USER, "--", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
     def _prepare_folder(self) -> None:
         for folder in (self.data_dir, self.socket_dir):
             folder.mkdir(parents=True, exist_ok=True)
-            folder.chmod(0o700)
         if self._as_service_user:
-            entry = pwd.getpwnam(_SERVICE_USER)
+            entry = pwd.getpwnam(SERVICE_USER)
             for folder in (self.data_dir, self.socket_dir):
-                os.chown(folder, entry.pw_uid, entry.pw_gid)
+                # A group admitted by admit() keeps its access: the web workers of a running
+                # service reconnect through it after any other command prepared the folder.
+                current = folder.stat()
+                admitted = (current.st_mode & 0o777) == 0o710 and current.st_gid != entry.pw_gid
+                os.chown(folder, entry.pw_uid, current.st_gid if admitted else entry.pw_gid)
+                folder.chmod(0o710 if admitted else 0o700)
             reachable = subprocess.run(
-                ["runuser", "-u", _SERVICE_USER, "--", "test", "-w", str(self.data_dir)],
+                ["runuser", "-u", SERVICE_USER, "--", "test", "-w", str(self.data_dir)],
                 check=False,
             )
             if reachable.returncode != 0:
                 raise LocalDatabaseError(
-                    f"the {_SERVICE_USER} user cannot reach {self.data_dir} (a parent folder "
+                    f"the {SERVICE_USER} user cannot reach {self.data_dir} (a parent folder "
                     "is private); set ISSUEMAP_DATA_DIR to a folder under /var/lib or /srv"
                 )
+        else:
+            for folder in (self.data_dir, self.socket_dir):
+                folder.chmod(0o700)
+
+    def admit(self, group_id: int) -> None:
+        """Let members of group ``group_id`` connect to the server (root's clusters only).
+
+        They may enter the folder and reach the socket, but neither list the folder nor read
+        the cluster's files.
+        """
+        self._prepare_folder()
+        if not self._as_service_user:
+            raise LocalDatabaseError("only a cluster run by root for postgres admits a group")
+        for folder in (self.data_dir, self.socket_dir):
+            os.chown(folder, -1, group_id)
+            folder.chmod(0o710)
 
     def initialise(self) -> bool:
         """Create the cluster if the folder holds none; return whether one was created."""
@@ -93,7 +119,7 @@ class LocalCluster:
             "-D",
             str(self.pgdata),
             "-U",
-            _SERVICE_USER,
+            SERVICE_USER,
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C.UTF-8",
@@ -104,10 +130,34 @@ class LocalCluster:
 
     def is_running(self) -> bool:
         """Whether a server is running on this cluster's folder."""
-        return (
-            self.pgdata.exists()
-            and self._run("pg_ctl", "status", "-D", str(self.pgdata)).returncode == 0
-        )
+        # Not `pg_ctl status`: it takes a killed server's unreaped zombie for a live one.
+        return self.state() == "running"
+
+    def postmaster_pid(self) -> int | None:
+        """The pid recorded in ``postmaster.pid``, or ``None`` when the file is absent."""
+        try:
+            first = (self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0]
+        except FileNotFoundError:
+            return None
+        return int(first) if first.strip().isdigit() else None
+
+    def state(self) -> ClusterState:
+        """Whether the server runs, was stopped (cleanly, or never started), or died.
+
+        A clean shutdown removes ``postmaster.pid``; a killed server leaves it behind, naming a
+        process that is gone, a zombie, or (after pid reuse) not a PostgreSQL server.
+        """
+        pid = self.postmaster_pid()
+        if pid is None:
+            return "stopped"
+        try:
+            status = Path(f"/proc/{pid}/stat").read_text()
+            program = Path(os.readlink(f"/proc/{pid}/exe")).name
+        except OSError:
+            return "crashed"
+        # The state letter follows the parenthesised command name, which may hold spaces.
+        alive = status.rpartition(")")[2].split()[0] not in {"Z", "X"}
+        return "running" if alive and program.startswith("postgres") else "crashed"
 
     def start(self) -> bool:
         """Start the server unless it already runs; return whether this call started it."""
@@ -158,12 +208,12 @@ class LocalCluster:
 
     def url(self, dbname: str) -> str:
         """SQLAlchemy URL of database ``dbname`` in this cluster."""
-        return f"postgresql+psycopg://{_SERVICE_USER}@/{dbname}?host={self.socket_dir}"
+        return f"postgresql+psycopg://{SERVICE_USER}@/{dbname}?host={self.socket_dir}"
 
     def ensure_database(self, dbname: str) -> bool:
         """Create database ``dbname`` unless it exists; return whether it was created."""
         with psycopg.connect(
-            host=self.host, user=_SERVICE_USER, dbname="postgres", autocommit=True
+            host=self.host, user=SERVICE_USER, dbname="postgres", autocommit=True
         ) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)

@@ -74,6 +74,13 @@ class ServerSettings(BaseSettings):
         default=True,
         description="Load the generated demo city when the database holds no wards.",
     )
+    run_as_user: str = Field(
+        default="issuemap",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Started as root, the web workers run as this unprivileged user (created "
+        "as a system user if missing); root keeps only the process that watches them and "
+        "PostgreSQL. Neither root nor postgres is accepted.",
+    )
 
 
 class IntakeSettings(BaseSettings):

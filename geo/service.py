@@ -1,0 +1,298 @@
+"""The service's process tree: who runs the web code, who keeps PostgreSQL up, what logs say.
+
+``issuemap serve`` started as root keeps one small privileged parent, which owns the local
+PostgreSQL cluster and restarts it if it dies (:class:`PostgresSupervisor`), and web workers
+that give up root before they serve anything (:func:`drop_privileges`), so a hole in the web
+code is not root on the machine. Log lines pass through :func:`redact_text`, so keys sent as
+query parameters (``?key=``, Open311's ``api_key``) never reach a log file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pwd
+import re
+import stat
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import unquote_plus
+
+from geo.errors import LocalDatabaseError, ServiceAccountError
+from geo.localdb import SERVICE_USER, ClusterState, LocalCluster
+
+log = logging.getLogger(__name__)
+
+REDACTED = "[redacted]"
+SECRET_NAME_PARTS = ("key", "token", "secret", "password")
+"""A query parameter whose name contains one of these is a secret in every log line."""
+
+# A name=value pair inside free text (an error message quoting a URL); the value ends where a
+# URL would end in prose. Access-log request lines are redacted exactly by redact_url instead.
+_PAIR = re.compile(r"(?<=[?&])([^=&\s#\"'<>]+)=([^&\s#\"'<>]*)")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether query parameter ``name`` (as sent, percent-encoded or not) holds a secret."""
+    decoded = unquote_plus(name).lower()
+    return any(part in decoded for part in SECRET_NAME_PARTS)
+
+
+def redact_url(target: str) -> str:
+    """Return a request target (path and query) with the value of every secret parameter hidden.
+
+    The query is split the way the application reads it (on ``&``, names percent-decoded), so
+    a key the application would accept is a key the log hides, however it was spelled.
+    """
+    path, mark, query = target.partition("?")
+    if not mark:
+        return target
+    parts = []
+    for part in query.split("&"):
+        name, equals, _ = part.partition("=")
+        parts.append(f"{name}={REDACTED}" if equals and is_secret_name(name) else part)
+    return f"{path}?{'&'.join(parts)}"
+
+
+def redact_text(text: str) -> str:
+    """Return ``text`` with the value of every secret ``name=value`` query pair hidden."""
+    return _PAIR.sub(
+        lambda m: f"{m.group(1)}={REDACTED}" if is_secret_name(m.group(1)) else m.group(0), text
+    )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The unprivileged account the web workers run as."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def service_identity(name: str, *, create: bool) -> Identity:
+    """Return the account ``name`` for the web workers, creating it as a system user if asked.
+
+    Root and the account that owns the database files are refused: a hole in the web code
+    must give neither the machine nor the raw data.
+    """
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        if not create:
+            raise ServiceAccountError(
+                f"the user {name!r} (ISSUEMAP_RUN_AS_USER) does not exist"
+            ) from None
+        done = subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "issuemap web service",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise ServiceAccountError(
+                f"could not create the system user {name!r} for the web workers "
+                f"(ISSUEMAP_RUN_AS_USER): {done.stderr.strip()}"
+            ) from None
+        log.info("created the system user %s for the web workers", name)
+        entry = pwd.getpwnam(name)
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise ServiceAccountError(
+            f"ISSUEMAP_RUN_AS_USER={name!r} is root or in root's group; the web workers "
+            "must run as an unprivileged user"
+        )
+    if name == SERVICE_USER:
+        raise ServiceAccountError(
+            f"ISSUEMAP_RUN_AS_USER={name!r} owns the database files; choose another user"
+        )
+    return Identity(name=name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir)
+
+
+def _can_enter(folder: os.stat_result, identity: Identity, groups: set[int]) -> bool:
+    if folder.st_uid == identity.uid:
+        return bool(folder.st_mode & stat.S_IXUSR)
+    if folder.st_gid in groups:
+        return bool(folder.st_mode & stat.S_IXGRP)
+    return bool(folder.st_mode & stat.S_IXOTH)
+
+
+def _first_closed_ancestor(path: Path, identity: Identity, groups: set[int]) -> Path | None:
+    """The folder just below the first ancestor of ``path`` that ``identity`` cannot enter."""
+    parts = path.parts
+    for depth in range(1, len(parts)):
+        folder = Path(*parts[:depth])
+        try:
+            if not _can_enter(folder.stat(), identity, groups):
+                return Path(*parts[: depth + 1])
+        except OSError:
+            return None
+    return None
+
+
+def check_reachable(path: Path, identity: Identity) -> None:
+    """Refuse to go on when ``identity`` could not enter ``path`` (say, the database socket)."""
+    groups = set(os.getgrouplist(identity.name, identity.gid))
+    closed = _first_closed_ancestor(path.resolve() / "_", identity, groups)
+    if closed is not None:
+        raise ServiceAccountError(
+            f"the web workers' user {identity.name} cannot enter {closed.parent}, on the way "
+            f"to {path}; set ISSUEMAP_DATA_DIR to a folder under /var/lib or /srv"
+        )
+
+
+def _keep_code_reachable(identity: Identity, groups: set[int]) -> None:
+    """Keep reading our own interpreter and libraries after the switch to ``identity``.
+
+    Python may live where the new user cannot enter (pyenv under a private ``/root``), and
+    modules are still imported on demand after the switch. Such a folder is opened now, as
+    root, and the import paths are pointed at ``/proc/self/fd/N``: the process keeps reading
+    the code it was started with and gains nothing else (the folders above stay closed).
+    """
+    opened: dict[str, str] = {}
+    roots = [Path(p) for p in sys.path if p and os.path.isdir(p)]
+    for root in roots:
+        top = _first_closed_ancestor(root.resolve(), identity, groups)
+        if top is not None and str(top) not in opened:
+            descriptor = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+            opened[str(top)] = f"/proc/self/fd/{descriptor}"
+    if not opened:
+        return
+
+    def reachable(path: str) -> str:
+        resolved = os.path.realpath(path)
+        for top, handle in opened.items():
+            if resolved == top or resolved.startswith(top + os.sep):
+                return handle + resolved[len(top) :]
+        return path
+
+    sys.path[:] = [reachable(p) for p in sys.path]
+    for module in list(sys.modules.values()):
+        search = getattr(module, "__path__", None)
+        if isinstance(search, list):
+            search[:] = [reachable(p) for p in search]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+
+
+def drop_privileges(identity: Identity) -> None:
+    """Switch this process, for good, from root to ``identity`` (and its groups)."""
+    if os.geteuid() != 0:
+        return
+    os.initgroups(identity.name, identity.gid)
+    groups = set(os.getgrouplist(identity.name, identity.gid))
+    _keep_code_reachable(identity, groups)
+    os.setgid(identity.gid)
+    os.setuid(identity.uid)
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:  # pragma: no cover - setuid(2) semantics make this unreachable
+        raise RuntimeError("root privileges could be regained after dropping them")
+    os.environ.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
+    log.info("web worker %d runs as %s (uid %d)", os.getpid(), identity.name, identity.uid)
+
+
+class PostgresSupervisor:
+    """A thread that restarts the local PostgreSQL server when it dies, with backoff.
+
+    Only a server that died (its ``postmaster.pid`` outlived it: killed, out of memory) is
+    restarted. A server stopped on purpose (``pg_ctl stop``, or the service shutting down)
+    removes that file and is left stopped. Use as a context manager around the serving.
+    """
+
+    def __init__(
+        self,
+        cluster: LocalCluster,
+        *,
+        interval_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        stable_s: float = 60.0,
+    ) -> None:
+        self.cluster = cluster
+        self.interval_s = interval_s
+        self.max_backoff_s = max_backoff_s
+        self.stable_s = stable_s
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="postgres-supervisor", daemon=True)
+
+    def __enter__(self) -> PostgresSupervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop watching (waits for a restart in progress to finish)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        backoff = self.interval_s
+        running_for = 0.0
+        last: ClusterState = "running"
+        while not self._stop.wait(self.interval_s):
+            state = self.cluster.state()
+            if state == "running":
+                if last == "stopped":
+                    log.info("PostgreSQL in %s is running again", self.cluster.data_dir)
+                running_for += self.interval_s
+                if running_for >= self.stable_s:
+                    backoff = self.interval_s
+            elif state == "stopped":
+                if last != "stopped":
+                    log.warning(
+                        "PostgreSQL in %s was stopped on purpose; not restarting it",
+                        self.cluster.data_dir,
+                    )
+            else:
+                running_for = 0.0
+                self._restart()
+                # A server that keeps dying is retried less and less often.
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, self.max_backoff_s)
+            last = state
+
+    def _restart(self) -> None:
+        log.error("PostgreSQL in %s died; restarting it", self.cluster.data_dir)
+        try:
+            started = self.cluster.start()
+        except LocalDatabaseError as error:
+            log.error("PostgreSQL could not be restarted: %s", str(error).splitlines()[0])
+            return
+        if not started:
+            log.info("PostgreSQL in %s was restarted by someone else", self.cluster.data_dir)
+            return
+        self.restarts += 1
+        log.warning(
+            "restarted PostgreSQL in %s (restart %d since the service started)",
+            self.cluster.data_dir,
+            self.restarts,
+        )
