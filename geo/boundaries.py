@@ -8,13 +8,19 @@ The pipeline, each step usable on its own (from a notebook, say):
    blank and duplicate ids.
 3. ``repair_geometries`` repairs invalid polygons with ``shapely.make_valid`` and refuses
    every feature that is not, or does not stay, a polygon.
+   ``check_vertex_counts`` refuses a feature drawn with more vertices than
+   ``BoundarySettings.max_vertices``: every report in a ward reads its whole outline.
 4. ``find_overlaps`` and ``find_gaps`` *report* (never refuse) where features overlap and
    where holes lie inside the covered area, in square metres.
 5. ``write_boundaries`` retires the layer's current rows and inserts the new ones, with a
-   ``boundary_imports`` row describing the file, in one transaction.
+   ``boundary_imports`` row describing the file, in one transaction. In that transaction it
+   measures the replace's ``ReplaceEffect`` (area no longer covered, open reports that would
+   fall outside or change ward, zone or team) and refuses a replace that would leave open
+   reports, or more than ``BoundarySettings.max_area_loss`` of the covered area, outside the
+   new layer, unless forced; a dry run measures and writes nothing.
 
 ``check_boundaries`` runs steps 1 to 4 and ``import_boundaries`` all five. Every check runs
-before anything is written, so a refused file changes nothing. Old rows are retired, never
+before anything is committed, so a refused file changes nothing. Old rows are retired, never
 deleted, and stored reports keep the ward and zone they were routed to.
 """
 
@@ -42,8 +48,10 @@ from rich.table import Table
 from sqlalchemy import Connection, Engine, text
 
 from geo.db import analyze_routing_tables
-from geo.errors import BoundaryImportError
-from geo.models import BOUNDARY_LAYERS
+from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError
+from geo.models import BOUNDARY_LAYERS, OPEN_STATUSES
+from geo.routing import _ROUTE_SELECT
+from geo.settings import BoundarySettings, RoutingSettings
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 
@@ -108,10 +116,58 @@ class CheckedBoundaries:
 
 
 @dataclass(frozen=True, slots=True)
-class ImportSummary:
-    """What an accepted import stored and what it found; also kept as JSON on the import."""
+class ReplaceEffect:
+    """What making a file the layer's boundaries does to the city, measured before commit.
 
-    import_id: int
+    Areas are geodesic, in km². The report counts are over stored reports still being
+    worked (``OPEN_STATUSES``), each routed against the current and against the new
+    boundaries with the routing rules of ``geo.routing``: ``outside`` lay inside the current
+    layer (for wards: within the snapping distance, as intake accepts) and would lie outside
+    the new one; ``ward_changed``, ``zone_changed`` and ``team_changed`` (by code) are what
+    ``issuemap reports reroute`` would then change.
+    """
+
+    current_count: int
+    covered_km2: float
+    new_covered_km2: float
+    lost_km2: float
+    open_reports: int
+    outside: int
+    ward_changed: int
+    zone_changed: int
+    team_changed: int
+
+    @property
+    def lost_share(self) -> float:
+        """Share of the area covered now that the new layer leaves uncovered (0 to 1)."""
+        return self.lost_km2 / self.covered_km2 if self.covered_km2 > 0 else 0.0
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The effect as stored in ``boundary_imports.summary`` and sent by the API."""
+        return {
+            "current_count": self.current_count,
+            "covered_km2": round(self.covered_km2, 4),
+            "new_covered_km2": round(self.new_covered_km2, 4),
+            "lost_km2": round(self.lost_km2, 4),
+            "lost_share": round(self.lost_share, 4),
+            "open_reports": self.open_reports,
+            "outside": self.outside,
+            "ward_changed": self.ward_changed,
+            "zone_changed": self.zone_changed,
+            "team_changed": self.team_changed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an import stored (or, on a dry run, would store) and what it found.
+
+    Also kept as JSON on the import. ``import_id`` is None on a dry run. ``needs_force``
+    says why the replace needed confirmation (None when it did not); an import that needed
+    it and was stored was forced.
+    """
+
+    import_id: int | None
     layer: str
     source: str
     sha256: str
@@ -124,6 +180,9 @@ class ImportSummary:
     gaps: tuple[Gap, ...]
     tolerance_m2: float
     metric_crs: str
+    effect: ReplaceEffect
+    needs_force: str | None
+    dry_run: bool
 
     @property
     def repaired_count(self) -> int:
@@ -132,51 +191,34 @@ class ImportSummary:
 
     def to_json(self) -> dict[str, JsonValue]:
         """The findings as stored in ``boundary_imports.summary``."""
-        return _findings_json(
-            source_crs=self.source_crs,
-            metric_crs=self.metric_crs,
-            tolerance_m2=self.tolerance_m2,
-            repaired_ids=self.repaired_ids,
-            retired_count=self.retired_count,
-            teams_created=self.teams_created,
-            overlaps=self.overlaps,
-            gaps=self.gaps,
-        )
-
-
-def _findings_json(
-    *,
-    source_crs: str,
-    metric_crs: str,
-    tolerance_m2: float,
-    repaired_ids: tuple[str, ...],
-    retired_count: int,
-    teams_created: tuple[str, ...],
-    overlaps: tuple[Overlap, ...],
-    gaps: tuple[Gap, ...],
-) -> dict[str, JsonValue]:
-    return {
-        "source_crs": source_crs,
-        "metric_crs": metric_crs,
-        "tolerance_m2": tolerance_m2,
-        "repaired_ids": list(repaired_ids),
-        "retired_count": retired_count,
-        "teams_created": list(teams_created),
-        "overlap_count": len(overlaps),
-        "overlap_total_m2": round(sum(o.area_m2 for o in overlaps), 2),
-        "overlaps": [{"ids": list(o.ids), "area_m2": round(o.area_m2, 2)} for o in overlaps],
-        "gap_count": len(gaps),
-        "gap_total_m2": round(sum(g.area_m2 for g in gaps), 2),
-        "gaps": [
-            {
-                "ids": list(g.ids),
-                "area_m2": round(g.area_m2, 2),
-                "lon": round(g.lon, 7),
-                "lat": round(g.lat, 7),
-            }
-            for g in gaps
-        ],
-    }
+        return {
+            "source_crs": self.source_crs,
+            "metric_crs": self.metric_crs,
+            "tolerance_m2": self.tolerance_m2,
+            "repaired_ids": list(self.repaired_ids),
+            "retired_count": self.retired_count,
+            "teams_created": list(self.teams_created),
+            "overlap_count": len(self.overlaps),
+            "overlap_total_m2": round(sum(o.area_m2 for o in self.overlaps), 2),
+            "overlaps": [
+                {"ids": list(o.ids), "area_m2": round(o.area_m2, 2)} for o in self.overlaps
+            ],
+            "gap_count": len(self.gaps),
+            "gap_total_m2": round(sum(g.area_m2 for g in self.gaps), 2),
+            "gaps": [
+                {
+                    "ids": list(g.ids),
+                    "area_m2": round(g.area_m2, 2),
+                    "lon": round(g.lon, 7),
+                    "lat": round(g.lat, 7),
+                }
+                for g in self.gaps
+            ],
+            "effect": self.effect.to_json(),
+            "needs_force": self.needs_force,
+            "forced": self.needs_force is not None and not self.dry_run,
+            "dry_run": self.dry_run,
+        }
 
 
 # --------------------------------------------------------------------------- reading
@@ -239,6 +281,20 @@ def check_coordinate_range(
         )
 
 
+def _without_folder(error: BaseException, path: Path) -> str:
+    """The error's text naming the file by its name only.
+
+    GDAL and the OS quote the full path, and on the server that is a temporary folder the
+    person uploading has no business seeing.
+    """
+    message = str(error)
+    for full in sorted({str(path), str(path.absolute()), str(path.resolve())}, key=len)[::-1]:
+        message = message.replace(full, path.name)
+    for folder in sorted({str(path.parent.absolute()), str(path.parent.resolve())}, key=len)[::-1]:
+        message = message.replace(folder + "/", "").replace(folder, ".")
+    return message
+
+
 def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataFrame:
     """Read a boundary file and return its features in EPSG:4326, 2D, every column kept.
 
@@ -270,7 +326,7 @@ def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataF
     except (pyogrio.errors.DataSourceError, OSError) as error:
         raise BoundaryImportError(
             f"{path.name} could not be read as a vector boundary file (GeoJSON, TopoJSON, "
-            f"Shapefile or GeoPackage): {error}"
+            f"Shapefile or GeoPackage): {_without_folder(error, path)}"
         ) from error
     if len(layers) == 0:
         raise BoundaryImportError(f"{path.name} holds no layers.")
@@ -292,7 +348,9 @@ def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataF
             raise BoundaryImportError(f"{path.name} has no geometry column.")
         frame = gpd.read_file(path, engine="pyogrio", layer=layer_name)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as error:
-        raise BoundaryImportError(f"{path.name} could not be read: {error}") from error
+        raise BoundaryImportError(
+            f"{path.name} could not be read: {_without_folder(error, path)}"
+        ) from error
     if len(frame) == 0:
         raise BoundaryImportError(f"{path.name} has no features (the layer is empty).")
     return _settle_crs(frame, path.name, crs)
@@ -539,6 +597,28 @@ def repair_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, tuple[
     return frame.set_geometry(geoms, crs=frame.crs), tuple(repaired)
 
 
+def check_vertex_counts(frame: gpd.GeoDataFrame, *, max_vertices: int) -> None:
+    """Refuse features drawn with more than ``max_vertices`` vertices, naming each and its count.
+
+    Routing a report reads the whole outline of the ward and zones around it, so a feature
+    with millions of vertices slows every report there (bench/boundary_vertices.py).
+    ``frame`` needs ``code`` and geometry.
+    """
+    counts = shapely.get_num_coordinates(np.asarray(frame.geometry.array))
+    over = np.flatnonzero(counts > max_vertices)
+    if len(over) == 0:
+        return
+    over = over[np.argsort(-counts[over], kind="stable")]
+    codes = list(frame["code"])
+    raise BoundaryImportError(
+        f"{len(over)} feature(s) have more than {max_vertices:,} vertices, the most one ward "
+        "or zone may have (ISSUEMAP_BOUNDARY_MAX_VERTICES). Simplify them, for example with "
+        "ogr2ogr -simplify or mapshaper, to a few metres' tolerance.",
+        [f"{codes[i]!r}: {int(counts[i]):,} vertices" for i in over[:_LISTED]]
+        + ([f"and {len(over) - _LISTED} more"] if len(over) > _LISTED else []),
+    )
+
+
 def metric_crs(frame: gpd.GeoDataFrame) -> CRS:
     """The CRS overlaps and gaps are measured in: the layer's UTM zone.
 
@@ -629,7 +709,9 @@ def file_sha256(path: Path | str) -> str:
         with Path(path).open("rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as error:
-        raise BoundaryImportError(f"{Path(path).name} could not be read: {error}") from error
+        raise BoundaryImportError(
+            f"{Path(path).name} could not be read: {_without_folder(error, Path(path))}"
+        ) from error
 
 
 def check_boundaries(
@@ -641,12 +723,14 @@ def check_boundaries(
     team_field: str | None = None,
     crs: str | None = None,
     tolerance_m2: float = DEFAULT_TOLERANCE_M2,
+    settings: BoundarySettings | None = None,
 ) -> CheckedBoundaries:
     """Read, check and repair a boundary file, and find its overlaps and gaps; write nothing.
 
     The arguments are those of ``import_boundaries``. Raises ``BoundaryImportError`` for
     anything that refuses the file.
     """
+    settings = settings if settings is not None else BoundarySettings()
     _check_options(layer=layer, team_field=team_field, tolerance_m2=tolerance_m2)
     path = Path(path)
     frame = read_boundaries(path, crs=crs)
@@ -654,6 +738,8 @@ def check_boundaries(
     features = check_attributes(
         frame, layer=layer, id_field=id_field, name_field=name_field, team_field=team_field
     )
+    # Before repair: make_valid on millions of vertices is slow, and repair adds few.
+    check_vertex_counts(features, max_vertices=settings.max_vertices)
     features, repaired = repair_geometries(features)
     metric = metric_crs(features)
     return CheckedBoundaries(
@@ -673,8 +759,8 @@ def check_boundaries(
 
 # Identifiers are fixed here, per layer; nothing from the file reaches the SQL text.
 _RETIRE = {
-    "wards": "UPDATE wards SET retired_at = now() WHERE retired_at IS NULL",
-    "zones": "UPDATE zones SET retired_at = now() WHERE retired_at IS NULL",
+    "wards": "UPDATE wards SET retired_at = now() WHERE retired_at IS NULL RETURNING id",
+    "zones": "UPDATE zones SET retired_at = now() WHERE retired_at IS NULL RETURNING id",
 }
 _INSERT_IMPORT = """
 INSERT INTO boundary_imports (layer, source, sha256, feature_count, repaired_count, summary)
@@ -723,14 +809,132 @@ def _create_teams(conn: Connection, checked: CheckedBoundaries) -> tuple[str, ..
     return tuple(sorted(created))
 
 
-def write_boundaries(engine: Engine, checked: CheckedBoundaries) -> ImportSummary:
+# Each open report routed against the layers as they stand in the transaction: its ward and
+# zone codes, its team, and whether it lies inside the layer being replaced. For wards that
+# is what intake accepts (covered, or within the snapping distance); a point outside every
+# zone is still served, so for zones it is plain coverage.
+_IN_LAYER = {
+    "wards": "x.ward_id IS NOT NULL",
+    "zones": "EXISTS (SELECT FROM zones AS c WHERE c.retired_at IS NULL "
+    "AND ST_Covers(c.geom, r.geom))",
+}
+_ROUTED_OPEN = """
+SELECT x.idx, w.code AS ward_code, z.code AS zone_code, x.team_id, {in_layer} AS in_layer
+FROM ({route}) AS x
+JOIN reports AS r ON r.id = x.idx
+LEFT JOIN wards AS w ON w.id = x.ward_id
+LEFT JOIN zones AS z ON z.id = x.zone_id
+"""
+_OPEN_REPORTS = (
+    "(SELECT id AS idx, geom, category_id, created_at FROM reports "
+    "WHERE status = ANY(CAST(:statuses AS text[])))"
+)
+
+
+def _routed_open(layer: str) -> str:
+    return _ROUTED_OPEN.format(
+        in_layer=_IN_LAYER[layer], route=_ROUTE_SELECT.format(source=_OPEN_REPORTS)
+    )
+
+
+_BEFORE_TABLE = "boundary_replace_before"
+_EFFECT = """
+WITH after AS ({routed})
+SELECT count(*) AS open_reports,
+       count(*) FILTER (WHERE b.in_layer AND NOT a.in_layer) AS outside,
+       count(*) FILTER (WHERE a.ward_code IS NOT NULL
+                          AND a.ward_code IS DISTINCT FROM b.ward_code) AS ward_changed,
+       count(*) FILTER (WHERE a.ward_code IS NOT NULL
+                          AND a.zone_code IS DISTINCT FROM b.zone_code) AS zone_changed,
+       count(*) FILTER (WHERE a.ward_code IS NOT NULL
+                          AND a.team_id IS DISTINCT FROM b.team_id) AS team_changed
+FROM after AS a JOIN {before} AS b USING (idx)
+"""
+_AREAS = {
+    layer: f"""
+        WITH old AS (SELECT ST_Union(geom) AS g FROM {layer} WHERE id = ANY(:old_ids)),
+             new AS (SELECT ST_Union(geom) AS g FROM {layer} WHERE import_id = :import_id)
+        SELECT COALESCE(ST_Area(old.g::geography), 0) AS covered_m2,
+               COALESCE(ST_Area(new.g::geography), 0) AS new_covered_m2,
+               COALESCE(ST_Area(ST_Difference(old.g, new.g)::geography), 0) AS lost_m2
+        FROM old, new
+    """
+    for layer in BOUNDARY_LAYERS
+}
+
+
+def _route_open_before(conn: Connection, layer: str, snap_m: float) -> None:
+    """Route the open reports against the current layers into a table that ends with us."""
+    conn.execute(
+        text(f"CREATE TEMPORARY TABLE {_BEFORE_TABLE} ON COMMIT DROP AS {_routed_open(layer)}"),
+        {"statuses": list(OPEN_STATUSES), "snap_m": snap_m},
+    )
+
+
+def _measure_effect(
+    conn: Connection, layer: str, *, old_ids: list[int], import_id: int, snap_m: float
+) -> ReplaceEffect:
+    """Compare the open reports' routing and the covered area before and after the replace."""
+    counts = conn.execute(
+        text(_EFFECT.format(routed=_routed_open(layer), before=_BEFORE_TABLE)),
+        {"statuses": list(OPEN_STATUSES), "snap_m": snap_m},
+    ).one()
+    areas = conn.execute(text(_AREAS[layer]), {"old_ids": old_ids, "import_id": import_id}).one()
+    return ReplaceEffect(
+        current_count=len(old_ids),
+        covered_km2=float(areas.covered_m2) / 1e6,
+        new_covered_km2=float(areas.new_covered_m2) / 1e6,
+        lost_km2=float(areas.lost_m2) / 1e6,
+        open_reports=int(counts.open_reports),
+        outside=int(counts.outside),
+        ward_changed=int(counts.ward_changed),
+        zone_changed=int(counts.zone_changed),
+        team_changed=int(counts.team_changed),
+    )
+
+
+def replace_problem(effect: ReplaceEffect, *, layer: str, max_area_loss: float) -> str | None:
+    """Why replacing the layer needs confirmation, with the numbers; None when it does not.
+
+    It does when open reports inside the current layer would lie outside the new one, or
+    when more than ``max_area_loss`` of the area covered now would no longer be covered.
+    """
+    if effect.outside == 0 and effect.lost_share <= max_area_loss:
+        return None
+    return (
+        f"Replacing the {effect.current_count:,} current {layer} would leave "
+        f"{effect.outside:,} of the {effect.open_reports:,} open reports outside the new "
+        f"{layer} and uncover {effect.lost_km2:,.2f} km² of the {effect.covered_km2:,.2f} km² "
+        f"they cover now ({effect.lost_share:.1%}; more than {max_area_loss:.0%} needs "
+        f"confirmation). The new {layer} cover {effect.new_covered_km2:,.2f} km². "
+        "Check the file (are longitude and latitude swapped? is it the whole city?)."
+    )
+
+
+def write_boundaries(
+    engine: Engine,
+    checked: CheckedBoundaries,
+    *,
+    settings: BoundarySettings | None = None,
+    routing: RoutingSettings | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> ImportSummary:
     """Replace the layer's current boundaries with ``checked``, in one transaction.
 
     The current rows get ``retired_at = now()`` (never deleted, so stored reports keep their
     ward and zone), the new rows are inserted as MultiPolygons with SRID 4326, and a
-    ``boundary_imports`` row records the file and the findings. Imports of the same layer
-    are serialised by an advisory lock; reads and report intake carry on meanwhile.
+    ``boundary_imports`` row records the file, the findings and the ``ReplaceEffect``.
+    Imports of the same layer are serialised by an advisory lock; reads and report intake
+    carry on meanwhile and see the old layer until the commit.
+
+    A replace that would leave open reports, or more than ``settings.max_area_loss`` of the
+    covered area, outside the new layer raises ``BoundaryReplaceRefusedError`` (with the
+    numbers) unless ``force``. With ``dry_run`` the effect is measured and everything is
+    rolled back; the summary has no import id. Settings default to the environment.
     """
+    settings = settings if settings is not None else BoundarySettings()
+    snap_m = (routing if routing is not None else RoutingSettings()).snap_distance_m
     layer = checked.layer
     if layer not in BOUNDARY_LAYERS:
         raise BoundaryImportError(f"Unknown layer {layer!r}.")
@@ -747,34 +951,27 @@ def write_boundaries(engine: Engine, checked: CheckedBoundaries) -> ImportSummar
         ],
         "wkbs": [bytes(b) for b in shapely.to_wkb(geoms, output_dimension=2)],
     }
-    with engine.begin() as conn:
+    with engine.connect() as conn, conn.begin() as transaction:
         conn.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
             {"key": f"issuemap.boundaries.{layer}"},
         )
+        _route_open_before(conn, layer, snap_m)
         teams_created = _create_teams(conn, checked) if layer == "zones" else ()
-        retired = conn.execute(text(_RETIRE[layer])).rowcount
-        findings = _findings_json(
-            source_crs=checked.source_crs,
-            metric_crs=checked.metric_crs,
-            tolerance_m2=checked.tolerance_m2,
-            repaired_ids=checked.repaired_ids,
-            retired_count=retired,
-            teams_created=teams_created,
-            overlaps=checked.overlaps,
-            gaps=checked.gaps,
+        old_ids = [int(i) for i in conn.execute(text(_RETIRE[layer])).scalars()]
+        import_id = int(
+            conn.execute(
+                text(_INSERT_IMPORT),
+                {
+                    "layer": layer,
+                    "source": checked.source,
+                    "sha256": checked.sha256,
+                    "feature_count": len(features),
+                    "repaired_count": len(checked.repaired_ids),
+                    "summary": "{}",
+                },
+            ).scalar_one()
         )
-        import_id = conn.execute(
-            text(_INSERT_IMPORT),
-            {
-                "layer": layer,
-                "source": checked.source,
-                "sha256": checked.sha256,
-                "feature_count": len(features),
-                "repaired_count": len(checked.repaired_ids),
-                "summary": json.dumps(findings, ensure_ascii=False, allow_nan=False),
-            },
-        ).scalar_one()
         inserted = conn.execute(
             text(_INSERT_FEATURES[layer]), params | {"import_id": import_id}
         ).rowcount
@@ -783,21 +980,42 @@ def write_boundaries(engine: Engine, checked: CheckedBoundaries) -> ImportSummar
                 f"Only {inserted} of {len(features)} features could be stored; nothing changed."
             )
         analyze_routing_tables(conn)
-    return ImportSummary(
-        import_id=int(import_id),
-        layer=layer,
-        source=checked.source,
-        sha256=checked.sha256,
-        source_crs=checked.source_crs,
-        feature_count=len(features),
-        repaired_ids=checked.repaired_ids,
-        retired_count=retired,
-        teams_created=teams_created,
-        overlaps=checked.overlaps,
-        gaps=checked.gaps,
-        tolerance_m2=checked.tolerance_m2,
-        metric_crs=checked.metric_crs,
-    )
+        effect = _measure_effect(conn, layer, old_ids=old_ids, import_id=import_id, snap_m=snap_m)
+        problem = replace_problem(effect, layer=layer, max_area_loss=settings.max_area_loss)
+        if problem is not None and not (force or dry_run):
+            raise BoundaryReplaceRefusedError(
+                f"{checked.source} was refused. {problem} Nothing was changed. If the new "
+                f"{layer} are right, confirm the replace with force."
+            )
+        summary = ImportSummary(
+            import_id=None if dry_run else import_id,
+            layer=layer,
+            source=checked.source,
+            sha256=checked.sha256,
+            source_crs=checked.source_crs,
+            feature_count=len(features),
+            repaired_ids=checked.repaired_ids,
+            retired_count=len(old_ids),
+            teams_created=teams_created,
+            overlaps=checked.overlaps,
+            gaps=checked.gaps,
+            tolerance_m2=checked.tolerance_m2,
+            metric_crs=checked.metric_crs,
+            effect=effect,
+            needs_force=problem,
+            dry_run=dry_run,
+        )
+        if dry_run:
+            transaction.rollback()
+            return summary
+        conn.execute(
+            text("UPDATE boundary_imports SET summary = CAST(:summary AS jsonb) WHERE id = :id"),
+            {
+                "id": import_id,
+                "summary": json.dumps(summary.to_json(), ensure_ascii=False, allow_nan=False),
+            },
+        )
+    return summary
 
 
 def import_boundaries(
@@ -810,6 +1028,10 @@ def import_boundaries(
     team_field: str | None = None,
     crs: str | None = None,
     tolerance_m2: float = DEFAULT_TOLERANCE_M2,
+    settings: BoundarySettings | None = None,
+    routing: RoutingSettings | None = None,
+    force: bool = False,
+    dry_run: bool = False,
 ) -> ImportSummary:
     """Check a boundary file and, if it passes, make it the layer's current boundaries.
 
@@ -831,11 +1053,23 @@ def import_boundaries(
         The CRS of the coordinates, required when the file declares none.
     tolerance_m2
         Overlaps and gaps of at most this area are not reported.
+    settings
+        The vertex limit and the share of the covered area a replace may lose without
+        ``force``; by default from the environment (``ISSUEMAP_BOUNDARY_*``).
+    routing
+        The snapping distance, which decides whether an open report is still served.
+    force
+        Replace the layer even when open reports or much of the covered area would lie
+        outside the new one.
+    dry_run
+        Check the file and measure the replace's effect, then store nothing.
 
     Raises
     ------
     BoundaryImportError
         The file was refused, with the reasons; the database is unchanged.
+    BoundaryReplaceRefusedError
+        The replace needs ``force``; the message gives the numbers. Nothing changed.
     """
     checked = check_boundaries(
         path,
@@ -845,8 +1079,11 @@ def import_boundaries(
         team_field=team_field,
         crs=crs,
         tolerance_m2=tolerance_m2,
+        settings=settings,
     )
-    return write_boundaries(engine, checked)
+    return write_boundaries(
+        engine, checked, settings=settings, routing=routing, force=force, dry_run=dry_run
+    )
 
 
 def render_summary(summary: ImportSummary, *, listed: int = 20) -> Group:
@@ -856,23 +1093,56 @@ def render_summary(summary: ImportSummary, *, listed: int = 20) -> Group:
     and say how many more there are; every one is kept in ``boundary_imports.summary``.
     """
     tolerance = f"> {summary.tolerance_m2:g} m²"
-    counts = Table(
-        title=f"{escape(summary.source)} → {summary.layer} (import #{summary.import_id})"
-    )
+    dry = summary.dry_run
+    stored = "dry run: nothing stored" if dry else f"import #{summary.import_id}"
+    counts = Table(title=f"{escape(summary.source)} → {summary.layer} ({stored})")
     counts.show_header = False
     counts.add_column()
     counts.add_column(justify="right")
-    counts.add_row("features imported", f"{summary.feature_count:,}")
+    counts.add_row(
+        "features to import" if dry else "features imported", f"{summary.feature_count:,}"
+    )
     counts.add_row("repaired (invalid as read)", f"{summary.repaired_count:,}")
-    counts.add_row("previous features retired", f"{summary.retired_count:,}")
+    counts.add_row(
+        "current features to retire" if dry else "previous features retired",
+        f"{summary.retired_count:,}",
+    )
     if summary.layer == "zones":
-        counts.add_row("teams created", f"{len(summary.teams_created):,}")
+        counts.add_row(
+            "teams to create" if dry else "teams created", f"{len(summary.teams_created):,}"
+        )
+    effect = summary.effect
+    counts.add_row(
+        "area covered: now → new",
+        f"{effect.covered_km2:,.2f} km² → {effect.new_covered_km2:,.2f} km²",
+    )
+    counts.add_row(
+        "area no longer covered", f"{effect.lost_km2:,.2f} km² ({effect.lost_share:.1%})"
+    )
+    counts.add_row("open reports", f"{effect.open_reports:,}")
+    counts.add_row(f"  … left outside the new {summary.layer}", f"{effect.outside:,}")
+    counts.add_row(
+        "  … changing ward / zone / team",
+        (f"{effect.ward_changed:,} / {effect.zone_changed:,} / {effect.team_changed:,}"),
+    )
     overlap_m2 = sum(o.area_m2 for o in summary.overlaps)
     gap_m2 = sum(g.area_m2 for g in summary.gaps)
     counts.add_row(f"overlaps {tolerance}", f"{len(summary.overlaps):,} ({overlap_m2:,.0f} m²)")
     counts.add_row(f"gaps {tolerance}", f"{len(summary.gaps):,} ({gap_m2:,.0f} m²)")
     counts.add_row("CRS read / measured in", f"{summary.source_crs} / {summary.metric_crs}")
     parts: list[RenderableType] = [counts]
+    if summary.needs_force is not None:
+        verdict = (
+            "[bold red]This replace would be refused without --force:[/] "
+            if dry
+            else "[bold yellow]Replaced with --force although:[/] "
+        )
+        parts.append(verdict + escape(summary.needs_force))
+    if effect.ward_changed or effect.zone_changed or effect.team_changed:
+        parts.append(
+            "Stored reports keep their assignment; `issuemap reports reroute --dry-run` "
+            "previews applying the new boundaries to them."
+        )
     if summary.repaired_ids:
         parts.append("repaired: " + escape(_some_plain(list(summary.repaired_ids), listed)))
     findings = {
@@ -892,8 +1162,10 @@ def render_summary(summary: ImportSummary, *, listed: int = 20) -> Group:
             detail.add_row(*cells, f"{area:,.1f}")
         parts.append(detail)
         if len(rows) > listed:
-            parts.append(
-                f"... and {len(rows) - listed:,} more {kind}; all are kept in "
-                f"boundary_imports.summary of import #{summary.import_id}."
+            kept = (
+                ""
+                if dry
+                else (f"; all are kept in boundary_imports.summary of import #{summary.import_id}")
             )
+            parts.append(f"... and {len(rows) - listed:,} more {kind}{kept}.")
     return Group(*parts)

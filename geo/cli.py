@@ -100,14 +100,34 @@ def boundaries_import(
             help="Overlaps and gaps of at most this many m² are not reported.",
         ),
     ] = 1.0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace the layer even if open reports, or more than "
+            "ISSUEMAP_BOUNDARY_MAX_AREA_LOSS of the area covered now, would lie outside it.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check the file and show what replacing the layer would do; store nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Check a ward or zone boundary file and make it the layer's current boundaries.
 
     The old boundaries are retired, not deleted: stored reports keep their ward and zone.
-    A file that fails any check is refused and nothing changes.
+    A file that fails any check is refused and nothing changes. So is a replace that would
+    leave open reports, or much of the area covered now, outside the new layer, unless
+    --force is given; --dry-run shows those numbers without storing anything.
     """
     from geo.boundaries import check_boundaries, render_summary, write_boundaries
+    from geo.errors import BoundaryReplaceRefusedError
+    from geo.settings import BoundarySettings, RoutingSettings
 
+    settings = BoundarySettings()
     try:
         with console.status(f"Reading and checking {escape(file)} ..."):
             checked = check_boundaries(
@@ -118,9 +138,26 @@ def boundaries_import(
                 team_field=team_field,
                 crs=crs,
                 tolerance_m2=tolerance_m2,
+                settings=settings,
             )
-        with open_engine() as engine, console.status(f"Storing the {layer} ..."):
-            summary = write_boundaries(engine, checked)
+        doing = "Measuring what replacing" if dry_run else "Storing"
+        with open_engine() as engine, console.status(f"{doing} the {layer} ..."):
+            summary = write_boundaries(
+                engine,
+                checked,
+                settings=settings,
+                routing=RoutingSettings(),
+                force=force,
+                dry_run=dry_run,
+            )
+    except BoundaryReplaceRefusedError as error:
+        refused = fail(error)
+        err_console.print(
+            f"To replace the {escape(layer)} anyway, run the same command with "
+            f"--{error.parameter}; --dry-run shows the effect without storing anything.",
+            highlight=False,
+        )
+        raise refused from error
     except IssuemapError as error:
         raise fail(error) from error
     console.print(render_summary(summary))

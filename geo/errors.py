@@ -56,6 +56,15 @@ class BoundaryImportError(IssuemapError):
         super().__init__(full)
 
 
+class BoundaryReplaceRefusedError(BoundaryImportError):
+    """A replace would leave open reports or much of the covered area outside the new layer.
+
+    ``parameter`` names the option that confirms it anyway.
+    """
+
+    parameter = "force"
+
+
 class DatabaseNotEmptyError(IssuemapError):
     """The demo city was refused because the database already holds a city."""
 

@@ -12,8 +12,10 @@ from datetime import date
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pytest
 import shapely
+import shapely.affinity
 from shapely.geometry import LineString, Polygon, box
 from sqlalchemy import Connection, Engine, text
 
@@ -24,9 +26,10 @@ from geo.boundaries import (
     import_boundaries,
     read_boundaries,
 )
-from geo.errors import BoundaryImportError
+from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError
+from geo.models import OPEN_STATUSES
 from geo.reports import create_report
-from geo.settings import RoutingSettings
+from geo.settings import BoundarySettings, RoutingSettings
 
 UTM47 = "EPSG:32647"
 X0, Y0 = 660_000.0, 1_520_000.0  # about 100.48 E, 13.75 N
@@ -694,3 +697,298 @@ def test_real_topojson_is_refused_without_crs_and_repaired_to_the_shapefiles_are
     )
     assert difference < 0.001
     assert codes == 50
+
+
+# ----------------------------------------------------------------------------- guards on a replace
+
+# The file that took the demo city offline: longitude and latitude swapped, so the one square
+# lies at 89.95° N, 8.42° E (inside every coordinate range, so nothing refused it).
+SWAPPED = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"code": "W01", "name": "swapped"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [
+                    [[8.41, 89.94], [8.43, 89.94], [8.43, 89.96], [8.41, 89.96], [8.41, 89.94]]
+                ],
+            },
+        }
+    ],
+}
+
+
+def current_wards(conn: Connection) -> list[tuple[int, str]]:
+    return [
+        (r.id, r.code)
+        for r in conn.execute(
+            text("SELECT id, code FROM wards WHERE retired_at IS NULL ORDER BY id")
+        )
+    ]
+
+
+def demo_point(engine: Engine) -> tuple[float, float, str]:
+    """A point inside the demo city's first ward, and a category code."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT ST_X(p) AS lon, ST_Y(p) AS lat, (SELECT min(code) FROM categories) AS c"
+                " FROM (SELECT ST_PointOnSurface(geom) AS p FROM wards"
+                " WHERE retired_at IS NULL ORDER BY code LIMIT 1) AS w"
+            )
+        ).one()
+    return float(row.lon), float(row.lat), str(row.c)
+
+
+def test_swapped_coordinates_cannot_take_the_demo_city_offline(
+    tmp_path: Path, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli import app
+    from geo.demo import load_demo_city
+
+    load_demo_city(engine)
+    path = tmp_path / "wards.geojson"
+    path.write_text(json.dumps(SWAPPED))
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    with engine.connect() as conn:
+        before = counts(conn)
+        wards_before = current_wards(conn)
+        open_reports = conn.execute(
+            text("SELECT count(*) FROM reports WHERE status = ANY(:s)"), {"s": list(OPEN_STATUSES)}
+        ).scalar_one()
+        covered_km2 = conn.execute(
+            text(
+                "SELECT ST_Area(ST_Union(geom)::geography) / 1e6 FROM wards"
+                " WHERE retired_at IS NULL"
+            )
+        ).scalar_one()
+    assert len(wards_before) == 36 and open_reports > 0
+    runner = CliRunner()
+    args = ["boundaries", "import", str(path), "--layer", "wards", "--id-field", "code"]
+    args += ["--name-field", "name"]
+
+    refused = runner.invoke(app, args)
+
+    assert refused.exit_code == 2, refused.output
+    message = " ".join(refused.output.split())
+    assert f"leave {open_reports:,} of the {open_reports:,} open reports outside" in message
+    assert f"uncover {covered_km2:,.2f} km² of the {covered_km2:,.2f} km²" in message
+    assert "(100.0%; more than 20% needs confirmation)" in message
+    assert "Nothing was changed" in message and "--force" in message
+    with engine.connect() as conn:
+        assert counts(conn) == before and current_wards(conn) == wards_before
+    lon, lat, category = demo_point(engine)
+    with engine.begin() as conn:
+        routed = create_report(
+            conn, lon=lon, lat=lat, category=category, description="", settings=RoutingSettings()
+        )
+    assert routed.ward_id in {i for i, _ in wards_before}, "intake still routes"
+
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    shown = " ".join(dry.output.split())
+    assert "dry run: nothing stored" in shown
+    assert f"left outside the new wards │ {open_reports + 1:,}" in shown
+    assert "would be refused without --force" in shown
+    with engine.connect() as conn:
+        assert counts(conn) == before and current_wards(conn) == wards_before
+
+    forced = runner.invoke(app, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "Replaced with --force although" in " ".join(forced.output.split())
+    with engine.connect() as conn:
+        assert [code for _, code in current_wards(conn)] == ["W01"]
+        stored = conn.execute(
+            text("SELECT summary FROM boundary_imports ORDER BY id DESC LIMIT 1")
+        ).scalar_one()
+    assert stored["forced"] is True and stored["effect"]["outside"] == open_reports + 1
+
+
+def tiny_city_with_open_report(engine: Engine) -> int:
+    """The tiny city of tests/fixtures.py (wards W-A, W-B) and one open report in W-A."""
+    from tests.fixtures import load_tiny_city
+
+    with engine.begin() as conn:
+        load_tiny_city(conn)
+        report = create_report(
+            conn,
+            lon=100.005,
+            lat=8.405,
+            category="road",
+            description="",
+            settings=RoutingSettings(),
+        )
+    return report.id
+
+
+def test_a_replace_that_leaves_open_reports_outside_is_refused_unless_forced(
+    tmp_path: Path, engine: Engine
+) -> None:
+    tiny_city_with_open_report(engine)
+    # W-B only: no area lost beyond half, but the open report in W-A would be outside.
+    half = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"code": "W-B", "name": "B"},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [
+                            [100.01, 8.40],
+                            [100.02, 8.40],
+                            [100.02, 8.41],
+                            [100.01, 8.41],
+                            [100.01, 8.40],
+                        ]
+                    ],
+                },
+            }
+        ],
+    }
+    path = tmp_path / "b.geojson"
+    path.write_text(json.dumps(half))
+    loose = BoundarySettings(max_area_loss=0.9)
+    with engine.connect() as conn:
+        before, wards_before = counts(conn), current_wards(conn)
+
+    with pytest.raises(BoundaryReplaceRefusedError) as info:
+        import_boundaries(
+            engine, path, layer="wards", id_field="code", name_field="name", settings=loose
+        )
+
+    assert info.value.parameter == "force"
+    assert "leave 1 of the 1 open reports outside the new wards" in str(info.value)
+    with engine.connect() as conn:
+        assert counts(conn) == before and current_wards(conn) == wards_before
+    forced = import_boundaries(
+        engine, path, layer="wards", id_field="code", name_field="name", settings=loose, force=True
+    )
+    assert forced.effect.outside == 1 and forced.needs_force is not None
+
+
+def test_a_replace_that_uncovers_much_of_the_city_is_refused_by_the_setting(
+    tmp_path: Path, engine: Engine
+) -> None:
+    first = write_geojson(tmp_path / "v1.geojson", wards_frame(TWO_WARDS))
+    import_boundaries(engine, first, layer="wards", id_field="code", name_field="name")
+    # Ward A only: half the covered area goes, and no report is stored.
+    smaller = write_geojson(tmp_path / "v2.geojson", wards_frame({"A": TWO_WARDS["A"]}))
+
+    with pytest.raises(BoundaryReplaceRefusedError) as info:
+        import_boundaries(engine, smaller, layer="wards", id_field="code", name_field="name")
+    message = str(info.value)
+    assert "leave 0 of the 0 open reports" in message
+    assert "uncover 1.00 km² of the 2.00 km² they cover now (50.0%; more than 20%" in message
+
+    summary = import_boundaries(
+        engine,
+        smaller,
+        layer="wards",
+        id_field="code",
+        name_field="name",
+        settings=BoundarySettings(max_area_loss=0.5),
+    )
+    assert summary.needs_force is None
+    assert summary.effect.lost_km2 == pytest.approx(1.0, rel=2e-3)
+    assert summary.effect.lost_share == pytest.approx(0.5, rel=1e-3)
+
+
+def test_a_dry_run_measures_the_effect_on_open_reports_and_writes_nothing(
+    tmp_path: Path, engine: Engine
+) -> None:
+    first = write_geojson(tmp_path / "v1.geojson", wards_frame(TWO_WARDS))
+    import_boundaries(engine, first, layer="wards", id_field="code", name_field="name")
+    point = wards_frame({"p": shapely.Point(X0 + 1500, Y0 + 500)}).geometry[0]  # in B
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO categories (code, name_th, name_en) VALUES ('road', 'ถนน', 'Road')")
+        )
+        create_report(
+            conn,
+            lon=point.x,
+            lat=point.y,
+            category="road",
+            description="",
+            settings=RoutingSettings(),
+        )
+    moved = {"A": utm_box(0, 0, 1800, 1000), "B": utm_box(1800, 0, 2000, 1000)}
+    second = write_geojson(tmp_path / "v2.geojson", wards_frame(moved))
+    with engine.connect() as conn:
+        before, wards_before = counts(conn), current_wards(conn)
+
+    summary = import_boundaries(
+        engine, second, layer="wards", id_field="code", name_field="name", dry_run=True
+    )
+
+    assert summary.dry_run and summary.import_id is None and summary.retired_count == 2
+    effect = summary.effect
+    assert (effect.open_reports, effect.outside, effect.ward_changed) == (1, 0, 1)
+    assert effect.lost_km2 == pytest.approx(0, abs=1e-5)  # a few m² of reprojection noise
+    with engine.connect() as conn:
+        assert counts(conn) == before and current_wards(conn) == wards_before
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM report_events WHERE kind = 'rerouted'")
+            ).scalar_one()
+            == 0
+        )
+
+
+def ring_with(vertices: int) -> Polygon:
+    """A circle in UTM 47N drawn with ``vertices`` coordinates (the ring closes on itself)."""
+    angles = np.linspace(0, 2 * np.pi, vertices - 1, endpoint=False)
+    return Polygon(np.column_stack([X0 + 1000 * np.cos(angles), Y0 + 1000 * np.sin(angles)]))
+
+
+def test_a_polygon_above_the_vertex_limit_is_refused_naming_it(tmp_path: Path) -> None:
+    geoms = {"SMALL": utm_box(5000, 0, 6000, 1000), "DENSE": ring_with(1001), "AT": ring_with(1000)}
+    geoms["AT"] = shapely.affinity.translate(geoms["AT"], 3000, 0)
+    path = tmp_path / "w.gpkg"
+    wards_frame(geoms).to_file(path, engine="pyogrio")
+
+    with pytest.raises(BoundaryImportError) as info:
+        check_boundaries(
+            path,
+            layer="wards",
+            id_field="code",
+            name_field="name",
+            settings=BoundarySettings(max_vertices=1000),
+        )
+    message = str(info.value)
+    assert "1 feature(s) have more than 1,000 vertices" in message
+    assert "'DENSE': 1,001 vertices" in message and "'AT'" not in message
+    assert check_boundaries(
+        path,
+        layer="wards",
+        id_field="code",
+        name_field="name",
+        settings=BoundarySettings(max_vertices=1001),
+    ).features["code"].tolist() == ["SMALL", "DENSE", "AT"]
+
+
+def test_the_default_vertex_limit_refuses_a_generated_dense_ward(tmp_path: Path) -> None:
+    limit = BoundarySettings().max_vertices
+    assert limit > 12_110, "the largest real feature (NST amphoe TH8009) must pass"
+    path = tmp_path / "w.gpkg"
+    wards_frame({"A": TWO_WARDS["A"], "HUGE": ring_with(limit + 1)}).to_file(path, engine="pyogrio")
+    with pytest.raises(BoundaryImportError, match=f"'HUGE': {limit + 1:,} vertices"):
+        check_boundaries(path, layer="wards", id_field="code", name_field="name")
+
+
+def test_unreadable_file_errors_do_not_name_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "issuemap-upload-secret"
+    folder.mkdir()
+    for name, data in (("w.geojson", b"{not json"), ("w.zip", b"PK\x03\x04garbage")):
+        path = folder / name
+        path.write_bytes(data)
+        with pytest.raises(BoundaryImportError) as info:
+            check_boundaries(path, layer="wards", id_field="code", name_field="name")
+        assert name in str(info.value)
+        assert "issuemap-upload-secret" not in str(info.value)
+        assert str(tmp_path) not in str(info.value)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,15 +15,18 @@ from sqlalchemy import text
 from api.deps import ConnDep, PrincipalDep
 from api.params import Text
 from geo.auth import Principal, create_api_key, revoke_api_key
-from geo.boundaries import import_boundaries
+from geo.boundaries import ImportSummary, import_boundaries
 from geo.errors import (
     AuthenticationError,
+    BoundaryImportError,
+    BoundaryReplaceRefusedError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
 )
 from geo.models import ROLES
+from geo.settings import BoundarySettings
 
 router = APIRouter(prefix="/api", tags=["admin"])
 
@@ -182,11 +185,21 @@ def delete_key(
 
 
 _BOUNDARY_SUFFIXES = (".zip", ".geojson", ".json", ".topojson", ".gpkg")
+_CHUNK_BYTES = 1024 * 1024
+_NAME_MAX_BYTES = 200
 
 
-@router.post("/admin/boundaries", status_code=201, summary="Import a ward or zone file")
+@router.post(
+    "/admin/boundaries",
+    status_code=201,
+    summary="Import a ward or zone file",
+    responses={
+        200: {"description": "Dry run: what the import would do; nothing stored."},
+    },
+)
 async def import_boundary_file(
     request: Request,
+    response: Response,
     principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="Zipped shapefile, (Topo)GeoJSON or GPKG.")],
     layer: Annotated[str, Form(pattern="^(wards|zones)$")],
@@ -194,58 +207,103 @@ async def import_boundary_file(
     name_field: Annotated[str, Form(min_length=1, max_length=100)],
     team_field: Annotated[str | None, Form(max_length=100)] = None,
     crs: Annotated[str | None, Form(max_length=40)] = None,
+    force: Annotated[
+        bool,
+        Form(
+            description="Replace the layer even if open reports, or more than the allowed "
+            "share of the area covered now, would lie outside it (ask the user first)."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, Form(description="Check the file and measure the replace; store nothing.")
+    ] = False,
 ) -> dict[str, Any]:
     """Replace the ward or zone layer with an uploaded file, as `issuemap boundaries import`.
 
-    The file is checked and repaired first; a refused file changes nothing. Stored reports
-    keep their ward and zone; re-route them explicitly with `issuemap reports reroute`.
+    The file is checked and repaired first; a refused file changes nothing. A replace that
+    would leave open reports, or more than `ISSUEMAP_BOUNDARY_MAX_AREA_LOSS` of the area
+    covered now, outside the new layer is refused (422, `field` `force`, with the numbers)
+    until it is sent again with `force=true`. `dry_run=true` answers 200 with the findings
+    and the `effect` and stores nothing. Stored reports keep their ward and zone; re-route
+    them explicitly with `issuemap reports reroute`.
     """
     require_admin(principal)
-    name = file.filename or "upload"
+    name = Path(file.filename or "upload").name or "upload"
     suffix = Path(name).suffix.lower()
     if suffix not in _BOUNDARY_SUFFIXES:
         raise InvalidInputError("file", f"must be one of {', '.join(_BOUNDARY_SUFFIXES)}")
-    data = await file.read(_MAX_BOUNDARY_BYTES + 1)
-    if len(data) > _MAX_BOUNDARY_BYTES:
-        raise InvalidInputError("file", f"must be at most {_MAX_BOUNDARY_BYTES // 2**20} MB")
-    return await run_in_threadpool(
+    if len(name.encode()) > _NAME_MAX_BYTES or not name.isprintable():
+        # The name becomes a file name on our disk and the import's source: keep it usable.
+        name = "upload" + suffix
+    settings: BoundarySettings = request.app.state.boundaries
+    summary = await run_in_threadpool(
         _import_upload,
         request,
-        data,
+        file.file,
         name,
+        settings=settings,
         layer=layer,
         id_field=id_field,
         name_field=name_field,
         team_field=team_field or None,
         crs=crs or None,
+        force=force,
+        dry_run=dry_run,
     )
+    if dry_run:
+        response.status_code = 200
+    return {"import_id": summary.import_id, "layer": layer, **summary.to_json()}
 
 
-_MAX_BOUNDARY_BYTES = 200 * 2**20
+def _copy_upload(source: BinaryIO, target: Path, *, max_bytes: int) -> None:
+    """Copy the upload to ``target`` a chunk at a time, refusing it past ``max_bytes``."""
+    written = 0
+    with target.open("wb") as out:
+        while chunk := source.read(_CHUNK_BYTES):
+            written += len(chunk)
+            if written > max_bytes:
+                limit = f"{max_bytes:,} bytes"
+                if max_bytes >= 2**20:
+                    limit += f" ({max_bytes / 2**20:,.0f} MB)"
+                raise InvalidInputError("file", f"must be at most {limit}")
+            out.write(chunk)
 
 
 def _import_upload(
     request: Request,
-    data: bytes,
+    upload: BinaryIO,
     name: str,
     *,
+    settings: BoundarySettings,
     layer: str,
     id_field: str,
     name_field: str,
     team_field: str | None,
     crs: str | None,
-) -> dict[str, Any]:
+    force: bool,
+    dry_run: bool,
+) -> ImportSummary:
     with tempfile.TemporaryDirectory(prefix="issuemap-upload-") as folder:
         # Keep the uploaded name: the file type is read from its suffix.
-        path = Path(folder) / Path(name).name
-        path.write_bytes(data)
-        summary = import_boundaries(
-            request.app.state.engine,
-            path,
-            layer=layer,
-            id_field=id_field,
-            name_field=name_field,
-            team_field=team_field,
-            crs=crs,
-        )
-    return {"import_id": summary.import_id, "layer": layer, **summary.to_json()}
+        path = Path(folder) / name
+        _copy_upload(upload, path, max_bytes=settings.upload_max_bytes)
+        try:
+            return import_boundaries(
+                request.app.state.engine,
+                path,
+                layer=layer,
+                id_field=id_field,
+                name_field=name_field,
+                team_field=team_field,
+                crs=crs,
+                settings=settings,
+                routing=request.app.state.routing,
+                force=force,
+                dry_run=dry_run,
+            )
+        except BoundaryReplaceRefusedError as error:
+            raise InvalidInputError(error.parameter, str(error)) from error
+        except BoundaryImportError as error:
+            if folder in str(error):  # the server's temporary folder is nobody's business
+                raise BoundaryImportError(str(error).replace(folder + "/", "")) from error
+            raise
