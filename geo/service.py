@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -280,12 +281,28 @@ class PostgresSupervisor:
                 backoff = min(backoff * 2, self.max_backoff_s)
             last = state
 
+    def _await_reaping(self) -> None:
+        # A killed server is a zombie until its parent (init, since pg_ctl has exited) reaps
+        # it, and PostgreSQL refuses to start while the pid in postmaster.pid still exists.
+        pid = self.cluster.postmaster_pid()
+        deadline = time.monotonic() + self.max_backoff_s
+        while pid is not None and time.monotonic() < deadline:
+            try:
+                status = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                return
+            if status.rpartition(")")[2].split()[0] != "Z" or self._stop.wait(0.1):
+                return
+
     def _restart(self) -> None:
         log.error("PostgreSQL in %s died; restarting it", self.cluster.data_dir)
+        self._await_reaping()
         try:
             started = self.cluster.start()
         except LocalDatabaseError as error:
-            log.error("PostgreSQL could not be restarted: %s", str(error).splitlines()[0])
+            lines = str(error).splitlines()
+            reasons = [line for line in lines if "FATAL" in line or "PANIC" in line]
+            log.error("PostgreSQL could not be restarted: %s", "; ".join(reasons or lines[:1]))
             return
         if not started:
             log.info("PostgreSQL in %s was restarted by someone else", self.cluster.data_dir)
