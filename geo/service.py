@@ -110,8 +110,9 @@ def service_identity(name: str, *, create: bool) -> Identity:
         )
         if done.returncode != 0:
             raise ServiceAccountError(
-                f"could not create the system user {name!r} for the web workers "
-                f"(ISSUEMAP_RUN_AS_USER): {done.stderr.strip()}"
+                f"could not create the system user {name!r} for the web workers: "
+                f"{done.stderr.strip()}; create it, or set ISSUEMAP_RUN_AS_USER to an existing "
+                "unprivileged user (such as nobody)"
             ) from None
         log.info("created the system user %s for the web workers", name)
         entry = pwd.getpwnam(name)
