@@ -12,13 +12,13 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.deps import ExportSlots
 from api.params import refuse_nul_characters
 from api.routers import admin, export, live, maps, open311, reports, service, teams
 from geo.db import make_engine
 from geo.geocoding import make_geocoder
 from geo.live import LiveHub
 from geo.settings import (
-    BoundarySettings,
     DatabaseSettings,
     GeocoderSettings,
     IntakeSettings,
@@ -40,7 +40,6 @@ class AppSettings:
     geocoder: GeocoderSettings = field(default_factory=GeocoderSettings)
     open311: Open311Settings = field(default_factory=Open311Settings)
     maps: MapSettings = field(default_factory=MapSettings)
-    boundaries: BoundarySettings = field(default_factory=BoundarySettings)
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -55,12 +54,20 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = make_engine(url, pool_size=settings.database.pool_size)
+        app.state.engine = make_engine(
+            url,
+            pool_size=settings.database.pool_size,
+            pool_timeout_s=settings.database.pool_timeout_s,
+        )
+        app.state.exports = ExportSlots(
+            url,
+            limit=settings.database.export_max_concurrent,
+            max_seconds=settings.database.export_max_seconds,
+        )
         app.state.routing = settings.routing
         app.state.intake = settings.intake
         app.state.open311 = settings.open311
         app.state.maps = settings.maps
-        app.state.boundaries = settings.boundaries
         app.state.geocoder = make_geocoder(settings.geocoder)
         app.state.live = LiveHub(url)
         app.state.live.start()
@@ -72,6 +79,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             yield
         finally:
             app.state.live.stop()
+            app.state.exports.dispose()
             app.state.engine.dispose()
 
     app = FastAPI(

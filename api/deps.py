@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection
 
+from api.errors import ExportsBusyError
 from geo.auth import ANONYMOUS, Principal, authenticate
+from geo.db import make_engine
 from geo.geocoding import Geocoder
 from geo.settings import IntakeSettings, Open311Settings, RoutingSettings
 
@@ -21,6 +25,44 @@ def get_connection(request: Request) -> Iterator[Connection]:
 
 
 ConnDep = Annotated[Connection, Depends(get_connection)]
+
+
+class ExportSlots:
+    """The exports one worker runs at once, each on one connection of a pool of their own.
+
+    An export holds its connection for as long as the client takes to download it. On the
+    shared pool a few dozen slow downloads took every connection, and health and intake
+    waited behind them; here they never touch it. An export beyond ``limit`` is refused at
+    once rather than queued, since a queued download would hold its client just as long.
+    """
+
+    def __init__(self, url: str, *, limit: int, max_seconds: float) -> None:
+        # One connection per place and no overflow: a place always finds its connection,
+        # and the short timeout only guards against a leak turning into a hang.
+        self.engine = make_engine(url, pool_size=limit, max_overflow=0, pool_timeout_s=5.0)
+        self.max_seconds = max_seconds
+        self._places = threading.BoundedSemaphore(limit)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A place and its connection for one export; ``ExportsBusyError`` when none is free."""
+        if not self._places.acquire(blocking=False):
+            raise ExportsBusyError
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        finally:
+            self._places.release()
+
+    def dispose(self) -> None:
+        """Close the pool's connections (on shutdown)."""
+        self.engine.dispose()
+
+
+def get_export_slots(request: Request) -> ExportSlots:
+    """The export places of this worker."""
+    slots: ExportSlots = request.app.state.exports
+    return slots
 
 
 async def get_principal(

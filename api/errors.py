@@ -40,11 +40,13 @@ STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
     psycopg.OperationalError,
     psycopg.InterfaceError,
 )
 """The database could not be reached or gave up on the statement (server restarting,
-connections refused, a statement timeout): the request may well work a little later."""
+connections refused, a statement timeout), or every pooled connection stayed busy for the
+pool timeout: the request may well work a little later."""
 
 UNAVAILABLE_DETAIL = (
     "The issue database cannot be reached just now, so nothing was read or stored. "
@@ -53,6 +55,16 @@ UNAVAILABLE_DETAIL = (
 RETRY_AFTER_S = 30
 
 _log = logging.getLogger(__name__)
+
+
+class ExportsBusyError(Exception):
+    """As many exports as the service allows at once are already running."""
+
+
+EXPORTS_BUSY_DETAIL = (
+    "Too many exports are running just now, so this one was not started. "
+    "Please try again in a minute, or narrow the filters to make a smaller file."
+)
 
 
 def status_for(error: IssuemapError) -> int:
@@ -98,9 +110,18 @@ async def _handle_unavailable(request: Request, error: Exception) -> JSONRespons
     )
 
 
+async def _handle_exports_busy(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"detail": EXPORTS_BUSY_DETAIL, "error": "ExportsBusy"},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def install(app: FastAPI) -> None:
-    """Register the domain-error, validation and database-outage handlers on ``app``."""
+    """Register the domain-error, validation, database-outage and busy handlers on ``app``."""
     app.add_exception_handler(IssuemapError, _handle)
+    app.add_exception_handler(ExportsBusyError, _handle_exports_busy)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _handle_unavailable)

@@ -25,12 +25,23 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """Create the sync SQLAlchemy engine shared by the API, the CLI and notebooks."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    pool_timeout_s: float = 30.0,
+) -> Engine:
+    """Create the sync SQLAlchemy engine shared by the API, the CLI and notebooks.
+
+    The pool may grow by ``max_overflow`` connections (as many as ``pool_size`` unless
+    told); a checkout waits at most ``pool_timeout_s`` before ``sqlalchemy.exc.TimeoutError``.
+    """
     return create_engine(
         normalise_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
+        pool_timeout=pool_timeout_s,
         pool_pre_ping=True,
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from datetime import date, datetime
 from itertools import islice
 from pathlib import Path
@@ -140,7 +140,7 @@ def csv_chunks(
     *,
     columns: Sequence[str],
     chunk_chars: int = CSV_CHUNK_CHARS,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """UTF-8 CSV of ``rows`` with a header of ``columns``, yielded in chunks as rows arrive.
 
     Parameters

@@ -29,7 +29,36 @@ class DatabaseSettings(BaseSettings):
         description="Folder of the local cluster started when no database URL is given.",
     )
     local_database: str = Field(default="issuemap", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    pool_size: int = Field(default=10, ge=1, le=200)
+    pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=200,
+        description="Connections of the shared pool (and as many again in overflow) that "
+        "intake, health, pages and the API use. Exports never take one of these.",
+    )
+    pool_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=300.0,
+        description="Longest a request waits for a connection of the shared pool; after "
+        "that it is answered 503 with Retry-After.",
+    )
+    export_max_concurrent: int = Field(
+        default=3,
+        ge=1,
+        le=50,
+        description="File exports (CSV, GeoPackage) running at once in one worker. Each "
+        "holds one connection of a pool of this size kept apart from the shared pool, so "
+        "slow downloads cannot starve intake or health; one more export is answered 503 "
+        "with Retry-After.",
+    )
+    export_max_seconds: float = Field(
+        default=900.0,
+        ge=1.0,
+        le=86_400.0,
+        description="Longest one export may take, download included: a client that stops "
+        "reading is cut off then, and its connection and place are freed.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -60,34 +89,6 @@ class RoutingSettings(BaseSettings):
         le=10_000.0,
         description="A point outside every ward but within this many metres of one is "
         "assigned to the nearest ward and flagged as snapped.",
-    )
-
-
-class BoundarySettings(BaseSettings):
-    """Guards on boundary imports, so no file can take the city offline."""
-
-    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_BOUNDARY_", extra="ignore")
-
-    max_area_loss: float = Field(
-        default=0.2,
-        ge=0.0,
-        le=1.0,
-        description="A replace that leaves more than this share of the area the layer "
-        "covers now uncovered is refused unless forced.",
-    )
-    max_vertices: int = Field(
-        default=25_000,
-        ge=4,
-        le=10_000_000,
-        description="Most vertices one ward or zone may have. Every report in a ward reads "
-        "its whole outline (bench/boundary_vertices.py); the largest real feature seen has "
-        "12,110.",
-    )
-    upload_max_bytes: int = Field(
-        default=200 * 1024 * 1024,
-        ge=1024,
-        le=2 * 1024 * 1024 * 1024,
-        description="Largest boundary file the admin upload accepts, in bytes.",
     )
 
 

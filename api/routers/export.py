@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Generator, Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 from starlette.background import BackgroundTask
+from starlette.types import Receive, Scope, Send
 
-from api.deps import ConnDep, PrincipalDep
+from api.deps import PrincipalDep, get_connection, get_export_slots
 from api.params import Page, PageDep, ReportFilterDep
 from geo import export
 from geo.auth import Principal
@@ -31,6 +35,8 @@ MEDIA_TYPES: dict[ExportFormat, str] = {
 FILES: tuple[ExportFormat, ...] = ("csv", "gpkg")
 FILENAME = "issuemap-reports"
 
+_log = logging.getLogger(__name__)
+
 
 def negotiate(requested: ExportFormat | None, accept: str | None) -> ExportFormat:
     """The ``format`` parameter if given, else what ``Accept`` asks for, else GeoJSON."""
@@ -43,6 +49,38 @@ def negotiate(requested: ExportFormat | None, accept: str | None) -> ExportForma
     return "geojson"
 
 
+def chosen_format(
+    fmt: Annotated[
+        ExportFormat | None,
+        Query(
+            alias="format",
+            description="`geojson` (a page, the default), or `csv` / `gpkg` (every match, "
+            "no paging). Wins over the Accept header.",
+        ),
+    ] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> ExportFormat:
+    """The format asked for, by parameter or ``Accept`` header."""
+    return negotiate(fmt, accept)
+
+
+FormatDep = Annotated[ExportFormat, Depends(chosen_format)]
+
+
+def reports_connection(request: Request, chosen: FormatDep) -> Iterator[Connection]:
+    """The request's one connection.
+
+    A page reads on the shared pool. A file takes one of the export places and its
+    connection, apart from the shared pool, until the download ends; when every place is
+    taken the answer is 503 with Retry-After, before anything is read.
+    """
+    if chosen in FILES:
+        with get_export_slots(request).connection() as conn:
+            yield conn
+    else:
+        yield from get_connection(request)
+
+
 @router.get(
     "/reports",
     summary="Find reports; export them as GeoJSON, CSV or GeoPackage",
@@ -53,23 +91,19 @@ def negotiate(requested: ExportFormat | None, accept: str | None) -> ExportForma
             "content": {media_type: {} for media_type in MEDIA_TYPES.values()},
         },
         422: {"description": "A parameter is wrong; the answer names it."},
+        503: {
+            "description": "The database is unavailable, or as many exports as allowed "
+            "are already running; `Retry-After` says when to try again."
+        },
     },
 )
 def find_or_export(
     request: Request,
-    conn: ConnDep,
+    conn: Annotated[Connection, Depends(reports_connection)],
     principal: PrincipalDep,
     flt: ReportFilterDep,
     page: PageDep,
-    fmt: Annotated[
-        ExportFormat | None,
-        Query(
-            alias="format",
-            description="`geojson` (a page, the default), or `csv` / `gpkg` (every match, "
-            "no paging). Wins over the Accept header.",
-        ),
-    ] = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    chosen: FormatDep,
 ) -> Response:
     """Reports matching the filters, as the caller may see them.
 
@@ -79,13 +113,16 @@ def find_or_export(
     match at once, streamed. The public gets public fields only; field teams see the
     reports of their team and zones; planners and admins see every report. Staff exports
     include the reporter's name and contact.
+
+    A few exports run at once; one more is answered 503 with `Retry-After`. An export
+    that fails, or runs longer than allowed, is cut off without its end, so a client
+    never takes a part for the whole file.
     """
-    chosen = negotiate(fmt, accept)
+    max_seconds = get_export_slots(request).max_seconds
     if chosen == "csv":
-        columns = export.report_columns(conn, principal)
-        return _csv(request.app.state.engine, flt, principal, columns)
+        return _csv(conn, flt, principal, max_seconds=max_seconds)
     if chosen == "gpkg":
-        return _geopackage(conn, flt, principal)
+        return _geopackage(conn, flt, principal, max_seconds=max_seconds)
     return _geojson(request, conn, flt, principal, page)
 
 
@@ -133,24 +170,66 @@ def _attachment(extension: str) -> dict[str, str]:
     }
 
 
-def _csv(
-    engine: Engine, flt: ReportFilter, principal: Principal, columns: list[str]
-) -> StreamingResponse:
-    def body() -> Iterator[bytes]:
-        # The stream owns its own connection, opened when the first chunk is asked for and
-        # closed when the last is sent (or the client goes away), so the server-side cursor
-        # lives exactly as long as the download whatever FastAPI does with ConnDep.
-        with engine.connect() as stream_conn:
-            yield from export.csv_chunks(
-                stream_reports(stream_conn, flt, principal), columns=columns
-            )
+async def _within(max_seconds: float, download: Awaitable[None]) -> None:
+    # A client that stops reading blocks the send for ever, and would keep its export
+    # place and connection with it. Returning with the answer unfinished makes the server
+    # close the connection, so the client sees a cut download, not a shorter file.
+    with anyio.move_on_after(max_seconds) as deadline:
+        await download
+    if deadline.cancelled_caught:
+        _log.warning("export cut off after %.0f s: the client was not reading it", max_seconds)
 
-    return StreamingResponse(
-        body(), media_type=MEDIA_TYPES["csv"] + "; charset=utf-8", headers=_attachment("csv")
+
+class _Download(StreamingResponse):
+    """A streamed export that ends within ``max_seconds`` and closes its rows when it ends.
+
+    However it ends (sent, client gone, cut off, failed), the rows are closed here, before
+    the request's dependencies hand the connection their cursor is on back to the pool. A
+    failure midway is raised on, so the server aborts the answer without its last chunk.
+    """
+
+    def __init__(
+        self, chunks: Generator[bytes, None, None], *, max_seconds: float, **kwargs: Any
+    ) -> None:
+        super().__init__(chunks, **kwargs)
+        self._chunks = chunks
+        self._max_seconds = max_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await _within(self._max_seconds, super().__call__(scope, receive, send))
+        finally:
+            await run_in_threadpool(self._chunks.close)
+
+
+class _FileDownload(FileResponse):
+    """A file sent within ``max_seconds``: its export place is not held for ever either."""
+
+    def __init__(self, path: Path, *, max_seconds: float, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._max_seconds = max_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _within(self._max_seconds, super().__call__(scope, receive, send))
+
+
+def _csv(
+    conn: Connection, flt: ReportFilter, principal: Principal, *, max_seconds: float
+) -> StreamingResponse:
+    # Read before the answer starts, so an unreachable database is a 503, not a cut 200.
+    columns = export.report_columns(conn, principal)
+    chunks = export.csv_chunks(stream_reports(conn, flt, principal), columns=columns)
+    return _Download(
+        chunks,
+        max_seconds=max_seconds,
+        media_type=MEDIA_TYPES["csv"] + "; charset=utf-8",
+        headers=_attachment("csv"),
     )
 
 
-def _geopackage(conn: Connection, flt: ReportFilter, principal: Principal) -> FileResponse:
+def _geopackage(
+    conn: Connection, flt: ReportFilter, principal: Principal, *, max_seconds: float
+) -> FileResponse:
     # A GeoPackage is SQLite: it cannot be written front to back onto the wire, so it is
     # built in a temporary folder (GDAL may add journal files beside it), batch by batch,
     # sent from there, and the folder is removed once the response is done.
@@ -165,8 +244,11 @@ def _geopackage(conn: Connection, flt: ReportFilter, principal: Principal) -> Fi
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return FileResponse(
+    # The file is whole: end the transaction now instead of keeping it open while it is sent.
+    conn.rollback()
+    return _FileDownload(
         path,
+        max_seconds=max_seconds,
         media_type=MEDIA_TYPES["gpkg"],
         filename=path.name,
         headers={"Vary": "Accept"},
