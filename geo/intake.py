@@ -128,6 +128,19 @@ def _locate(
     )
 
 
+def process_photos(submission: Submission, intake: IntakeSettings) -> list[ProcessedPhoto]:
+    """Check the submission, then check its photos and make their public copies.
+
+    Photos wait their turn to be decoded (``IntakeSettings.photo_workers`` at a time), so
+    call this before taking a database connection: none is held while they wait.
+    """
+    submission = validate(submission, intake)
+    return [
+        process_photo(p.data, declared_type=p.declared_type, intake=intake)
+        for p in submission.photos
+    ]
+
+
 def submit_report(
     conn: Connection,
     submission: Submission,
@@ -136,14 +149,17 @@ def submit_report(
     routing: RoutingSettings,
     intake: IntakeSettings,
     geocoder: Geocoder,
+    photos: list[ProcessedPhoto] | None = None,
     now: datetime | None = None,
 ) -> IntakeResult:
-    """Validate, locate, route and store a report; the caller commits (or rolls back)."""
+    """Validate, locate, route and store a report; the caller commits (or rolls back).
+
+    ``photos`` are the submission's photos from ``process_photos``; without them they are
+    processed here.
+    """
+    if photos is None:
+        photos = process_photos(submission, intake)
     submission = validate(submission, intake)
-    photos = [
-        process_photo(p.data, declared_type=p.declared_type, max_bytes=intake.photo_max_bytes)
-        for p in submission.photos
-    ]
     lat, lon, location_source = _locate(submission, photos, geocoder)
     report = create_report(
         conn,

@@ -11,14 +11,29 @@ comments or text chunks, no ICC profile. The EXIF orientation is applied first, 
 still shows upright, and pixels described by an ICC profile are converted to sRGB so they
 keep their colours without it. The GPS position in the original's EXIF, if any, is returned
 separately as a hint for the report's location.
+
+Decoding is where a photo costs memory: up to 4 bytes a pixel, so a PNG of a few kilobytes
+that claims 40 megapixels takes hundreds of megabytes. Hence three bounds, all from
+``IntakeSettings``: the pixel count is read from the header and refused above
+``photo_max_pixels`` before any pixel is decoded; the public copy is at most
+``photo_public_max_edge`` pixels on its longer side, and a JPEG is decoded straight at the
+smallest scale that still covers it (libjpeg's draft mode); and at most ``photo_workers``
+photos are decoded at once in a process, whatever the number of requests. The big buffers
+are freed as soon as they are no longer needed, and the C allocator is told to give them
+back to the system when they are (see ``_return_big_buffers_to_the_system``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import io
 import math
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Final
@@ -26,6 +41,7 @@ from typing import Any, Final
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from geo.errors import InvalidInputError
+from geo.settings import IntakeSettings
 
 CONTENT_TYPES: Final[Mapping[str, str]] = {
     "JPEG": "image/jpeg",
@@ -33,9 +49,6 @@ CONTENT_TYPES: Final[Mapping[str, str]] = {
     "WEBP": "image/webp",
 }
 """Pillow format names we accept, and the content type each is stored and served with."""
-
-MAX_PIXELS: Final = 40_000_000
-"""Largest accepted photo, in pixels (a 40-megapixel camera); beyond it, a decompression bomb."""
 
 JPEG_QUALITY: Final = 85
 WEBP_QUALITY: Final = 85
@@ -61,6 +74,41 @@ _REFUSED_NAMES: Final[Mapping[str, str]] = {"PSD": "Photoshop", "ICO": "icon"}
 
 # PNG info keys that describe pixels rather than the photo's history; everything else goes.
 _KEPT_INFO: Final = ("transparency",)
+
+# glibc's mallopt parameter (malloc.h) and the size from which every allocation gets a
+# mapping of its own, unmapped when freed. Decoded pixels are far above it: Pillow keeps
+# them in blocks of up to 16 MB.
+_M_MMAP_THRESHOLD: Final = -3
+_MMAP_THRESHOLD: Final = 4 * _MIB
+
+
+class _WorkGate:
+    """Lets at most ``limit`` photos be decoded at once in this process; the others wait.
+
+    One gate for the whole process, because memory is shared by the whole process: every
+    request thread of every app in it passes through the same count.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._active = 0
+
+    @contextmanager
+    def slot(self, limit: int) -> Iterator[None]:
+        """Hold one of ``limit`` places for the duration of the ``with`` block."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._active < limit)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._active -= 1
+                # Callers may pass different limits; wake them all to let each one re-check.
+                self._changed.notify_all()
+
+
+_IMAGE_WORK: Final = _WorkGate()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +143,7 @@ class ProcessedPhoto:
 
 
 def process_photo(
-    data: bytes,
-    *,
-    declared_type: str | None,
-    max_bytes: int,
-    max_pixels: int = MAX_PIXELS,
+    data: bytes, *, declared_type: str | None, intake: IntakeSettings
 ) -> ProcessedPhoto:
     """Check an uploaded photo and make its public copy.
 
@@ -110,10 +154,9 @@ def process_photo(
     declared_type
         The content type the client sent, if any. It is only compared with what the bytes
         are: when it names another format the photo is refused.
-    max_bytes
-        Largest accepted upload (``IntakeSettings.photo_max_bytes``).
-    max_pixels
-        Largest accepted width × height, checked before any pixel is decoded.
+    intake
+        The limits: ``photo_max_bytes``, ``photo_max_pixels`` (checked before any pixel is
+        decoded), ``photo_public_max_edge`` and ``photo_workers``.
 
     Raises
     ------
@@ -124,31 +167,88 @@ def process_photo(
     """
     if not data:
         raise InvalidInputError("photo", "the file is empty")
-    if len(data) > max_bytes:
+    if len(data) > intake.photo_max_bytes:
         raise InvalidInputError(
             "photo",
-            f"the file is larger than the {_megabytes(max_bytes)} MB limit; "
+            f"the file is larger than the {_megabytes(intake.photo_max_bytes)} MB limit; "
             "please send a smaller photo",
         )
-    pillow_format = _identify(data, max_pixels=max_pixels)
+    pillow_format = _identify(data, max_pixels=intake.photo_max_pixels)
     _check_declared_type(declared_type, pillow_format)
-    image = _decode(data)
-    try:
-        gps = gps_position(_exif(image))
-        public = _public_image(image, pillow_format)
-        buffer = io.BytesIO()
-        public.save(buffer, format=pillow_format, **_save_options(pillow_format))
-    finally:
-        image.close()
+    _return_big_buffers_to_the_system()
+    with _IMAGE_WORK.slot(intake.photo_workers):
+        gps, public_bytes, size = _public_copy(
+            data, pillow_format, max_edge=intake.photo_public_max_edge
+        )
     return ProcessedPhoto(
         content_type=CONTENT_TYPES[pillow_format],
-        width=public.width,
-        height=public.height,
+        width=size[0],
+        height=size[1],
         sha256=hashlib.sha256(data).hexdigest(),
-        public_bytes=buffer.getvalue(),
+        public_bytes=public_bytes,
         original_bytes=data,
         gps=gps,
     )
+
+
+def _public_copy(
+    data: bytes, pillow_format: str, *, max_edge: int
+) -> tuple[tuple[float, float] | None, bytes, tuple[int, int]]:
+    """The GPS position, and the public copy (encoded) and its size.
+
+    The decoded pixels are scaled down in place before anything else is done with them, so
+    only decoding and the scaling itself work at full size; every later step works on the
+    small copy.
+    """
+    image = _open(data)
+    try:
+        if pillow_format == "JPEG":
+            # libjpeg decodes at 1/2, 1/4 or 1/8 scale as cheaply as it would skim the file:
+            # the largest reduction that still covers the public size is taken.
+            image.draft(image.mode, _fitted(image.size, max_edge))
+        try:
+            image.load()
+        except Exception as error:
+            raise InvalidInputError("photo", _damaged()) from error
+        gps = gps_position(_exif(image))
+        image.thumbnail((max_edge, max_edge), Image.Resampling.LANCZOS)
+        public = _public_image(image, pillow_format)
+        buffer = io.BytesIO()
+        public.save(buffer, format=pillow_format, **_save_options(pillow_format))
+        return gps, buffer.getvalue(), public.size
+    finally:
+        image.close()
+
+
+def _fitted(size: tuple[int, int], max_edge: int) -> tuple[int, int]:
+    """``size`` scaled down, keeping its shape, to fit a ``max_edge`` square (never up)."""
+    width, height = size
+    scale = min(1.0, max_edge / max(width, height))
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
+@functools.cache
+def _return_big_buffers_to_the_system() -> None:
+    """Have glibc unmap every large buffer when it is freed; done once per process.
+
+    By default glibc raises its mmap threshold to the size of each large buffer freed (up
+    to 32 MB) and serves later ones from the heap of the thread that asks. Freed, a photo's
+    pixels then stay at the top of that thread's heap, where not even ``malloc_trim``
+    reaches them, and a worker keeps most of its peak for good. A fixed threshold turns
+    that off: buffers of 4 MB or more get a mapping of their own and go back to the system
+    as soon as they are freed (bench/photo_memory.py). Elsewhere (musl, macOS) nothing is
+    changed.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def _megabytes(n: int) -> str:
@@ -167,7 +267,8 @@ def _identify(data: bytes, *, max_pixels: int) -> str:
     limit = f"the largest accepted is {max_pixels / 1e6:g} megapixels"
     try:
         image = _open(data)
-    except Image.DecompressionBombError as error:
+    # The warning is an exception too when warnings are turned into errors (python -W error).
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InvalidInputError(
             "photo", f"the image is far too large to process; {limit}"
         ) from error
@@ -227,17 +328,6 @@ def _check_declared_type(declared_type: str | None, pillow_format: str) -> None:
     )
 
 
-def _decode(data: bytes) -> Image.Image:
-    """Decode every pixel of the first frame; a truncated or corrupt file is refused."""
-    image = _open(data)
-    try:
-        image.load()
-    except Exception as error:
-        image.close()
-        raise InvalidInputError("photo", _damaged()) from error
-    return image
-
-
 def _exif(image: Image.Image) -> Image.Exif:
     """The image's EXIF, or an empty one when it has none or it cannot be parsed."""
     try:
@@ -247,7 +337,10 @@ def _exif(image: Image.Image) -> Image.Exif:
 
 
 def _public_image(image: Image.Image, pillow_format: str) -> Image.Image:
-    """A copy of ``image``, turned upright, in sRGB, with no metadata left on it."""
+    """A copy of ``image``, turned upright, in sRGB, with no metadata left on it.
+
+    ``image`` is already scaled down, so the copies made here are small.
+    """
     try:
         upright = ImageOps.exif_transpose(image)
     except Exception:  # unreadable orientation: keep the pixels as stored

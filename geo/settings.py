@@ -124,6 +124,28 @@ class IntakeSettings(BaseSettings):
         description="Largest photo accepted, in bytes.",
     )
     photos_per_report: int = Field(default=5, ge=0, le=20)
+    photo_max_pixels: int = Field(
+        default=25_000_000,
+        ge=1,
+        # Below Pillow's own decompression-bomb warning (89 MP), which would only add noise.
+        le=80_000_000,
+        description="Largest photo accepted, in pixels (width × height), read from the "
+        "file's header before anything is decoded. 25 MP takes a 24 MP phone photo; a "
+        "few kilobytes of PNG can claim far more, and each pixel costs up to 4 bytes.",
+    )
+    photo_public_max_edge: int = Field(
+        default=2048,
+        ge=256,
+        le=16_384,
+        description="Longest side of the public copy of a photo, in pixels; larger photos "
+        "are scaled down (JPEGs already while decoding). Staff keep the original.",
+    )
+    photo_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Photos decoded at the same time in one server process; others wait.",
+    )
     duplicate_radius_m: float = Field(
         default=50.0,
         gt=0.0,

@@ -1,24 +1,35 @@
-"""Photo checks and the public copy: built in memory with Pillow, no database needed."""
+"""Photo checks, the public copy and the bounds on memory: photos built in memory with Pillow.
+
+The attacks on memory (a few kilobytes of PNG claiming 40 megapixels, a huge JPEG, many
+photos at once) are also made over HTTP, against a real database.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import struct
+import threading
+import warnings
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from PIL import ExifTags, Image, ImageCms, PngImagePlugin, TiffImagePlugin
+from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin, TiffImagePlugin
 from shapely.geometry import Point
+from sqlalchemy import Engine, text
 
 from geo.demo import demo_city_outline
 from geo.errors import InvalidInputError
-from geo.photos import MAX_PIXELS, ProcessedPhoto, gps_position, process_photo
+from geo.photos import ProcessedPhoto, gps_position, process_photo
 from geo.settings import IntakeSettings
 
 R = TiffImagePlugin.IFDRational
-MAX_BYTES = IntakeSettings().photo_max_bytes
+INTAKE = IntakeSettings()
+MAX_BYTES = INTAKE.photo_max_bytes
 
 # 8°25'55.2"N 99°57'48.24"E: by the railway station of the demo city.
 LAT_DMS = (R(8), R(25), R(5520, 100))
@@ -138,7 +149,7 @@ def assert_no_metadata(photo: ProcessedPhoto) -> None:
 
 def test_jpeg_public_copy_has_no_metadata_and_original_keeps_it() -> None:
     data = phone_jpeg()
-    photo = process_photo(data, declared_type="image/jpeg", max_bytes=MAX_BYTES)
+    photo = process_photo(data, declared_type="image/jpeg", intake=INTAKE)
 
     assert photo.content_type == "image/jpeg"
     assert (photo.width, photo.height) == (40, 20)
@@ -160,7 +171,7 @@ def test_jpeg_public_copy_has_no_metadata_and_original_keeps_it() -> None:
 
 
 def test_gps_from_exif_is_decimal_degrees_inside_the_demo_city() -> None:
-    photo = process_photo(phone_jpeg(), declared_type=None, max_bytes=MAX_BYTES)
+    photo = process_photo(phone_jpeg(), declared_type=None, intake=INTAKE)
 
     assert photo.gps is not None
     lat, lon = photo.gps
@@ -173,7 +184,7 @@ def test_gps_from_exif_is_decimal_degrees_inside_the_demo_city() -> None:
 def test_orientation_is_applied_before_the_metadata_goes() -> None:
     # Orientation 6: the camera was turned; viewers rotate the stored picture 90° clockwise,
     # which puts its left (red) half on top.
-    photo = process_photo(phone_jpeg(orientation=6), declared_type=None, max_bytes=MAX_BYTES)
+    photo = process_photo(phone_jpeg(orientation=6), declared_type=None, intake=INTAKE)
 
     assert (photo.width, photo.height) == (20, 40)
     with Image.open(io.BytesIO(photo.public_bytes)) as public:
@@ -193,7 +204,7 @@ def test_png_loses_text_exif_xmp_and_icc_but_keeps_transparency() -> None:
     data = encode(image, "PNG", pnginfo=info, exif=camera_exif(), icc_profile=SRGB_ICC)
     assert {b"tEXt", b"iTXt", b"eXIf", b"iCCP"} <= set(png_chunks(data))
 
-    photo = process_photo(data, declared_type="image/png", max_bytes=MAX_BYTES)
+    photo = process_photo(data, declared_type="image/png", intake=INTAKE)
 
     assert photo.content_type == "image/png"
     assert photo.gps == pytest.approx((LAT, LON), abs=1e-6)
@@ -209,7 +220,7 @@ def test_palette_png_keeps_its_transparent_colour() -> None:
     image = two_colour().convert("P")
     data = encode(image, "PNG", transparency=0)
 
-    photo = process_photo(data, declared_type="image/png", max_bytes=MAX_BYTES)
+    photo = process_photo(data, declared_type="image/png", intake=INTAKE)
 
     with Image.open(io.BytesIO(photo.public_bytes)) as public:
         assert public.mode == "P"
@@ -223,7 +234,7 @@ def test_webp_loses_exif_xmp_and_icc() -> None:
     )
     assert {b"EXIF", b"XMP ", b"ICCP"} <= set(webp_chunks(data))
 
-    photo = process_photo(data, declared_type="image/webp", max_bytes=MAX_BYTES)
+    photo = process_photo(data, declared_type="image/webp", intake=INTAKE)
 
     assert photo.content_type == "image/webp"
     assert photo.gps == pytest.approx((LAT, LON), abs=1e-6)
@@ -239,7 +250,7 @@ def test_multi_picture_jpeg_from_a_phone_becomes_a_plain_jpeg() -> None:
     with Image.open(io.BytesIO(data)) as opened:
         assert opened.format == "MPO"
 
-    photo = process_photo(data, declared_type="image/jpeg", max_bytes=MAX_BYTES)
+    photo = process_photo(data, declared_type="image/jpeg", intake=INTAKE)
 
     assert photo.content_type == "image/jpeg"
     assert photo.gps == pytest.approx((LAT, LON), abs=1e-6)
@@ -252,7 +263,7 @@ def test_multi_picture_jpeg_from_a_phone_becomes_a_plain_jpeg() -> None:
 def test_cmyk_jpeg_is_served_as_rgb() -> None:
     data = encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG")
 
-    photo = process_photo(data, declared_type=None, max_bytes=MAX_BYTES)
+    photo = process_photo(data, declared_type=None, intake=INTAKE)
 
     with Image.open(io.BytesIO(photo.public_bytes)) as public:
         assert public.mode == "RGB"
@@ -284,7 +295,7 @@ def test_gps_position_handles_hemispheres_and_refuses_nonsense(
 ) -> None:
     data = encode(Image.new("RGB", (8, 8)), "JPEG", exif=camera_exif(gps=gps))
 
-    photo = process_photo(data, declared_type=None, max_bytes=MAX_BYTES)
+    photo = process_photo(data, declared_type=None, intake=INTAKE)
 
     if expected is None:
         assert photo.gps is None
@@ -296,7 +307,7 @@ def test_gps_position_handles_hemispheres_and_refuses_nonsense(
 
 def test_photo_without_exif_has_no_position() -> None:
     data = encode(Image.new("RGB", (8, 8)), "JPEG")
-    assert process_photo(data, declared_type=None, max_bytes=MAX_BYTES).gps is None
+    assert process_photo(data, declared_type=None, intake=INTAKE).gps is None
 
 
 @pytest.mark.parametrize(
@@ -304,9 +315,7 @@ def test_photo_without_exif_has_no_position() -> None:
 )
 def test_declared_type_that_agrees_or_says_nothing_is_accepted(declared: str | None) -> None:
     data = encode(Image.new("RGB", (8, 8)), "JPEG")
-    assert process_photo(data, declared_type=declared, max_bytes=MAX_BYTES).content_type == (
-        "image/jpeg"
-    )
+    assert process_photo(data, declared_type=declared, intake=INTAKE).content_type == ("image/jpeg")
 
 
 @pytest.mark.parametrize(
@@ -317,15 +326,15 @@ def test_declared_type_that_contradicts_the_content_is_refused(fmt: str, declare
     data = encode(Image.new("RGB", (8, 8)), fmt)
 
     with pytest.raises(InvalidInputError) as refused:
-        process_photo(data, declared_type=declared, max_bytes=MAX_BYTES)
+        process_photo(data, declared_type=declared, intake=INTAKE)
 
     assert refused.value.field == "photo"
     assert f"sent as {declared!r}" in refused.value.problem
 
 
-def refusal(data: bytes, *, max_bytes: int = MAX_BYTES, **options: Any) -> str:
+def refusal(data: bytes, **limits: Any) -> str:
     with pytest.raises(InvalidInputError) as refused:
-        process_photo(data, declared_type=None, max_bytes=max_bytes, **options)
+        process_photo(data, declared_type=None, intake=IntakeSettings(**limits))
     assert refused.value.field == "photo"
     return refused.value.problem
 
@@ -336,7 +345,7 @@ def test_empty_file_is_refused() -> None:
 
 def test_file_over_the_limit_is_refused_naming_the_limit_in_mb() -> None:
     data = b"\xff\xd8" + bytes(3 * 1024 * 1024)
-    assert "larger than the 2.5 MB limit" in refusal(data, max_bytes=5 * 1024 * 1024 // 2)
+    assert "larger than the 2.5 MB limit" in refusal(data, photo_max_bytes=5 * 1024 * 1024 // 2)
     assert "larger than the 10 MB limit" in refusal(bytes(MAX_BYTES + 1))
 
 
@@ -387,20 +396,243 @@ def png_claiming_size(width: int, height: int) -> bytes:
 
 
 def test_absurd_dimensions_are_refused_before_decoding() -> None:
-    assert MAX_PIXELS == 40_000_000
     problem = refusal(png_claiming_size(7000, 7000))
     assert problem == (
-        "the image is 7000 × 7000 pixels (49 megapixels); the largest accepted is 40 megapixels"
+        "the image is 7000 × 7000 pixels (49 megapixels); the largest accepted is 25 megapixels"
     )
 
 
 def test_decompression_bomb_is_refused() -> None:
     problem = refusal(png_claiming_size(100_000, 100_000))
-    assert problem == "the image is far too large to process; the largest accepted is 40 megapixels"
+    assert problem == "the image is far too large to process; the largest accepted is 25 megapixels"
 
 
 def test_pixel_limit_can_be_lowered() -> None:
     data = encode(Image.new("RGB", (100, 100)), "PNG")
-    assert refusal(data, max_pixels=5_000) == (
+    assert refusal(data, photo_max_pixels=5_000) == (
         "the image is 100 × 100 pixels (0.01 megapixels); the largest accepted is 0.005 megapixels"
     )
+
+
+def test_pillow_bomb_warning_turned_into_an_error_is_a_refusal_too() -> None:
+    # Past 89 megapixels Pillow warns; under `python -W error` the warning is raised instead.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        problem = refusal(png_claiming_size(10_000, 10_000))
+    assert problem == "the image is far too large to process; the largest accepted is 25 megapixels"
+
+
+# The attacks on memory. Decoding is counted by wrapping Pillow's real ImageFile.load: every
+# photo below is decoded by Pillow itself, the wrapper only watches.
+
+
+@dataclass
+class Decodes:
+    """Decodes seen in this test: the size each ran at, and how many ran at once at most."""
+
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    active: int = 0
+    peak: int = 0
+    # A decode waits (at most `hold` seconds) for more than this many to be running, so
+    # that whatever overlap the code allows does happen, however fast the machine.
+    overlap_wanted: int = 0
+    hold: float = 0.0
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    # Called as each decode starts, to look at the rest of the process at that moment.
+    on_decode: Callable[[], None] | None = None
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Decodes:
+    seen = Decodes()
+    real_load = ImageFile.ImageFile.load
+
+    def load(self: ImageFile.ImageFile) -> Any:
+        if not self.tile:  # already decoded: only the pixel access object is returned
+            return real_load(self)
+        if seen.on_decode is not None:
+            seen.on_decode()
+        with seen.changed:
+            seen.sizes.append(self.size)
+            seen.active += 1
+            seen.peak = max(seen.peak, seen.active)
+            seen.changed.notify_all()
+            seen.changed.wait_for(lambda: seen.active > seen.overlap_wanted, timeout=seen.hold)
+        try:
+            return real_load(self)
+        finally:
+            with seen.changed:
+                seen.active -= 1
+                seen.changed.notify_all()
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return seen
+
+
+FORTY_MEGAPIXELS = (7745, 5164)  # 39,995,180 pixels
+
+
+@pytest.fixture(scope="module")
+def forty_megapixel_png() -> bytes:
+    """The attack: a photo of one colour, 40 megapixels in about 125 KB of PNG."""
+    return encode(Image.new("RGB", FORTY_MEGAPIXELS, (120, 120, 120)), "PNG")
+
+
+def test_forty_megapixel_png_of_kilobytes_is_refused_before_any_decoding(
+    forty_megapixel_png: bytes, decodes: Decodes
+) -> None:
+    assert len(forty_megapixel_png) < 200_000
+
+    problem = refusal(forty_megapixel_png)
+
+    assert problem == (
+        "the image is 7745 × 5164 pixels (40 megapixels); the largest accepted is 25 megapixels"
+    )
+    assert decodes.sizes == []
+
+
+def test_huge_jpeg_is_refused_from_its_header(decodes: Decodes) -> None:
+    data = encode(Image.new("RGB", (6400, 4800), (90, 140, 60)), "JPEG")
+
+    problem = refusal(data)
+
+    assert problem == (
+        "the image is 6400 × 4800 pixels (30.7 megapixels); the largest accepted is 25 megapixels"
+    )
+    assert decodes.sizes == []
+
+
+def test_pixel_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode(Image.new("RGB", (1200, 1000)), "JPEG")
+    assert process_photo(data, declared_type=None, intake=IntakeSettings()).width == 1200
+
+    monkeypatch.setenv("ISSUEMAP_PHOTO_MAX_PIXELS", "1000000")
+
+    assert refusal(data) == (
+        "the image is 1200 × 1000 pixels (1.2 megapixels); the largest accepted is 1 megapixels"
+    )
+
+
+def test_phone_jpeg_is_decoded_at_half_scale_for_its_public_copy(decodes: Decodes) -> None:
+    # An iPhone's default 24 megapixels (within the default limit), taken sideways: stored
+    # landscape, shown portrait (orientation 6).
+    data = encode(two_colour((5712, 4284)), "JPEG", exif=camera_exif(orientation=6))
+
+    photo = process_photo(data, declared_type="image/jpeg", intake=INTAKE)
+
+    assert decodes.sizes == [(2856, 2142)]  # libjpeg's 1/2 scale, still above 2048 px
+    assert (photo.width, photo.height) == (1536, 2048)
+    assert photo.original_bytes == data
+    assert photo.gps == pytest.approx((LAT, LON), abs=1e-6)
+    with Image.open(io.BytesIO(photo.public_bytes)) as public:
+        assert public.size == (1536, 2048)
+        top, bottom = public.getpixel((768, 100)), public.getpixel((768, 1948))
+    assert top[0] > 200 and top[2] < 60  # the red half is on top, as the phone showed it
+    assert bottom[2] > 200 and bottom[0] < 60
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P"])
+def test_public_copy_of_a_large_png_is_scaled_down(mode: str) -> None:
+    image = two_colour((1000, 500), mode="RGB").convert(mode)
+    data = encode(image, "PNG", **({"transparency": 0} if mode == "P" else {}))
+
+    photo = process_photo(
+        data, declared_type=None, intake=IntakeSettings(photo_public_max_edge=256)
+    )
+
+    assert (photo.width, photo.height) == (256, 128)
+    assert photo.original_bytes == data
+    with Image.open(io.BytesIO(photo.public_bytes)) as public:
+        assert public.mode == mode
+        assert public.size == (256, 128)
+
+
+def test_photos_are_decoded_at_most_photo_workers_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, decodes: Decodes
+) -> None:
+    monkeypatch.setenv("ISSUEMAP_PHOTO_WORKERS", "3")
+    intake = IntakeSettings()
+    photos = [encode(Image.new("RGB", (800, 600), (i, 0, 0)), "JPEG") for i in range(8)]
+    decodes.overlap_wanted, decodes.hold = intake.photo_workers, 0.2
+
+    with ThreadPoolExecutor(max_workers=len(photos)) as pool:
+        done = list(pool.map(lambda d: process_photo(d, declared_type=None, intake=intake), photos))
+
+    assert [p.sha256 for p in done] == [hashlib.sha256(d).hexdigest() for d in photos]
+    assert len(decodes.sizes) == len(photos)
+    assert decodes.peak == 3
+
+
+def test_report_with_a_forty_megapixel_photo_is_refused_and_nothing_is_stored(
+    city_app: Any, engine: Engine, forty_megapixel_png: bytes
+) -> None:
+    client, _, _ = city_app
+    fine = encode(Image.new("RGB", (64, 48), (200, 30, 30)), "JPEG")
+
+    answer = client.post(
+        "/api/reports",
+        data={"category": "road", "description": "flat grey", "lat": "8.405", "lon": "100.011"},
+        files=[
+            ("photo", ("fine.jpg", fine, "image/jpeg")),
+            ("photo", ("grey.png", forty_megapixel_png, "image/png")),
+        ],
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "photo"
+    assert "7745 × 5164 pixels" in answer.json()["detail"]
+    assert "the largest accepted is 25 megapixels" in answer.json()["detail"]
+    assert count_rows(engine, "reports") == 0
+    assert count_rows(engine, "report_photos") == 0
+
+
+def test_after_photo_of_forty_megapixels_is_refused_and_the_status_stays(
+    city_app: Any, engine: Engine, forty_megapixel_png: bytes
+) -> None:
+    client, _, keys = city_app
+    report = client.post(
+        "/api/reports",
+        json={"category": "road", "description": "hole", "lat": 8.405, "lon": 100.011},
+    ).json()["id"]
+
+    answer = client.post(
+        f"/api/reports/{report}/status",
+        data={"status": "acknowledged"},
+        files={"photo": ("after.png", forty_megapixel_png, "image/png")},
+        headers={"X-API-Key": keys.t1},
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "photo"
+    assert "the largest accepted is 25 megapixels" in answer.json()["detail"]
+    assert client.get(f"/api/reports/{report}").json()["status"] == "open"
+    assert count_rows(engine, "report_photos") == 0
+
+
+def count_rows(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "photo-report-1"])
+def test_no_database_connection_is_held_while_photos_are_decoded(
+    city_app: Any, decodes: Decodes, idempotency_key: str | None
+) -> None:
+    # Photos may wait their turn to be decoded; a connection held meanwhile is one that
+    # intake and health checks cannot have.
+    client, _, _ = city_app
+    pool = client.app.state.engine.pool
+    before = pool.checkedout()
+    held: list[int] = []
+    decodes.on_decode = lambda: held.append(pool.checkedout())
+    headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+
+    answer = client.post(
+        "/api/reports",
+        data={"category": "road", "description": "hole", "lat": "8.405", "lon": "100.011"},
+        files=[("photo", (f"p{i}.jpg", phone_jpeg(), "image/jpeg")) for i in range(3)],
+        headers=headers,
+    )
+
+    assert answer.status_code == 201, answer.text
+    assert held == [before] * 3

@@ -18,7 +18,15 @@ from api.params import Text
 from geo import idempotency
 from geo.auth import Principal
 from geo.errors import InvalidInputError
-from geo.intake import MAX_DESCRIPTION, IntakeResult, PhotoUpload, Submission, submit_report
+from geo.intake import (
+    MAX_DESCRIPTION,
+    IntakeResult,
+    PhotoUpload,
+    Submission,
+    process_photos,
+    submit_report,
+)
+from geo.photos import ProcessedPhoto
 from geo.reports import public_photo, store_photo
 from geo.search import get_report
 from geo.workflow import change_status, merge_duplicate, next_statuses, report_events
@@ -185,12 +193,14 @@ def _create(
         with state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             result = _submit(conn, state, submission, principal)
         return 201, intake_answer(result), False
+    # Photos wait their turn to be decoded: no connection is held meanwhile.
+    photos = process_photos(submission, state.intake)
     with state.engine.begin() as conn:
         if key is not None:
             stored = idempotency.claim(conn, scope=scope, key=key, fingerprint=fingerprint, ttl=ttl)
             if stored is not None:
                 return stored.status_code, stored.body, True
-        body = intake_answer(_submit(conn, state, submission, principal))
+        body = intake_answer(_submit(conn, state, submission, principal, photos))
         if key is not None:
             idempotency.remember(
                 conn,
@@ -205,7 +215,11 @@ def _create(
 
 
 def _submit(
-    conn: Connection, state: Any, submission: Submission, principal: Principal
+    conn: Connection,
+    state: Any,
+    submission: Submission,
+    principal: Principal,
+    photos: list[ProcessedPhoto] | None = None,
 ) -> IntakeResult:
     return submit_report(
         conn,
@@ -214,6 +228,7 @@ def _submit(
         routing=state.routing,
         intake=state.intake,
         geocoder=state.geocoder,
+        photos=photos,
     )
 
 
@@ -358,7 +373,7 @@ def _change(
         process_photo(
             photo.data,
             declared_type=photo.declared_type,
-            max_bytes=request.app.state.intake.photo_max_bytes,
+            intake=request.app.state.intake,
         )
         if photo is not None
         else None
