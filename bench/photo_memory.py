@@ -14,11 +14,15 @@ almost nothing, yet every pixel costs up to 4 bytes once decoded.
 * ``png-40mp``: the reported attack, a 40-megapixel PNG of about 125 KB;
 * ``png-rgba-limit``: an RGBA PNG just under the pixel limit (``ISSUEMAP_PHOTO_MAX_PIXELS``),
   the largest one accepted;
-* ``jpeg-limit``: a JPEG just under the pixel limit.
+* ``jpeg-limit``: a JPEG just under the pixel limit;
+* ``jpeg-noise-limit``: the same size of JPEG made of noise, as large in bytes as
+  ``ISSUEMAP_PHOTO_MAX_BYTES`` lets it be, where the uploads themselves weigh most.
 
 ``--photo-workers`` and ``--max-pixels`` set ``ISSUEMAP_PHOTO_WORKERS`` and
-``ISSUEMAP_PHOTO_MAX_PIXELS`` for the server; without them it uses its defaults. Code that
-predates these settings ignores them, so the same script measures it too.
+``ISSUEMAP_PHOTO_MAX_PIXELS`` for the server; without them it uses its defaults. The server
+imports the app from the current directory, so running the script from another checkout
+(with ``PYTHONPATH`` set to it) measures that code instead; code that predates these
+settings ignores them.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +50,7 @@ from geo.demo import load_demo_city
 from geo.localdb import LocalCluster
 from geo.settings import IntakeSettings
 
+Case = tuple[str, bytes, str]
 CEILING_MB = 1024.0
 REPORTS = 8
 PHOTOS_PER_REPORT = 5
@@ -86,20 +91,35 @@ def flat_jpeg(size: tuple[int, int]) -> bytes:
     return out.getvalue()
 
 
+def noisy_jpeg(size: tuple[int, int], max_bytes: int) -> bytes:
+    """A JPEG of noise, at the best quality that stays within ``max_bytes``."""
+    noise = Image.merge("RGB", [Image.effect_noise(size, 64) for _ in range(3)])
+    for quality in range(95, 0, -5):
+        out = io.BytesIO()
+        noise.save(out, format="JPEG", quality=quality)
+        if out.tell() <= max_bytes:
+            return out.getvalue()
+    raise ValueError("no quality makes this noise small enough")
+
+
 def just_under(pixels: int) -> tuple[int, int]:
     """A 4:3 size of at most ``pixels`` pixels, as close to it as a 4:3 size gets."""
     unit = math.isqrt(pixels // 12)
     return 4 * unit, 3 * unit
 
 
-def photos(max_pixels: int) -> dict[str, tuple[bytes, str]]:
-    """Each worst case: the file and its content type."""
+def photos(max_pixels: int, max_bytes: int, names: list[str] | None) -> Iterator[Case]:
+    """Each worst case asked for: its name, the file and its content type."""
     limit = just_under(max_pixels)
-    return {
-        "png-40mp": (flat_png((7745, 5164), "RGB"), "image/png"),
-        "png-rgba-limit": (flat_png(limit, "RGBA"), "image/png"),
-        "jpeg-limit": (flat_jpeg(limit), "image/jpeg"),
+    cases: dict[str, Callable[[], tuple[bytes, str]]] = {
+        "png-40mp": lambda: (flat_png((7745, 5164), "RGB"), "image/png"),
+        "png-rgba-limit": lambda: (flat_png(limit, "RGBA"), "image/png"),
+        "jpeg-limit": lambda: (flat_jpeg(limit), "image/jpeg"),
+        "jpeg-noise-limit": lambda: (noisy_jpeg(limit, max_bytes), "image/jpeg"),
     }
+    for name, make in cases.items():
+        if not names or name in names:
+            yield name, *make()
 
 
 @contextmanager
@@ -142,7 +162,7 @@ def run_case(url: str, env: dict[str, str], name: str, photo: bytes, content_typ
     """Measure one kind of photo on a fresh server and print the figures."""
     suffix = "png" if content_type == "image/png" else "jpg"
     files = [("photo", (f"p{i}.{suffix}", photo, content_type)) for i in range(PHOTOS_PER_REPORT)]
-    warm_up = [("photo", (f"w.{suffix}", flat_jpeg((64, 48)), "image/jpeg"))]
+    warm_up = [("photo", ("warm-up.jpg", flat_jpeg((64, 48)), "image/jpeg"))]
     with server(url, env) as (base, pid):
         if post_report(base, warm_up) != 201:
             raise RuntimeError("the warm-up report was refused")
@@ -158,7 +178,7 @@ def run_case(url: str, env: dict[str, str], name: str, photo: bytes, content_typ
         after = memory_mb(pid)["VmRSS"]
     answers = ", ".join(f"{count} x {status}" for status, count in sorted(statuses.items()))
     print(
-        f"{name:15} {len(photo) / 1024:5.0f} KB: {answers:8} in {seconds:5.1f} s; "
+        f"{name:16} {len(photo) / 1024:6.0f} KB: {answers:8} in {seconds:5.1f} s; "
         f"RSS {before:4.0f} MB -> peak {peak:5.0f} MB -> after {after:5.0f} MB; "
         f"peak = {peak / CEILING_MB:.2f} of the {CEILING_MB:.0f} MB ceiling "
         f"(growth {(peak - before) / CEILING_MB:.2f})"
@@ -176,7 +196,8 @@ def main() -> None:
         env["ISSUEMAP_PHOTO_WORKERS"] = str(args.photo_workers)
     if args.max_pixels is not None:
         env["ISSUEMAP_PHOTO_MAX_PIXELS"] = str(args.max_pixels)
-    max_pixels = args.max_pixels or getattr(IntakeSettings(), "photo_max_pixels", 40_000_000)
+    intake = IntakeSettings()
+    max_pixels = args.max_pixels or getattr(intake, "photo_max_pixels", 40_000_000)
 
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-photos-")), durable=False)
     cluster.start()
@@ -192,9 +213,7 @@ def main() -> None:
             f"pixel limit {max_pixels / 1e6:g} MP, photo workers "
             f"{env.get('ISSUEMAP_PHOTO_WORKERS', 'default')}"
         )
-        for name, (photo, content_type) in photos(max_pixels).items():
-            if args.cases and name not in args.cases:
-                continue
+        for name, photo, content_type in photos(max_pixels, intake.photo_max_bytes, args.cases):
             run_case(url, env, name, photo, content_type)
     finally:
         cluster.destroy()

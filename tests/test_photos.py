@@ -636,3 +636,26 @@ def test_no_database_connection_is_held_while_photos_are_decoded(
 
     assert answer.status_code == 201, answer.text
     assert held == [before] * 3
+
+
+def test_idempotency_key_still_tells_photo_reports_apart(city_app: Any, engine: Engine) -> None:
+    # Photos are hashed as they are read instead of being copied into one fingerprint.
+    client, _, _ = city_app
+    form = {"category": "road", "description": "hole", "lat": "8.405", "lon": "100.011"}
+    red, blue = (encode(Image.new("RGB", (64, 48), c), "JPEG") for c in ("red", "blue"))
+
+    def post(photo: bytes) -> Any:
+        return client.post(
+            "/api/reports",
+            data=form,
+            files={"photo": ("p.jpg", photo, "image/jpeg")},
+            headers={"Idempotency-Key": "photo-retry"},
+        )
+
+    first, retry, other = post(red), post(red), post(blue)
+
+    assert first.status_code == retry.status_code == 201
+    assert retry.json()["id"] == first.json()["id"]
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert other.status_code == 409
+    assert count_rows(engine, "report_photos") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -98,7 +99,8 @@ async def _read_submission(
             raise InvalidInputError("body", "malformed multipart form: no fields could be read")
         fields: dict[str, Any] = {}
         photos: list[PhotoUpload] = []
-        fingerprint = bytearray()
+        # Hashed as it is read: a copy of every photo would double what a request holds.
+        fingerprint = hashlib.sha256()
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if name != "photo":
@@ -109,17 +111,17 @@ async def _read_submission(
                         "photo", f"a photo may be at most {max_photo_bytes / 1e6:.0f} MB"
                     )
                 photos.append(PhotoUpload(data=data, declared_type=value.content_type))
-                fingerprint += data
+                fingerprint.update(data)
             else:
                 if name in fields:
                     raise InvalidInputError(name, "given more than once")
                 fields[name] = value if value != "" else None
-                fingerprint += f"{name}={value}\n".encode()
+                fingerprint.update(f"{name}={value}\n".encode())
         try:
             payload = ReportIn.model_validate(fields)
         except ValidationError as error:
             raise input_error(error) from error
-        return _submission(payload, tuple(photos)), bytes(fingerprint)
+        return _submission(payload, tuple(photos)), fingerprint.digest()
     raise InvalidInputError(
         "Content-Type",
         "send application/json, or multipart/form-data (with photos) or a url-encoded form",
