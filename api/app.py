@@ -24,6 +24,7 @@ from geo.settings import (
     IntakeSettings,
     MapSettings,
     Open311Settings,
+    PrivacySettings,
     RoutingSettings,
 )
 
@@ -40,6 +41,7 @@ class AppSettings:
     geocoder: GeocoderSettings = field(default_factory=GeocoderSettings)
     open311: Open311Settings = field(default_factory=Open311Settings)
     maps: MapSettings = field(default_factory=MapSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -68,6 +70,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.state.intake = settings.intake
         app.state.open311 = settings.open311
         app.state.maps = settings.maps
+        app.state.privacy = settings.privacy
         app.state.geocoder = make_geocoder(settings.geocoder)
         app.state.live = LiveHub(url)
         app.state.live.start()

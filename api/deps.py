@@ -15,7 +15,7 @@ from api.errors import ExportsBusyError
 from geo.auth import ANONYMOUS, Principal, authenticate
 from geo.db import make_engine
 from geo.geocoding import Geocoder
-from geo.settings import IntakeSettings, Open311Settings, RoutingSettings
+from geo.settings import IntakeSettings, Open311Settings, PrivacySettings, RoutingSettings
 
 
 def get_connection(request: Request) -> Iterator[Connection]:
@@ -113,8 +113,15 @@ def get_open311(request: Request) -> Open311Settings:
     return settings
 
 
+def get_privacy(request: Request) -> PrivacySettings:
+    """What the public may see of a report's location (``geo.privacy``)."""
+    settings: PrivacySettings = request.app.state.privacy
+    return settings
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 RoutingDep = Annotated[RoutingSettings, Depends(get_routing)]
 IntakeDep = Annotated[IntakeSettings, Depends(get_intake)]
 GeocoderDep = Annotated[Geocoder, Depends(get_geocoder)]
 Open311Dep = Annotated[Open311Settings, Depends(get_open311)]
+PrivacyDep = Annotated[PrivacySettings, Depends(get_privacy)]

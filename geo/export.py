@@ -1,7 +1,8 @@
 """Writing reports out: GeoJSON features, CSV and GeoPackage, one row at a time.
 
 The rows are the plain dicts ``geo.search`` yields, so an export holds exactly the columns
-its caller may see: nothing here adds or removes a private field. The CSV and GeoPackage
+its caller may see, locations as precise as the caller may see them (``geo.privacy``):
+nothing here adds or removes a private field. The CSV and GeoPackage
 writers take any iterable and pull from it as they write (chunks of text, batches of
 rows), so an export of every report never holds every report in memory.
 """
@@ -24,6 +25,7 @@ import shapely
 from sqlalchemy import Connection, text
 
 from geo.auth import Principal
+from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M
 from geo.search import ReportFilter, report_query
 
 LAYER = "reports"
@@ -60,9 +62,15 @@ def report_columns(conn: Connection, principal: Principal) -> list[str]:
     return list(conn.execute(query, params).keys())
 
 
-def count_reports(conn: Connection, flt: ReportFilter, principal: Principal) -> int:
+def count_reports(
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+) -> int:
     """How many reports ``flt`` selects for ``principal``: the very query pages read."""
-    query, params = report_query(flt, principal)
+    query, params = report_query(flt, principal, public_rounding_m=public_rounding_m)
     counted = text(f"SELECT count(*) FROM ({query.text}) AS matched")
     return int(conn.execute(counted, params).scalar_one())
 

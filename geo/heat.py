@@ -2,7 +2,9 @@
 
 A page carries one weighted point per grid cell, never one per report, so its size is
 bounded by ``max_cells`` however many reports the database holds. The cell size is a power
-of two of a degree, so panning or a slightly different box gives the same grid.
+of two of a degree, so panning or a slightly different box gives the same grid. For the
+public, cells count the points the public may see (``geo.privacy``), and are never finer
+than that location grid however small the box.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from geo.auth import ANONYMOUS, Principal
+from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, grown_bbox, min_cell_deg, point_sql
 
 # One query shape for every reader of reports: the heat grid filters exactly as lists do.
 from geo.search import REPORTS_FROM, ReportFilter, where_clauses
@@ -35,13 +38,16 @@ class HeatCell:
     count: int
 
 
-def cell_size_deg(bbox: BBox, *, max_cells: int, zoom: float | None = None) -> float:
+def cell_size_deg(
+    bbox: BBox, *, max_cells: int, zoom: float | None = None, min_step: float = 0.0
+) -> float:
     """Grid step in degrees so that ``bbox`` spans at most ``max_cells`` cells.
 
     Snapping to the nearest grid point puts the points of a span ``w`` wide on at most
     ``w / s + 2`` grid lines, so the step solves ``(w/s + 2)(h/s + 2) <= max_cells`` and is
     then rounded up to a power of two. With ``zoom``, cells are never smaller than four
-    screen pixels at that zoom, since the heat blur is wider than that.
+    screen pixels at that zoom, since the heat blur is wider than that; and never smaller
+    than ``min_step`` degrees.
     """
     if max_cells < 9:
         raise ValueError("max_cells must be at least 9")
@@ -55,7 +61,7 @@ def cell_size_deg(bbox: BBox, *, max_cells: int, zoom: float | None = None) -> f
         t = (max_cells / 3 - 2) / (w + h)
     else:
         t = 1 / MIN_CELL_DEG
-    step = max(1 / t, MIN_CELL_DEG)
+    step = max(1 / t, MIN_CELL_DEG, min_step)
     if zoom is not None:
         step = max(step, 4 * 360.0 / (TILE_PX * 2.0**zoom))
     return float(2.0 ** math.ceil(math.log2(step)))
@@ -69,14 +75,23 @@ def heat_grid(
     max_cells: int,
     principal: Principal = ANONYMOUS,
     zoom: float | None = None,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
 ) -> list[HeatCell]:
     """Reports matching ``flt`` inside ``bbox``, counted per grid cell (most first).
 
     The filter's own ``bbox`` is replaced by ``bbox``: the grid is sized to the view.
+    Unless ``principal`` is staff, reports are counted where the public sees them (those
+    within a grid step outside the view too), and a cell is at least ``public_rounding_m``
+    wide.
     """
-    step = cell_size_deg(bbox, max_cells=max_cells, zoom=zoom)
+    step = cell_size_deg(
+        bbox,
+        max_cells=max_cells,
+        zoom=zoom,
+        min_step=min_cell_deg(principal, bbox, public_rounding_m=public_rounding_m),
+    )
     view = ReportFilter(
-        bbox=bbox,
+        bbox=grown_bbox(principal, bbox, public_rounding_m=public_rounding_m),
         ids=flt.ids,
         ward_ids=flt.ward_ids,
         zone_ids=flt.zone_ids,
@@ -86,15 +101,17 @@ def heat_grid(
         created_from=flt.created_from,
         created_to=flt.created_to,
     )
-    clauses, params = where_clauses(view, principal)
+    clauses, params = where_clauses(view, principal, public_rounding_m=public_rounding_m)
+    point = point_sql(principal, public_rounding_m=public_rounding_m)
     rows = conn.execute(
         text(
             "SELECT ST_Y(cell) AS lat, ST_X(cell) AS lon, n FROM ("
-            f"  SELECT ST_SnapToGrid(r.geom, :step) AS cell, count(*) AS n {REPORTS_FROM}"
+            f"  SELECT ST_SnapToGrid(ST_MakePoint({point.lon}, {point.lat}), :step) AS cell,"
+            f"  count(*) AS n {REPORTS_FROM}"
             f"  WHERE {' AND '.join(clauses)} GROUP BY 1) AS g "
             # The step already bounds the count; the limit only guards against rounding.
             "ORDER BY n DESC LIMIT :max_cells"
         ),
-        params | {"step": step, "max_cells": max_cells},
+        params | point.params | {"step": step, "max_cells": max_cells},
     ).all()
     return [HeatCell(lat=float(r.lat), lon=float(r.lon), count=int(r.n)) for r in rows]

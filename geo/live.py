@@ -8,7 +8,9 @@ them in batches. Intake transactions never NOTIFY themselves, because a NOTIFYin
 holds a database-wide lock and would serialise every intake commit. If the tailer's
 process dies, its lock goes with its connection and another hub takes over. A batch of
 more than ``BULK_AFTER`` events (an import) becomes one ``bulk`` event. Events carry no
-personal data.
+personal data. Each stream shapes them for its audience (``LiveAudience``): staff get the
+reports they may work whole; everyone else gets no team or zone, and the location on the
+public grid (``geo.privacy``), as every other public output.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+
+from geo.auth import ANONYMOUS, Principal
+from geo.privacy import visible_point
 
 CHANNEL = "issuemap_reports"
 BULK_AFTER = 200
@@ -205,3 +212,59 @@ def matches(event: Event, *, zone_id: int | None, team_id: int | None) -> bool:
     if zone_id is not None and event.get("zone_id") != zone_id:
         return False
     return not (team_id is not None and event.get("team_id") != team_id)
+
+
+_STAFF_ONLY = ("team_id", "zone_id")
+"""Event fields only staff who may work the report receive."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveAudience:
+    """Who a stream is for, and so how much of each report event it may carry."""
+
+    principal: Principal
+    public_rounding_m: float
+    team_zones: frozenset[int] = frozenset()
+    """Zones of a field team's own: it sees their reports whole, as it does in lists."""
+
+    def sees_whole(self, event: Event) -> bool:
+        """Whether the report is one this audience may read with every field."""
+        if self.principal.sees_everything:
+            return True
+        if self.principal.role != "field_team":
+            return False
+        return (
+            event.get("team_id") == self.principal.team_id
+            or event.get("zone_id") in self.team_zones
+        )
+
+    def shape(self, event: Event) -> Event:
+        """``event`` as this audience may see it (bulk and resync events pass unchanged)."""
+        if event.get("kind") != "report" or self.sees_whole(event):
+            return event
+        shown = {k: v for k, v in event.items() if k not in _STAFF_ONLY}
+        if event.get("lat") is not None and event.get("lon") is not None:
+            shown["lat"], shown["lon"] = visible_point(
+                float(event["lat"]),
+                float(event["lon"]),
+                ANONYMOUS,
+                public_rounding_m=self.public_rounding_m,
+            )
+        return shown
+
+
+def live_audience(
+    engine: Engine, principal: Principal, *, public_rounding_m: float
+) -> LiveAudience:
+    """The audience of a stream opened by ``principal`` (looks up a field team's zones)."""
+    zones: frozenset[int] = frozenset()
+    if principal.role == "field_team" and principal.team_id is not None:
+        with engine.connect() as conn:
+            zones = frozenset(
+                int(z)
+                for z in conn.execute(
+                    text("SELECT id FROM zones WHERE team_id = :team"),
+                    {"team": principal.team_id},
+                ).scalars()
+            )
+    return LiveAudience(principal, public_rounding_m, zones)

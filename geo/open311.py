@@ -5,7 +5,8 @@ nothing about HTTP: it turns query values and POSTed fields into our filters and
 submissions, and our rows into GeoReport records, rendered as JSON or as XML.
 
 Service requests are read through ``geo.search`` as the anonymous public, so a GeoReport
-client sees exactly what the public sees and never a reporter's name or contact. Our eight
+client sees exactly what the public sees: never a reporter's name or contact, and ``lat``
+and ``long`` on the public location grid (``geo.privacy``). Our eight
 statuses fold into GeoReport's two: a report still being worked is ``open``, every other
 one is ``closed``.
 """
@@ -26,6 +27,7 @@ from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
 from geo.geocoding import Geocoder
 from geo.intake import Submission, submit_report
 from geo.models import OPEN_STATUSES, REPORT_STATUSES
+from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M
 from geo.search import ReportFilter, get_report, report_query
 from geo.settings import IntakeSettings, RoutingSettings
 
@@ -326,21 +328,34 @@ def latest_notes(conn: Connection, report_ids: Sequence[int]) -> dict[int, str]:
 
 
 def find_requests(
-    conn: Connection, flt: ReportFilter, *, limit: int, base_url: str
+    conn: Connection,
+    flt: ReportFilter,
+    *,
+    limit: int,
+    base_url: str,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
 ) -> list[dict[str, Any]]:
     """GET Service Requests: the newest ``limit`` matching reports, as the public sees them."""
-    query, params = report_query(flt, ANONYMOUS, limit=limit, order="newest")
+    query, params = report_query(
+        flt, ANONYMOUS, limit=limit, order="newest", public_rounding_m=public_rounding_m
+    )
     reports = [dict(r) for r in conn.execute(query, params).mappings()]
     notes = latest_notes(conn, [r["id"] for r in reports])
     return [request_record(r, status_notes=notes.get(r["id"]), base_url=base_url) for r in reports]
 
 
-def get_request(conn: Connection, service_request_id: str, *, base_url: str) -> dict[str, Any]:
+def get_request(
+    conn: Connection,
+    service_request_id: str,
+    *,
+    base_url: str,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+) -> dict[str, Any]:
     """GET Service Request: one report as the public sees it; anything else is a 404."""
     report_id = _report_id(service_request_id)
     if report_id is None:
         raise NotFoundError(f"There is no service request {service_request_id[:40]!r}.")
-    report = get_report(conn, report_id, ANONYMOUS)
+    report = get_report(conn, report_id, ANONYMOUS, public_rounding_m=public_rounding_m)
     notes = latest_notes(conn, [report["id"]])
     return request_record(report, status_notes=notes.get(report["id"]), base_url=base_url)
 

@@ -3,7 +3,8 @@
 The native API, the Open311 endpoint, the exports and the team queues all read reports
 through ``report_query``, so a filter or a privacy rule means the same thing everywhere.
 Public readers never get the reporter's name or contact: those columns are simply not
-selected unless the caller may see them.
+selected unless the caller may see them. Locations follow ``geo.privacy``: the public reads
+them snapped to the public grid, and its bounding boxes are tested on the snapped points.
 """
 
 from __future__ import annotations
@@ -18,21 +19,35 @@ from sqlalchemy import Connection, TextClause, text
 from geo.auth import Principal
 from geo.errors import InvalidInputError, NotFoundError
 from geo.models import OPEN_STATUSES, REPORT_STATUSES
+from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, bbox_sql, point_sql
 
-PUBLIC_COLUMNS = """
+_COLUMNS = """
     r.id, c.code AS category, c.name_th AS category_name_th, c.name_en AS category_name_en,
     r.description, r.status, r.created_at, r.updated_at, r.resolved_at, r.due_at,
     (r.status IN ('open', 'acknowledged', 'in_progress', 'reopened') AND r.due_at < now())
         AS overdue,
     r.ward_id, w.code AS ward_code, w.name AS ward_name, r.ward_snapped,
     r.zone_id, z.code AS zone_code, r.team_id, t.code AS team_code, t.name AS team_name,
-    ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon, r.address, r.location_source, r.media_url,
+    {lat} AS lat, {lon} AS lon, r.address, r.location_source, r.media_url,
     r.source, r.external_id, r.supporters, r.duplicate_of, r.is_demo,
     ARRAY(SELECT p.id FROM report_photos AS p
           WHERE p.report_id = r.id AND p.event_id IS NULL ORDER BY p.id) AS photo_ids
 """
-PRIVATE_COLUMNS = PUBLIC_COLUMNS + ", r.reporter_name, r.reporter_contact"
+_PRIVATE_COLUMNS = ", r.reporter_name, r.reporter_contact"
 """Columns only staff who may see the report get."""
+
+
+def report_columns_sql(
+    principal: Principal, *, public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M
+) -> tuple[str, dict[str, Any]]:
+    """The select list of a report as ``principal`` may see it, and its bound values."""
+    point = point_sql(principal, public_rounding_m=public_rounding_m)
+    columns = _COLUMNS.format(lat=point.lat, lon=point.lon)
+    # Staff who may see a report may also contact its reporter; the public never can.
+    if principal.is_staff:
+        columns += _PRIVATE_COLUMNS
+    return columns, point.params
+
 
 REPORTS_FROM = """
 FROM reports AS r
@@ -79,11 +94,17 @@ class ReportFilter:
             raise InvalidInputError("created_to", "must not be earlier than created_from")
 
 
-def where_clauses(flt: ReportFilter, principal: Principal) -> tuple[list[str], dict[str, Any]]:
+def where_clauses(
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+) -> tuple[list[str], dict[str, Any]]:
     """SQL conditions and bound parameters for ``flt`` as ``principal`` may see it.
 
     Every reader of reports (lists, exports, heat grids, analysis) builds on these, over
     ``REPORTS_FROM``, so a filter or a visibility rule means the same thing everywhere.
+    The bounding box is tested on the location as ``principal`` sees it (``geo.privacy``).
     """
     clauses: list[str] = []
     params: dict[str, Any] = {}
@@ -95,8 +116,9 @@ def where_clauses(flt: ReportFilter, principal: Principal) -> tuple[list[str], d
         )
         params["viewer_team"] = principal.team_id
     if flt.bbox is not None:
-        clauses.append("r.geom && ST_MakeEnvelope(:min_lon, :min_lat, :max_lon, :max_lat, 4326)")
-        params |= dict(zip(("min_lon", "min_lat", "max_lon", "max_lat"), flt.bbox, strict=True))
+        box, box_params = bbox_sql(principal, flt.bbox, public_rounding_m=public_rounding_m)
+        clauses += box
+        params |= box_params
     for name, column, values in (
         ("ids", "r.id", flt.ids),
         ("ward_ids", "r.ward_id", flt.ward_ids),
@@ -124,14 +146,18 @@ def report_query(
     limit: int | None = None,
     after_id: int | None = None,
     order: str = "id",
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
 ) -> tuple[TextClause, dict[str, Any]]:
-    """The SELECT for ``flt`` as ``principal`` may see it, paged by id after ``after_id``."""
-    clauses, params = where_clauses(flt, principal)
+    """The SELECT for ``flt`` as ``principal`` may see it, paged by id after ``after_id``.
+
+    ``public_rounding_m`` is the public location grid (``PrivacySettings``).
+    """
+    clauses, params = where_clauses(flt, principal, public_rounding_m=public_rounding_m)
     if after_id is not None:
         clauses.append("r.id > :after_id")
         params["after_id"] = after_id
-    # Staff who may see a report may also contact its reporter; the public never can.
-    columns = PRIVATE_COLUMNS if principal.is_staff else PUBLIC_COLUMNS
+    columns, column_params = report_columns_sql(principal, public_rounding_m=public_rounding_m)
+    params |= column_params
     orders = {"id": "r.id", "due": "r.due_at, r.id", "newest": "r.created_at DESC, r.id DESC"}
     sql = f"SELECT {columns} {REPORTS_FROM}"
     if clauses:
@@ -151,27 +177,52 @@ def find_reports(
     limit: int = 100,
     after_id: int | None = None,
     order: str = "id",
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
 ) -> list[dict[str, Any]]:
     """One page of reports as plain dicts."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInputError("limit", f"must be between 1 and {MAX_PAGE}")
-    query, params = report_query(flt, principal, limit=limit, after_id=after_id, order=order)
+    query, params = report_query(
+        flt,
+        principal,
+        limit=limit,
+        after_id=after_id,
+        order=order,
+        public_rounding_m=public_rounding_m,
+    )
     return [dict(row) for row in conn.execute(query, params).mappings()]
 
 
 def stream_reports(
-    conn: Connection, flt: ReportFilter, principal: Principal, *, batch: int = 5000
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    batch: int = 5000,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
 ) -> Iterator[dict[str, Any]]:
     """Every matching report, fetched in batches through a server-side cursor."""
-    query, params = report_query(flt, principal)
+    query, params = report_query(flt, principal, public_rounding_m=public_rounding_m)
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(query, params)
     for row in result.mappings():
         yield dict(row)
 
 
-def get_report(conn: Connection, report_id: int, principal: Principal) -> dict[str, Any]:
+def get_report(
+    conn: Connection,
+    report_id: int,
+    principal: Principal,
+    *,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+) -> dict[str, Any]:
     """One report; a report the caller may not see is reported as missing (404)."""
-    rows = find_reports(conn, ReportFilter(ids=(report_id,)), principal, limit=1)
+    rows = find_reports(
+        conn,
+        ReportFilter(ids=(report_id,)),
+        principal,
+        limit=1,
+        public_rounding_m=public_rounding_m,
+    )
     if not rows:
         raise NotFoundError(f"There is no report {report_id}.")
     return rows[0]

@@ -188,6 +188,23 @@ class Open311Settings(BaseSettings):
     max_requests: int = Field(default=1000, ge=1, le=10_000)
 
 
+class PrivacySettings(BaseSettings):
+    """What the public may learn about where a report is (the rule is ``geo.privacy``)."""
+
+    # The variable keeps the name it had when only the public map rounded locations:
+    # ISSUEMAP_MAP_PUBLIC_ROUNDING_M.
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_MAP_", extra="ignore")
+
+    public_rounding_m: float = Field(
+        default=100.0,
+        ge=0.0,
+        le=5_000.0,
+        description="Everyone without a staff key sees report locations snapped to a grid "
+        "this many metres wide, everywhere (lists, exports, Open311, live events, maps); "
+        "heat-map cells are never finer. 0 publishes exact locations.",
+    )
+
+
 class MapSettings(BaseSettings):
     """How the map pages look and what they reveal."""
 

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, text
 
 import api.routers.export as export_router
 from geo import export
+from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
 from geo.reports import insert_reports
 from geo.settings import RoutingSettings
 from tests.fixtures import Keys, TinyCity
@@ -73,6 +74,13 @@ def seeded(city_app: Any, engine: Engine) -> tuple[TestClient, TinyCity, Keys, d
     return client, city, keys, ids
 
 
+def public_lon_lat(name: str) -> tuple[float, float]:
+    """Where the public sees report ``name``: on the public location grid."""
+    lon, lat = REPORTS[name][:2]
+    lat_s, lon_s = snap_point(lat, lon, DEFAULT_PUBLIC_ROUNDING_M)
+    return lon_s, lat_s
+
+
 def names(answer: Any, ids: dict[str, int]) -> set[str]:
     assert answer.status_code == 200, answer.text
     by_id = {v: k for k, v in ids.items()}
@@ -89,7 +97,7 @@ def test_geojson_is_a_feature_collection_of_points_with_iso_times(seeded: Any) -
     assert body["numberMatched"] == body["numberReturned"] == 5
     first = body["features"][0]
     assert first["id"] == ids["a1"]
-    assert first["geometry"] == {"type": "Point", "coordinates": [100.005, 8.405]}
+    assert first["geometry"] == {"type": "Point", "coordinates": list(public_lon_lat("a1"))}
     props = first["properties"]
     assert props["created_at"] == "2026-05-01T10:00:00+00:00"
     assert props["ward_code"] == "W-A"
@@ -239,7 +247,7 @@ def test_csv_has_a_header_and_every_match_with_thai_text_intact(seeded: Any) -> 
     assert rows[0]["description"] == f"{THAI} (a1)"
     assert rows[0]["category_name_th"] == "ถนน"
     assert rows[0]["created_at"] == "2026-05-01T10:00:00+00:00"
-    assert (float(rows[0]["lon"]), float(rows[0]["lat"])) == (100.005, 8.405)
+    assert (float(rows[0]["lon"]), float(rows[0]["lat"])) == public_lon_lat("a1")
     assert rows[0]["overdue"] in {"true", "false"}
     assert "reporter_name" not in rows[0]
 
@@ -277,7 +285,7 @@ def test_geopackage_reads_back_with_its_count_crs_and_thai_text(
     assert len(frame) == 3
     assert frame.crs.to_epsg() == 4326
     assert frame["id"].tolist() == [ids["a1"], ids["b1"], ids["b3"]]
-    assert frame.geometry.iloc[0].coords[0] == (100.005, 8.405)
+    assert frame.geometry.iloc[0].coords[0] == public_lon_lat("a1")
     assert frame["description"].iloc[0] == f"{THAI} (a1)"
     assert frame["created_at"].iloc[0] == pd.Timestamp("2026-05-01T10:00:00Z")
     assert "reporter_name" not in frame.columns

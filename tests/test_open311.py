@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 from api.app import AppSettings, create_app
 from geo.auth import create_api_key, revoke_api_key
 from geo.geocoding import GeocodeResult
+from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
 from geo.reports import store_photo
 from geo.settings import DatabaseSettings
 from tests.fixtures import TinyCity, load_tiny_city
@@ -247,7 +248,7 @@ def test_post_creates_a_routed_report_through_intake(o311: Open311, engine: Engi
     assert one["status"] == "open"
     assert one["service_code"] == "road" and one["service_name"] == "Roads"
     assert one["agency_responsible"] == "T1"
-    assert (one["lat"], one["long"]) == (8.405, 100.011)
+    assert (one["lat"], one["long"]) == snap_point(8.405, 100.011, DEFAULT_PUBLIC_ROUNDING_M)
     assert one["media_url"] == "https://photos.example.org/pothole.jpg"
     requested = datetime.fromisoformat(one["requested_datetime"])
     assert datetime.fromisoformat(one["expected_datetime"]) - requested == timedelta(hours=48)
@@ -306,7 +307,7 @@ def test_bad_posts_are_refused_naming_the_field(
 def test_address_string_is_geocoded(o311: Open311) -> None:
     report_id = created_id(o311, lat="", long="", address_string="หน้าตลาดทดสอบ")
     (one,) = requests_json(o311, service_request_id=str(report_id))
-    assert (one["lat"], one["long"]) == (8.405, 100.015)
+    assert (one["lat"], one["long"]) == snap_point(8.405, 100.015, DEFAULT_PUBLIC_ROUNDING_M)
     assert one["address"] == "หน้าตลาดทดสอบ"
     missing = spec_error(post(o311, lat="", long="", address_string="Nowhere Lane"), 400)
     assert missing.startswith("address: we could not find")

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
-from api.deps import PrincipalDep, get_connection, get_export_slots
+from api.deps import PrincipalDep, PrivacyDep, get_connection, get_export_slots
 from api.params import Page, PageDep, ReportFilterDep
 from geo import export
 from geo.auth import Principal
@@ -101,6 +101,7 @@ def find_or_export(
     request: Request,
     conn: Annotated[Connection, Depends(reports_connection)],
     principal: PrincipalDep,
+    privacy: PrivacyDep,
     flt: ReportFilterDep,
     page: PageDep,
     chosen: FormatDep,
@@ -112,26 +113,35 @@ def find_or_export(
     `format=gpkg` (or `Accept: text/csv` / `application/geopackage+sqlite3`) export every
     match at once, streamed. The public gets public fields only; field teams see the
     reports of their team and zones; planners and admins see every report. Staff exports
-    include the reporter's name and contact.
+    include the reporter's name and contact. Staff get exact locations; everyone else
+    gets them on the public grid, and `bbox` selects by that grid.
 
     A few exports run at once; one more is answered 503 with `Retry-After`. An export
     that fails, or runs longer than allowed, is cut off without its end, so a client
     never takes a part for the whole file.
     """
+    rounding = privacy.public_rounding_m
     max_seconds = get_export_slots(request).max_seconds
     if chosen == "csv":
-        return _csv(conn, flt, principal, max_seconds=max_seconds)
+        return _csv(conn, flt, principal, rounding, max_seconds=max_seconds)
     if chosen == "gpkg":
-        return _geopackage(conn, flt, principal, max_seconds=max_seconds)
-    return _geojson(request, conn, flt, principal, page)
+        return _geopackage(conn, flt, principal, rounding, max_seconds=max_seconds)
+    return _geojson(request, conn, flt, principal, page, rounding)
 
 
 def _geojson(
-    request: Request, conn: Connection, flt: ReportFilter, principal: Principal, page: Page
+    request: Request,
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    page: Page,
+    rounding: float,
 ) -> JSONResponse:
     # One row more than asked says whether there is a next page, so the last page has no
     # `next` link leading to an empty one.
-    query, params = report_query(flt, principal, limit=page.limit + 1, after_id=page.after)
+    query, params = report_query(
+        flt, principal, limit=page.limit + 1, after_id=page.after, public_rounding_m=rounding
+    )
     rows = [dict(row) for row in conn.execute(query, params).mappings()]
     has_more = len(rows) > page.limit
     rows = rows[: page.limit]
@@ -158,7 +168,9 @@ def _geojson(
             }
         )
     body = export.feature_collection(
-        rows, links=links, number_matched=export.count_reports(conn, flt, principal)
+        rows,
+        links=links,
+        number_matched=export.count_reports(conn, flt, principal, public_rounding_m=rounding),
     )
     return JSONResponse(body, media_type=MEDIA_TYPES["geojson"], headers={"Vary": "Accept"})
 
@@ -214,11 +226,18 @@ class _FileDownload(FileResponse):
 
 
 def _csv(
-    conn: Connection, flt: ReportFilter, principal: Principal, *, max_seconds: float
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    rounding: float,
+    *,
+    max_seconds: float,
 ) -> StreamingResponse:
     # Read before the answer starts, so an unreachable database is a 503, not a cut 200.
     columns = export.report_columns(conn, principal)
-    chunks = export.csv_chunks(stream_reports(conn, flt, principal), columns=columns)
+    chunks = export.csv_chunks(
+        stream_reports(conn, flt, principal, public_rounding_m=rounding), columns=columns
+    )
     return _Download(
         chunks,
         max_seconds=max_seconds,
@@ -228,7 +247,12 @@ def _csv(
 
 
 def _geopackage(
-    conn: Connection, flt: ReportFilter, principal: Principal, *, max_seconds: float
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    rounding: float,
+    *,
+    max_seconds: float,
 ) -> FileResponse:
     # A GeoPackage is SQLite: it cannot be written front to back onto the wire, so it is
     # built in a temporary folder (GDAL may add journal files beside it), batch by batch,
@@ -237,7 +261,7 @@ def _geopackage(
     try:
         path = folder / f"{FILENAME}.gpkg"
         export.write_geopackage(
-            stream_reports(conn, flt, principal),
+            stream_reports(conn, flt, principal, public_rounding_m=rounding),
             path,
             columns=export.report_columns(conn, principal),
         )

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from geo.live import Event, matches
+from api.deps import PrincipalDep, PrivacyDep
+from geo.live import Event, live_audience, matches
 
 router = APIRouter(tags=["maps"])
 
@@ -35,6 +37,8 @@ def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
 )
 async def live(
     request: Request,
+    principal: PrincipalDep,
+    privacy: PrivacyDep,
     zone: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this zone.")] = None,
     team: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this team.")] = None,
 ) -> StreamingResponse:
@@ -42,14 +46,22 @@ async def live(
 
     Event types: `report`, `bulk` (after large imports) and `resync` (reload). Browsers
     reconnect on their own (`retry: 2000`); a comment every 15 s keeps proxies from
-    closing an idle stream.
+    closing an idle stream. Without a staff key (`X-API-Key`), report events carry no
+    `team_id` or `zone_id`, and `lat`/`lon` on the public grid
+    (`ISSUEMAP_MAP_PUBLIC_ROUNDING_M` metres), as every public output does.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+    audience = await run_in_threadpool(
+        live_audience,
+        request.app.state.engine,
+        principal,
+        public_rounding_m=privacy.public_rounding_m,
+    )
 
     def deliver(event: Event) -> None:
         if matches(event, zone_id=zone, team_id=team):
-            loop.call_soon_threadsafe(_offer, queue, event)
+            loop.call_soon_threadsafe(_offer, queue, audience.shape(event))
 
     unsubscribe = request.app.state.live.subscribe(deliver)
 

@@ -18,7 +18,7 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 
-from api.deps import ConnDep, Open311Dep
+from api.deps import ConnDep, Open311Dep, PrivacyDep
 from api.errors import DATABASE_UNAVAILABLE, RETRY_AFTER_S, UNAVAILABLE_DETAIL
 from api.params import DateOrTime, refuse_nul
 from geo import open311
@@ -206,6 +206,7 @@ def get_requests(
     fmt: FormatPath,
     conn: ConnDep,
     settings: Open311Dep,
+    privacy: PrivacyDep,
     flt: Annotated[ReportFilter, Depends(request_filter)],
 ) -> Response:
     """Service requests, newest first, as the public sees them.
@@ -215,7 +216,13 @@ def get_requests(
     and `closed` (resolved, closed, rejected, duplicate).
     """
     base = str(request.base_url).rstrip("/")
-    records = open311.find_requests(conn, flt, limit=settings.max_requests, base_url=base)
+    records = open311.find_requests(
+        conn,
+        flt,
+        limit=settings.max_requests,
+        base_url=base,
+        public_rounding_m=privacy.public_rounding_m,
+    )
     return _respond(records, root="service_requests", fmt=fmt)
 
 
@@ -228,12 +235,15 @@ def get_service_request(
     fmt: FormatPath,
     conn: ConnDep,
     settings: Open311Dep,
+    privacy: PrivacyDep,
     jurisdiction_id: Jurisdiction = None,
 ) -> Response:
     """One service request, as a one-element list (the spec's shape)."""
     open311.check_jurisdiction(jurisdiction_id, settings.jurisdiction_id)
     base = str(request.base_url).rstrip("/")
-    record = open311.get_request(conn, service_request_id, base_url=base)
+    record = open311.get_request(
+        conn, service_request_id, base_url=base, public_rounding_m=privacy.public_rounding_m
+    )
     return _respond([record], root="service_requests", fmt=fmt)
 
 

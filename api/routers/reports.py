@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from api.deps import ConnDep, PrincipalDep
+from api.deps import ConnDep, PrincipalDep, PrivacyDep
 from api.params import Text
 from geo import idempotency
 from geo.auth import Principal
@@ -300,9 +300,15 @@ async def post_report(
 
 
 @router.get("/reports/{report_id}", summary="One report")
-def read_report(report_id: ReportId, conn: ConnDep, principal: PrincipalDep) -> dict[str, Any]:
-    """A report as the caller may see it; staff also get the reporter's contact."""
-    report = get_report(conn, report_id, principal)
+def read_report(
+    report_id: ReportId, conn: ConnDep, principal: PrincipalDep, privacy: PrivacyDep
+) -> dict[str, Any]:
+    """A report as the caller may see it; staff also get the reporter's contact.
+
+    Staff get the exact location; everyone else gets it on the public grid
+    (``ISSUEMAP_MAP_PUBLIC_ROUNDING_M`` metres).
+    """
+    report = get_report(conn, report_id, principal, public_rounding_m=privacy.public_rounding_m)
     report["next_statuses"] = next_statuses(report["status"]) if principal.is_staff else []
     return report
 
