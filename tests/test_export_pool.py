@@ -276,7 +276,7 @@ def test_a_client_that_stops_reading_is_cut_off_and_its_connection_freed(
     received = stalled.rest + read_to_end(stalled.sock)
     stalled.sock.close()
     assert not received.endswith(b"0\r\n\r\n"), "a cut export must not look finished"
-    assert received.count(b"\n#") < REPORTS
+    assert received.count(f"{DESCRIPTION}#".encode()) < REPORTS
 
 
 def test_a_download_that_fails_midway_does_not_look_complete(
