@@ -19,6 +19,7 @@ from geo.db import make_engine
 from geo.geocoding import make_geocoder
 from geo.live import LiveHub
 from geo.settings import (
+    BoundarySettings,
     DatabaseSettings,
     GeocoderSettings,
     IntakeSettings,
@@ -41,6 +42,7 @@ class AppSettings:
     geocoder: GeocoderSettings = field(default_factory=GeocoderSettings)
     open311: Open311Settings = field(default_factory=Open311Settings)
     maps: MapSettings = field(default_factory=MapSettings)
+    boundaries: BoundarySettings = field(default_factory=BoundarySettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 
@@ -70,6 +72,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.state.intake = settings.intake
         app.state.open311 = settings.open311
         app.state.maps = settings.maps
+        app.state.boundaries = settings.boundaries
         app.state.privacy = settings.privacy
         app.state.geocoder = make_geocoder(settings.geocoder)
         app.state.live = LiveHub(url)

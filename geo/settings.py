@@ -92,6 +92,34 @@ class RoutingSettings(BaseSettings):
     )
 
 
+class BoundarySettings(BaseSettings):
+    """Guards on boundary imports, so no file can take the city offline."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_BOUNDARY_", extra="ignore")
+
+    max_area_loss: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="A replace that leaves more than this share of the area the layer "
+        "covers now uncovered is refused unless forced.",
+    )
+    max_vertices: int = Field(
+        default=25_000,
+        ge=4,
+        le=10_000_000,
+        description="Most vertices one ward or zone may have. Every report in a ward reads "
+        "its whole outline (bench/boundary_vertices.py); the largest real feature seen has "
+        "12,110.",
+    )
+    upload_max_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024,
+        le=2 * 1024 * 1024 * 1024,
+        description="Largest boundary file the admin upload accepts, in bytes.",
+    )
+
+
 class ServerSettings(BaseSettings):
     """How the HTTP service runs."""
 
