@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Cookie, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection
 
@@ -120,6 +120,27 @@ def get_privacy(request: Request) -> PrivacySettings:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+KEY_COOKIE = "issuemap_key"
+"""Where a staff map page opened with ``?key=`` keeps the key (HttpOnly, SameSite=Strict)."""
+
+KeyCookie = Annotated[str | None, Cookie(alias=KEY_COOKIE, include_in_schema=False)]
+
+
+async def get_browser_principal(
+    request: Request, principal: PrincipalDep, cookie: KeyCookie = None
+) -> Principal:
+    """The caller of a page or stream a browser opens: the key header, else the key cookie.
+
+    Only read-only GET routes (map pages, the live stream) take the cookie, so a request
+    forged from another site can never change anything with it.
+    """
+    if cookie and not principal.is_staff:
+        return await run_in_threadpool(_authenticate, request, cookie)
+    return principal
+
+
+BrowserPrincipalDep = Annotated[Principal, Depends(get_browser_principal)]
 RoutingDep = Annotated[RoutingSettings, Depends(get_routing)]
 IntakeDep = Annotated[IntakeSettings, Depends(get_intake)]
 GeocoderDep = Annotated[Geocoder, Depends(get_geocoder)]

@@ -287,18 +287,6 @@ class Filters:
     hidden_fields: Mapping[str, str] = field(default_factory=dict)
 
 
-def round_location(lat: float, lon: float, metres: float) -> tuple[float, float]:
-    """Snap a point to a grid about ``metres`` wide, for maps the public sees."""
-    if metres <= 0:
-        return lat, lon
-    step_lat = metres / 111_320
-    step_lon = metres / (111_320 * max(math.cos(math.radians(lat)), 0.01))
-    return (
-        round(round(lat / step_lat) * step_lat, 6),
-        round(round(lon / step_lon) * step_lon, 6),
-    )
-
-
 _MARKERS = Template(
     """
 {% macro script(this, kwargs) %}

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, text
 
 from geo.auth import Principal
 from geo.models import OPEN_STATUSES
+from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, point_sql
 
 # Map markers filter exactly as report lists do: one WHERE clause for every reader.
 from geo.search import REPORTS_FROM, ReportFilter, where_clauses
@@ -126,18 +127,22 @@ def map_reports(
     limit: int,
     offset: int = 0,
     description_chars: int = 160,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of markers for ``flt`` as ``principal`` may see it, and how many match.
 
     Most urgent first (overdue, then by due time). Only the columns a marker shows are
-    read; the description only for staff, cut to ``description_chars``.
+    read; the description only for staff, cut to ``description_chars``; locations as
+    ``geo.privacy`` lets ``principal`` see them.
     """
-    clauses, params = where_clauses(flt, principal)
+    clauses, params = where_clauses(flt, principal, public_rounding_m=public_rounding_m)
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     description = "left(r.description, :chars)" if principal.is_staff else "''"
+    point = point_sql(principal, public_rounding_m=public_rounding_m)
+    params = params | point.params
     rows = conn.execute(
         text(
-            f"SELECT r.id, ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon, c.code AS category, "
+            f"SELECT r.id, {point.lat} AS lat, {point.lon} AS lon, c.code AS category, "
             f"r.status, r.created_at, r.due_at, {description} AS description, "
             f"(r.status = ANY(:open_statuses) AND r.due_at < now()) AS overdue "
             f"{REPORTS_FROM}{where} ORDER BY r.due_at, r.id LIMIT :limit OFFSET :offset"

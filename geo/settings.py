@@ -247,13 +247,6 @@ class MapSettings(BaseSettings):
         default='&copy; <a href="https://www.openstreetmap.org/copyright">'
         "OpenStreetMap</a> contributors"
     )
-    public_rounding_m: float = Field(
-        default=100.0,
-        ge=0.0,
-        le=5_000.0,
-        description="Public maps show report locations snapped to a grid this many metres "
-        "wide, so a marker never points at one house.",
-    )
     frame_ancestors: list[str] = Field(
         default_factory=lambda: ["'self'"],
         description="Sites allowed to embed the public map in an iframe (CSP "

@@ -140,6 +140,10 @@ def test_zone_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
     new_id = post_report(base, 8.4090, 100.0020)  # in zone Z1
     wait_until(page, "window.issuemap.liveEvents >= 1", timeout=2000)
     assert page.evaluate("window.issuemap.lastEvent.id") == new_id
+    # The crew's stream is a staff stream (the key cookie): exact place, team and zone.
+    event = page.evaluate("window.issuemap.lastEvent")
+    assert (event["lat"], event["lon"]) == (8.4090, 100.0020), event
+    assert event.get("team_id") is not None and event.get("zone_id") is not None, event
     httpx.post(
         f"{base}/api/reports/{new_id}/status",
         json={"status": "acknowledged"},

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from api.deps import PrincipalDep, PrivacyDep
+from api.deps import BrowserPrincipalDep, PrivacyDep
 from geo.live import Event, live_audience, matches
 
 router = APIRouter(tags=["maps"])
@@ -37,7 +37,7 @@ def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
 )
 async def live(
     request: Request,
-    principal: PrincipalDep,
+    principal: BrowserPrincipalDep,
     privacy: PrivacyDep,
     zone: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this zone.")] = None,
     team: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this team.")] = None,
@@ -46,7 +46,8 @@ async def live(
 
     Event types: `report`, `bulk` (after large imports) and `resync` (reload). Browsers
     reconnect on their own (`retry: 2000`); a comment every 15 s keeps proxies from
-    closing an idle stream. Without a staff key (`X-API-Key`), report events carry no
+    closing an idle stream. Without a staff key (`X-API-Key`, or the cookie a staff map
+    page sets), report events carry no
     `team_id` or `zone_id`, and `lat`/`lon` on the public grid
     (`ISSUEMAP_MAP_PUBLIC_ROUNDING_M` metres), as every public output does.
     """

@@ -10,11 +10,11 @@ import secrets
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Cookie, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from api.deps import ConnDep, PrincipalDep
+from api.deps import KEY_COOKIE, BrowserPrincipalDep, ConnDep, PrivacyDep
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
 from geo.auth import Principal, authenticate
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
@@ -29,7 +29,6 @@ from geo.maps import (
     pick_language,
     public_map,
     render_page,
-    round_location,
     ward_dashboard_map,
     zone_map,
 )
@@ -82,12 +81,6 @@ def _live() -> bool:
     return (STATIC_DIR / "live.js").is_file()
 
 
-KEY_COOKIE = "issuemap_key"
-"""Where a staff page opened with ``?key=`` keeps the key, so no later URL carries it."""
-
-KeyCookie = Annotated[str | None, Cookie(alias=KEY_COOKIE, include_in_schema=False)]
-
-
 class KeyInUrl(Exception):
     """A staff page was opened with ``?key=``: answer with a redirect that drops it."""
 
@@ -98,7 +91,11 @@ class KeyInUrl(Exception):
 
 
 def key_redirect(request: Request, error: Exception) -> RedirectResponse:
-    """Move a valid ``?key=`` into an HttpOnly cookie scoped to the map pages."""
+    """Move a valid ``?key=`` into an HttpOnly cookie, so no later URL carries it.
+
+    The cookie is sent with every request to the site, but only the map pages and the
+    live stream (``BrowserPrincipalDep``) read it.
+    """
     assert isinstance(error, KeyInUrl)
     answer = RedirectResponse(error.url, status_code=303)
     answer.headers["Cache-Control"] = "no-store"
@@ -106,7 +103,7 @@ def key_redirect(request: Request, error: Exception) -> RedirectResponse:
     answer.set_cookie(
         KEY_COOKIE,
         error.key,
-        path="/maps",
+        path="/",
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -134,7 +131,7 @@ def _html(page: str, *, policy: str, private: bool) -> HTMLResponse:
 
 
 async def _staff(
-    request: Request, principal: PrincipalDep, key: KeyParam = None, cookie: KeyCookie = None
+    request: Request, principal: BrowserPrincipalDep, key: KeyParam = None
 ) -> Principal:
     if key:
         principal = await run_in_threadpool(_authenticate, request, key)
@@ -143,8 +140,6 @@ async def _staff(
             # and send the browser to the same page without it.
             url = request.url.remove_query_params("key")
             raise KeyInUrl(url.path + (f"?{url.query}" if url.query else ""), key)
-    elif cookie and not principal.is_staff:
-        principal = await run_in_threadpool(_authenticate, request, cookie)
     if not principal.is_staff:
         raise AuthenticationError("This map needs the API key of a field team, planner or admin.")
     return principal
@@ -176,11 +171,17 @@ def _one(name: str, values: tuple[str, ...]) -> str:
 
 
 @router.get("/", response_class=HTMLResponse, summary="City overview map")
-def city_map(conn: ConnDep, maps: MapSettingsDep) -> HTMLResponse:
+def city_map(conn: ConnDep, maps: MapSettingsDep, privacy: PrivacyDep) -> HTMLResponse:
     """City overview map: wards, field-team zones and a heat layer of open reports."""
     view = city_bounds(conn)
     heat = (
-        heat_grid(conn, ReportFilter(statuses=OPEN_STATUSES), bbox=view, max_cells=maps.heat_cells)
+        heat_grid(
+            conn,
+            ReportFilter(statuses=OPEN_STATUSES),
+            bbox=view,
+            max_cells=maps.heat_cells,
+            public_rounding_m=privacy.public_rounding_m,
+        )
         if view is not None
         else []
     )
@@ -198,6 +199,7 @@ def city_map(conn: ConnDep, maps: MapSettingsDep) -> HTMLResponse:
 def public_page(
     conn: ConnDep,
     maps: MapSettingsDep,
+    privacy: PrivacyDep,
     bbox: BBoxDep,
     categories: CategoriesDep,
     lang: Lang = None,
@@ -214,23 +216,31 @@ def public_page(
     view = bbox or city_bounds(conn)
     flt = ReportFilter(bbox=bbox, categories=categories, statuses=OPEN_STATUSES)
     anonymous = Principal(role="public")
+    rounding = privacy.public_rounding_m
     rows, total = map_reports(
-        conn, flt, anonymous, limit=maps.marker_cap, offset=(page - 1) * maps.marker_cap
+        conn,
+        flt,
+        anonymous,
+        limit=maps.marker_cap,
+        offset=(page - 1) * maps.marker_cap,
+        public_rounding_m=rounding,
     )
-    reports = []
-    for row in rows:
-        lat, lon = round_location(row["lat"], row["lon"], maps.public_rounding_m)
-        reports.append(
-            MapReport(
-                id=row["id"],
-                lat=lat,
-                lon=lon,
-                category=row["category"],
-                status=row["status"],
-                created_at=row["created_at"],
-            )
+    reports = [
+        MapReport(
+            id=row["id"],
+            lat=row["lat"],
+            lon=row["lon"],
+            category=row["category"],
+            status=row["status"],
+            created_at=row["created_at"],
         )
-    heat = heat_grid(conn, flt, bbox=view, max_cells=maps.heat_cells) if view is not None else []
+        for row in rows
+    ]
+    heat = (
+        heat_grid(conn, flt, bbox=view, max_cells=maps.heat_cells, public_rounding_m=rounding)
+        if view is not None
+        else []
+    )
     fmap = public_map(
         heat=[(c.lat, c.lon, c.count) for c in heat],
         markers=MarkerPage(reports=reports, total=total, offset=(page - 1) * maps.marker_cap),
