@@ -8,9 +8,11 @@ reporter what is already known nearby.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -18,6 +20,7 @@ from geo.auth import Principal
 from geo.errors import InvalidInputError
 from geo.geocoding import Geocoder
 from geo.photos import ProcessedPhoto, process_photo
+from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, location_rounding_m, snap_point
 from geo.reports import CreatedReport, create_report, store_photo
 from geo.routing import check_coordinates
 from geo.settings import IntakeSettings, RoutingSettings
@@ -141,6 +144,44 @@ def process_photos(submission: Submission, intake: IntakeSettings) -> list[Proce
     ]
 
 
+MAX_DUPLICATES = 10
+"""Most likely duplicates an intake answer lists."""
+
+
+def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance on the mean Earth sphere (ample for a public estimate)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def visible_duplicates(
+    found: tuple[dict[str, Any], ...],
+    *,
+    lat: float,
+    lon: float,
+    grid_m: float,
+) -> tuple[dict[str, Any], ...]:
+    """The likely duplicates of a report at (``lat``, ``lon``), as its filer may see them.
+
+    ``found`` are the nearby open reports with their exact distance, which
+    staff (``grid_m`` 0) see as it is. For the public the distance is measured to where
+    the public sees each one (snapped to the ``grid_m`` grid), so three probing reports
+    cannot triangulate an exact place. Coordinates are never part of the answer.
+    """
+    shown = []
+    for row in found:
+        distance = float(row["distance_m"])
+        if grid_m > 0:
+            d_lat, d_lon = snap_point(float(row["lat"]), float(row["lon"]), grid_m)
+            distance = round(_metres(lat, lon, d_lat, d_lon), 1)
+        kept = {k: v for k, v in row.items() if k not in ("lat", "lon")}
+        shown.append(kept | {"distance_m": distance})
+    shown.sort(key=lambda d: (d["distance_m"], d["id"]))
+    return tuple(shown[:MAX_DUPLICATES])
+
+
 def submit_report(
     conn: Connection,
     submission: Submission,
@@ -151,11 +192,13 @@ def submit_report(
     geocoder: Geocoder,
     photos: list[ProcessedPhoto] | None = None,
     now: datetime | None = None,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
 ) -> IntakeResult:
     """Validate, locate, route and store a report; the caller commits (or rolls back).
 
     ``photos`` are the submission's photos from ``process_photos``; without them they are
-    processed here.
+    processed here. Likely duplicates are told as ``principal`` may see them: for the
+    public, their distance is measured to where the public sees them (``geo.privacy``).
     """
     if photos is None:
         photos = process_photos(submission, intake)
@@ -179,6 +222,15 @@ def submit_report(
         media_url=submission.media_url,
         duplicate_radius_m=intake.duplicate_radius_m,
         duplicate_window_days=intake.duplicate_window_days,
+    )
+    report = replace(
+        report,
+        duplicates=visible_duplicates(
+            report.duplicates,
+            lat=lat,
+            lon=lon,
+            grid_m=location_rounding_m(principal, public_rounding_m),
+        ),
     )
     photo_ids = [
         store_photo(

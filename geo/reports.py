@@ -50,7 +50,7 @@ near AS MATERIALIZED (
         i.dup_radius / (110000.0 * GREATEST(cos(radians(ST_Y(i.geom))), 0.01)),
         i.dup_radius / 110000.0)
 ), dups AS (
-    SELECT n.id, n.status, n.created_at, n.supporters,
+    SELECT n.id, n.status, n.created_at, n.supporters, ST_Y(n.geom) AS lat, ST_X(n.geom) AS lon,
            round(ST_Distance(n.geom::geography, i.geom::geography)::numeric, 1) AS distance_m
     FROM input AS i
     JOIN near AS n ON n.category_id = i.category_id
@@ -58,7 +58,7 @@ near AS MATERIALIZED (
       AND n.created_at >= i.created_at - make_interval(days => i.dup_days)
       AND ST_DWithin(n.geom::geography, i.geom::geography, i.dup_radius)
     ORDER BY distance_m, n.id
-    LIMIT 10
+    LIMIT 25
 )"""
 
 
@@ -69,7 +69,7 @@ def _create_one(*, with_duplicates: bool) -> str:
     dups_json = (
         """(SELECT COALESCE(json_agg(json_build_object(
             'id', d.id, 'status', d.status, 'created_at', d.created_at,
-            'supporters', d.supporters, 'distance_m', d.distance_m)
+            'supporters', d.supporters, 'distance_m', d.distance_m, 'lat', d.lat, 'lon', d.lon)
             ORDER BY d.distance_m, d.id), '[]') FROM dups AS d)"""
         if with_duplicates
         else "'[]'::json"

@@ -6,6 +6,9 @@ from datetime import UTC, datetime, timedelta
 from PIL import Image
 from sqlalchemy import Engine, text
 
+from geo.intake import visible_duplicates
+from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
+
 ROAD = {"category": "road", "description": "หลุมลึกหน้าบ้านเลขที่ 5", "lat": 8.405, "lon": 100.011}
 
 
@@ -63,19 +66,38 @@ def test_thai_description_round_trips(city_app) -> None:
 
 
 def test_nearby_open_report_of_same_category_is_a_likely_duplicate(city_app, engine) -> None:
-    client, _, _ = city_app
+    client, _, keys = city_app
     first = client.post("/api/reports", json=ROAD).json()
     near = client.post("/api/reports", json=ROAD | {"lat": 8.4052}).json()  # ~22 m north
     assert [d["id"] for d in near["likely_duplicates"]] == [first["id"]]
-    assert 15 < near["likely_duplicates"][0]["distance_m"] < 30
+    # A resident is told how far the other report is from where the public sees it.
+    public = snap_point(ROAD["lat"], ROAD["lon"], DEFAULT_PUBLIC_ROUNDING_M)
+    expected = visible_duplicates(
+        ({"id": 1, "lat": ROAD["lat"], "lon": ROAD["lon"], "distance_m": 22.0},),
+        lat=8.4052,
+        lon=ROAD["lon"],
+        grid_m=DEFAULT_PUBLIC_ROUNDING_M,
+    )[0]["distance_m"]
+    assert public != (ROAD["lat"], ROAD["lon"])
+    assert near["likely_duplicates"][0]["distance_m"] == expected
+    crew = client.post(
+        "/api/reports", json=ROAD | {"lat": 8.4052}, headers={"X-API-Key": keys.planner}
+    ).json()
+    (seen,) = [d for d in crew["likely_duplicates"] if d["id"] == first["id"]]
+    assert 15 < seen["distance_m"] < 30, "staff see the real distance"
     far = client.post("/api/reports", json=ROAD | {"lat": 8.4060}).json()  # ~110 m north
     assert far["likely_duplicates"] == []
     other = client.post("/api/reports", json=ROAD | {"category": "flood"}).json()
     assert other["likely_duplicates"] == []
     with engine.begin() as conn:
         conn.execute(
-            text("UPDATE reports SET created_at = :old WHERE id IN (:a, :b)"),
-            {"old": datetime.now(UTC) - timedelta(days=15), "a": first["id"], "b": near["id"]},
+            text("UPDATE reports SET created_at = :old WHERE id IN (:a, :b, :c)"),
+            {
+                "old": datetime.now(UTC) - timedelta(days=15),
+                "a": first["id"],
+                "b": near["id"],
+                "c": crew["id"],
+            },
         )
     later = client.post("/api/reports", json=ROAD).json()
     assert later["likely_duplicates"] == [], "older than the 14-day window"

@@ -486,3 +486,46 @@ def test_live_events_show_the_public_no_team_no_zone_and_the_grid(city_app: Any)
         assert event["id"] == created["id"]
         assert (event["lat"], event["lon"]) == snap_point(*EXACT, DEFAULT_PUBLIC_ROUNDING_M)
         assert "zone_id" not in event and "team_id" not in event, who
+
+
+def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    h = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
+
+
+def test_likely_duplicates_cannot_triangulate_a_report(city_app: Any) -> None:
+    client, _, keys = city_app
+    # A report whose exact place is well off its grid point.
+    target = (8.40530, 100.00530)
+    shown = snap_point(*target, DEFAULT_PUBLIC_ROUNDING_M)
+    assert _metres(*target, *shown) > 20
+    answer = client.post(
+        "/api/reports",
+        json={"category": "road", "description": "target", "lat": target[0], "lon": target[1]},
+    )
+    assert answer.status_code == 201, answer.text
+    target_id = answer.json()["id"]
+    # Three probing reports around it, as an anonymous resident would file them.
+    for probe in ((8.40545, 100.00530), (8.40530, 100.00555), (8.40515, 100.00520)):
+        body = client.post(
+            "/api/reports",
+            json={"category": "road", "description": "probe", "lat": probe[0], "lon": probe[1]},
+        ).json()
+        (listed,) = [d for d in body["likely_duplicates"] if d["id"] == target_id]
+        assert "lat" not in listed and "lon" not in listed
+        exact = _metres(*probe, *target)
+        public = _metres(*probe, *shown)
+        assert abs(listed["distance_m"] - public) < 0.5, (listed, public, exact)
+        assert abs(listed["distance_m"] - exact) > 1.0, "the distance gives the exact place"
+    # Staff filing a report see how far the others really are.
+    staff = client.post(
+        "/api/reports",
+        json={"category": "road", "description": "crew", "lat": 8.40530, "lon": 100.00540},
+        headers={"X-API-Key": keys.planner},
+    ).json()
+    (listed,) = [d for d in staff["likely_duplicates"] if d["id"] == target_id]
+    assert abs(listed["distance_m"] - _metres(8.40530, 100.00540, *target)) < 0.5
