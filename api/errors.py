@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 import sqlalchemy.exc
@@ -10,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from geo.errors import (
     AuthenticationError,
@@ -125,3 +127,71 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _handle_validation)
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _handle_unavailable)
+
+
+# --- the error answers as the OpenAPI document describes them ---------------------------
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the native API (Open311 routes answer in their own format)."""
+
+    detail: str = Field(description="What went wrong, in a sentence meant for people.")
+    error: str = Field(
+        description="The kind of error: InvalidInputError, NotFoundError, "
+        "AuthenticationError, PermissionDeniedError, ConflictError, DatabaseUnavailable, ..."
+    )
+    field: str | None = Field(
+        default=None,
+        description="For bad input: the parameter, header or body field at fault.",
+    )
+    errors: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="For a request that could not be read at all: every problem found "
+        "(`loc`, `msg`, `type`).",
+    )
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The request is wrong; the description names the parameter or field.",
+    401: "An API key is needed, or the one sent is unknown or revoked.",
+    403: "The key's role may not do this.",
+    404: "There is no such thing, or none this caller may see.",
+    409: "The request clashes with what is stored (a reused Idempotency-Key, a step the "
+    "workflow does not allow, an existing record).",
+    422: "A parameter, header or body field is wrong (`field` names it), or the place is "
+    "outside the area the city serves.",
+    429: "Too many requests just now; try again after `Retry-After` seconds.",
+    503: "The database or another service it needs is unavailable just now; nothing was "
+    "stored. Try again after `Retry-After` seconds.",
+}
+
+ERROR_BODY_REF = "#/components/schemas/ErrorBody"
+
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+def error_responses(*statuses: int, page: bool = False) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries documenting these error statuses with the ``ErrorBody`` model.
+
+    ``page``: for routes that answer HTML, whose errors are JSON all the same. FastAPI
+    would file a model under the route's own media type, so the schema is named directly
+    (the JSON routes put ``ErrorBody`` among the document's schemas).
+    """
+    body: dict[str, Any] = (
+        {"content": {"application/json": {"schema": {"$ref": ERROR_BODY_REF}}}}
+        if page
+        else {"model": ErrorBody}
+    )
+    return {
+        status: {
+            **body,
+            "description": ERROR_DESCRIPTIONS[status],
+            **({"headers": RETRY_AFTER_HEADER} if status in (429, 503) else {}),
+        }
+        for status in statuses
+    }

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from api.deps import ConnDep, PrincipalDep
+from api.errors import error_responses
 from api.params import Text
 from geo.auth import Principal, create_api_key, revoke_api_key
 from geo.boundaries import ImportSummary, import_boundaries
@@ -28,7 +29,7 @@ from geo.errors import (
 from geo.models import ROLES
 from geo.settings import BoundarySettings
 
-router = APIRouter(prefix="/api", tags=["admin"])
+router = APIRouter(prefix="/api", tags=["admin"], responses=error_responses(422, 503))
 
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
@@ -62,7 +63,11 @@ class CategoryIn(BaseModel):
     active: bool = True
 
 
-@router.put("/admin/categories/{code}", summary="Create or update a category")
+@router.put(
+    "/admin/categories/{code}",
+    summary="Create or update a category",
+    responses=error_responses(401, 403, 409),
+)
 def put_category(
     code: Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
     category: CategoryIn,
@@ -99,7 +104,7 @@ class RouteIn(BaseModel):
     zone: Code | None = None
 
 
-@router.get("/admin/routes", summary="Category routes")
+@router.get("/admin/routes", summary="Category routes", responses=error_responses(401, 403))
 def list_routes(conn: ConnDep, principal: PrincipalDep) -> list[dict[str, Any]]:
     """Every category route."""
     require_admin(principal)
@@ -113,7 +118,12 @@ def list_routes(conn: ConnDep, principal: PrincipalDep) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-@router.post("/admin/routes", status_code=201, summary="Add a category route")
+@router.post(
+    "/admin/routes",
+    status_code=201,
+    summary="Add a category route",
+    responses=error_responses(401, 403, 404, 409),
+)
 def add_route(route: RouteIn, conn: ConnDep, principal: PrincipalDep) -> dict[str, Any]:
     """Route a category to a team; new reports use it, stored ones keep their team."""
     require_admin(principal)
@@ -144,7 +154,12 @@ def add_route(route: RouteIn, conn: ConnDep, principal: PrincipalDep) -> dict[st
     return {"id": new_id, **route.model_dump()}
 
 
-@router.delete("/admin/routes/{route_id}", status_code=204, summary="Remove a category route")
+@router.delete(
+    "/admin/routes/{route_id}",
+    status_code=204,
+    summary="Remove a category route",
+    responses=error_responses(401, 403, 404),
+)
 def delete_route(
     route_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], conn: ConnDep, principal: PrincipalDep
 ) -> None:
@@ -167,7 +182,12 @@ class KeyIn(BaseModel):
     team: Code | None = None
 
 
-@router.post("/admin/keys", status_code=201, summary="Create an API key")
+@router.post(
+    "/admin/keys",
+    status_code=201,
+    summary="Create an API key",
+    responses=error_responses(401, 403, 404),
+)
 def add_key(key: KeyIn, conn: ConnDep, principal: PrincipalDep) -> dict[str, Any]:
     """Create a key; the secret is in this answer only and is stored as a hash."""
     require_admin(principal)
@@ -175,7 +195,12 @@ def add_key(key: KeyIn, conn: ConnDep, principal: PrincipalDep) -> dict[str, Any
     return {"id": new.id, "key": new.secret, "role": new.role, "team_id": new.team_id}
 
 
-@router.delete("/admin/keys/{key_id}", status_code=204, summary="Revoke an API key")
+@router.delete(
+    "/admin/keys/{key_id}",
+    status_code=204,
+    summary="Revoke an API key",
+    responses=error_responses(401, 403, 404),
+)
 def delete_key(
     key_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], conn: ConnDep, principal: PrincipalDep
 ) -> None:
@@ -195,6 +220,7 @@ _NAME_MAX_BYTES = 200
     summary="Import a ward or zone file",
     responses={
         200: {"description": "Dry run: what the import would do; nothing stored."},
+        **error_responses(401, 403, 409),
     },
 )
 async def import_boundary_file(

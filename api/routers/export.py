@@ -18,12 +18,13 @@ from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
 from api.deps import PrincipalDep, PrivacyDep, get_connection, get_export_slots
+from api.errors import error_responses
 from api.params import Page, PageDep, ReportFilterDep
 from geo import export
 from geo.auth import Principal
 from geo.search import ReportFilter, report_query, stream_reports
 
-router = APIRouter(prefix="/api", tags=["reports"])
+router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
 
 ExportFormat = Literal["geojson", "csv", "gpkg"]
 
@@ -90,8 +91,9 @@ def reports_connection(request: Request, chosen: FormatDep) -> Iterator[Connecti
             "description": "A page of reports as GeoJSON, or every match as a file.",
             "content": {media_type: {} for media_type in MEDIA_TYPES.values()},
         },
-        422: {"description": "A parameter is wrong; the answer names it."},
-        503: {
+        **error_responses(401, 422),
+        503: error_responses(503)[503]
+        | {
             "description": "The database is unavailable, or as many exports as allowed "
             "are already running; `Retry-After` says when to try again."
         },

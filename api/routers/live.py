@@ -12,9 +12,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from api.deps import BrowserPrincipalDep, PrivacyDep
+from api.errors import error_responses
 from geo.live import Event, live_audience, matches
 
-router = APIRouter(tags=["maps"])
+router = APIRouter(tags=["maps"], responses=error_responses(401, 422, 503))
 
 KEEP_ALIVE_S = 15.0
 QUEUE_LIMIT = 1000

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import KEY_COOKIE, BrowserPrincipalDep, ConnDep, PrivacyDep
+from api.errors import error_responses
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
 from geo.auth import Principal, authenticate
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
@@ -47,7 +48,7 @@ from geo.search import ReportFilter
 from geo.settings import MapSettings
 from geo.workflow import next_statuses
 
-router = APIRouter(tags=["maps"])
+router = APIRouter(tags=["maps"], responses=error_responses(422, 503, page=True))
 
 STATIC_DIR = FilePath(__file__).resolve().parent.parent / "static"
 """The folder ``api/app.py`` serves as ``/static``, vendored assets in ``vendor/``."""
@@ -263,7 +264,7 @@ def public_page(
     "/maps/zone",
     response_class=HTMLResponse,
     summary="A field team's zone map",
-    responses={401: {"description": "No staff key."}, 404: {"description": "Not your zone."}},
+    responses=error_responses(401, 404, page=True),
 )
 def zone_page(
     zone_code: Annotated[
@@ -366,7 +367,7 @@ def zone_page(
     "/maps/wards",
     response_class=HTMLResponse,
     summary="Ward dashboard for planners",
-    responses={401: {"description": "No staff key."}, 403: {"description": "Not a planner."}},
+    responses=error_responses(401, 403, page=True),
 )
 def wards_page(
     conn: ConnDep,

@@ -16,10 +16,16 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from api.deps import ConnDep, Open311Dep, PrivacyDep
-from api.errors import DATABASE_UNAVAILABLE, RETRY_AFTER_S, UNAVAILABLE_DETAIL
+from api.errors import (
+    DATABASE_UNAVAILABLE,
+    RETRY_AFTER_HEADER,
+    RETRY_AFTER_S,
+    UNAVAILABLE_DETAIL,
+)
 from api.params import DateOrTime, refuse_nul
 from geo import open311
 from geo.errors import (
@@ -121,10 +127,44 @@ Jurisdiction = Annotated[
     str | None,
     Query(max_length=200, description="Optional: this endpoint serves one jurisdiction."),
 ]
+
+
+class Open311Error(BaseModel):
+    """One problem, in the GeoReport v2 error format (a list of these is the answer)."""
+
+    code: int = Field(description="The HTTP status of the answer.")
+    description: str = Field(description="What went wrong, in a sentence.")
+
+
+_ERROR_DESCRIPTIONS: dict[int | str, str] = {
+    400: "Bad request; the description names the parameter or field.",
+    403: "The api_key is missing, unknown or revoked.",
+    404: "No such resource, service, request or jurisdiction.",
+    503: "The database is unavailable just now; try again after `Retry-After` seconds.",
+    "4XX": "Any other refused request, in the same format.",
+}
+
+
+def spec_error_responses(*statuses: int | str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for GeoReport errors: ``[{code, description}]`` or ``<errors>``.
+
+    ``4XX`` stands for any other client error, so FastAPI documents no 422 of its own.
+    """
+    return {
+        status: {
+            "model": list[Open311Error],
+            "description": _ERROR_DESCRIPTIONS[status] + " JSON `[{code, description}]`, "
+            "or XML `<errors><error><code/><description/></error></errors>`.",
+            "content": {"text/xml": {"schema": {"type": "string"}}},
+            **({"headers": RETRY_AFTER_HEADER} if status == 503 else {}),
+        }
+        for status in (*statuses, "4XX")
+    }
+
+
 _FORMATS: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/xml": {}}},
-    400: {"description": "Bad request: `[{code, description}]` or `<errors>`."},
-    404: {"description": "No such resource: `[{code, description}]` or `<errors>`."},
+    **spec_error_responses(400, 404, 503),
 }
 
 
@@ -312,7 +352,7 @@ def _create(request: Request, fields: dict[str, str]) -> list[dict[str, Any]]:
     },
     responses={
         **_FORMATS,
-        403: {"description": "The api_key is missing, unknown or revoked."},
+        **spec_error_responses(403),
     },
 )
 async def post_service_request(fmt: FormatPath, request: Request) -> Response:

@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from api.deps import ConnDep, PrincipalDep, PrivacyDep
+from api.errors import error_responses
 from api.params import Text
 from geo import idempotency
 from geo.auth import Principal
@@ -32,7 +33,7 @@ from geo.reports import public_photo, store_photo
 from geo.search import get_report
 from geo.workflow import change_status, merge_duplicate, next_statuses, report_events
 
-router = APIRouter(prefix="/api", tags=["reports"])
+router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
 
 ReportId = Annotated[int, Path(ge=1, le=2**62, description="Report id.")]
 
@@ -262,8 +263,7 @@ def _submit(
     },
     responses={
         201: {"description": "Stored and routed."},
-        409: {"description": "Idempotency-Key reused for a different request."},
-        422: {"description": "A field is wrong, or the place is outside the city."},
+        **error_responses(401, 409),
     },
 )
 async def post_report(
@@ -299,7 +299,7 @@ async def post_report(
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-@router.get("/reports/{report_id}", summary="One report")
+@router.get("/reports/{report_id}", summary="One report", responses=error_responses(401, 404))
 def read_report(
     report_id: ReportId, conn: ConnDep, principal: PrincipalDep, privacy: PrivacyDep
 ) -> dict[str, Any]:
@@ -313,7 +313,11 @@ def read_report(
     return report
 
 
-@router.get("/reports/{report_id}/events", summary="A report's audit trail")
+@router.get(
+    "/reports/{report_id}/events",
+    summary="A report's audit trail",
+    responses=error_responses(401, 403, 404),
+)
 def read_events(
     report_id: ReportId, conn: ConnDep, principal: PrincipalDep
 ) -> list[dict[str, Any]]:
@@ -340,7 +344,11 @@ class StatusIn(BaseModel):
     public_note: PublicNote = None
 
 
-@router.post("/reports/{report_id}/status", summary="Move a report along its workflow")
+@router.post(
+    "/reports/{report_id}/status",
+    summary="Move a report along its workflow",
+    responses=error_responses(401, 403, 404, 409),
+)
 async def post_status(
     report_id: ReportId, request: Request, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -432,7 +440,11 @@ class MergeIn(BaseModel):
     public_note: PublicNote = None
 
 
-@router.post("/reports/{report_id}/merge", summary="Merge a duplicate into its original")
+@router.post(
+    "/reports/{report_id}/merge",
+    summary="Merge a duplicate into its original",
+    responses=error_responses(401, 403, 404, 409),
+)
 def post_merge(
     report_id: ReportId, merge: MergeIn, conn: ConnDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -459,7 +471,10 @@ def post_merge(
     "/photos/{photo_id}",
     summary="A photo, without EXIF",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}},
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+        **error_responses(401, 404),
+    },
 )
 def read_photo(
     photo_id: Annotated[int, Path(ge=1, le=2**62)], conn: ConnDep, principal: PrincipalDep

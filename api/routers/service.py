@@ -11,9 +11,10 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.deps import ConnDep, RoutingDep
+from api.errors import error_responses
 from geo.routing import find_category_id, route_point
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(422, 503))
 
 
 class RouteAnswer(BaseModel):

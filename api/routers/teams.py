@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import text
 
 from api.deps import ConnDep, PrincipalDep
+from api.errors import error_responses
 from geo.errors import AuthenticationError, NotFoundError
 from geo.search import MAX_PAGE, team_queue
 
-router = APIRouter(prefix="/api/teams", tags=["teams"])
+router = APIRouter(prefix="/api/teams", tags=["teams"], responses=error_responses(422, 503))
 
 
 @router.get("", summary="Field teams")
@@ -28,7 +29,11 @@ def list_teams(conn: ConnDep) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-@router.get("/{team_id}/queue", summary="A team's open work, soonest due first")
+@router.get(
+    "/{team_id}/queue",
+    summary="A team's open work, soonest due first",
+    responses=error_responses(401, 404),
+)
 def queue(
     team_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     conn: ConnDep,
