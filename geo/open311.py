@@ -28,6 +28,7 @@ from geo.geocoding import Geocoder
 from geo.intake import Submission, submit_report
 from geo.models import OPEN_STATUSES, REPORT_STATUSES
 from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M
+from geo.routing import check_degrees
 from geo.search import ReportFilter, get_report, report_query
 from geo.settings import IntakeSettings, RoutingSettings
 
@@ -374,8 +375,7 @@ def _degrees(name: str, value: str, limit: float) -> float:
         number = float(value)
     except ValueError:
         raise InvalidInputError(name, f"{value[:40]!r} is not a number of degrees") from None
-    if number != number or abs(number) == float("inf") or abs(number) > limit:
-        raise InvalidInputError(name, f"must be between -{limit:g} and {limit:g} degrees")
+    check_degrees(name, number, limit)
     return number
 
 

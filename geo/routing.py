@@ -224,15 +224,20 @@ def check_coordinates(lon: float, lat: float) -> None:
     being on it, and PostgreSQL raises "value out of range: underflow" when arithmetic
     on such a value (a conversion to radians) rounds it to zero.
     """
-    for name, value, limit in (("lat", lat, 90.0), ("lon", lon, 180.0)):
-        if not isinstance(value, int | float) or value != value or abs(value) == float("inf"):
-            raise InvalidInputError(name, "must be a finite number of degrees")
-        if abs(value) > limit:
-            raise InvalidInputError(name, f"must be between -{limit:g} and {limit:g}")
-        if value and abs(value) < sys.float_info.min:
-            raise InvalidInputError(
-                name, f"{value!r} is too close to 0 to be a position; send 0 for 0 degrees"
-            )
+    check_degrees("lat", lat, 90.0)
+    check_degrees("lon", lon, 180.0)
+
+
+def check_degrees(name: str, value: float, limit: float) -> None:
+    """Refuse one coordinate, named ``name``, unless it is finite, normal and within ``limit``."""
+    if not isinstance(value, int | float) or value != value or abs(value) == float("inf"):
+        raise InvalidInputError(name, "must be a finite number of degrees")
+    if abs(value) > limit:
+        raise InvalidInputError(name, f"must be between -{limit:g} and {limit:g}")
+    if value and abs(value) < sys.float_info.min:
+        raise InvalidInputError(
+            name, f"{value!r} is too close to 0 to be a position; send 0 for 0 degrees"
+        )
 
 
 def nearest_ward_distance_m(conn: Connection, *, lon: float, lat: float) -> float | None:

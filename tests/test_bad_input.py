@@ -1,6 +1,7 @@
 """Malformed requests: each gets a 4xx naming the field, and the database is unchanged."""
 
 import io
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
@@ -444,3 +445,196 @@ def test_malformed_request_is_refused_naming_the_field_and_changes_nothing(
     body = answer.json()
     assert field in body["detail"] or body.get("field") == field, (name, body)
     assert state(engine) == before, name
+
+
+# --- NUL characters and subnormal coordinates, on every parameter the document lists --------
+
+NUL = "a\u0000b"
+TINY = "5e-324"
+
+
+def _spec_field(answer, name: str) -> bool:
+    """Whether an answer names ``name``: ``field`` natively, the description in Open311."""
+    media_type = answer.headers.get("content-type", "")
+    if "xml" in media_type:
+        return name in answer.text
+    body = answer.json()
+    if isinstance(body, list):
+        return name.lower() in body[0]["description"].lower()
+    return name.lower() in (str(body.get("field", "")) + body["detail"]).lower()
+
+
+def nul_requests(document: dict, ids: dict[str, object], keys) -> list[tuple[str, str, dict, str]]:
+    """(method, url, request kwargs, field) sending a NUL in each parameter, header and field.
+
+    Parameters and headers come from the OpenAPI document, for every operation; body fields
+    for the routes that read text from a body.
+    """
+    required = {
+        "/api/route": {"lat": "8.405", "lon": "100.005", "category": "road"},
+        "/maps/zone": {"zone": "Z1"},
+    }
+    out: list[tuple[str, str, dict, str]] = []
+    for template, operations in document["paths"].items():
+        for method, op in operations.items():
+            params = op.get("parameters", [])
+            if template == "/api/live":
+                # Only its query: a request that got through would stream for ever.
+                params = [p for p in params if p["in"] == "query"]
+            formats = ("json", "xml") if "{fmt}" in template else ("",)
+            key = keys.admin if template.startswith("/api/admin") else keys.planner
+            for fmt, param in ((f, p) for f in formats for p in params):
+                values = {n: str(v) for n, v in ids.items()} | {"fmt": fmt}
+                query = dict(required.get(template, {}))
+                headers = {"X-API-Key": key}
+                where, name = param["in"], param["name"]
+                if where == "path":
+                    values[name] = quote(NUL, safe="")
+                elif where == "query":
+                    query[name] = NUL
+                else:
+                    headers = {name: NUL}
+                path = template.format(**values)
+                out.append((method, path, {"params": query, "headers": headers}, name))
+    for fmt in ("", "json", "xml"):
+        # headers the document leaves out, read all the same
+        path = f"/open311/v2/services.{fmt}" if fmt else "/api/reports"
+        for header in ("Authorization", "Accept-Language"):
+            out.append(("get", path, {"headers": {header: NUL}}, header))
+    report = ids["report_id"]
+    for name in ("category", "description", "address", "reporter_name", "reporter_contact"):
+        out.append(("post", "/api/reports", {"json": GOOD | {name: NUL}}, name))
+        form = {k: str(v) for k, v in GOOD.items()} | {name: NUL}
+        out.append(("post", "/api/reports", {"data": form}, name))
+    out.append(
+        ("post", "/api/reports", {"json": GOOD | {"media_url": "http://x/" + NUL}}, "media_url")
+    )
+    staff = {"X-API-Key": keys.t1}
+    for name in ("status", "note", "public_note"):
+        change = {"status": "acknowledged", name: NUL}
+        out.append(
+            ("post", f"/api/reports/{report}/status", {"json": change, "headers": staff}, name)
+        )
+        out.append(
+            ("post", f"/api/reports/{report}/status", {"data": change, "headers": staff}, name)
+        )
+    for name in ("note", "public_note"):
+        merge = {"original_id": 1, name: NUL}
+        out.append(
+            ("post", f"/api/reports/{report}/merge", {"json": merge, "headers": staff}, name)
+        )
+    admin = {"X-API-Key": keys.admin}
+    category = {"code": "road", "name_th": "ถนน", "name_en": "Roads"}
+    for name in ("name_th", "name_en"):
+        body = {"json": category | {name: NUL}, "headers": admin}
+        out.append(("put", "/api/admin/categories/road", body, name))
+    out.append(
+        (
+            "post",
+            "/api/admin/keys",
+            {"json": {"name": NUL, "role": "planner"}, "headers": admin},
+            "name",
+        )
+    )
+    open311 = {
+        "api_key": keys.app,
+        "service_code": "road",
+        "lat": "8.405",
+        "long": "100.005",
+        "description": "หลุม",
+    }
+    for fmt in ("json", "xml"):
+        for name in [
+            *sorted(open311),
+            "address_string",
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "media_url",
+            "jurisdiction_id",
+            "device_id",
+        ]:
+            data = open311 | {name: NUL}
+            out.append(("post", f"/open311/v2/requests.{fmt}", {"data": data}, name))
+    return out
+
+
+def tiny_coordinate_requests(keys) -> list[tuple[str, str, dict, str]]:
+    """(method, url, request kwargs, field) sending a subnormal number as each coordinate."""
+    out: list[tuple[str, str, dict, str]] = []
+    for sign in ("", "-"):
+        tiny = float(sign + TINY)
+        for name in ("lat", "lon"):
+            out.append(("post", "/api/reports", {"json": GOOD | {name: tiny}}, name))
+            form = {k: str(v) for k, v in GOOD.items()} | {name: sign + TINY}
+            out.append(("post", "/api/reports", {"data": form}, name))
+            query = {"lat": "8.405", "lon": "100.005", "category": "road", name: sign + TINY}
+            out.append(("get", "/api/route", {"params": query}, name))
+        for fmt in ("json", "xml"):
+            for name in ("lat", "long"):
+                data = {
+                    "api_key": keys.app,
+                    "service_code": "road",
+                    "lat": "8.405",
+                    "long": "100.005",
+                    "description": "หลุม",
+                    name: sign + TINY,
+                }
+                out.append(("post", f"/open311/v2/requests.{fmt}", {"data": data}, name))
+    return out
+
+
+def known_ids(client, city) -> dict[str, object]:
+    """Ids for every path parameter, so that only the NUL under test is wrong."""
+    report = client.post("/api/reports", json=GOOD).json()["id"]
+    return {
+        "report_id": report,
+        "photo_id": 1,
+        "team_id": city.teams["T1"],
+        "route_id": 1,
+        "key_id": 1,
+        "code": "road",
+        "service_code": "road",
+        "service_request_id": report,
+    }
+
+
+def test_a_nul_anywhere_is_a_4xx_naming_the_field_in_the_routes_format(city_app, engine) -> None:
+    from fastapi.testclient import TestClient
+
+    client, city, keys = city_app
+    ids = known_ids(client, city)
+    unsafe = TestClient(client.app, raise_server_exceptions=False)
+    requests = nul_requests(client.app.openapi(), ids, keys)
+    assert len(requests) > 100
+    before = state(engine)
+    wrong = []
+    for method, url, kwargs, field in requests:
+        answer = unsafe.request(method, url, **kwargs)
+        if not 400 <= answer.status_code < 500 or not _spec_field(answer, field):
+            wrong.append((method, url, field, answer.status_code, answer.text[:120]))
+        elif url.startswith("/open311/"):
+            assert answer.status_code == 400, (url, field, answer.text[:200])
+            kind = "xml" if url.endswith(".xml") or ".xml?" in url else "json"
+            assert kind in answer.headers["content-type"], (url, answer.headers)
+    assert wrong == [], "\n".join(map(str, wrong))
+    assert state(engine) == before
+
+
+def test_a_subnormal_coordinate_is_a_4xx_naming_it(city_app, engine) -> None:
+    from fastapi.testclient import TestClient
+
+    client, _, keys = city_app
+    client.post("/api/reports", json=GOOD)
+    unsafe = TestClient(client.app, raise_server_exceptions=False)
+    before = state(engine)
+    wrong = []
+    for method, url, kwargs, field in tiny_coordinate_requests(keys):
+        answer = unsafe.request(method, url, **kwargs)
+        if not 400 <= answer.status_code < 500 or not _spec_field(answer, field):
+            wrong.append(
+                (method, url, kwargs.get("params"), field, answer.status_code, answer.text[:120])
+            )
+    assert wrong == [], "\n".join(map(str, wrong))
+    assert state(engine) == before

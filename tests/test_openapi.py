@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.test_bad_input import CASES as BAD_INPUT
+from tests.test_bad_input import known_ids, nul_requests, tiny_coordinate_requests
 from tests.test_outage import database_down
 
 ROAD = {"category": "road", "description": "หลุม", "lat": 8.405, "lon": 100.005}
@@ -234,6 +235,15 @@ def test_every_bad_input_answer_conforms(city_app, name, method, path, kwargs, r
     kwargs = {k: v for k, v in kwargs.items() if k != "headers"}
     answer = client.request(method, path, headers=headers, **kwargs)
     assert_conforms(client.app, method, httpx.URL(path).path, answer)
+
+
+def test_nul_and_subnormal_answers_conform(city_app) -> None:
+    client, city, keys = city_app
+    ids = known_ids(client, city)
+    requests = nul_requests(client.app.openapi(), ids, keys) + tiny_coordinate_requests(keys)
+    for method, url, kwargs, _ in requests:
+        answer = client.request(method, url, **kwargs)
+        assert_conforms(client.app, method, httpx.URL(url).path, answer)
 
 
 def test_outage_answers_conform(city_app, db_url: str) -> None:
