@@ -9,9 +9,11 @@ import psycopg
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geo.errors import (
     AuthenticationError,
@@ -91,7 +93,8 @@ async def _handle_validation(request: Request, error: Exception) -> JSONResponse
     problems = error.errors()
     first = problems[0] if problems else {"loc": ("body",), "msg": "invalid request"}
     location = [str(p) for p in first["loc"] if p not in ("body", "query", "path", "header")]
-    field = ".".join(location) or "body"
+    # A body that is not JSON at all is located at a character offset: name the body.
+    field = "body" if first.get("type") == "json_invalid" else ".".join(location) or "body"
     return JSONResponse(
         status_code=422,
         content={
@@ -101,6 +104,37 @@ async def _handle_validation(request: Request, error: Exception) -> JSONResponse
             "errors": jsonable_encoder(problems, exclude={"input", "ctx"}),
         },
     )
+
+
+UNREADABLE_BODY_DETAIL = (
+    "body: the request body could not be read: send UTF-8 JSON, or a well-formed form, "
+    "as the Content-Type header says"
+)
+
+
+def unreadable_body(error: Exception) -> bool:
+    """Whether ``error`` is FastAPI's or Starlette's 400 for a body it could not decode.
+
+    issuemap itself never raises ``HTTPException``: its errors are domain errors, so a 400
+    of that kind only ever comes from reading a malformed body (not UTF-8, not JSON, a
+    broken multipart form).
+    """
+    return isinstance(error, StarletteHTTPException) and error.status_code == 400
+
+
+async def _handle_http(request: Request, error: Exception) -> Response:
+    # A body that cannot even be decoded is bad input like any other: 422 naming the body.
+    if unreadable_body(error):
+        return JSONResponse(
+            status_code=422,
+            content={
+                "detail": UNREADABLE_BODY_DETAIL,
+                "error": "InvalidInputError",
+                "field": "body",
+            },
+        )
+    assert isinstance(error, StarletteHTTPException)
+    return await http_exception_handler(request, error)
 
 
 async def _handle_unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -125,6 +159,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IssuemapError, _handle)
     app.add_exception_handler(ExportsBusyError, _handle_exports_busy)
     app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(StarletteHTTPException, _handle_http)
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _handle_unavailable)
 

@@ -638,3 +638,34 @@ def test_a_subnormal_coordinate_is_a_4xx_naming_it(city_app, engine) -> None:
             )
     assert wrong == [], "\n".join(map(str, wrong))
     assert state(engine) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("post", "/api/reports", {"Content-Type": "application/json"}),
+        ("post", "/api/admin/keys", {"Content-Type": "application/json"}),
+        ("post", "/api/reports", {"Content-Type": "multipart/form-data; boundary=x"}),
+        ("post", "/open311/v2/requests.json", {"Content-Type": "multipart/form-data; boundary=x"}),
+        ("post", "/open311/v2/requests.xml", {"Content-Type": "multipart/form-data; boundary=x"}),
+    ],
+)
+def test_a_body_that_is_not_utf8_is_bad_input_in_the_routes_format(
+    city_app, engine, method: str, path: str, headers: dict[str, str]
+) -> None:
+    client, _, keys = city_app
+    before = state(engine)
+    answer = client.request(
+        method, path, content=b"\xff\xfe{\x01", headers=headers | {"X-API-Key": keys.admin}
+    )
+    if path.endswith(".xml"):
+        assert answer.status_code == 400, answer.text
+        assert "<description>body" in answer.text
+    elif path.startswith("/open311/"):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()[0]["description"].startswith("body")
+    else:
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == "body"
+        assert answer.json()["error"] == "InvalidInputError"
+    assert state(engine) == before

@@ -14,10 +14,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from api.deps import ConnDep, Open311Dep, PrivacyDep
 from api.errors import (
@@ -25,6 +26,8 @@ from api.errors import (
     RETRY_AFTER_HEADER,
     RETRY_AFTER_S,
     UNAVAILABLE_DETAIL,
+    UNREADABLE_BODY_DETAIL,
+    unreadable_body,
 )
 from api.params import DateOrTime, refuse_nul
 from geo import open311
@@ -106,6 +109,10 @@ class Open311Route(APIRoute):
                 return await handler(request)
             except RequestValidationError as error:
                 return error_response(request, 400, _validation_description(error))
+            except HTTPException as error:
+                if not unreadable_body(error):
+                    raise
+                return error_response(request, 400, UNREADABLE_BODY_DETAIL)
             except IssuemapError as error:
                 status = next(
                     (code for cls, code in _STATUS_BY_ERROR.items() if isinstance(error, cls)),
