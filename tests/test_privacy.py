@@ -529,3 +529,21 @@ def test_likely_duplicates_cannot_triangulate_a_report(city_app: Any) -> None:
     ).json()
     (listed,) = [d for d in staff["likely_duplicates"] if d["id"] == target_id]
     assert abs(listed["distance_m"] - _metres(8.40530, 100.00540, *target)) < 0.5
+
+
+def test_the_public_grid_setting_also_sets_duplicate_distances(
+    wide_grid: float, city_app: Any
+) -> None:
+    client, _, _ = city_app
+    target = (8.40530, 100.00530)
+    first = client.post(
+        "/api/reports",
+        json={"category": "road", "description": "a", "lat": 8.4053, "lon": 100.0053},
+    ).json()
+    probe = client.post(
+        "/api/reports",
+        json={"category": "road", "description": "b", "lat": 8.4055, "lon": 100.0053},
+    ).json()
+    (listed,) = [d for d in probe["likely_duplicates"] if d["id"] == first["id"]]
+    expected = _metres(8.4055, 100.0053, *snap_point(*target, wide_grid))
+    assert abs(listed["distance_m"] - expected) < 0.5

@@ -232,6 +232,7 @@ def _submit(
         intake=state.intake,
         geocoder=state.geocoder,
         photos=photos,
+        public_rounding_m=state.privacy.public_rounding_m,
     )
 
 
