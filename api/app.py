@@ -15,9 +15,9 @@ from api import errors
 from api.deps import ExportSlots
 from api.params import refuse_nul_characters
 from api.routers import admin, export, live, maps, open311, reports, service, teams
-from geo.db import make_engine
-from geo.geocoding import make_geocoder
-from geo.live import LiveHub
+from geo.city.geocoding import make_geocoder
+from geo.db.engine import make_engine
+from geo.reports.live import LiveHub
 from geo.settings import (
     BoundarySettings,
     DatabaseSettings,

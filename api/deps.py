@@ -12,9 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection
 
 from api.errors import ExportsBusyError
-from geo.auth import ANONYMOUS, Principal, authenticate
-from geo.db import make_engine
-from geo.geocoding import Geocoder
+from geo.access.keys import ANONYMOUS, Principal, authenticate
+from geo.city.geocoding import Geocoder
+from geo.db.engine import make_engine
 from geo.settings import IntakeSettings, Open311Settings, PrivacySettings, RoutingSettings
 
 
@@ -114,7 +114,7 @@ def get_open311(request: Request) -> Open311Settings:
 
 
 def get_privacy(request: Request) -> PrivacySettings:
-    """What the public may see of a report's location (``geo.privacy``)."""
+    """What the public may see of a report's location (``geo.access.policy``)."""
     settings: PrivacySettings = request.app.state.privacy
     return settings
 

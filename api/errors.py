@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from geo.city.geocoding import GeocodingUnavailableError
 from geo.errors import (
     AuthenticationError,
     BoundaryImportError,
@@ -26,7 +27,6 @@ from geo.errors import (
     OutsideServiceAreaError,
     PermissionDeniedError,
 )
-from geo.geocoding import GeocodingUnavailableError
 
 STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
     GeocodingUnavailableError: 503,

@@ -1,7 +1,7 @@
 """Reusable query parameters: bounding box, time window, filters by code and id, paging.
 
 Each group is parsed and validated once, here, as a typed dependency; a router takes the
-``...Dep`` alias and gets plain values back, or a whole ``geo.search.ReportFilter`` from
+``...Dep`` alias and gets plain values back, or a whole ``geo.reports.search.ReportFilter`` from
 ``ReportFilterDep``. A bad value raises ``InvalidInputError`` naming the parameter, which
 the app's handlers turn into a 422 (FastAPI's own checks, such as ``limit``'s range, end
 there too).
@@ -22,9 +22,9 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator, Field, WithJsonSchema
 
+from geo.db.schema import REPORT_STATUSES
 from geo.errors import InvalidInputError
-from geo.models import REPORT_STATUSES
-from geo.search import MAX_PAGE, ReportFilter
+from geo.reports.search import MAX_PAGE, ReportFilter
 
 BBox = tuple[float, float, float, float]
 """``(min_lon, min_lat, max_lon, max_lat)`` in WGS84 degrees."""
@@ -339,7 +339,7 @@ def report_filter(
     zones: ZonesDep,
     teams: TeamsDep,
 ) -> ReportFilter:
-    """Every report filter parameter at once, as the ``ReportFilter`` geo.search reads."""
+    """Every report filter parameter at once, as the ``ReportFilter`` geo.reports.search reads."""
     return ReportFilter(
         bbox=bbox,
         ward_ids=wards,

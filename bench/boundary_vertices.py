@@ -33,10 +33,10 @@ import numpy as np
 import shapely
 from sqlalchemy import Engine, text
 
-from geo.db import make_engine, upgrade
-from geo.demo import load_demo_city
-from geo.localdb import LocalCluster
-from geo.reports import create_report
+from geo.db.cluster import LocalCluster
+from geo.db.engine import make_engine, upgrade
+from geo.demo.city import load_demo_city
+from geo.reports.store import create_report
 from geo.settings import BoundarySettings, RoutingSettings
 
 REAL_MAX_VERTICES = 12_110

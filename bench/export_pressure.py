@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
-from geo.db import make_engine, upgrade
-from geo.demo import load_demo_city
-from geo.localdb import LocalCluster
-from geo.reports import insert_reports
+from geo.db.cluster import LocalCluster
+from geo.db.engine import make_engine, upgrade
+from geo.demo.city import load_demo_city
+from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 
 Starts a throwaway PostgreSQL cluster (or uses --url), loads the demo city, adds reports
 around the demo's own report locations (jittered by about 150 m) through
-``geo.reports.insert_reports`` in batches, so they are routed like any import, then times
+``geo.reports.store.insert_reports`` in batches, so they are routed like any import, then times
 ``geo.analysis.hotspots`` over the whole city and prints the figures.
 
     .venv/bin/python bench/hotspots.py [--reports 1000000] [--cell-m 100] [--url URL]
@@ -24,10 +24,10 @@ from rich.progress import Progress
 from sqlalchemy import Engine, text
 
 from geo import analysis
-from geo.db import make_engine, upgrade
-from geo.demo import DEMO_CENTRE, load_demo_city
-from geo.localdb import LocalCluster
-from geo.reports import insert_reports
+from geo.db.cluster import LocalCluster
+from geo.db.engine import make_engine, upgrade
+from geo.demo.city import DEMO_CENTRE, load_demo_city
+from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text
 
-from geo.db import make_engine, upgrade
-from geo.localdb import LocalCluster
+from geo.db.cluster import LocalCluster
+from geo.db.engine import make_engine, upgrade
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,7 +1,7 @@
 """Map page benchmark: build time and HTML size of every map page as reports pile up.
 
 Run with ``.venv/bin/python bench/maps.py``. It starts a throwaway PostgreSQL cluster, loads
-the demo city, then grows the reports table set-based (``geo.reports.insert_reports``) to
+the demo city, then grows the reports table set-based (``geo.reports.store.insert_reports``) to
 10,000, 100,000 and 1,000,000 reports spread over the city (most resolved, a realistic
 share open, some overdue), and at each size requests every map page through the app:
 
@@ -29,12 +29,12 @@ from fastapi.testclient import TestClient  # noqa: TID251
 from sqlalchemy import text
 
 from api.app import AppSettings, create_app
-from geo.auth import create_api_key
-from geo.db import make_engine, upgrade
-from geo.demo import load_demo_city
-from geo.localdb import LocalCluster
-from geo.models import OPEN_STATUSES
-from geo.reports import insert_reports
+from geo.access.keys import create_api_key
+from geo.db.cluster import LocalCluster
+from geo.db.engine import make_engine, upgrade
+from geo.db.schema import OPEN_STATUSES
+from geo.demo.city import load_demo_city
+from geo.reports.store import insert_reports
 from geo.settings import DatabaseSettings, MapSettings, RoutingSettings
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

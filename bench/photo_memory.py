@@ -45,9 +45,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from geo.db import make_engine, upgrade
-from geo.demo import load_demo_city
-from geo.localdb import LocalCluster
+from geo.db.cluster import LocalCluster
+from geo.db.engine import make_engine, upgrade
+from geo.demo.city import load_demo_city
 from geo.settings import IntakeSettings
 
 Case = tuple[str, bytes, str]

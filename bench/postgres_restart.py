@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from geo.localdb import LocalCluster
+from geo.db.cluster import LocalCluster
 
 URL = "/api/reports?limit=1"
 

@@ -26,12 +26,12 @@ import pandas as pd
 import shapely
 from sqlalchemy import Engine, text
 
-from geo.db import make_engine, upgrade
-from geo.demo import DEMO_BOUNDS, demo_city_outline, load_demo_city
+from geo.city.routing import staged_points, staged_route_select
+from geo.db.cluster import LocalCluster
+from geo.db.engine import make_engine, upgrade
+from geo.demo.city import DEMO_BOUNDS, demo_city_outline, load_demo_city
 from geo.errors import OutsideServiceAreaError
-from geo.localdb import LocalCluster
-from geo.reports import create_report, insert_reports
-from geo.routing import staged_points, staged_route_select
+from geo.reports.store import create_report, insert_reports
 from geo.settings import RoutingSettings
 
 

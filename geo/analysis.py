@@ -1,9 +1,9 @@
 """Analysis helpers for planners' notebooks: report tables, ward and team statistics, hot spots.
 
-Everything reads through the same filter and joins as the service (``geo.search``), so "open",
-"overdue" or "category road" mean here what they mean in the API. Aggregation happens in
-PostGIS wherever it can, so a city with a million reports still returns one row per ward,
-team, week or grid cell.
+Everything reads through the same filter and joins as the service
+(``geo.reports.search``), so "open", "overdue" or "category road" mean here what they mean
+in the API. Aggregation happens in PostGIS wherever it can, so a city with a million reports
+still returns one row per ward, team, week or grid cell.
 
 Hot spots are Getis–Ord Gi* (``esda.G_Local`` with ``star=True`` and binary weights) over a
 square grid in the city's UTM zone. Its p-values are two-sided: from the normal
@@ -26,12 +26,12 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
-from geo.auth import ANONYMOUS
-from geo.boundaries import metric_crs
+from geo.access.keys import ANONYMOUS
+from geo.city.boundaries import metric_crs
+from geo.city.layers import current_wards
+from geo.db.schema import OPEN_STATUSES
 from geo.errors import InvalidInputError
-from geo.models import OPEN_STATUSES
-from geo.queries import current_wards
-from geo.search import REPORTS_FROM, ReportFilter, report_query, where_clauses
+from geo.reports.search import REPORTS_FROM, ReportFilter, report_query, where_clauses
 
 FloatArray = npt.NDArray[np.float64]
 

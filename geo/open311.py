@@ -4,9 +4,9 @@ This module knows the GeoReport v2 vocabulary (http://wiki.open311.org/GeoReport
 nothing about HTTP: it turns query values and POSTed fields into our filters and
 submissions, and our rows into GeoReport records, rendered as JSON or as XML.
 
-Service requests are read through ``geo.search`` as the anonymous public, so a GeoReport
+Service requests are read through ``geo.reports.search`` as the anonymous public, so a GeoReport
 client sees exactly what the public sees: never a reporter's name or contact, and ``lat``
-and ``long`` on the public location grid (``geo.privacy``). Our eight
+and ``long`` on the public location grid (``geo.access.policy``). Our eight
 statuses fold into GeoReport's two: a report still being worked is ``open``, every other
 one is ``closed``.
 """
@@ -22,14 +22,14 @@ from xml.etree import ElementTree as ET
 
 from sqlalchemy import Connection, text
 
-from geo.auth import ANONYMOUS, Principal, authenticate
+from geo.access.keys import ANONYMOUS, Principal, authenticate
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M
+from geo.city.geocoding import Geocoder
+from geo.city.routing import check_degrees
+from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
-from geo.geocoding import Geocoder
-from geo.intake import Submission, submit_report
-from geo.models import OPEN_STATUSES, REPORT_STATUSES
-from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M
-from geo.routing import check_degrees
-from geo.search import ReportFilter, get_report, report_query
+from geo.reports.intake import Submission, submit_report
+from geo.reports.search import ReportFilter, get_report, report_query
 from geo.settings import IntakeSettings, RoutingSettings
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"

@@ -217,7 +217,7 @@ class Open311Settings(BaseSettings):
 
 
 class PrivacySettings(BaseSettings):
-    """What the public may learn about where a report is (the rule is ``geo.privacy``)."""
+    """What the public may learn about where a report is (the rule is ``geo.access.policy``)."""
 
     # The variable keeps the name it had when only the public map rounded locations:
     # ISSUEMAP_MAP_PUBLIC_ROUNDING_M.

@@ -1,6 +1,6 @@
 """Shared fixtures: one throwaway PostGIS cluster per run, a fresh database per test.
 
-The cluster is started by ``geo.localdb`` (as the ``postgres`` user when we are root, since
+The cluster is started by ``geo.db.cluster`` (as the ``postgres`` user when we are root, since
 PostgreSQL will not run as root). A template database is migrated once; every test gets a
 clone of it through pytest-postgresql's ``DatabaseJanitor``.
 """
@@ -17,8 +17,8 @@ import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import Engine
 
-from geo.db import make_engine, upgrade
-from geo.localdb import LocalCluster
+from geo.db.cluster import LocalCluster
+from geo.db.engine import make_engine, upgrade
 from geo.settings import PROJECT_ROOT
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"

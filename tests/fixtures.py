@@ -121,7 +121,7 @@ class Keys:
 
 def make_keys(conn: Connection) -> Keys:
     """Create one key per role (field-team keys for T1 and T2)."""
-    from geo.auth import create_api_key
+    from geo.access.keys import create_api_key
 
     return Keys(
         admin=create_api_key(conn, name="admin", role="admin").secret,

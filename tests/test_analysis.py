@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 
 from geo import analysis
 from geo.errors import InvalidInputError
-from geo.reports import insert_reports
+from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
 

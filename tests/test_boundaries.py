@@ -19,16 +19,16 @@ import shapely.affinity
 from shapely.geometry import LineString, Polygon, box
 from sqlalchemy import Connection, Engine, text
 
-from geo.boundaries import (
+from geo.city.boundaries import (
     check_boundaries,
     find_gaps,
     find_overlaps,
     import_boundaries,
     read_boundaries,
 )
+from geo.db.schema import OPEN_STATUSES
 from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError
-from geo.models import OPEN_STATUSES
-from geo.reports import create_report
+from geo.reports.store import create_report
 from geo.settings import BoundarySettings, RoutingSettings
 
 UTM47 = "EPSG:32647"
@@ -524,7 +524,7 @@ def test_cli_imports_zones_and_prints_the_summary(
 ) -> None:
     from typer.testing import CliRunner
 
-    from geo.cli import app
+    from geo.cli.main import app
 
     path = tmp_path / "zones.gpkg"
     wards_frame(FRAME_WARDS, crew=["T1", "T1", "T2", "T2"]).to_file(path, engine="pyogrio")
@@ -564,7 +564,7 @@ def test_cli_refuses_a_bad_file_with_a_message_and_exit_code_2(
 ) -> None:
     from typer.testing import CliRunner
 
-    from geo.cli import app
+    from geo.cli.main import app
 
     path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS))
     monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
@@ -747,8 +747,8 @@ def test_swapped_coordinates_cannot_take_the_demo_city_offline(
 ) -> None:
     from typer.testing import CliRunner
 
-    from geo.cli import app
-    from geo.demo import load_demo_city
+    from geo.cli.main import app
+    from geo.demo.city import load_demo_city
 
     load_demo_city(engine)
     path = tmp_path / "wards.geojson"

@@ -7,7 +7,8 @@ import shapely
 from geopandas.testing import assert_geodataframe_equal
 from sqlalchemy import Engine, text
 
-from geo.demo import (
+from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
+from geo.demo.city import (
     DEMO_BOUNDARY_SOURCE,
     DEMO_BOUNDS,
     DEMO_CENTRE,
@@ -21,7 +22,6 @@ from geo.demo import (
     load_demo_city,
 )
 from geo.errors import DatabaseNotEmptyError, InvalidInputError
-from geo.models import OPEN_STATUSES, REPORT_STATUSES
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 THAI = re.compile(r"[\u0E00-\u0E7F]")

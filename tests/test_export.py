@@ -28,9 +28,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 import api.routers.export as export_router
-from geo import export
-from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
-from geo.reports import insert_reports
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
+from geo.reports import export
+from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
 from tests.fixtures import Keys, TinyCity
 

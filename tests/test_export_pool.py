@@ -31,7 +31,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
-from geo.reports import insert_reports
+from geo.reports.store import insert_reports
 from geo.settings import DatabaseSettings, GeocoderSettings, RoutingSettings
 from tests.fixtures import TINY_GAZETTEER, Keys, TinyCity, load_tiny_city, make_keys
 

@@ -50,7 +50,7 @@ def fuzz_server(
 
     from pytest_postgresql.janitor import DatabaseJanitor
 
-    from geo.db import make_engine
+    from geo.db.engine import make_engine
 
     cluster = pg_cluster
     name = f"fuzz_{uuid.uuid4().hex[:10]}"

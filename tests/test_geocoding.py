@@ -14,9 +14,7 @@ from geopy.adapters import BaseSyncAdapter
 from geopy.exc import GeocoderTimedOut, GeocoderUnavailable
 from shapely.geometry import Point
 
-from geo.demo import DEMO_BOUNDS, demo_city_outline
-from geo.errors import InvalidInputError
-from geo.geocoding import (
+from geo.city.geocoding import (
     KINDS,
     GazetteerEntry,
     GazetteerError,
@@ -29,6 +27,8 @@ from geo.geocoding import (
     make_geocoder,
     normalise,
 )
+from geo.demo.city import DEMO_BOUNDS, demo_city_outline
+from geo.errors import InvalidInputError
 from geo.settings import GeocoderSettings
 
 DEMO_GAZETTEER = GeocoderSettings().gazetteer_path

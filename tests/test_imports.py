@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from geo.boundaries import import_boundaries
+from geo.city.boundaries import import_boundaries
 from geo.errors import InvalidInputError
-from geo.imports import (
+from geo.reports.imports import (
     ImportProgress,
     import_reports,
     parse_column_map,
@@ -498,7 +498,7 @@ def test_cli_imports_and_reports_counts(
 ) -> None:
     from typer.testing import CliRunner
 
-    from geo.cli import app
+    from geo.cli.main import app
 
     path = write(tmp_path / "traffy.csv", TRAFFY)
     monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)

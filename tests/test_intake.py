@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from PIL import Image
 from sqlalchemy import Engine, text
 
-from geo.intake import visible_duplicates
-from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
+from geo.reports.intake import visible_duplicates
 
 ROAD = {"category": "road", "description": "หลุมลึกหน้าบ้านเลขที่ 5", "lat": 8.405, "lon": 100.011}
 
@@ -161,7 +161,7 @@ def test_report_outside_the_city_is_refused_with_a_sentence(city_app, engine) ->
 
 
 def test_address_service_down_is_a_503_with_a_sentence(city_app) -> None:
-    from geo.geocoding import GeocodingUnavailableError
+    from geo.city.geocoding import GeocodingUnavailableError
 
     client, _, _ = city_app
 

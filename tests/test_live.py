@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from geo.auth import Principal
-from geo.live import LiveHub, matches
-from geo.reports import create_report, insert_reports
+from geo.access.keys import Principal
+from geo.reports.live import LiveHub, matches
+from geo.reports.store import create_report, insert_reports
+from geo.reports.workflow import change_status
 from geo.settings import RoutingSettings
-from geo.workflow import change_status
 from tests.fixtures import load_tiny_city
 
 ADMIN = Principal(role="admin", key_id=1, name="test")

@@ -14,8 +14,7 @@ from folium.plugins import HeatMap, MarkerCluster
 from shapely.geometry import box
 from sqlalchemy import Engine, text
 
-from geo.heat import cell_size_deg, heat_grid
-from geo.maps import (
+from geo.maps.builders import (
     Filters,
     MapReport,
     MarkerPage,
@@ -26,7 +25,8 @@ from geo.maps import (
     ward_dashboard_map,
     zone_map,
 )
-from geo.search import ReportFilter
+from geo.maps.heat import cell_size_deg, heat_grid
+from geo.reports.search import ReportFilter
 from geo.settings import MapSettings
 from tests.fixtures import Keys, TinyCity
 

@@ -2,8 +2,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 
-from geo.db import include_object
-from geo.models import Base
+from geo.db.engine import include_object
+from geo.db.schema import Base
 
 
 def test_migrations_match_the_models(engine: Engine) -> None:
@@ -15,7 +15,7 @@ def test_migrations_match_the_models(engine: Engine) -> None:
 def test_every_migration_downgrades_and_upgrades_again(db_url: str, engine: Engine) -> None:
     from alembic import command
 
-    from geo.db import alembic_config
+    from geo.db.engine import alembic_config
 
     config = alembic_config(db_url)
     command.downgrade(config, "base")

@@ -20,11 +20,11 @@ from nbclient import NotebookClient
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import text
 
-from geo.boundaries import import_boundaries
-from geo.db import make_engine
-from geo.demo import load_demo_city
-from geo.imports import TRAFFY_TYPES, import_reports
-from geo.localdb import LocalCluster
+from geo.city.boundaries import import_boundaries
+from geo.db.cluster import LocalCluster
+from geo.db.engine import make_engine
+from geo.demo.city import load_demo_city
+from geo.reports.imports import TRAFFY_TYPES, import_reports
 from geo.settings import PROJECT_ROOT
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"

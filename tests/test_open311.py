@@ -16,10 +16,10 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
-from geo.auth import create_api_key, revoke_api_key
-from geo.geocoding import GeocodeResult
-from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
-from geo.reports import store_photo
+from geo.access.keys import create_api_key, revoke_api_key
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
+from geo.city.geocoding import GeocodeResult
+from geo.reports.store import store_photo
 from geo.settings import DatabaseSettings
 from tests.fixtures import TinyCity, load_tiny_city
 
@@ -389,7 +389,7 @@ def worked(o311: Open311, engine: Engine) -> dict[str, int]:
         "flood": created_id(o311, service_code="flood", lat="8.405", long="100.015"),
         "tree": created_id(o311, service_code="tree", lat="8.405", long="100.015"),
     }
-    # Plain SQL, as geo.workflow records it, so these tests do not depend on its rules.
+    # Plain SQL, as geo.reports.workflow records it, so these tests do not depend on its rules.
     moves = [
         ("acknowledged", "open", "acknowledged", "ผู้แจ้งโทร 081-555-0199", None),
         ("resolved", "open", "in_progress", None, "กำลังซ่อม"),

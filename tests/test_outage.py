@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from geo.db import make_engine
+from geo.db.engine import make_engine
 
 
 @contextmanager

@@ -22,9 +22,9 @@ from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin, TiffImageP
 from shapely.geometry import Point
 from sqlalchemy import Engine, text
 
-from geo.demo import demo_city_outline
+from geo.demo.city import demo_city_outline
 from geo.errors import InvalidInputError
-from geo.photos import ProcessedPhoto, gps_position, process_photo
+from geo.reports.photos import ProcessedPhoto, gps_position, process_photo
 from geo.settings import IntakeSettings
 
 R = TiffImagePlugin.IFDRational

@@ -5,7 +5,7 @@ app key); a route whose path parameters the test does not know how to fill fails
 so a new public endpoint cannot slip past this check. Locations are checked the same way:
 the exact coordinates of a report (typed in, or read from a photo's EXIF) appear in no
 public answer, each output that carries a location carries it on the public grid
-(``geo.privacy``), heat cells are never finer than that grid, and staff still get exact
+(``geo.access.policy``), heat cells are never finer than that grid, and staff still get exact
 points.
 """
 
@@ -27,16 +27,16 @@ import pytest
 from PIL import ExifTags, Image, TiffImagePlugin
 from sqlalchemy import Engine, text
 
-from geo.auth import ANONYMOUS, Principal
-from geo.heat import heat_grid
-from geo.privacy import (
+from geo.access.keys import ANONYMOUS, Principal
+from geo.access.policy import (
     DEFAULT_PUBLIC_ROUNDING_M,
     METRES_PER_DEGREE,
     point_sql,
     snap_point,
     visible_point,
 )
-from geo.search import ReportFilter
+from geo.maps.heat import heat_grid
+from geo.reports.search import ReportFilter
 from geo.settings import PrivacySettings
 
 NAME = "Somchai Secretname"
@@ -187,7 +187,7 @@ def sql_snap(engine: Engine, points: list[tuple[float, float]], metres: float) -
 
 
 def test_the_sql_grid_and_the_python_grid_agree_to_the_last_bit(engine: Engine) -> None:
-    from geo.privacy import _lon_step
+    from geo.access.policy import _lon_step
 
     rng = random.Random(6)
     points = [(rng.uniform(-75, 75), rng.uniform(-180, 180)) for _ in range(3000)]

@@ -1,4 +1,4 @@
-"""Routing real reports against real boundaries, both imported through ``geo.boundaries``.
+"""Routing real reports against real boundaries, both imported through ``geo.city.boundaries``.
 
 Each city's reports carry the ward their own system assigned; routing through our import
 and ``route_points`` must agree with it about as often as a plain geopandas join does
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from geo.boundaries import import_boundaries
-from geo.routing import route_points
+from geo.city.boundaries import import_boundaries
+from geo.city.routing import route_points
 from geo.settings import RoutingSettings
 
 pytestmark = pytest.mark.realdata

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from geo.errors import InvalidInputError, OutsideServiceAreaError
-from geo.reports import create_report, insert_reports, reroute_reports
+from geo.reports.store import create_report, insert_reports, reroute_reports
 from geo.settings import RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
 
@@ -170,7 +170,7 @@ def test_reroute_command_reports_what_it_changed(
 ) -> None:
     from typer.testing import CliRunner
 
-    from geo.cli import app
+    from geo.cli.main import app
 
     with engine.begin() as conn:
         create_report(

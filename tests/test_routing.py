@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
+from geo.city.routing import Route, route_point, route_points
 from geo.errors import InvalidInputError, OutsideServiceAreaError
-from geo.reports import create_report
-from geo.routing import Route, route_point, route_points
+from geo.reports.store import create_report
 from geo.settings import RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
 

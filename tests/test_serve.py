@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from geo.cli.service import PostgresSupervisor, redact_text, redact_url, service_identity
+from geo.db.cluster import LocalCluster
 from geo.errors import ServiceAccountError
-from geo.localdb import LocalCluster
-from geo.service import PostgresSupervisor, redact_text, redact_url, service_identity
 
 WORKERS = 2
 SECRETS = ("S3cretKeyOne", "S3cretKeyTwo", "S3cretToken", "S3cretPassword", "S3cretOpen311")
@@ -250,7 +250,7 @@ def test_the_workers_never_run_as_root_or_as_the_database_owner(name: str) -> No
 
 DROP = r"""
 import os, sys
-from geo.service import drop_privileges, service_identity
+from geo.cli.service import drop_privileges, service_identity
 
 later = ["xml.dom.minidom", "encodings.cp874", "mailbox", "_sqlite3"]
 assert not any(name in sys.modules for name in later)

@@ -15,8 +15,9 @@ from sqlalchemy import text
 from api.deps import ConnDep, PrincipalDep
 from api.errors import error_responses
 from api.params import Text
-from geo.auth import Principal, create_api_key, revoke_api_key
-from geo.boundaries import ImportSummary, import_boundaries
+from geo.access.keys import Principal, create_api_key, revoke_api_key
+from geo.city.boundaries import ImportSummary, import_boundaries
+from geo.db.schema import ROLES
 from geo.errors import (
     AuthenticationError,
     BoundaryImportError,
@@ -26,7 +27,6 @@ from geo.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from geo.models import ROLES
 from geo.settings import BoundarySettings
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=error_responses(422, 503))

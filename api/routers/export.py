@@ -20,9 +20,9 @@ from starlette.types import Receive, Scope, Send
 from api.deps import PrincipalDep, PrivacyDep, get_connection, get_export_slots
 from api.errors import error_responses
 from api.params import Page, PageDep, ReportFilterDep
-from geo import export
-from geo.auth import Principal
-from geo.search import ReportFilter, report_query, stream_reports
+from geo.access.keys import Principal
+from geo.reports import export
+from geo.reports.search import ReportFilter, report_query, stream_reports
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
 

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import BrowserPrincipalDep, PrivacyDep
 from api.errors import error_responses
-from geo.live import Event, live_audience, matches
+from geo.reports.live import Event, live_audience, matches
 
 router = APIRouter(tags=["maps"], responses=error_responses(401, 422, 503))
 

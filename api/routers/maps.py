@@ -17,10 +17,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from api.deps import KEY_COOKIE, BrowserPrincipalDep, ConnDep, PrivacyDep
 from api.errors import error_responses
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
-from geo.auth import Principal, authenticate
+from geo.access.keys import Principal, authenticate
+from geo.city.catalogue import category_names
+from geo.city.layers import (
+    city_bounds,
+    current_wards,
+    current_zone,
+    current_zones,
+    wards_meeting_zone,
+)
+from geo.db.schema import OPEN_STATUSES
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
-from geo.heat import heat_grid
-from geo.maps import (
+from geo.maps.builders import (
     MEASURES,
     Filters,
     MapReport,
@@ -33,20 +41,11 @@ from geo.maps import (
     ward_dashboard_map,
     zone_map,
 )
-from geo.models import OPEN_STATUSES
-from geo.queries import (
-    category_names,
-    city_bounds,
-    current_wards,
-    current_zone,
-    current_zones,
-    map_reports,
-    ward_measures,
-    wards_meeting_zone,
-)
-from geo.search import ReportFilter
+from geo.maps.heat import heat_grid
+from geo.maps.pagedata import map_reports, ward_measures
+from geo.reports.search import ReportFilter
+from geo.reports.workflow import next_statuses
 from geo.settings import MapSettings
-from geo.workflow import next_statuses
 
 router = APIRouter(tags=["maps"], responses=error_responses(422, 503, page=True))
 

@@ -38,7 +38,7 @@ from geo.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from geo.search import ReportFilter
+from geo.reports.search import ReportFilter
 
 MAX_BODY = 64 * 1024
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

@@ -17,10 +17,10 @@ from starlette.exceptions import HTTPException
 from api.deps import ConnDep, PrincipalDep, PrivacyDep
 from api.errors import error_responses
 from api.params import Text
-from geo import idempotency
-from geo.auth import Principal
+from geo.access.keys import Principal
 from geo.errors import InvalidInputError
-from geo.intake import (
+from geo.reports import idempotency
+from geo.reports.intake import (
     MAX_DESCRIPTION,
     IntakeResult,
     PhotoUpload,
@@ -28,10 +28,10 @@ from geo.intake import (
     process_photos,
     submit_report,
 )
-from geo.photos import ProcessedPhoto
-from geo.reports import public_photo, store_photo
-from geo.search import get_report
-from geo.workflow import change_status, merge_duplicate, next_statuses, report_events
+from geo.reports.photos import ProcessedPhoto
+from geo.reports.search import get_report
+from geo.reports.store import public_photo, store_photo
+from geo.reports.workflow import change_status, merge_duplicate, next_statuses, report_events
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
 
@@ -384,7 +384,7 @@ def _change(
     change: StatusIn,
     photo: PhotoUpload | None,
 ) -> dict[str, Any]:
-    from geo.photos import process_photo
+    from geo.reports.photos import process_photo
 
     processed = (
         process_photo(

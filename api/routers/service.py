@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from api.deps import ConnDep, RoutingDep
 from api.errors import error_responses
-from geo.routing import find_category_id, route_point
+from geo.city.routing import find_category_id, route_point
 
 router = APIRouter(responses=error_responses(422, 503))
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from api.deps import ConnDep, PrincipalDep
 from api.errors import error_responses
 from geo.errors import AuthenticationError, NotFoundError
-from geo.search import MAX_PAGE, team_queue
+from geo.reports.search import MAX_PAGE, team_queue
 
 router = APIRouter(prefix="/api/teams", tags=["teams"], responses=error_responses(422, 503))
 

@@ -1,7 +1,7 @@
 """Uploaded photos: check them, keep the original for staff, make a public copy without metadata.
 
 ``process_photo`` takes the bytes of an upload and returns a ``ProcessedPhoto`` ready to be
-stored as a ``geo.models.ReportPhoto``. The format is read from the bytes by Pillow; the file
+stored as a ``geo.db.schema.ReportPhoto``. The format is read from the bytes by Pillow; the file
 name and the declared content type are never trusted, and a declared type that contradicts
 the content is refused. Only JPEG, PNG and WebP are accepted.
 

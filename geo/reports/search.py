@@ -3,7 +3,7 @@
 The native API, the Open311 endpoint, the exports and the team queues all read reports
 through ``report_query``, so a filter or a privacy rule means the same thing everywhere.
 Public readers never get the reporter's name or contact: those columns are simply not
-selected unless the caller may see them. Locations follow ``geo.privacy``: the public reads
+selected unless the caller may see them. Locations follow ``geo.access.policy``: the public reads
 them snapped to the public grid, and its bounding boxes are tested on the snapped points.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, TextClause, text
 
-from geo.auth import Principal
+from geo.access.keys import Principal
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, bbox_sql, point_sql
+from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
 from geo.errors import InvalidInputError, NotFoundError
-from geo.models import OPEN_STATUSES, REPORT_STATUSES
-from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, bbox_sql, point_sql
 
 _COLUMNS = """
     r.id, c.code AS category, c.name_th AS category_name_th, c.name_en AS category_name_en,
@@ -104,7 +104,7 @@ def where_clauses(
 
     Every reader of reports (lists, exports, heat grids, analysis) builds on these, over
     ``REPORTS_FROM``, so a filter or a visibility rule means the same thing everywhere.
-    The bounding box is tested on the location as ``principal`` sees it (``geo.privacy``).
+    The bounding box is tested on the location as ``principal`` sees it (``geo.access.policy``).
     """
     clauses: list[str] = []
     params: dict[str, Any] = {}

@@ -52,7 +52,7 @@ MIN_CONTAINED_CHARS: Final = 4
 """Shorter names only match an address exactly, never as a part of it."""
 
 Bounds = tuple[float, float, float, float]
-"""A box as (min lon, min lat, max lon, max lat), like ``geo.demo.DEMO_BOUNDS``."""
+"""A box as (min lon, min lat, max lon, max lat), like ``geo.demo.city.DEMO_BOUNDS``."""
 
 
 @dataclass(frozen=True, slots=True)

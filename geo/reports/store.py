@@ -17,9 +17,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Row, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from geo.errors import InvalidInputError, NotFoundError, OutsideServiceAreaError
-from geo.models import OPEN_STATUSES, REPORT_STATUSES
-from geo.routing import (
+from geo.city.routing import (
     _ROUTE_SELECT,
     ROUTE_ONE,
     check_coordinates,
@@ -28,6 +26,8 @@ from geo.routing import (
     staged_points,
     staged_route_select,
 )
+from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
+from geo.errors import InvalidInputError, NotFoundError, OutsideServiceAreaError
 from geo.settings import RoutingSettings
 
 _REPORT_COLUMNS = (

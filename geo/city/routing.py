@@ -26,7 +26,7 @@ The rules are written twice, once per shape of work, and tests/test_routing.py r
 interior, edge, corner, snapped and outside points for every category both ways and
 requires identical answers:
 
-* ``ROUTE_ONE`` (single intake: ``route_point`` and ``geo.reports.create_report``) takes
+* ``ROUTE_ONE`` (single intake: ``route_point`` and ``geo.reports.store.create_report``) takes
   one point from an ``input`` CTE and answers each rule with an ``ORDER BY ... LIMIT 1``;
   the snapping lookup only runs when no ward covers the point. Few plan nodes, all index
   lookups: PostgreSQL sets up every node of a plan for each execution, so for one point

@@ -3,8 +3,8 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from geo.db import include_object
-from geo.models import Base
+from geo.db.engine import include_object
+from geo.db.schema import Base
 
 target_metadata = Base.metadata
 

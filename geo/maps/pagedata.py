@@ -1,4 +1,4 @@
-"""Read-side spatial queries shared by the API, the CLI and notebooks."""
+"""What the map pages show, read from the database: markers, ward measures, heat."""
 
 from __future__ import annotations
 
@@ -8,40 +8,12 @@ from typing import Any
 import geopandas as gpd
 from sqlalchemy import Connection, text
 
-from geo.auth import Principal
-from geo.models import OPEN_STATUSES
-from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, point_sql
+from geo.access.keys import Principal
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, point_sql
+from geo.db.schema import OPEN_STATUSES
 
 # Map markers filter exactly as report lists do: one WHERE clause for every reader.
-from geo.search import REPORTS_FROM, ReportFilter, where_clauses
-
-
-def current_wards(conn: Connection, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
-    """Current wards, simplified by about ``simplify_m`` metres for display."""
-    return gpd.read_postgis(
-        text(
-            "SELECT code, name, ST_SimplifyPreserveTopology(geom, :tol) AS geom "
-            "FROM wards WHERE retired_at IS NULL ORDER BY code"
-        ),
-        conn,
-        geom_col="geom",
-        params={"tol": simplify_m / 111_000},
-    )
-
-
-def current_zones(conn: Connection, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
-    """Current field-team zones with their team's name, simplified for display."""
-    return gpd.read_postgis(
-        text(
-            "SELECT z.code, z.name, t.name AS team, "
-            "ST_SimplifyPreserveTopology(z.geom, :tol) AS geom "
-            "FROM zones AS z JOIN teams AS t ON t.id = z.team_id "
-            "WHERE z.retired_at IS NULL ORDER BY z.code"
-        ),
-        conn,
-        geom_col="geom",
-        params={"tol": simplify_m / 111_000},
-    )
+from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
 
 
 def open_report_heat(
@@ -62,63 +34,6 @@ def open_report_heat(
     return [(float(r.lat), float(r.lon), float(r.n)) for r in rows]
 
 
-def current_zone(conn: Connection, code: str, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
-    """The current zone ``code``, simplified for display; empty when there is none.
-
-    One row with ``id``, ``code``, ``name``, ``team_id`` and ``team``.
-    """
-    return gpd.read_postgis(
-        text(
-            "SELECT z.id, z.code, z.name, z.team_id, t.name AS team, "
-            "ST_SimplifyPreserveTopology(z.geom, :tol) AS geom "
-            "FROM zones AS z JOIN teams AS t ON t.id = z.team_id "
-            "WHERE z.retired_at IS NULL AND z.code = :code"
-        ),
-        conn,
-        geom_col="geom",
-        params={"tol": simplify_m / 111_000, "code": code},
-    )
-
-
-def wards_meeting_zone(
-    conn: Connection, zone_id: int, *, simplify_m: float = 5.0
-) -> gpd.GeoDataFrame:
-    """Current wards that overlap zone ``zone_id``, simplified for display."""
-    return gpd.read_postgis(
-        text(
-            "SELECT w.code, w.name, ST_SimplifyPreserveTopology(w.geom, :tol) AS geom "
-            "FROM wards AS w JOIN zones AS z ON z.id = :zone "
-            "WHERE w.retired_at IS NULL AND ST_Intersects(w.geom, z.geom) "
-            "AND NOT ST_Touches(w.geom, z.geom) ORDER BY w.code"
-        ),
-        conn,
-        geom_col="geom",
-        params={"tol": simplify_m / 111_000, "zone": zone_id},
-    )
-
-
-def category_names(conn: Connection, lang: str) -> dict[str, str]:
-    """Active category codes with their name in ``lang`` (``th`` or ``en``), by code."""
-    column = "name_th" if lang == "th" else "name_en"
-    rows = conn.execute(
-        text(f"SELECT code, {column} AS name FROM categories WHERE active ORDER BY code")
-    ).all()
-    return {r.code: r.name for r in rows}
-
-
-def city_bounds(conn: Connection) -> tuple[float, float, float, float] | None:
-    """``(min_lon, min_lat, max_lon, max_lat)`` of the current wards, if there are any."""
-    row = conn.execute(
-        text(
-            "SELECT ST_XMin(e) AS x0, ST_YMin(e) AS y0, ST_XMax(e) AS x1, ST_YMax(e) AS y1 "
-            "FROM (SELECT ST_Extent(geom) AS e FROM wards WHERE retired_at IS NULL) AS b"
-        )
-    ).one()
-    if row.x0 is None:
-        return None
-    return (float(row.x0), float(row.y0), float(row.x1), float(row.y1))
-
-
 def map_reports(
     conn: Connection,
     flt: ReportFilter,
@@ -133,7 +48,7 @@ def map_reports(
 
     Most urgent first (overdue, then by due time). Only the columns a marker shows are
     read; the description only for staff, cut to ``description_chars``; locations as
-    ``geo.privacy`` lets ``principal`` see them.
+    ``geo.access.policy`` lets ``principal`` see them.
     """
     clauses, params = where_clauses(flt, principal, public_rounding_m=public_rounding_m)
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""

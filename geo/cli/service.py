@@ -24,8 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote_plus
 
+from geo.db.cluster import SERVICE_USER, ClusterState, LocalCluster
 from geo.errors import LocalDatabaseError, ServiceAccountError
-from geo.localdb import SERVICE_USER, ClusterState, LocalCluster
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from geo.localdb import LocalCluster
+from geo.db.cluster import LocalCluster
 from geo.settings import DatabaseSettings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

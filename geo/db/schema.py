@@ -1,4 +1,4 @@
-"""ORM models of the issuemap schema. The Alembic migrations in ``geo/migrations`` create it.
+"""ORM models of the issuemap schema. The Alembic migrations in ``geo/db/migrations`` create it.
 
 Boundaries are versioned rather than overwritten: a re-import retires the current rows and
 adds new ones, so a stored report keeps pointing at the ward and zone it was routed to.
@@ -304,7 +304,7 @@ class IdempotencyRecord(Base):
 
     __tablename__ = "idempotency_keys"
 
-    # The caller: "key:<api key id>" or "addr:<client address>" (geo.idempotency.scope_for).
+    # The caller: "key:<api key id>" or "addr:<client address>" (geo.reports.idempotency.scope_for).
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_sha256: Mapped[str] = mapped_column(String(64))

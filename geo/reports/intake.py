@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from geo.auth import Principal
+from geo.access.keys import Principal
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, location_rounding_m, snap_point
+from geo.city.geocoding import Geocoder
+from geo.city.routing import check_coordinates
 from geo.errors import InvalidInputError
-from geo.geocoding import Geocoder
-from geo.photos import ProcessedPhoto, process_photo
-from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, location_rounding_m, snap_point
-from geo.reports import CreatedReport, create_report, store_photo
-from geo.routing import check_coordinates
+from geo.reports.photos import ProcessedPhoto, process_photo
+from geo.reports.store import CreatedReport, create_report, store_photo
 from geo.settings import IntakeSettings, RoutingSettings
 
 MAX_DESCRIPTION = 4000
@@ -198,7 +198,7 @@ def submit_report(
 
     ``photos`` are the submission's photos from ``process_photos``; without them they are
     processed here. Likely duplicates are told as ``principal`` may see them: for the
-    public, their distance is measured to where the public sees them (``geo.privacy``).
+    public, their distance is measured to where the public sees them (``geo.access.policy``).
     """
     if photos is None:
         photos = process_photos(submission, intake)

@@ -10,7 +10,7 @@ process dies, its lock goes with its connection and another hub takes over. A ba
 more than ``BULK_AFTER`` events (an import) becomes one ``bulk`` event. Events carry no
 personal data. Each stream shapes them for its audience (``LiveAudience``): staff get the
 reports they may work whole; everyone else gets no team or zone, and the location on the
-public grid (``geo.privacy``), as every other public output.
+public grid (``geo.access.policy``), as every other public output.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from geo.auth import ANONYMOUS, Principal
-from geo.privacy import visible_point
+from geo.access.keys import ANONYMOUS, Principal
+from geo.access.policy import visible_point
 
 CHANNEL = "issuemap_reports"
 BULK_AFTER = 200

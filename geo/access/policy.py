@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from geo.auth import Principal
+from geo.access.keys import Principal
 from geo.settings import PrivacySettings
 
 DEFAULT_PUBLIC_ROUNDING_M: float = PrivacySettings.model_fields["public_rounding_m"].default

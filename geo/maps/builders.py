@@ -2,7 +2,7 @@
 
 Each kind of map has one builder: the city overview, a field team's zone, the public
 embeddable map and the planners' ward dashboard. Builders never touch the database; the
-API gathers the data (``geo.queries``, ``geo.heat``) and passes it in.
+API gathers the data (``geo.city.layers``, ``geo.maps.heat``) and passes it in.
 
 Pages must work offline and leak nothing to third parties: ``localise_assets`` points every
 script and stylesheet at our own ``/static/vendor`` copies (see ``scripts/vendor_assets.sh``),
@@ -30,7 +30,7 @@ from folium.map import Layer
 from folium.plugins import HeatMap, MarkerCluster
 from jinja2 import Template
 
-from geo.models import REPORT_STATUSES
+from geo.db.schema import REPORT_STATUSES
 
 LANGUAGES = ("en", "th")
 

@@ -1,7 +1,7 @@
 """Writing reports out: GeoJSON features, CSV and GeoPackage, one row at a time.
 
-The rows are the plain dicts ``geo.search`` yields, so an export holds exactly the columns
-its caller may see, locations as precise as the caller may see them (``geo.privacy``):
+The rows are the plain dicts ``geo.reports.search`` yields, so an export holds exactly the columns
+its caller may see, locations as precise as the caller may see them (``geo.access.policy``):
 nothing here adds or removes a private field. The CSV and GeoPackage
 writers take any iterable and pull from it as they write (chunks of text, batches of
 rows), so an export of every report never holds every report in memory.
@@ -24,9 +24,9 @@ import pyogrio
 import shapely
 from sqlalchemy import Connection, text
 
-from geo.auth import Principal
-from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M
-from geo.search import ReportFilter, report_query
+from geo.access.keys import Principal
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M
+from geo.reports.search import ReportFilter, report_query
 
 LAYER = "reports"
 """Name of the layer in an exported GeoPackage."""

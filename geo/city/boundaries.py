@@ -42,15 +42,12 @@ import pyogrio
 import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
-from rich.console import Group, RenderableType
-from rich.markup import escape
-from rich.table import Table
 from sqlalchemy import Connection, Engine, text
 
-from geo.db import analyze_routing_tables
+from geo.city.routing import _ROUTE_SELECT
+from geo.db.engine import analyze_routing_tables
+from geo.db.schema import BOUNDARY_LAYERS, OPEN_STATUSES
 from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError
-from geo.models import BOUNDARY_LAYERS, OPEN_STATUSES
-from geo.routing import _ROUTE_SELECT
 from geo.settings import BoundarySettings, RoutingSettings
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
@@ -121,7 +118,7 @@ class ReplaceEffect:
 
     Areas are geodesic, in km². The report counts are over stored reports still being
     worked (``OPEN_STATUSES``), each routed against the current and against the new
-    boundaries with the routing rules of ``geo.routing``: ``outside`` lay inside the current
+    boundaries with the routing rules of ``geo.city.routing``: ``outside`` lay inside the current
     layer (for wards: within the snapping distance, as intake accepts) and would lie outside
     the new one; ``ward_changed``, ``zone_changed`` and ``team_changed`` (by code) are what
     ``issuemap reports reroute`` would then change.
@@ -445,10 +442,11 @@ def _json_safe(value: object) -> JsonValue:
 
 def _some(ids: list[str]) -> str:
     """Quote at most ``_LISTED`` ids, then say how many more there are."""
-    return _some_plain([repr(i) for i in ids], _LISTED)
+    return some_plain([repr(i) for i in ids], _LISTED)
 
 
-def _some_plain(items: list[str], listed: int) -> str:
+def some_plain(items: list[str], listed: int) -> str:
+    """The first ``listed`` items, comma-separated, and how many more there are."""
     shown = ", ".join(items[:listed])
     return shown if len(items) <= listed else f"{shown} and {len(items) - listed} more"
 
@@ -1084,88 +1082,3 @@ def import_boundaries(
     return write_boundaries(
         engine, checked, settings=settings, routing=routing, force=force, dry_run=dry_run
     )
-
-
-def render_summary(summary: ImportSummary, *, listed: int = 20) -> Group:
-    """The summary as rich tables: the counts, then the ``listed`` largest overlaps and gaps.
-
-    The real files have up to a hundred slivers above a square metre, so the lists are cut
-    and say how many more there are; every one is kept in ``boundary_imports.summary``.
-    """
-    tolerance = f"> {summary.tolerance_m2:g} m²"
-    dry = summary.dry_run
-    stored = "dry run: nothing stored" if dry else f"import #{summary.import_id}"
-    counts = Table(title=f"{escape(summary.source)} → {summary.layer} ({stored})")
-    counts.show_header = False
-    counts.add_column()
-    counts.add_column(justify="right")
-    counts.add_row(
-        "features to import" if dry else "features imported", f"{summary.feature_count:,}"
-    )
-    counts.add_row("repaired (invalid as read)", f"{summary.repaired_count:,}")
-    counts.add_row(
-        "current features to retire" if dry else "previous features retired",
-        f"{summary.retired_count:,}",
-    )
-    if summary.layer == "zones":
-        counts.add_row(
-            "teams to create" if dry else "teams created", f"{len(summary.teams_created):,}"
-        )
-    effect = summary.effect
-    counts.add_row(
-        "area covered: now → new",
-        f"{effect.covered_km2:,.2f} km² → {effect.new_covered_km2:,.2f} km²",
-    )
-    counts.add_row(
-        "area no longer covered", f"{effect.lost_km2:,.2f} km² ({effect.lost_share:.1%})"
-    )
-    counts.add_row("open reports", f"{effect.open_reports:,}")
-    counts.add_row(f"  … left outside the new {summary.layer}", f"{effect.outside:,}")
-    counts.add_row(
-        "  … changing ward / zone / team",
-        (f"{effect.ward_changed:,} / {effect.zone_changed:,} / {effect.team_changed:,}"),
-    )
-    overlap_m2 = sum(o.area_m2 for o in summary.overlaps)
-    gap_m2 = sum(g.area_m2 for g in summary.gaps)
-    counts.add_row(f"overlaps {tolerance}", f"{len(summary.overlaps):,} ({overlap_m2:,.0f} m²)")
-    counts.add_row(f"gaps {tolerance}", f"{len(summary.gaps):,} ({gap_m2:,.0f} m²)")
-    counts.add_row("CRS read / measured in", f"{summary.source_crs} / {summary.metric_crs}")
-    parts: list[RenderableType] = [counts]
-    if summary.needs_force is not None:
-        verdict = (
-            "[bold red]This replace would be refused without --force:[/] "
-            if dry
-            else "[bold yellow]Replaced with --force although:[/] "
-        )
-        parts.append(verdict + escape(summary.needs_force))
-    if effect.ward_changed or effect.zone_changed or effect.team_changed:
-        parts.append(
-            "Stored reports keep their assignment; `issuemap reports reroute --dry-run` "
-            "previews applying the new boundaries to them."
-        )
-    if summary.repaired_ids:
-        parts.append("repaired: " + escape(_some_plain(list(summary.repaired_ids), listed)))
-    findings = {
-        "overlaps": [(" / ".join(o.ids), "", o.area_m2) for o in summary.overlaps],
-        "gaps": [(", ".join(g.ids), f"{g.lat:.5f}, {g.lon:.5f}", g.area_m2) for g in summary.gaps],
-    }
-    for kind, rows in findings.items():
-        if not rows:
-            continue
-        detail = Table(title=f"the {listed} largest {kind}" if len(rows) > listed else kind)
-        detail.add_column("features")
-        if kind == "gaps":
-            detail.add_column("a point inside (lat, lon)")
-        detail.add_column("m²", justify="right")
-        for ids, where, area in rows[:listed]:
-            cells = [escape(ids), where] if kind == "gaps" else [escape(ids)]
-            detail.add_row(*cells, f"{area:,.1f}")
-        parts.append(detail)
-        if len(rows) > listed:
-            kept = (
-                ""
-                if dry
-                else (f"; all are kept in boundary_imports.summary of import #{summary.import_id}")
-            )
-            parts.append(f"... and {len(rows) - listed:,} more {kind}{kept}.")
-    return Group(*parts)

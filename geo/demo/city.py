@@ -7,7 +7,7 @@ is invented. It is labelled as such wherever it is stored: both boundary imports
 
 ``generate_demo_city`` is a pure function of a seed and a clock time, so a demo, a test and a
 benchmark can rebuild exactly the same city. ``load_demo_city`` writes it to an empty
-database in one transaction; the reports go through ``geo.reports.insert_reports``, so they
+database in one transaction; the reports go through ``geo.reports.store.insert_reports``, so they
 are routed and audited exactly like any other batch.
 
 The city is built in a local plane of metres east and north of ``DEMO_CENTRE`` and turned
@@ -34,10 +34,10 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
-from geo.db import analyze_routing_tables
+from geo.db.engine import analyze_routing_tables
+from geo.db.schema import OPEN_STATUSES
 from geo.errors import DatabaseNotEmptyError, InvalidInputError
-from geo.models import OPEN_STATUSES
-from geo.reports import insert_reports
+from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
 
 FloatArray = npt.NDArray[np.float64]
@@ -840,7 +840,7 @@ def _insert_layer(
                 "sha256": digest.hexdigest(),
                 "count": len(frame),
                 "summary": json.dumps(
-                    {"generator": "geo.demo", "seed": seed, "now": now.isoformat()}
+                    {"generator": "geo.demo.city", "seed": seed, "now": now.isoformat()}
                 ),
             },
         ).scalar_one()

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from geo.auth import Principal
+from geo.access.keys import Principal
+from geo.db.schema import REPORT_STATUSES
 from geo.errors import ConflictError, InvalidInputError, PermissionDeniedError
-from geo.models import REPORT_STATUSES
-from geo.search import get_report
+from geo.reports.search import get_report
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"acknowledged", "in_progress", "resolved", "rejected"}),

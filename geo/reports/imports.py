@@ -2,7 +2,7 @@
 
 ``import_reports`` reads the file with the ``csv`` module (so every row keeps its real line
 number, multi-line quoted fields included), checks every row, and stores the good ones
-through ``geo.reports.insert_reports``, which routes them set-based in PostGIS. The whole
+through ``geo.reports.store.insert_reports``, which routes them set-based in PostGIS. The whole
 import is one transaction: it is stored completely or not at all. Big files go in chunks
 of ``CHUNK_ROWS`` rows inside that transaction, so memory stays flat and progress moves.
 
@@ -43,10 +43,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from geo.db.schema import REPORT_STATUSES
 from geo.errors import InvalidInputError
-from geo.export import spreadsheet_safe
-from geo.models import REPORT_STATUSES
-from geo.reports import insert_reports
+from geo.reports.export import spreadsheet_safe
+from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
 
 if TYPE_CHECKING:

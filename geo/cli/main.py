@@ -7,7 +7,7 @@ import logging
 import logging.config
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Annotated, Any
 
@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import Engine
 
-from geo.db import database, make_engine
+from geo.cli.service import redact_text, redact_url
+from geo.db.engine import database, make_engine
 from geo.errors import IssuemapError
-from geo.service import redact_text, redact_url
 from geo.settings import DatabaseSettings, ServerSettings
 
 app = typer.Typer(
@@ -123,7 +123,8 @@ def boundaries_import(
     leave open reports, or much of the area covered now, outside the new layer, unless
     --force is given; --dry-run shows those numbers without storing anything.
     """
-    from geo.boundaries import check_boundaries, render_summary, write_boundaries
+    from geo.city.boundaries import check_boundaries, write_boundaries
+    from geo.cli.render import render_summary
     from geo.errors import BoundaryReplaceRefusedError
     from geo.settings import BoundarySettings, RoutingSettings
 
@@ -210,17 +211,35 @@ def serve_log_config() -> dict[str, Any]:
     return config
 
 
-def web_app() -> Any:
+_APPLICATION: dict[str, str] = {}
+"""What ``serve`` runs, as uvicorn's import strings: set by ``serve_application``."""
+
+
+def _import_string(function: Callable[..., Any]) -> str:
+    return f"{function.__module__}:{function.__qualname__}"
+
+
+def serve_application(factory: Callable[[], Any], *, worker: Callable[[], Any]) -> None:
+    """Tell ``serve`` which web application to run.
+
+    geo never imports the web adapter: ``api.cli`` hands its app factory in, and a
+    ``worker`` factory that builds the app and then gives up root (``worker_app``).
+    uvicorn's worker processes import them again by name, so the names are taken from the
+    functions themselves.
+    """
+    _APPLICATION["factory"] = _import_string(factory)
+    _APPLICATION["worker"] = _import_string(worker)
+
+
+def worker_app(factory: Callable[[], Any]) -> Any:
     """The application of one web worker of ``serve`` started as root.
 
     It is built while still root, then the worker switches to ISSUEMAP_RUN_AS_USER for good,
     before the lifespan opens a connection or any request is read.
     """
-    from uvicorn.importer import import_from_string
+    from geo.cli.service import drop_privileges, service_identity
 
-    from geo.service import drop_privileges, service_identity
-
-    application = import_from_string("api.app:create_app")()
+    application = factory()
     if os.geteuid() == 0:
         drop_privileges(service_identity(ServerSettings().run_as_user, create=False))
     return application
@@ -242,10 +261,12 @@ def serve(
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    from geo.db import is_empty
-    from geo.localdb import LocalCluster
-    from geo.service import PostgresSupervisor, check_reachable, service_identity
+    from geo.cli.service import PostgresSupervisor, check_reachable, service_identity
+    from geo.db.cluster import LocalCluster
+    from geo.db.engine import is_empty
 
+    if not _APPLICATION:
+        raise typer.BadParameter("no web application to serve: run the `issuemap` command")
     server = ServerSettings()
     settings = DatabaseSettings()
     log_config = serve_log_config()
@@ -256,7 +277,7 @@ def serve(
             engine = make_engine(url, pool_size=2)
             try:
                 if server.load_demo and is_empty(engine):
-                    from geo.demo import load_demo_city
+                    from geo.demo.city import load_demo_city
 
                     console.print("empty database: loading the demo city (generated data)")
                     summary = load_demo_city(engine)
@@ -277,7 +298,7 @@ def serve(
                 # SystemExit lets the blocks above stop the supervisor and our PostgreSQL.
                 signal.signal(signal.SIGTERM, _exit_on_signal)
                 uvicorn.run(
-                    "api.app:create_app",
+                    _APPLICATION["factory"],
                     factory=True,
                     host=bind_host,
                     port=bind_port,
@@ -289,7 +310,7 @@ def serve(
             # Root stays only in this process, which serves nothing: the workers (even a
             # single one) are processes of their own that drop root as they start.
             config = uvicorn.Config(
-                f"{__name__}:web_app",
+                _APPLICATION["worker"],
                 factory=True,
                 host=bind_host,
                 port=bind_port,
@@ -316,8 +337,8 @@ def reports_reroute(
     actor: Annotated[str, typer.Option(help="Who is re-routing, for the audit trail.")] = "cli",
 ) -> None:
     """Route stored reports again against the current boundaries, logging every change."""
-    from geo.models import OPEN_STATUSES, REPORT_STATUSES
-    from geo.reports import reroute_reports
+    from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
+    from geo.reports.store import reroute_reports
     from geo.settings import RoutingSettings
 
     statuses = REPORT_STATUSES if all_statuses else OPEN_STATUSES
@@ -410,7 +431,7 @@ def reports_import(
     """
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    from geo.imports import (
+    from geo.reports.imports import (
         PHASES,
         ImportProgress,
         import_reports,
@@ -475,7 +496,7 @@ def demo_load(
     ] = 2026,
 ) -> None:
     """Generate the demo city and load it into an empty database (labelled as demo data)."""
-    from geo.demo import load_demo_city
+    from geo.demo.city import load_demo_city
 
     try:
         with open_engine() as engine, console.status("Generating and loading the demo city ..."):
@@ -498,7 +519,7 @@ def keys_create(
     team: Annotated[str | None, typer.Option(help="Team code (field_team keys only).")] = None,
 ) -> None:
     """Create an API key and print it once; only its hash is stored."""
-    from geo.auth import create_api_key
+    from geo.access.keys import create_api_key
 
     try:
         with open_engine() as engine, engine.begin() as conn:
@@ -512,7 +533,7 @@ def keys_create(
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id.")]) -> None:
     """Revoke an API key at once."""
-    from geo.auth import revoke_api_key
+    from geo.access.keys import revoke_api_key
 
     try:
         with open_engine() as engine, engine.begin() as conn:

@@ -3,7 +3,7 @@
 A page carries one weighted point per grid cell, never one per report, so its size is
 bounded by ``max_cells`` however many reports the database holds. The cell size is a power
 of two of a degree, so panning or a slightly different box gives the same grid. For the
-public, cells count the points the public may see (``geo.privacy``), and are never finer
+public, cells count the points the public may see (``geo.access.policy``), and are never finer
 than that location grid however small the box.
 """
 
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from geo.auth import ANONYMOUS, Principal
-from geo.privacy import DEFAULT_PUBLIC_ROUNDING_M, grown_bbox, min_cell_deg, point_sql
+from geo.access.keys import ANONYMOUS, Principal
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, grown_bbox, min_cell_deg, point_sql
 
 # One query shape for every reader of reports: the heat grid filters exactly as lists do.
-from geo.search import REPORTS_FROM, ReportFilter, where_clauses
+from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
 
 BBox = tuple[float, float, float, float]
 """``(min_lon, min_lat, max_lon, max_lat)`` in WGS84 degrees."""

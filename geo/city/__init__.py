@@ -1,0 +1,1 @@
+"""The city: routing, boundary files and layers, the catalogue, geocoding."""

@@ -1,0 +1,1 @@
+"""The generated demo city around Nakhon Si Thammarat."""

@@ -1,0 +1,1 @@
+"""Map pages: the data each page shows, heat grids and the Folium builders."""

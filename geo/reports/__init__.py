@@ -1,0 +1,1 @@
+"""A report's life: intake, storage, search, workflow, photos, imports, export, live events."""
