@@ -22,9 +22,9 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from geo.db.schema import REPORT_STATUSES
 from geo.errors import InvalidInputError
 from geo.reports.search import MAX_PAGE, ReportFilter
+from geo.vocabulary import REPORT_STATUSES
 
 BBox = tuple[float, float, float, float]
 """``(min_lon, min_lat, max_lon, max_lat)`` in WGS84 degrees."""

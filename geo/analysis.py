@@ -29,9 +29,9 @@ from sqlalchemy import Connection, Engine, text
 from geo.access.keys import ANONYMOUS
 from geo.city.boundaries import metric_crs
 from geo.city.layers import current_wards
-from geo.db.schema import OPEN_STATUSES
 from geo.errors import InvalidInputError
 from geo.reports.search import REPORTS_FROM, ReportFilter, report_query, where_clauses
+from geo.vocabulary import OPEN_STATUSES
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -17,7 +17,6 @@ from api.errors import error_responses
 from api.params import Text
 from geo.access.keys import Principal, create_api_key, revoke_api_key
 from geo.city.boundaries import ImportSummary, import_boundaries
-from geo.db.schema import ROLES
 from geo.errors import (
     AuthenticationError,
     BoundaryImportError,
@@ -28,6 +27,7 @@ from geo.errors import (
     PermissionDeniedError,
 )
 from geo.settings import BoundarySettings
+from geo.vocabulary import ROLES
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=error_responses(422, 503))
 

@@ -26,7 +26,6 @@ from geo.city.layers import (
     current_zones,
     wards_meeting_zone,
 )
-from geo.db.schema import OPEN_STATUSES
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
 from geo.maps.builders import (
     MEASURES,
@@ -46,6 +45,7 @@ from geo.maps.pagedata import map_reports, ward_measures
 from geo.reports.search import ReportFilter
 from geo.reports.workflow import next_statuses
 from geo.settings import MapSettings
+from geo.vocabulary import OPEN_STATUSES
 
 router = APIRouter(tags=["maps"], responses=error_responses(422, 503, page=True))
 

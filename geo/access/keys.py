@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from geo.db.schema import ROLES
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
+from geo.vocabulary import ROLES
 
 KEY_PREFIX = "im_"
 

@@ -46,9 +46,9 @@ from sqlalchemy import Connection, Engine, text
 
 from geo.city.routing import _ROUTE_SELECT
 from geo.db.engine import analyze_routing_tables
-from geo.db.schema import BOUNDARY_LAYERS, OPEN_STATUSES
 from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError
 from geo.settings import BoundarySettings, RoutingSettings
+from geo.vocabulary import BOUNDARY_LAYERS, CODE_MAX, OPEN_STATUSES
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 
@@ -62,9 +62,6 @@ SUPPORTED_FORMATS = {
     "GPKG": "GeoPackage",
 }
 """GDAL driver names we accept, and what to call them in messages."""
-
-CODE_MAX_LENGTH = 64
-"""Longest ward, zone or team code the schema stores."""
 
 _LISTED = 20  # ids named in one refusal message before "and N more"
 _GAP_NEIGHBOUR_M = 1.0  # a feature this close to a gap is one of the features around it
@@ -516,9 +513,9 @@ def check_attributes(
             f"{len(duplicated)} id(s) in {id_field!r} are used by more than one feature: "
             + _some(duplicated)
         )
-    too_long = [c for c in codes if c is not None and len(c) > CODE_MAX_LENGTH]
+    too_long = [c for c in codes if c is not None and len(c) > CODE_MAX]
     if too_long:
-        problems.append(f"ids longer than {CODE_MAX_LENGTH} characters: {_some(too_long)}")
+        problems.append(f"ids longer than {CODE_MAX} characters: {_some(too_long)}")
     nameless = [str(c) for c, n in zip(codes, names, strict=True) if n is None]
     if nameless:
         problems.append(f"features with no name in {name_field!r}: {_some(nameless)}")
@@ -526,11 +523,9 @@ def check_attributes(
         teamless = [str(c) for c, t in zip(codes, teams, strict=True) if t is None]
         if teamless:
             problems.append(f"zones with no team in {team_field!r}: {_some(teamless)}")
-        long_teams = sorted({t for t in teams if t is not None and len(t) > CODE_MAX_LENGTH})
+        long_teams = sorted({t for t in teams if t is not None and len(t) > CODE_MAX})
         if long_teams:
-            problems.append(
-                f"team codes longer than {CODE_MAX_LENGTH} characters: {_some(long_teams)}"
-            )
+            problems.append(f"team codes longer than {CODE_MAX} characters: {_some(long_teams)}")
     if problems:
         raise BoundaryImportError("The file's ids, names or teams cannot be stored.", problems)
 

@@ -337,9 +337,9 @@ def reports_reroute(
     actor: Annotated[str, typer.Option(help="Who is re-routing, for the audit trail.")] = "cli",
 ) -> None:
     """Route stored reports again against the current boundaries, logging every change."""
-    from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
     from geo.reports.store import reroute_reports
     from geo.settings import RoutingSettings
+    from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
 
     statuses = REPORT_STATUSES if all_statuses else OPEN_STATUSES
     try:

@@ -28,28 +28,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
-REPORT_STATUSES = (
-    "open",
-    "acknowledged",
-    "in_progress",
-    "resolved",
-    "closed",
-    "reopened",
-    "rejected",
-    "duplicate",
+from geo.vocabulary import (
+    BOUNDARY_LAYERS,
+    CODE_MAX,
+    DESCRIPTION_MAX,
+    LOCATION_SOURCES,
+    OPEN_STATUSES,
+    REPORT_STATUSES,
+    ROLES,
 )
-"""Every status a report can hold; issue workflow rules decide the allowed transitions."""
 
-OPEN_STATUSES = ("open", "acknowledged", "in_progress", "reopened")
-"""Statuses that still need a team's work."""
-
-BOUNDARY_LAYERS = ("wards", "zones")
-
-ROLES = ("public", "field_team", "planner", "admin")
-"""API key roles, least to most trusted; a field-team key is bound to one team."""
-
-LOCATION_SOURCES = ("coordinates", "address", "photo_exif")
-"""Where a report's point came from."""
+__all__ = ["BOUNDARY_LAYERS", "LOCATION_SOURCES", "OPEN_STATUSES", "REPORT_STATUSES", "ROLES"]
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -80,14 +69,18 @@ class BoundaryImport(Base):
         DateTime(timezone=True), server_default=func.now()
     )
 
-    __table_args__ = (CheckConstraint("layer IN ('wards', 'zones')", name="layer_known"),)
+    __table_args__ = (
+        CheckConstraint(
+            "layer IN (" + ", ".join(f"'{x}'" for x in BOUNDARY_LAYERS) + ")", name="layer_known"
+        ),
+    )
 
 
 class _Boundary:
     """Columns shared by the versioned boundary layers (wards and zones)."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    code: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(CODE_MAX))
     name: Mapped[str] = mapped_column(Text)
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     import_id: Mapped[int] = mapped_column(ForeignKey("boundary_imports.id"))
@@ -131,7 +124,7 @@ class Team(Base):
     __tablename__ = "teams"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    code: Mapped[str] = mapped_column(String(64), unique=True)
+    code: Mapped[str] = mapped_column(String(CODE_MAX), unique=True)
     name: Mapped[str] = mapped_column(Text)
 
 
@@ -149,7 +142,7 @@ class Category(Base):
     __tablename__ = "categories"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    code: Mapped[str] = mapped_column(String(64), unique=True)
+    code: Mapped[str] = mapped_column(String(CODE_MAX), unique=True)
     name_th: Mapped[str] = mapped_column(Text)
     name_en: Mapped[str] = mapped_column(Text)
     sla_hours: Mapped[int] = mapped_column(Integer, default=48, server_default=text("48"))
@@ -169,7 +162,7 @@ class CategoryRoute(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="CASCADE"))
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
-    zone_code: Mapped[str | None] = mapped_column(String(64))
+    zone_code: Mapped[str | None] = mapped_column(String(CODE_MAX))
 
     __table_args__ = (
         UniqueConstraint("category_id", "team_id", "zone_code", name="uq_category_route"),
@@ -213,7 +206,9 @@ class Report(Base):
         # Written against one array constant, not IN (...): PostgreSQL re-reads a table's
         # CHECK expressions for every INSERT, and IN builds and coerces its array each time.
         CheckConstraint(_one_of("status", REPORT_STATUSES), name="status_known"),
-        CheckConstraint("char_length(description) <= 4000", name="description_length"),
+        CheckConstraint(
+            f"char_length(description) <= {DESCRIPTION_MAX}", name="description_length"
+        ),
         CheckConstraint(_one_of("location_source", LOCATION_SOURCES), name="location_source_known"),
         CheckConstraint("supporters >= 0", name="supporters_not_negative"),
         CheckConstraint("duplicate_of IS NULL OR duplicate_of <> id", name="not_own_duplicate"),

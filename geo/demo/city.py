@@ -35,10 +35,10 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
 from geo.db.engine import analyze_routing_tables
-from geo.db.schema import OPEN_STATUSES
 from geo.errors import DatabaseNotEmptyError, InvalidInputError
 from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
+from geo.vocabulary import OPEN_STATUSES
 
 FloatArray = npt.NDArray[np.float64]
 _G = TypeVar("_G", bound=BaseGeometry)

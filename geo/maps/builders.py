@@ -30,7 +30,7 @@ from folium.map import Layer
 from folium.plugins import HeatMap, MarkerCluster
 from jinja2 import Template
 
-from geo.db.schema import REPORT_STATUSES
+from geo.vocabulary import REPORT_STATUSES
 
 LANGUAGES = ("en", "th")
 

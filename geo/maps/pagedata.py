@@ -10,10 +10,10 @@ from sqlalchemy import Connection, text
 
 from geo.access.keys import Principal
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, point_sql
-from geo.db.schema import OPEN_STATUSES
 
 # Map markers filter exactly as report lists do: one WHERE clause for every reader.
 from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
+from geo.vocabulary import OPEN_STATUSES
 
 
 def open_report_heat(

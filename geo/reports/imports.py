@@ -11,10 +11,10 @@ Rules, the same for every format:
 * A row is stored or written to the rejects CSV with its line number (the header is line 1)
   and the reason. Nothing is dropped silently. The reasons are: a malformed row (wrong
   number of fields), no external id, no or bad coordinates, no usable category, a bad
-  date, an unknown status, a description longer than 4,000 characters (refused, never
-  cut, so no report silently says less than its author wrote), an external id that already
-  appeared earlier in the file (the first row is kept), and a point outside the service
-  area.
+  date, an unknown status, a description longer than ``geo.vocabulary.DESCRIPTION_MAX``
+  (refused, never cut, so no report silently says less than its author wrote), an
+  external id that already appeared earlier in the file (the first row is kept), and a
+  point outside the service area.
 * The external id is the key: a ``(source, external_id)`` already stored is counted as
   already present and left as it is (a re-import adds nothing and updates nothing).
 * A file that cannot be used (missing, not decodable, not CSV, required columns missing,
@@ -43,11 +43,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from geo.db.schema import REPORT_STATUSES
 from geo.errors import InvalidInputError
 from geo.reports.export import spreadsheet_safe
 from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
+from geo.vocabulary import DESCRIPTION_MAX, REPORT_STATUSES
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
@@ -58,8 +58,6 @@ FORMATS: Final = ("traffy", "socrata", "csv")
 CHUNK_ROWS: Final = 50_000
 """Rows validated and stored at a time, all inside the one transaction."""
 
-DESCRIPTION_MAX: Final = 4000
-"""Longest description the schema stores; longer rows are rejected, not cut."""
 
 SOURCE_MAX: Final = 32
 """Longest source name the schema stores."""

@@ -18,8 +18,8 @@ from sqlalchemy import Connection, TextClause, text
 
 from geo.access.keys import Principal
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, bbox_sql, point_sql
-from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
 from geo.errors import InvalidInputError, NotFoundError
+from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
 
 _COLUMNS = """
     r.id, c.code AS category, c.name_th AS category_name_th, c.name_en AS category_name_en,

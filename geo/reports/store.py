@@ -26,9 +26,9 @@ from geo.city.routing import (
     staged_points,
     staged_route_select,
 )
-from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
 from geo.errors import InvalidInputError, NotFoundError, OutsideServiceAreaError
 from geo.settings import RoutingSettings
+from geo.vocabulary import DESCRIPTION_MAX, OPEN_STATUSES, REPORT_STATUSES
 
 _REPORT_COLUMNS = (
     "category_id, description, status, created_at, updated_at, resolved_at, ward_id, "
@@ -186,8 +186,8 @@ def create_report(
     ``OutsideServiceAreaError`` when no ward takes the point. Nothing is written then.
     """
     check_coordinates(lon, lat)
-    if len(description) > 4000:
-        raise InvalidInputError("description", "must be at most 4,000 characters")
+    if len(description) > DESCRIPTION_MAX:
+        raise InvalidInputError("description", f"must be at most {DESCRIPTION_MAX:,} characters")
     row = _execute_hot(
         conn,
         _CREATE_ONE[duplicate_radius_m > 0],

@@ -1,0 +1,52 @@
+"""The words and limits every layer shares: statuses, roles, layers, sources and text limits.
+
+Each is defined here once and imported everywhere else (schema, intake, the API models,
+Open311, imports, maps). The Alembic migrations keep literal copies, since they are history:
+``tests/test_migrations.py`` checks that they still build the schema these values describe.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+REPORT_STATUSES: Final = (
+    "open",
+    "acknowledged",
+    "in_progress",
+    "resolved",
+    "closed",
+    "reopened",
+    "rejected",
+    "duplicate",
+)
+"""Every status a report can hold; ``geo.reports.workflow`` decides the allowed transitions."""
+
+OPEN_STATUSES: Final = ("open", "acknowledged", "in_progress", "reopened")
+"""Statuses that still need a team's work."""
+
+ROLES: Final = ("public", "field_team", "planner", "admin")
+"""API key roles, least to most trusted; a field-team key is bound to one team."""
+
+BOUNDARY_LAYERS: Final = ("wards", "zones")
+"""The boundary layers a city loads: wards (where) and zones (which team)."""
+
+LOCATION_SOURCES: Final = ("coordinates", "address", "photo_exif")
+"""Where a report's point came from."""
+
+DESCRIPTION_MAX: Final = 4000
+"""Longest report description, in characters (the schema's CHECK says the same)."""
+
+NOTE_MAX: Final = 4000
+"""Longest status-change note, staff or public."""
+
+CODE_MAX: Final = 64
+"""Longest code: category, team, ward and zone codes."""
+
+NAME_MAX: Final = 200
+"""Longest name: category and team names, a reporter's name or contact, an external id."""
+
+ADDRESS_MAX: Final = 500
+"""Longest address a report may give instead of coordinates."""
+
+URL_MAX: Final = 2000
+"""Longest media URL."""
