@@ -26,11 +26,11 @@ from geo.access.keys import ANONYMOUS, Principal, authenticate
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M
 from geo.city.geocoding import Geocoder
 from geo.city.routing import check_degrees
-from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
 from geo.reports.intake import Submission, submit_report
 from geo.reports.search import ReportFilter, get_report, report_query
 from geo.settings import IntakeSettings, RoutingSettings
+from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from geo.access.keys import Principal
-from geo.db.schema import REPORT_STATUSES
 from geo.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from geo.reports.search import get_report
+from geo.vocabulary import NOTE_MAX, REPORT_STATUSES
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"acknowledged", "in_progress", "resolved", "rejected"}),
@@ -132,8 +132,8 @@ def change_status(
 
 def _check_notes(note: str | None, public_note: str | None) -> None:
     for field, value in (("note", note), ("public_note", public_note)):
-        if value is not None and len(value) > 4000:
-            raise InvalidInputError(field, "must be at most 4,000 characters")
+        if value is not None and len(value) > NOTE_MAX:
+            raise InvalidInputError(field, f"must be at most {NOTE_MAX:,} characters")
 
 
 def merge_duplicate(
