@@ -20,14 +20,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from geo.access.keys import ANONYMOUS, Principal, authenticate
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M
 from geo.city.geocoding import Geocoder
 from geo.city.routing import check_degrees
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
-from geo.reports.intake import Submission, submit_report
+from geo.reports.intake import IntakeResult, Submission, file_report
 from geo.reports.search import ReportFilter, get_report, report_query
 from geo.settings import IntakeSettings, RoutingSettings
 from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
@@ -434,7 +434,7 @@ def require_key(conn: Connection, api_key: str | None) -> Principal:
 
 
 def post_request(
-    conn: Connection,
+    engine: Engine,
     fields: Mapping[str, str],
     *,
     jurisdiction_id: str,
@@ -442,28 +442,37 @@ def post_request(
     intake: IntakeSettings,
     geocoder: Geocoder,
 ) -> list[dict[str, Any]]:
-    """POST Service Request: check the key, store the report, answer with its id and notice.
+    """POST Service Request: check the key, file the report, answer with its id and notice.
 
-    The caller owns the transaction, so a refused request leaves nothing behind.
+    The report is filed by the same intake as the native API (``file_report``), in its
+    own transaction, so a refused request leaves nothing behind.
     """
-    principal = require_key(conn, fields.get("api_key"))
-    check_jurisdiction(fields.get("jurisdiction_id"), jurisdiction_id)
-    service_code = _field(fields, "service_code")
-    if service_code is not None:
-        service_definition(conn, service_code)  # an unknown code is a 404, per the spec
+    with engine.connect() as conn:
+        principal = require_key(conn, fields.get("api_key"))
+        check_jurisdiction(fields.get("jurisdiction_id"), jurisdiction_id)
+        service_code = _field(fields, "service_code")
+        if service_code is not None:
+            service_definition(conn, service_code)  # an unknown code is a 404, per the spec
     submission = submission_from_post(fields)
-    result = submit_report(
-        conn, submission, principal=principal, routing=routing, intake=intake, geocoder=geocoder
-    )
-    report = get_report(conn, result.report.id, ANONYMOUS)
-    return [
-        {
+
+    def answer(result: IntakeResult) -> dict[str, Any]:
+        return {
             "service_request_id": str(result.report.id),
-            "service_notice": service_notice(report["team_name"], result.report.due_at),
+            "service_notice": service_notice(result.report.team_name, result.report.due_at),
             # We keep no accounts of our own, so there is no account id to hand back.
             "account_id": None,
         }
-    ]
+
+    filed = file_report(
+        engine,
+        submission,
+        principal=principal,
+        routing=routing,
+        intake=intake,
+        geocoder=geocoder,
+        answer=answer,
+    )
+    return [filed.body]
 
 
 # --- errors and rendering ----------------------------------------------------------------

@@ -327,15 +327,14 @@ async def _read_fields(request: Request) -> dict[str, str]:
 
 def _create(request: Request, fields: dict[str, str]) -> list[dict[str, Any]]:
     state = request.app.state
-    with state.engine.begin() as conn:
-        return open311.post_request(
-            conn,
-            fields,
-            jurisdiction_id=state.open311.jurisdiction_id,
-            routing=state.routing,
-            intake=state.intake,
-            geocoder=state.geocoder,
-        )
+    return open311.post_request(
+        state.engine,
+        fields,
+        jurisdiction_id=state.open311.jurisdiction_id,
+        routing=state.routing,
+        intake=state.intake,
+        geocoder=state.geocoder,
+    )
 
 
 @router.post(

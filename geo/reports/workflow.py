@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from geo.access.keys import Principal
 from geo.errors import ConflictError, InvalidInputError, PermissionDeniedError
+from geo.reports.intake import PhotoUpload
+from geo.reports.photos import process_photo
 from geo.reports.search import get_report
+from geo.reports.store import store_photo
+from geo.settings import IntakeSettings
 from geo.vocabulary import NOTE_MAX, REPORT_STATUSES
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -127,6 +131,61 @@ def change_status(
         from_status=row.status,
         to_status=to_status,
         at=changed.at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkedReport:
+    """A status change as its route answers it: the change, the after-photo, what is next."""
+
+    change: StatusChange
+    photo_ids: list[int]
+    next_statuses: list[str]
+
+
+def work_report(
+    engine: Engine,
+    report_id: int,
+    to_status: str,
+    *,
+    principal: Principal,
+    intake: IntakeSettings,
+    note: str | None = None,
+    public_note: str | None = None,
+    photo: PhotoUpload | None = None,
+) -> WorkedReport:
+    """Change a report's status with an optional after-photo, in one transaction.
+
+    The photo is checked and decoded before a connection is taken (its public copy has no
+    EXIF); it is stored on the status change's event, or not at all if the change is refused.
+    """
+    processed = (
+        process_photo(photo.data, declared_type=photo.declared_type, intake=intake)
+        if photo is not None
+        else None
+    )
+    with engine.begin() as conn:
+        done = change_status(
+            conn, report_id, to_status, principal=principal, note=note, public_note=public_note
+        )
+        photo_ids = []
+        if processed is not None:
+            photo_ids.append(
+                store_photo(
+                    conn,
+                    report_id=report_id,
+                    event_id=done.event_id,
+                    content_type=processed.content_type,
+                    width=processed.width,
+                    height=processed.height,
+                    sha256=processed.sha256,
+                    public_bytes=processed.public_bytes,
+                    original_bytes=processed.original_bytes,
+                )
+            )
+        report = get_report(conn, report_id, principal)
+    return WorkedReport(
+        change=done, photo_ids=photo_ids, next_statuses=next_statuses(report["status"])
     )
 
 
