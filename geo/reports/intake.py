@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from geo.access.keys import Principal
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, location_rounding_m, snap_point
 from geo.city.geocoding import Geocoder
 from geo.city.routing import check_coordinates
 from geo.errors import InvalidInputError
-from geo.reports import idempotency
 from geo.reports.photos import ProcessedPhoto, process_photo
 from geo.reports.store import CreatedReport, create_report, store_photo
 from geo.settings import IntakeSettings, RoutingSettings
+from geo.vocabulary import ADDRESS_MAX, CODE_MAX, DESCRIPTION_MAX, NAME_MAX, URL_MAX
 
-MAX_DESCRIPTION = 4000
-_URL = re.compile(r"^https?://[^\s/$.?#][^\s]{1,2000}$", re.IGNORECASE)
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]+$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +78,10 @@ def _check_text(name: str, value: str | None, limit: int) -> str | None:
 
 def validate(submission: Submission, intake: IntakeSettings) -> Submission:
     """Check every field of a submission, naming the first field that is wrong."""
-    if not submission.category or len(submission.category) > 64:
+    if not submission.category or len(submission.category) > CODE_MAX:
         raise InvalidInputError("category", "is required (a category code)")
-    _check_text("category", submission.category, 64)
-    description = _check_text("description", submission.description, MAX_DESCRIPTION) or ""
+    _check_text("category", submission.category, CODE_MAX)
+    description = _check_text("description", submission.description, DESCRIPTION_MAX) or ""
     if not description and not submission.photos:
         raise InvalidInputError("description", "describe the problem or attach a photo")
     if (submission.lat is None) != (submission.lon is None):
@@ -91,7 +89,7 @@ def validate(submission: Submission, intake: IntakeSettings) -> Submission:
         raise InvalidInputError(missing, "lat and lon must be given together")
     if submission.lat is not None and submission.lon is not None:
         check_coordinates(submission.lon, submission.lat)
-    media_url = _check_text("media_url", submission.media_url, 2000)
+    media_url = _check_text("media_url", submission.media_url, URL_MAX)
     if media_url is not None and not _URL.match(media_url):
         raise InvalidInputError("media_url", "must be an http(s) URL")
     if len(submission.photos) > intake.photos_per_report:
@@ -101,13 +99,13 @@ def validate(submission: Submission, intake: IntakeSettings) -> Submission:
         description=description,
         lat=submission.lat,
         lon=submission.lon,
-        address=_check_text("address", submission.address, 500),
-        reporter_name=_check_text("reporter_name", submission.reporter_name, 200),
-        reporter_contact=_check_text("reporter_contact", submission.reporter_contact, 200),
+        address=_check_text("address", submission.address, ADDRESS_MAX),
+        reporter_name=_check_text("reporter_name", submission.reporter_name, NAME_MAX),
+        reporter_contact=_check_text("reporter_contact", submission.reporter_contact, NAME_MAX),
         media_url=media_url,
         photos=submission.photos,
         source=submission.source,
-        external_id=_check_text("external_id", submission.external_id, 200),
+        external_id=_check_text("external_id", submission.external_id, NAME_MAX),
     )
 
 
@@ -254,75 +252,3 @@ def submit_report(
         location_source=location_source,
         photo_ids=photo_ids,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class FiledReport:
-    """The answer to a filed report: its status and body, and whether it was a replay."""
-
-    status_code: int
-    body: dict[str, Any]
-    replayed: bool
-
-
-def file_report(
-    engine: Engine,
-    submission: Submission,
-    *,
-    principal: Principal,
-    routing: RoutingSettings,
-    intake: IntakeSettings,
-    geocoder: Geocoder,
-    answer: Callable[[IntakeResult], dict[str, Any]],
-    idempotency_key: str | None = None,
-    fingerprint: str = "",
-    client_address: str | None = None,
-    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
-) -> FiledReport:
-    """File a report in its own transaction, replaying a retried ``idempotency_key``.
-
-    ``answer`` shapes the stored report into the body that is returned and remembered for
-    replays; ``fingerprint`` tells a retry of the same request from a different one with
-    the same key (``geo.reports.idempotency``). Photos are decoded before a connection is
-    taken, so none is held while they wait their turn.
-    """
-
-    def submit(conn: Connection, photos: list[ProcessedPhoto] | None) -> IntakeResult:
-        return submit_report(
-            conn,
-            submission,
-            principal=principal,
-            routing=routing,
-            intake=intake,
-            geocoder=geocoder,
-            photos=photos,
-            public_rounding_m=public_rounding_m,
-        )
-
-    if idempotency_key is None and not submission.photos:
-        # One statement stores the report and its event: let it be its own transaction,
-        # which saves the BEGIN and COMMIT round trips on the busiest path.
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            return FiledReport(201, answer(submit(conn, None)), replayed=False)
-    photos = process_photos(submission, intake)
-    scope = idempotency.scope_for(key_id=principal.key_id, client_address=client_address)
-    ttl = timedelta(hours=intake.idempotency_ttl_hours)
-    with engine.begin() as conn:
-        if idempotency_key is not None:
-            stored = idempotency.claim(
-                conn, scope=scope, key=idempotency_key, fingerprint=fingerprint, ttl=ttl
-            )
-            if stored is not None:
-                return FiledReport(stored.status_code, stored.body, replayed=True)
-        body = answer(submit(conn, photos))
-        if idempotency_key is not None:
-            idempotency.remember(
-                conn,
-                scope=scope,
-                key=idempotency_key,
-                fingerprint=fingerprint,
-                status_code=201,
-                body=body,
-                ttl=ttl,
-            )
-    return FiledReport(201, body, replayed=False)
