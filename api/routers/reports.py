@@ -3,34 +3,30 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from api.deps import ConnDep, PrincipalDep, PrivacyDep
 from api.errors import error_responses
 from api.params import Text
-from geo.access.keys import Principal
 from geo.errors import InvalidInputError
 from geo.reports import idempotency
 from geo.reports.intake import (
     IntakeResult,
     PhotoUpload,
     Submission,
-    process_photos,
-    submit_report,
+    file_report,
 )
-from geo.reports.photos import ProcessedPhoto
 from geo.reports.search import get_report
-from geo.reports.store import public_photo, store_photo
-from geo.reports.workflow import change_status, merge_duplicate, next_statuses, report_events
+from geo.reports.store import public_photo
+from geo.reports.workflow import merge_duplicate, next_statuses, report_events, work_report
 from geo.vocabulary import ADDRESS_MAX, CODE_MAX, DESCRIPTION_MAX, NAME_MAX, NOTE_MAX, URL_MAX
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
@@ -178,64 +174,6 @@ def intake_answer(result: IntakeResult) -> dict[str, Any]:
     }
 
 
-def _create(
-    request: Request,
-    principal: Principal,
-    submission: Submission,
-    key: str | None,
-    fingerprint: str,
-) -> tuple[int, dict[str, Any], bool]:
-    state = request.app.state
-    scope = idempotency.scope_for(
-        key_id=principal.key_id, client_address=request.client.host if request.client else None
-    )
-    ttl = timedelta(hours=state.intake.idempotency_ttl_hours)
-    if key is None and not submission.photos:
-        # One statement stores the report and its event: let it be its own transaction,
-        # which saves the BEGIN and COMMIT round trips on the busiest path.
-        with state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            result = _submit(conn, state, submission, principal)
-        return 201, intake_answer(result), False
-    # Photos wait their turn to be decoded: no connection is held meanwhile.
-    photos = process_photos(submission, state.intake)
-    with state.engine.begin() as conn:
-        if key is not None:
-            stored = idempotency.claim(conn, scope=scope, key=key, fingerprint=fingerprint, ttl=ttl)
-            if stored is not None:
-                return stored.status_code, stored.body, True
-        body = intake_answer(_submit(conn, state, submission, principal, photos))
-        if key is not None:
-            idempotency.remember(
-                conn,
-                scope=scope,
-                key=key,
-                fingerprint=fingerprint,
-                status_code=201,
-                body=body,
-                ttl=ttl,
-            )
-    return 201, body, False
-
-
-def _submit(
-    conn: Connection,
-    state: Any,
-    submission: Submission,
-    principal: Principal,
-    photos: list[ProcessedPhoto] | None = None,
-) -> IntakeResult:
-    return submit_report(
-        conn,
-        submission,
-        principal=principal,
-        routing=state.routing,
-        intake=state.intake,
-        geocoder=state.geocoder,
-        photos=photos,
-        public_rounding_m=state.privacy.public_rounding_m,
-    )
-
-
 @router.post(
     "/reports",
     status_code=201,
@@ -291,11 +229,26 @@ async def post_report(
     fingerprint = idempotency.request_fingerprint(
         request.headers.get("content-type", "").split(";")[0], raw
     )
-    status, body, replayed = await run_in_threadpool(
-        _create, request, principal, submission, idempotency_key, fingerprint
+    state = request.app.state
+    filed = await run_in_threadpool(
+        partial(
+            file_report,
+            state.engine,
+            submission,
+            principal=principal,
+            routing=state.routing,
+            intake=intake,
+            geocoder=state.geocoder,
+            answer=intake_answer,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            client_address=request.client.host if request.client else None,
+            public_rounding_m=state.privacy.public_rounding_m,
+        )
     )
+    status, body = filed.status_code, filed.body
     headers = {"Location": f"/api/reports/{body['id']}"}
-    if replayed:
+    if filed.replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(status_code=status, content=body, headers=headers)
 
@@ -374,60 +327,28 @@ async def post_status(
         raise input_error(error) from error
     except HTTPException as error:
         raise InvalidInputError("body", f"malformed multipart form: {error.detail}") from error
-    return await run_in_threadpool(_change, request, principal, report_id, change, photo)
-
-
-def _change(
-    request: Request,
-    principal: Principal,
-    report_id: int,
-    change: StatusIn,
-    photo: PhotoUpload | None,
-) -> dict[str, Any]:
-    from geo.reports.photos import process_photo
-
-    processed = (
-        process_photo(
-            photo.data,
-            declared_type=photo.declared_type,
-            intake=request.app.state.intake,
-        )
-        if photo is not None
-        else None
-    )
-    with request.app.state.engine.begin() as conn:
-        done = change_status(
-            conn,
+    worked = await run_in_threadpool(
+        partial(
+            work_report,
+            request.app.state.engine,
             report_id,
             change.status,
             principal=principal,
+            intake=intake,
             note=change.note,
             public_note=change.public_note,
+            photo=photo,
         )
-        photo_ids = []
-        if processed is not None:
-            photo_ids.append(
-                store_photo(
-                    conn,
-                    report_id=report_id,
-                    event_id=done.event_id,
-                    content_type=processed.content_type,
-                    width=processed.width,
-                    height=processed.height,
-                    sha256=processed.sha256,
-                    public_bytes=processed.public_bytes,
-                    original_bytes=processed.original_bytes,
-                )
-            )
-        report = get_report(conn, report_id, principal)
+    )
+    done = worked.change
     return {
         "id": report_id,
         "from_status": done.from_status,
         "status": done.to_status,
         "at": done.at.isoformat(),
         "event_id": done.event_id,
-        "photo_ids": photo_ids,
-        "next_statuses": next_statuses(report["status"]),
+        "photo_ids": worked.photo_ids,
+        "next_statuses": worked.next_statuses,
     }
 
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from geo.access.keys import Principal
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, location_rounding_m, snap_point
 from geo.city.geocoding import Geocoder
 from geo.city.routing import check_coordinates
 from geo.errors import InvalidInputError
+from geo.reports import idempotency
 from geo.reports.photos import ProcessedPhoto, process_photo
 from geo.reports.store import CreatedReport, create_report, store_photo
 from geo.settings import IntakeSettings, RoutingSettings
@@ -252,3 +254,75 @@ def submit_report(
         location_source=location_source,
         photo_ids=photo_ids,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FiledReport:
+    """The answer to a filed report: its status and body, and whether it was a replay."""
+
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+def file_report(
+    engine: Engine,
+    submission: Submission,
+    *,
+    principal: Principal,
+    routing: RoutingSettings,
+    intake: IntakeSettings,
+    geocoder: Geocoder,
+    answer: Callable[[IntakeResult], dict[str, Any]],
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+    client_address: str | None = None,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+) -> FiledReport:
+    """File a report in its own transaction, replaying a retried ``idempotency_key``.
+
+    ``answer`` shapes the stored report into the body that is returned and remembered for
+    replays; ``fingerprint`` tells a retry of the same request from a different one with
+    the same key (``geo.reports.idempotency``). Photos are decoded before a connection is
+    taken, so none is held while they wait their turn.
+    """
+
+    def submit(conn: Connection, photos: list[ProcessedPhoto] | None) -> IntakeResult:
+        return submit_report(
+            conn,
+            submission,
+            principal=principal,
+            routing=routing,
+            intake=intake,
+            geocoder=geocoder,
+            photos=photos,
+            public_rounding_m=public_rounding_m,
+        )
+
+    if idempotency_key is None and not submission.photos:
+        # One statement stores the report and its event: let it be its own transaction,
+        # which saves the BEGIN and COMMIT round trips on the busiest path.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return FiledReport(201, answer(submit(conn, None)), replayed=False)
+    photos = process_photos(submission, intake)
+    scope = idempotency.scope_for(key_id=principal.key_id, client_address=client_address)
+    ttl = timedelta(hours=intake.idempotency_ttl_hours)
+    with engine.begin() as conn:
+        if idempotency_key is not None:
+            stored = idempotency.claim(
+                conn, scope=scope, key=idempotency_key, fingerprint=fingerprint, ttl=ttl
+            )
+            if stored is not None:
+                return FiledReport(stored.status_code, stored.body, replayed=True)
+        body = answer(submit(conn, photos))
+        if idempotency_key is not None:
+            idempotency.remember(
+                conn,
+                scope=scope,
+                key=idempotency_key,
+                fingerprint=fingerprint,
+                status_code=201,
+                body=body,
+                ttl=ttl,
+            )
+    return FiledReport(201, body, replayed=False)
