@@ -18,34 +18,16 @@ from api.deps import KEY_COOKIE, BrowserPrincipalDep, ConnDep, PrivacyDep
 from api.errors import error_responses
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
 from geo.access.keys import Principal, authenticate
-from geo.city.catalogue import category_names
-from geo.city.layers import (
-    city_bounds,
-    current_wards,
-    current_zone,
-    current_zones,
-    wards_meeting_zone,
+from geo.errors import AuthenticationError
+from geo.maps.builders import MEASURES, content_security_policy, pick_language, render_page
+from geo.maps.pages import (
+    PageFilters,
+    city_page_map,
+    public_page_map,
+    wards_page_map,
+    zone_page_map,
 )
-from geo.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
-from geo.maps.builders import (
-    MEASURES,
-    Filters,
-    MapReport,
-    MarkerPage,
-    city_overview_map,
-    content_security_policy,
-    pick_language,
-    public_map,
-    render_page,
-    ward_dashboard_map,
-    zone_map,
-)
-from geo.maps.heat import heat_grid
-from geo.maps.pagedata import map_reports, ward_measures
-from geo.reports.search import ReportFilter
-from geo.reports.workflow import next_statuses
 from geo.settings import MapSettings
-from geo.vocabulary import OPEN_STATUSES
 
 router = APIRouter(tags=["maps"], responses=error_responses(422, 503, page=True))
 
@@ -164,34 +146,10 @@ def _sent_key(request: Request) -> str | None:
     return request.cookies.get(KEY_COOKIE)
 
 
-def _one(name: str, values: tuple[str, ...]) -> str:
-    if len(values) > 1:
-        raise InvalidInputError(name, "the map filters by one value at a time")
-    return values[0] if values else ""
-
-
 @router.get("/", response_class=HTMLResponse, summary="City overview map")
 def city_map(conn: ConnDep, maps: MapSettingsDep, privacy: PrivacyDep) -> HTMLResponse:
     """City overview map: wards, field-team zones and a heat layer of open reports."""
-    view = city_bounds(conn)
-    heat = (
-        heat_grid(
-            conn,
-            ReportFilter(statuses=OPEN_STATUSES),
-            bbox=view,
-            max_cells=maps.heat_cells,
-            public_rounding_m=privacy.public_rounding_m,
-        )
-        if view is not None
-        else []
-    )
-    fmap = city_overview_map(
-        wards=current_wards(conn),
-        zones=current_zones(conn),
-        heat=[(c.lat, c.lon, c.count) for c in heat],
-        tiles=maps.tiles,
-        attribution=maps.tiles_attribution,
-    )
+    fmap = city_page_map(conn, maps=maps, public_rounding_m=privacy.public_rounding_m)
     return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=False)
 
 
@@ -211,50 +169,14 @@ def public_page(
     No personal data; locations are rounded. Embed it with an iframe; the sites allowed
     to do so are set by ``ISSUEMAP_MAP_FRAME_ANCESTORS``.
     """
-    language = pick_language(lang, accept_language)
-    category = _one("category", categories)
-    view = bbox or city_bounds(conn)
-    flt = ReportFilter(bbox=bbox, categories=categories, statuses=OPEN_STATUSES)
-    anonymous = Principal(role="public")
-    rounding = privacy.public_rounding_m
-    rows, total = map_reports(
-        conn,
-        flt,
-        anonymous,
-        limit=maps.marker_cap,
-        offset=(page - 1) * maps.marker_cap,
-        public_rounding_m=rounding,
+    filters = PageFilters(
+        bbox=bbox,
+        categories=categories,
+        lang=pick_language(lang, accept_language),
+        page=page,
     )
-    reports = [
-        MapReport(
-            id=row["id"],
-            lat=row["lat"],
-            lon=row["lon"],
-            category=row["category"],
-            status=row["status"],
-            created_at=row["created_at"],
-        )
-        for row in rows
-    ]
-    heat = (
-        heat_grid(conn, flt, bbox=view, max_cells=maps.heat_cells, public_rounding_m=rounding)
-        if view is not None
-        else []
-    )
-    fmap = public_map(
-        heat=[(c.lat, c.lon, c.count) for c in heat],
-        markers=MarkerPage(reports=reports, total=total, offset=(page - 1) * maps.marker_cap),
-        filters=Filters(
-            categories=category_names(conn, language),
-            category=category,
-            hidden_fields={"lang": language},
-        ),
-        bounds=view,
-        lang=language,
-        page_size=maps.marker_cap,
-        tiles=maps.tiles,
-        attribution=maps.tiles_attribution,
-        live=_live(),
+    fmap = public_page_map(
+        conn, filters, maps=maps, public_rounding_m=privacy.public_rounding_m, live=_live()
     )
     return _render(fmap, maps=maps, frame_ancestors=list(maps.frame_ancestors), private=False)
 
@@ -287,76 +209,22 @@ def zone_page(
     buttons that move the report to its next status. Needs the key of the team working the
     zone (or a planner or admin key), in ``X-API-Key`` or the ``key`` parameter.
     """
-    language = pick_language(lang, accept_language)
-    zone = current_zone(conn, zone_code)
-    if len(zone) == 0 or (
-        principal.role == "field_team" and int(zone["team_id"].iloc[0]) != principal.team_id
-    ):
-        raise NotFoundError(f"There is no zone {zone_code!r} for this key.")
-    zone_id = int(zone["id"].iloc[0])
-    category = _one("category", categories)
-    status = _one("status", statuses)
-    flt = ReportFilter(
+    filters = PageFilters(
         bbox=bbox,
-        zone_ids=(zone_id,),
         categories=categories,
-        statuses=statuses or OPEN_STATUSES,
+        statuses=statuses,
         created_from=window.start,
         created_to=window.end,
+        lang=pick_language(lang, accept_language),
+        page=page,
     )
-    offset = (page - 1) * maps.marker_cap
-    rows, total = map_reports(conn, flt, principal, limit=maps.marker_cap, offset=offset)
-    actions = principal.role in {"field_team", "admin"}
-    reports = [
-        MapReport(
-            id=row["id"],
-            lat=row["lat"],
-            lon=row["lon"],
-            category=row["category"],
-            status=row["status"],
-            created_at=row["created_at"],
-            due_at=row["due_at"],
-            overdue=bool(row["overdue"]),
-            description=row["description"] or "",
-            next_statuses=tuple(next_statuses(row["status"])) if actions else (),
-        )
-        for row in rows
-    ]
-    view = bbox or tuple(float(v) for v in zone.total_bounds)
-    heat = heat_grid(
+    fmap = zone_page_map(
         conn,
-        ReportFilter(
-            zone_ids=(zone_id,),
-            categories=categories,
-            statuses=OPEN_STATUSES,
-            created_from=window.start,
-            created_to=window.end,
-        ),
-        bbox=(view[0], view[1], view[2], view[3]),
-        max_cells=maps.heat_cells,
-        principal=principal,
-    )
-    hidden = {"zone": zone_code, "lang": language}
-    fmap = zone_map(
-        zone=zone,
-        wards=wards_meeting_zone(conn, zone_id),
-        heat=[(c.lat, c.lon, c.count) for c in heat],
-        markers=MarkerPage(reports=reports, total=total, offset=offset),
-        filters=Filters(
-            categories=category_names(conn, language),
-            category=category,
-            statuses=OPEN_STATUSES,
-            status=status,
-            created_from=window.start.date().isoformat() if window.start else "",
-            created_to=window.end.date().isoformat() if window.end else "",
-            hidden_fields=hidden,
-        ),
-        lang=language,
-        api_key=_sent_key(request) if actions else None,
-        actions=actions,
-        page_size=maps.marker_cap,
-        tiles=maps.tiles,
-        attribution=maps.tiles_attribution,
+        principal,
+        zone_code,
+        filters,
+        maps=maps,
+        api_key=_sent_key(request),
         live=_live(),
     )
     return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=True)
@@ -388,16 +256,10 @@ def wards_page(
 
     Counts reports created in the time window. For planners and administrators.
     """
-    if not principal.sees_everything:
-        raise PermissionDeniedError("The ward dashboard is for planners and administrators.")
-    language = pick_language(lang, accept_language)
-    hidden = {"lang": language}
-    fmap = ward_dashboard_map(
-        wards=ward_measures(conn, created_from=window.start, created_to=window.end),
-        measure=measure,
-        lang=language,
-        filters=Filters(categories={}, hidden_fields=hidden),
-        tiles=maps.tiles,
-        attribution=maps.tiles_attribution,
+    filters = PageFilters(
+        created_from=window.start,
+        created_to=window.end,
+        lang=pick_language(lang, accept_language),
     )
+    fmap = wards_page_map(conn, principal, filters, measure=measure, maps=maps)
     return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=True)

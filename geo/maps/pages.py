@@ -1,0 +1,251 @@
+"""The map pages' data, gathered and built: the city overview, the public map, a zone, the wards.
+
+Each function reads what its page shows, applies who may see it, and returns the
+``folium.Map``; the caller renders it (``geo.maps.builders.render_page``) and sends it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import folium
+from sqlalchemy import Connection
+
+from geo.access.keys import Principal
+from geo.city.catalogue import category_names
+from geo.city.layers import (
+    city_bounds,
+    current_wards,
+    current_zone,
+    current_zones,
+    wards_meeting_zone,
+)
+from geo.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from geo.maps.builders import (
+    Filters,
+    MapReport,
+    MarkerPage,
+    city_overview_map,
+    public_map,
+    ward_dashboard_map,
+    zone_map,
+)
+from geo.maps.heat import heat_grid
+from geo.maps.pagedata import map_reports, ward_measures
+from geo.reports.search import ReportFilter
+from geo.reports.workflow import next_statuses
+from geo.settings import MapSettings
+from geo.vocabulary import OPEN_STATUSES
+
+BBox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class PageFilters:
+    """What a page's visitor chose: the view, categories, statuses, window, language, page."""
+
+    bbox: BBox | None = None
+    categories: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    lang: str = "th"
+    page: int = 1
+
+
+def _one(name: str, values: tuple[str, ...]) -> str:
+    if len(values) > 1:
+        raise InvalidInputError(name, "the map filters by one value at a time")
+    return values[0] if values else ""
+
+
+def city_page_map(conn: Connection, *, maps: MapSettings, public_rounding_m: float) -> folium.Map:
+    """The city overview: wards, field-team zones and a public heat layer of open reports."""
+    view = city_bounds(conn)
+    heat = (
+        heat_grid(
+            conn,
+            ReportFilter(statuses=OPEN_STATUSES),
+            bbox=view,
+            max_cells=maps.heat_cells,
+            public_rounding_m=public_rounding_m,
+        )
+        if view is not None
+        else []
+    )
+    return city_overview_map(
+        wards=current_wards(conn),
+        zones=current_zones(conn),
+        heat=[(c.lat, c.lon, c.count) for c in heat],
+        tiles=maps.tiles,
+        attribution=maps.tiles_attribution,
+    )
+
+
+def public_page_map(
+    conn: Connection,
+    filters: PageFilters,
+    *,
+    maps: MapSettings,
+    public_rounding_m: float,
+    live: bool,
+) -> folium.Map:
+    """The public map: open reports as heat and markers, as the public sees them."""
+    category = _one("category", filters.categories)
+    bbox = filters.bbox
+    view = bbox or city_bounds(conn)
+    flt = ReportFilter(bbox=bbox, categories=filters.categories, statuses=OPEN_STATUSES)
+    anonymous = Principal(role="public")
+    offset = (filters.page - 1) * maps.marker_cap
+    rows, total = map_reports(
+        conn,
+        flt,
+        anonymous,
+        limit=maps.marker_cap,
+        offset=offset,
+        public_rounding_m=public_rounding_m,
+    )
+    reports = [
+        MapReport(
+            id=row["id"],
+            lat=row["lat"],
+            lon=row["lon"],
+            category=row["category"],
+            status=row["status"],
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
+    heat = (
+        heat_grid(
+            conn, flt, bbox=view, max_cells=maps.heat_cells, public_rounding_m=public_rounding_m
+        )
+        if view is not None
+        else []
+    )
+    return public_map(
+        heat=[(c.lat, c.lon, c.count) for c in heat],
+        markers=MarkerPage(reports=reports, total=total, offset=offset),
+        filters=Filters(
+            categories=category_names(conn, filters.lang),
+            category=category,
+            hidden_fields={"lang": filters.lang},
+        ),
+        bounds=view,
+        lang=filters.lang,
+        page_size=maps.marker_cap,
+        tiles=maps.tiles,
+        attribution=maps.tiles_attribution,
+        live=live,
+    )
+
+
+def zone_page_map(
+    conn: Connection,
+    principal: Principal,
+    zone_code: str,
+    filters: PageFilters,
+    *,
+    maps: MapSettings,
+    api_key: str | None,
+    live: bool,
+) -> folium.Map:
+    """A field team's zone: outline, wards, heat of open reports, workable markers.
+
+    A field team sees only the zone its team works; any other zone is "not found", so a
+    key cannot learn which zones exist. Field teams and admins get buttons that move each
+    report to its next status, which send ``api_key``; planners only look.
+    """
+    zone = current_zone(conn, zone_code)
+    if len(zone) == 0 or (
+        principal.role == "field_team" and int(zone["team_id"].iloc[0]) != principal.team_id
+    ):
+        raise NotFoundError(f"There is no zone {zone_code!r} for this key.")
+    zone_id = int(zone["id"].iloc[0])
+    category = _one("category", filters.categories)
+    status = _one("status", filters.statuses)
+    flt = ReportFilter(
+        bbox=filters.bbox,
+        zone_ids=(zone_id,),
+        categories=filters.categories,
+        statuses=filters.statuses or OPEN_STATUSES,
+        created_from=filters.created_from,
+        created_to=filters.created_to,
+    )
+    offset = (filters.page - 1) * maps.marker_cap
+    rows, total = map_reports(conn, flt, principal, limit=maps.marker_cap, offset=offset)
+    actions = principal.role in {"field_team", "admin"}
+    reports = [
+        MapReport(
+            id=row["id"],
+            lat=row["lat"],
+            lon=row["lon"],
+            category=row["category"],
+            status=row["status"],
+            created_at=row["created_at"],
+            due_at=row["due_at"],
+            overdue=bool(row["overdue"]),
+            description=row["description"] or "",
+            next_statuses=tuple(next_statuses(row["status"])) if actions else (),
+        )
+        for row in rows
+    ]
+    view = filters.bbox or tuple(float(v) for v in zone.total_bounds)
+    heat = heat_grid(
+        conn,
+        ReportFilter(
+            zone_ids=(zone_id,),
+            categories=filters.categories,
+            statuses=OPEN_STATUSES,
+            created_from=filters.created_from,
+            created_to=filters.created_to,
+        ),
+        bbox=(view[0], view[1], view[2], view[3]),
+        max_cells=maps.heat_cells,
+        principal=principal,
+    )
+    created_from, created_to = filters.created_from, filters.created_to
+    return zone_map(
+        zone=zone,
+        wards=wards_meeting_zone(conn, zone_id),
+        heat=[(c.lat, c.lon, c.count) for c in heat],
+        markers=MarkerPage(reports=reports, total=total, offset=offset),
+        filters=Filters(
+            categories=category_names(conn, filters.lang),
+            category=category,
+            statuses=OPEN_STATUSES,
+            status=status,
+            created_from=created_from.date().isoformat() if created_from else "",
+            created_to=created_to.date().isoformat() if created_to else "",
+            hidden_fields={"zone": zone_code, "lang": filters.lang},
+        ),
+        lang=filters.lang,
+        api_key=api_key if actions else None,
+        actions=actions,
+        page_size=maps.marker_cap,
+        tiles=maps.tiles,
+        attribution=maps.tiles_attribution,
+        live=live,
+    )
+
+
+def wards_page_map(
+    conn: Connection,
+    principal: Principal,
+    filters: PageFilters,
+    *,
+    measure: str,
+    maps: MapSettings,
+) -> folium.Map:
+    """The ward dashboard, for planners and administrators: wards coloured by ``measure``."""
+    if not principal.sees_everything:
+        raise PermissionDeniedError("The ward dashboard is for planners and administrators.")
+    return ward_dashboard_map(
+        wards=ward_measures(conn, created_from=filters.created_from, created_to=filters.created_to),
+        measure=measure,
+        lang=filters.lang,
+        filters=Filters(categories={}, hidden_fields={"lang": filters.lang}),
+        tiles=maps.tiles,
+        attribution=maps.tiles_attribution,
+    )
