@@ -13,7 +13,6 @@ header value; body fields are ``Text`` (or pass through ``refuse_nul``).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,12 +21,10 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator, Field, WithJsonSchema
 
+from geo.city.coordinates import BBox, parse_bbox
 from geo.errors import InvalidInputError
 from geo.reports.search import MAX_PAGE, ReportFilter
 from geo.vocabulary import REPORT_STATUSES
-
-BBox = tuple[float, float, float, float]
-"""``(min_lon, min_lat, max_lon, max_lat)`` in WGS84 degrees."""
 
 MAX_VALUES = 100
 """Most codes or ids one filter parameter may list."""
@@ -117,33 +114,7 @@ def bbox_param(
     ] = None,
 ) -> BBox | None:
     """The ``bbox`` parameter: four finite numbers, ordered, within WGS84's range."""
-    if bbox is None or not bbox.strip():
-        return None
-    parts = _SPLIT.split(bbox.strip())
-    if len(parts) != 4:
-        raise InvalidInputError(
-            "bbox", f"give 4 numbers, min_lon,min_lat,max_lon,max_lat (got {len(parts)})"
-        )
-    try:
-        min_lon, min_lat, max_lon, max_lat = (float(part) for part in parts)
-    except ValueError as error:
-        raise InvalidInputError("bbox", "every value must be a number") from error
-    box = (min_lon, min_lat, max_lon, max_lat)
-    if not all(math.isfinite(v) for v in box):
-        raise InvalidInputError("bbox", "every value must be a finite number")
-    for label, value, limit in (
-        ("min_lon", min_lon, 180),
-        ("min_lat", min_lat, 90),
-        ("max_lon", max_lon, 180),
-        ("max_lat", max_lat, 90),
-    ):
-        if not -limit <= value <= limit:
-            raise InvalidInputError("bbox", f"{label} {value:g} is outside -{limit}..{limit}")
-    if min_lon > max_lon:
-        raise InvalidInputError("bbox", "min_lon must not be greater than max_lon")
-    if min_lat > max_lat:
-        raise InvalidInputError("bbox", "min_lat must not be greater than max_lat")
-    return box
+    return parse_bbox(bbox)
 
 
 BBoxDep = Annotated[BBox | None, Depends(bbox_param)]

@@ -24,8 +24,8 @@ from sqlalchemy import Connection, Engine, text
 
 from geo.access.keys import ANONYMOUS, Principal, authenticate
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M
+from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import Geocoder
-from geo.city.routing import check_degrees
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
 from geo.reports.intake import IntakeResult, Submission, file_report
 from geo.reports.search import ReportFilter, get_report, report_query
@@ -370,15 +370,6 @@ def _field(fields: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _degrees(name: str, value: str, limit: float) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidInputError(name, f"{value[:40]!r} is not a number of degrees") from None
-    check_degrees(name, number, limit)
-    return number
-
-
 def _joined(fields: Mapping[str, str], names: tuple[str, str], sep: str) -> str | None:
     parts = [p for p in (_field(fields, n) for n in names) if p]
     joined = sep.join(parts) or None
@@ -401,8 +392,8 @@ def submission_from_post(fields: Mapping[str, str]) -> Submission:
         raise InvalidInputError(
             "long" if long_text is None else "lat", "lat and long must be given together"
         )
-    lat = _degrees("lat", lat_text, 90.0) if lat_text is not None else None
-    lon = _degrees("long", long_text, 180.0) if long_text is not None else None
+    lat = parse_degrees("lat", lat_text, LAT_MAX) if lat_text is not None else None
+    lon = parse_degrees("long", long_text, LON_MAX) if long_text is not None else None
     address = _field(fields, "address_string")
     if lat is None and address is None:
         if _field(fields, "address_id") is not None:

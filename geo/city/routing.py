@@ -37,7 +37,6 @@ requires identical answers:
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +47,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy import Connection, text
 
+from geo.city.coordinates import LAT_MAX, LON_MAX, check_coordinates
 from geo.errors import InvalidInputError, OutsideServiceAreaError
 from geo.settings import RoutingSettings
 
@@ -216,30 +216,6 @@ class Route:
     due_at: datetime
 
 
-def check_coordinates(lon: float, lat: float) -> None:
-    """Refuse coordinates that are not finite WGS84 degrees, naming the field.
-
-    A subnormal float (nonzero but below ``sys.float_info.min``, e.g. ``5e-324``) is
-    refused too: no place is that close to the equator or the prime meridian without
-    being on it, and PostgreSQL raises "value out of range: underflow" when arithmetic
-    on such a value (a conversion to radians) rounds it to zero.
-    """
-    check_degrees("lat", lat, 90.0)
-    check_degrees("lon", lon, 180.0)
-
-
-def check_degrees(name: str, value: float, limit: float) -> None:
-    """Refuse one coordinate, named ``name``, unless it is finite, normal and within ``limit``."""
-    if not isinstance(value, int | float) or value != value or abs(value) == float("inf"):
-        raise InvalidInputError(name, "must be a finite number of degrees")
-    if abs(value) > limit:
-        raise InvalidInputError(name, f"must be between -{limit:g} and {limit:g}")
-    if value and abs(value) < sys.float_info.min:
-        raise InvalidInputError(
-            name, f"{value!r} is too close to 0 to be a position; send 0 for 0 degrees"
-        )
-
-
 def nearest_ward_distance_m(conn: Connection, *, lon: float, lat: float) -> float | None:
     """Geodesic distance from the point to the nearest current ward, or None if none exist."""
     return conn.execute(
@@ -366,7 +342,7 @@ def route_points(
     ``snapped``, ``distance_m``, ``zone_id``, ``team_id`` and ``due_at``, one row per input
     point, in input order. Points whose category does not exist get no ward either.
     """
-    bad = ~(points["lat"].between(-90, 90) & points["lon"].between(-180, 180))
+    bad = ~(points["lat"].between(-LAT_MAX, LAT_MAX) & points["lon"].between(-LON_MAX, LON_MAX))
     if bad.any():
         first = points.index[bad.to_numpy()][0]
         raise InvalidInputError("lat/lon", f"row {first} is not a valid WGS84 coordinate")

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from geo.city.coordinates import LAT_MAX, LON_MAX, SMALLEST_DEGREE
 from geo.errors import InvalidInputError
 from geo.reports.export import spreadsheet_safe
 from geo.reports.store import insert_reports
@@ -825,7 +826,7 @@ def _coordinates(
         problems.add("no coordinates", blank, f"{names['lat']} or {names['lon']} is empty")
         skip = blank
     values = {}
-    for axis, raw, limit in (("lon", lon_text, 180.0), ("lat", lat_text, 90.0)):
+    for axis, raw, limit in (("lon", lon_text, LON_MAX), ("lat", lat_text, LAT_MAX)):
         number = pd.to_numeric(raw.where(~skip, "0"), errors="coerce").astype(float)
         not_number = ~skip & number.isna() & ~raw.str.casefold().isin(["nan", "inf", "-inf"])
         problems.add(
@@ -838,6 +839,13 @@ def _coordinates(
             "bad coordinates",
             out_of_range,
             names[axis] + " " + number.astype(str) + f" is outside -{limit:g}..{limit:g}",
+        )
+        # The same refusal as every other entry point (geo.city.coordinates.check_degrees).
+        subnormal = ~skip & (number != 0) & (number.abs() < SMALLEST_DEGREE)
+        problems.add(
+            "bad coordinates",
+            subnormal,
+            names[axis] + " " + _quoted(raw) + " is too close to 0 to be a position",
         )
         values[axis] = number
     return values["lon"], values["lat"]

@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine
 
 from geo.access.keys import Principal
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, location_rounding_m, snap_point
+from geo.city.coordinates import check_coordinates
 from geo.city.geocoding import Geocoder
-from geo.city.routing import check_coordinates
 from geo.errors import InvalidInputError
 from geo.reports import idempotency
 from geo.reports.photos import ProcessedPhoto, process_photo

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, TextClause, text
 
 from geo.access.keys import Principal
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, bbox_sql, point_sql
+from geo.city.coordinates import check_bbox
 from geo.errors import InvalidInputError, NotFoundError
 from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
 
@@ -77,13 +78,7 @@ class ReportFilter:
     def __post_init__(self) -> None:
         """Refuse contradictory or out-of-range filters, naming the parameter."""
         if self.bbox is not None:
-            min_lon, min_lat, max_lon, max_lat = self.bbox
-            if not all(-180 <= v <= 180 for v in (min_lon, max_lon)) or not all(
-                -90 <= v <= 90 for v in (min_lat, max_lat)
-            ):
-                raise InvalidInputError("bbox", "coordinates must be WGS84 degrees")
-            if min_lon > max_lon or min_lat > max_lat:
-                raise InvalidInputError("bbox", "must be min_lon,min_lat,max_lon,max_lat")
+            check_bbox(self.bbox)
         unknown = set(self.statuses) - set(REPORT_STATUSES)
         if unknown:
             raise InvalidInputError(

@@ -17,10 +17,10 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Row, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
+from geo.city.coordinates import check_coordinates
 from geo.city.routing import (
     _ROUTE_SELECT,
     ROUTE_ONE,
-    check_coordinates,
     nearest_ward_distance_m,
     single_input,
     staged_points,
