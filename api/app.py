@@ -1,4 +1,4 @@
-"""Application factory. The engine is owned by the lifespan and kept on ``app.state``."""
+"""Application factory. The lifespan owns the engine and builds the one typed ``AppState``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.deps import ExportSlots
+from api.deps import AppState, ExportSlots, set_app_state
 from api.params import refuse_nul_characters
 from api.routers import admin, export, live, maps, open311, reports, service, teams
 from geo.city.geocoding import make_geocoder
@@ -58,25 +58,28 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = make_engine(
-            url,
-            pool_size=settings.database.pool_size,
-            pool_timeout_s=settings.database.pool_timeout_s,
+        started = AppState(
+            engine=make_engine(
+                url,
+                pool_size=settings.database.pool_size,
+                pool_timeout_s=settings.database.pool_timeout_s,
+            ),
+            exports=ExportSlots(
+                url,
+                limit=settings.database.export_max_concurrent,
+                max_seconds=settings.database.export_max_seconds,
+            ),
+            live=LiveHub(url),
+            geocoder=make_geocoder(settings.geocoder),
+            routing=settings.routing,
+            intake=settings.intake,
+            open311=settings.open311,
+            maps=settings.maps,
+            boundaries=settings.boundaries,
+            privacy=settings.privacy,
         )
-        app.state.exports = ExportSlots(
-            url,
-            limit=settings.database.export_max_concurrent,
-            max_seconds=settings.database.export_max_seconds,
-        )
-        app.state.routing = settings.routing
-        app.state.intake = settings.intake
-        app.state.open311 = settings.open311
-        app.state.maps = settings.maps
-        app.state.boundaries = settings.boundaries
-        app.state.privacy = settings.privacy
-        app.state.geocoder = make_geocoder(settings.geocoder)
-        app.state.live = LiveHub(url)
-        app.state.live.start()
+        set_app_state(app, started)
+        started.live.start()
         # Everything loaded so far lives as long as the process: keep it out of the
         # collector's scans, which otherwise show up as pauses in intake's tail latency.
         gc.collect()
@@ -84,9 +87,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.live.stop()
-            app.state.exports.dispose()
-            app.state.engine.dispose()
+            started.live.stop()
+            started.exports.dispose()
+            started.engine.dispose()
 
     app = FastAPI(
         title="issuemap",
@@ -97,7 +100,17 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_exception_handler(maps.KeyInUrl, maps.key_redirect)
-    for module in (service, maps, reports, export, teams, admin, open311, live):
-        app.include_router(module.router)
+    for router in (
+        service.router,
+        maps.router,
+        reports.router,
+        export.router,
+        teams.router,
+        admin.catalogue_router,
+        admin.router,
+        open311.router,
+        live.router,
+    ):
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -1,30 +1,37 @@
-"""Request dependencies: a connection per request, the caller's role, settings on the app."""
+"""Request dependencies: the app's state, a connection per request, the caller and their role.
+
+The lifespan builds one ``AppState`` and keeps it on ``app.state``; routes read it, and the
+settings groups in it, only through the dependencies here. ``AdminDep`` and ``StaffDep``
+are the permission rules: a route or router that takes them refuses anyone else with 401
+(no key) or 403 (another role) before any of its own work.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Cookie, Depends, Header, Request
+from fastapi import Cookie, Depends, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from api.errors import ExportsBusyError
 from geo.access.keys import ANONYMOUS, Principal, authenticate
 from geo.city.geocoding import Geocoder
 from geo.db.engine import make_engine
-from geo.settings import IntakeSettings, Open311Settings, PrivacySettings, RoutingSettings
-
-
-def get_connection(request: Request) -> Iterator[Connection]:
-    """A connection inside a transaction that commits when the request succeeds."""
-    with request.app.state.engine.begin() as conn:
-        yield conn
-
-
-ConnDep = Annotated[Connection, Depends(get_connection)]
+from geo.errors import AuthenticationError, PermissionDeniedError
+from geo.reports.live import LiveHub
+from geo.settings import (
+    BoundarySettings,
+    IntakeSettings,
+    MapSettings,
+    Open311Settings,
+    PrivacySettings,
+    RoutingSettings,
+)
 
 
 class ExportSlots:
@@ -59,14 +66,64 @@ class ExportSlots:
         self.engine.dispose()
 
 
-def get_export_slots(request: Request) -> ExportSlots:
+@dataclass(frozen=True, slots=True)
+class AppState:
+    """What the lifespan builds once and every request reads: pools, services, settings."""
+
+    engine: Engine
+    exports: ExportSlots
+    live: LiveHub
+    geocoder: Geocoder
+    routing: RoutingSettings
+    intake: IntakeSettings
+    open311: Open311Settings
+    maps: MapSettings
+    boundaries: BoundarySettings
+    privacy: PrivacySettings
+
+
+def app_state(app: FastAPI) -> AppState:
+    """The state ``app``'s lifespan stored (only while the app runs)."""
+    state: AppState = app.state.issuemap
+    return state
+
+
+def set_app_state(app: FastAPI, state: AppState) -> None:
+    """Keep ``state`` as ``app``'s one application state (the lifespan does this)."""
+    app.state.issuemap = state
+    # Transitional: the routers not yet reading AppStateDep (reports, open311, maps) still
+    # read these attributes. Remove once none does.
+    for name in state.__slots__:
+        setattr(app.state, name, getattr(state, name))
+
+
+def get_app_state(request: Request) -> AppState:
+    """The application state of the app serving this request."""
+    return app_state(request.app)
+
+
+AppStateDep = Annotated[AppState, Depends(get_app_state)]
+
+
+def get_connection(state: AppStateDep) -> Iterator[Connection]:
+    """A connection inside a transaction that commits when the request succeeds."""
+    with state.engine.begin() as conn:
+        yield conn
+
+
+ConnDep = Annotated[Connection, Depends(get_connection)]
+
+
+def get_export_slots(state: AppStateDep) -> ExportSlots:
     """The export places of this worker."""
-    slots: ExportSlots = request.app.state.exports
-    return slots
+    return state.exports
+
+
+ExportSlotsDep = Annotated[ExportSlots, Depends(get_export_slots)]
 
 
 async def get_principal(
-    request: Request,
+    state: AppStateDep,
     x_api_key: Annotated[
         str | None, Header(description="API key of a field team, planner or admin.")
     ] = None,
@@ -81,45 +138,71 @@ async def get_principal(
         key = authorization[7:].strip()
     if not key:
         return ANONYMOUS
-    return await run_in_threadpool(_authenticate, request, key)
+    return await run_in_threadpool(authenticate_key, state.engine, key)
 
 
-def _authenticate(request: Request, key: str) -> Principal:
-    with request.app.state.engine.connect() as conn:
+def authenticate_key(engine: Engine, key: str) -> Principal:
+    """The principal of ``key``, on a short connection of its own (run it in a thread)."""
+    with engine.connect() as conn:
         return authenticate(conn, key)
 
 
-def get_routing(request: Request) -> RoutingSettings:
+def get_routing(state: AppStateDep) -> RoutingSettings:
     """The routing settings the app was started with."""
-    settings: RoutingSettings = request.app.state.routing
-    return settings
+    return state.routing
 
 
-def get_intake(request: Request) -> IntakeSettings:
+def get_intake(state: AppStateDep) -> IntakeSettings:
     """The intake settings the app was started with."""
-    settings: IntakeSettings = request.app.state.intake
-    return settings
+    return state.intake
 
 
-def get_geocoder(request: Request) -> Geocoder:
+def get_geocoder(state: AppStateDep) -> Geocoder:
     """The configured geocoder (offline gazetteer unless settings say otherwise)."""
-    geocoder: Geocoder = request.app.state.geocoder
-    return geocoder
+    return state.geocoder
 
 
-def get_open311(request: Request) -> Open311Settings:
+def get_open311(state: AppStateDep) -> Open311Settings:
     """Open311 endpoint settings."""
-    settings: Open311Settings = request.app.state.open311
-    return settings
+    return state.open311
 
 
-def get_privacy(request: Request) -> PrivacySettings:
+def get_privacy(state: AppStateDep) -> PrivacySettings:
     """What the public may see of a report's location (``geo.access.policy``)."""
-    settings: PrivacySettings = request.app.state.privacy
-    return settings
+    return state.privacy
+
+
+def get_maps(state: AppStateDep) -> MapSettings:
+    """The map settings the app was started with."""
+    return state.maps
+
+
+def get_boundaries(state: AppStateDep) -> BoundarySettings:
+    """Limits of boundary imports."""
+    return state.boundaries
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_staff(principal: PrincipalDep) -> Principal:
+    """The caller, who must hold a field-team, planner or admin key (else 401)."""
+    if not principal.is_staff:
+        raise AuthenticationError("This needs a field-team, planner or admin key.")
+    return principal
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    """The caller, who must be an administrator: 401 without a key, 403 with another."""
+    if principal.key_id is None:
+        raise AuthenticationError("This needs an administrator's API key.")
+    if principal.role != "admin":
+        raise PermissionDeniedError("Only administrators may do this.")
+    return principal
+
+
+StaffDep = Annotated[Principal, Depends(require_staff)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
 
 KEY_COOKIE = "issuemap_key"
 """Where a staff map page opened with ``?key=`` keeps the key (HttpOnly, SameSite=Strict)."""
@@ -128,7 +211,7 @@ KeyCookie = Annotated[str | None, Cookie(alias=KEY_COOKIE, include_in_schema=Fal
 
 
 async def get_browser_principal(
-    request: Request, principal: PrincipalDep, cookie: KeyCookie = None
+    state: AppStateDep, principal: PrincipalDep, cookie: KeyCookie = None
 ) -> Principal:
     """The caller of a page or stream a browser opens: the key header, else the key cookie.
 
@@ -136,7 +219,7 @@ async def get_browser_principal(
     forged from another site can never change anything with it.
     """
     if cookie and not principal.is_staff:
-        return await run_in_threadpool(_authenticate, request, cookie)
+        return await run_in_threadpool(authenticate_key, state.engine, cookie)
     return principal
 
 
@@ -146,3 +229,5 @@ IntakeDep = Annotated[IntakeSettings, Depends(get_intake)]
 GeocoderDep = Annotated[Geocoder, Depends(get_geocoder)]
 Open311Dep = Annotated[Open311Settings, Depends(get_open311)]
 PrivacyDep = Annotated[PrivacySettings, Depends(get_privacy)]
+MapSettingsDep = Annotated[MapSettings, Depends(get_maps)]
+BoundariesDep = Annotated[BoundarySettings, Depends(get_boundaries)]

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
-from api.deps import PrincipalDep, PrivacyDep, get_connection, get_export_slots
+from api.deps import AppStateDep, ExportSlotsDep, PrincipalDep, PrivacyDep, get_connection
 from api.errors import error_responses
 from api.params import Page, PageDep, ReportFilterDep
 from geo.access.keys import Principal
@@ -68,7 +68,7 @@ def chosen_format(
 FormatDep = Annotated[ExportFormat, Depends(chosen_format)]
 
 
-def reports_connection(request: Request, chosen: FormatDep) -> Iterator[Connection]:
+def reports_connection(state: AppStateDep, chosen: FormatDep) -> Iterator[Connection]:
     """The request's one connection.
 
     A page reads on the shared pool. A file takes one of the export places and its
@@ -76,10 +76,10 @@ def reports_connection(request: Request, chosen: FormatDep) -> Iterator[Connecti
     taken the answer is 503 with Retry-After, before anything is read.
     """
     if chosen in FILES:
-        with get_export_slots(request).connection() as conn:
+        with state.exports.connection() as conn:
             yield conn
     else:
-        yield from get_connection(request)
+        yield from get_connection(state)
 
 
 @router.get(
@@ -104,6 +104,7 @@ def find_or_export(
     conn: Annotated[Connection, Depends(reports_connection)],
     principal: PrincipalDep,
     privacy: PrivacyDep,
+    exports: ExportSlotsDep,
     flt: ReportFilterDep,
     page: PageDep,
     chosen: FormatDep,
@@ -123,7 +124,7 @@ def find_or_export(
     never takes a part for the whole file.
     """
     rounding = privacy.public_rounding_m
-    max_seconds = get_export_slots(request).max_seconds
+    max_seconds = exports.max_seconds
     if chosen == "csv":
         return _csv(conn, flt, principal, rounding, max_seconds=max_seconds)
     if chosen == "gpkg":

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from api.deps import BrowserPrincipalDep, PrivacyDep
+from api.deps import AppStateDep, BrowserPrincipalDep, PrivacyDep
 from api.errors import error_responses
 from geo.reports.live import Event, live_audience, matches
 
@@ -38,6 +38,7 @@ def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
 )
 async def live(
     request: Request,
+    state: AppStateDep,
     principal: BrowserPrincipalDep,
     privacy: PrivacyDep,
     zone: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this zone.")] = None,
@@ -56,7 +57,7 @@ async def live(
     queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=QUEUE_LIMIT)
     audience = await run_in_threadpool(
         live_audience,
-        request.app.state.engine,
+        state.engine,
         principal,
         public_rounding_m=privacy.public_rounding_m,
     )
@@ -65,7 +66,7 @@ async def live(
         if matches(event, zone_id=zone, team_id=team):
             loop.call_soon_threadsafe(_offer, queue, audience.shape(event))
 
-    unsubscribe = request.app.state.live.subscribe(deliver)
+    unsubscribe = state.live.subscribe(deliver)
 
     async def stream() -> AsyncIterator[str]:
         try:

@@ -7,31 +7,20 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
-from sqlalchemy import text
 
 from api.deps import ConnDep, RoutingDep
 from api.errors import error_responses
+from api.models import Health, RouteAnswer
 from geo.city.routing import find_category_id, route_point
+from geo.db.engine import postgis_version
 
 router = APIRouter(responses=error_responses(422, 503))
 
 
-class RouteAnswer(BaseModel):
-    """The ward, zone and team a report would go to, and when it would be due."""
-
-    ward_id: int
-    snapped: bool
-    zone_id: int | None
-    team_id: int | None
-    due_at: datetime
-
-
 @router.get("/healthz", tags=["service"])
-def health(conn: ConnDep) -> dict[str, str]:
+def health(conn: ConnDep) -> Health:
     """Report that the service is up and its database answers."""
-    version = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
-    return {"status": "ok", "postgis": str(version)}
+    return Health(status="ok", postgis=postgis_version(conn))
 
 
 @router.get("/api/route", tags=["routing"])

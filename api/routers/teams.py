@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy import text
 
-from api.deps import ConnDep, PrincipalDep
+from api.deps import ConnDep, StaffDep
 from api.errors import error_responses
-from geo.errors import AuthenticationError, NotFoundError
+from api.models import QueuedReport, Team, TeamQueue
+from geo.access.policy import may_see_team_queue
+from geo.city import catalogue
+from geo.errors import NotFoundError
 from geo.reports.search import MAX_PAGE, team_queue
 
 router = APIRouter(prefix="/api/teams", tags=["teams"], responses=error_responses(422, 503))
 
 
 @router.get("", summary="Field teams")
-def list_teams(conn: ConnDep) -> list[dict[str, Any]]:
+def list_teams(conn: ConnDep) -> list[Team]:
     """Every team, with the codes of its current zones."""
-    rows = conn.execute(
-        text(
-            "SELECT t.id, t.code, t.name, COALESCE(array_agg(z.code ORDER BY z.code) "
-            "FILTER (WHERE z.id IS NOT NULL), '{}') AS zones FROM teams AS t "
-            "LEFT JOIN zones AS z ON z.team_id = t.id AND z.retired_at IS NULL "
-            "GROUP BY t.id ORDER BY t.code"
-        )
-    ).mappings()
-    return [dict(r) for r in rows]
+    return [Team(**row) for row in catalogue.list_teams(conn)]
 
 
 @router.get(
@@ -37,24 +31,20 @@ def list_teams(conn: ConnDep) -> list[dict[str, Any]]:
 def queue(
     team_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     conn: ConnDep,
-    principal: PrincipalDep,
+    principal: StaffDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-) -> dict[str, Any]:
+) -> TeamQueue:
     """Open, acknowledged, in-progress and reopened reports of the team, by due time.
 
     A field team sees only its own queue; planners and admins see every team's.
     """
-    if not principal.is_staff:
-        raise AuthenticationError("A team's queue needs a field-team, planner or admin key.")
-    if principal.role == "field_team" and principal.team_id != team_id:
+    if not may_see_team_queue(principal, team_id):
         raise NotFoundError(f"There is no team {team_id}.")
-    exists = conn.execute(text("SELECT 1 FROM teams WHERE id = :id"), {"id": team_id}).first()
-    if exists is None:
-        raise NotFoundError(f"There is no team {team_id}.")
+    catalogue.require_team(conn, team_id)
     items = team_queue(conn, team_id, principal, limit=limit)
-    return {
-        "team_id": team_id,
-        "count": len(items),
-        "overdue": sum(1 for r in items if r["overdue"]),
-        "reports": items,
-    }
+    return TeamQueue(
+        team_id=team_id,
+        count=len(items),
+        overdue=sum(1 for r in items if r["overdue"]),
+        reports=[QueuedReport(**r) for r in items],
+    )

@@ -167,3 +167,11 @@ def min_cell_deg(principal: Principal, bbox: BBox, *, public_rounding_m: float) 
         return 0.0
     edge = min(max(abs(bbox[1]), abs(bbox[3])) + metres / METRES_PER_DEGREE, 90.0)
     return _lon_step(edge, metres)
+
+
+def may_see_team_queue(principal: Principal, team_id: int) -> bool:
+    """Whether staff member ``principal`` may read team ``team_id``'s queue.
+
+    A field team reads only its own; planners and admins read every team's.
+    """
+    return principal.is_staff and (principal.role != "field_team" or principal.team_id == team_id)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, text
+
+from geo.errors import ConflictError, NotFoundError
 
 
 def category_names(conn: Connection, lang: str) -> dict[str, str]:
@@ -12,3 +16,113 @@ def category_names(conn: Connection, lang: str) -> dict[str, str]:
         text(f"SELECT code, {column} AS name FROM categories WHERE active ORDER BY code")
     ).all()
     return {r.code: r.name for r in rows}
+
+
+def list_categories(conn: Connection) -> list[dict[str, Any]]:
+    """Every active category: code, Thai and English names, SLA in hours."""
+    rows = conn.execute(
+        text("SELECT code, name_th, name_en, sla_hours FROM categories WHERE active ORDER BY code")
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def put_category(
+    conn: Connection, *, code: str, name_th: str, name_en: str, sla_hours: int, active: bool
+) -> dict[str, Any]:
+    """Create category ``code`` or replace its names, SLA and whether it is offered.
+
+    A new SLA applies to reports filed from then on; stored due times do not change.
+    """
+    row = conn.execute(
+        text(
+            "INSERT INTO categories (code, name_th, name_en, sla_hours, active) "
+            "VALUES (:code, :name_th, :name_en, :sla_hours, :active) "
+            "ON CONFLICT (code) DO UPDATE SET name_th = EXCLUDED.name_th, "
+            "name_en = EXCLUDED.name_en, sla_hours = EXCLUDED.sla_hours, "
+            "active = EXCLUDED.active RETURNING code, name_th, name_en, sla_hours, active"
+        ),
+        {
+            "code": code,
+            "name_th": name_th,
+            "name_en": name_en,
+            "sla_hours": sla_hours,
+            "active": active,
+        },
+    ).mappings()
+    return dict(row.one())
+
+
+def list_category_routes(conn: Connection) -> list[dict[str, Any]]:
+    """Every category route: its id, category and team codes, and zone code (or none)."""
+    rows = conn.execute(
+        text(
+            "SELECT cr.id, c.code AS category, t.code AS team, cr.zone_code AS zone "
+            "FROM category_routes AS cr JOIN categories AS c ON c.id = cr.category_id "
+            "JOIN teams AS t ON t.id = cr.team_id ORDER BY c.code, t.code, cr.zone_code"
+        )
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def add_category_route(
+    conn: Connection, *, category: str, team: str, zone: str | None = None
+) -> int:
+    """Send ``category`` to ``team`` (codes), everywhere or only in current zone ``zone``.
+
+    Returns the new route's id. New reports use it; stored ones keep their team. An
+    unknown category, team or zone is a ``NotFoundError``, an existing route a
+    ``ConflictError``.
+    """
+    ids = conn.execute(
+        text(
+            "SELECT (SELECT id FROM categories WHERE code = :category) AS category_id, "
+            "(SELECT id FROM teams WHERE code = :team) AS team_id, "
+            "(CAST(:zone AS varchar) IS NULL OR EXISTS (SELECT 1 FROM zones WHERE code = :zone "
+            "AND retired_at IS NULL)) AS zone_ok"
+        ),
+        {"category": category, "team": team, "zone": zone},
+    ).one()
+    if ids.category_id is None:
+        raise NotFoundError(f"There is no category {category!r}.")
+    if ids.team_id is None:
+        raise NotFoundError(f"There is no team {team!r}.")
+    if not ids.zone_ok:
+        raise NotFoundError(f"There is no current zone {zone!r}.")
+    new_id = conn.execute(
+        text(
+            "INSERT INTO category_routes (category_id, team_id, zone_code) "
+            "VALUES (:c, :t, :z) ON CONFLICT DO NOTHING RETURNING id"
+        ),
+        {"c": ids.category_id, "t": ids.team_id, "z": zone},
+    ).scalar_one_or_none()
+    if new_id is None:
+        raise ConflictError("That route exists already.")
+    return int(new_id)
+
+
+def delete_category_route(conn: Connection, route_id: int) -> None:
+    """Stop routing by route ``route_id``; stored reports keep their team."""
+    done = conn.execute(
+        text("DELETE FROM category_routes WHERE id = :id"), {"id": route_id}
+    ).rowcount
+    if not done:
+        raise NotFoundError(f"There is no category route {route_id}.")
+
+
+def list_teams(conn: Connection) -> list[dict[str, Any]]:
+    """Every team: id, code, name and the codes of its current zones."""
+    rows = conn.execute(
+        text(
+            "SELECT t.id, t.code, t.name, COALESCE(array_agg(z.code ORDER BY z.code) "
+            "FILTER (WHERE z.id IS NOT NULL), '{}') AS zones FROM teams AS t "
+            "LEFT JOIN zones AS z ON z.team_id = t.id AND z.retired_at IS NULL "
+            "GROUP BY t.id ORDER BY t.code"
+        )
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def require_team(conn: Connection, team_id: int) -> None:
+    """``NotFoundError`` unless team ``team_id`` exists."""
+    if conn.execute(text("SELECT 1 FROM teams WHERE id = :id"), {"id": team_id}).first() is None:
+        raise NotFoundError(f"There is no team {team_id}.")

@@ -76,6 +76,11 @@ def analyze_routing_tables(conn: Connection) -> None:
         conn.execute(text(f"ANALYZE {table}"))
 
 
+def postgis_version(conn: Connection) -> str:
+    """The PostGIS library version the database runs (the health check asks for it)."""
+    return str(conn.execute(text("SELECT postgis_lib_version()")).scalar_one())
+
+
 def is_empty(engine: Engine) -> bool:
     """Whether the database holds no city at all yet (so the demo city may be loaded)."""
     with engine.connect() as conn:
