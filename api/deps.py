@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
 
 from fastapi import Cookie, Depends, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -95,6 +95,11 @@ def set_app_state(app: FastAPI, state: AppState) -> None:
     # read these attributes. Remove once none does.
     for name in state.__slots__:
         setattr(app.state, name, getattr(state, name))
+
+
+def replace_app_state(app: FastAPI, **changes: Any) -> None:
+    """Swap parts of a running app's state, e.g. a setting or a service in a test."""
+    set_app_state(app, replace(app_state(app), **changes))
 
 
 def get_app_state(request: Request) -> AppState:

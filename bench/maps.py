@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient  # noqa: TID251
 from sqlalchemy import text
 
 from api.app import AppSettings, create_app
+from api.deps import replace_app_state
 from geo.access.keys import create_api_key
 from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine, upgrade
@@ -110,7 +111,7 @@ def main() -> None:
         app = create_app(AppSettings(database=DatabaseSettings(database_url=url)))
         with TestClient(app) as client:
             # The default OSM tiles: the page carries the tile URL, as it would in service.
-            client.app.state.maps = MapSettings()  # type: ignore[attr-defined]
+            replace_app_state(client.app, maps=MapSettings())
             for target in sizes:
                 with engine.begin() as conn:
                     have = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()

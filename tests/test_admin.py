@@ -168,15 +168,12 @@ def test_a_swapped_upload_is_refused_with_numbers_until_forced(city_app, engine)
 
 
 def test_upload_limits_come_from_settings(city_app, engine) -> None:
-    from dataclasses import replace
-
-    from api.deps import app_state, set_app_state
+    from api.deps import replace_app_state
     from geo.settings import BoundarySettings
 
     client, _city, keys = city_app
     before = current_wards(engine)
-    started = app_state(client.app)
-    set_app_state(client.app, replace(started, boundaries=BoundarySettings(max_vertices=100)))
+    replace_app_state(client.app, boundaries=BoundarySettings(max_vertices=100))
 
     ring = [[100.0 + 0.01 * math.cos(a / 50), 8.405 + 0.005 * math.sin(a / 50)] for a in range(314)]
     dense = json.loads(json.dumps(SQUARE))
@@ -184,7 +181,7 @@ def test_upload_limits_come_from_settings(city_app, engine) -> None:
     refused = upload(client, keys.admin, dense)
     assert refused.status_code == 422 and "'N-1': 315 vertices" in refused.json()["detail"]
 
-    set_app_state(client.app, replace(started, boundaries=BoundarySettings(upload_max_bytes=4096)))
+    replace_app_state(client.app, boundaries=BoundarySettings(upload_max_bytes=4096))
     big = json.loads(json.dumps(SQUARE))
     big["features"][0]["properties"]["NOTE"] = "x" * 5000
     too_big = upload(client, keys.admin, big)

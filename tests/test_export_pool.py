@@ -31,6 +31,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
+from api.deps import app_state
 from geo.reports.store import insert_reports
 from geo.settings import DatabaseSettings, GeocoderSettings, RoutingSettings
 from tests.fixtures import TINY_GAZETTEER, Keys, TinyCity, load_tiny_city, make_keys
@@ -316,7 +317,7 @@ def test_a_pool_with_no_free_connection_is_a_503_not_a_500(
         load_tiny_city(conn)
     settings = settings_for(db_url, tmp_path, pool_size=1, pool_timeout_s=0.5)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        pool = client.app.state.engine  # type: ignore[attr-defined]
+        pool = app_state(client.app).engine
         # pool_size 1 and as many in overflow: two connections, both taken.
         with pool.connect(), pool.connect():
             answers = {

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from PIL import Image
 from sqlalchemy import Engine, text
 
+from api.deps import replace_app_state
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
 from geo.reports.intake import visible_duplicates
 
@@ -169,7 +170,7 @@ def test_address_service_down_is_a_503_with_a_sentence(city_app) -> None:
         def geocode(self, address: str) -> None:
             raise GeocodingUnavailableError()
 
-    client.app.state.geocoder = Down()
+    replace_app_state(client.app, geocoder=Down())
     answer = client.post(
         "/api/reports", json={"category": "road", "description": "x", "address": "Test Road"}
     )

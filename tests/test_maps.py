@@ -14,6 +14,7 @@ from folium.plugins import HeatMap, MarkerCluster
 from shapely.geometry import box
 from sqlalchemy import Engine, text
 
+from api.deps import replace_app_state
 from geo.maps.builders import (
     Filters,
     MapReport,
@@ -282,8 +283,9 @@ def test_heat_grid_returns_bounded_cells_for_a_big_box(engine: Engine) -> None:
 def maps_app(city_app: tuple[Any, Any, Any]) -> tuple[TestClient, TinyCity, Keys, int]:
     """The tiny city app without a tile server, holding one road report in zone Z1."""
     client, city, keys = city_app
-    client.app.state.maps = MapSettings(
-        tiles_url="none", frame_ancestors=["'self'", "https://city.example"]
+    replace_app_state(
+        client.app,
+        maps=MapSettings(tiles_url="none", frame_ancestors=["'self'", "https://city.example"]),
     )
     answer = client.post(
         "/api/reports",

@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
+from api.deps import replace_app_state
 from geo.access.keys import create_api_key, revoke_api_key
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
 from geo.city.geocoding import GeocodeResult
@@ -70,7 +71,7 @@ def o311(db_url: str, engine: Engine) -> Iterator[Open311]:
         revoke_api_key(conn, old.id)
     app = create_app(AppSettings(database=DatabaseSettings(database_url=db_url)))
     with TestClient(app) as client:
-        app.state.geocoder = StubGeocoder()
+        replace_app_state(app, geocoder=StubGeocoder())
         yield Open311(client, city, key, planner, old.secret)
 
 

@@ -22,6 +22,7 @@ from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin, TiffImageP
 from shapely.geometry import Point
 from sqlalchemy import Engine, text
 
+from api.deps import app_state
 from geo.demo.city import demo_city_outline
 from geo.errors import InvalidInputError
 from geo.reports.photos import ProcessedPhoto, gps_position, process_photo
@@ -621,7 +622,7 @@ def test_no_database_connection_is_held_while_photos_are_decoded(
     # Photos may wait their turn to be decoded; a connection held meanwhile is one that
     # intake and health checks cannot have.
     client, _, _ = city_app
-    pool = client.app.state.engine.pool
+    pool = app_state(client.app).engine.pool
     before = pool.checkedout()
     held: list[int] = []
     decodes.on_decode = lambda: held.append(pool.checkedout())

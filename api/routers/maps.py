@@ -14,10 +14,18 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from api.deps import KEY_COOKIE, BrowserPrincipalDep, ConnDep, PrivacyDep
+from api.deps import (
+    KEY_COOKIE,
+    AppStateDep,
+    BrowserPrincipalDep,
+    ConnDep,
+    MapSettingsDep,
+    PrivacyDep,
+    authenticate_key,
+)
 from api.errors import error_responses
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
-from geo.access.keys import Principal, authenticate
+from geo.access.keys import Principal
 from geo.errors import AuthenticationError
 from geo.maps.builders import MEASURES, content_security_policy, pick_language, render_page
 from geo.maps.pages import (
@@ -35,13 +43,6 @@ STATIC_DIR = FilePath(__file__).resolve().parent.parent / "static"
 """The folder ``api/app.py`` serves as ``/static``, vendored assets in ``vendor/``."""
 
 
-def get_map_settings(request: Request) -> MapSettings:
-    """The map settings the app was created with (``AppSettings.maps``)."""
-    settings: MapSettings = request.app.state.maps
-    return settings
-
-
-MapSettingsDep = Annotated[MapSettings, Depends(get_map_settings)]
 Lang = Annotated[
     str | None,
     Query(max_length=8, description="Label language, `th` or `en`; else Accept-Language."),
@@ -113,10 +114,10 @@ def _html(page: str, *, policy: str, private: bool) -> HTMLResponse:
 
 
 async def _staff(
-    request: Request, principal: BrowserPrincipalDep, key: KeyParam = None
+    request: Request, state: AppStateDep, principal: BrowserPrincipalDep, key: KeyParam = None
 ) -> Principal:
     if key:
-        principal = await run_in_threadpool(_authenticate, request, key)
+        principal = await run_in_threadpool(authenticate_key, state.engine, key)
         if principal.is_staff:
             # Keys in URLs end up in histories, logs and shared links: keep it in a cookie
             # and send the browser to the same page without it.
@@ -125,11 +126,6 @@ async def _staff(
     if not principal.is_staff:
         raise AuthenticationError("This map needs the API key of a field team, planner or admin.")
     return principal
-
-
-def _authenticate(request: Request, key: str) -> Principal:
-    with request.app.state.engine.connect() as conn:
-        return authenticate(conn, key)
 
 
 StaffDep = Annotated[Principal, Depends(_staff)]

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from api.deps import ConnDep, Open311Dep, PrivacyDep
+from api.deps import AppState, AppStateDep, ConnDep, Open311Dep, PrivacyDep
 from api.errors import (
     DATABASE_UNAVAILABLE,
     RETRY_AFTER_HEADER,
@@ -325,8 +325,7 @@ async def _read_fields(request: Request) -> dict[str, str]:
     return fields
 
 
-def _create(request: Request, fields: dict[str, str]) -> list[dict[str, Any]]:
-    state = request.app.state
+def _create(state: AppState, fields: dict[str, str]) -> list[dict[str, Any]]:
     return open311.post_request(
         state.engine,
         fields,
@@ -361,7 +360,7 @@ def _create(request: Request, fields: dict[str, str]) -> list[dict[str, Any]]:
         **spec_error_responses(403),
     },
 )
-async def post_service_request(fmt: FormatPath, request: Request) -> Response:
+async def post_service_request(fmt: FormatPath, request: Request, state: AppStateDep) -> Response:
     """File a report through Open311: form-encoded fields, an `api_key` of any role.
 
     Give `lat` and `long`, or `address_string` (`address_id` is not supported). The
@@ -370,7 +369,7 @@ async def post_service_request(fmt: FormatPath, request: Request) -> Response:
     which team has it and when it is due.
     """
     fields = await _read_fields(request)
-    answer = await run_in_threadpool(_create, request, fields)
+    answer = await run_in_threadpool(_create, state, fields)
     return _respond(answer, root="service_requests", fmt=fmt)
 
 
