@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, text
 
 from geo.access.keys import ANONYMOUS, Principal, authenticate
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M
+from geo.city.catalogue import active_categories, category_id
 from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import Geocoder
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
@@ -252,18 +253,12 @@ def service_record(code: str, name_en: str, name_th: str) -> dict[str, Any]:
 
 def list_services(conn: Connection) -> list[dict[str, Any]]:
     """Every active category, as GET Service List answers it."""
-    rows = conn.execute(
-        text("SELECT code, name_en, name_th FROM categories WHERE active ORDER BY code")
-    )
-    return [service_record(r.code, r.name_en, r.name_th) for r in rows]
+    return [service_record(c.code, c.name_en, c.name_th) for c in active_categories(conn)]
 
 
 def service_definition(conn: Connection, service_code: str) -> dict[str, Any]:
     """GET Service Definition: our categories ask for no extra attributes."""
-    known = conn.execute(
-        text("SELECT 1 FROM categories WHERE code = :code AND active"), {"code": service_code}
-    ).first()
-    if known is None:
+    if category_id(conn, service_code) is None:
         raise NotFoundError(f"There is no service with service_code {service_code!r}.")
     return {"service_code": service_code, "attributes": []}
 

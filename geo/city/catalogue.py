@@ -2,28 +2,71 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, text
 
-from geo.errors import ConflictError, NotFoundError
+from geo.errors import ConflictError, InvalidInputError, NotFoundError
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    """An active report category as every reader sees it."""
+
+    id: int
+    code: str
+    name_th: str
+    name_en: str
+    sla_hours: int
+
+    def name(self, lang: str) -> str:
+        """The category's name in ``lang`` (``th``, else English)."""
+        return self.name_th if lang == "th" else self.name_en
+
+
+def active_categories(conn: Connection) -> list[Category]:
+    """Every category offered to reporters, by code.
+
+    This is the one read of the categories list: the API, Open311's services, the map
+    filters and the CSV import all show what it returns.
+    """
+    rows = conn.execute(
+        text(
+            "SELECT id, code, name_th, name_en, sla_hours FROM categories "
+            "WHERE active ORDER BY code"
+        )
+    ).all()
+    return [Category(int(r.id), r.code, r.name_th, r.name_en, int(r.sla_hours)) for r in rows]
+
+
+def category_id(conn: Connection, code: str) -> int | None:
+    """Id of the active category ``code``, or None when no active category has it."""
+    found = conn.execute(
+        text("SELECT id FROM categories WHERE code = :code AND active"), {"code": code}
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def require_category_id(conn: Connection, code: str) -> int:
+    """Id of the active category ``code``; an unknown code is an input error on ``category``."""
+    found = category_id(conn, code)
+    if found is None:
+        raise InvalidInputError("category", f"there is no category with code {code!r}")
+    return found
 
 
 def category_names(conn: Connection, lang: str) -> dict[str, str]:
     """Active category codes with their name in ``lang`` (``th`` or ``en``), by code."""
-    column = "name_th" if lang == "th" else "name_en"
-    rows = conn.execute(
-        text(f"SELECT code, {column} AS name FROM categories WHERE active ORDER BY code")
-    ).all()
-    return {r.code: r.name for r in rows}
+    return {c.code: c.name(lang) for c in active_categories(conn)}
 
 
 def list_categories(conn: Connection) -> list[dict[str, Any]]:
     """Every active category: code, Thai and English names, SLA in hours."""
-    rows = conn.execute(
-        text("SELECT code, name_th, name_en, sla_hours FROM categories WHERE active ORDER BY code")
-    ).mappings()
-    return [dict(r) for r in rows]
+    return [
+        {"code": c.code, "name_th": c.name_th, "name_en": c.name_en, "sla_hours": c.sla_hours}
+        for c in active_categories(conn)
+    ]
 
 
 def put_category(

@@ -47,6 +47,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy import Connection, text
 
+from geo.city.catalogue import require_category_id
 from geo.city.coordinates import LAT_MAX, LON_MAX, check_coordinates
 from geo.errors import InvalidInputError, OutsideServiceAreaError
 from geo.settings import RoutingSettings
@@ -230,12 +231,7 @@ def nearest_ward_distance_m(conn: Connection, *, lon: float, lat: float) -> floa
 
 def find_category_id(conn: Connection, code: str) -> int:
     """Id of the active category ``code``; an unknown code is a clear input error."""
-    found = conn.execute(
-        text("SELECT id FROM categories WHERE code = :code AND active"), {"code": code}
-    ).scalar_one_or_none()
-    if found is None:
-        raise InvalidInputError("category", f"there is no category with code {code!r}")
-    return int(found)
+    return require_category_id(conn, code)
 
 
 def route_point(

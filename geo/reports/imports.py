@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from geo.city.catalogue import active_categories
 from geo.city.coordinates import LAT_MAX, LON_MAX, SMALLEST_DEGREE
 from geo.errors import InvalidInputError
 from geo.reports.export import spreadsheet_safe
@@ -730,9 +731,7 @@ def _category_lookup(
     name, and (Traffy only) ``TRAFFY_TYPES``. Codes that do not exist are refused for the
     map and the default, and left out for the built-in table.
     """
-    rows = conn.execute(
-        text("SELECT id, code, name_th, name_en FROM categories WHERE active ORDER BY code")
-    ).all()
+    rows = active_categories(conn)
     by_code = {row.code: int(row.id) for row in rows}
     known = ", ".join(by_code) or "(none: create categories first)"
     if default_category is not None and default_category not in by_code:

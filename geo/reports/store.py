@@ -17,6 +17,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Row, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
+from geo.city.catalogue import require_category_id
 from geo.city.coordinates import check_coordinates
 from geo.city.routing import (
     _ROUTE_SELECT,
@@ -211,11 +212,7 @@ def create_report(
         },
     )
     if row is None:
-        known = conn.execute(
-            text("SELECT 1 FROM categories WHERE code = :c AND active"), {"c": category}
-        ).first()
-        if known is None:
-            raise InvalidInputError("category", f"there is no category with code {category!r}")
+        require_category_id(conn, category)
         raise OutsideServiceAreaError(lat, lon, nearest_ward_distance_m(conn, lon=lon, lat=lat))
     return CreatedReport(
         id=row.id,
