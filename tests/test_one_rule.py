@@ -8,6 +8,8 @@ way (field and sentence) wherever it is sent (``geo.city.coordinates``).
 from __future__ import annotations
 
 import csv
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
+from geo.city.catalogue import active_categories, put_category
 from geo.city.coordinates import check_bbox, parse_bbox
 from geo.errors import InvalidInputError
 from geo.reports.imports import import_reports, parse_column_map
@@ -185,3 +188,52 @@ def test_the_report_filter_refuses_a_bbox_with_the_parameter_s_sentence(
     with pytest.raises(InvalidInputError) as from_parameter:
         parse_bbox(text_box)
     assert from_parameter.value.problem == from_filter.value.problem
+
+
+def _find(data: Any, key: str) -> list[Any]:
+    """Every value stored under ``key`` anywhere in a page's data document."""
+    if isinstance(data, dict):
+        return [v for k, v in data.items() if k == key] + [
+            found for v in data.values() for found in _find(v, key)
+        ]
+    if isinstance(data, list):
+        return [found for v in data for found in _find(v, key)]
+    return []
+
+
+def test_the_categories_shown_everywhere_are_the_catalogue_s(city_app: Any, engine: Engine) -> None:
+    client, _, keys = city_app
+    with engine.begin() as conn:
+        put_category(
+            conn, code="retired", name_th="เลิกใช้", name_en="Retired", sla_hours=5, active=False
+        )
+        catalogue = active_categories(conn)
+    assert "retired" not in [c.code for c in catalogue]
+
+    api = client.get("/api/categories").json()
+    assert api == [
+        {"code": c.code, "name_th": c.name_th, "name_en": c.name_en, "sla_hours": c.sla_hours}
+        for c in catalogue
+    ]
+    services = client.get("/open311/v2/services.json").json()
+    assert [(s["service_code"], s["service_name"]) for s in services] == [
+        (c.code, c.name_en) for c in catalogue
+    ]
+    for lang in ("th", "en"):
+        page = client.get("/maps/public", params={"lang": lang}).text
+        found = re.search(r'<script[^>]* id="im-data"[^>]*>(.*?)</script>', page, re.S)
+        assert found
+        shown = _find(json.loads(found.group(1)), "categories")
+        assert shown and all(s == {c.code: c.name(lang) for c in catalogue} for s in shown)
+
+    # A retired code is unknown alike to intake, the routing lookup and Open311.
+    native = client.post(
+        "/api/reports",
+        json={"category": "retired", "description": "x", "lat": 8.405, "lon": 100.011},
+    )
+    lookup = client.get("/api/route", params={"lat": 8.405, "lon": 100.011, "category": "retired"})
+    for answer in (native, lookup):
+        assert answer.status_code == 422 and answer.json()["field"] == "category", answer.text
+    assert native.json()["detail"] == lookup.json()["detail"]
+    assert client.get("/open311/v2/services/retired.json").status_code == 404
+    assert _open311(client, keys.app, service_code="retired").status_code == 404
