@@ -13,6 +13,7 @@ permutations when ``permutations`` is positive.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,10 +28,13 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
 from geo.access.keys import ANONYMOUS
-from geo.city.boundaries import metric_crs
+from geo.city.boundaries import check_attributes, metric_crs, repair_geometries
 from geo.city.layers import current_wards
+from geo.city.routing import staged_zones_route_select
 from geo.errors import InvalidInputError
+from geo.maps.pagedata import RESOLUTION_MEASURES, ward_report_measures
 from geo.reports.search import REPORTS_FROM, ReportFilter, report_query, where_clauses
+from geo.settings import RoutingSettings
 from geo.vocabulary import OPEN_STATUSES
 
 FloatArray = npt.NDArray[np.float64]
@@ -133,17 +137,6 @@ def reports_frame(
         return gpd.read_postgis(text(sql), conn, geom_col="geom", params=params)
 
 
-_RESOLUTION = """count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,
-    count(*) FILTER (WHERE resolved_at <= COALESCE(
-        created_at + CAST(:target_hours AS float8) * interval '1 hour', due_at)) AS within_sla,
-    percentile_cont(0.5) WITHIN GROUP (
-        ORDER BY extract(epoch FROM resolved_at - created_at) / 3600.0
-    ) FILTER (WHERE resolved_at IS NOT NULL) AS median_hours_to_resolve"""
-"""Resolution aggregates shared by the per-ward and per-team tables: resolved, resolved
-within SLA (by the due time, or within ``:target_hours`` of the report when bound), and
-the median hours to resolve."""
-
-
 def ward_stats(
     source: Engine | Connection,
     selection: Selection | None = None,
@@ -154,8 +147,11 @@ def ward_stats(
 ) -> gpd.GeoDataFrame:
     """Per current ward: reports, rate per 1,000 residents, SLA compliance, time to resolve.
 
-    Columns: ``code, name, reports, resolved, within_sla, within_sla_share,
-    median_hours_to_resolve, population, per_1000, geometry``. ``within_sla_share`` is the
+    The ward dashboard's query (``geo.maps.pagedata.ward_report_measures``) over the
+    selected reports, so the notebooks and the dashboard show the same numbers; a report
+    counts under the current ward with its ward's code, so a re-imported boundary keeps
+    its history. Columns: ``code, name, reports, resolved, within_sla, within_sla_share,
+    median_hours_to_resolve, population, per_1000, geom``. ``within_sla_share`` is the
     share of resolved reports resolved by their due time; ``population`` is read from the
     ward's ``properties[population_field]`` (missing when unset or not a number).
     With ``target_hours`` (say 48), "within SLA" means resolved within that many hours of
@@ -163,53 +159,13 @@ def ward_stats(
     about ``simplify_m`` metres for display.
     """
     with _Reader(source) as conn:
-        inner, params = _selected(
+        return ward_report_measures(
             conn,
-            selection or Selection(),
-            "w.code AS ward_code, r.created_at, r.resolved_at, r.due_at",
+            _filter(conn, selection or Selection()),
+            target_hours=target_hours,
+            population_field=population_field,
+            simplify_m=simplify_m,
         )
-        sql = f"""
-            WITH s AS ({inner}),
-            agg AS (
-                SELECT ward_code, count(*) AS reports,
-                       {_RESOLUTION}
-                FROM s GROUP BY ward_code)
-            SELECT w.code, w.name,
-                   COALESCE(agg.reports, 0) AS reports,
-                   COALESCE(agg.resolved, 0) AS resolved,
-                   COALESCE(agg.within_sla, 0) AS within_sla,
-                   agg.median_hours_to_resolve,
-                   CASE WHEN (w.properties ->> :population_field)
-                             ~ '^\\s*[0-9]+(\\.[0-9]+)?\\s*$'
-                        THEN (w.properties ->> :population_field)::float8 END AS population,
-                   ST_SimplifyPreserveTopology(w.geom, :tol) AS geom
-            FROM wards AS w LEFT JOIN agg ON agg.ward_code = w.code
-            WHERE w.retired_at IS NULL ORDER BY w.code
-        """
-        params |= {
-            "population_field": population_field or "",
-            "target_hours": target_hours,
-            "tol": simplify_m / 111_000,
-        }
-        frame = gpd.read_postgis(text(sql), conn, geom_col="geom", params=params)
-    frame["within_sla_share"] = frame["within_sla"] / frame["resolved"].where(frame["resolved"] > 0)
-    frame["per_1000"] = (
-        1000.0 * frame["reports"] / frame["population"].where(frame["population"] > 0)
-    )
-    return frame[
-        [
-            "code",
-            "name",
-            "reports",
-            "resolved",
-            "within_sla",
-            "within_sla_share",
-            "median_hours_to_resolve",
-            "population",
-            "per_1000",
-            "geom",
-        ]
-    ]
 
 
 def team_performance(
@@ -244,7 +200,7 @@ def team_performance(
                 SELECT team_code, min(team_name) AS team_name, count(*) AS reports,
                        count(*) FILTER (WHERE is_open) AS open,
                        count(*) FILTER (WHERE is_overdue) AS overdue,
-                       {_RESOLUTION},
+                       {RESOLUTION_MEASURES},
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY hours_past_due)
                            FILTER (WHERE is_overdue) AS median_hours_overdue,
                        max(hours_past_due) FILTER (WHERE is_overdue) AS max_hours_overdue,
@@ -508,48 +464,126 @@ def hotspots(
 # --- what if ---------------------------------------------------------------------------
 
 
+_OPEN_REPORTS = (
+    "(SELECT id AS idx, geom, category_id, created_at FROM reports "
+    "WHERE status = ANY(CAST(:open AS text[])))"
+)
+
+
+def _staged_zones(
+    conn: Connection, candidate_zones: gpd.GeoDataFrame, *, team_field: str, id_field: str
+) -> tuple[str, dict[int, str], dict[int, str]]:
+    """The candidate zones as ``staged_zones_route_select`` binds them, and the code maps.
+
+    Returns the JSON array, zone codes by staged id, and team codes by id (stored teams,
+    and negative ids for teams the candidates name that do not exist yet). The zones go
+    through the boundary import's attribute checks and geometry repair, so the outlines
+    routed are those an import of the same file would store.
+    """
+    for option, field in (("team_field", team_field), ("id_field", id_field)):
+        if field not in candidate_zones:
+            raise InvalidInputError(option, f"the zone file has no field {field!r}")
+    if candidate_zones.crs is None:
+        raise InvalidInputError("candidate_zones", "the zones have no CRS; set one first")
+    features = check_attributes(
+        candidate_zones.to_crs(4326),
+        layer="zones",
+        id_field=id_field,
+        name_field=id_field,
+        team_field=team_field,
+    )
+    features, _ = repair_geometries(features)
+    teams = {str(code): int(i) for i, code in conn.execute(text("SELECT id, code FROM teams"))}
+    new = sorted({str(t) for t in features["team_code"]} - set(teams))
+    teams |= {code: -n for n, code in enumerate(new, start=1)}
+    wkbs = shapely.to_wkb(np.asarray(features.geometry.array), hex=True, output_dimension=2)
+    zone_codes = {n: str(code) for n, code in enumerate(features["code"], start=1)}
+    staged = [
+        {"id": n, "code": zone_codes[n], "team_id": teams[str(team)], "wkb": str(wkb)}
+        for n, (team, wkb) in enumerate(zip(features["team_code"], wkbs, strict=True), start=1)
+    ]
+    return json.dumps(staged), zone_codes, {i: code for code, i in teams.items()}
+
+
+def what_if_routes(
+    source: Engine | Connection,
+    candidate_zones: gpd.GeoDataFrame,
+    *,
+    team_field: str = "team",
+    id_field: str = "code",
+    now: datetime | None = None,
+    settings: RoutingSettings | None = None,
+) -> pd.DataFrame:
+    """Each open report's stored zone and team, and the ones it would get from ``candidate_zones``.
+
+    The candidates are routed by the service's own set-based routing statement (the one
+    imports and ``issuemap reports reroute`` run, ``geo.city.routing``) with the candidate
+    zones bound as a parameter in place of the zones table: category routes, the zone that
+    covers a point on a shared edge (the code that sorts first) and the rest are the
+    service's rules, not a copy of them. Zones are named by ``id_field`` and their teams
+    by code in ``team_field``, as for ``issuemap boundaries import``. Nothing is written,
+    so it runs in a read-only transaction too.
+
+    Columns: ``id, zone, team, new_zone, new_team`` (codes; missing when none) and
+    ``overdue`` (due before ``now``, by default the database's clock).
+    """
+    routing = settings if settings is not None else RoutingSettings()
+    with _Reader(source) as conn:
+        staged, zone_codes, team_codes = _staged_zones(
+            conn, candidate_zones, team_field=team_field, id_field=id_field
+        )
+        if now is None:
+            now = conn.execute(text("SELECT now()")).scalar_one()
+        frame = pd.read_sql_query(
+            text(
+                "SELECT r.id, oz.code AS zone, ot.code AS team, (r.due_at < :now) AS overdue, "
+                "x.zone_id AS new_zone_id, x.team_id AS new_team_id "
+                f"FROM ({staged_zones_route_select(_OPEN_REPORTS)}) AS x "
+                "JOIN reports AS r ON r.id = x.idx "
+                "LEFT JOIN zones AS oz ON oz.id = r.zone_id "
+                "LEFT JOIN teams AS ot ON ot.id = r.team_id ORDER BY r.id"
+            ),
+            conn,
+            params={
+                "now": now,
+                "open": list(OPEN_STATUSES),
+                "staged_zones": staged,
+                "snap_m": routing.snap_distance_m,
+            },
+        )
+    frame["new_zone"] = frame.pop("new_zone_id").map(zone_codes)
+    frame["new_team"] = frame.pop("new_team_id").map(team_codes)
+    frame["overdue"] = frame["overdue"].astype(bool)
+    return frame[["id", "zone", "team", "new_zone", "new_team", "overdue"]]
+
+
 def zone_what_if(
     source: Engine | Connection,
     candidate_zones: gpd.GeoDataFrame,
     *,
     team_field: str = "team",
+    id_field: str = "code",
     now: datetime | None = None,
+    settings: RoutingSettings | None = None,
 ) -> pd.DataFrame:
     """Each team's open and overdue work today and if ``candidate_zones`` were the zones.
 
-    Nothing is written: open reports are read and re-routed in memory. A report whose
-    stored team is not its zone's team was sent by a category route (say, flooding to the
-    drainage team) and keeps its team; the others go to the team named by ``team_field`` of
-    the candidate zone covering them (the first zone in file order where two do).
+    Nothing is written: open reports are routed again by the service's routing statement
+    with the candidate zones in place of today's (``what_if_routes``), so a report goes
+    where intake would send it under those zones, category routes (say, flooding to the
+    drainage team) included.
 
     ``expected_overdue_after`` scales each team's open load by the share of its reports
     that are overdue today (the city-wide share for a team with no work today): a rough
     measure of the overdue work the new load would carry at today's pace.
     """
-    if team_field not in candidate_zones:
-        raise InvalidInputError("team_field", f"the zone file has no field {team_field!r}")
-    with _Reader(source) as conn:
-        if now is None:
-            now = conn.execute(text("SELECT now()")).scalar_one()
-        open_reports = gpd.read_postgis(
-            text(
-                "SELECT r.id, t.code AS team, (r.due_at < :now) AS overdue, "
-                "(r.team_id IS NOT NULL AND r.team_id IS DISTINCT FROM z.team_id) "
-                "AS category_route, r.geom "
-                "FROM reports AS r LEFT JOIN zones AS z ON z.id = r.zone_id "
-                "LEFT JOIN teams AS t ON t.id = r.team_id WHERE r.status = ANY(:open)"
-            ),
-            conn,
-            geom_col="geom",
-            params={"now": now, "open": list(OPEN_STATUSES)},
-        )
-    zones = candidate_zones.to_crs(4326)[[team_field, candidate_zones.geometry.name]]
-    zones = zones.rename(columns={team_field: "new_team"}).reset_index(drop=True)
-    zones["order"] = range(len(zones))
-    joined = gpd.sjoin(open_reports, zones, how="left", predicate="covered_by")
-    joined = joined.sort_values("order").groupby(level=0).head(1).reindex(open_reports.index)
-    routed = open_reports.assign(
-        new_team=joined["new_team"].where(~open_reports["category_route"], open_reports["team"])
+    routed = what_if_routes(
+        source,
+        candidate_zones,
+        team_field=team_field,
+        id_field=id_field,
+        now=now,
+        settings=settings,
     )
     routed["team"] = routed["team"].fillna("(unassigned)")
     routed["new_team"] = routed["new_team"].fillna("(unassigned)").astype(str)

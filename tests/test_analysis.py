@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -12,8 +13,10 @@ from shapely.geometry import box
 from sqlalchemy import Engine, text
 
 from geo import analysis
+from geo.city.boundaries import import_boundaries
 from geo.errors import InvalidInputError
-from geo.reports.store import insert_reports
+from geo.maps.pagedata import ward_measures
+from geo.reports.store import create_report, insert_reports
 from geo.settings import RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
 
@@ -213,13 +216,15 @@ def test_zone_what_if_reroutes_in_memory_only(engine: Engine, sla_city: TinyCity
         ],
     )
     candidate = gpd.GeoDataFrame(
-        {"team": ["T1", "T2"]},
+        {"code": ["Z1", "Z2"], "team": ["T1", "T2"]},
         geometry=[box(100.0, 8.40, 100.010, 8.41), box(100.010, 8.40, 100.02, 8.41)],
         crs=4326,
     )
     with engine.connect() as conn:
         before = conn.execute(text("SELECT id, team_id FROM reports ORDER BY id")).all()
-    table = analysis.zone_what_if(engine, candidate, now=NOW).set_index("team_code")
+        # A read-only transaction: the what-if needs no table of its own.
+        conn.execute(text("SET TRANSACTION READ ONLY"))
+        table = analysis.zone_what_if(conn, candidate, now=NOW).set_index("team_code")
     assert (table.loc["T1", "open_before"], table.loc["T1", "open_after"]) == (2, 1)
     assert (table.loc["T2", "open_before"], table.loc["T2", "open_after"]) == (1, 2)
     assert (table.loc["DRAIN", "open_before"], table.loc["DRAIN", "open_after"]) == (1, 1)
@@ -234,3 +239,128 @@ def test_a_fixed_target_replaces_the_category_sla(engine: Engine, sla_city: Tiny
     assert stats.loc["W-A", "within_sla"] == 1
     teams = analysis.team_performance(engine, now=NOW, target_hours=72).set_index("team_code")
     assert teams.loc["T1", "within_sla"] == 3
+
+
+def test_dashboard_and_notebooks_count_a_ward_by_code_after_a_reimport(
+    engine: Engine, sla_city: TinyCity, tmp_path: Path
+) -> None:
+    # The new ward file keeps the codes and moves the line between W-A and W-B east, so
+    # the W-B report at lon 100.015 now lies in W-A's outline; stored routing keeps it in W-B.
+    moved = gpd.GeoDataFrame(
+        {"code": ["W-A", "W-B"], "name": ["A", "B"]},
+        geometry=[box(100.0, 8.40, 100.0175, 8.41), box(100.0175, 8.40, 100.02, 8.41)],
+        crs=4326,
+    )
+    path = tmp_path / "wards.geojson"
+    moved.to_file(path, driver="GeoJSON", engine="pyogrio")
+    summary = import_boundaries(engine, path, layer="wards", id_field="code", name_field="name")
+    assert summary.retired_count == 2
+    # One more report after the re-import, routed to the new W-A row.
+    _insert(
+        engine,
+        sla_city,
+        [dict(lon=100.005, lat=8.405, created_at=at(7), status="resolved", resolved_at=at(8))],
+    )
+    with engine.connect() as conn:
+        dashboard = ward_measures(conn).set_index("code")
+        ids = conn.execute(text("SELECT DISTINCT ward_id FROM reports")).scalars().all()
+    notebook = analysis.ward_stats(engine).set_index("code")
+    assert len(ids) == 3  # the old W-A and W-B rows and the new W-A row
+
+    # Every report under the current ward of its code: 4 + 1 in W-A, 1 in W-B.
+    assert list(notebook["reports"]) == [5, 1]
+    assert list(dashboard["count"]) == list(notebook["reports"])
+    pd.testing.assert_series_equal(
+        dashboard["sla"], notebook["within_sla_share"], check_names=False
+    )
+    pd.testing.assert_series_equal(
+        dashboard["median_hours"], notebook["median_hours_to_resolve"], check_names=False
+    )
+    assert notebook.loc["W-A", "within_sla_share"] == pytest.approx(3 / 4)
+
+
+def _current_zones(engine: Engine) -> gpd.GeoDataFrame:
+    """Today's zones as a zone file would give them: code, team code, exact outline."""
+    with engine.connect() as conn:
+        return gpd.read_postgis(
+            text(
+                "SELECT z.code, t.code AS team, z.geom FROM zones AS z "
+                "JOIN teams AS t ON t.id = z.team_id WHERE z.retired_at IS NULL ORDER BY z.code"
+            ),
+            conn,
+            geom_col="geom",
+        )
+
+
+EDGE = (100.012, 8.405)
+"""A point on the line Z1 and Z2 share."""
+
+
+def test_what_if_with_todays_zones_is_the_stored_routing(
+    engine: Engine, sla_city: TinyCity
+) -> None:
+    settings = RoutingSettings()
+    with engine.begin() as conn:
+        # Intake routes each: the edge point to Z1 (its code sorts first), a tree in Z2 to
+        # TREE (a route limited to Z2), a tree in Z1 to T1, a flood to DRAIN.
+        for (lon, lat), category in [
+            (EDGE, "road"),
+            ((100.015, 8.405), "tree"),
+            ((100.005, 8.405), "tree"),
+            (EDGE, "flood"),
+        ]:
+            create_report(
+                conn, lon=lon, lat=lat, category=category, description="", settings=settings
+            )
+    # Listed in reverse, so "the first zone in file order" would send the edge point to T2.
+    today = _current_zones(engine).iloc[::-1]
+    routes = analysis.what_if_routes(engine, today)
+    assert len(routes) == 6
+    assert list(routes["new_team"]) == list(routes["team"])
+    assert list(routes["new_zone"].fillna("")) == list(routes["zone"].fillna(""))
+    assert set(routes["team"]) == {"T1", "T2", "TREE", "DRAIN"}
+    table = analysis.zone_what_if(engine, today, now=NOW)
+    assert (table["open_after"] == table["open_before"]).all()
+    assert (table["change_in_open"] == 0).all()
+
+
+def test_what_if_gives_a_shared_edge_the_zone_intake_gives_it(
+    engine: Engine, sla_city: TinyCity, tmp_path: Path
+) -> None:
+    settings = RoutingSettings()
+    with engine.begin() as conn:
+        stored = create_report(
+            conn, lon=EDGE[0], lat=EDGE[1], category="road", description="", settings=settings
+        )
+    # New zones meeting on the same line; the west one comes first in the file, the east
+    # one's code sorts first, and the east one's team is new.
+    candidate = gpd.GeoDataFrame(
+        {"code": ["B-WEST", "A-EAST"], "team": ["T1", "T-NEW"]},
+        geometry=[box(100.0, 8.40, 100.012, 8.41), box(100.012, 8.40, 100.02, 8.41)],
+        crs=4326,
+    )
+    routes = analysis.what_if_routes(engine, candidate).set_index("id")
+    table = analysis.zone_what_if(engine, candidate, now=NOW).set_index("team_code")
+    assert table.loc["T-NEW", "open_before"] == 0
+
+    # Adopt the candidates and file the same report again: intake decides as the what-if did.
+    path = tmp_path / "zones.geojson"
+    candidate.to_file(path, driver="GeoJSON", engine="pyogrio")
+    import_boundaries(
+        engine, path, layer="zones", id_field="code", name_field="code", team_field="team"
+    )
+    with engine.begin() as conn:
+        again = create_report(
+            conn, lon=EDGE[0], lat=EDGE[1], category="road", description="", settings=settings
+        )
+        zone, team = conn.execute(
+            text(
+                "SELECT z.code, t.code FROM zones AS z JOIN teams AS t ON t.id = :team "
+                "WHERE z.id = :zone"
+            ),
+            {"zone": again.zone_id, "team": again.team_id},
+        ).one()
+    assert (zone, team) == ("A-EAST", "T-NEW")
+    assert (routes.loc[stored.id, "new_zone"], routes.loc[stored.id, "new_team"]) == (zone, team)
+    # The open W-B report and the edge report.
+    assert table.loc["T-NEW", "open_after"] == 2

@@ -58,8 +58,8 @@ from geo.settings import RoutingSettings
 # parallel workers and a LIMIT inside LATERAL forbids that; in bulk this halves the time.
 # Metres to degrees for the snapping pre-filter is deliberately generous (110 km per
 # degree, cos(lat) floored) so the exact geodesic test decides, never the box.
-_ROUTE_SELECT = """
-WITH covering AS MATERIALIZED (
+_ROUTE_SELECT_OVER = """
+WITH {staged}covering AS MATERIALIZED (
     SELECT DISTINCT ON (p.idx) p.idx, w.id AS ward_id
     FROM {source} AS p
     JOIN wards AS w ON w.retired_at IS NULL AND ST_Covers(w.geom, p.geom)
@@ -71,18 +71,18 @@ WITH covering AS MATERIALIZED (
                z.id AS zone_id, cr.team_id
         FROM {source} AS p
         JOIN category_routes AS cr ON cr.category_id = p.category_id
-        JOIN zones AS z ON z.code = cr.zone_code AND z.retired_at IS NULL
+        JOIN {zones} AS z ON z.code = cr.zone_code AND z.retired_at IS NULL
                        AND ST_Covers(z.geom, p.geom)
         UNION ALL
         SELECT p.idx, 2, '', cr.id, COALESCE(z.code, ''), z.id, cr.team_id
         FROM {source} AS p
         JOIN category_routes AS cr ON cr.category_id = p.category_id AND cr.zone_code IS NULL
-        LEFT JOIN zones AS z ON z.team_id = cr.team_id AND z.retired_at IS NULL
+        LEFT JOIN {zones} AS z ON z.team_id = cr.team_id AND z.retired_at IS NULL
                             AND ST_Covers(z.geom, p.geom)
         UNION ALL
         SELECT p.idx, 3, z.code, z.id, '', z.id, z.team_id
         FROM {source} AS p
-        JOIN zones AS z ON z.retired_at IS NULL AND ST_Covers(z.geom, p.geom)
+        JOIN {zones} AS z ON z.retired_at IS NULL AND ST_Covers(z.geom, p.geom)
     ) AS cand
     ORDER BY cand.idx, cand.rank, cand.k1 COLLATE "C", cand.k2, cand.k3 COLLATE "C"
 )
@@ -112,6 +112,16 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) AS sw ON true
 """
+_ROUTE_SELECT = _ROUTE_SELECT_OVER.format(staged="", zones="zones", source="{source}")
+
+# Candidate zones bound as one JSON array (see ``staged_zones_route_select``), decoded once:
+# a parameter, not a table, so a what-if runs in a read-only transaction or on a replica.
+_STAGED_ZONES = """staged_zones AS MATERIALIZED (
+    SELECT z.id, z.code, z.team_id, ST_Multi(ST_GeomFromWKB(decode(z.wkb, 'hex'), 4326)) AS geom,
+           CAST(NULL AS timestamptz) AS retired_at
+    FROM json_to_recordset(CAST(:staged_zones AS json))
+         AS z(id integer, code text, team_id integer, wkb text)
+), """
 
 
 ROUTE_ONE = """
@@ -326,6 +336,19 @@ def staged_route_select(table: str) -> str:
         source="(SELECT idx, ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS geom, category_id, "
         f'created_at FROM "{table}")'
     )
+
+
+def staged_zones_route_select(source: str) -> str:
+    """The set-based routing statement with candidate zones in place of the zones table.
+
+    The statement is the one imports and re-routing run (``staged_route_select``), over
+    ``source``, a relation with ``idx, geom, category_id, created_at``; only the zones it
+    reads are the candidates, bound as ``:staged_zones``: a JSON array of
+    ``{"id", "code", "team_id", "wkb"}`` (``wkb`` hex WKB in EPSG:4326; ``team_id`` may name
+    a team not stored yet, say a negative number), every one current. Category routes
+    limited to a zone match candidates by code. Bind ``snap_m`` too. Nothing is written.
+    """
+    return _ROUTE_SELECT_OVER.format(staged=_STAGED_ZONES, zones="staged_zones", source=source)
 
 
 def route_points(
