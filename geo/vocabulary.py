@@ -24,6 +24,9 @@ REPORT_STATUSES: Final = (
 OPEN_STATUSES: Final = ("open", "acknowledged", "in_progress", "reopened")
 """Statuses that still need a team's work."""
 
+OPEN_STATUSES_SQL: Final = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
+"""``OPEN_STATUSES`` as a SQL list of constants, for ``status IN ...`` inside statements."""
+
 ROLES: Final = ("public", "field_team", "planner", "admin")
 """API key roles, least to most trusted; a field-team key is bound to one team."""
 

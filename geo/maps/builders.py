@@ -30,7 +30,7 @@ from folium.map import Layer
 from folium.plugins import HeatMap, MarkerCluster
 from jinja2 import Template
 
-from geo.vocabulary import REPORT_STATUSES
+from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
 
 LANGUAGES = ("en", "th")
 
@@ -417,7 +417,7 @@ class ReportMarkers(DataElement):
             "colours": STATUS_COLOURS,
             "overdue": OVERDUE_COLOUR,
             "categories": dict(categories),
-            "open": ["open", "acknowledged", "in_progress", "reopened"],
+            "open": list(OPEN_STATUSES),
             "actions": actions,
             "key": api_key,
         }

@@ -20,12 +20,12 @@ from geo.access.keys import Principal
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, bbox_sql, point_sql
 from geo.city.coordinates import check_bbox
 from geo.errors import InvalidInputError, NotFoundError
-from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
+from geo.vocabulary import OPEN_STATUSES, OPEN_STATUSES_SQL, REPORT_STATUSES
 
 _COLUMNS = """
     r.id, c.code AS category, c.name_th AS category_name_th, c.name_en AS category_name_en,
     r.description, r.status, r.created_at, r.updated_at, r.resolved_at, r.due_at,
-    (r.status IN ('open', 'acknowledged', 'in_progress', 'reopened') AND r.due_at < now())
+    (r.status IN {open} AND r.due_at < now())
         AS overdue,
     r.ward_id, w.code AS ward_code, w.name AS ward_name, r.ward_snapped,
     r.zone_id, z.code AS zone_code, r.team_id, t.code AS team_code, t.name AS team_name,
@@ -33,7 +33,7 @@ _COLUMNS = """
     r.source, r.external_id, r.supporters, r.duplicate_of, r.is_demo,
     ARRAY(SELECT p.id FROM report_photos AS p
           WHERE p.report_id = r.id AND p.event_id IS NULL ORDER BY p.id) AS photo_ids
-"""
+""".replace("{open}", OPEN_STATUSES_SQL)
 _PRIVATE_COLUMNS = ", r.reporter_name, r.reporter_contact"
 """Columns only staff who may see the report get."""
 

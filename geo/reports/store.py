@@ -29,7 +29,7 @@ from geo.city.routing import (
 )
 from geo.errors import InvalidInputError, NotFoundError, OutsideServiceAreaError
 from geo.settings import RoutingSettings
-from geo.vocabulary import DESCRIPTION_MAX, OPEN_STATUSES, REPORT_STATUSES
+from geo.vocabulary import DESCRIPTION_MAX, OPEN_STATUSES, OPEN_STATUSES_SQL, REPORT_STATUSES
 
 _REPORT_COLUMNS = (
     "category_id, description, status, created_at, updated_at, resolved_at, ward_id, "
@@ -55,12 +55,12 @@ near AS MATERIALIZED (
            round(ST_Distance(n.geom::geography, i.geom::geography)::numeric, 1) AS distance_m
     FROM input AS i
     JOIN near AS n ON n.category_id = i.category_id
-    WHERE n.status IN ('open', 'acknowledged', 'in_progress', 'reopened')
+    WHERE n.status IN {open}
       AND n.created_at >= i.created_at - make_interval(days => i.dup_days)
       AND ST_DWithin(n.geom::geography, i.geom::geography, i.dup_radius)
     ORDER BY distance_m, n.id
     LIMIT 25
-)"""
+)""".replace("{open}", OPEN_STATUSES_SQL)
 
 
 def _create_one(*, with_duplicates: bool) -> str:

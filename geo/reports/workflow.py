@@ -21,7 +21,7 @@ from geo.reports.photos import process_photo
 from geo.reports.search import get_report
 from geo.reports.store import store_photo
 from geo.settings import IntakeSettings
-from geo.vocabulary import NOTE_MAX, REPORT_STATUSES
+from geo.vocabulary import NOTE_MAX, OPEN_STATUSES, REPORT_STATUSES
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"acknowledged", "in_progress", "resolved", "rejected"}),
@@ -35,7 +35,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 """Allowed next statuses. ``duplicate`` is reached only by merging (``merge_duplicate``)."""
 
-MERGEABLE = frozenset({"open", "acknowledged", "in_progress", "reopened"})
+MERGEABLE = frozenset(OPEN_STATUSES)
+"""A report still being worked can be merged into another."""
 
 
 def next_statuses(status: str) -> list[str]:
