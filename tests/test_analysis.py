@@ -205,7 +205,7 @@ def test_hotspots_find_a_planted_cluster_in_the_database(engine: Engine) -> None
     assert ((hot["ix"] - spot["ix"]).abs().le(1) & (hot["iy"] - spot["iy"]).abs().le(1)).all()
 
 
-def test_zone_what_if_reroutes_in_memory_only(engine: Engine, sla_city: TinyCity) -> None:
+def test_zone_what_if_moves_work_and_writes_nothing(engine: Engine, sla_city: TinyCity) -> None:
     # A road report at lon 100.011 is in Z1 (T1) today; a flood report there goes to DRAIN.
     _insert(
         engine,
