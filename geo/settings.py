@@ -6,12 +6,30 @@ it on, so tests and notebooks can point the same code at another database.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def local_data_dir() -> Path:
+    """``.data/postgres`` in the current folder, or in the nearest parent folder holding one.
+
+    A working-folder default, like git's: ``make run`` keeps its cluster at the top of the
+    checkout, and a notebook (whose kernel runs in ``notebooks/``) finds that same cluster.
+    """
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / ".data" / "postgres").is_dir():
+            return folder / ".data" / "postgres"
+    return here / ".data" / "postgres"
+
+
+def demo_gazetteer_path() -> Path:
+    """The demo city's gazetteer, shipped as package data of ``geo`` (``geo/demo/``)."""
+    # A package installed from a wheel or used from a checkout lies on disk as files.
+    return Path(str(resources.files("geo") / "demo" / "gazetteer.csv"))
 
 
 class DatabaseSettings(BaseSettings):
@@ -25,8 +43,9 @@ class DatabaseSettings(BaseSettings):
         "starts its own PostgreSQL cluster in `data_dir`.",
     )
     data_dir: Path = Field(
-        default=PROJECT_ROOT / ".data" / "postgres",
-        description="Folder of the local cluster started when no database URL is given.",
+        default_factory=local_data_dir,
+        description="Folder of the local cluster started when no database URL is given "
+        "(default: `.data/postgres` in the current folder or the nearest parent holding one).",
     )
     local_database: str = Field(default="issuemap", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     pool_size: int = Field(
@@ -200,7 +219,11 @@ class GeocoderSettings(BaseSettings):
         pattern=r"^(gazetteer|nominatim)$",
         description="'gazetteer' (offline, from gazetteer_path) or 'nominatim' (geopy).",
     )
-    gazetteer_path: Path = Field(default=PROJECT_ROOT / "boundaries" / "demo_gazetteer.csv")
+    gazetteer_path: Path = Field(
+        default_factory=demo_gazetteer_path,
+        description="CSV of named places (see `geo.city.geocoding.load_gazetteer`); the "
+        "default is the demo city's, shipped with issuemap.",
+    )
     nominatim_url: str = Field(default="https://nominatim.openstreetmap.org")
     nominatim_user_agent: str = Field(default="issuemap")
     nominatim_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)

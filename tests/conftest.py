@@ -19,9 +19,9 @@ from sqlalchemy import Engine
 
 from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine, upgrade
-from geo.settings import PROJECT_ROOT
 
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+CHECKOUT = Path(__file__).resolve().parent.parent
+SHARED_DATA = CHECKOUT.parent / "shared" / "data"
 TEMPLATE_DB = "issuemap_template"
 
 

@@ -8,7 +8,9 @@ for the overview and hot-spot notebooks. Any cell error fails the test.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -25,9 +27,8 @@ from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine
 from geo.demo.city import load_demo_city
 from geo.reports.imports import TRAFFY_TYPES, import_reports
-from geo.settings import PROJECT_ROOT
 
-NOTEBOOKS = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 KERNEL = "issuemap-test"
 
@@ -108,9 +109,19 @@ def test_committed_notebooks_carry_outputs_of_a_reasonable_size() -> None:
         assert (NOTEBOOKS / name).stat().st_size < 2_000_000, f"{name} is too large"
 
 
+@pytest.fixture(scope="module")
+def executed() -> dict[str, nbformat.NotebookNode]:
+    """Notebooks already run on the demo city in this module, by name."""
+    return {}
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_notebook_runs_on_the_demo_city(
-    name: str, demo_url: str, kernel_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    demo_url: str,
+    kernel_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    executed: dict[str, nbformat.NotebookNode],
 ) -> None:
     engine = make_engine(demo_url, pool_size=1)
     query = text("SELECT count(*), sum(team_id), sum(coalesce(zone_id, 0)) FROM reports")
@@ -124,6 +135,48 @@ def test_notebook_runs_on_the_demo_city(
     finally:
         engine.dispose()
     assert any(cell.get("outputs") for cell in book.cells if cell.cell_type == "code")
+    executed[name] = book
+
+
+def heat_layer(page: str) -> list[list[float]]:
+    """The cells of the one heat layer on a map page: ``[lat, lon, count]``."""
+    found = re.findall(r"L\.heatLayer\(\s*(\[\[.*?\]\])\s*,", page, re.S)
+    assert len(found) == 1, "not one heat layer on the page"
+    cells: list[list[float]] = json.loads(found[0])
+    return cells
+
+
+def test_overview_notebook_shows_the_city_maps_heat(
+    demo_url: str,
+    kernel_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    executed: dict[str, nbformat.NotebookNode],
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import AppSettings, create_app
+    from geo.settings import DatabaseSettings
+
+    name = "01_city_overview.ipynb"
+    book = executed.get(name) or run_notebook(
+        name, url=demo_url, kernel_path=kernel_path, monkeypatch=monkeypatch
+    )
+    shown = [
+        html.unescape(output["data"]["text/html"])
+        for cell in book.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "L.heatLayer" in output.get("data", {}).get("text/html", "")
+    ]
+    assert len(shown) == 1, "the overview notebook shows one heat map"
+    settings = AppSettings(database=DatabaseSettings(database_url=demo_url))
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/")
+    assert page.status_code == 200
+    served = heat_layer(page.text)
+    # The same cells as the public city map: counted where the public sees each report.
+    assert heat_layer(shown[0]) == served
+    assert len(served) > 10
 
 
 @pytest.mark.realdata

@@ -3,7 +3,8 @@
 Both geocoders follow the ``Geocoder`` protocol, and ``make_geocoder`` builds the one the
 settings name. The default, ``GazetteerGeocoder``, needs no network: it matches the address
 against a CSV of named streets, landmarks and places in Thai and English (see
-``boundaries/demo_gazetteer.csv`` and ``load_gazetteer`` for its columns).
+``geo/demo/gazetteer.csv``, documented in ``boundaries/README.md``, and ``load_gazetteer`` for
+its columns).
 
 Matching normalises both sides the same way: Unicode NFKC, case folding, Thai digits as
 ASCII, punctuation as spaces, no spaces inside Thai text, and common abbreviations spelled

@@ -10,6 +10,10 @@ so the only third-party URL left is the tile server's, if one is configured. Rep
 are written once as compact JSON and drawn by one small script, rather than as one folium
 element each, so a page stays small with hundreds of markers. Scripts can find the pieces
 on ``window.issuemap`` (``map``, ``heat``, ``markers``, ``reports``, ``outline``, ``wards``).
+
+The page's own scripts, styles and element templates are package files in ``templates/``,
+read with ``importlib.resources`` and a Jinja ``PackageLoader``, so an installed issuemap
+needs nothing from its source checkout.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from typing import Any
 
 import folium
@@ -28,9 +33,18 @@ import geopandas as gpd
 from branca.element import Element, Figure, MacroElement
 from folium.map import Layer
 from folium.plugins import HeatMap, MarkerCluster
-from jinja2 import Template
+from jinja2 import Environment, PackageLoader
 
 from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
+
+_TEMPLATES = Environment(loader=PackageLoader("geo.maps", "templates"), autoescape=False)
+"""The element templates. They hold no user text: data reaches a page in its JSON document."""
+
+
+def _package_text(name: str) -> str:
+    """The text of ``templates/name``, a script or stylesheet shipped with the package."""
+    return (resources.files("geo.maps") / "templates" / name).read_text(encoding="utf-8")
+
 
 LANGUAGES = ("en", "th")
 
@@ -287,81 +301,7 @@ class Filters:
     hidden_fields: Mapping[str, str] = field(default_factory=dict)
 
 
-_MARKERS = Template(
-    """
-{% macro script(this, kwargs) %}
-(function () {
-  var map = {{ this._parent.get_name() }}, group = {{ this.cluster.get_name() }};
-  var data = issuemapData({{ this.get_name()|tojson }});
-  var cfg = data.config, rows = data.rows, byId = {};
-  function el(tag, text, cls) {
-    var e = document.createElement(tag);
-    if (text !== undefined) e.textContent = text;
-    if (cls) e.className = cls;
-    return e;
-  }
-  function age(seconds) {
-    var h = Math.max(0, Math.floor((Date.now() / 1000 - seconds) / 3600));
-    return h >= 24 ? Math.floor(h / 24) + cfg.l.days + " " + (h % 24) + cfg.l.hours
-                   : h + cfg.l.hours;
-  }
-  function style(r) {
-    return {radius: r[7] ? 9 : 7, weight: r[7] ? 3 : 1, color: r[7] ? cfg.overdue : "#222",
-            fillColor: cfg.colours[r[4]] || "#888", fillOpacity: 0.85,
-            className: r[7] ? "im-report im-overdue" : "im-report"};
-  }
-  function popup(r, marker) {
-    var box = el("div", undefined, "im-popup");
-    box.appendChild(el("b", "#" + r[0] + " " + (cfg.categories[r[3]] || r[3])));
-    box.appendChild(el("div", cfg.statuses[r[4]] || r[4], "im-status"));
-    if (r[7]) box.appendChild(el("div", cfg.l.overdue, "im-overdue-label"));
-    if (r[8]) box.appendChild(el("p", r[8]));
-    box.appendChild(el("div", cfg.l.age + ": " + age(r[5])));
-    if (r[6]) box.appendChild(el("div", cfg.l.due + ": "
-        + new Date(r[6] * 1000).toLocaleString(cfg.lang)));
-    if (cfg.actions && r[9].length) {
-      var bar = el("div", cfg.l.move + ": ", "im-actions");
-      r[9].forEach(function (to) {
-        var b = el("button", cfg.statuses[to] || to);
-        b.type = "button";
-        b.dataset.status = to;
-        b.onclick = function () { move(r, marker, to, box); };
-        bar.appendChild(b);
-      });
-      box.appendChild(bar);
-    }
-    return box;
-  }
-  function move(r, marker, to, box) {
-    var headers = {"Content-Type": "application/json"};
-    if (cfg.key) headers["X-API-Key"] = cfg.key;
-    fetch("/api/reports/" + r[0] + "/status", {method: "POST", headers: headers,
-          credentials: "same-origin", body: JSON.stringify({status: to})})
-      .then(function (answer) {
-        return answer.json().then(function (body) {
-          if (!answer.ok) throw new Error(body.detail || answer.status);
-          r[4] = body.status; r[9] = body.next_statuses || [];
-          r[7] = r[7] && cfg.open.indexOf(r[4]) >= 0 ? 1 : 0;
-          marker.setStyle(style(r));
-          marker.setPopupContent(popup(r, marker));
-        });
-      })
-      .catch(function (error) {
-        box.appendChild(el("div", cfg.l.failed + ": " + error.message, "im-error"));
-      });
-  }
-  rows.forEach(function (r) {
-    var m = L.circleMarker([r[1], r[2]], style(r));
-    m.reportId = r[0];
-    m.bindPopup(function () { return popup(r, m); });
-    byId[r[0]] = m;
-    group.addLayer(m);
-  });
-  window.issuemap = Object.assign(window.issuemap || {}, {reports: byId, reportRows: rows});
-})();
-{% endmacro %}
-"""
-)
+_MARKERS = _TEMPLATES.get_template("report_markers.j2")
 
 
 class DataElement(MacroElement):
@@ -424,38 +364,7 @@ class ReportMarkers(DataElement):
         self.payload = {"rows": self.rows, "config": self.config}
 
 
-_GEOJSON = Template(
-    """
-{% macro script(this, kwargs) %}
-var {{ this.get_name() }} = (function () {
-  var data = issuemapData({{ this.get_name()|tojson }});
-  function tooltip(feature) {
-    var table = document.createElement("table");
-    data.tooltip.forEach(function (pair) {
-      var row = table.insertRow(), label = document.createElement("th");
-      var value = feature.properties[pair[0]];
-      label.textContent = pair[1];
-      row.appendChild(label);
-      row.insertCell().textContent = value === null || value === undefined ? "" : String(value);
-    });
-    return table;
-  }
-  return L.geoJson(data.geojson, {
-    style: function (feature) {
-      var style = Object.assign({}, data.style);
-      if (data.fill) style.fillColor = feature.properties[data.fill];
-      return style;
-    },
-    onEachFeature: function (feature, layer) {
-      if (data.tooltip.length) {
-        layer.bindTooltip(function () { return tooltip(feature); }, {sticky: true});
-      }
-    }
-  });
-})();
-{% endmacro %}
-"""
-)
+_GEOJSON = _TEMPLATES.get_template("data_geojson.j2")
 
 
 class DataGeoJson(Layer, DataElement):
@@ -487,65 +396,7 @@ class DataGeoJson(Layer, DataElement):
         }
 
 
-_CHROME = Template(
-    """
-{% macro header(this, kwargs) %}
-<meta name="referrer" content="no-referrer" />
-<style>
-  html, body { height: 100%; margin: 0; }
-  .im-panel { position: absolute; top: 10px; right: 10px; z-index: 1000; background: #fff;
-    border-radius: 6px; box-shadow: 0 1px 5px rgba(0,0,0,.4); padding: 6px 10px;
-    max-width: min(92vw, 340px); max-height: 70vh; overflow: auto;
-    font: 14px/1.35 system-ui, sans-serif; }
-  .im-panel summary { font-weight: 600; cursor: pointer; }
-  .im-panel form { display: grid; grid-template-columns: auto 1fr; gap: 4px 8px; margin: 6px 0; }
-  .im-panel input, .im-panel select, .im-panel button { font-size: 16px; min-height: 32px; }
-  .im-panel button[type=submit] { grid-column: 1 / 3; }
-  .im-legend i { display: inline-block; width: 14px; height: 14px; margin-right: 6px;
-    border-radius: 50%; vertical-align: -2px; border: 1px solid #222; }
-  .im-legend .im-sq { border-radius: 2px; }
-  .im-popup { min-width: 180px; font-size: 14px; }
-  .im-popup p { margin: 4px 0; white-space: pre-wrap; word-break: break-word; }
-  .im-overdue-label, .im-error { color: #c92a2a; font-weight: 600; }
-  .im-actions button { margin: 4px 4px 0 0; min-height: 36px; font-size: 15px; }
-  @media (max-width: 480px) {
-    .im-panel { left: 10px; right: 10px; top: auto; bottom: 24px; max-width: none;
-      max-height: 45vh; }
-  }
-</style>
-{% endmacro %}
-{% macro html(this, kwargs) %}
-<div class="im-panel" id="im-panel"><!--issuemap:panel--></div>
-{% if this.live %}<script src="/static/live.js" defer></script>{% endif %}
-{% endmacro %}
-{% macro script(this, kwargs) %}
-(function () {
-  var map = {{ this._parent.get_name() }}, panel = document.getElementById("im-panel");
-  if (window.matchMedia("(max-width: 480px)").matches) {
-    panel.querySelector("details").open = false;
-  }
-  var layers = { {% for key, name in this.layers.items() %}{{ key|tojson }}: {{ name }},
-    {% endfor %} };
-  window.issuemap = Object.assign(window.issuemap || {}, {map: map}, layers,
-    issuemapData({{ this.get_name()|tojson }}));
-  var area = document.getElementById("im-search-area");
-  if (area) area.onclick = function () {
-    var b = map.getBounds(), url = new URL(window.location.href);
-    url.searchParams.set("bbox", [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
-      .map(function (v) { return v.toFixed(5); }).join(","));
-    url.searchParams.delete("page");
-    window.location.assign(url.toString());
-  };
-  var next = document.getElementById("im-next-page");
-  if (next) next.onclick = function () {
-    var url = new URL(window.location.href);
-    url.searchParams.set("page", next.dataset.page);
-    window.location.assign(url.toString());
-  };
-})();
-{% endmacro %}
-"""
-)
+_CHROME = _TEMPLATES.get_template("page_chrome.j2")
 
 
 class PageChrome(DataElement):
@@ -940,13 +791,9 @@ def _select_measure(measure: str, lang: str) -> str:
 
 _DATA_SLOT = "<!--issuemap:data-->"
 _PANEL_SLOT = "<!--issuemap:panel-->"
-_LOADER = """<script>
-function issuemapData(name) {
-  var all = window.issuemapPageData || (window.issuemapPageData =
-    JSON.parse(document.getElementById("im-data").textContent));
-  return all[name];
-}
-</script>"""
+# Read once at import: a web worker that has dropped root may no longer reach these files.
+_LOADER = "<script>\n" + _package_text("data_loader.js") + "</script>"
+_HEAT_CSS = "<style>" + _package_text("heat.css").strip() + "</style>"
 
 
 def render_page(
@@ -967,7 +814,7 @@ def render_page(
     root.header.add_child(Element(_DATA_SLOT + _LOADER), name="issuemap_data")
     # The heat canvas lies over the polygons; without this it swallows their hover and clicks.
     root.header.add_child(
-        Element("<style>.leaflet-heatmap-layer { pointer-events: none; }</style>"),
+        Element(_HEAT_CSS),
         name="issuemap_heat_css",
     )
     data: dict[str, Any] = {}

@@ -1,0 +1,202 @@
+"""A non-editable install needs nothing from the source checkout.
+
+``pip install .`` puts issuemap into a fresh virtualenv; its third-party dependencies come
+from this interpreter's site-packages, added behind the new environment's own (a ``.pth``
+file), so the installed ``geo`` and ``api`` are the ones imported and the checkout is never
+on the path. Run from another folder on an empty database, ``issuemap serve`` applies the
+shipped migrations, loads the demo city, answers ``/healthz``, geocodes an address with the
+shipped demo gazetteer, and serves map pages whose vendored scripts and stylesheets all load.
+
+The project is copied first (what a source distribution holds, plus the vendored assets,
+which ``scripts/vendor_assets.sh`` fetched), so the build never writes into the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.script import ScriptDirectory
+from pytest_postgresql.janitor import DatabaseJanitor
+from sqlalchemy import create_engine, text
+
+from geo.db.cluster import LocalCluster
+from geo.db.engine import alembic_config, normalise_url
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+VENDOR = CHECKOUT / "api" / "static" / "vendor"
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A virtualenv holding issuemap installed from a copy of the checkout."""
+
+    root: Path
+    venv: Path
+    workdir: Path
+
+    @property
+    def issuemap(self) -> str:
+        return str(self.venv / "bin" / "issuemap")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a command: nothing of ours but what ``extra`` sets."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("ISSUEMAP_") and k not in {"PYTHONPATH", "VIRTUAL_ENV"}
+        }
+        return env | {"PATH": f"{self.venv / 'bin'}:{env.get('PATH', '')}"} | extra
+
+
+def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[Installed]:
+    if not (VENDOR / "leaflet" / "dist" / "leaflet.js").is_file():
+        pytest.fail(f"{VENDOR} is empty: run scripts/vendor_assets.sh (make setup does)")
+    # Not tmp_path: the web workers of a service started as root read the install as the
+    # unprivileged service user.
+    root = Path(tempfile.mkdtemp(prefix="issuemap-install-"))
+    root.chmod(0o755)
+    try:
+        source = root / "src"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(CHECKOUT / name, source / name)
+        junk = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache")
+        for package in ("geo", "api"):
+            shutil.copytree(CHECKOUT / package, source / package, ignore=junk)
+        venv = root / "venv"
+        run([sys.executable, "-m", "venv", str(venv)], cwd=root)
+        run([str(venv / "bin" / "pip"), "install", "--no-deps", "--quiet", "."], cwd=source)
+        shutil.rmtree(source)
+        # Third-party packages from this interpreter, behind the new environment's own: a .pth
+        # line is appended to sys.path after the folder holding it, and the paths it adds are
+        # not site folders, so this interpreter's editable-install hook is never read.
+        [site] = (venv / "lib").glob("python3*/site-packages")
+        dependencies = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+        (site / "zz_test_dependencies.pth").write_text("\n".join(sorted(dependencies)) + "\n")
+        workdir = root / "elsewhere"
+        workdir.mkdir()
+        yield Installed(root=root, venv=venv, workdir=workdir)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def empty_db(pg_cluster: LocalCluster) -> Iterator[str]:
+    """An empty database (no PostGIS, no schema) that the service's user may reach."""
+    if os.geteuid() == 0:
+        from geo.cli.service import service_identity
+
+        # Started as root, `issuemap serve` runs its web workers as this user.
+        pg_cluster.admit(service_identity("issuemap", create=True).gid)
+    name = f"install_{uuid.uuid4().hex[:12]}"
+    janitor = DatabaseJanitor(user="postgres", host=pg_cluster.host, port=5432, dbname=name)
+    janitor.init()
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        janitor.drop()
+
+
+def test_the_installed_package_is_imported_not_the_checkout(installed: Installed) -> None:
+    code = "import api, geo, json, sys; print(json.dumps([geo.__file__, api.__file__, sys.path]))"
+    out = run([str(installed.venv / "bin" / "python"), "-c", code], cwd=installed.workdir)
+    geo_file, api_file, path = json.loads(out)
+    assert Path(geo_file).is_relative_to(installed.venv), geo_file
+    assert Path(api_file).is_relative_to(installed.venv), api_file
+    assert str(CHECKOUT) not in path, path  # "" is the working folder, not the checkout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_installed_issuemap_serves_an_empty_database_maps_and_assets(
+    installed: Installed, empty_db: str
+) -> None:
+    env = installed.env(ISSUEMAP_DATABASE_URL=empty_db)
+    port = free_port()
+    log = installed.root / f"serve-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [installed.issuemap, "serve", "--port", str(port), "--no-access-log"],
+            cwd=installed.workdir,
+            env=env | {"ISSUEMAP_LOAD_DEMO": "true"},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # Generous: each Python process imports the whole stack, and CI machines are shared.
+        deadline = time.monotonic() + 240
+        while True:
+            assert process.poll() is None, "issuemap serve exited:\n" + log.read_text()
+            assert time.monotonic() < deadline, "no /healthz:\n" + log.read_text()
+            try:
+                health = httpx.get(base + "/healthz", timeout=5.0)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert health.status_code == 200, health.text
+        # serve migrated the empty database with the migrations shipped inside geo.
+        expected = ScriptDirectory.from_config(alembic_config(empty_db)).get_current_head()
+        engine = create_engine(normalise_url(empty_db))
+        try:
+            with engine.connect() as conn:
+                version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            assert version == expected
+        finally:
+            engine.dispose()
+
+        # The shipped demo gazetteer places an address (the geocoder reads it at start-up).
+        filed = httpx.post(
+            base + "/api/reports",
+            json={"category": "road", "description": "pothole", "address": "ตลาดหัวอิฐ"},
+            timeout=30.0,
+        )
+        assert filed.status_code == 201, filed.text
+        assert filed.json()["location"]["source"] == "address"
+
+        for page_path in ("/", "/maps/public"):
+            page = httpx.get(base + page_path, timeout=30.0)
+            assert page.status_code == 200, (page_path, page.text[:500])
+            # The element templates rendered: the JSON document and its reader are there.
+            assert 'id="im-data"' in page.text and "function issuemapData" in page.text
+            assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+            assert any(a.endswith("leaflet.js") for a in assets), assets
+            for asset in assets:
+                answer = httpx.get(base + asset, timeout=30.0)
+                assert answer.status_code == 200, (page_path, asset, answer.status_code)
+                assert answer.content, asset
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
