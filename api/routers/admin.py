@@ -27,7 +27,7 @@ from geo.errors import (
     ConflictError,
     InvalidInputError,
 )
-from geo.vocabulary import ROLES
+from geo.vocabulary import CODE_MAX, NAME_MAX, ROLES
 
 catalogue_router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
 router = APIRouter(
@@ -37,7 +37,7 @@ router = APIRouter(
     responses=error_responses(401, 403, 422, 503),
 )
 
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Code = Annotated[str, Field(min_length=1, max_length=CODE_MAX, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 @catalogue_router.get("/categories", summary="Report categories")
@@ -52,8 +52,8 @@ class CategoryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: Code
-    name_th: Text = Field(min_length=1, max_length=200)
-    name_en: Text = Field(min_length=1, max_length=200)
+    name_th: Text = Field(min_length=1, max_length=NAME_MAX)
+    name_en: Text = Field(min_length=1, max_length=NAME_MAX)
     sla_hours: int = Field(default=48, ge=1, le=24 * 365)
     active: bool = True
 
@@ -64,7 +64,9 @@ class CategoryIn(BaseModel):
     responses=error_responses(409),
 )
 def put_category(
-    code: Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
+    code: Annotated[
+        str, PathParam(min_length=1, max_length=CODE_MAX, pattern=r"^[A-Za-z0-9_.-]+$")
+    ],
     category: CategoryIn,
     conn: ConnDep,
 ) -> StoredCategory:
@@ -123,7 +125,7 @@ class KeyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Text = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=NAME_MAX)
     role: str = Field(pattern="^(" + "|".join(ROLES) + ")$")
     team: Code | None = None
 

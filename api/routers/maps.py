@@ -36,6 +36,7 @@ from geo.maps.pages import (
     zone_page_map,
 )
 from geo.settings import MapSettings
+from geo.vocabulary import CODE_MAX
 
 router = APIRouter(tags=["maps"], responses=error_responses(422, 503, page=True))
 
@@ -185,7 +186,7 @@ def public_page(
 )
 def zone_page(
     zone_code: Annotated[
-        str, Query(alias="zone", min_length=1, max_length=64, description="Zone code.")
+        str, Query(alias="zone", min_length=1, max_length=CODE_MAX, description="Zone code.")
     ],
     request: Request,
     conn: ConnDep,

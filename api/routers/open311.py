@@ -39,6 +39,7 @@ from geo.errors import (
     PermissionDeniedError,
 )
 from geo.reports.search import ReportFilter
+from geo.vocabulary import CODE_MAX
 
 MAX_BODY = 64 * 1024
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -196,7 +197,7 @@ def get_services(
 
 @router.get("/services/{service_code}.{fmt}", summary="GET Service Definition", responses=_FORMATS)
 def get_service_definition(
-    service_code: Annotated[str, Path(max_length=64, description="A code from services.")],
+    service_code: Annotated[str, Path(max_length=CODE_MAX, description="A code from services.")],
     fmt: FormatPath,
     conn: ConnDep,
     settings: Open311Dep,

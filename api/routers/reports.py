@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from api.deps import ConnDep, PrincipalDep, PrivacyDep
 from api.errors import error_responses
 from api.params import Text
+from geo.city.coordinates import LAT_MAX, LON_MAX
 from geo.errors import InvalidInputError
 from geo.reports import idempotency
 from geo.reports.intake import (
@@ -41,8 +42,8 @@ class ReportIn(BaseModel):
 
     category: Text = Field(min_length=1, max_length=CODE_MAX, description="Category code.")
     description: Text = Field(default="", max_length=DESCRIPTION_MAX)
-    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
-    lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    lat: float | None = Field(default=None, ge=-LAT_MAX, le=LAT_MAX, allow_inf_nan=False)
+    lon: float | None = Field(default=None, ge=-LON_MAX, le=LON_MAX, allow_inf_nan=False)
     address: Text | None = Field(default=None, max_length=ADDRESS_MAX)
     reporter_name: Text | None = Field(default=None, max_length=NAME_MAX)
     reporter_contact: Text | None = Field(

@@ -11,8 +11,10 @@ from fastapi import APIRouter, Query
 from api.deps import ConnDep, RoutingDep
 from api.errors import error_responses
 from api.models import Health, RouteAnswer
+from geo.city.coordinates import LAT_MAX, LON_MAX
 from geo.city.routing import find_category_id, route_point
 from geo.db.engine import postgis_version
+from geo.vocabulary import CODE_MAX
 
 router = APIRouter(responses=error_responses(422, 503))
 
@@ -27,9 +29,9 @@ def health(conn: ConnDep) -> Health:
 def route_lookup(
     conn: ConnDep,
     routing: RoutingDep,
-    lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
-    lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
-    category: Annotated[str, Query(min_length=1, max_length=64)],
+    lat: Annotated[float, Query(ge=-LAT_MAX, le=LAT_MAX, allow_inf_nan=False)],
+    lon: Annotated[float, Query(ge=-LON_MAX, le=LON_MAX, allow_inf_nan=False)],
+    category: Annotated[str, Query(min_length=1, max_length=CODE_MAX)],
 ) -> RouteAnswer:
     """Where a report at this point and of this category would be sent; nothing is stored."""
     category_id = find_category_id(conn, category)

@@ -15,10 +15,10 @@ from typing import Final
 
 from geo.errors import InvalidInputError
 
-LAT_MAX: Final = 90.0
+LAT_MAX: Final = 90
 """Largest latitude, in degrees (the smallest is its negative)."""
 
-LON_MAX: Final = 180.0
+LON_MAX: Final = 180
 """Largest longitude, in degrees (the smallest is its negative)."""
 
 SMALLEST_DEGREE: Final = sys.float_info.min
