@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from api.deps import AppStateDep, ExportSlotsDep, PrincipalDep, PrivacyDep, get_connection
 from api.errors import error_responses
 from api.params import Page, PageDep, ReportFilterDep
+from api.schemas import ReportCollection, inline_schema
 from geo.access.keys import Principal
 from geo.reports import export
 from geo.reports.search import ReportFilter, report_query, stream_reports
@@ -89,7 +90,8 @@ def reports_connection(state: AppStateDep, chosen: FormatDep) -> Iterator[Connec
     responses={
         200: {
             "description": "A page of reports as GeoJSON, or every match as a file.",
-            "content": {media_type: {} for media_type in MEDIA_TYPES.values()},
+            "content": {media_type: {} for media_type in MEDIA_TYPES.values()}
+            | {MEDIA_TYPES["geojson"]: {"schema": inline_schema(ReportCollection)}},
         },
         **error_responses(401, 422),
         503: error_responses(503)[503]

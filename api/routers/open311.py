@@ -30,6 +30,13 @@ from api.errors import (
     unreadable_body,
 )
 from api.params import DateOrTime, refuse_nul
+from api.schemas import (
+    Open311Discovery,
+    Open311Posted,
+    Open311Request,
+    Open311Service,
+    Open311ServiceDefinition,
+)
 from geo import open311
 from geo.errors import (
     AuthenticationError,
@@ -170,20 +177,22 @@ def spec_error_responses(*statuses: int | str) -> dict[int | str, dict[str, Any]
     }
 
 
-_FORMATS: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {}, "text/xml": {}}},
-    **spec_error_responses(400, 404, 503),
-}
+def _formats(model: Any) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a GeoReport resource: ``model`` in JSON (or XML), and its errors."""
+    return {
+        200: {"model": model, "content": {"application/json": {}, "text/xml": {}}},
+        **spec_error_responses(400, 404, 503),
+    }
 
 
-@router.get("/discovery.{fmt}", summary="Service discovery", responses=_FORMATS)
+@router.get("/discovery.{fmt}", summary="Service discovery", responses=_formats(Open311Discovery))
 def get_discovery(request: Request, fmt: FormatPath, settings: Open311Dep) -> Response:
     """The Open311 discovery document: our GeoReport v2 endpoint, its formats and contact."""
     url = str(request.base_url).rstrip("/") + router.prefix
     return _respond(open311.discovery(url=url, contact=settings.contact), root="discovery", fmt=fmt)
 
 
-@router.get("/services.{fmt}", summary="GET Service List", responses=_FORMATS)
+@router.get("/services.{fmt}", summary="GET Service List", responses=_formats(list[Open311Service]))
 def get_services(
     fmt: FormatPath, conn: ConnDep, settings: Open311Dep, jurisdiction_id: Jurisdiction = None
 ) -> Response:
@@ -195,7 +204,11 @@ def get_services(
     return _respond(open311.list_services(conn), root="services", fmt=fmt)
 
 
-@router.get("/services/{service_code}.{fmt}", summary="GET Service Definition", responses=_FORMATS)
+@router.get(
+    "/services/{service_code}.{fmt}",
+    summary="GET Service Definition",
+    responses=_formats(Open311ServiceDefinition),
+)
 def get_service_definition(
     service_code: Annotated[str, Path(max_length=CODE_MAX, description="A code from services.")],
     fmt: FormatPath,
@@ -248,7 +261,9 @@ def request_filter(
     )
 
 
-@router.get("/requests.{fmt}", summary="GET Service Requests", responses=_FORMATS)
+@router.get(
+    "/requests.{fmt}", summary="GET Service Requests", responses=_formats(list[Open311Request])
+)
 def get_requests(
     request: Request,
     fmt: FormatPath,
@@ -275,7 +290,9 @@ def get_requests(
 
 
 @router.get(
-    "/requests/{service_request_id}.{fmt}", summary="GET Service Request", responses=_FORMATS
+    "/requests/{service_request_id}.{fmt}",
+    summary="GET Service Request",
+    responses=_formats(list[Open311Request]),
 )
 def get_service_request(
     request: Request,
@@ -357,7 +374,7 @@ def _create(state: AppState, fields: dict[str, str]) -> list[dict[str, Any]]:
         }
     },
     responses={
-        **_FORMATS,
+        **_formats(list[Open311Posted]),
         **spec_error_responses(403),
     },
 )

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from api.deps import ConnDep, PrincipalDep, PrivacyDep
 from api.errors import error_responses
 from api.params import Text
+from api.schemas import IntakeAnswer, Merged, ReportEvent, ReportOut, StatusChanged, StatusForm
 from geo.city.coordinates import LAT_MAX, LON_MAX
 from geo.errors import InvalidInputError
 from geo.reports import idempotency
@@ -202,7 +203,7 @@ def intake_answer(result: IntakeResult) -> dict[str, Any]:
         }
     },
     responses={
-        201: {"description": "Stored and routed."},
+        201: {"description": "Stored and routed.", "model": IntakeAnswer},
         **error_responses(401, 409),
     },
 )
@@ -254,7 +255,12 @@ async def post_report(
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-@router.get("/reports/{report_id}", summary="One report", responses=error_responses(401, 404))
+@router.get(
+    "/reports/{report_id}",
+    summary="One report",
+    response_model=None,
+    responses={200: {"model": ReportOut}, **error_responses(401, 404)},
+)
 def read_report(
     report_id: ReportId, conn: ConnDep, principal: PrincipalDep, privacy: PrivacyDep
 ) -> dict[str, Any]:
@@ -271,7 +277,8 @@ def read_report(
 @router.get(
     "/reports/{report_id}/events",
     summary="A report's audit trail",
-    responses=error_responses(401, 403, 404),
+    response_model=None,
+    responses={200: {"model": list[ReportEvent]}, **error_responses(401, 403, 404)},
 )
 def read_events(
     report_id: ReportId, conn: ConnDep, principal: PrincipalDep
@@ -302,7 +309,18 @@ class StatusIn(BaseModel):
 @router.post(
     "/reports/{report_id}/status",
     summary="Move a report along its workflow",
-    responses=error_responses(401, 403, 404, 409),
+    response_model=None,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": StatusIn.model_json_schema()},
+                "multipart/form-data": {"schema": StatusForm.model_json_schema()},
+                "application/x-www-form-urlencoded": {"schema": StatusIn.model_json_schema()},
+            },
+        }
+    },
+    responses={200: {"model": StatusChanged}, **error_responses(401, 403, 404, 409)},
 )
 async def post_status(
     report_id: ReportId, request: Request, principal: PrincipalDep
@@ -366,7 +384,8 @@ class MergeIn(BaseModel):
 @router.post(
     "/reports/{report_id}/merge",
     summary="Merge a duplicate into its original",
-    responses=error_responses(401, 403, 404, 409),
+    response_model=None,
+    responses={200: {"model": Merged}, **error_responses(401, 403, 404, 409)},
 )
 def post_merge(
     report_id: ReportId, merge: MergeIn, conn: ConnDep, principal: PrincipalDep
