@@ -91,10 +91,6 @@ def app_state(app: FastAPI) -> AppState:
 def set_app_state(app: FastAPI, state: AppState) -> None:
     """Keep ``state`` as ``app``'s one application state (the lifespan does this)."""
     app.state.issuemap = state
-    # Transitional: the routers not yet reading AppStateDep (reports, open311, maps) still
-    # read these attributes. Remove once none does.
-    for name in state.__slots__:
-        setattr(app.state, name, getattr(state, name))
 
 
 def replace_app_state(app: FastAPI, **changes: Any) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from api.deps import ConnDep, PrincipalDep, PrivacyDep
+from api.deps import AppStateDep, ConnDep, PrincipalDep, PrivacyDep
 from api.errors import error_responses
 from api.params import Text
 from api.schemas import IntakeAnswer, Merged, ReportEvent, ReportOut, StatusChanged, StatusForm
@@ -209,6 +209,7 @@ def intake_answer(result: IntakeResult) -> dict[str, Any]:
 )
 async def post_report(
     request: Request,
+    state: AppStateDep,
     principal: PrincipalDep,
     idempotency_key: Annotated[
         str | None,
@@ -224,14 +225,13 @@ async def post_report(
     """
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
-    intake = request.app.state.intake
+    intake = state.intake
     submission, raw = await _read_submission(
         request, intake.photo_max_bytes, intake.photos_per_report
     )
     fingerprint = idempotency.request_fingerprint(
         request.headers.get("content-type", "").split(";")[0], raw
     )
-    state = request.app.state
     filed = await run_in_threadpool(
         partial(
             file_report,
@@ -323,12 +323,12 @@ class StatusIn(BaseModel):
     responses={200: {"model": StatusChanged}, **error_responses(401, 403, 404, 409)},
 )
 async def post_status(
-    report_id: ReportId, request: Request, principal: PrincipalDep
+    report_id: ReportId, request: Request, state: AppStateDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Change the status (JSON, or multipart with an after-photo in ``photo``)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     photo: PhotoUpload | None = None
-    intake = request.app.state.intake
+    intake = state.intake
     try:
         if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
             form = await request.form(max_files=1, max_fields=5, max_part_size=64 * 1024)
@@ -349,7 +349,7 @@ async def post_status(
     worked = await run_in_threadpool(
         partial(
             work_report,
-            request.app.state.engine,
+            state.engine,
             report_id,
             change.status,
             principal=principal,
