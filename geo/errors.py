@@ -16,7 +16,12 @@ class NotFoundError(IssuemapError):
 
 
 class InvalidInputError(IssuemapError):
-    """Input that names a field and says what is wrong with it."""
+    """Input that names a field and says what is wrong with it.
+
+    ``field`` is the parameter's own name (a form or query field, a function argument),
+    never a command-line flag: HTTP users read these messages too. A message that mentions
+    another parameter writes its name in backticks (`force`); ``geo.cli`` shows both as flags.
+    """
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")

@@ -414,15 +414,23 @@ def test_rejects_file_never_carries_a_cell_a_spreadsheet_would_run(
         (
             ["lat=LATITUDE", "lon=LON", "external_id=ID", "category=TYPE"],
             None,
-            "--map lat=LATITUDE: any.csv has no column 'LATITUDE'; its columns are: ID, LAT, "
+            "column_map: any.csv has no column 'LATITUDE' (for lat); its columns are: ID, LAT, "
             "LON, TYPE, TEXT, DATE, STATUS, PHONE",
         ),
-        (["lat=LAT", "lon=LON", "category=TYPE"], None, "--map external_id=COLUMN"),
-        (["lat=LAT", "lon=LON", "external_id=ID"], None, "or give --default-category"),
-        (["lat=LAT", "lon=LON", "external_id=ID"], "nope", "--default-category nope: there is"),
+        (
+            ["lat=LAT", "lon=LON", "category=TYPE"],
+            None,
+            "column_map: a generic CSV needs external_id",
+        ),
+        (["lat=LAT", "lon=LON", "external_id=ID"], None, "or give `default_category`"),
+        (
+            ["lat=LAT", "lon=LON", "external_id=ID"],
+            "nope",
+            "default_category: there is no active category 'nope'",
+        ),
     ],
 )
-def test_a_bad_column_map_is_refused_naming_the_option(
+def test_a_bad_column_map_is_refused_naming_the_parameter(
     engine: Engine,
     city: TinyCity,
     tmp_path: Path,
@@ -479,7 +487,7 @@ def test_undecodable_bytes_deep_in_a_big_file_roll_everything_back(
     path = tmp_path / "big.csv"
     path.write_bytes(f"{TRAFFY_HEADER}\n{good}".encode() + "Y-1,{ถนน},".encode("cp874") + b"\n")
     steps: list[ImportProgress] = []
-    with pytest.raises(InvalidInputError, match=r"is not utf-8 text .* give it with --encoding"):
+    with pytest.raises(InvalidInputError, match=r"is not utf-8 text .* give it with `encoding`"):
         import_reports(
             engine,
             path,

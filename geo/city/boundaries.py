@@ -356,8 +356,8 @@ def _settle_crs(frame: gpd.GeoDataFrame, name: str, crs: str | None) -> gpd.GeoD
     declared: CRS | None = frame.crs
     if declared is None and given is None:
         raise BoundaryImportError(
-            f"{name} does not say which coordinate reference system it uses. Give it "
-            "(--crs EPSG:4326 if the coordinates are longitude/latitude degrees)."
+            f"{name} does not say which coordinate reference system it uses. Give it as "
+            "`crs` (EPSG:4326 if the coordinates are longitude/latitude degrees)."
         )
     if declared is not None and given is not None and not _same_crs(declared, given):
         raise BoundaryImportError(
@@ -978,7 +978,7 @@ def write_boundaries(
         if problem is not None and not (force or dry_run):
             raise BoundaryReplaceRefusedError(
                 f"{checked.source} was refused. {problem} Nothing was changed. If the new "
-                f"{layer} are right, confirm the replace with force."
+                f"{layer} are right, confirm the replace with `force`."
             )
         summary = ImportSummary(
             import_id=None if dry_run else import_id,

@@ -6,6 +6,7 @@ import copy
 import logging
 import logging.config
 import os
+import re
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -18,7 +19,7 @@ from sqlalchemy import Engine
 
 from geo.cli.service import redact_text, redact_url
 from geo.db.engine import database, make_engine
-from geo.errors import IssuemapError
+from geo.errors import InvalidInputError, IssuemapError
 from geo.settings import DatabaseSettings, ServerSettings
 
 app = typer.Typer(
@@ -50,10 +51,46 @@ def open_engine() -> Iterator[Engine]:
             engine.dispose()
 
 
+FLAGS: dict[str, str] = {
+    "category_map": "--category-map",
+    "column_map": "--map",
+    "crs": "--crs",
+    "default_category": "--default-category",
+    "dry_run": "--dry-run",
+    "encoding": "--encoding",
+    "file_format": "--format",
+    "force": "--force",
+    "id_field": "--id-field",
+    "name": "--name",
+    "name_field": "--name-field",
+    "rejects_path": "--rejects",
+    "role": "--role",
+    "source": "--source",
+    "team": "--team",
+    "team_field": "--team-field",
+    "timezone": "--timezone",
+    "tolerance_m2": "--tolerance-m2",
+}
+"""The flag of each parameter a domain error may name (geo names parameters, not flags)."""
+
+_NAMED_PARAMETER = re.compile(r"`([a-z_][a-z0-9_]*)`")
+
+
+def error_text(error: IssuemapError) -> str:
+    """A domain error's message as the command line says it: its parameters as flags."""
+
+    def flags(text: str) -> str:
+        return _NAMED_PARAMETER.sub(lambda m: FLAGS.get(m[1], m[0]), text)
+
+    if isinstance(error, InvalidInputError):
+        return f"{FLAGS.get(error.field, error.field)}: {flags(error.problem)}"
+    return flags(str(error))
+
+
 def fail(error: IssuemapError) -> typer.Exit:
     """Print a domain error for people and return the exit to raise."""
     # Messages quote user input (file names, ids): escape it so rich never reads it as markup.
-    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(error_text(error))}", highlight=False)
     return typer.Exit(code=2)
 
 
@@ -155,7 +192,7 @@ def boundaries_import(
         refused = fail(error)
         err_console.print(
             f"To replace the {escape(layer)} anyway, run the same command with "
-            f"--{error.parameter}; --dry-run shows the effect without storing anything.",
+            f"{FLAGS[error.parameter]}; --dry-run shows the effect without storing anything.",
             highlight=False,
         )
         raise refused from error

@@ -277,14 +277,17 @@ def parse_column_map(items: Sequence[str]) -> dict[str, str]:
         name, sep, column = item.partition("=")
         name, column = name.strip(), column.strip()
         if not sep or not name or not column:
-            raise InvalidInputError(f"--map {item}", "must look like FIELD=COLUMN, e.g. lat=LAT")
+            raise InvalidInputError(
+                "column_map", f"{item!r} must look like FIELD=COLUMN, e.g. lat=LAT"
+            )
         if name not in FIELDS:
             raise InvalidInputError(
-                f"--map {item}", f"{name!r} is not a field; the fields are: {', '.join(FIELDS)}"
+                "column_map",
+                f"{name!r} is not a field; the fields are: {', '.join(FIELDS)}",
             )
         if name in mapping and mapping[name] != column:
             raise InvalidInputError(
-                f"--map {item}", f"{name} is already mapped to {mapping[name]!r}"
+                "column_map", f"{name} is mapped to both {mapping[name]!r} and {column!r}"
             )
         mapping[name] = column
     return mapping
@@ -297,31 +300,33 @@ def read_category_map(path: Path | str, *, encoding: str = "utf-8") -> dict[str,
     the database when the import starts.
     """
     path = Path(path)
-    option = f"--category-map {path}"
+    option = "category_map"
     _check_encoding(encoding)
     try:
         with _open_text(path, encoding)[0] as handle:
             rows = [row for row in csv.reader(handle, strict=True) if row]
     except OSError as error:
-        raise InvalidInputError(option, f"could not be read: {error.strerror or error}") from error
+        raise InvalidInputError(
+            option, f"{path} could not be read: {error.strerror or error}"
+        ) from error
     except UnicodeDecodeError as error:
-        raise InvalidInputError(option, f"is not {encoding} text") from error
+        raise InvalidInputError(option, f"{path} is not {encoding} text") from error
     except csv.Error as error:
-        raise InvalidInputError(option, f"is not a well-formed CSV: {error}") from error
+        raise InvalidInputError(option, f"{path} is not a well-formed CSV: {error}") from error
     if rows and len(rows[0]) >= 2 and rows[0][1].strip().casefold() == "code":
         rows = rows[1:]
     mapping: dict[str, str] = {}
     for number, row in enumerate(rows, start=1):
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise InvalidInputError(option, f"row {number} is not 'value,code': {row!r}")
+            raise InvalidInputError(option, f"row {number} of {path} is not 'value,code': {row!r}")
         key, code = _key(row[0]), row[1].strip()
         if mapping.get(key, code) != code:
             raise InvalidInputError(
-                option, f"{row[0]!r} is mapped to both {mapping[key]!r} and {code!r}"
+                option, f"{path} maps {row[0]!r} to both {mapping[key]!r} and {code!r}"
             )
         mapping[key] = code
     if not mapping:
-        raise InvalidInputError(option, "holds no rows")
+        raise InvalidInputError(option, f"{path} holds no rows")
     return mapping
 
 
@@ -403,13 +408,15 @@ def import_reports(
     path = Path(path)
     if file_format not in FORMATS:
         raise InvalidInputError(
-            "--format", f"must be one of {', '.join(FORMATS)}, not {file_format!r}"
+            "file_format", f"must be one of {', '.join(FORMATS)}, not {file_format!r}"
         )
     if column_map and file_format != "csv":
-        raise InvalidInputError("--map", "describes a generic CSV; use it with --format csv")
+        raise InvalidInputError(
+            "column_map", "describes a generic CSV; use it with `file_format` csv"
+        )
     source = file_format if source is None else source.strip()
     if not source or len(source) > SOURCE_MAX:
-        raise InvalidInputError("--source", f"must be 1 to {SOURCE_MAX} characters")
+        raise InvalidInputError("source", f"must be 1 to {SOURCE_MAX} characters")
     if chunk_rows < 1:
         raise InvalidInputError("chunk_rows", "must be at least 1")
     zone = _zone(timezone)
@@ -419,7 +426,7 @@ def import_reports(
     total_bytes = _check_file(path)
 
     if rejects_path.resolve() == path.resolve():
-        raise InvalidInputError("--rejects", "must not be the file being imported")
+        raise InvalidInputError("rejects_path", "must not be the file being imported")
     try:
         handle, binary = _open_text(path, encoding)
     except OSError as error:
@@ -518,7 +525,7 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
         raise InvalidInputError(
-            "--timezone", f"{name!r} is not an IANA time zone such as Asia/Bangkok"
+            "timezone", f"{name!r} is not an IANA time zone such as Asia/Bangkok"
         ) from error
 
 
@@ -526,7 +533,7 @@ def _check_encoding(encoding: str) -> None:
     try:
         codecs.lookup(encoding)
     except LookupError as error:
-        raise InvalidInputError("--encoding", f"{encoding!r} is not a known encoding") from error
+        raise InvalidInputError("encoding", f"{encoding!r} is not a known encoding") from error
 
 
 def _check_file(path: Path) -> int:
@@ -554,7 +561,7 @@ def _not_text(path: Path, encoding: str, line: int) -> InvalidInputError:
     return InvalidInputError(
         path.name,
         f"is not {encoding} text (undecodable bytes near line {line:,}); if it is a CSV in "
-        "another encoding, give it with --encoding, e.g. --encoding cp874",
+        "another encoding, give it with `encoding`, e.g. cp874",
     )
 
 
@@ -630,27 +637,27 @@ def _spec(
         for name in column_map:
             if name not in FIELDS:
                 raise InvalidInputError(
-                    f"--map {name}=...",
-                    f"{name!r} is not a field; the fields are: {', '.join(FIELDS)}",
+                    "column_map", f"{name!r} is not a field; the fields are: {', '.join(FIELDS)}"
                 )
         required = list(CSV_REQUIRED) + ([] if default_category else ["category"])
         missing = [name for name in required if name not in column_map]
         if missing:
             raise InvalidInputError(
-                "--map",
-                f"a generic CSV needs {', '.join(f'--map {m}=COLUMN' for m in missing)}"
+                "column_map",
+                f"a generic CSV needs {', '.join(f'{m}=COLUMN' for m in missing)}"
                 + (
                     " (the external id is how a re-import knows a row is already stored)"
                     if "external_id" in missing
                     else ""
                 )
-                + (" (or give --default-category)" if "category" in missing else ""),
+                + (" (or give `default_category`)" if "category" in missing else ""),
             )
         for name, column in column_map.items():
             if column not in present:
                 raise InvalidInputError(
-                    f"--map {name}={column}",
-                    f"{path.name} has no column {column!r}; its columns are: {', '.join(header)}",
+                    "column_map",
+                    f"{path.name} has no column {column!r} (for {name}); its columns are: "
+                    + ", ".join(header),
                 )
         _refuse_repeated_columns(header, column_map.values(), path)
         return _Spec(
@@ -736,13 +743,13 @@ def _category_lookup(
     known = ", ".join(by_code) or "(none: create categories first)"
     if default_category is not None and default_category not in by_code:
         raise InvalidInputError(
-            f"--default-category {default_category}",
-            f"there is no active category with that code; the codes are: {known}",
+            "default_category",
+            f"there is no active category {default_category!r}; the codes are: {known}",
         )
     unknown = sorted({code for code in category_map.values() if code not in by_code})
     if unknown:
         raise InvalidInputError(
-            "--category-map",
+            "category_map",
             f"names codes that are not active categories: {', '.join(unknown)}; "
             f"the codes are: {known}",
         )
@@ -1194,7 +1201,7 @@ class _RejectsFile:
             fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)
         except OSError as error:
             raise InvalidInputError(
-                "--rejects", f"cannot write in {folder}: {error.strerror or error}"
+                "rejects_path", f"cannot write in {folder}: {error.strerror or error}"
             ) from error
         self._temp = Path(name)
         os.chmod(fd, 0o644)  # mkstemp makes it private; it is an ordinary output file

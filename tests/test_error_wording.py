@@ -1,0 +1,177 @@
+"""Domain errors name parameters; only the command line speaks of flags.
+
+HTTP users read geo's messages (the admin boundary upload), so geo never writes
+``--force`` or ``--crs``: an ``InvalidInputError`` names the parameter and a message writes
+another parameter's name in backticks. ``geo.cli.main.error_text`` shows both as flags.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from geo.cli.main import FLAGS, app, error_text
+from geo.errors import BoundaryReplaceRefusedError, InvalidInputError
+from geo.reports.imports import parse_column_map
+
+GEO = Path(__file__).resolve().parent.parent / "geo"
+FLAG = re.compile(r"(?<![\w-])--[a-z]")
+
+# One square near the tiny city, as TopoJSON: a format that never declares its CRS.
+TOPOJSON = {
+    "type": "Topology",
+    "objects": {
+        "wards": {
+            "type": "GeometryCollection",
+            "geometries": [
+                {"type": "Polygon", "arcs": [[0]], "properties": {"WARD": "N-1", "NAME": "x"}}
+            ],
+        }
+    },
+    "arcs": [[[100.0, 8.40], [100.02, 8.40], [100.02, 8.41], [100.0, 8.41], [100.0, 8.40]]],
+}
+# Longitude and latitude swapped: the replace that needs force.
+SWAPPED = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"WARD": "W-A", "NAME": "swapped"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [
+                    [[8.41, 89.94], [8.43, 89.94], [8.43, 89.96], [8.41, 89.96], [8.41, 89.94]]
+                ],
+            },
+        }
+    ],
+}
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_texts(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every string literal (f-string parts too) in a ``raise`` or a ``...Error(...)`` call."""
+    found = []
+    for node in ast.walk(tree):
+        called = node.func if isinstance(node, ast.Call) else None
+        name = getattr(called, "id", None) or getattr(called, "attr", None) or ""
+        if isinstance(node, ast.Raise) or name.endswith("Error"):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
+                    found.append((inner.lineno, inner.value))
+    return found
+
+
+def test_no_error_made_in_geo_outside_the_cli_speaks_of_a_flag() -> None:
+    offenders = []
+    for path in sorted(GEO.rglob("*.py")):
+        relative = path.relative_to(GEO)
+        if relative.parts[0] == "cli" or "migrations" in relative.parts:
+            continue
+        for line, text in error_texts(ast.parse(path.read_text(), str(path))):
+            if FLAG.search(text):
+                offenders.append(f"geo/{relative}:{line}: {text!r}")
+    assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize(
+    ("items", "field"),
+    [(["lat"], "column_map"), (["height=H"], "column_map"), (["lat=A", "lat=B"], "column_map")],
+)
+def test_import_errors_name_the_parameter(items: list[str], field: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_column_map(items)
+    assert caught.value.field == field
+    assert not FLAG.search(str(caught.value))
+    # The command line says the same with its flag.
+    assert error_text(caught.value).startswith("--map: ")
+
+
+def test_the_cli_shows_parameters_named_in_a_message_as_flags() -> None:
+    error = InvalidInputError(
+        "column_map", "describes a generic CSV; use it with `file_format` csv"
+    )
+    assert error_text(error) == "--map: describes a generic CSV; use it with --format csv"
+    refused = BoundaryReplaceRefusedError("w.geojson was refused. Confirm with `force`.")
+    assert error_text(refused) == "w.geojson was refused. Confirm with --force."
+    # Backticks around anything else are left as they were; unknown fields stay names.
+    assert error_text(InvalidInputError("chunk_rows", "`x` y")) == "chunk_rows: `x` y"
+    assert FLAGS["force"] == "--force" and FLAGS["crs"] == "--crs"
+
+
+def test_an_upload_without_crs_names_the_form_field(city_app) -> None:
+    client, _city, keys = city_app
+    refused = client.post(
+        "/api/admin/boundaries",
+        headers={"X-API-Key": keys.admin},
+        data={"layer": "wards", "id_field": "WARD", "name_field": "NAME"},
+        files={"file": ("w.topojson", json.dumps(TOPOJSON).encode(), "application/json")},
+    )
+    assert refused.status_code == 422, refused.text
+    detail = refused.json()["detail"]
+    assert "does not say which coordinate reference system" in detail
+    assert "Give it as `crs` (EPSG:4326" in detail
+    assert not FLAG.search(refused.text), detail
+    sent = client.post(
+        "/api/admin/boundaries",
+        headers={"X-API-Key": keys.admin},
+        data={"layer": "wards", "id_field": "WARD", "name_field": "NAME", "crs": "EPSG:4326"},
+        files={"file": ("w.topojson", json.dumps(TOPOJSON).encode(), "application/json")},
+    )
+    assert sent.status_code == 201, sent.text
+
+
+def test_a_refused_replace_names_the_force_field(city_app) -> None:
+    client, _city, keys = city_app
+    report = {"category": "road", "description": "x", "lat": 8.405, "lon": 100.005}
+    assert client.post("/api/reports", json=report).status_code == 201
+    refused = client.post(
+        "/api/admin/boundaries",
+        headers={"X-API-Key": keys.admin},
+        data={"layer": "wards", "id_field": "WARD", "name_field": "NAME"},
+        files={"file": ("w.geojson", json.dumps(SWAPPED).encode(), "application/geo+json")},
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "force"
+    assert "confirm the replace with `force`" in refused.json()["detail"]
+    assert not FLAG.search(refused.text), refused.json()["detail"]
+
+
+def test_the_cli_names_the_crs_flag(tmp_path: Path) -> None:
+    path = tmp_path / "w.topojson"
+    path.write_text(json.dumps(TOPOJSON))
+    args = ["boundaries", "import", str(path), "--layer", "wards"]
+    result = CliRunner().invoke(app, [*args, "--id-field", "WARD", "--name-field", "NAME"])
+    assert result.exit_code == 2, result.output
+    shown = flat(result.output)
+    assert "Give it as --crs (EPSG:4326 if the coordinates are longitude/latitude" in shown
+    assert "`" not in shown
+
+
+def test_the_cli_names_import_flags(db_url: str, tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "reports.csv"
+    path.write_text("ID,LAT,LON\n1,8.4,100.0\n", encoding="utf-8")
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    args = ["reports", "import", str(path)]
+    generic_only = runner.invoke(app, [*args, "--format", "traffy", "--map", "lat=LAT"])
+    assert generic_only.exit_code == 2, generic_only.output
+    assert "error: --map: describes a generic CSV; use it with --format csv" in flat(
+        generic_only.output
+    )
+    missing = runner.invoke(app, [*args, "--format", "csv", "--map", "lat=LAT", "--map", "lon=LON"])
+    assert missing.exit_code == 2, missing.output
+    shown = flat(missing.output)
+    assert "error: --map: a generic CSV needs external_id=COLUMN" in shown
+    assert "(or give --default-category)" in shown and "`" not in shown
+    unknown = runner.invoke(app, [*args, "--format", "csv", "--timezone", "Mars/Olympus"])
+    assert unknown.exit_code == 2 and "error: --timezone: 'Mars/Olympus'" in flat(unknown.output)
