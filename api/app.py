@@ -6,6 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
@@ -29,7 +30,9 @@ from geo.settings import (
     RoutingSettings,
 )
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(str(resources.files("api") / "static"))
+"""``/static``: ``live.js`` and ``vendor/`` (which ``scripts/vendor_assets.sh`` fills before a
+build), package data of ``api``, so an installed issuemap serves them without its checkout."""
 
 
 @dataclass(frozen=True)
