@@ -200,3 +200,23 @@ def test_installed_issuemap_serves_an_empty_database_maps_and_assets(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def test_settings_default_to_the_working_folder_and_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geo.settings import DatabaseSettings, GeocoderSettings
+
+    monkeypatch.delenv("ISSUEMAP_DATA_DIR", raising=False)
+    monkeypatch.delenv("ISSUEMAP_GAZETTEER_PATH", raising=False)
+    inner = tmp_path / "notebooks" / "deeper"
+    inner.mkdir(parents=True)
+    monkeypatch.chdir(inner)
+    assert DatabaseSettings().data_dir == inner / ".data" / "postgres"
+    # `make run` made one at the top: a notebook's kernel below it finds that one.
+    (tmp_path / ".data" / "postgres").mkdir(parents=True)
+    assert DatabaseSettings().data_dir == tmp_path / ".data" / "postgres"
+    import geo
+
+    gazetteer = GeocoderSettings().gazetteer_path
+    assert gazetteer.is_file() and gazetteer.is_relative_to(Path(geo.__file__).parent)
