@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geo.vocabulary import NOTE_MAX
+
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``model``'s JSON schema with its nested models written out in place.
@@ -191,11 +193,11 @@ class StatusForm(BaseModel):
 
     status: str = Field(min_length=1, max_length=16, description="The new status.")
     note: str | None = Field(
-        default=None, max_length=4000, description="For staff only: kept in the audit trail."
+        default=None, max_length=NOTE_MAX, description="For staff only: kept in the audit trail."
     )
     public_note: str | None = Field(
         default=None,
-        max_length=4000,
+        max_length=NOTE_MAX,
         description="Shown to the public as the report's status notes.",
     )
     photo: bytes | None = Field(
