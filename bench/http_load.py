@@ -77,6 +77,13 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-load-")), durable=True)
+    if os.geteuid() == 0:
+        # serve started as root runs its web workers as the service user: let it reach
+        # this cluster's socket, as serve does for its own cluster.
+        from geo.cli.service import service_identity
+        from geo.settings import ServerSettings
+
+        cluster.admit(service_identity(ServerSettings().run_as_user, create=True).gid)
     cluster.start()
     server: subprocess.Popen[bytes] | None = None
     try:
