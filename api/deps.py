@@ -19,7 +19,8 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
 
 from api.errors import ExportsBusyError
-from geo.access.keys import ANONYMOUS, Principal, authenticate
+from geo.access.keys import authenticate
+from geo.access.policy import ANONYMOUS, Principal, is_admin
 from geo.city.geocoding import Geocoder
 from geo.db.engine import make_engine
 from geo.errors import AuthenticationError, PermissionDeniedError
@@ -197,7 +198,7 @@ def require_admin(principal: PrincipalDep) -> Principal:
     """The caller, who must be an administrator: 401 without a key, 403 with another."""
     if principal.key_id is None:
         raise AuthenticationError("This needs an administrator's API key.")
-    if principal.role != "admin":
+    if not is_admin(principal):
         raise PermissionDeniedError("Only administrators may do this.")
     return principal
 

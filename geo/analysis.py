@@ -27,7 +27,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
-from geo.access.keys import ANONYMOUS
+from geo.access.policy import ANONYMOUS
 from geo.city.boundaries import check_attributes, metric_crs, repair_geometries
 from geo.city.layers import current_wards
 from geo.city.routing import staged_zones_route_select

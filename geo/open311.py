@@ -22,8 +22,8 @@ from xml.etree import ElementTree as ET
 
 from sqlalchemy import Connection, Engine, text
 
-from geo.access.keys import ANONYMOUS, Principal, authenticate
-from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M
+from geo.access.keys import authenticate
+from geo.access.policy import ANONYMOUS, DEFAULT_PUBLIC_ROUNDING_M, Principal
 from geo.city.catalogue import active_categories, category_id
 from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import Geocoder

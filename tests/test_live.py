@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from geo.access.keys import Principal
+from geo.access.policy import Principal
 from geo.reports.live import LiveHub, matches
 from geo.reports.store import create_report, insert_reports
 from geo.reports.workflow import change_status

@@ -27,10 +27,11 @@ import pytest
 from PIL import ExifTags, Image, TiffImagePlugin
 from sqlalchemy import Engine, text
 
-from geo.access.keys import ANONYMOUS, Principal
 from geo.access.policy import (
+    ANONYMOUS,
     DEFAULT_PUBLIC_ROUNDING_M,
     METRES_PER_DEGREE,
+    Principal,
     point_sql,
     snap_point,
     visible_point,

@@ -21,7 +21,7 @@ from api.deps import AppStateDep, ExportSlotsDep, PrincipalDep, PrivacyDep, get_
 from api.errors import error_responses
 from api.params import Page, PageDep, ReportFilterDep
 from api.schemas import ReportCollection, inline_schema
-from geo.access.keys import Principal
+from geo.access.policy import Principal
 from geo.reports import export
 from geo.reports.search import ReportFilter, report_query, stream_reports
 

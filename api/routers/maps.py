@@ -25,7 +25,7 @@ from api.deps import (
 )
 from api.errors import error_responses
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
-from geo.access.keys import Principal
+from geo.access.policy import Principal
 from geo.errors import AuthenticationError
 from geo.maps.builders import MEASURES, content_security_policy, pick_language, render_page
 from geo.maps.pages import (

@@ -13,38 +13,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from geo.access.policy import ANONYMOUS, Principal
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
 from geo.vocabulary import ROLES
 
 KEY_PREFIX = "im_"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: a role, the team a field-team key is bound to, and the key's id."""
-
-    role: str
-    team_id: int | None = None
-    key_id: int | None = None
-    name: str = "anonymous"
-
-    @property
-    def is_staff(self) -> bool:
-        """Field teams, planners and admins: people who work reports."""
-        return self.role in {"field_team", "planner", "admin"}
-
-    @property
-    def sees_everything(self) -> bool:
-        """Planners and admins read every report, with private fields."""
-        return self.role in {"planner", "admin"}
-
-    @property
-    def actor(self) -> str:
-        """How this caller appears in a report's audit trail."""
-        return f"{self.role}:{self.name}" if self.key_id is not None else "public"
-
-
-ANONYMOUS = Principal(role="public")
 
 
 def hash_key(key: str) -> str:

@@ -23,8 +23,95 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from geo.access.keys import Principal
 from geo.settings import PrivacySettings
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a role, the team a field-team key is bound to, and the key's id."""
+
+    role: str
+    team_id: int | None = None
+    key_id: int | None = None
+    name: str = "anonymous"
+
+    @property
+    def is_staff(self) -> bool:
+        """Field teams, planners and admins: people who work reports."""
+        return self.role in {"field_team", "planner", "admin"}
+
+    @property
+    def sees_everything(self) -> bool:
+        """Planners and admins read every report, with private fields."""
+        return self.role in {"planner", "admin"}
+
+    @property
+    def actor(self) -> str:
+        """How this caller appears in a report's audit trail."""
+        return f"{self.role}:{self.name}" if self.key_id is not None else "public"
+
+
+ANONYMOUS = Principal(role="public")
+
+
+def is_admin(principal: Principal) -> bool:
+    """Administrators manage boundaries, categories, routes and keys."""
+    return principal.role == "admin"
+
+
+def is_field_team(principal: Principal) -> bool:
+    """A field team's key, bound to one team."""
+    return principal.role == "field_team"
+
+
+def may_work_reports(principal: Principal) -> bool:
+    """Whether ``principal`` may move reports along the workflow and merge them.
+
+    Field teams and admins do; planners only look.
+    """
+    return principal.role in {"field_team", "admin"}
+
+
+def may_see_zone(principal: Principal, zone_team_id: int) -> bool:
+    """Whether ``principal`` may open the zone worked by team ``zone_team_id``.
+
+    A field team sees only its own team's zones; other staff see every zone.
+    """
+    return not is_field_team(principal) or principal.team_id == zone_team_id
+
+
+def sees_event_whole(
+    principal: Principal, *, team_id: object, zone_id: object, own_zones: frozenset[int]
+) -> bool:
+    """Whether a live event about a report (its team and zone) reaches ``principal`` whole.
+
+    Planners and admins see every report whole; a field team those of its team and zones.
+    """
+    if principal.sees_everything:
+        return True
+    if not is_field_team(principal):
+        return False
+    return team_id == principal.team_id or zone_id in own_zones
+
+
+def sees_private_fields(principal: Principal) -> bool:
+    """Whether ``principal`` gets a report's reporter name and contact (staff who see it)."""
+    return principal.is_staff
+
+
+def visibility_sql(principal: Principal) -> tuple[list[str], dict[str, Any]]:
+    """SQL conditions on ``reports AS r`` limiting reports to those ``principal`` may see.
+
+    A field team sees its own team's reports and every report in its zones; everyone else
+    sees every report (the public through the location rule and without private fields).
+    """
+    if not is_field_team(principal):
+        return [], {}
+    return [
+        "(r.team_id = :viewer_team OR r.zone_id IN "
+        "(SELECT id FROM zones WHERE team_id = :viewer_team))"
+    ], {"viewer_team": principal.team_id}
+
 
 DEFAULT_PUBLIC_ROUNDING_M: float = PrivacySettings.model_fields["public_rounding_m"].default
 """Grid the public sees locations on, in metres, where no setting is passed in."""

@@ -14,8 +14,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from geo.access.keys import ANONYMOUS, Principal
-from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, grown_bbox, min_cell_deg, point_sql
+from geo.access.policy import (
+    ANONYMOUS,
+    DEFAULT_PUBLIC_ROUNDING_M,
+    Principal,
+    grown_bbox,
+    min_cell_deg,
+    point_sql,
+)
 
 # One query shape for every reader of reports: the heat grid filters exactly as lists do.
 from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses

@@ -11,8 +11,7 @@ from typing import Any
 import geopandas as gpd
 from sqlalchemy import Connection, text
 
-from geo.access.keys import ANONYMOUS, Principal
-from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, point_sql
+from geo.access.policy import ANONYMOUS, DEFAULT_PUBLIC_ROUNDING_M, Principal, point_sql
 
 # Map markers filter exactly as report lists do: one WHERE clause for every reader.
 from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses

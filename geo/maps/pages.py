@@ -12,7 +12,7 @@ from datetime import datetime
 import folium
 from sqlalchemy import Connection
 
-from geo.access.keys import Principal
+from geo.access.policy import Principal, may_see_zone, may_work_reports
 from geo.city.catalogue import category_names
 from geo.city.layers import (
     city_bounds,
@@ -158,9 +158,7 @@ def zone_page_map(
     report to its next status, which send ``api_key``; planners only look.
     """
     zone = current_zone(conn, zone_code)
-    if len(zone) == 0 or (
-        principal.role == "field_team" and int(zone["team_id"].iloc[0]) != principal.team_id
-    ):
+    if len(zone) == 0 or not may_see_zone(principal, int(zone["team_id"].iloc[0])):
         raise NotFoundError(f"There is no zone {zone_code!r} for this key.")
     zone_id = int(zone["id"].iloc[0])
     category = _one("category", filters.categories)
@@ -175,7 +173,7 @@ def zone_page_map(
     )
     offset = (filters.page - 1) * maps.marker_cap
     rows, total = map_reports(conn, flt, principal, limit=maps.marker_cap, offset=offset)
-    actions = principal.role in {"field_team", "admin"}
+    actions = may_work_reports(principal)
     reports = [
         MapReport(
             id=row["id"],

@@ -24,8 +24,7 @@ import pyogrio
 import shapely
 from sqlalchemy import Connection, text
 
-from geo.access.keys import Principal
-from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal
 from geo.reports.search import ReportFilter, report_query
 
 LAYER = "reports"

@@ -17,8 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from geo.access.keys import Principal
-from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, location_rounding_m, snap_point
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal, location_rounding_m, snap_point
 from geo.city.coordinates import check_coordinates
 from geo.city.geocoding import Geocoder
 from geo.errors import InvalidInputError

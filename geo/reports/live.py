@@ -26,8 +26,13 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from geo.access.keys import ANONYMOUS, Principal
-from geo.access.policy import visible_point
+from geo.access.policy import (
+    ANONYMOUS,
+    Principal,
+    is_field_team,
+    sees_event_whole,
+    visible_point,
+)
 
 CHANNEL = "issuemap_reports"
 BULK_AFTER = 200
@@ -229,13 +234,11 @@ class LiveAudience:
 
     def sees_whole(self, event: Event) -> bool:
         """Whether the report is one this audience may read with every field."""
-        if self.principal.sees_everything:
-            return True
-        if self.principal.role != "field_team":
-            return False
-        return (
-            event.get("team_id") == self.principal.team_id
-            or event.get("zone_id") in self.team_zones
+        return sees_event_whole(
+            self.principal,
+            team_id=event.get("team_id"),
+            zone_id=event.get("zone_id"),
+            own_zones=self.team_zones,
         )
 
     def shape(self, event: Event) -> Event:
@@ -258,7 +261,7 @@ def live_audience(
 ) -> LiveAudience:
     """The audience of a stream opened by ``principal`` (looks up a field team's zones)."""
     zones: frozenset[int] = frozenset()
-    if principal.role == "field_team" and principal.team_id is not None:
+    if is_field_team(principal) and principal.team_id is not None:
         with engine.connect() as conn:
             zones = frozenset(
                 int(z)

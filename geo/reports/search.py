@@ -16,8 +16,14 @@ from typing import Any
 
 from sqlalchemy import Connection, TextClause, text
 
-from geo.access.keys import Principal
-from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, bbox_sql, point_sql
+from geo.access.policy import (
+    DEFAULT_PUBLIC_ROUNDING_M,
+    Principal,
+    bbox_sql,
+    point_sql,
+    sees_private_fields,
+    visibility_sql,
+)
 from geo.city.coordinates import check_bbox
 from geo.errors import InvalidInputError, NotFoundError
 from geo.vocabulary import OPEN_STATUSES, OPEN_STATUSES_SQL, REPORT_STATUSES
@@ -44,8 +50,7 @@ def report_columns_sql(
     """The select list of a report as ``principal`` may see it, and its bound values."""
     point = point_sql(principal, public_rounding_m=public_rounding_m)
     columns = _COLUMNS.format(lat=point.lat, lon=point.lon)
-    # Staff who may see a report may also contact its reporter; the public never can.
-    if principal.is_staff:
+    if sees_private_fields(principal):
         columns += _PRIVATE_COLUMNS
     return columns, point.params
 
@@ -101,15 +106,7 @@ def where_clauses(
     ``REPORTS_FROM``, so a filter or a visibility rule means the same thing everywhere.
     The bounding box is tested on the location as ``principal`` sees it (``geo.access.policy``).
     """
-    clauses: list[str] = []
-    params: dict[str, Any] = {}
-    if principal.role == "field_team":
-        # A field team sees the reports assigned to it and every report in its own zones.
-        clauses.append(
-            "(r.team_id = :viewer_team OR r.zone_id IN "
-            "(SELECT id FROM zones WHERE team_id = :viewer_team))"
-        )
-        params["viewer_team"] = principal.team_id
+    clauses, params = visibility_sql(principal)
     if flt.bbox is not None:
         box, box_params = bbox_sql(principal, flt.bbox, public_rounding_m=public_rounding_m)
         clauses += box

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from geo.access.keys import Principal
+from geo.access.policy import Principal, may_work_reports
 from geo.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from geo.reports.intake import PhotoUpload
 from geo.reports.photos import process_photo
@@ -45,7 +45,7 @@ def next_statuses(status: str) -> list[str]:
 
 
 def _require_worker(principal: Principal) -> None:
-    if principal.role not in {"field_team", "admin"}:
+    if not may_work_reports(principal):
         raise PermissionDeniedError(
             "Only field teams and administrators may change a report's status."
         )
