@@ -23,7 +23,7 @@ from api.params import Page, PageDep, ReportFilterDep
 from api.schemas import ReportCollection, inline_schema
 from geo.access.policy import Principal
 from geo.reports import export
-from geo.reports.search import ReportFilter, report_query, stream_reports
+from geo.reports.search import ReportFilter, stream_reports
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
 
@@ -142,14 +142,9 @@ def _geojson(
     page: Page,
     rounding: float,
 ) -> JSONResponse:
-    # One row more than asked says whether there is a next page, so the last page has no
-    # `next` link leading to an empty one.
-    query, params = report_query(
-        flt, principal, limit=page.limit + 1, after_id=page.after, public_rounding_m=rounding
+    rows, has_more = export.report_page(
+        conn, flt, principal, limit=page.limit, after_id=page.after, public_rounding_m=rounding
     )
-    rows = [dict(row) for row in conn.execute(query, params).mappings()]
-    has_more = len(rows) > page.limit
-    rows = rows[: page.limit]
     links = [{"rel": "self", "type": MEDIA_TYPES["geojson"], "href": str(request.url)}]
     if has_more:
         links.append(

@@ -74,6 +74,27 @@ def count_reports(
     return int(conn.execute(counted, params).scalar_one())
 
 
+def report_page(
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    limit: int,
+    after_id: int | None = None,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page of reports after ``after_id`` as ``principal`` sees them, and whether more follow.
+
+    One row more than asked says whether there is a next page, so the last page has no
+    ``next`` link leading to an empty one.
+    """
+    query, params = report_query(
+        flt, principal, limit=limit + 1, after_id=after_id, public_rounding_m=public_rounding_m
+    )
+    rows = [dict(row) for row in conn.execute(query, params).mappings()]
+    return rows[:limit], len(rows) > limit
+
+
 def json_value(value: Any) -> Any:
     """A column value as JSON has it: dates and times as ISO 8601 text."""
     if isinstance(value, datetime | date):
