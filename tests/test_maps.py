@@ -20,13 +20,13 @@ from geo.maps.builders import (
     MapReport,
     MarkerPage,
     ReportMarkers,
-    pick_language,
     public_map,
     render_page,
     ward_dashboard_map,
     zone_map,
 )
 from geo.maps.heat import cell_size_deg, heat_grid
+from geo.maps.i18n import pick_language
 from geo.reports.search import ReportFilter
 from geo.settings import MapSettings
 from tests.fixtures import Keys, TinyCity

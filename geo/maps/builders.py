@@ -1,10 +1,10 @@
 """Folium map builders: pure functions from plain data to a ``folium.Map``.
 
 Each kind of map has one builder: the city overview, a field team's zone, the public
-embeddable map and the planners' ward dashboard. Builders never touch the database; the
-API gathers the data (``geo.city.layers``, ``geo.maps.heat``) and passes it in.
+embeddable map and the planners' ward dashboard. Builders never touch the database;
+``geo.maps.pages`` gathers the data (``geo.maps.pagedata``, ``geo.maps.heat``) and passes it in.
 
-Pages must work offline and leak nothing to third parties: ``localise_assets`` points every
+Pages must work offline and leak nothing to third parties: ``geo.maps.assets`` points every
 script and stylesheet at our own ``/static/vendor`` copies (see ``scripts/vendor_assets.sh``),
 so the only third-party URL left is the tile server's, if one is configured. Report markers
 are written once as compact JSON and drawn by one small script, rather than as one folium
@@ -30,11 +30,15 @@ from typing import Any
 
 import folium
 import geopandas as gpd
+import mapclassify
+import numpy as np
 from branca.element import Element, Figure, MacroElement
 from folium.map import Layer
 from folium.plugins import HeatMap, MarkerCluster
 from jinja2 import Environment, PackageLoader
 
+from geo.maps.assets import localise_assets, walk
+from geo.maps.i18n import LABELS, STATUS_LABELS
 from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
 
 _TEMPLATES = Environment(loader=PackageLoader("geo.maps", "templates"), autoescape=False)
@@ -45,103 +49,6 @@ def _package_text(name: str) -> str:
     """The text of ``templates/name``, a script or stylesheet shipped with the package."""
     return (resources.files("geo.maps") / "templates" / name).read_text(encoding="utf-8")
 
-
-LANGUAGES = ("en", "th")
-
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "public_title": "Reported issues",
-        "zone_title": "Zone {zone}: open reports",
-        "wards_title": "Wards: {measure}",
-        "overview_title": "City overview",
-        "category": "Category",
-        "status": "Status",
-        "all": "All",
-        "from": "From",
-        "to": "To",
-        "apply": "Show",
-        "measure": "Measure",
-        "legend": "Legend",
-        "heat": "Open reports (heat)",
-        "reports": "Reports",
-        "wards": "Wards",
-        "zone": "Zone",
-        "overdue": "Overdue",
-        "due": "Due",
-        "age": "Age",
-        "move": "Move to",
-        "moved": "Moved to",
-        "failed": "Could not change the status",
-        "shown": "Showing {shown} of {total} reports.",
-        "hidden": "{hidden} more not shown: zoom in and search this area, or see the next page.",
-        "search_area": "Search this area",
-        "next_page": "Next page",
-        "no_data": "No data",
-        "count": "Reports",
-        "sla": "Resolved within SLA",
-        "median_hours": "Median hours to resolve",
-        "days": "d",
-        "hours": "h",
-    },
-    "th": {
-        "public_title": "ปัญหาที่ได้รับแจ้ง",
-        "zone_title": "เขต {zone}: เรื่องที่ยังเปิดอยู่",
-        "wards_title": "ชุมชน/แขวง: {measure}",
-        "overview_title": "ภาพรวมเมือง",
-        "category": "ประเภท",
-        "status": "สถานะ",
-        "all": "ทั้งหมด",
-        "from": "ตั้งแต่",
-        "to": "ถึง",
-        "apply": "แสดง",
-        "measure": "ตัวชี้วัด",
-        "legend": "คำอธิบายสัญลักษณ์",
-        "heat": "ความหนาแน่นของเรื่องที่เปิดอยู่",
-        "reports": "เรื่องที่แจ้ง",
-        "wards": "แขวง",
-        "zone": "เขต",
-        "overdue": "เกินกำหนด",
-        "due": "กำหนดเสร็จ",
-        "age": "อายุเรื่อง",
-        "move": "เปลี่ยนเป็น",
-        "moved": "เปลี่ยนเป็น",
-        "failed": "เปลี่ยนสถานะไม่สำเร็จ",
-        "shown": "แสดง {shown} จาก {total} เรื่อง",
-        "hidden": "ยังไม่แสดงอีก {hidden} เรื่อง: ซูมเข้าแล้วค้นหาในบริเวณนี้ หรือดูหน้าถัดไป",
-        "search_area": "ค้นหาในบริเวณนี้",
-        "next_page": "หน้าถัดไป",
-        "no_data": "ไม่มีข้อมูล",
-        "count": "จำนวนเรื่อง",
-        "sla": "แก้ไขทันกำหนด",
-        "median_hours": "ค่ามัธยฐานชั่วโมงที่ใช้แก้ไข",
-        "days": "วัน",
-        "hours": "ชม.",
-    },
-}
-"""Every label a map page shows, in English and Thai."""
-
-STATUS_LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "open": "Open",
-        "acknowledged": "Acknowledged",
-        "in_progress": "In progress",
-        "resolved": "Resolved",
-        "closed": "Closed",
-        "reopened": "Reopened",
-        "rejected": "Rejected",
-        "duplicate": "Duplicate",
-    },
-    "th": {
-        "open": "รับแจ้ง",
-        "acknowledged": "รับเรื่องแล้ว",
-        "in_progress": "กำลังดำเนินการ",
-        "resolved": "แก้ไขแล้ว",
-        "closed": "ปิดเรื่อง",
-        "reopened": "เปิดใหม่",
-        "rejected": "ไม่รับเรื่อง",
-        "duplicate": "เรื่องซ้ำ",
-    },
-}
 
 STATUS_COLOURS = {
     "open": "#e8590c",
@@ -159,89 +66,6 @@ MEASURES = ("count", "sla", "median_hours")
 """What the ward dashboard can colour wards by."""
 
 CHOROPLETH_COLOURS = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
-
-VENDOR_PATHS: dict[str, str | None] = {
-    "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js": "leaflet/dist/leaflet.js",
-    "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css": "leaflet/dist/leaflet.css",
-    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery/dist/jquery.min.js",
-    "https://cdn.jsdelivr.net/npm/bootstrap@5.2.2/dist/js/bootstrap.bundle.min.js": (
-        "bootstrap/dist/js/bootstrap.bundle.min.js"
-    ),
-    "https://cdn.jsdelivr.net/npm/bootstrap@5.2.2/dist/css/bootstrap.min.css": (
-        "bootstrap/dist/css/bootstrap.min.css"
-    ),
-    "https://cdnjs.cloudflare.com/ajax/libs/Leaflet.awesome-markers/2.0.2/"
-    "leaflet.awesome-markers.js": "leaflet.awesome-markers/dist/leaflet.awesome-markers.js",
-    "https://cdnjs.cloudflare.com/ajax/libs/Leaflet.awesome-markers/2.0.2/"
-    "leaflet.awesome-markers.css": "leaflet.awesome-markers/dist/leaflet.awesome-markers.css",
-    "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@6.2.0/css/all.min.css": (
-        "fontawesome-free/css/all.min.css"
-    ),
-    # Bootstrap 3 glyphicons and rotated awesome-markers: no builder here uses either.
-    "https://netdna.bootstrapcdn.com/bootstrap/3.0.0/css/bootstrap-glyphicons.css": None,
-    "https://cdn.jsdelivr.net/gh/python-visualization/folium/folium/templates/"
-    "leaflet.awesome.rotate.min.css": None,
-    "https://cdn.jsdelivr.net/gh/python-visualization/folium@main/folium/templates/"
-    "leaflet_heat.min.js": "leaflet.heat/dist/leaflet-heat.js",
-    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/"
-    "leaflet.markercluster.js": "leaflet.markercluster/dist/leaflet.markercluster.js",
-    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/"
-    "MarkerCluster.css": "leaflet.markercluster/dist/MarkerCluster.css",
-    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/"
-    "MarkerCluster.Default.css": "leaflet.markercluster/dist/MarkerCluster.Default.css",
-}
-"""Where each CDN asset folium asks for lives under the vendored folder (None: left out)."""
-
-
-def pick_language(lang: str | None, accept_language: str | None = None) -> str:
-    """``lang`` if it is one we speak, else the best match in ``Accept-Language``, else en."""
-    if lang and lang.strip().lower()[:2] in LANGUAGES:
-        return lang.strip().lower()[:2]
-    ranked: list[tuple[float, int, str]] = []
-    for index, part in enumerate((accept_language or "").split(",")):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                continue
-        code = tag.strip().lower()[:2]
-        if code in LANGUAGES and quality > 0:
-            ranked.append((-quality, index, code))
-    return min(ranked)[2] if ranked else "en"
-
-
-def _walk(element: Any) -> Iterable[Any]:
-    yield element
-    for child in list(getattr(element, "_children", {}).values()):
-        yield from _walk(child)
-
-
-def localise_assets(fmap: folium.Map, base: str = "/static/vendor") -> folium.Map:
-    """Point every script and stylesheet of ``fmap``'s page at ``base`` instead of CDNs.
-
-    Call it once everything is added, before rendering. An asset we have not vendored is
-    an error rather than a silent CDN request.
-    """
-    for element in _walk(fmap.get_root()):
-        for attribute in ("default_js", "default_css"):
-            assets = getattr(element, attribute, None)
-            if not assets:
-                continue
-            local: list[tuple[str, str]] = []
-            for name, url in assets:
-                if not url.startswith(("http://", "https://")):
-                    local.append((name, url))
-                    continue
-                if url not in VENDOR_PATHS:
-                    raise ValueError(f"{url} is not vendored; add it to scripts/vendor_assets.sh")
-                path = VENDOR_PATHS[url]
-                if path is not None:
-                    local.append((name, f"{base.rstrip('/')}/{path}"))
-            # An instance attribute shadows the class-wide list, so other maps are untouched.
-            setattr(element, attribute, local)
-    return fmap
 
 
 def _js(value: Any) -> str:
@@ -682,12 +506,11 @@ def public_map(
 
 
 def _bins(values: Sequence[float]) -> list[float]:
-    """Upper edges of equal-width classes, one per colour."""
-    low, high = min(values), max(values)
-    if high == low:
-        return [high]
-    width = (high - low) / len(CHOROPLETH_COLOURS)
-    return [low + width * (i + 1) for i in range(len(CHOROPLETH_COLOURS))]
+    """Upper edges of equal-width classes (mapclassify), one per colour."""
+    if min(values) == max(values):
+        return [max(values)]
+    classes = mapclassify.EqualInterval(np.asarray(values, dtype=float), k=len(CHOROPLETH_COLOURS))
+    return [float(edge) for edge in classes.bins]
 
 
 def _format(measure: str, value: float | None) -> str:
@@ -819,7 +642,7 @@ def render_page(
     )
     data: dict[str, Any] = {}
     panel = ""
-    for element in _walk(root):
+    for element in walk(root):
         if isinstance(element, DataElement):
             data[element.get_name()] = element.payload
         if isinstance(element, PageChrome):
