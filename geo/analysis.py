@@ -28,7 +28,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
 from geo.access.policy import ANONYMOUS
-from geo.city.boundaries import check_attributes, metric_crs, repair_geometries
+from geo.city.boundary_files import check_attributes, metric_crs, repair_geometries
 from geo.city.layers import current_wards
 from geo.city.routing import staged_zones_route_select
 from geo.errors import InvalidInputError

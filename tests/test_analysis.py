@@ -13,7 +13,7 @@ from shapely.geometry import box
 from sqlalchemy import Engine, text
 
 from geo import analysis
-from geo.city.boundaries import import_boundaries
+from geo.city.boundary_writes import import_boundaries
 from geo.errors import InvalidInputError
 from geo.maps.pagedata import ward_measures
 from geo.reports.store import create_report, insert_reports

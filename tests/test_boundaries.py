@@ -19,13 +19,8 @@ import shapely.affinity
 from shapely.geometry import LineString, Polygon, box
 from sqlalchemy import Connection, Engine, text
 
-from geo.city.boundaries import (
-    check_boundaries,
-    find_gaps,
-    find_overlaps,
-    import_boundaries,
-    read_boundaries,
-)
+from geo.city.boundary_files import check_boundaries, find_gaps, find_overlaps, read_boundaries
+from geo.city.boundary_writes import import_boundaries
 from geo.db.schema import OPEN_STATUSES
 from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError
 from geo.reports.store import create_report

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from geo.city.boundaries import import_boundaries
+from geo.city.boundary_writes import import_boundaries
 from geo.errors import InvalidInputError
 from geo.reports.imports import (
     ImportProgress,

@@ -22,7 +22,7 @@ from nbclient import NotebookClient
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import text
 
-from geo.city.boundaries import import_boundaries
+from geo.city.boundary_writes import import_boundaries
 from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine
 from geo.demo.city import load_demo_city

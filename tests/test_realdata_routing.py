@@ -1,4 +1,4 @@
-"""Routing real reports against real boundaries, both imported through ``geo.city.boundaries``.
+"""Routing real reports against real boundaries, both imported through ``geo.city.boundary_writes``.
 
 Each city's reports carry the ward their own system assigned; routing through our import
 and ``route_points`` must agree with it about as often as a plain geopandas join does
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from geo.city.boundaries import import_boundaries
+from geo.city.boundary_writes import import_boundaries
 from geo.city.routing import route_points
 from geo.settings import RoutingSettings
 

@@ -20,7 +20,7 @@ from api.models import BoundaryImport, Category, CategoryRoute, NewKey, StoredCa
 from api.params import Text
 from geo.access.keys import create_api_key, revoke_api_key
 from geo.city import catalogue
-from geo.city.boundaries import ImportSummary, import_boundaries
+from geo.city.boundary_writes import ImportSummary, import_boundaries
 from geo.errors import (
     BoundaryImportError,
     BoundaryReplaceRefusedError,

@@ -160,7 +160,8 @@ def boundaries_import(
     leave open reports, or much of the area covered now, outside the new layer, unless
     --force is given; --dry-run shows those numbers without storing anything.
     """
-    from geo.city.boundaries import check_boundaries, write_boundaries
+    from geo.city.boundary_files import check_boundaries
+    from geo.city.boundary_writes import write_boundaries
     from geo.cli.render import render_summary
     from geo.errors import BoundaryReplaceRefusedError
     from geo.settings import BoundarySettings, RoutingSettings

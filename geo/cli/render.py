@@ -6,7 +6,8 @@ from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
-from geo.city.boundaries import ImportSummary, some_plain
+from geo.city.boundary_files import some_plain
+from geo.city.boundary_writes import ImportSummary
 
 
 def render_summary(summary: ImportSummary, *, listed: int = 20) -> Group:
