@@ -26,7 +26,8 @@ from geo.city.boundary_writes import import_boundaries
 from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine
 from geo.demo.city import load_demo_city
-from geo.reports.imports import TRAFFY_TYPES, import_reports
+from geo.reports.import_formats import TRAFFY_TYPES
+from geo.reports.imports import import_reports
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))

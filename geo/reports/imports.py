@@ -47,14 +47,14 @@ from geo.city.catalogue import active_categories
 from geo.city.coordinates import LAT_MAX, LON_MAX, SMALLEST_DEGREE
 from geo.errors import InvalidInputError
 from geo.reports.export import spreadsheet_safe
+from geo.reports.import_formats import CSV_REQUIRED, FIELDS, FORMATS
 from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
-from geo.vocabulary import DESCRIPTION_MAX, REPORT_STATUSES
+from geo.vocabulary import DESCRIPTION_MAX
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
 
-FORMATS: Final = ("traffy", "socrata", "csv")
 """File formats ``import_reports`` reads."""
 
 CHUNK_ROWS: Final = 50_000
@@ -63,78 +63,6 @@ CHUNK_ROWS: Final = 50_000
 
 SOURCE_MAX: Final = 32
 """Longest source name the schema stores."""
-
-FIELDS: Final[dict[str, str]] = {
-    "lat": "latitude, WGS84 degrees",
-    "lon": "longitude, WGS84 degrees",
-    "external_id": "the id the report has in the other system (the re-import key)",
-    "category": "category code, English or Thai name, or a value the category map knows",
-    "description": "the reporter's text",
-    "created_at": "when the report was made (the import time when not mapped)",
-    "updated_at": "last change",
-    "resolved_at": "when it was resolved or closed",
-    "status": "one of " + ", ".join(REPORT_STATUSES) + " (blank is open)",
-    "reporter_name": "the reporter's name (private)",
-    "reporter_contact": "the reporter's e-mail or phone (private)",
-    "address": "street address (private)",
-    "media_url": "link to a photo",
-}
-"""Fields a generic CSV can map with ``column_map``, and what each holds."""
-
-CSV_REQUIRED: Final = ("lat", "lon", "external_id")
-"""Fields every generic CSV must map (``category`` too, unless there is a default)."""
-
-TRAFFY_STATES: Final[dict[str, str]] = {
-    "รอรับเรื่อง": "open",  # waiting to be taken on
-    "ส่งต่อ": "acknowledged",  # forwarded to the agency responsible
-    "เชิญร่วม": "acknowledged",  # another agency invited to take part
-    "กำลังดำเนินการ": "in_progress",
-    "เสร็จสิ้น": "resolved",
-    "ไม่พบปัญหา": "rejected",  # no problem found
-    "ปฏิเสธ": "rejected",
-}
-"""Traffy Fondue ticket states and the status each becomes; any other state is rejected."""
-
-TRAFFY_TYPES: Final[dict[str, str]] = {
-    "ถนน": "road",
-    "ทางเท้า": "sidewalk",
-    "น้ำท่วม": "flooding",
-    "ท่อระบายน้ำ": "drainage",
-    "แสงสว่าง": "lighting",
-    "ไฟฟ้า": "lighting",
-    "ความสะอาด": "cleanliness",
-    "ต้นไม้": "trees",
-    "กีดขวาง": "obstruction",
-    "เสียงรบกวน": "noise",
-    "สัตว์จรจัด": "stray_animals",
-    "สายไฟ": "electrical_wires",
-    "จราจร": "traffic",
-    "ป้ายจราจร": "traffic",
-    "ความปลอดภัย": "safety",
-    "ห้องน้ำ": "toilets",
-    "คลอง": "canal",
-}
-"""Common Traffy types and the demo city's category code for each.
-
-Used only for codes the database has, after a category's own Thai name and the category
-map. Types with no clear counterpart (ร้องเรียน complaint, ป้าย signs and billboards,
-สะพาน bridge, คนจรจัด homeless people, PM2.5, สอบถาม enquiry, เสนอแนะ suggestion) are
-left out: such a ticket takes its next type, or the default category.
-"""
-
-SOCRATA_STATUSES: Final[dict[str, str]] = {
-    "open": "open",
-    "completed": "closed",
-    "canceled": "rejected",
-    "cancelled": "rejected",
-    "open - dup": "duplicate",
-    "completed - dup": "duplicate",
-}
-"""Socrata 311 statuses (compared case-insensitively) and the status each becomes."""
-
-_CSV_STATUSES: Final[dict[str, str]] = {s: s for s in REPORT_STATUSES} | {
-    s.replace("_", " "): s for s in REPORT_STATUSES
-}
 
 Phase = Literal["reading", "validating", "storing"]
 PHASES: Final[tuple[Phase, ...]] = ("reading", "validating", "storing")
@@ -372,7 +300,7 @@ def import_reports(
     category_map
         File value (Traffy type, Socrata ``sr_type``, or the mapped category column) to
         category code; see ``read_category_map``. It takes precedence over the category
-        codes and names, and, for Traffy, over ``TRAFFY_TYPES``.
+        codes and names, and over the format's own type names (``ImportFormat.type_map``).
     default_category
         Code of the category for rows whose category matches nothing; without it such
         rows are rejected.
@@ -410,7 +338,7 @@ def import_reports(
         raise InvalidInputError(
             "file_format", f"must be one of {', '.join(FORMATS)}, not {file_format!r}"
         )
-    if column_map and file_format != "csv":
+    if column_map and not FORMATS[file_format].mapped:
         raise InvalidInputError(
             "column_map", "describes a generic CSV; use it with `file_format` csv"
         )
@@ -633,7 +561,8 @@ def _spec(
 ) -> _Spec:
     """Match the format's columns (or the column map) to the file's header."""
     present = set(header)
-    if file_format == "csv":
+    fmt = FORMATS[file_format]
+    if fmt.mapped:
         for name in column_map:
             if name not in FIELDS:
                 raise InvalidInputError(
@@ -659,58 +588,24 @@ def _spec(
                     f"{path.name} has no column {column!r} (for {name}); its columns are: "
                     + ", ".join(header),
                 )
-        _refuse_repeated_columns(header, column_map.values(), path)
-        return _Spec(
-            columns=dict(column_map),
-            status_map=dict(_CSV_STATUSES),
-            blank_status="open",
-            category_is_array=False,
-        )
-    if file_format == "traffy":
-        columns = {
-            "external_id": "ticket_id",
-            "category": "type",
-            "coords": "coords",
-            "created_at": "timestamp",
-            "status": "state",
-        }
-        optional = {
-            "description": "comment",
-            "updated_at": "last_activity",
-            "address": "address",
-            "media_url": "photo",
-        }
-        status_map, blank_status, is_array = dict(TRAFFY_STATES), None, True
+        columns = dict(column_map)
     else:
-        columns = {
-            "external_id": "sr_number",
-            "category": "sr_type",
-            "lat": "latitude",
-            "lon": "longitude",
-            "created_at": "created_date",
-            "status": "status",
+        missing = [column for column in fmt.columns.values() if column not in present]
+        if missing:
+            raise InvalidInputError(
+                path.name,
+                f"is not a {file_format} export: it lacks the column(s) {', '.join(missing)}; "
+                f"its columns are: {', '.join(header)}",
+            )
+        columns = dict(fmt.columns) | {
+            name: column for name, column in fmt.optional.items() if column in present
         }
-        optional = {
-            "description": "sr_type",
-            "updated_at": "last_modified_date",
-            "resolved_at": "closed_date",
-            "address": "street_address",
-        }
-        status_map, blank_status, is_array = dict(SOCRATA_STATUSES), None, False
-    missing = [column for column in columns.values() if column not in present]
-    if missing:
-        raise InvalidInputError(
-            path.name,
-            f"is not a {file_format} export: it lacks the column(s) {', '.join(missing)}; "
-            f"its columns are: {', '.join(header)}",
-        )
-    columns |= {name: column for name, column in optional.items() if column in present}
     _refuse_repeated_columns(header, columns.values(), path)
     return _Spec(
         columns=columns,
-        status_map=status_map,
-        blank_status=blank_status,
-        category_is_array=is_array,
+        status_map=dict(fmt.status_map),
+        blank_status=fmt.blank_status,
+        category_is_array=fmt.category_is_array,
     )
 
 
@@ -735,8 +630,8 @@ def _category_lookup(
     The values come from the active categories and the map tables.
 
     Precedence, highest first: the category map, the code, the Thai name, the English
-    name, and (Traffy only) ``TRAFFY_TYPES``. Codes that do not exist are refused for the
-    map and the default, and left out for the built-in table.
+    name, and the format's ``type_map`` (Traffy's types). Codes that do not exist are
+    refused for the map and the default, and left out for the built-in table.
     """
     rows = active_categories(conn)
     by_code = {row.code: int(row.id) for row in rows}
@@ -754,8 +649,9 @@ def _category_lookup(
             f"the codes are: {known}",
         )
     lookup: dict[str, int] = {}
-    if file_format == "traffy":
-        lookup |= {_key(t): by_code[c] for t, c in TRAFFY_TYPES.items() if c in by_code}
+    lookup |= {
+        _key(t): by_code[c] for t, c in FORMATS[file_format].type_map.items() if c in by_code
+    }
     for attribute in ("name_en", "name_th", "code"):
         lookup |= {_key(getattr(row, attribute)): int(row.id) for row in rows}
     lookup |= {_key(value): by_code[code] for value, code in category_map.items()}
