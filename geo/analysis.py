@@ -32,8 +32,8 @@ from geo.city.boundary_files import check_attributes, metric_crs, repair_geometr
 from geo.city.layers import current_wards
 from geo.city.routing import staged_zones_route_select
 from geo.errors import InvalidInputError
-from geo.maps.pagedata import RESOLUTION_MEASURES, ward_report_measures
 from geo.reports.search import REPORTS_FROM, ReportFilter, report_query, where_clauses
+from geo.reports.stats import RESOLUTION_MEASURES, ward_report_measures
 from geo.settings import RoutingSettings
 from geo.vocabulary import OPEN_STATUSES
 
@@ -147,7 +147,7 @@ def ward_stats(
 ) -> gpd.GeoDataFrame:
     """Per current ward: reports, rate per 1,000 residents, SLA compliance, time to resolve.
 
-    The ward dashboard's query (``geo.maps.pagedata.ward_report_measures``) over the
+    The ward dashboard's query (``geo.reports.stats.ward_report_measures``) over the
     selected reports, so the notebooks and the dashboard show the same numbers; a report
     counts under the current ward with its ward's code, so a re-imported boundary keeps
     its history. Columns: ``code, name, reports, resolved, within_sla, within_sla_share,

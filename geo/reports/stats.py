@@ -1,0 +1,108 @@
+"""Statistics of reports: the aggregates the dashboard and the planners' analysis share.
+
+Each measure is written once here, over the service's own report filter
+(``geo.reports.search``), so a number on the ward dashboard and in a notebook is one number.
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+from sqlalchemy import Connection, text
+
+from geo.access.policy import ANONYMOUS
+from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
+
+RESOLUTION_MEASURES = """count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,
+    count(*) FILTER (WHERE resolved_at <= COALESCE(
+        created_at + CAST(:target_hours AS float8) * interval '1 hour', due_at)) AS within_sla,
+    percentile_cont(0.5) WITHIN GROUP (
+        ORDER BY extract(epoch FROM resolved_at - created_at) / 3600.0
+    ) FILTER (WHERE resolved_at IS NOT NULL) AS median_hours_to_resolve"""
+"""Aggregates over rows with ``created_at, resolved_at, due_at``: resolved, resolved within
+SLA (by the due time, or within ``:target_hours`` of the report when bound), and the median
+hours to resolve. Ward measures and ``geo.analysis.team_performance`` share them."""
+
+_WARD_MEASURES = """
+WITH s AS ({selected}),
+agg AS (
+    SELECT ward_code, count(*) AS reports, {resolution}
+    FROM s GROUP BY ward_code)
+SELECT w.code, w.name,
+       COALESCE(agg.reports, 0) AS reports,
+       COALESCE(agg.resolved, 0) AS resolved,
+       COALESCE(agg.within_sla, 0) AS within_sla,
+       CAST(agg.within_sla AS float8) / NULLIF(agg.resolved, 0) AS within_sla_share,
+       agg.median_hours_to_resolve,
+       p.population,
+       1000.0 * COALESCE(agg.reports, 0) / NULLIF(p.population, 0) AS per_1000,
+       ST_SimplifyPreserveTopology(w.geom, :tol) AS geom
+FROM wards AS w
+LEFT JOIN agg ON agg.ward_code = w.code
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN (w.properties ->> :population_field) ~ '^\\s*[0-9]+(\\.[0-9]+)?\\s*$'
+                THEN CAST(w.properties ->> :population_field AS float8) END AS population
+) AS p
+WHERE w.retired_at IS NULL
+ORDER BY w.code
+"""
+
+WARD_MEASURE_COLUMNS = (
+    "code",
+    "name",
+    "reports",
+    "resolved",
+    "within_sla",
+    "within_sla_share",
+    "median_hours_to_resolve",
+    "population",
+    "per_1000",
+)
+"""What ``ward_report_measures`` answers per ward, besides its outline ``geom``."""
+
+
+def ward_report_measures(
+    conn: Connection,
+    flt: ReportFilter | None = None,
+    *,
+    target_hours: float | None = None,
+    population_field: str | None = None,
+    simplify_m: float = 5.0,
+) -> gpd.GeoDataFrame:
+    """Per current ward, measures of the reports matching ``flt``: the one ward-measure query.
+
+    The ward dashboard (``ward_measures``) and the planners' notebooks
+    (``geo.analysis.ward_stats``) both read it, so they show the same numbers.
+
+    A report counts under the **current ward with the code of the ward it was routed to**.
+    Routing is stored on the report and a boundary re-import never moves it (re-routing is
+    an explicit ``issuemap reports reroute``), but a re-import retires every ward row and
+    inserts new ones, usually with the same codes: planners mean the ward by its code, so
+    its history follows the code, not the row. A report whose ward code is no longer
+    current is in no ward's row. Columns are ``WARD_MEASURE_COLUMNS`` and ``geom``:
+
+    ``reports``; ``resolved``; ``within_sla``, resolved by the due time, or with
+    ``target_hours`` within that many hours of being reported; ``within_sla_share`` of the
+    resolved ones (missing when none is); ``median_hours_to_resolve``; ``population`` from
+    the ward's ``properties[population_field]`` when it is a number, and ``per_1000``
+    reports per 1,000 residents. Outlines are simplified by about ``simplify_m`` metres.
+    """
+    clauses, params = where_clauses(flt or ReportFilter(), ANONYMOUS)
+    selected = f"SELECT w.code AS ward_code, r.created_at, r.resolved_at, r.due_at {REPORTS_FROM}"
+    if clauses:
+        selected += " WHERE " + " AND ".join(clauses)
+    frame = gpd.read_postgis(
+        text(_WARD_MEASURES.format(selected=selected, resolution=RESOLUTION_MEASURES)),
+        conn,
+        geom_col="geom",
+        params=params
+        | {
+            "target_hours": target_hours,
+            "population_field": population_field or "",
+            "tol": simplify_m / 111_000,
+        },
+    )
+    counts = ["reports", "resolved", "within_sla"]
+    shares = ["within_sla_share", "median_hours_to_resolve", "population", "per_1000"]
+    frame[counts] = frame[counts].astype("int64")
+    frame[shares] = frame[shares].astype("float64")
+    return frame[[*WARD_MEASURE_COLUMNS, "geom"]]
