@@ -19,8 +19,8 @@ from starlette.types import Receive, Scope, Send
 
 from api.deps import AppStateDep, ExportSlotsDep, PrincipalDep, PrivacyDep, get_connection
 from api.errors import error_responses
+from api.models import ReportCollection, inline_schema
 from api.params import Page, PageDep, ReportFilterDep
-from api.schemas import ReportCollection, inline_schema
 from geo.access.policy import Principal
 from geo.reports import export
 from geo.reports.search import ReportFilter, stream_reports

@@ -29,14 +29,14 @@ from api.errors import (
     UNREADABLE_BODY_DETAIL,
     unreadable_body,
 )
-from api.params import DateOrTime, refuse_nul
-from api.schemas import (
+from api.models import (
     Open311Discovery,
     Open311Posted,
     Open311Request,
     Open311Service,
     Open311ServiceDefinition,
 )
+from api.params import DateOrTime, refuse_nul
 from geo import open311
 from geo.errors import (
     AuthenticationError,

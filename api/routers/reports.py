@@ -15,8 +15,8 @@ from starlette.exceptions import HTTPException
 
 from api.deps import AppStateDep, ConnDep, PrincipalDep, PrivacyDep
 from api.errors import error_responses
+from api.models import IntakeAnswer, Merged, ReportEvent, ReportOut, StatusChanged, StatusForm
 from api.params import Text
-from api.schemas import IntakeAnswer, Merged, ReportEvent, ReportOut, StatusChanged, StatusForm
 from geo.city.coordinates import LAT_MAX, LON_MAX
 from geo.errors import InvalidInputError
 from geo.reports import idempotency
