@@ -82,24 +82,24 @@ class Team(_Out):
     zones: list[str]
 
 
-class QueuedReport(_Out):
-    """A report in a team's queue, as staff see it."""
+class ReportFields(BaseModel):
+    """A report's fields as ``geo.reports.search`` reads them; staff also get the reporter's."""
 
     id: int
     category: str
-    category_name_th: str
-    category_name_en: str
-    description: str
+    category_name_th: str | None
+    category_name_en: str | None
+    description: str | None
     status: str
     created_at: datetime
-    updated_at: datetime
+    updated_at: datetime | None
     resolved_at: datetime | None
-    due_at: datetime
-    overdue: bool
+    due_at: datetime | None
+    overdue: bool | None
     ward_id: int | None
     ward_code: str | None
     ward_name: str | None
-    ward_snapped: bool
+    ward_snapped: bool | None
     zone_id: int | None
     zone_code: str | None
     team_id: int | None
@@ -108,16 +108,22 @@ class QueuedReport(_Out):
     lat: float
     lon: float
     address: str | None
-    location_source: str
+    location_source: str | None
     media_url: str | None
-    source: str
+    source: str | None
     external_id: str | None
     supporters: int
     duplicate_of: int | None
-    is_demo: bool
+    is_demo: bool | None
     photo_ids: list[int]
-    reporter_name: str | None
-    reporter_contact: str | None
+    reporter_name: str | None = Field(default=None, description="Staff only.")
+    reporter_contact: str | None = Field(default=None, description="Staff only.")
+
+
+class QueuedReport(ReportFields):
+    """A report in a team's queue, as staff see it."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class TeamQueue(_Out):
@@ -274,46 +280,16 @@ class IntakeAnswer(_Answer):
     likely_duplicates: list[LikelyDuplicate]
 
 
-class ReportOut(_Answer):
+class ReportOut(ReportFields):
     """A report as the caller may see it.
 
     Staff get the exact location and the reporter's name and contact; everyone else gets
     the location on the public grid and no personal data.
     """
 
-    id: int
-    category: str
-    category_name_th: str | None
-    category_name_en: str | None
-    description: str | None
-    status: str
-    created_at: datetime
-    updated_at: datetime | None
-    resolved_at: datetime | None
-    due_at: datetime | None
-    overdue: bool | None
-    ward_id: int | None
-    ward_code: str | None
-    ward_name: str | None
-    ward_snapped: bool | None
-    zone_id: int | None
-    zone_code: str | None
-    team_id: int | None
-    team_code: str | None
-    team_name: str | None
-    lat: float
-    lon: float
-    address: str | None
-    location_source: str | None
-    media_url: str | None
-    source: str | None
-    external_id: str | None
-    supporters: int
-    duplicate_of: int | None
-    is_demo: bool | None
-    photo_ids: list[int]
-    reporter_name: str | None = Field(default=None, description="Staff only.")
-    reporter_contact: str | None = Field(default=None, description="Staff only.")
+    # New fields may be added to an answer without breaking clients that validate it.
+    model_config = ConfigDict(extra="allow")
+
     next_statuses: list[str] = Field(
         description="Where a staff caller may move it next; empty for the public."
     )
