@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what is missing first (scripts/setup.sh).
-.PHONY: run test setup lint
+.PHONY: run test setup lint messages
 
 setup:
 	@scripts/setup.sh
@@ -15,3 +15,12 @@ lint: setup
 
 test: lint
 	.venv/bin/pytest
+
+# After changing resident-facing text: re-extract the message ids into the catalogs, then
+# translate every new Thai entry (tests/test_catalogs.py fails on any left empty).
+messages: setup
+	.venv/bin/pybabel extract -F geo/locale/babel.cfg -k N_ -k translate:2 --no-location \
+		--sort-output -o geo/locale/issuemap.pot .
+	.venv/bin/pybabel update -i geo/locale/issuemap.pot -d geo/locale -D issuemap \
+		--no-fuzzy-matching --ignore-obsolete
+	rm geo/locale/issuemap.pot

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from geo.i18n import N_
+
 REPORT_STATUSES: Final = (
     "open",
     "acknowledged",
@@ -23,6 +25,18 @@ REPORT_STATUSES: Final = (
 
 OPEN_STATUSES: Final = ("open", "acknowledged", "in_progress", "reopened")
 """Statuses that still need a team's work."""
+
+STATUS_NAMES: Final = {
+    "open": N_("Open"),
+    "acknowledged": N_("Acknowledged"),
+    "in_progress": N_("In progress"),
+    "resolved": N_("Resolved"),
+    "closed": N_("Closed"),
+    "reopened": N_("Reopened"),
+    "rejected": N_("Rejected"),
+    "duplicate": N_("Duplicate"),
+}
+"""Each status in words (a catalog message id): a status is never shown as its code."""
 
 OPEN_STATUSES_SQL: Final = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 """``OPEN_STATUSES`` as a SQL list of constants, for ``status IN ...`` inside statements."""

@@ -41,5 +41,13 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# The Thai and English message catalogs, compiled whenever a .po is newer than its .mo.
+for po in geo/locale/*/LC_MESSAGES/issuemap.po; do
+  mo=${po%.po}.mo
+  lang=$(basename "$(dirname "$(dirname "$po")")")
+  if [ ! -f "$mo" ] || [ "$po" -nt "$mo" ]; then
+    .venv/bin/pybabel -q compile -D issuemap -l "$lang" -i "$po" -o "$mo" >/dev/null
+  fi
+done
 # Leaflet and its plugins, served from our own origin (the maps never load CDN assets).
 scripts/vendor_assets.sh

@@ -15,6 +15,7 @@ from shapely.geometry import box
 from sqlalchemy import Engine, text
 
 from api.deps import replace_app_state
+from geo.i18n import pick_language
 from geo.maps.builders import (
     Filters,
     MapReport,
@@ -26,7 +27,6 @@ from geo.maps.builders import (
     zone_map,
 )
 from geo.maps.heat import cell_size_deg, heat_grid
-from geo.maps.i18n import pick_language
 from geo.reports.search import ReportFilter
 from geo.settings import MapSettings
 from tests.fixtures import Keys, TinyCity
@@ -227,7 +227,8 @@ def test_language_comes_from_the_parameter_then_the_browser() -> None:
     assert pick_language("th", "en") == "th"
     assert pick_language(None, "de-DE,th;q=0.8,en;q=0.5") == "th"
     assert pick_language("xx", "en-GB,th;q=0.9") == "en"
-    assert pick_language(None, None) == "en"
+    assert pick_language(None, None) == "th"
+    assert pick_language(None, None, default="en") == "en"
 
 
 @pytest.mark.parametrize(
@@ -376,7 +377,7 @@ def test_public_map_is_embeddable_and_private_data_free(
     assert "Pothole by the school gate" not in answer.text
     assert "100.00534" not in answer.text  # rounded to the public grid
     assert external_urls(answer.text) == []
-    assert "Reported issues" in answer.text
+    assert "ปัญหาที่ได้รับแจ้ง" in answer.text  # Thai unless the visitor asks otherwise
 
 
 def test_public_map_labels_follow_lang_or_accept_language(

@@ -27,8 +27,8 @@ from api.errors import error_responses
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
 from geo.access.policy import Principal
 from geo.errors import AuthenticationError
+from geo.i18n import pick_language
 from geo.maps.builders import MEASURES, content_security_policy, render_page
-from geo.maps.i18n import pick_language
 from geo.maps.pages import (
     PageFilters,
     city_page_map,

@@ -38,7 +38,8 @@ from folium.plugins import HeatMap, MarkerCluster
 from jinja2 import Environment, PackageLoader
 
 from geo.maps.assets import localise_assets, walk
-from geo.maps.i18n import LABELS, STATUS_LABELS
+from geo.maps.i18n import labels as page_labels
+from geo.maps.i18n import status_labels
 from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
 
 _TEMPLATES = Environment(loader=PackageLoader("geo.maps", "templates"), autoescape=False)
@@ -176,8 +177,8 @@ class ReportMarkers(DataElement):
         ]
         self.config = {
             "lang": lang,
-            "l": LABELS[lang],
-            "statuses": STATUS_LABELS[lang],
+            "l": page_labels(lang),
+            "statuses": status_labels(lang),
             "colours": STATUS_COLOURS,
             "overdue": OVERDUE_COLOUR,
             "categories": dict(categories),
@@ -290,7 +291,7 @@ def _select(name: str, label: str, options: Mapping[str, str], chosen: str, all_
 
 
 def _filter_form(filters: Filters, lang: str, *, time_window: bool) -> str:
-    labels = LABELS[lang]
+    labels = page_labels(lang)
     parts = ['<form method="get" class="im-filters">']
     parts.append(
         _select("category", labels["category"], filters.categories, filters.category, labels["all"])
@@ -300,7 +301,7 @@ def _filter_form(filters: Filters, lang: str, *, time_window: bool) -> str:
             _select(
                 "status",
                 labels["status"],
-                {s: STATUS_LABELS[lang][s] for s in filters.statuses},
+                {s: status_labels(lang)[s] for s in filters.statuses},
                 filters.status,
                 labels["all"],
             )
@@ -322,19 +323,19 @@ def _filter_form(filters: Filters, lang: str, *, time_window: bool) -> str:
 
 def _status_legend(statuses: Iterable[str], lang: str, *, overdue: bool) -> str:
     items = [
-        f'<div><i style="background:{STATUS_COLOURS[s]}"></i>{_esc(STATUS_LABELS[lang][s])}</div>'
+        f'<div><i style="background:{STATUS_COLOURS[s]}"></i>{_esc(status_labels(lang)[s])}</div>'
         for s in statuses
     ]
     if overdue:
         items.append(
             f'<div><i style="background:#fff;border:3px solid {OVERDUE_COLOUR}"></i>'
-            f"{_esc(LABELS[lang]['overdue'])}</div>"
+            f"{_esc(page_labels(lang)['overdue'])}</div>"
         )
     return f'<div class="im-legend">{"".join(items)}</div>'
 
 
 def _counts(page: MarkerPage, lang: str, *, page_size: int) -> str:
-    labels = LABELS[lang]
+    labels = page_labels(lang)
     shown = len(page.reports)
     parts = [
         f'<p class="im-counts" data-shown="{shown}" data-total="{page.total}">'
@@ -415,7 +416,7 @@ def zone_map(
     ``actions``, a marker's popup has one button per next status, which POSTs to
     ``/api/reports/{id}/status`` with ``api_key``.
     """
-    labels = LABELS[lang]
+    labels = page_labels(lang)
     fmap = _base_map(tiles, attribution)
     code = str(zone["code"].iloc[0]) if len(zone) else ""
     zone_id = int(zone["id"].iloc[0]) if len(zone) and "id" in zone else None
@@ -477,7 +478,7 @@ def public_map(
 
     ``markers`` must already be public: no personal data, locations rounded.
     """
-    labels = LABELS[lang]
+    labels = page_labels(lang)
     fmap = _base_map(tiles, attribution)
     _fit(fmap, bounds)
     heat_layer = _heat(heat, name=labels["heat"]).add_to(fmap)
@@ -539,7 +540,7 @@ def ward_dashboard_map(
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}")
-    labels = LABELS[lang]
+    labels = page_labels(lang)
     fmap = _base_map(tiles, attribution)
     if len(wards):
         _fit(fmap, wards.total_bounds)
@@ -601,7 +602,7 @@ def ward_dashboard_map(
 
 
 def _select_measure(measure: str, lang: str) -> str:
-    labels = LABELS[lang]
+    labels = page_labels(lang)
     options = "".join(
         f'<option value="{m}"{" selected" if m == measure else ""}>{_esc(labels[m])}</option>'
         for m in MEASURES
