@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from geo.vocabulary import (
@@ -39,6 +39,10 @@ from geo.vocabulary import (
 )
 
 __all__ = ["BOUNDARY_LAYERS", "LOCATION_SOURCES", "OPEN_STATUSES", "REPORT_STATUSES", "ROLES"]
+
+
+REPORT_TOKEN_SQL = "translate(encode(gen_random_bytes(18), 'base64'), '+/', '-_')"
+"""A new report's token: 18 random bytes (pgcrypto) as 24 URL-safe characters."""
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -82,6 +86,9 @@ class _Boundary:
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(CODE_MAX))
     name: Mapped[str] = mapped_column(Text)
+    """The name as the boundary file gave it; ``name_th``/``name_en`` when the file had both."""
+    name_th: Mapped[str | None] = mapped_column(Text)
+    name_en: Mapped[str | None] = mapped_column(Text)
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     import_id: Mapped[int] = mapped_column(ForeignKey("boundary_imports.id"))
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -126,6 +133,8 @@ class Team(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(CODE_MAX), unique=True)
     name: Mapped[str] = mapped_column(Text)
+    name_th: Mapped[str | None] = mapped_column(Text)
+    name_en: Mapped[str | None] = mapped_column(Text)
 
 
 class Zone(_Boundary, Base):
@@ -200,6 +209,13 @@ class Report(Base):
     media_url: Mapped[str | None] = mapped_column(Text)
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
     supporters: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    token: Mapped[str] = mapped_column(String(32), server_default=text(REPORT_TOKEN_SQL))
+    """The status page's address, ``/r/{token}``: 144 random bits, never the id."""
+    language: Mapped[str | None] = mapped_column(String(8))
+    """The language the resident reported in; their notifications use it."""
+    hidden_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Set when staff took the report out of every public output (it stays in staff views)."""
+    hidden_reason: Mapped[str | None] = mapped_column(Text)
     geom: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
 
     __table_args__ = (
@@ -212,6 +228,9 @@ class Report(Base):
         CheckConstraint(_one_of("location_source", LOCATION_SOURCES), name="location_source_known"),
         CheckConstraint("supporters >= 0", name="supporters_not_negative"),
         CheckConstraint("duplicate_of IS NULL OR duplicate_of <> id", name="not_own_duplicate"),
+        CheckConstraint("language IS NULL OR language IN ('th', 'en')", name="language_known"),
+        CheckConstraint("(hidden_at IS NULL) = (hidden_reason IS NULL)", name="hidden_with_reason"),
+        Index("uq_reports_token", "token", unique=True),
         UniqueConstraint("source", "external_id", name="uq_reports_source_external_id"),
         Index("ix_reports_geom", "geom", postgresql_using="gist"),
         Index("ix_reports_created_at", "created_at"),
@@ -309,3 +328,71 @@ class IdempotencyRecord(Base):
 
     # Expired keys are deleted in small batches, oldest first.
     __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+
+
+class OutboxMessage(Base):
+    """A notification (e-mail or webhook call) waiting for, or done with, delivery.
+
+    Written in the transaction that makes the change it announces, so the change and its
+    notification commit together; ``geo.reports.notifications`` delivers it with retries.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    """An e-mail address, or ``webhook:<id>``."""
+    report_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    available_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    """Not tried again before this time (the retry backoff)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Given up on (out of attempts, or refused for good); kept for staff to see why."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('email', 'webhook')", name="kind_known"),
+        Index(
+            "ix_outbox_pending",
+            "available_at",
+            postgresql_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+        ),
+    )
+
+
+class Webhook(Base):
+    """An endpoint an admin registered for report events, with its HMAC signing secret."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    description: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RateLimitCounter(Base):
+    """A fixed-window counter shared by every server process (``geo.access.ratelimit``).
+
+    Unlogged: losing the current window's counts in a crash is harmless.
+    """
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_rate_limits_expires_at", "expires_at"),
+        {"prefixes": ["UNLOGGED"]},
+    )
