@@ -19,8 +19,8 @@ test: lint
 # After changing resident-facing text: re-extract the message ids into the catalogs, then
 # translate every new Thai entry (tests/test_catalogs.py fails on any left empty).
 messages: setup
-	.venv/bin/pybabel extract -F geo/locale/babel.cfg -k N_ -k translate:2 --no-location \
+	.venv/bin/pybabel -q extract -F geo/locale/babel.cfg -k N_ -k translate:2 --no-location \
 		--sort-output -o geo/locale/issuemap.pot .
-	.venv/bin/pybabel update -i geo/locale/issuemap.pot -d geo/locale -D issuemap \
+	.venv/bin/pybabel -q update -i geo/locale/issuemap.pot -d geo/locale -D issuemap \
 		--no-fuzzy-matching --ignore-obsolete
 	rm geo/locale/issuemap.pot
