@@ -239,6 +239,12 @@ class Report(Base):
         Index("ix_reports_ward", "ward_id"),
         Index("ix_reports_zone", "zone_id"),
         Index("ix_reports_category_created", "category_id", "created_at"),
+        # The public map's fixed work: reports resolved in the last few days.
+        Index(
+            "ix_reports_resolved_at",
+            "resolved_at",
+            postgresql_where=text("resolved_at IS NOT NULL"),
+        ),
         Index(
             "ix_reports_duplicate_of",
             "duplicate_of",
