@@ -78,7 +78,9 @@ class Team(_Out):
 
     id: int
     code: str
-    name: str
+    name: str = Field(description="The name as given (a boundary file's team or zone name).")
+    name_th: str | None = Field(description="The Thai name, when one is known.")
+    name_en: str | None = Field(description="The English name, when one is known.")
     zones: list[str]
 
 

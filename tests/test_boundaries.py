@@ -19,8 +19,16 @@ import shapely.affinity
 from shapely.geometry import LineString, Polygon, box
 from sqlalchemy import Connection, Engine, text
 
-from geo.city.boundary_files import check_boundaries, find_gaps, find_overlaps, read_boundaries
+from geo.city.boundary_files import (
+    check_attributes,
+    check_boundaries,
+    find_gaps,
+    find_overlaps,
+    read_boundaries,
+)
 from geo.city.boundary_writes import import_boundaries
+from geo.city.catalogue import list_teams
+from geo.city.layers import current_zones as current_zones_for_display
 from geo.db.schema import OPEN_STATUSES
 from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError
 from geo.reports.store import create_report
@@ -509,6 +517,107 @@ def test_zones_without_a_team_field_each_get_their_own_team(tmp_path: Path, engi
             text("SELECT z.code, t.code, t.name FROM zones z JOIN teams t ON t.id = z.team_id")
         ).all()
     assert sorted(tuple(t) for t in teams) == [("A", "A", "Ward A"), ("B", "B", "Ward B")]
+
+
+# ------------------------------------------------------------------------ Thai and English names
+
+TRICKY_NAMES = ["{{7*7}} {% raw %}", "<img src=x onerror=alert(1)>'; DROP TABLE wards;--"]
+
+
+def test_thai_and_english_name_fields_are_stored_apart(tmp_path: Path, engine: Engine) -> None:
+    path = write_geojson(
+        tmp_path / "z.geojson",
+        wards_frame(TWO_WARDS, th=["โซนเหนือ", TRICKY_NAMES[0]], en=["North", None]),
+    )
+
+    import_boundaries(
+        engine,
+        path,
+        layer="zones",
+        id_field="code",
+        name_field="name",
+        name_th_field="th",
+        name_en_field="en",
+    )
+
+    with engine.connect() as conn:
+        zones = conn.execute(
+            text(
+                "SELECT z.code, z.name, z.name_th, z.name_en, z.properties, t.name AS team,"
+                " t.name_th AS team_th, t.name_en AS team_en"
+                " FROM zones AS z JOIN teams AS t ON t.id = z.team_id ORDER BY z.code"
+            )
+        ).all()
+        teams = {t["code"]: t for t in list_teams(conn)}
+        shown = {lang: current_zones_for_display(conn, lang=lang) for lang in ("th", "en")}
+    # The name fields become columns, not properties; a blank English name stays missing,
+    # and template-looking text is kept as the words it is.
+    assert [tuple(z)[:4] for z in zones] == [
+        ("A", "Ward A", "โซนเหนือ", "North"),
+        ("B", "Ward B", TRICKY_NAMES[0], None),
+    ]
+    assert zones[0].properties == {}
+    # A zone's own team carries the zone's names in each language.
+    assert (zones[0].team, zones[0].team_th, zones[0].team_en) == ("Ward A", "โซนเหนือ", "North")
+    assert (teams["A"]["name_th"], teams["A"]["name_en"]) == ("โซนเหนือ", "North")
+    # Shown to a Thai reader in Thai, to an English reader in English, else as given.
+    assert list(shown["th"]["name"]) == ["โซนเหนือ", TRICKY_NAMES[0]]
+    assert list(shown["en"]["name"]) == ["North", "Ward B"]
+    assert list(shown["en"]["team"]) == ["North", "Ward B"]
+
+
+def test_an_import_without_name_fields_keeps_the_two_names_empty(
+    tmp_path: Path, engine: Engine
+) -> None:
+    path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS, th=["ก", "ข"]))
+    import_boundaries(engine, path, layer="wards", id_field="code", name_field="name")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT name, name_th, name_en, properties FROM wards")).all()
+    assert {(r.name, r.name_th, r.name_en) for r in rows} == {
+        ("Ward A", None, None),
+        ("Ward B", None, None),
+    }
+    assert all("th" in r.properties for r in rows)  # an unnamed column stays a property
+
+
+def test_a_missing_name_field_is_named(tmp_path: Path) -> None:
+    path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS, NAME_TH=["ก", "ข"]))
+    with pytest.raises(BoundaryImportError) as caught:
+        check_boundaries(
+            path, layer="wards", id_field="code", name_field="name", name_th_field="name_th"
+        )
+    assert "the Thai name field 'name_th' is not in the file (did you mean 'NAME_TH'?)" in str(
+        caught.value
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("ก\x00ข", "holding NUL characters: 'B'"),
+        ("ก" * 201, "longer than 200 characters: 'B'"),
+    ],
+)
+def test_unstorable_names_are_refused(value: str, problem: str) -> None:
+    # GDAL cuts a file's text at a NUL, so a frame from a notebook is where one can come from.
+    frame = wards_frame(TWO_WARDS, en=["North", value])
+    with pytest.raises(BoundaryImportError) as caught:
+        check_attributes(
+            frame, layer="wards", id_field="code", name_field="name", name_en_field="en"
+        )
+    assert f"names in 'en' {problem}" in str(caught.value)
+
+
+def test_a_file_with_a_huge_name_changes_nothing(tmp_path: Path, engine: Engine) -> None:
+    path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS, th=["ก", "ข" * 100_000]))
+    with engine.connect() as conn:
+        before = counts(conn)
+    with pytest.raises(BoundaryImportError, match="names in 'th' longer than 200 characters"):
+        import_boundaries(
+            engine, path, layer="wards", id_field="code", name_field="name", name_th_field="th"
+        )
+    with engine.connect() as conn:
+        assert counts(conn) == before
 
 
 # ----------------------------------------------------------------------------- command line

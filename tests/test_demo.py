@@ -7,6 +7,7 @@ import shapely
 from geopandas.testing import assert_geodataframe_equal
 from sqlalchemy import Engine, text
 
+from geo.city.catalogue import display_name, list_teams
 from geo.db.schema import OPEN_STATUSES, REPORT_STATUSES
 from geo.demo.city import (
     DEMO_BOUNDARY_SOURCE,
@@ -153,6 +154,33 @@ def test_demo_categories_are_bilingual_with_mostly_48_hour_promises(
     sla = categories.set_index("code")["sla_hours"]
     assert (sla["flooding"], sla["trees"]) == (24, 72)
     assert (sla == 48).mean() > 0.5
+
+
+@pytest.mark.parametrize("table", ["wards", "zones", "teams"])
+def test_demo_wards_zones_and_teams_keep_their_thai_and_english_names_apart(
+    engine: Engine, loaded: str, table: str
+) -> None:
+    names = query(engine, f"SELECT code, name, name_th, name_en FROM {table}")
+    assert len(names) >= 5
+    # No glued "ไทย (English)": the name is the Thai one, the English one stands alone.
+    assert (names["name"] == names["name_th"]).all()
+    assert names["name_th"].map(lambda name: bool(THAI.search(name)) and "(" not in name).all()
+    assert names["name_en"].map(lambda name: name.isascii() and name[0].isupper()).all()
+    with engine.connect() as conn:
+        teams = {t["code"]: t for t in list_teams(conn)}
+    assert (teams["drainage"]["name_th"], teams["drainage"]["name_en"]) == (
+        "หน่วยระบายน้ำและป้องกันน้ำท่วม",
+        "Drainage and flood unit",
+    )
+
+
+def test_display_name_picks_the_readers_language_and_falls_back() -> None:
+    both = {"name": "as given", "name_th": "ชื่อไทย", "name_en": "English name"}
+    assert display_name("th", **both) == "ชื่อไทย"
+    assert display_name("en", **both) == "English name"
+    assert display_name("en", name="as given", name_th="ชื่อไทย") == "as given"
+    assert display_name("en", name=None, name_th="ชื่อไทย") == "ชื่อไทย"
+    assert display_name("th", name="", name_th="", name_en="English name") == "English name"
 
 
 def test_demo_reports_are_routed_by_every_precedence_level(engine: Engine, loaded: str) -> None:

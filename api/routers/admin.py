@@ -178,6 +178,12 @@ async def import_boundary_file(
     id_field: Annotated[str, Form(min_length=1, max_length=100)],
     name_field: Annotated[str, Form(min_length=1, max_length=100)],
     team_field: Annotated[str | None, Form(max_length=100)] = None,
+    name_th_field: Annotated[
+        str | None, Form(max_length=100, description="Attribute holding the Thai names.")
+    ] = None,
+    name_en_field: Annotated[
+        str | None, Form(max_length=100, description="Attribute holding the English names.")
+    ] = None,
     crs: Annotated[str | None, Form(max_length=40)] = None,
     force: Annotated[
         bool,
@@ -215,6 +221,8 @@ async def import_boundary_file(
         id_field=id_field,
         name_field=name_field,
         team_field=team_field or None,
+        name_th_field=name_th_field or None,
+        name_en_field=name_en_field or None,
         crs=crs or None,
         force=force,
         dry_run=dry_run,
@@ -249,6 +257,8 @@ def _import_upload(
     id_field: str,
     name_field: str,
     team_field: str | None,
+    name_th_field: str | None,
+    name_en_field: str | None,
     crs: str | None,
     force: bool,
     dry_run: bool,
@@ -265,6 +275,8 @@ def _import_upload(
                 id_field=id_field,
                 name_field=name_field,
                 team_field=team_field,
+                name_th_field=name_th_field,
+                name_en_field=name_en_field,
                 crs=crs,
                 settings=state.boundaries,
                 routing=state.routing,

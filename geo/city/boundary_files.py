@@ -4,8 +4,8 @@ The steps, each usable on its own (from a notebook, say):
 
 1. ``read_boundaries`` reads GeoJSON, TopoJSON, a Shapefile (plain or zipped) or a GeoPackage
    through pyogrio, settles the coordinate reference system and reprojects to EPSG:4326.
-2. ``check_attributes`` picks the id, name and team columns and refuses missing fields,
-   blank and duplicate ids.
+2. ``check_attributes`` picks the id, name (and optional Thai and English name) and team
+   columns and refuses missing fields, blank and duplicate ids, unstorable names.
 3. ``repair_geometries`` repairs invalid polygons with ``shapely.make_valid`` and refuses
    every feature that is not, or does not stay, a polygon.
    ``check_vertex_counts`` refuses a feature drawn with more vertices than
@@ -36,7 +36,7 @@ from pyproj.exceptions import CRSError
 
 from geo.errors import BoundaryImportError
 from geo.settings import BoundarySettings
-from geo.vocabulary import BOUNDARY_LAYERS, CODE_MAX
+from geo.vocabulary import BOUNDARY_LAYERS, CODE_MAX, NAME_MAX
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 
@@ -80,8 +80,9 @@ class Gap:
 class CheckedBoundaries:
     """A boundary file that passed every check, ready to be written.
 
-    ``features`` has columns ``code``, ``name``, ``team_code`` (zones only, else missing),
-    ``properties`` (JSON-safe dicts) and ``geometry`` (valid polygons, EPSG:4326).
+    ``features`` has columns ``code``, ``name``, ``name_th`` and ``name_en`` (None where the
+    file gave none), ``team_code`` (zones only, else missing), ``properties`` (JSON-safe
+    dicts) and ``geometry`` (valid polygons, EPSG:4326).
     """
 
     layer: str
@@ -347,19 +348,27 @@ def check_attributes(
     id_field: str,
     name_field: str,
     team_field: str | None = None,
+    name_th_field: str | None = None,
+    name_en_field: str | None = None,
 ) -> gpd.GeoDataFrame:
-    """Take the id, name and (zones) team of each feature; refuse what cannot be stored.
+    """Take the id, names and (zones) team of each feature; refuse what cannot be stored.
 
-    Returns a frame with ``code``, ``name``, ``team_code`` (zones only: the team field's
-    value, or the zone's own code when there is no team field), ``properties`` (every
-    other column, JSON-safe) and ``geometry``. Raises ``BoundaryImportError`` listing every
-    problem: a field missing from the file (naming the fields it has), blank, duplicate or
-    over-long ids, blank names, blank or over-long team codes.
+    Returns a frame with ``code``, ``name``, ``name_th`` and ``name_en`` (from the optional
+    Thai and English name fields; None where a feature leaves them blank or there is no such
+    field), ``team_code`` (zones only: the team field's value, or the zone's own code when
+    there is no team field), ``properties`` (every other column, JSON-safe) and
+    ``geometry``. Raises ``BoundaryImportError`` listing every problem: a field missing from
+    the file (naming the fields it has), blank, duplicate or over-long ids, blank names,
+    names that are over-long or hold NUL characters, blank or over-long team codes.
     """
     _check_options(layer=layer, team_field=team_field, tolerance_m2=0.0)
     geometry_name = frame.geometry.name
     fields = [str(c) for c in frame.columns if c != geometry_name]
     wanted = {"id": id_field, "name": name_field}
+    if name_th_field is not None:
+        wanted["Thai name"] = name_th_field
+    if name_en_field is not None:
+        wanted["English name"] = name_en_field
     if team_field is not None:
         wanted["team"] = team_field
     missing = []
@@ -377,6 +386,8 @@ def check_attributes(
 
     codes = [_as_text(v) for v in frame[id_field]]
     names = [_as_text(v) for v in frame[name_field]]
+    names_th = _optional_names(frame, name_th_field)
+    names_en = _optional_names(frame, name_en_field)
     teams = [_as_text(v) for v in frame[team_field]] if team_field is not None else None
     problems = []
     blank = [str(n) for n, code in enumerate(codes, start=1) if code is None]
@@ -398,6 +409,20 @@ def check_attributes(
     nameless = [str(c) for c, n in zip(codes, names, strict=True) if n is None]
     if nameless:
         problems.append(f"features with no name in {name_field!r}: {_some(nameless)}")
+    for column, values in (
+        (name_field, names),
+        (name_th_field, names_th),
+        (name_en_field, names_en),
+    ):
+        # Names are shown to residents and stored as text: PostgreSQL text holds no NUL.
+        with_nul = [str(c) for c, n in zip(codes, values, strict=True) if n and "\x00" in n]
+        if with_nul:
+            problems.append(f"names in {column!r} holding NUL characters: {_some(with_nul)}")
+        long_names = [str(c) for c, n in zip(codes, values, strict=True) if n and len(n) > NAME_MAX]
+        if long_names:
+            problems.append(
+                f"names in {column!r} longer than {NAME_MAX} characters: {_some(long_names)}"
+            )
     if teams is not None:
         teamless = [str(c) for c, t in zip(codes, teams, strict=True) if t is None]
         if teamless:
@@ -408,17 +433,29 @@ def check_attributes(
     if problems:
         raise BoundaryImportError("The file's ids, names or teams cannot be stored.", problems)
 
-    used = {id_field, name_field, team_field, geometry_name}
+    used = {id_field, name_field, name_th_field, name_en_field, team_field, geometry_name}
     others = [c for c in frame.columns if c not in used]
     properties = [
         {str(k): _json_safe(v) for k, v in row.items()}
         for row in frame[others].to_dict(orient="records")
     ]
-    columns: dict[str, Any] = {"code": codes, "name": names}
+    columns: dict[str, Any] = {
+        "code": codes,
+        "name": names,
+        "name_th": names_th,
+        "name_en": names_en,
+    }
     if layer == "zones":
         columns["team_code"] = teams if teams is not None else codes
     columns["properties"] = properties
     return gpd.GeoDataFrame(columns, geometry=np.asarray(frame.geometry.array), crs=frame.crs)
+
+
+def _optional_names(frame: gpd.GeoDataFrame, field: str | None) -> list[str | None]:
+    """The values of an optional name field (None where blank), or all None without one."""
+    if field is None:
+        return [None] * len(frame)
+    return [_as_text(v) for v in frame[field]]
 
 
 # --------------------------------------------------------------------------- geometry
@@ -593,6 +630,8 @@ def check_boundaries(
     id_field: str,
     name_field: str,
     team_field: str | None = None,
+    name_th_field: str | None = None,
+    name_en_field: str | None = None,
     crs: str | None = None,
     tolerance_m2: float = DEFAULT_TOLERANCE_M2,
     settings: BoundarySettings | None = None,
@@ -608,7 +647,13 @@ def check_boundaries(
     frame = read_boundaries(path, crs=crs)
     sha256 = file_sha256(path)
     features = check_attributes(
-        frame, layer=layer, id_field=id_field, name_field=name_field, team_field=team_field
+        frame,
+        layer=layer,
+        id_field=id_field,
+        name_field=name_field,
+        team_field=team_field,
+        name_th_field=name_th_field,
+        name_en_field=name_en_field,
     )
     # Before repair: make_valid on millions of vertices is slow, and repair adds few.
     check_vertex_counts(features, max_vertices=settings.max_vertices)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import shapely
 from sqlalchemy import Connection, Engine, text
@@ -155,21 +156,23 @@ VALUES (:layer, :source, :sha256, :feature_count, :repaired_count, CAST(:summary
 RETURNING id
 """
 _FEATURES = """
-unnest(CAST(:codes AS text[]), CAST(:names AS text[]), CAST(:teams AS text[]),
-       CAST(:properties AS text[]), CAST(:wkbs AS bytea[]))
-    WITH ORDINALITY AS f(code, name, team_code, properties, wkb, n)
+unnest(CAST(:codes AS text[]), CAST(:names AS text[]), CAST(:names_th AS text[]),
+       CAST(:names_en AS text[]), CAST(:teams AS text[]), CAST(:properties AS text[]),
+       CAST(:wkbs AS bytea[]))
+    WITH ORDINALITY AS f(code, name, name_th, name_en, team_code, properties, wkb, n)
 """
 _INSERT_FEATURES = {
     "wards": f"""
-        INSERT INTO wards (code, name, properties, import_id, geom)
-        SELECT f.code, f.name, CAST(f.properties AS jsonb), :import_id,
+        INSERT INTO wards (code, name, name_th, name_en, properties, import_id, geom)
+        SELECT f.code, f.name, f.name_th, f.name_en, CAST(f.properties AS jsonb), :import_id,
                ST_Multi(ST_GeomFromWKB(f.wkb, 4326))
         FROM {_FEATURES}
         ORDER BY f.n
     """,
     "zones": f"""
-        INSERT INTO zones (code, name, team_id, properties, import_id, geom)
-        SELECT f.code, f.name, t.id, CAST(f.properties AS jsonb), :import_id,
+        INSERT INTO zones (code, name, name_th, name_en, team_id, properties, import_id, geom)
+        SELECT f.code, f.name, f.name_th, f.name_en, t.id, CAST(f.properties AS jsonb),
+               :import_id,
                ST_Multi(ST_GeomFromWKB(f.wkb, 4326))
         FROM {_FEATURES}
         JOIN teams AS t ON t.code = f.team_code
@@ -177,22 +180,43 @@ _INSERT_FEATURES = {
     """,
 }
 _CREATE_TEAMS = """
-INSERT INTO teams (code, name)
-SELECT DISTINCT ON (t.code) t.code, t.name
-FROM unnest(CAST(:codes AS text[]), CAST(:names AS text[])) WITH ORDINALITY AS t(code, name, n)
+INSERT INTO teams (code, name, name_th, name_en)
+SELECT DISTINCT ON (t.code) t.code, t.name, t.name_th, t.name_en
+FROM unnest(CAST(:codes AS text[]), CAST(:names AS text[]), CAST(:names_th AS text[]),
+            CAST(:names_en AS text[])) WITH ORDINALITY AS t(code, name, name_th, name_en, n)
 ORDER BY t.code, t.n
 ON CONFLICT (code) DO NOTHING
 RETURNING code
 """
 
 
+def _optional_texts(features: gpd.GeoDataFrame, column: str) -> list[str | None]:
+    """A column of optional names as text, None where missing (or no such column)."""
+    if column not in features:
+        return [None] * len(features)
+    return [None if v is None or v != v else str(v) for v in features[column]]
+
+
 def _create_teams(conn: Connection, checked: CheckedBoundaries) -> tuple[str, ...]:
     """Create the zones' teams that do not exist yet; return their codes."""
     features = checked.features
     codes = [str(c) for c in features["team_code"]]
-    # A team named in a team field is called by that value; otherwise it is the zone's team.
-    names = codes if checked.teams_from_field else [str(n) for n in features["name"]]
-    created = conn.execute(text(_CREATE_TEAMS), {"codes": codes, "names": names}).scalars()
+    # A team named in a team field is called by that value; otherwise it is the zone's team,
+    # with the zone's names in each language.
+    names_th: list[str | None] = [None] * len(codes)
+    names_en: list[str | None] = [None] * len(codes)
+    if checked.teams_from_field:
+        names = codes
+    else:
+        names = [str(n) for n in features["name"]]
+        names_th, names_en = (
+            _optional_texts(features, "name_th"),
+            _optional_texts(features, "name_en"),
+        )
+    created = conn.execute(
+        text(_CREATE_TEAMS),
+        {"codes": codes, "names": names, "names_th": names_th, "names_en": names_en},
+    ).scalars()
     return tuple(sorted(created))
 
 
@@ -330,6 +354,8 @@ def write_boundaries(
     params: dict[str, Any] = {
         "codes": [str(c) for c in features["code"]],
         "names": [str(n) for n in features["name"]],
+        "names_th": _optional_texts(features, "name_th"),
+        "names_en": _optional_texts(features, "name_en"),
         "teams": (
             [str(t) for t in features["team_code"]] if layer == "zones" else [None] * len(features)
         ),
@@ -413,6 +439,8 @@ def import_boundaries(
     id_field: str,
     name_field: str,
     team_field: str | None = None,
+    name_th_field: str | None = None,
+    name_en_field: str | None = None,
     crs: str | None = None,
     tolerance_m2: float = DEFAULT_TOLERANCE_M2,
     settings: BoundarySettings | None = None,
@@ -435,7 +463,10 @@ def import_boundaries(
     team_field
         Zones only: the attribute naming each zone's team; teams that do not exist yet are
         created with that value as code and name. Without it every zone gets a team of its
-        own, with the zone's code and name.
+        own, with the zone's code and names.
+    name_th_field, name_en_field
+        Optional attributes holding each feature's Thai and English names, stored apart
+        from the name as given and shown to readers of each language.
     crs
         The CRS of the coordinates, required when the file declares none.
     tolerance_m2
@@ -464,6 +495,8 @@ def import_boundaries(
         id_field=id_field,
         name_field=name_field,
         team_field=team_field,
+        name_th_field=name_th_field,
+        name_en_field=name_en_field,
         crs=crs,
         tolerance_m2=tolerance_m2,
         settings=settings,

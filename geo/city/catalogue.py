@@ -1,4 +1,9 @@
-"""The catalogue: report categories, field teams and category routes."""
+"""The catalogue: report categories, field teams and category routes.
+
+Wards, zones, teams and categories keep a Thai and an English name apart (``name_th``,
+``name_en``) beside the name as given (``name``); ``display_name`` is the one rule for which
+of them a reader in a language sees.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,22 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from geo.errors import ConflictError, InvalidInputError, NotFoundError
+
+
+def display_name(
+    lang: str, *, name: str | None, name_th: str | None = None, name_en: str | None = None
+) -> str:
+    """The name a reader in ``lang`` sees: ``name_th`` for ``th``, ``name_en`` for ``en``.
+
+    A ward, zone or team whose boundary file gave no name in that language falls back to
+    the name as given, then to the other language's name, so a reader always sees a name.
+    """
+    own = name_th if lang == "th" else name_en
+    other = name_en if lang == "th" else name_th
+    for candidate in (own, name, other):
+        if candidate:
+            return candidate
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +43,7 @@ class Category:
 
     def name(self, lang: str) -> str:
         """The category's name in ``lang`` (``th``, else English)."""
-        return self.name_th if lang == "th" else self.name_en
+        return display_name(lang, name=None, name_th=self.name_th, name_en=self.name_en)
 
 
 def active_categories(conn: Connection) -> list[Category]:
@@ -153,11 +174,12 @@ def delete_category_route(conn: Connection, route_id: int) -> None:
 
 
 def list_teams(conn: Connection) -> list[dict[str, Any]]:
-    """Every team: id, code, name and the codes of its current zones."""
+    """Every team: id, code, name as given, Thai and English names, codes of its current zones."""
     rows = conn.execute(
         text(
-            "SELECT t.id, t.code, t.name, COALESCE(array_agg(z.code ORDER BY z.code) "
-            "FILTER (WHERE z.id IS NOT NULL), '{}') AS zones FROM teams AS t "
+            "SELECT t.id, t.code, t.name, t.name_th, t.name_en, "
+            "COALESCE(array_agg(z.code ORDER BY z.code) FILTER (WHERE z.id IS NOT NULL), '{}') "
+            "AS zones FROM teams AS t "
             "LEFT JOIN zones AS z ON z.team_id = t.id AND z.retired_at IS NULL "
             "GROUP BY t.id ORDER BY t.code"
         )

@@ -1,29 +1,63 @@
-"""The city's current layers for display: wards, zones and their extent, simplified."""
+"""The city's current layers for display: wards, zones and their extent, simplified.
+
+Each layer's ``name`` (and a zone's ``team``) is the name as given, or with ``lang`` the
+name a reader in that language sees (``geo.city.catalogue.display_name``).
+"""
 
 from __future__ import annotations
 
 import geopandas as gpd
 from sqlalchemy import Connection, text
 
+from geo.city.catalogue import display_name
 
-def current_wards(conn: Connection, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
+_NAMES = "{t}.name, {t}.name_th, {t}.name_en"
+_TEAM_NAMES = "t.name AS team, t.name_th AS team_th, t.name_en AS team_en"
+
+
+def _text(value: object) -> str | None:
+    # pandas reads a missing name as NaN, not None.
+    return value if isinstance(value, str) else None
+
+
+def _named(frame: gpd.GeoDataFrame, lang: str | None) -> gpd.GeoDataFrame:
+    """Put the names readers of ``lang`` see in ``name`` and ``team``; drop the others."""
+    for column, th, en in (("name", "name_th", "name_en"), ("team", "team_th", "team_en")):
+        if column not in frame:
+            continue
+        if lang is not None:
+            frame[column] = [
+                display_name(lang, name=_text(n), name_th=_text(a), name_en=_text(b))
+                for n, a, b in zip(frame[column], frame[th], frame[en], strict=True)
+            ]
+        frame = frame.drop(columns=[th, en])
+    return frame
+
+
+def current_wards(
+    conn: Connection, *, simplify_m: float = 5.0, lang: str | None = None
+) -> gpd.GeoDataFrame:
     """Current wards, simplified by about ``simplify_m`` metres for display."""
-    return gpd.read_postgis(
+    frame = gpd.read_postgis(
         text(
-            "SELECT code, name, ST_SimplifyPreserveTopology(geom, :tol) AS geom "
+            f"SELECT code, {_NAMES.format(t='wards')}, "
+            "ST_SimplifyPreserveTopology(geom, :tol) AS geom "
             "FROM wards WHERE retired_at IS NULL ORDER BY code"
         ),
         conn,
         geom_col="geom",
         params={"tol": simplify_m / 111_000},
     )
+    return _named(frame, lang)
 
 
-def current_zones(conn: Connection, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
+def current_zones(
+    conn: Connection, *, simplify_m: float = 5.0, lang: str | None = None
+) -> gpd.GeoDataFrame:
     """Current field-team zones with their team's name, simplified for display."""
-    return gpd.read_postgis(
+    frame = gpd.read_postgis(
         text(
-            "SELECT z.code, z.name, t.name AS team, "
+            f"SELECT z.code, {_NAMES.format(t='z')}, {_TEAM_NAMES}, "
             "ST_SimplifyPreserveTopology(z.geom, :tol) AS geom "
             "FROM zones AS z JOIN teams AS t ON t.id = z.team_id "
             "WHERE z.retired_at IS NULL ORDER BY z.code"
@@ -32,16 +66,19 @@ def current_zones(conn: Connection, *, simplify_m: float = 5.0) -> gpd.GeoDataFr
         geom_col="geom",
         params={"tol": simplify_m / 111_000},
     )
+    return _named(frame, lang)
 
 
-def current_zone(conn: Connection, code: str, *, simplify_m: float = 5.0) -> gpd.GeoDataFrame:
+def current_zone(
+    conn: Connection, code: str, *, simplify_m: float = 5.0, lang: str | None = None
+) -> gpd.GeoDataFrame:
     """The current zone ``code``, simplified for display; empty when there is none.
 
     One row with ``id``, ``code``, ``name``, ``team_id`` and ``team``.
     """
-    return gpd.read_postgis(
+    frame = gpd.read_postgis(
         text(
-            "SELECT z.id, z.code, z.name, z.team_id, t.name AS team, "
+            f"SELECT z.id, z.code, {_NAMES.format(t='z')}, z.team_id, {_TEAM_NAMES}, "
             "ST_SimplifyPreserveTopology(z.geom, :tol) AS geom "
             "FROM zones AS z JOIN teams AS t ON t.id = z.team_id "
             "WHERE z.retired_at IS NULL AND z.code = :code"
@@ -50,15 +87,17 @@ def current_zone(conn: Connection, code: str, *, simplify_m: float = 5.0) -> gpd
         geom_col="geom",
         params={"tol": simplify_m / 111_000, "code": code},
     )
+    return _named(frame, lang)
 
 
 def wards_meeting_zone(
-    conn: Connection, zone_id: int, *, simplify_m: float = 5.0
+    conn: Connection, zone_id: int, *, simplify_m: float = 5.0, lang: str | None = None
 ) -> gpd.GeoDataFrame:
     """Current wards that overlap zone ``zone_id``, simplified for display."""
-    return gpd.read_postgis(
+    frame = gpd.read_postgis(
         text(
-            "SELECT w.code, w.name, ST_SimplifyPreserveTopology(w.geom, :tol) AS geom "
+            f"SELECT w.code, {_NAMES.format(t='w')}, "
+            "ST_SimplifyPreserveTopology(w.geom, :tol) AS geom "
             "FROM wards AS w JOIN zones AS z ON z.id = :zone "
             "WHERE w.retired_at IS NULL AND ST_Intersects(w.geom, z.geom) "
             "AND NOT ST_Touches(w.geom, z.geom) ORDER BY w.code"
@@ -67,6 +106,7 @@ def wards_meeting_zone(
         geom_col="geom",
         params={"tol": simplify_m / 111_000, "zone": zone_id},
     )
+    return _named(frame, lang)
 
 
 def city_bounds(conn: Connection) -> tuple[float, float, float, float] | None:

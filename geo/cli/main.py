@@ -63,6 +63,8 @@ FLAGS: dict[str, str] = {
     "id_field": "--id-field",
     "name": "--name",
     "name_field": "--name-field",
+    "name_en_field": "--name-en-field",
+    "name_th_field": "--name-th-field",
     "rejects_path": "--rejects",
     "role": "--role",
     "source": "--source",
@@ -122,6 +124,12 @@ def boundaries_import(
             "Without it every zone gets a team of its own."
         ),
     ] = None,
+    name_th_field: Annotated[
+        str | None, typer.Option(help="Attribute holding each feature's Thai name, if any.")
+    ] = None,
+    name_en_field: Annotated[
+        str | None, typer.Option(help="Attribute holding each feature's English name, if any.")
+    ] = None,
     crs: Annotated[
         str | None,
         typer.Option(
@@ -175,6 +183,8 @@ def boundaries_import(
                 id_field=id_field,
                 name_field=name_field,
                 team_field=team_field,
+                name_th_field=name_th_field,
+                name_en_field=name_en_field,
                 crs=crs,
                 tolerance_m2=tolerance_m2,
                 settings=settings,

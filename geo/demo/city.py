@@ -342,7 +342,8 @@ class DemoCity:
         ``name``, ``name_th`` and ``name_en``; zones have ``code``, ``name``, ``team`` (a
         team code), ``name_th`` and ``name_en``.
     teams
-        ``code`` and ``name``; the zone teams first, then the specialist units.
+        ``code``, ``name`` (the Thai name, as the city calls the team), ``name_th`` and
+        ``name_en``; the zone teams first, then the specialist units.
     categories
         ``code``, ``name_th``, ``name_en`` and ``sla_hours``.
     category_routes
@@ -453,7 +454,7 @@ def _wards(rng: np.random.Generator) -> gpd.GeoDataFrame:
         records.append(
             {
                 "code": f"W{number:02d}",
-                "name": f"ชุมชน{name_th} ({name_en})",
+                "name": f"ชุมชน{name_th}",
                 "name_th": f"ชุมชน{name_th}",
                 "name_en": name_en,
                 "geometry": _to_lonlat(cells[index]),
@@ -488,7 +489,7 @@ def _zones(rng: np.random.Generator) -> gpd.GeoDataFrame:
     records = [
         {
             "code": code,
-            "name": f"โซน{name_th} ({name_en} zone)",
+            "name": f"โซน{name_th}",
             "team": team,
             "name_th": f"โซน{name_th}",
             "name_en": f"{name_en} zone",
@@ -502,11 +503,15 @@ def _zones(rng: np.random.Generator) -> gpd.GeoDataFrame:
 def _teams() -> pd.DataFrame:
     """The six zone teams, then the specialist units."""
     rows = [
-        (team, f"ทีมภาคสนามโซน{name_th} ({name_en} field team)")
+        (team, f"ทีมภาคสนามโซน{name_th}", f"{name_en} field team")
         for _, team, name_en, name_th, _ in _ZONES
     ]
-    rows += [(code, f"{name_th} ({name_en})") for code, name_th, name_en in _SPECIALIST_TEAMS]
-    return pd.DataFrame(rows, columns=["code", "name"])
+    rows += list(_SPECIALIST_TEAMS)
+    # The city's own name for a team is its Thai one; the English one is kept beside it.
+    return pd.DataFrame(
+        [(code, th, th, en) for code, th, en in rows],
+        columns=["code", "name", "name_th", "name_en"],
+    )
 
 
 def _categories() -> pd.DataFrame:
@@ -853,7 +858,8 @@ def _boundary_rows(frame: gpd.GeoDataFrame, import_id: int) -> list[dict[str, An
         {
             "code": row.code,
             "name": row.name,
-            "properties": json.dumps({"name_th": row.name_th, "name_en": row.name_en}),
+            "name_th": row.name_th,
+            "name_en": row.name_en,
             "import_id": import_id,
             "wkb": shapely.to_wkb(row.geometry),
             "team": getattr(row, "team", None),
@@ -870,7 +876,10 @@ def _code_ids(conn: Connection, table: str) -> dict[str, int]:
 def _write(conn: Connection, city: DemoCity, *, settings: RoutingSettings) -> int:
     """Insert the whole city on ``conn``; return how many reports lay outside every ward."""
     conn.execute(
-        text("INSERT INTO teams (code, name) VALUES (:code, :name)"),
+        text(
+            "INSERT INTO teams (code, name, name_th, name_en) "
+            "VALUES (:code, :name, :name_th, :name_en)"
+        ),
         city.teams.to_dict("records"),
     )
     conn.execute(
@@ -886,8 +895,8 @@ def _write(conn: Connection, city: DemoCity, *, settings: RoutingSettings) -> in
     ward_import = _insert_layer(conn, city.wards, layer="wards", seed=city.seed, now=city.now)
     conn.execute(
         text(
-            "INSERT INTO wards (code, name, properties, import_id, geom) "
-            "VALUES (:code, :name, CAST(:properties AS jsonb), :import_id, "
+            "INSERT INTO wards (code, name, name_th, name_en, import_id, geom) "
+            "VALUES (:code, :name, :name_th, :name_en, :import_id, "
             "ST_Multi(ST_GeomFromWKB(:wkb, 4326)))"
         ),
         _boundary_rows(city.wards, ward_import),
@@ -895,8 +904,8 @@ def _write(conn: Connection, city: DemoCity, *, settings: RoutingSettings) -> in
     zone_import = _insert_layer(conn, city.zones, layer="zones", seed=city.seed, now=city.now)
     conn.execute(
         text(
-            "INSERT INTO zones (code, name, team_id, properties, import_id, geom) "
-            "VALUES (:code, :name, :team_id, CAST(:properties AS jsonb), :import_id, "
+            "INSERT INTO zones (code, name, name_th, name_en, team_id, import_id, geom) "
+            "VALUES (:code, :name, :name_th, :name_en, :team_id, :import_id, "
             "ST_Multi(ST_GeomFromWKB(:wkb, 4326)))"
         ),
         [
