@@ -1,5 +1,6 @@
 """Map pages in a real headless Chromium: no console errors, the right heat points, marker
-popups, live updates after a POST, and a screenshot of each page in test-artifacts/.
+popups, fixed work with its time to fix, the panel clear of the map's controls, live updates
+after a POST, and a screenshot of each page in test-artifacts/.
 """
 
 import contextlib
@@ -10,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
 from geo.settings import DatabaseSettings
@@ -24,6 +25,9 @@ OPEN = [
     ("road", "ถนนทรุด", 8.4050, 100.016),  # W-B, zone Z2
 ]
 RESOLVED = ("road", "ซ่อมแล้ว", 8.4030, 100.006)  # zone Z1
+PUBLIC_NOTE = "ปะผิวถนนเรียบร้อย {{7*7}} <img src=x onerror=alert(1)>"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +62,7 @@ def site(
         assert (
             httpx.post(
                 f"{base}/api/reports/{resolved}/status",
-                json={"status": "resolved"},
+                json={"status": "resolved", "public_note": PUBLIC_NOTE},
                 headers={"X-API-Key": keys.t1},
             ).status_code
             == 200
@@ -66,8 +70,10 @@ def site(
         yield base, city, keys
 
 
-def open_page(browser: Any, url: str, origin: str) -> tuple[Any, Any]:
-    page = browser.new_page(viewport={"width": 390, "height": 844})
+def open_page(
+    browser: Any, url: str, origin: str, viewport: dict[str, int] = PHONE
+) -> tuple[Any, Any]:
+    page = browser.new_page(viewport=viewport)
     seen = watch(page, origin)
     page.goto(url, wait_until="domcontentloaded")
     wait_until(page, "window.issuemap && window.issuemap.map !== undefined")
@@ -83,6 +89,7 @@ def popup_text(page: Any, lat: float, lon: float) -> str:
     opened = page.evaluate(
         """([lat, lon]) => new Promise((done) => {
             const map = window.issuemap.map;
+            map.closePopup();
             let best = null, bestD = Infinity;
             for (const m of window.issuemap.markers.getLayers()) {
                 const p = m.getLatLng();
@@ -126,6 +133,77 @@ def test_public_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
     screenshot(page, "public-map")
     assert seen.errors == [], seen.errors
     assert seen.external == [], seen.external
+    page.close()
+
+
+def test_public_map_shows_fixed_work_and_links_to_status_pages(
+    browser: Any, site: tuple[str, TinyCity, Keys], engine: Engine
+) -> None:
+    base, _, _ = site
+    with engine.connect() as conn:
+        token = conn.execute(
+            text("SELECT token FROM reports WHERE status = 'resolved'")
+        ).scalar_one()
+    page, seen = open_page(browser, f"{base}/maps/public?lang=en", base, DESKTOP)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    assert page.evaluate("document.documentElement.lang") == "en"
+    assert page.title() == "Reported issues"
+    popup = popup_text(page, RESOLVED[2], RESOLVED[3])
+    assert "Resolved" in popup and "Fixed in: 0h" in popup, popup
+    assert f"Latest update: {PUBLIC_NOTE}" in popup, popup
+    link = page.locator(".leaflet-popup-content a.im-status-link")
+    assert link.inner_text() == "Report status page"
+    assert link.get_attribute("href") == f"/r/{token}?lang=en"
+    assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
+    screenshot(page, "public-map-fixed-popup")
+    open_popup = popup_text(page, OPEN[0][2], OPEN[0][3])
+    assert "Open" in open_popup and "Due: " in open_popup and "Fixed in" not in open_popup
+    # The report button leads to the report page in the page's language.
+    assert page.locator("a.im-report-link").get_attribute("href") == "/report?lang=en"
+    assert page.locator(".im-heat-legend").is_visible()
+    assert dialogs == [] and seen.errors == [] and seen.external == [], (dialogs, seen)
+    page.close()
+
+
+def _overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+@pytest.mark.parametrize("path", ["/maps/public?lang=th", "/maps/public?lang=en"])
+def test_panel_never_hides_the_map_controls(
+    browser: Any, site: tuple[str, TinyCity, Keys], size: str, path: str
+) -> None:
+    base, _, _ = site
+    page, seen = open_page(browser, base + path, base, PHONE if size == "phone" else DESKTOP)
+    panel = page.locator("#im-panel")
+    for opened in (False, True):
+        page.evaluate(f"document.querySelector('#im-panel details').open = {str(opened).lower()}")
+        if opened:  # the layer control unfolded too, as when a finger is on it
+            page.evaluate(
+                "document.querySelector('.leaflet-control-layers')"
+                ".classList.add('leaflet-control-layers-expanded')"
+            )
+        box = panel.bounding_box()
+        assert box is not None and box["width"] > 0
+        viewport = page.viewport_size
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], box
+        assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], box
+        controls = page.locator(".leaflet-control:not(#im-panel)")
+        assert controls.count() >= 3, "zoom, layers, scale and attribution"
+        for i in range(controls.count()):
+            other = controls.nth(i).bounding_box()
+            assert other is not None
+            name = controls.nth(i).get_attribute("class")
+            assert not _overlaps(box, other), f"the panel lies over {name}: {box} {other}"
+        screenshot(page, f"public-map-panel-{size}-{path[-2:]}-{'open' if opened else 'folded'}")
+    assert seen.errors == [], seen.errors
     page.close()
 
 

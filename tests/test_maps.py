@@ -203,6 +203,63 @@ def test_public_map_speaks_thai() -> None:
     assert "Reported issues" not in page
 
 
+def test_public_map_shows_fixed_work_with_its_time_to_fix_note_and_status_page() -> None:
+    fixed = MapReport(
+        id=9,
+        lat=8.406,
+        lon=100.006,
+        category="road",
+        status="resolved",
+        created_at=NOW - timedelta(days=3),
+        due_at=NOW - timedelta(days=1),
+        resolved_at=NOW - timedelta(hours=20),
+        public_note="Patched {{7*7}} </script><img src=x onerror=alert(1)>",
+        token="AbCdEfGhIjKlMnOpQrStUvWx",
+    )
+    late = MapReport(
+        id=10,
+        lat=8.405,
+        lon=100.005,
+        category="road",
+        status="open",
+        created_at=NOW - timedelta(days=5),
+        due_at=NOW - timedelta(days=2),
+        overdue=True,
+        token="abcdefghijklmnopqrstuvwx",
+    )
+    fmap = public_map(
+        heat=[(8.405, 100.005, 2.0)],
+        markers=MarkerPage(reports=[late, fixed], total=2),
+        filters=Filters(categories={"road": "ถนน"}, fixed_days=30),
+        bounds=(100.0, 8.4, 100.02, 8.41),
+        lang="th",
+    )
+    markers = element_of(fmap, ReportMarkers)
+    heat = element_of(fmap, HeatMap)
+    page = normalised(render_page(fmap))
+    rows = page_data(page)[markers.get_name()]["rows"]
+    # Rows: ..., resolved (epoch s), latest public note, status page token.
+    assert rows[1][10] == int((NOW - timedelta(hours=20)).timestamp())
+    assert rows[1][11] == fixed.public_note and rows[1][12] == fixed.token
+    assert rows[0][7] == 1 and rows[0][6] == int(late.due_at.timestamp())  # type: ignore[union-attr]
+    assert rows[0][10] is None
+    config = page_data(page)[markers.get_name()]["config"]
+    assert config["l"]["fixed_in"] == "ใช้เวลาแก้ไข"
+    assert config["l"]["status_page"] == "ติดตามสถานะเรื่องนี้"
+    assert config["statuses"]["resolved"] == "แก้ไขแล้ว"
+    assert "<img src=x" not in page and "</script><img" not in page
+    # The page: language, title, the report button, fixed-work choice, both legends.
+    assert page.startswith('<!DOCTYPE html> <html lang="th"> <head> <title>ปัญหาที่ได้รับแจ้ง</title>')
+    assert '<a class="im-button im-report-link" href="/report?lang=th">แจ้งปัญหา</a>' in page
+    assert '<select id="im-fixed_days" name="fixed_days">' in page
+    assert '<option value="30" selected>30 วันที่ผ่านมา</option>' in page
+    assert '<option value="0">ไม่แสดง</option>' in page
+    assert "แก้ไขแล้ว</div>" in page and "เกินกำหนด</div>" in page  # status legend, in words
+    assert 'class="im-legend im-heat-legend"><b>ความหนาแน่นของเรื่องที่เปิดอยู่</b>' in page
+    assert "#440154 0%" in page and "#fde725 100%" in page
+    assert f"var {heat.get_name()} = L.heatLayer(" in page and '"1.0": "#fde725"' in page
+
+
 def test_ward_dashboard_colours_wards_by_the_chosen_measure() -> None:
     _, wards = tiny_zone()
     wards["count"] = [3, 0]
@@ -390,6 +447,104 @@ def test_public_map_labels_follow_lang_or_accept_language(
     assert "ปัญหาที่ได้รับแจ้ง" in browser.text
     english = client.get("/maps/public", params={"lang": "en"})
     assert "Reported issues" in english.text and "Roads" in english.text
+
+
+def _markers(page: str) -> dict[int, list[Any]]:
+    (markers,) = [v for v in page_data(page).values() if isinstance(v, dict) and "rows" in v]
+    return {row[0]: row for row in markers["rows"]}
+
+
+def test_public_map_shows_work_fixed_in_the_chosen_days(
+    maps_app: tuple[TestClient, TinyCity, Keys, int], engine: Engine
+) -> None:
+    client, _, keys, rid = maps_app
+    staff = {"X-API-Key": keys.t1}
+    ids = [rid]
+    for lat in (8.4061, 8.4071):
+        answer = client.post(
+            "/api/reports",
+            json={"category": "road", "description": "Crack", "lat": lat, "lon": 100.004},
+        )
+        assert answer.status_code == 201, answer.text
+        ids.append(answer.json()["id"])
+    fixed, old = ids[1], ids[2]
+    for report_id, note in (
+        (fixed, "Filled {{7*7}} {% if 1 %} <img src=x onerror=alert(1)>"),
+        (old, "Done long ago"),
+    ):
+        moved = client.post(
+            f"/api/reports/{report_id}/status",
+            json={"status": "resolved", "public_note": note},
+            headers=staff,
+        )
+        assert moved.status_code == 200, moved.text
+    assert (
+        client.post(
+            f"/api/reports/{fixed}/status", json={"status": "closed"}, headers=staff
+        ).status_code
+        == 200
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE reports SET created_at = now() - interval '50 days', "
+                "resolved_at = now() - interval '40 days' WHERE id = :id"
+            ),
+            {"id": old},
+        )
+        token = conn.execute(text("SELECT token FROM reports WHERE id = :id"), {"id": fixed})
+        fixed_token = token.scalar_one()
+
+    shown = _markers(client.get("/maps/public", params={"lang": "en"}).text)
+    assert set(shown) == {rid, fixed}, "30 days by default: the old fix is left out"
+    assert shown[fixed][4] == "closed" and shown[fixed][10] is not None
+    assert shown[fixed][11] == "Filled {{7*7}} {% if 1 %} <img src=x onerror=alert(1)>"
+    assert shown[fixed][12] == fixed_token and shown[rid][12]
+    assert shown[rid][6] is not None and shown[rid][10] is None  # open: due, not fixed
+    longer = _markers(client.get("/maps/public", params={"fixed_days": 60}).text)
+    assert set(longer) == {rid, fixed, old}
+    assert longer[old][10] - longer[old][5] == pytest.approx(10 * 86400, abs=5)
+    assert list(longer) == [rid, fixed, old], "open work first, then the latest fixes"
+    assert set(_markers(client.get("/maps/public", params={"fixed_days": 0}).text)) == {rid}
+    for bad in ("366", "-1", "thirty", "1e9"):
+        answer = client.get("/maps/public", params={"fixed_days": bad})
+        assert answer.status_code == 422, bad
+        assert "fixed_days" in answer.text, answer.text
+
+
+def test_public_map_fixed_work_is_read_through_the_resolved_at_index(engine: Engine) -> None:
+    from geo.access.policy import ANONYMOUS
+    from geo.maps.pagedata import map_reports_sql
+    from geo.vocabulary import OPEN_STATUSES
+    from tests.fixtures import load_tiny_city
+
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+        # Years of fixed work and a little open work: the last month's fixes are few.
+        conn.execute(
+            text(
+                "INSERT INTO reports (category_id, status, created_at, resolved_at, due_at, geom) "
+                "SELECT :cat, CASE WHEN i % 50 = 0 THEN 'open' ELSE 'closed' END, "
+                "  now() - (i || ' hours')::interval - interval '1 day', "
+                "  CASE WHEN i % 50 = 0 THEN NULL ELSE now() - (i || ' hours')::interval END, "
+                "  now(), ST_SetSRID(ST_MakePoint(100 + 0.02 * random(), "
+                "  8.40 + 0.01 * random()), 4326) "
+                "FROM generate_series(1, 30000) AS i"
+            ),
+            {"cat": city.categories["road"]},
+        )
+        conn.execute(text("ANALYZE reports"))
+        page, count, params = map_reports_sql(
+            ReportFilter(statuses=OPEN_STATUSES),
+            ANONYMOUS,
+            fixed_since=datetime.now(UTC) - timedelta(days=30),
+        )
+        for sql in (page, count):
+            plan = "\n".join(
+                conn.execute(text(f"EXPLAIN {sql}"), params | {"limit": 500, "offset": 0}).scalars()
+            )
+            assert "ix_reports_resolved_at" in plan, plan
+            assert "Seq Scan on reports" not in plan, plan
 
 
 def test_ward_dashboard_is_for_planners(

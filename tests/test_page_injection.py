@@ -1,9 +1,10 @@
 """Hostile text on every map page: template syntax is never evaluated, markup never runs.
 
-Residents write report descriptions; admins name categories; boundary files name wards,
-zones and teams. Each of those reaches a page. The attack strings below put Jinja syntax,
-a sandbox escape and HTML into every such field at once, then request every page. A page
-that evaluates any of it shows ``49`` or ``uid=``, or fails with a 500 on ``{%``.
+Residents write report descriptions; staff write public notes; admins name categories;
+boundary files name wards, zones and teams. Each of those reaches a page. The attack
+strings below put Jinja syntax, a sandbox escape and HTML into every such field at once,
+then request every page. A page that evaluates any of it shows ``49`` or ``uid=``, or
+fails with a 500 on ``{%``.
 """
 
 from __future__ import annotations
@@ -60,13 +61,25 @@ def test_no_page_evaluates_or_breaks_on_hostile_text(city_app, engine, name: str
         json={"category": "road", "description": description, "lat": 8.405, "lon": 100.005},
     )
     assert answer.status_code == 201, answer.text
+    staff = {"X-API-Key": keys.admin}
+    # A second report, fixed with a public note: the public map shows it with the note.
+    fixed = client.post(
+        "/api/reports",
+        json={"category": "road", "description": "fixed", "lat": 8.406, "lon": 100.006},
+    )
+    assert fixed.status_code == 201, fixed.text
+    moved = client.post(
+        f"/api/reports/{fixed.json()['id']}/status",
+        json={"status": "resolved", "public_note": _shown("public_note", payload)},
+        headers=staff,
+    )
+    assert moved.status_code == 200, moved.text
     with engine.begin() as conn:
         _poison(conn, payload)
-    staff = {"X-API-Key": keys.admin}
     pages = {
         "/": ({}, ["ward", "zone", "team"]),
-        "/maps/public?lang=en": ({}, ["category_en"]),
-        "/maps/public?lang=th": ({}, ["category_th"]),
+        "/maps/public?lang=en": ({}, ["category_en", "public_note"]),
+        "/maps/public?lang=th": ({}, ["category_th", "public_note"]),
         "/maps/zone?zone=Z1&lang=en": (staff, ["description", "ward", "category_en"]),
         "/maps/wards?lang=en": (staff, ["ward"]),
     }

@@ -30,6 +30,7 @@ from geo.errors import AuthenticationError
 from geo.i18n import pick_language
 from geo.maps.builders import MEASURES, content_security_policy, render_page
 from geo.maps.pages import (
+    MAX_FIXED_DAYS,
     PageFilters,
     city_page_map,
     public_page_map,
@@ -51,6 +52,15 @@ Lang = Annotated[
 ]
 AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
 PageNo = Annotated[int, Query(ge=1, le=10_000, description="Page of markers, from 1.")]
+FixedDays = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=MAX_FIXED_DAYS,
+        description="Also show reports resolved or closed in this many days, with the time "
+        "they took to fix (0: open reports only).",
+    ),
+]
 KeyParam = Annotated[
     str | None,
     Query(
@@ -161,17 +171,21 @@ def public_page(
     lang: Lang = None,
     accept_language: AcceptLanguage = None,
     page: PageNo = 1,
+    fixed_days: FixedDays = 30,
 ) -> HTMLResponse:
-    """Open reports as a heat layer and clustered markers, with a legend and a category filter.
+    """Open reports as a heat layer and clustered markers, and recently fixed work.
 
-    No personal data; locations are rounded. Embed it with an iframe; the sites allowed
-    to do so are set by ``ISSUEMAP_MAP_FRAME_ANCESTORS``.
+    Each popup shows the status in words, due time or time to fix, the latest public note
+    and a link to the report's status page. No personal data; locations are rounded.
+    Embed it with an iframe; the sites allowed to do so are set by
+    ``ISSUEMAP_MAP_FRAME_ANCESTORS``.
     """
     filters = PageFilters(
         bbox=bbox,
         categories=categories,
         lang=pick_language(lang, accept_language),
         page=page,
+        fixed_days=fixed_days,
     )
     fmap = public_page_map(
         conn, filters, maps=maps, public_rounding_m=privacy.public_rounding_m, live=_live()

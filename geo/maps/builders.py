@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from typing import Any
+from urllib.parse import urlencode
 
 import folium
 import geopandas as gpd
@@ -97,6 +98,11 @@ class MapReport:
     overdue: bool = False
     description: str = ""
     next_statuses: tuple[str, ...] = ()
+    resolved_at: datetime | None = None
+    public_note: str = ""
+    """The public note of the report's latest event that has one."""
+    token: str = ""
+    """The status page's token (``/r/{token}``); empty leaves the link out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +130,12 @@ class Filters:
     created_from: str = ""
     created_to: str = ""
     hidden_fields: Mapping[str, str] = field(default_factory=dict)
+    fixed_days: int | None = None
+    """Days of fixed work shown (0: none); ``None`` leaves the choice off the form."""
+
+
+FIXED_DAYS_CHOICES = (0, 7, 30, 90, 365)
+"""The periods of fixed work the public map's form offers, in days (0: none)."""
 
 
 _MARKERS = _TEMPLATES.get_template("report_markers.j2")
@@ -172,6 +184,9 @@ class ReportMarkers(DataElement):
                 1 if r.overdue else 0,
                 r.description,
                 list(r.next_statuses),
+                int(r.resolved_at.timestamp()) if r.resolved_at else None,
+                r.public_note,
+                r.token,
             ]
             for r in reports
         ]
@@ -238,13 +253,21 @@ class PageChrome(DataElement):
         title: str,
         body: str,
         layers: Mapping[str, Any],
+        lang: str = "en",
+        lead: str = "",
         live: bool = False,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._name = "PageChrome"
+        # The page's <title> and <html lang>, set by render_page.
+        self.title = title
+        self.lang = lang
         # Escaped HTML, put in place by render_page after the template has been rendered.
-        self.panel = f"<details open><summary>{_esc(title)}</summary>{body}</details>"
+        # ``lead`` stays in sight when the details are folded away (phones start folded).
+        self.panel = (
+            f'<div class="im-lead">{lead}</div>' if lead else ""
+        ) + f"<details open><summary>{_esc(title)}</summary>{body}</details>"
         self.layers = {key: layer.get_name() for key, layer in layers.items()}
         self.live = live
         self.payload = dict(extra or {})
@@ -266,21 +289,53 @@ def _fit(fmap: folium.Map, bounds: Sequence[float] | None) -> None:
         fmap.fit_bounds([[miny, minx], [maxy, maxx]])
 
 
+HEAT_GRADIENT = {0.0: "#440154", 0.25: "#3b528b", 0.5: "#21918c", 0.75: "#5ec962", 1.0: "#fde725"}
+"""The heat layer's colours: viridis, from few reports (dark purple) to many (yellow).
+
+viridis is perceptually uniform and reads in order for the common colour-vision deficiencies
+and in greyscale (it rises steadily in lightness), unlike leaflet.heat's default
+blue-green-red rainbow, whose red and green ends look alike to many readers.
+"""
+
+
 def _heat(cells: Sequence[tuple[float, float, float]], *, name: str) -> HeatMap:
     counts = sorted(c[2] for c in cells)
     # leaflet.heat saturates at ``max``: use a high percentile so one hot cell does not
     # wash the rest out, and so the scale follows the data rather than a constant.
     top = counts[int(0.95 * (len(counts) - 1))] if counts else 1.0
     data = [[round(lat, 5), round(lon, 5), float(n)] for lat, lon, n in cells]
-    return HeatMap(data, name=name, radius=18, blur=14, max=max(float(top), 1.0))  # type: ignore[no-untyped-call]
+    return HeatMap(  # type: ignore[no-untyped-call]
+        data,
+        name=name,
+        radius=18,
+        blur=14,
+        max=max(float(top), 1.0),
+        gradient={str(stop): colour for stop, colour in HEAT_GRADIENT.items()},
+    )
+
+
+def _heat_legend(lang: str) -> str:
+    """The heat layer's legend: its colour ramp, from fewer reports to more, in words."""
+    labels = page_labels(lang)
+    ramp = ", ".join(f"{colour} {stop:.0%}" for stop, colour in HEAT_GRADIENT.items())
+    return (
+        f'<div class="im-legend im-heat-legend"><b>{_esc(labels["heat"])}</b>'
+        f'<span class="im-ramp" style="background:linear-gradient(to right, {ramp})"></span>'
+        f'<span class="im-ramp-ends"><span>{_esc(labels["fewer"])}</span>'
+        f"<span>{_esc(labels['more'])}</span></span></div>"
+    )
 
 
 def _esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _select(name: str, label: str, options: Mapping[str, str], chosen: str, all_label: str) -> str:
-    choices = [f'<option value="">{_esc(all_label)}</option>'] + [
+def _select(
+    name: str, label: str, options: Mapping[str, str], chosen: str, all_label: str | None
+) -> str:
+    """A labelled ``<select>``; with ``all_label``, a first choice that filters nothing."""
+    first = [] if all_label is None else [f'<option value="">{_esc(all_label)}</option>']
+    choices = first + [
         f'<option value="{_esc(code)}"{" selected" if code == chosen else ""}>{_esc(text)}</option>'
         for code, text in options.items()
     ]
@@ -315,6 +370,15 @@ def _filter_form(filters: Filters, lang: str, *, time_window: bool) -> str:
                 f'<label for="im-{name}">{_esc(label)}</label>'
                 f'<input type="date" id="im-{name}" name="{name}" value="{_esc(value)}">'
             )
+    if filters.fixed_days is not None:
+        choices = sorted({*FIXED_DAYS_CHOICES, filters.fixed_days})
+        options = {
+            str(days): labels["last_days"].format(days=days) if days else labels["fixed_none"]
+            for days in choices
+        }
+        parts.append(
+            _select("fixed_days", labels["fixed_work"], options, str(filters.fixed_days), None)
+        )
     for name, value in filters.hidden_fields.items():
         parts.append(f'<input type="hidden" name="{_esc(name)}" value="{_esc(value)}">')
     parts.append(f'<button type="submit">{_esc(labels["apply"])}</button></form>')
@@ -455,6 +519,7 @@ def zone_map(
         title=labels["zone_title"].format(zone=code),
         body=body,
         layers={"heat": heat_layer, "markers": cluster, "outline": outline, "wards": ward_layer},
+        lang=lang,
         live=live,
         # live.js listens to this zone's events only.
         extra={"zone": code, "zoneId": zone_id, "lang": lang, "kind": "zone"},
@@ -473,10 +538,13 @@ def public_map(
     tiles: str | None = None,
     attribution: str | None = None,
     live: bool = False,
+    report_url: str = "/report",
 ) -> folium.Map:
-    """The embeddable public map: heat and clustered markers, legend, category filter.
+    """The embeddable public map: heat and clustered markers, legends, filters.
 
-    ``markers`` must already be public: no personal data, locations rounded.
+    ``markers`` must already be public: no personal data, locations rounded. They hold
+    open reports and, if ``filters.fixed_days``, the work fixed in those days. The panel
+    links to ``report_url`` (in ``lang``) for a resident to report a problem.
     """
     labels = page_labels(lang)
     fmap = _base_map(tiles, attribution)
@@ -494,16 +562,28 @@ def public_map(
     body = (
         _counts(markers, lang, page_size=page_size)
         + _filter_form(filters, lang, time_window=False)
-        + _status_legend(shown_statuses, lang, overdue=False)
+        + _status_legend(shown_statuses, lang, overdue=any(r.overdue for r in markers.reports))
+        + _heat_legend(lang)
     )
     PageChrome(
         title=labels["public_title"],
         body=body,
         layers={"heat": heat_layer, "markers": cluster},
+        lang=lang,
+        lead=_report_link(report_url, lang),
         live=live,
         extra={"lang": lang, "kind": "public"},
     ).add_to(fmap)
     return fmap
+
+
+def _report_link(report_url: str, lang: str) -> str:
+    """The "report a problem" button: a link to the report page in the page's language."""
+    href = f"{report_url}?{urlencode({'lang': lang})}"
+    return (
+        f'<a class="im-button im-report-link" href="{_esc(href)}">'
+        f"{_esc(page_labels(lang)['report_problem'])}</a>"
+    )
 
 
 def _bins(values: Sequence[float]) -> list[float]:
@@ -596,6 +676,7 @@ def ward_dashboard_map(
         title=labels["wards_title"].format(measure=labels[measure]),
         body=measure_form + legend,
         layers={"wards": layer},
+        lang=lang,
         extra={"lang": lang, "kind": "wards", "measure": measure},
     ).add_to(fmap)
     return fmap
@@ -643,12 +724,19 @@ def render_page(
     )
     data: dict[str, Any] = {}
     panel = ""
+    chrome: PageChrome | None = None
     for element in walk(root):
         if isinstance(element, DataElement):
             data[element.get_name()] = element.payload
         if isinstance(element, PageChrome):
             panel = element.panel
+            chrome = element
     page = str(root.render())
+    if chrome is not None:
+        # Screen readers pick their voice by <html lang>; tabs and bookmarks show <title>.
+        page = page.replace("<html>", f'<html lang="{_esc(chrome.lang)}">', 1).replace(
+            "<head>", f"<head>\n<title>{_esc(chrome.title)}</title>", 1
+        )
     # The slots come from our own constant templates: text from outside is escaped (HTML)
     # or in the JSON document (where "<" is written \u003c), so it cannot forge a slot.
     document = f'<script type="application/json" id="im-data">{_js(data)}</script>'

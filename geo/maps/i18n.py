@@ -40,6 +40,15 @@ LABELS: dict[str, str] = {
     "median_hours": N_("Median hours to resolve"),
     "days": N_("d"),
     "hours": N_("h"),
+    "fixed_work": N_("Fixed work"),
+    "fixed_none": N_("Not shown"),
+    "last_days": N_("Last {days} days"),
+    "fixed_in": N_("Fixed in"),
+    "latest_update": N_("Latest update"),
+    "status_page": N_("Report status page"),
+    "report_problem": N_("Report a problem"),
+    "fewer": N_("Fewer"),
+    "more": N_("More"),
 }
 """Every label a map page shows, by key, as its English message id."""
 

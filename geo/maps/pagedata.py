@@ -5,6 +5,7 @@ Heat cells are ``geo.maps.heat``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,67 @@ from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
 from geo.reports.stats import ward_report_measures
 from geo.vocabulary import OPEN_STATUSES
 
+FIXED_STATUSES = ("resolved", "closed")
+"""Statuses of fixed work: what the public map shows beside open reports, for a period."""
+
+_LATEST_PUBLIC_NOTE = """(
+    SELECT e.public_note FROM report_events AS e
+    WHERE e.report_id = r.id AND e.public_note IS NOT NULL
+    ORDER BY e.at DESC, e.id DESC LIMIT 1)"""
+"""The public note of a report's latest event that has one (ix_report_events_report_at)."""
+
+
+def map_reports_sql(
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    fixed_since: datetime | None = None,
+    description_chars: int = 160,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+) -> tuple[str, str, dict[str, Any]]:
+    """The page and count queries of ``map_reports`` (without LIMIT/OFFSET values), and params.
+
+    With ``fixed_since``, reports in ``FIXED_STATUSES`` resolved since then match as well as
+    those in ``flt.statuses``; the resolved-at test uses ``ix_reports_resolved_at``.
+    """
+    statuses = flt.statuses
+    clauses, params = where_clauses(
+        replace(flt, statuses=()) if fixed_since is not None else flt,
+        principal,
+        public_rounding_m=public_rounding_m,
+    )
+    if fixed_since is not None:
+        clauses.append(
+            "(r.status = ANY(:statuses) OR "
+            "(r.status = ANY(:fixed_statuses) AND r.resolved_at >= :fixed_since))"
+        )
+        params |= {
+            "statuses": list(statuses),
+            "fixed_statuses": list(FIXED_STATUSES),
+            "fixed_since": fixed_since,
+        }
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    description = "left(r.description, :chars)" if principal.is_staff else "''"
+    point = point_sql(principal, public_rounding_m=public_rounding_m)
+    page = (
+        f"SELECT r.id, {point.lat} AS lat, {point.lon} AS lon, c.code AS category, "
+        f"r.status, r.created_at, r.due_at, r.resolved_at, r.token, "
+        f"{description} AS description, {_LATEST_PUBLIC_NOTE} AS public_note, "
+        f"(r.status = ANY(:open_statuses) AND r.due_at < now()) AS overdue "
+        # Work still to do first, most urgent first; then the most recently fixed.
+        f"{REPORTS_FROM}{where} ORDER BY (r.status = ANY(:fixed_statuses)), "
+        f"CASE WHEN r.status = ANY(:fixed_statuses) THEN -extract(epoch FROM r.resolved_at) "
+        f"ELSE extract(epoch FROM r.due_at) END, r.id LIMIT :limit OFFSET :offset"
+    )
+    count = f"SELECT count(*) {REPORTS_FROM}{where}"
+    params = params | point.params
+    params |= {
+        "chars": description_chars,
+        "open_statuses": list(OPEN_STATUSES),
+        "fixed_statuses": list(FIXED_STATUSES),
+    }
+    return page, count, params
+
 
 def map_reports(
     conn: Connection,
@@ -26,36 +88,26 @@ def map_reports(
     *,
     limit: int,
     offset: int = 0,
+    fixed_since: datetime | None = None,
     description_chars: int = 160,
     public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of markers for ``flt`` as ``principal`` may see it, and how many match.
 
-    Most urgent first (overdue, then by due time). Only the columns a marker shows are
-    read; the description only for staff, cut to ``description_chars``; locations as
-    ``geo.access.policy`` lets ``principal`` see them.
+    Open work first, most urgent first (by due time), then fixed work (``fixed_since``,
+    see ``map_reports_sql``), most recent first. Only the columns a marker shows are read:
+    the status page token, the latest public note, and the description only for staff, cut
+    to ``description_chars``; locations as ``geo.access.policy`` lets ``principal`` see them.
     """
-    clauses, params = where_clauses(flt, principal, public_rounding_m=public_rounding_m)
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    description = "left(r.description, :chars)" if principal.is_staff else "''"
-    point = point_sql(principal, public_rounding_m=public_rounding_m)
-    params = params | point.params
-    rows = conn.execute(
-        text(
-            f"SELECT r.id, {point.lat} AS lat, {point.lon} AS lon, c.code AS category, "
-            f"r.status, r.created_at, r.due_at, {description} AS description, "
-            f"(r.status = ANY(:open_statuses) AND r.due_at < now()) AS overdue "
-            f"{REPORTS_FROM}{where} ORDER BY r.due_at, r.id LIMIT :limit OFFSET :offset"
-        ),
-        params
-        | {
-            "chars": description_chars,
-            "open_statuses": list(OPEN_STATUSES),
-            "limit": limit,
-            "offset": offset,
-        },
-    ).all()
-    total = conn.execute(text(f"SELECT count(*) {REPORTS_FROM}{where}"), params).scalar_one()
+    page, count, params = map_reports_sql(
+        flt,
+        principal,
+        fixed_since=fixed_since,
+        description_chars=description_chars,
+        public_rounding_m=public_rounding_m,
+    )
+    rows = conn.execute(text(page), params | {"limit": limit, "offset": offset}).all()
+    total = conn.execute(text(count), params).scalar_one()
     return [dict(r._mapping) for r in rows], int(total)
 
 

@@ -7,12 +7,12 @@ Each function reads what its page shows, applies who may see it, and returns the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import folium
 from sqlalchemy import Connection
 
-from geo.access.policy import Principal, may_see_zone, may_work_reports
+from geo.access.policy import ANONYMOUS, Principal, may_see_zone, may_work_reports
 from geo.city.catalogue import category_names
 from geo.city.layers import (
     city_bounds,
@@ -32,7 +32,7 @@ from geo.maps.builders import (
     zone_map,
 )
 from geo.maps.heat import heat_grid
-from geo.maps.pagedata import map_reports, ward_measures
+from geo.maps.pagedata import FIXED_STATUSES, map_reports, ward_measures
 from geo.reports.search import ReportFilter
 from geo.reports.workflow import next_statuses
 from geo.settings import MapSettings
@@ -52,6 +52,8 @@ class PageFilters:
     created_to: datetime | None = None
     lang: str = "th"
     page: int = 1
+    fixed_days: int = 30
+    """The public map's fixed work: reports resolved or closed in this many days (0: none)."""
 
 
 def _one(name: str, values: tuple[str, ...]) -> str:
@@ -91,19 +93,65 @@ def public_page_map(
     public_rounding_m: float,
     live: bool,
 ) -> folium.Map:
-    """The public map: open reports as heat and markers, as the public sees them."""
+    """The public map: open reports as heat and markers, and recently fixed work as markers.
+
+    Everything as the public sees it (``geo.access.policy``): no personal data, no hidden
+    reports, locations on the public grid.
+    """
     category = _one("category", filters.categories)
     bbox = filters.bbox
     view = bbox or city_bounds(conn)
     flt = ReportFilter(bbox=bbox, categories=filters.categories, statuses=OPEN_STATUSES)
-    anonymous = Principal(role="public")
+    markers = public_reports(conn, filters, maps=maps, public_rounding_m=public_rounding_m)
+    heat = (
+        heat_grid(
+            conn, flt, bbox=view, max_cells=maps.heat_cells, public_rounding_m=public_rounding_m
+        )
+        if view is not None
+        else []
+    )
+    return public_map(
+        heat=[(c.lat, c.lon, c.count) for c in heat],
+        markers=markers,
+        filters=Filters(
+            categories=category_names(conn, filters.lang),
+            category=category,
+            hidden_fields={"lang": filters.lang},
+            fixed_days=filters.fixed_days,
+        ),
+        bounds=view,
+        lang=filters.lang,
+        page_size=maps.marker_cap,
+        tiles=maps.tiles,
+        attribution=maps.tiles_attribution,
+        live=live,
+    )
+
+
+MAX_FIXED_DAYS = 365
+"""The longest period of fixed work the public map shows, in days."""
+
+
+def public_reports(
+    conn: Connection, filters: PageFilters, *, maps: MapSettings, public_rounding_m: float
+) -> MarkerPage:
+    """One page of the public map's reports: open ones, then those fixed in the chosen days.
+
+    The map's markers and its list view are this same page.
+    """
+    if not 0 <= filters.fixed_days <= MAX_FIXED_DAYS:
+        raise InvalidInputError("fixed_days", f"must be between 0 and {MAX_FIXED_DAYS}")
+    flt = ReportFilter(bbox=filters.bbox, categories=filters.categories, statuses=OPEN_STATUSES)
     offset = (filters.page - 1) * maps.marker_cap
     rows, total = map_reports(
         conn,
         flt,
-        anonymous,
+        ANONYMOUS,
         limit=maps.marker_cap,
         offset=offset,
+        fixed_since=(
+            datetime.now(UTC) - timedelta(days=filters.fixed_days) if filters.fixed_days else None
+        ),
         public_rounding_m=public_rounding_m,
     )
     reports = [
@@ -114,31 +162,15 @@ def public_page_map(
             category=row["category"],
             status=row["status"],
             created_at=row["created_at"],
+            due_at=row["due_at"],
+            overdue=bool(row["overdue"]),
+            resolved_at=row["resolved_at"] if row["status"] in FIXED_STATUSES else None,
+            public_note=row["public_note"] or "",
+            token=row["token"],
         )
         for row in rows
     ]
-    heat = (
-        heat_grid(
-            conn, flt, bbox=view, max_cells=maps.heat_cells, public_rounding_m=public_rounding_m
-        )
-        if view is not None
-        else []
-    )
-    return public_map(
-        heat=[(c.lat, c.lon, c.count) for c in heat],
-        markers=MarkerPage(reports=reports, total=total, offset=offset),
-        filters=Filters(
-            categories=category_names(conn, filters.lang),
-            category=category,
-            hidden_fields={"lang": filters.lang},
-        ),
-        bounds=view,
-        lang=filters.lang,
-        page_size=maps.marker_cap,
-        tiles=maps.tiles,
-        attribution=maps.tiles_attribution,
-        live=live,
-    )
+    return MarkerPage(reports=reports, total=total, offset=offset)
 
 
 def zone_page_map(
