@@ -6,8 +6,10 @@ it on, so tests and notebooks can point the same code at another database.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -303,3 +305,137 @@ class MapSettings(BaseSettings):
         """The tile URL template, or ``None`` when the base map is switched off."""
         value = self.tiles_url.strip()
         return None if value.lower() in {"", "none"} else value
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpServer:
+    """Where and how to hand mail over, as ``ISSUEMAP_SMTP_URL`` says."""
+
+    host: str
+    port: int
+    tls: bool
+    """``smtps://``: TLS from the first byte (port 465 by default)."""
+    starttls: bool
+    """``smtp://...?starttls=true``: upgrade the plain connection before logging in."""
+    username: str | None
+    password: str | None
+
+
+def parse_smtp_url(value: str) -> SmtpServer:
+    """Read ``smtp://user:pass@host:port`` or ``smtps://...``; ``?starttls=true`` upgrades.
+
+    User and password may be percent-encoded (``%40`` for ``@``).
+    """
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"smtp", "smtps"}:
+        raise ValueError("must be an smtp:// or smtps:// URL")
+    if not parts.hostname:
+        raise ValueError("names no mail server (smtp://host:port)")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"bad port: {error}") from error
+    options = {k.lower(): v.lower() for k, v in parse_qsl(parts.query)}
+    unknown = set(options) - {"starttls"}
+    if unknown:
+        raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}; only starttls")
+    starttls = options.get("starttls", "false") in {"1", "true", "yes", "on"}
+    tls = parts.scheme == "smtps"
+    if tls and starttls:
+        raise ValueError("smtps:// is TLS already; starttls is for smtp://")
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or (465 if tls else 25),
+        tls=tls,
+        starttls=starttls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+class NotificationSettings(BaseSettings):
+    """How residents and other systems hear back: e-mail over SMTP, webhooks, the outbox."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    smtp_url: str | None = Field(
+        default=None,
+        description="Mail server, e.g. smtp://user:pass@host:587?starttls=true or "
+        "smtps://user:pass@host:465. Unset: no e-mail is sent, and none is queued.",
+    )
+    mail_from: str = Field(
+        default="issuemap <noreply@localhost>",
+        min_length=3,
+        max_length=200,
+        description="The From address of every e-mail.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        max_length=500,
+        description="The service's public address, for links in e-mails and webhook calls "
+        "(a report's status page is {public_url}/r/{token}).",
+    )
+    smtp_timeout_s: float = Field(default=30.0, gt=0.0, le=300.0)
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0.0, le=120.0, description="Longest wait for a webhook's answer."
+    )
+    outbox_max_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=100,
+        description="Tries of one e-mail or webhook call before it is given up on.",
+    )
+    outbox_retry_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=86_400.0,
+        description="Wait before the first retry; each later wait doubles.",
+    )
+    outbox_retry_max_s: float = Field(
+        default=3_600.0,
+        ge=0.0,
+        le=7 * 86_400.0,
+        description="Longest wait between two tries.",
+    )
+    outbox_poll_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=3_600.0,
+        description="How often the delivery worker looks for messages that are due.",
+    )
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_smtp_url(value)
+        return value.strip()
+
+    @field_validator("mail_from")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        # The value becomes a header: refuse anything that could start another one.
+        if any(c in value for c in "\r\n\x00") or "@" not in value:
+            raise ValueError("must be one e-mail address, e.g. City <noreply@city.example>")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s):// address, e.g. https://city.example")
+        if parts.query or parts.fragment or any(c.isspace() for c in value.strip()):
+            raise ValueError("must be a plain address without query, fragment or spaces")
+        return value.strip().rstrip("/")
+
+    @property
+    def smtp(self) -> SmtpServer | None:
+        """The mail server, or ``None`` when e-mail is switched off."""
+        return parse_smtp_url(self.smtp_url) if self.smtp_url else None
+
+    @property
+    def email_enabled(self) -> bool:
+        """Whether e-mails are sent (and so queued) at all."""
+        return self.smtp_url is not None

@@ -28,6 +28,7 @@ from geo.city.routing import (
     staged_route_select,
 )
 from geo.errors import InvalidInputError, NotFoundError, OutsideServiceAreaError
+from geo.reports.notifications import CREATED_WEBHOOKS_SQL
 from geo.settings import RoutingSettings
 from geo.vocabulary import DESCRIPTION_MAX, OPEN_STATUSES, OPEN_STATUSES_SQL, REPORT_STATUSES
 
@@ -64,7 +65,10 @@ near AS MATERIALIZED (
 
 
 def _create_one(*, with_duplicates: bool) -> str:
-    """The intake statement: route, store, audit and describe one report."""
+    """The intake statement: route, store, audit and describe one report.
+
+    It also queues the report's ``report.created`` webhook calls (``geo.reports.notifications``).
+    """
     extra = ("CAST(:dup_radius AS float8) AS dup_radius", "CAST(:dup_days AS integer) AS dup_days")
     dups = f",{_DUPLICATES}" if with_duplicates else ""
     dups_json = (
@@ -89,7 +93,8 @@ new AS (
 ), event AS (
     INSERT INTO report_events (report_id, at, kind, actor, to_status)
     SELECT id, created_at, 'created', :actor, 'open' FROM new
-)
+    RETURNING id, report_id
+), {CREATED_WEBHOOKS_SQL}
 SELECT new.*, w.ward_code, w.ward_name, z.code AS zone_code,
        t.code AS team_code, t.name AS team_name, {dups_json} AS duplicates
 FROM new

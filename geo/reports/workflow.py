@@ -17,10 +17,11 @@ from sqlalchemy import Connection, Engine, text
 from geo.access.policy import Principal, may_work_reports
 from geo.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from geo.reports.intake import PhotoUpload
+from geo.reports.notifications import email_wanted, enqueue_event
 from geo.reports.photos import process_photo
 from geo.reports.search import get_report
 from geo.reports.store import store_photo
-from geo.settings import IntakeSettings
+from geo.settings import IntakeSettings, NotificationSettings
 from geo.vocabulary import NOTE_MAX, OPEN_STATUSES, REPORT_STATUSES
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -70,11 +71,15 @@ def change_status(
     principal: Principal,
     note: str | None = None,
     public_note: str | None = None,
+    notify: NotificationSettings | None = None,
 ) -> StatusChange:
     """Move a report to ``to_status`` if the workflow allows it, and log the event.
 
     ``note`` stays in the staff-only audit trail; ``public_note`` is what residents see
     (Open311 ``status_notes``), so a staff note quoting a phone number is never published.
+    The reporter's e-mail (when ``notify``, or the environment, configures mail) and the
+    ``report.status_changed`` webhook calls are queued in the same transaction
+    (``geo.reports.notifications``).
     """
     _require_worker(principal)
     if to_status not in REPORT_STATUSES:
@@ -126,6 +131,9 @@ def change_status(
             "public_note": public_note,
         },
     ).one()
+    enqueue_event(
+        conn, event="report.status_changed", event_id=int(changed.id), email=email_wanted(notify)
+    )
     return StatusChange(
         report_id=report_id,
         event_id=int(changed.id),
@@ -154,6 +162,7 @@ def work_report(
     note: str | None = None,
     public_note: str | None = None,
     photo: PhotoUpload | None = None,
+    notify: NotificationSettings | None = None,
 ) -> WorkedReport:
     """Change a report's status with an optional after-photo, in one transaction.
 
@@ -167,7 +176,13 @@ def work_report(
     )
     with engine.begin() as conn:
         done = change_status(
-            conn, report_id, to_status, principal=principal, note=note, public_note=public_note
+            conn,
+            report_id,
+            to_status,
+            principal=principal,
+            note=note,
+            public_note=public_note,
+            notify=notify,
         )
         photo_ids = []
         if processed is not None:
@@ -204,8 +219,13 @@ def merge_duplicate(
     principal: Principal,
     note: str | None = None,
     public_note: str | None = None,
+    notify: NotificationSettings | None = None,
 ) -> StatusChange:
-    """Close ``duplicate_id`` as a duplicate of ``original_id``; the original gains a supporter."""
+    """Close ``duplicate_id`` as a duplicate of ``original_id``; the original gains a supporter.
+
+    The duplicate's reporter is told by e-mail and ``report.merged`` webhooks are called,
+    queued in the same transaction as for ``change_status``.
+    """
     _require_worker(principal)
     _check_notes(note, public_note)
     if duplicate_id == original_id:
@@ -259,6 +279,7 @@ def merge_duplicate(
             "public_note": public_note,
         },
     ).one()
+    enqueue_event(conn, event="report.merged", event_id=int(event.id), email=email_wanted(notify))
     return StatusChange(
         report_id=duplicate_id,
         event_id=int(event.id),

@@ -1,0 +1,317 @@
+"""Hearing back: a real SMTP server (aiosmtpd) receives the reporter's mails, a real HTTP
+receiver checks signed webhook calls, and the outbox keeps everything through outages."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, text
+
+from geo.i18n import translate
+from geo.reports.notifications import deliver_due
+from geo.settings import NotificationSettings
+
+PUBLIC_URL = "https://city.example"
+NOTE = "ทีมจะเข้าไปดูพรุ่งนี้ {{7*7}} {% raw %} <img src=x onerror=alert(1)> {0} {id}"
+STAFF_NOTE = "staff only: call the owner on 081-555-1234"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Mailbox:
+    """What a real SMTP server on 127.0.0.1 received; it can be stopped and started again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[EmailMessage] = []
+        self.recipients: list[list[str]] = []
+        self._controller: Controller | None = None
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        self.recipients.append(list(envelope.rcpt_tos))
+        return "250 Message accepted for delivery"
+
+    def start(self) -> None:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def mailbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
+    """A running SMTP server, configured as the service's mail server."""
+    box = Mailbox()
+    box.start()
+    monkeypatch.setenv("ISSUEMAP_SMTP_URL", box.url)
+    monkeypatch.setenv("ISSUEMAP_PUBLIC_URL", PUBLIC_URL)
+    monkeypatch.setenv("ISSUEMAP_MAIL_FROM", "City of Test <noreply@city.example>")
+    try:
+        yield box
+    finally:
+        box.stop()
+
+
+def key(secret: str) -> dict[str, str]:
+    return {"X-API-Key": secret}
+
+
+def deliver(engine: Engine, **overrides: Any) -> tuple[int, int, int]:
+    done = deliver_due(engine, NotificationSettings(**overrides), public_rounding_m=100.0)
+    return done.delivered, done.retrying, done.failed
+
+
+def file_report(client, keys, contact: str | None = "resident@example.com", **fields: Any) -> int:
+    body = {
+        "category": "road",
+        "description": "หลุมบนถนน",
+        "lat": 8.40537,
+        "lon": 100.00463,
+        "reporter_name": "Somchai Private",
+        "reporter_contact": contact,
+        **fields,
+    }
+    # An app's key: the anonymous rate limit is for one resident, not for a test run.
+    answer = client.post("/api/reports", json=body, headers=key(keys.app))
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+def move(client, keys, report: int, status: str, **notes: str) -> None:
+    answer = client.post(
+        f"/api/reports/{report}/status", json={"status": status, **notes}, headers=key(keys.t1)
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def token_of(engine: Engine, report: int) -> str:
+    with engine.connect() as conn:
+        return str(
+            conn.execute(text("SELECT token FROM reports WHERE id = :id"), {"id": report}).scalar()
+        )
+
+
+def outbox(engine: Engine, report: int) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT kind, target, attempts, delivered_at, failed_at, last_error, payload "
+                "FROM outbox WHERE report_id = :id ORDER BY id"
+            ),
+            {"id": report},
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def make_due(engine: Engine) -> None:
+    """As if every retry's wait had passed."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE outbox SET available_at = now() WHERE delivered_at IS NULL"))
+
+
+def body_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+# --- e-mail ------------------------------------------------------------------------------
+
+
+def test_a_reporter_gets_one_thai_mail_per_status_change(city_app, engine, mailbox) -> None:
+    client, _, keys = city_app
+    report = file_report(client, keys)
+    move(client, keys, report, "acknowledged", public_note=NOTE, note=STAFF_NOTE)
+    assert deliver(engine) == (1, 0, 0)
+    assert deliver(engine) == (0, 0, 0), "a delivered mail is not sent again"
+    [mail] = mailbox.messages
+    assert mailbox.recipients == [["resident@example.com"]]
+    assert mail["To"] == "resident@example.com"
+    assert "noreply@city.example" in mail["From"]
+    status = translate("th", "Acknowledged")
+    assert status != "Acknowledged" and status in mail["Subject"]
+    assert f"#{report}" in mail["Subject"]
+    body = body_of(mail)
+    assert "เรื่องที่คุณแจ้ง" in body and status in body
+    assert f"#{report} (ถนน)" in body and "Roads" not in body
+    # The note arrives exactly as staff wrote it: nothing in it is a template.
+    assert NOTE in body and "49" not in body
+    assert f"{PUBLIC_URL}/r/{token_of(engine, report)}" in body
+    assert STAFF_NOTE not in body and "081-555-1234" not in body
+    assert "Somchai" not in body
+    assert "8.405" not in body and "100.004" not in body, "no location in the mail"
+    # Plain text only: no HTML part in which markup from a note could act.
+    assert [p.get_content_type() for p in mail.walk()] == ["text/plain"]
+
+    move(client, keys, report, "resolved", public_note="ซ่อมเสร็จแล้ว")
+    assert deliver(engine) == (1, 0, 0)
+    assert len(mailbox.messages) == 2
+    assert translate("th", "Resolved") in mailbox.messages[1]["Subject"]
+    assert "ซ่อมเสร็จแล้ว" in body_of(mailbox.messages[1])
+
+
+def test_a_reporter_who_reported_in_english_reads_english(city_app, engine, mailbox) -> None:
+    client, _, keys = city_app
+    report = file_report(client, keys, contact="  visitor@example.org ")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE reports SET language = 'en' WHERE id = :id"), {"id": report})
+    move(client, keys, report, "in_progress", public_note="Crew on the way <b>today</b>")
+    assert deliver(engine) == (1, 0, 0)
+    [mail] = mailbox.messages
+    assert mail["To"] == "visitor@example.org"
+    assert mail["Subject"] == f"Your report #{report}: In progress"
+    body = body_of(mail)
+    assert f"Your report #{report} (Roads) is now: In progress." in body
+    assert "Crew on the way <b>today</b>" in body
+    assert "Message from the city:" in body
+    assert f"{PUBLIC_URL}/r/{token_of(engine, report)}" in body
+    assert "เรื่อง" not in body
+
+
+def test_no_mail_without_an_address_or_without_a_mail_server(
+    city_app, engine, mailbox, monkeypatch
+) -> None:
+    client, _, keys = city_app
+    phone = file_report(client, keys, contact="081-555-1234")
+    nothing = file_report(client, keys, contact=None)
+    odd = file_report(client, keys, contact="someone@localhost\nBcc: victim@example.com")
+    for report in (phone, nothing, odd):
+        move(client, keys, report, "acknowledged")
+        assert outbox(engine, report) == []
+    monkeypatch.delenv("ISSUEMAP_SMTP_URL")
+    unset = file_report(client, keys)
+    move(client, keys, unset, "acknowledged", public_note="x")
+    assert outbox(engine, unset) == [], "mail switched off: nothing is queued"
+    assert deliver(engine) == (0, 0, 0)
+    assert mailbox.messages == []
+
+
+def test_a_mail_server_outage_loses_nothing_and_sends_once(city_app, engine, mailbox) -> None:
+    client, _, keys = city_app
+    report = file_report(client, keys)
+    mailbox.stop()
+    move(client, keys, report, "acknowledged", public_note="เราได้รับเรื่องแล้ว")
+    # The status change committed although no mail could go out.
+    assert client.get(f"/api/reports/{report}").json()["status"] == "acknowledged"
+    assert deliver(engine) == (0, 1, 0)
+    [row] = outbox(engine, report)
+    assert row["attempts"] == 1 and row["delivered_at"] is None and row["failed_at"] is None
+    assert "mail server" in row["last_error"]
+    assert deliver(engine) == (0, 0, 0), "not tried again before its backoff has passed"
+    make_due(engine)
+    assert deliver(engine) == (0, 1, 0)
+    assert outbox(engine, report)[0]["attempts"] == 2
+
+    mailbox.start()
+    make_due(engine)
+    assert deliver(engine) == (1, 0, 0)
+    make_due(engine)
+    assert deliver(engine) == (0, 0, 0)
+    assert len(mailbox.messages) == 1
+    assert "เราได้รับเรื่องแล้ว" in body_of(mailbox.messages[0])
+    [row] = outbox(engine, report)
+    assert row["delivered_at"] is not None and row["attempts"] == 3
+    assert row["last_error"] is None
+
+
+def test_retries_end_after_the_last_attempt(city_app, engine, mailbox) -> None:
+    client, _, keys = city_app
+    report = file_report(client, keys)
+    mailbox.stop()
+    move(client, keys, report, "acknowledged")
+    assert deliver(engine, outbox_max_attempts=2) == (0, 1, 0)
+    make_due(engine)
+    assert deliver(engine, outbox_max_attempts=2) == (0, 0, 1)
+    [row] = outbox(engine, report)
+    assert row["failed_at"] is not None and row["attempts"] == 2
+    mailbox.start()
+    make_due(engine)
+    assert deliver(engine) == (0, 0, 0), "a message given up on stays given up"
+
+
+def test_a_mailbox_refused_for_good_fails_at_once(city_app, engine, mailbox) -> None:
+    client, _, keys = city_app
+    report = file_report(client, keys, contact="nobody@example.com")
+    move(client, keys, report, "acknowledged")
+    assert deliver(engine) == (0, 0, 1)
+    [row] = outbox(engine, report)
+    assert row["attempts"] == 1 and row["failed_at"] is not None
+    assert "550" in row["last_error"]
+
+
+def test_the_backoff_doubles_up_to_its_cap() -> None:
+    from geo.reports.notifications import retry_delay_s
+
+    settings = NotificationSettings(outbox_retry_s=30, outbox_retry_max_s=300)
+    assert [retry_delay_s(n, settings) for n in range(1, 7)] == [30, 60, 120, 240, 300, 300]
+    assert retry_delay_s(1000, settings) == 300
+
+
+def test_two_workers_never_send_one_mail_twice(city_app, engine, mailbox) -> None:
+    client, _, keys = city_app
+    reports = [file_report(client, keys, contact=f"r{n}@example.com") for n in range(12)]
+    for report in reports:
+        move(client, keys, report, "acknowledged")
+    results: list[tuple[int, int, int]] = []
+    workers = [threading.Thread(target=lambda: results.append(deliver(engine))) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sum(r[0] for r in results) == 12
+    assert sorted(r[0] for r in mailbox.recipients) == sorted(
+        f"r{n}@example.com" for n in range(12)
+    )
+
+
+def test_a_merged_duplicate_tells_its_reporter(city_app, engine, mailbox) -> None:
+    client, _, keys = city_app
+    original = file_report(client, keys, contact=None)
+    copy = file_report(client, keys)
+    merged = client.post(
+        f"/api/reports/{copy}/merge",
+        json={"original_id": original, "public_note": "รวมกับเรื่องเดิม", "note": STAFF_NOTE},
+        headers=key(keys.t1),
+    )
+    assert merged.status_code == 200, merged.text
+    assert deliver(engine) == (1, 0, 0)
+    [mail] = mailbox.messages
+    body = body_of(mail)
+    assert translate("th", "Duplicate") in mail["Subject"]
+    assert f"#{original}" in body and "รวมกับเรื่องเดิม" in body
+    assert STAFF_NOTE not in body
+
+
+def test_a_refused_status_change_queues_nothing(city_app, engine, mailbox) -> None:
+    client, _, keys = city_app
+    report = file_report(client, keys)
+    refused = client.post(
+        f"/api/reports/{report}/status", json={"status": "closed"}, headers=key(keys.t1)
+    )
+    assert refused.status_code == 409
+    assert outbox(engine, report) == []
