@@ -166,6 +166,32 @@ def test_public_map_shows_fixed_work_and_links_to_status_pages(
     page.close()
 
 
+def test_list_view_is_a_table_linking_to_status_pages(
+    browser: Any, site: tuple[str, TinyCity, Keys], engine: Engine
+) -> None:
+    base, _, _ = site
+    with engine.connect() as conn:
+        token = conn.execute(
+            text("SELECT token FROM reports WHERE status = 'resolved'")
+        ).scalar_one()
+    page = browser.new_page(viewport=PHONE)
+    seen = watch(page, base)
+    page.goto(f"{base}/maps/public?lang=th", wait_until="domcontentloaded")
+    wait_until(page, "window.issuemap && window.issuemap.map !== undefined")
+    page.click("a.im-list-link")  # the map's own link to its list view
+    page.wait_for_selector("table#im-list")
+    assert page.evaluate("document.documentElement.lang") == "th"
+    assert page.locator("table#im-list caption").inner_text().startswith("ปัญหาที่ได้รับแจ้ง")
+    assert page.locator("table#im-list tbody tr").count() == len(OPEN) + 1
+    fixed = page.locator(f"tr:has(a[href='/r/{token}?lang=th'])")
+    assert "แก้ไขแล้ว" in fixed.inner_text() and "0ชม." in fixed.inner_text()
+    assert PUBLIC_NOTE in fixed.inner_text()
+    assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
+    screenshot(page, "public-list-phone")
+    assert seen.errors == [] and seen.external == [], seen
+    page.close()
+
+
 def _overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
     return (
         a["x"] < b["x"] + b["width"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import geopandas as gpd
 import pytest
@@ -510,6 +512,107 @@ def test_public_map_shows_work_fixed_in_the_chosen_days(
         answer = client.get("/maps/public", params={"fixed_days": bad})
         assert answer.status_code == 422, bad
         assert "fixed_days" in answer.text, answer.text
+
+
+def _list_rows(page: str) -> list[dict[str, str]]:
+    """The list view's table rows: each cell's text by its column's header."""
+    table = re.search(r'<table id="im-list">(.*?)</table>', page, re.S)
+    assert table, "the list view is a table"
+    headers = re.findall(r'<th scope="col">(.*?)</th>', table.group(1))
+    body = table.group(1).split("<tbody>")[1]
+    rows = []
+    for row in re.findall(r"<tr data-id[^>]*>(.*?)</tr>", body, re.S):
+        cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+        rows.append(dict(zip(headers, cells, strict=True)))
+    return rows
+
+
+def test_list_view_is_a_table_of_the_same_reports(
+    maps_app: tuple[TestClient, TinyCity, Keys, int], engine: Engine
+) -> None:
+    client, _, keys, rid = maps_app
+    fixed = client.post(
+        "/api/reports",
+        json={"category": "road", "description": "Crack", "lat": 8.4071, "lon": 100.004},
+    ).json()["id"]
+    note = "Filled <b>{{7*7}}</b> {% if 1 %}"
+    client.post(
+        f"/api/reports/{fixed}/status",
+        json={"status": "resolved", "public_note": note},
+        headers={"X-API-Key": keys.t1},
+    )
+    with engine.connect() as conn:
+        tokens = dict(conn.execute(text("SELECT id, token FROM reports")).all())
+    answer = client.get("/maps/public", params={"view": "list", "lang": "en"})
+    assert answer.status_code == 200
+    page = answer.text
+    assert "<script" not in page
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'none'" in policy and "frame-ancestors 'self' https://city.example" in policy
+    assert page.startswith('<!DOCTYPE html>\n<html lang="en">')
+    assert "<title>Reported issues</title>" in page
+    assert "<caption>Reported issues: Showing 2 of 2 reports.</caption>" in page
+    rows = {int(r["No."]): r for r in _list_rows(page)}
+    assert set(rows) == {rid, fixed}
+    assert "Open" in rows[rid]["Status"] and rows[rid]["Fixed in"] == ""
+    assert '<time datetime="' in rows[rid]["Due"]
+    assert "Resolved" in rows[fixed]["Status"] and rows[fixed]["Fixed in"] == "0h"
+    assert rows[fixed]["Latest update"] == "Filled &lt;b&gt;{{7*7}}&lt;/b&gt; {% if 1 %}"
+    assert (
+        f'<a href="/r/{tokens[fixed]}?lang=en">Report status page'
+        in rows[fixed]["Report status page"]
+    )
+    assert f'/r/{tokens[rid]}?lang=en"' in rows[rid]["Report status page"]
+    assert CONTACT not in page and "Somchai" not in page and "school gate" not in page
+    # The same filters as the map, kept by the form and every link.
+    assert '<input type="hidden" name="view" value="list">' in page
+    assert '<a href="/maps/public?lang=en&amp;fixed_days=30">Map</a>' in page
+    assert '<a class="im-button" href="/report?lang=en">Report a problem</a>' in page
+    none = client.get("/maps/public", params={"view": "list", "lang": "en", "category": "tree"})
+    assert _list_rows(none.text) == [] and "No reports match these choices." in none.text
+    assert [
+        int(r["No."])
+        for r in _list_rows(
+            client.get("/maps/public", params={"view": "list", "fixed_days": 0, "lang": "en"}).text
+        )
+    ] == [rid]
+    thai = client.get("/maps/public", params={"view": "list", "lang": "th"}).text
+    assert '<html lang="th">' in thai and "แก้ไขแล้ว" in thai and "รับแจ้ง" in thai
+    assert client.get("/maps/public", params={"view": "grid"}).status_code == 422
+    # The map links to its list view with the same choices.
+    shown = client.get("/maps/public", params={"lang": "en", "category": "road"}).text
+    assert 'href="/maps/public?lang=en&amp;fixed_days=30&amp;category=road&amp;view=list"' in shown
+
+
+def test_list_view_pages_as_the_map_does(
+    maps_app: tuple[TestClient, TinyCity, Keys, int],
+) -> None:
+    client, _, _, rid = maps_app
+    other = client.post(
+        "/api/reports",
+        json={"category": "tree", "description": "Fallen", "lat": 8.4071, "lon": 100.015},
+    ).json()["id"]
+    replace_app_state(client.app, maps=MapSettings(tiles_url="none", marker_cap=1))
+    first = client.get("/maps/public", params={"view": "list", "lang": "en"}).text
+    second = client.get("/maps/public", params={"view": "list", "lang": "en", "page": 2}).text
+    assert [r["No."] for r in _list_rows(first)] + [r["No."] for r in _list_rows(second)] == [
+        str(rid),
+        str(other),
+    ]
+    expected = {"lang": ["en"], "fixed_days": ["30"], "view": ["list"]}
+    assert _link_query(first, "next") == expected | {"page": ["2"]}
+    assert _link_query(first, "prev") is None
+    assert _link_query(second, "prev") == expected | {"page": ["1"]}
+    assert _link_query(second, "next") is None
+
+
+def _link_query(page: str, rel: str) -> dict[str, list[str]] | None:
+    found = re.search(rf'<a href="([^"]*)" rel="{rel}">', page)
+    if found is None:
+        return None
+    url = urlsplit(html.unescape(found.group(1)))
+    assert url.path == "/maps/public"
+    return parse_qs(url.query)
 
 
 def test_public_map_fixed_work_is_read_through_the_resolved_at_index(engine: Engine) -> None:

@@ -80,6 +80,8 @@ def test_no_page_evaluates_or_breaks_on_hostile_text(city_app, engine, name: str
         "/": ({}, ["ward", "zone", "team"]),
         "/maps/public?lang=en": ({}, ["category_en", "public_note"]),
         "/maps/public?lang=th": ({}, ["category_th", "public_note"]),
+        "/maps/public?view=list&lang=en": ({}, ["category_en", "public_note"]),
+        "/maps/public?view=list&lang=th": ({}, ["category_th", "public_note"]),
         "/maps/zone?zone=Z1&lang=en": (staff, ["description", "ward", "category_en"]),
         "/maps/wards?lang=en": (staff, ["ward"]),
     }

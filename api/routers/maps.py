@@ -28,11 +28,17 @@ from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
 from geo.access.policy import Principal
 from geo.errors import AuthenticationError
 from geo.i18n import pick_language
-from geo.maps.builders import MEASURES, content_security_policy, render_page
+from geo.maps.builders import (
+    MEASURES,
+    content_security_policy,
+    list_security_policy,
+    render_page,
+)
 from geo.maps.pages import (
     MAX_FIXED_DAYS,
     PageFilters,
     city_page_map,
+    public_page_list,
     public_page_map,
     wards_page_map,
     zone_page_map,
@@ -59,6 +65,13 @@ FixedDays = Annotated[
         le=MAX_FIXED_DAYS,
         description="Also show reports resolved or closed in this many days, with the time "
         "they took to fix (0: open reports only).",
+    ),
+]
+View = Annotated[
+    str,
+    Query(
+        pattern="^(map|list)$",
+        description="`map`, or `list`: the same reports as a table, with no script.",
     ),
 ]
 KeyParam = Annotated[
@@ -172,13 +185,14 @@ def public_page(
     accept_language: AcceptLanguage = None,
     page: PageNo = 1,
     fixed_days: FixedDays = 30,
+    view: View = "map",
 ) -> HTMLResponse:
     """Open reports as a heat layer and clustered markers, and recently fixed work.
 
     Each popup shows the status in words, due time or time to fix, the latest public note
-    and a link to the report's status page. No personal data; locations are rounded.
-    Embed it with an iframe; the sites allowed to do so are set by
-    ``ISSUEMAP_MAP_FRAME_ANCESTORS``.
+    and a link to the report's status page. `view=list` gives the same reports as a table.
+    No personal data; locations are rounded. Embed it with an iframe; the sites allowed to
+    do so are set by ``ISSUEMAP_MAP_FRAME_ANCESTORS``.
     """
     filters = PageFilters(
         bbox=bbox,
@@ -187,6 +201,12 @@ def public_page(
         page=page,
         fixed_days=fixed_days,
     )
+    if view == "list":
+        page_html = public_page_list(
+            conn, filters, maps=maps, public_rounding_m=privacy.public_rounding_m
+        )
+        policy = list_security_policy(frame_ancestors=list(maps.frame_ancestors))
+        return _html(page_html, policy=policy, private=False)
     fmap = public_page_map(
         conn, filters, maps=maps, public_rounding_m=privacy.public_rounding_m, live=_live()
     )

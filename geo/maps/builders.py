@@ -22,12 +22,12 @@ import html
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import folium
 import geopandas as gpd
@@ -37,6 +37,7 @@ from branca.element import Element, Figure, MacroElement
 from folium.map import Layer
 from folium.plugins import HeatMap, MarkerCluster
 from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
 
 from geo.maps.assets import localise_assets, walk
 from geo.maps.i18n import labels as page_labels
@@ -45,6 +46,9 @@ from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
 
 _TEMPLATES = Environment(loader=PackageLoader("geo.maps", "templates"), autoescape=False)
 """The element templates. They hold no user text: data reaches a page in its JSON document."""
+
+_PAGES = Environment(loader=PackageLoader("geo.maps", "templates"), autoescape=True)
+"""Whole pages rendered by Jinja itself (the list view): autoescaped, values as variables."""
 
 
 def _package_text(name: str) -> str:
@@ -63,6 +67,18 @@ STATUS_COLOURS = {
     "duplicate": "#adb5bd",
 }
 OVERDUE_COLOUR = "#c92a2a"
+
+STATUS_SYMBOLS = {
+    "open": "!",
+    "acknowledged": "\u25c6",  # ◆
+    "in_progress": "\u25b6",  # ▶
+    "resolved": "\u2713",  # ✓
+    "closed": "\u25a0",  # ■
+    "reopened": "\u21ba",  # ↺
+    "rejected": "\u2715",  # ✕
+    "duplicate": "=",
+}
+"""A symbol per status, on markers, legends and lists: status never rests on colour alone."""
 
 MEASURES = ("count", "sla", "median_hours")
 """What the ward dashboard can colour wards by."""
@@ -539,12 +555,15 @@ def public_map(
     attribution: str | None = None,
     live: bool = False,
     report_url: str = "/report",
+    query: Mapping[str, str] | None = None,
+    path: str = "/maps/public",
 ) -> folium.Map:
     """The embeddable public map: heat and clustered markers, legends, filters.
 
     ``markers`` must already be public: no personal data, locations rounded. They hold
     open reports and, if ``filters.fixed_days``, the work fixed in those days. The panel
-    links to ``report_url`` (in ``lang``) for a resident to report a problem.
+    links to ``report_url`` (in ``lang``) for a resident to report a problem, and to the
+    list view of the same reports: ``path`` with ``query`` (the page's own parameters).
     """
     labels = page_labels(lang)
     fmap = _base_map(tiles, attribution)
@@ -570,19 +589,113 @@ def public_map(
         body=body,
         layers={"heat": heat_layer, "markers": cluster},
         lang=lang,
-        lead=_report_link(report_url, lang),
+        lead=_report_link(report_url, lang)
+        + _link(_page_href(path, query or {"lang": lang}, view="list"), labels["list_view"]),
         live=live,
         extra={"lang": lang, "kind": "public"},
     ).add_to(fmap)
     return fmap
 
 
+def _link(href: str, text: str) -> str:
+    return f'<a class="im-list-link" href="{_esc(href)}">{_esc(text)}</a>'
+
+
 def _report_link(report_url: str, lang: str) -> str:
     """The "report a problem" button: a link to the report page in the page's language."""
-    href = f"{report_url}?{urlencode({'lang': lang})}"
+    href = _page_href(report_url, {"lang": lang})
     return (
         f'<a class="im-button im-report-link" href="{_esc(href)}">'
         f"{_esc(page_labels(lang)['report_problem'])}</a>"
+    )
+
+
+def _page_href(path: str, query: Mapping[str, str], **changes: str | int | None) -> str:
+    """``path`` with ``query`` updated by ``changes`` (``None`` drops a parameter)."""
+    params = {k: v for k, v in query.items() if v not in ("", None)}
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def _span(seconds: float, lang: str) -> str:
+    """A duration in whole days and hours, as the popups write it (``2d 5h``)."""
+    labels = page_labels(lang)
+    hours = max(int(seconds // 3600), 0)
+    if hours >= 24:
+        return f"{hours // 24}{labels['days']} {hours % 24}{labels['hours']}"
+    return f"{hours}{labels['hours']}"
+
+
+def report_list_page(
+    *,
+    markers: MarkerPage,
+    filters: Filters,
+    lang: str,
+    query: Mapping[str, str],
+    when: Callable[[datetime], str],
+    page_size: int = 500,
+    path: str = "/maps/public",
+    report_url: str = "/report",
+) -> str:
+    """The public map's reports as an HTML table: the same page of the same reports.
+
+    ``query`` holds the page's own parameters (filters, language, page), kept by the links
+    to the map and to the next and previous pages; ``when`` writes a moment for a reader.
+    """
+    labels = page_labels(lang)
+    statuses = status_labels(lang)
+    rows = []
+    for r in markers.reports:
+        fixed = r.resolved_at is not None
+        rows.append(
+            {
+                "id": r.id,
+                "status": r.status,
+                "category": filters.categories.get(r.category, r.category),
+                "status_words": statuses.get(r.status, r.status),
+                "symbol": STATUS_SYMBOLS.get(r.status, ""),
+                "overdue": r.overdue,
+                "created": when(r.created_at),
+                "created_iso": r.created_at.isoformat(),
+                "due": when(r.due_at) if r.due_at and not fixed else "",
+                "due_iso": r.due_at.isoformat() if r.due_at else "",
+                "fixed_in": (
+                    _span((r.resolved_at - r.created_at).total_seconds(), lang)
+                    if r.resolved_at is not None
+                    else ""
+                ),
+                "public_note": r.public_note,
+                "href": _page_href(f"/r/{quote(r.token, safe='')}", {"lang": lang})
+                if r.token
+                else "",
+            }
+        )
+    shown = len(markers.reports)
+    counts = labels["shown"].format(shown=f"{shown:,}", total=f"{markers.total:,}")
+    page_no = markers.offset // max(page_size, 1) + 1
+    form_filters = replace(
+        filters,
+        hidden_fields={**filters.hidden_fields, "view": "list"},
+    )
+    return _PAGES.get_template("report_list.html.j2").render(
+        lang=lang,
+        title=labels["public_title"],
+        caption=f"{labels['public_title']}: {counts}",
+        labels=labels,
+        rows=rows,
+        form=Markup(_filter_form(form_filters, lang, time_window=False)),
+        report_href=_page_href(report_url, {"lang": lang}),
+        map_href=_page_href(path, query, view=None),
+        previous_href=_page_href(path, query, page=page_no - 1) if page_no > 1 else "",
+        next_href=(
+            _page_href(path, query, page=page_no + 1)
+            if markers.offset + shown < markers.total
+            else ""
+        ),
     )
 
 
@@ -768,6 +881,21 @@ def content_security_policy(
             f"img-src {' '.join(images)}",
             "connect-src 'self'",
             "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            f"frame-ancestors {' '.join(frame_ancestors)}",
+        ]
+    )
+
+
+def list_security_policy(*, frame_ancestors: Sequence[str]) -> str:
+    """The Content-Security-Policy of the list view: no script at all, nothing off the site."""
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'none'",
+            "style-src 'unsafe-inline'",
+            "img-src 'self'",
             "base-uri 'none'",
             "form-action 'self'",
             f"frame-ancestors {' '.join(frame_ancestors)}",

@@ -49,6 +49,14 @@ LABELS: dict[str, str] = {
     "report_problem": N_("Report a problem"),
     "fewer": N_("Fewer"),
     "more": N_("More"),
+    "map_view": N_("Map"),
+    "list_view": N_("List"),
+    "views": N_("Views"),
+    "number": N_("No."),
+    "reported": N_("Reported"),
+    "previous_page": N_("Previous page"),
+    "pages": N_("Pages"),
+    "no_reports": N_("No reports match these choices."),
 }
 """Every label a map page shows, by key, as its English message id."""
 

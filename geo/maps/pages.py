@@ -6,10 +6,13 @@ Each function reads what its page shows, applies who may see it, and returns the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import folium
+from babel.dates import format_datetime
 from sqlalchemy import Connection
 
 from geo.access.policy import ANONYMOUS, Principal, may_see_zone, may_work_reports
@@ -28,6 +31,7 @@ from geo.maps.builders import (
     MarkerPage,
     city_overview_map,
     public_map,
+    report_list_page,
     ward_dashboard_map,
     zone_map,
 )
@@ -116,9 +120,10 @@ def public_page_map(
         filters=Filters(
             categories=category_names(conn, filters.lang),
             category=category,
-            hidden_fields={"lang": filters.lang},
+            hidden_fields=_bbox_field(filters) | {"lang": filters.lang},
             fixed_days=filters.fixed_days,
         ),
+        query=public_query(filters),
         bounds=view,
         lang=filters.lang,
         page_size=maps.marker_cap,
@@ -126,6 +131,52 @@ def public_page_map(
         attribution=maps.tiles_attribution,
         live=live,
     )
+
+
+CITY_TIMEZONE = "Asia/Bangkok"
+"""The zone a page writes moments in for its readers."""
+
+
+def _when(lang: str) -> Callable[[datetime], str]:
+    """How a reader in ``lang`` reads a moment: day, month, year and time, in the city."""
+    zone = ZoneInfo(CITY_TIMEZONE)
+    return lambda moment: format_datetime(moment, "d MMM y, HH:mm", tzinfo=zone, locale=lang)
+
+
+def public_query(filters: PageFilters) -> dict[str, str]:
+    """The public map's parameters for ``filters``, as its links carry them."""
+    query = {"lang": filters.lang, "fixed_days": str(filters.fixed_days)}
+    if filters.categories:
+        query["category"] = filters.categories[0]
+    if filters.bbox is not None:
+        query["bbox"] = ",".join(f"{v:.5f}" for v in filters.bbox)
+    if filters.page > 1:
+        query["page"] = str(filters.page)
+    return query
+
+
+def public_page_list(
+    conn: Connection, filters: PageFilters, *, maps: MapSettings, public_rounding_m: float
+) -> str:
+    """The public map's list view: the same page of the same reports, as an HTML table."""
+    category = _one("category", filters.categories)
+    return report_list_page(
+        markers=public_reports(conn, filters, maps=maps, public_rounding_m=public_rounding_m),
+        filters=Filters(
+            categories=category_names(conn, filters.lang),
+            category=category,
+            hidden_fields=_bbox_field(filters) | {"lang": filters.lang},
+            fixed_days=filters.fixed_days,
+        ),
+        lang=filters.lang,
+        query=public_query(filters) | {"view": "list"},
+        when=_when(filters.lang),
+        page_size=maps.marker_cap,
+    )
+
+
+def _bbox_field(filters: PageFilters) -> dict[str, str]:
+    return {"bbox": public_query(filters)["bbox"]} if filters.bbox is not None else {}
 
 
 MAX_FIXED_DAYS = 365
