@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from api import errors
 from api.deps import AppState, ExportSlots, set_app_state
 from api.params import refuse_nul_characters
-from api.routers import admin, export, live, maps, open311, reports, service, teams
+from api.routers import admin, export, live, maps, open311, reports, resident, service, teams
 from geo.city.geocoding import make_geocoder
 from geo.db.engine import make_engine
 from geo.reports.live import LiveHub
@@ -107,6 +107,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         service.router,
         maps.router,
         reports.router,
+        resident.router,
         export.router,
         teams.router,
         admin.catalogue_router,

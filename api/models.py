@@ -271,6 +271,9 @@ class IntakeAnswer(_Answer):
     """A filed report: where it went, when it is due, what is already known nearby."""
 
     id: int
+    tracking_url: str = Field(
+        description="The report's status page (`/r/{token}`): give it to the resident."
+    )
     status: Literal["open"]
     created_at: datetime
     due_at: datetime
@@ -280,6 +283,14 @@ class IntakeAnswer(_Answer):
     team: TeamRef | None
     photo_ids: list[int]
     likely_duplicates: list[LikelyDuplicate]
+
+
+class PublicNote(_Answer):
+    """A note staff wrote for the public when a report changed status."""
+
+    at: datetime
+    status: str | None = Field(description="The status the report moved to.")
+    note: str
 
 
 class ReportOut(ReportFields):
@@ -294,6 +305,12 @@ class ReportOut(ReportFields):
 
     next_statuses: list[str] = Field(
         description="Where a staff caller may move it next; empty for the public."
+    )
+    public_notes: list[PublicNote] = Field(
+        description="What staff told the public at each status change, oldest first."
+    )
+    after_photo_ids: list[int] = Field(
+        description="Photos staff attached to status changes (after the work)."
     )
 
 
@@ -457,5 +474,6 @@ class Open311Posted(_Answer):
     """The answer to a posted service request."""
 
     service_request_id: str
+    token: str = Field(description="The request's status page is `/r/{token}` on this site.")
     service_notice: str
     account_id: None = Field(description="Always null: we keep no accounts of our own.")

@@ -444,6 +444,8 @@ def post_request(
     def answer(result: IntakeResult) -> dict[str, Any]:
         return {
             "service_request_id": str(result.report.id),
+            # The status page's token, /r/{token}: the resident's link to follow the request.
+            "token": result.report.token,
             "service_notice": service_notice(result.report.team_name, result.report.due_at),
             # We keep no accounts of our own, so there is no account id to hand back.
             "account_id": None,

@@ -120,7 +120,13 @@ def test_no_public_output_contains_reporter_name_or_contact(city_app) -> None:
     assert PHONE in trail.text, "staff read their own note in the audit trail"
     published = client.get(f"/open311/v2/requests/{report_id}.json")
     assert published.json()[0]["status_notes"] == "A crew is on its way."
+    # The status page and the report's public notes carry the public note, and only it.
+    token = created["tracking_url"].rsplit("/", 1)[1]
+    assert "A crew is on its way." in client.get(f"/r/{token}").text
+    notes = client.get(f"/api/reports/{report_id}").json()["public_notes"]
+    assert [n["note"] for n in notes] == ["A crew is on its way."]
     values = {
+        "token": token,
         "report_id": report_id,
         "photo_id": photo_id,
         "team_id": str(city.teams["T1"]),
@@ -287,7 +293,7 @@ def geojson_places(body: dict[str, Any]) -> dict[int, tuple[float, float]]:
 
 
 def test_every_public_output_shows_locations_on_the_grid_and_staff_exact(
-    located: Any, tmp_path: Path
+    located: Any, tmp_path: Path, engine: Engine
 ) -> None:
     client, _city, keys, ids = located
     exact = staff_places(client, keys.planner, ids)
@@ -314,6 +320,10 @@ def test_every_public_output_shows_locations_on_the_grid_and_staff_exact(
             r["service_request_id"]: (r["lat"], r["long"])
             for r in client.get("/open311/v2/requests.json").json()
         } == {str(i): place for i, place in grid.items()}
+        for report_id in ids.values():
+            page = client.get(f"/r/{status_token(engine, report_id)}", headers=headers).text
+            lat, lon = grid[report_id]
+            assert f"{lat:.5f}, {lon:.5f}" in page, "the status page shows the public place"
         csv_answer = client.get("/api/reports?format=csv", headers=headers)
         assert csv_places(csv_answer.content) == grid
         gpkg = client.get("/api/reports?format=gpkg", headers=headers)
@@ -329,7 +339,17 @@ def test_every_public_output_shows_locations_on_the_grid_and_staff_exact(
     assert (crew_view["lat"], crew_view["lon"]) == EXACT
 
 
-def test_no_public_answer_contains_an_exact_place(located: Any) -> None:
+def status_token(engine: Engine, report_id: int) -> str:
+    """The report's status-page token (``/r/{token}``)."""
+    with engine.connect() as conn:
+        return str(
+            conn.execute(
+                text("SELECT token FROM reports WHERE id = :id"), {"id": report_id}
+            ).scalar_one()
+        )
+
+
+def test_no_public_answer_contains_an_exact_place(located: Any, engine: Engine) -> None:
     client, city, keys, ids = located
     exact = staff_places(client, keys.planner, ids)
     # The first seven decimals of each exact coordinate: the grid never shares them.
@@ -346,6 +366,7 @@ def test_no_public_answer_contains_an_exact_place(located: Any) -> None:
     checked = 0
     for report_id in ids.values():
         values["report_id"] = values["service_request_id"] = str(report_id)
+        values["token"] = status_token(engine, report_id)
         for variant, answer in public_answers(client, values, keys.app):
             checked += 1
             for number in digits:

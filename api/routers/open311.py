@@ -383,8 +383,9 @@ async def post_service_request(fmt: FormatPath, request: Request, state: AppStat
 
     Give `lat` and `long`, or `address_string` (`address_id` is not supported). The
     reporter's `first_name`, `last_name`, `email` and `phone` are kept for staff and never
-    published. The answer holds the new `service_request_id` and a `service_notice` saying
-    which team has it and when it is due.
+    published. The answer holds the new `service_request_id`, its `token` (the resident's
+    status page is `/r/{token}`) and a `service_notice` saying which team has it and when
+    it is due.
     """
     fields = await _read_fields(request)
     answer = await run_in_threadpool(_create, state, fields)

@@ -28,6 +28,7 @@ from geo.reports.intake import (
 )
 from geo.reports.search import get_report
 from geo.reports.store import public_photo
+from geo.reports.tracking import public_record
 from geo.reports.workflow import merge_duplicate, next_statuses, report_events, work_report
 from geo.vocabulary import ADDRESS_MAX, CODE_MAX, DESCRIPTION_MAX, NAME_MAX, NOTE_MAX, URL_MAX
 
@@ -141,11 +142,15 @@ def _submission(payload: ReportIn, photos: tuple[PhotoUpload, ...]) -> Submissio
     )
 
 
-def intake_answer(result: IntakeResult) -> dict[str, Any]:
-    """The 201 body: where the report went, when it is due, what is already known nearby."""
+def intake_answer(result: IntakeResult, *, base_url: str) -> dict[str, Any]:
+    """The 201 body: where the report went, when it is due, what is already known nearby.
+
+    ``tracking_url`` is the report's status page under ``base_url`` (the site's address).
+    """
     report = result.report
     return {
         "id": report.id,
+        "tracking_url": f"{base_url.rstrip('/')}/r/{report.token}",
         "status": "open",
         "created_at": report.created_at.isoformat(),
         "due_at": report.due_at.isoformat(),
@@ -241,7 +246,7 @@ async def post_report(
             routing=state.routing,
             intake=intake,
             geocoder=state.geocoder,
-            answer=intake_answer,
+            answer=partial(intake_answer, base_url=str(request.base_url)),
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
             client_address=request.client.host if request.client else None,
@@ -267,11 +272,13 @@ def read_report(
     """A report as the caller may see it; staff also get the reporter's contact.
 
     Staff get the exact location; everyone else gets it on the public grid
-    (``ISSUEMAP_MAP_PUBLIC_ROUNDING_M`` metres).
+    (``ISSUEMAP_MAP_PUBLIC_ROUNDING_M`` metres). ``public_notes`` and ``after_photo_ids``
+    are what staff told the public along the way: the public notes of its status changes
+    and the photos taken after the work.
     """
     report = get_report(conn, report_id, principal, public_rounding_m=privacy.public_rounding_m)
     report["next_statuses"] = next_statuses(report["status"]) if principal.is_staff else []
-    return report
+    return report | public_record(conn, report_id)
 
 
 @router.get(

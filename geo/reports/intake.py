@@ -21,6 +21,7 @@ from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal, location_rou
 from geo.city.coordinates import check_coordinates
 from geo.city.geocoding import Geocoder
 from geo.errors import InvalidInputError
+from geo.i18n import LANGUAGES
 from geo.reports import idempotency
 from geo.reports.photos import ProcessedPhoto, process_photo
 from geo.reports.store import CreatedReport, create_report, store_photo
@@ -53,6 +54,8 @@ class Submission:
     photos: tuple[PhotoUpload, ...] = field(default=())
     source: str = "api"
     external_id: str | None = None
+    language: str | None = None
+    """The language the resident reported in (``th`` or ``en``); what they hear back uses it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,8 @@ def validate(submission: Submission, intake: IntakeSettings) -> Submission:
         raise InvalidInputError("media_url", "must be an http(s) URL")
     if len(submission.photos) > intake.photos_per_report:
         raise InvalidInputError("photo", f"at most {intake.photos_per_report} photos per report")
+    if submission.language is not None and submission.language not in LANGUAGES:
+        raise InvalidInputError("language", f"must be one of {', '.join(LANGUAGES)}")
     return Submission(
         category=submission.category,
         description=description,
@@ -107,6 +112,7 @@ def validate(submission: Submission, intake: IntakeSettings) -> Submission:
         photos=submission.photos,
         source=submission.source,
         external_id=_check_text("external_id", submission.external_id, NAME_MAX),
+        language=submission.language,
     )
 
 
@@ -223,6 +229,7 @@ def submit_report(
         media_url=submission.media_url,
         duplicate_radius_m=intake.duplicate_radius_m,
         duplicate_window_days=intake.duplicate_window_days,
+        language=submission.language,
     )
     report = replace(
         report,

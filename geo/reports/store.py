@@ -82,14 +82,15 @@ def _create_one(*, with_duplicates: bool) -> str:
     return f"""
 WITH {single_input("code", *(extra if with_duplicates else ()))}, {ROUTE_ONE}{dups},
 new AS (
-    INSERT INTO reports ({_REPORT_COLUMNS})
+    INSERT INTO reports ({_REPORT_COLUMNS}, language)
     SELECT i.category_id, :description, 'open', i.created_at, i.created_at, NULL, w.ward_id,
            w.snapped, a.zone_id, a.team_id, i.due_at, :source, :external_id, false,
-           :reporter_name, :reporter_contact, :address, :location_source, :media_url, i.geom
+           :reporter_name, :reporter_contact, :address, :location_source, :media_url, i.geom,
+           :language
     FROM input AS i
     JOIN ward AS w ON true
     LEFT JOIN assignment AS a ON true
-    RETURNING id, ward_id, ward_snapped, zone_id, team_id, due_at, created_at
+    RETURNING id, ward_id, ward_snapped, zone_id, team_id, due_at, created_at, token
 ), event AS (
     INSERT INTO report_events (report_id, at, kind, actor, to_status)
     SELECT id, created_at, 'created', :actor, 'open' FROM new
@@ -160,6 +161,8 @@ class CreatedReport:
     team_code: str | None = None
     team_name: str | None = None
     duplicates: tuple[dict[str, Any], ...] = ()
+    token: str = ""
+    """The status page's token (``/r/{token}``)."""
 
 
 def create_report(
@@ -181,8 +184,11 @@ def create_report(
     media_url: str | None = None,
     duplicate_radius_m: float = 0.0,
     duplicate_window_days: int = 14,
+    language: str | None = None,
 ) -> CreatedReport:
     """Route and store one report in a single statement; the caller commits.
+
+    ``language`` is the one the resident reported in (``th`` or ``en``), for what they hear back.
 
     With ``duplicate_radius_m`` above zero the same statement also returns the open
     reports of the same category that lie that close and are at most
@@ -214,6 +220,7 @@ def create_report(
             "dup_radius": duplicate_radius_m,
             "dup_days": duplicate_window_days,
             "snap_m": settings.snap_distance_m,
+            "language": language,
         },
     )
     if row is None:
@@ -233,6 +240,7 @@ def create_report(
         team_code=row.team_code,
         team_name=row.team_name,
         duplicates=tuple(row.duplicates),
+        token=row.token,
     )
 
 
