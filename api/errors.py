@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -23,10 +24,13 @@ from geo.errors import (
     DatabaseNotEmptyError,
     InvalidInputError,
     IssuemapError,
+    Message,
     NotFoundError,
     OutsideServiceAreaError,
     PermissionDeniedError,
+    RateLimitedError,
 )
+from geo.i18n import N_, pick_language, translate
 
 STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
     GeocodingUnavailableError: 503,
@@ -38,6 +42,7 @@ STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
     PermissionDeniedError: 403,
     ConflictError: 409,
     DatabaseNotEmptyError: 409,
+    RateLimitedError: 429,
 }
 
 
@@ -52,7 +57,7 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 connections refused, a statement timeout), or every pooled connection stayed busy for the
 pool timeout: the request may well work a little later."""
 
-UNAVAILABLE_DETAIL = (
+UNAVAILABLE_DETAIL = N_(
     "The issue database cannot be reached just now, so nothing was read or stored. "
     "Please try again in a minute."
 )
@@ -65,7 +70,7 @@ class ExportsBusyError(Exception):
     """As many exports as the service allows at once are already running."""
 
 
-EXPORTS_BUSY_DETAIL = (
+EXPORTS_BUSY_DETAIL = N_(
     "Too many exports are running just now, so this one was not started. "
     "Please try again in a minute, or narrow the filters to make a smaller file."
 )
@@ -79,12 +84,97 @@ def status_for(error: IssuemapError) -> int:
     return 500
 
 
+def request_language(request: Request) -> str:
+    """The language an API caller reads: ``?lang=``, else ``Accept-Language``, else English.
+
+    Clients that name no language keep the English messages they were written against.
+    """
+    return pick_language(
+        request.query_params.get("lang"), request.headers.get("accept-language"), default="en"
+    )
+
+
 async def _handle(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, IssuemapError)
-    body: dict[str, object] = {"detail": str(error), "error": type(error).__name__}
+    body: dict[str, object] = {
+        "detail": error.message(request_language(request)),
+        "error": type(error).__name__,
+    }
     if isinstance(error, InvalidInputError):
         body["field"] = error.field
     return JSONResponse(status_code=status_for(error), content=body)
+
+
+# Pydantic's error types a caller meets most, as catalog messages; ``ctx`` fills them.
+VALIDATION_MESSAGES: dict[str, str] = {
+    "missing": N_("this field is required"),
+    "string_too_long": N_("must be at most {max_length:,} characters"),
+    "string_too_short": N_("must be at least {min_length:,} characters"),
+    "too_long": N_("must have at most {max_length:,} items"),
+    "too_short": N_("must have at least {min_length:,} items"),
+    "int_parsing": N_("must be a whole number"),
+    "int_from_float": N_("must be a whole number"),
+    "int_type": N_("must be a whole number"),
+    "float_parsing": N_("must be a number"),
+    "float_type": N_("must be a number"),
+    "finite_number": N_("must be a finite number"),
+    "greater_than": N_("must be more than {gt}"),
+    "greater_than_equal": N_("must be at least {ge}"),
+    "less_than": N_("must be less than {lt}"),
+    "less_than_equal": N_("must be at most {le}"),
+    "bool_parsing": N_("must be true or false"),
+    "string_type": N_("must be text"),
+    "string_pattern_mismatch": N_("does not have the expected form"),
+    "literal_error": N_("must be one of {expected}"),
+    "enum": N_("must be one of {expected}"),
+    "datetime_parsing": N_("must be a date and time, such as 2026-01-31T09:00:00+07:00"),
+    "datetime_from_date_parsing": N_("must be a date and time, such as 2026-01-31T09:00:00+07:00"),
+    "date_parsing": N_("must be a date, such as 2026-01-31"),
+    "date_from_datetime_parsing": N_("must be a date, such as 2026-01-31"),
+    "json_invalid": N_("the request body is not valid JSON"),
+    "model_attributes_type": N_("must be a JSON object"),
+    "dict_type": N_("must be a JSON object"),
+    "list_type": N_("must be a list"),
+    "extra_forbidden": N_("is not a field this request takes"),
+}
+UNKNOWN_PROBLEM = N_("this value is not valid")
+
+
+def problem_message(problem: Mapping[str, Any]) -> Message | None:
+    """One pydantic problem as a catalog message, without the field's name.
+
+    None for a kind of problem the table lacks (its words are pydantic's, in English).
+    """
+    kind = str(problem.get("type", ""))
+    context = problem.get("ctx") or {}
+    if not isinstance(context, Mapping):
+        context = {}
+    if kind == "value_error" and "error" in context:
+        # Our own validators raise ValueError with a catalog message (``api.params``).
+        return Message(str(context["error"]))
+    msgid = VALIDATION_MESSAGES.get(kind)
+    if msgid is None:
+        return None
+    values = {str(k): v for k, v in context.items()}
+    try:
+        msgid.format(**values)
+    except (KeyError, IndexError, ValueError):
+        return None  # a context that lacks what the sentence names
+    return Message(msgid, values)
+
+
+def validation_problem(problem: Mapping[str, Any], lang: str) -> str:
+    """One pydantic problem as a sentence in ``lang``, without the field's name.
+
+    A problem of a kind the table lacks keeps pydantic's English words for an English
+    reader and gets a plain sentence in the reader's own language otherwise.
+    """
+    message = problem_message(problem)
+    if message is not None:
+        return message.text(lang)
+    if lang == "en" and problem.get("msg"):
+        return str(problem["msg"])
+    return translate(lang, UNKNOWN_PROBLEM)
 
 
 async def _handle_validation(request: Request, error: Exception) -> JSONResponse:
@@ -98,7 +188,7 @@ async def _handle_validation(request: Request, error: Exception) -> JSONResponse
     return JSONResponse(
         status_code=422,
         content={
-            "detail": f"{field}: {first['msg']}",
+            "detail": f"{field}: {validation_problem(first, request_language(request))}",
             "error": "InvalidInputError",
             "field": field,
             "errors": jsonable_encoder(problems, exclude={"input", "ctx"}),
@@ -106,10 +196,17 @@ async def _handle_validation(request: Request, error: Exception) -> JSONResponse
     )
 
 
-UNREADABLE_BODY_DETAIL = (
-    "body: the request body could not be read: send UTF-8 JSON, or a well-formed form, "
+UNREADABLE_BODY_PROBLEM = N_(
+    "the request body could not be read: send UTF-8 JSON, or a well-formed form, "
     "as the Content-Type header says"
 )
+UNREADABLE_BODY_DETAIL = f"body: {UNREADABLE_BODY_PROBLEM}"
+"""In English; ``unreadable_body_detail`` says it in the caller's language."""
+
+
+def unreadable_body_detail(lang: str) -> str:
+    """The 422 (Open311: 400) sentence for a body that could not be decoded, in ``lang``."""
+    return f"body: {translate(lang, UNREADABLE_BODY_PROBLEM)}"
 
 
 def unreadable_body(error: Exception) -> bool:
@@ -128,7 +225,7 @@ async def _handle_http(request: Request, error: Exception) -> Response:
         return JSONResponse(
             status_code=422,
             content={
-                "detail": UNREADABLE_BODY_DETAIL,
+                "detail": unreadable_body_detail(request_language(request)),
                 "error": "InvalidInputError",
                 "field": "body",
             },
@@ -141,7 +238,10 @@ async def _handle_unavailable(request: Request, error: Exception) -> JSONRespons
     _log.warning("database unavailable for %s %s: %s", request.method, request.url.path, error)
     return JSONResponse(
         status_code=503,
-        content={"detail": UNAVAILABLE_DETAIL, "error": "DatabaseUnavailable"},
+        content={
+            "detail": translate(request_language(request), UNAVAILABLE_DETAIL),
+            "error": "DatabaseUnavailable",
+        },
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
@@ -149,15 +249,36 @@ async def _handle_unavailable(request: Request, error: Exception) -> JSONRespons
 async def _handle_exports_busy(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=503,
-        content={"detail": EXPORTS_BUSY_DETAIL, "error": "ExportsBusy"},
+        content={
+            "detail": translate(request_language(request), EXPORTS_BUSY_DETAIL),
+            "error": "ExportsBusy",
+        },
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
 
+def rate_limited_detail(request: Request, error: RateLimitedError) -> str:
+    """The 429 sentence in the caller's language (``lang``, else ``Accept-Language``).
+
+    API clients that name no language get English, as for every API message.
+    """
+    return error.message(request_language(request))
+
+
+async def _handle_rate_limited(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RateLimitedError)
+    return JSONResponse(
+        status_code=429,
+        content={"detail": rate_limited_detail(request, error), "error": "RateLimitedError"},
+        headers={"Retry-After": str(error.retry_after_s)},
+    )
+
+
 def install(app: FastAPI) -> None:
-    """Register the domain-error, validation, database-outage and busy handlers on ``app``."""
+    """Register the domain-error, validation, database-outage, busy and 429 handlers."""
     app.add_exception_handler(IssuemapError, _handle)
     app.add_exception_handler(ExportsBusyError, _handle_exports_busy)
+    app.add_exception_handler(RateLimitedError, _handle_rate_limited)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
     for error in DATABASE_UNAVAILABLE:

@@ -175,3 +175,176 @@ def test_the_cli_names_import_flags(db_url: str, tmp_path: Path, monkeypatch) ->
     assert "(or give --default-category)" in shown and "`" not in shown
     unknown = runner.invoke(app, [*args, "--format", "csv", "--timezone", "Mars/Olympus"])
     assert unknown.exit_code == 2 and "error: --timezone: 'Mars/Olympus'" in flat(unknown.output)
+
+
+# ----------------------------------------------------------------- the caller's language
+
+THAI = re.compile(r"[\u0E00-\u0E7F]")
+TEMPLATE_LIKE = "{{7*7}} {0.__class__} {% if 1 %}x{% endif %} {limit}"
+
+
+def test_a_domain_error_is_a_catalog_message_filled_once() -> None:
+    from geo.i18n import N_
+
+    error = InvalidInputError(
+        "address",
+        N_(
+            "we could not find {address!r}; check the spelling, name a nearby street or "
+            "landmark, or send the location as lat and lon"
+        ),
+        address=TEMPLATE_LIKE,
+    )
+    # The value is data: its braces are neither filled nor evaluated, in either language.
+    assert repr(TEMPLATE_LIKE) in str(error) and repr(TEMPLATE_LIKE) in error.message("th")
+    assert "49" not in error.message("th") and "class" in error.message("th")
+    assert str(error).startswith("address: we could not find")
+    assert error.message("th").startswith("address: ไม่พบ")
+    assert error.problem.startswith("we could not find") and error.field == "address"
+    # A sentence built beforehand still works, as it is.
+    assert InvalidInputError("x", "{already} built").message("th") == "x: {already} built"
+
+
+def test_the_cli_shows_domain_errors_in_english() -> None:
+    from geo.i18n import N_
+
+    error = InvalidInputError("crs", N_("must be at most {limit:,} characters"), limit=4000)
+    assert error_text(error) == "--crs: must be at most 4,000 characters"
+
+
+def post_report(client, body: dict[str, object], **headers: str):
+    return client.post("/api/reports", json=body, headers=headers)
+
+
+def test_an_intake_error_answers_in_thai_when_asked_and_in_english_otherwise(city_app) -> None:
+    client, _city, _keys = city_app
+    body = {"category": "road", "description": "x", "address": f"nowhere {TEMPLATE_LIKE}"}
+    english = post_report(client, body)
+    thai = post_report(client, body, **{"Accept-Language": "th-TH,th;q=0.9,en;q=0.5"})
+    by_query = client.post("/api/reports?lang=th", json=body)
+    for answer in (english, thai, by_query):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == "address"
+        assert answer.json()["error"] == "InvalidInputError"
+        assert set(answer.json()) == {"detail", "error", "field"}
+        # The resident's own words come back as they were typed, never evaluated.
+        assert repr(f"nowhere {TEMPLATE_LIKE}") in answer.json()["detail"]
+        assert "49" not in answer.json()["detail"]
+    assert english.json()["detail"].startswith("address: we could not find 'nowhere")
+    assert not THAI.search(english.json()["detail"])
+    assert thai.json()["detail"].startswith("address: ไม่พบ 'nowhere")
+    assert by_query.json()["detail"] == thai.json()["detail"]
+    # A language we do not speak gets English, as a client naming none does.
+    french = post_report(client, body, **{"Accept-Language": "fr"})
+    assert french.json()["detail"] == english.json()["detail"]
+
+
+def test_a_point_outside_the_city_is_explained_in_thai(city_app) -> None:
+    client, _city, _keys = city_app
+    body = {"category": "road", "description": "x", "lat": 13.7, "lon": 100.5}
+    english = post_report(client, body)
+    thai = post_report(client, body, **{"Accept-Language": "th"})
+    assert english.status_code == thai.status_code == 422
+    assert "is outside the area this city serves" in english.json()["detail"]
+    assert "(13.700000, 100.500000)" in thai.json()["detail"]
+    assert "อยู่นอกพื้นที่ที่เมืองนี้ให้บริการ" in thai.json()["detail"]
+    assert not THAI.search(english.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    ("request_args", "field", "english", "thai"),
+    [
+        (
+            {"method": "POST", "url": "/api/reports", "json": {"description": "x"}},
+            "category",
+            "category: this field is required",
+            "category: ต้องกรอกช่องนี้",
+        ),
+        (
+            {
+                "method": "POST",
+                "url": "/api/reports",
+                "json": {"category": "road", "description": "ก" * 5000, "lat": 8.4, "lon": 100},
+            },
+            "description",
+            "description: must be at most 4,000 characters",
+            "description: ต้องยาวไม่เกิน 4,000 ตัวอักษร",
+        ),
+        (
+            {"method": "GET", "url": "/api/reports?limit=many"},
+            "limit",
+            "limit: must be a whole number",
+            "limit: ต้องเป็นจำนวนเต็ม",
+        ),
+        (
+            {"method": "GET", "url": "/api/route?lat=north&lon=100&category=road"},
+            "lat",
+            "lat: must be a number",
+            "lat: ต้องเป็นตัวเลข",
+        ),
+    ],
+)
+def test_request_validation_errors_answer_in_the_callers_language(
+    city_app, request_args: dict[str, object], field: str, english: str, thai: str
+) -> None:
+    client, _city, _keys = city_app
+    plain = client.request(**request_args)
+    asked = client.request(**request_args, headers={"Accept-Language": "th"})
+    for answer in (plain, asked):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == field and answer.json()["error"] == "InvalidInputError"
+    assert plain.json()["detail"] == english
+    assert asked.json()["detail"] == thai
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "role", "status", "english", "thai"),
+    [
+        (
+            "get",
+            "/api/reports/987654",
+            None,
+            404,
+            "There is no report 987654.",
+            "ไม่มีเรื่องร้องเรียนหมายเลข 987654",
+        ),
+        (
+            "get",
+            "/api/admin/routes",
+            None,
+            401,
+            "This needs an administrator's API key.",
+            "ต้องใช้ API key ของผู้ดูแลระบบ",
+        ),
+        (
+            "get",
+            "/api/admin/routes",
+            "planner",
+            403,
+            "Only administrators may do this.",
+            "เฉพาะผู้ดูแลระบบเท่านั้นที่ทำรายการนี้ได้",
+        ),
+        (
+            "get",
+            "/api/reports/1/events",
+            "nobody",
+            401,
+            "The API key is not valid, or has been revoked.",
+            "API key ไม่ถูกต้อง หรือถูกเพิกถอนแล้ว",
+        ),
+    ],
+)
+def test_not_found_and_key_errors_answer_in_the_callers_language(
+    city_app, method: str, url: str, role: str | None, status: int, english: str, thai: str
+) -> None:
+    client, _city, keys = city_app
+    headers = {}
+    if role == "nobody":
+        headers["X-API-Key"] = "im_" + "x" * 43
+    elif role is not None:
+        headers["X-API-Key"] = getattr(keys, role)
+    plain = client.request(method, url, headers=headers)
+    asked = client.request(method, url, headers=headers | {"Accept-Language": "th"})
+    assert plain.status_code == asked.status_code == status, plain.text
+    assert plain.json()["detail"] == english
+    assert asked.json()["detail"] == thai
+    assert plain.json()["error"] == asked.json()["error"]

@@ -27,6 +27,7 @@ from geo.errors import (
     ConflictError,
     InvalidInputError,
 )
+from geo.i18n import N_
 from geo.vocabulary import CODE_MAX, NAME_MAX, ROLES
 
 catalogue_router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
@@ -75,7 +76,7 @@ def put_category(
     A new SLA applies to reports filed from now on; stored due times do not change.
     """
     if category.code != code:
-        raise ConflictError("The code in the path and in the body differ.")
+        raise ConflictError(N_("The code in the path and in the body differ."))
     return StoredCategory(**catalogue.put_category(conn, **category.model_dump()))
 
 
@@ -208,7 +209,9 @@ async def import_boundary_file(
     name = Path(file.filename or "upload").name or "upload"
     suffix = Path(name).suffix.lower()
     if suffix not in _BOUNDARY_SUFFIXES:
-        raise InvalidInputError("file", f"must be one of {', '.join(_BOUNDARY_SUFFIXES)}")
+        raise InvalidInputError(
+            "file", N_("must be one of {choices}"), choices=", ".join(_BOUNDARY_SUFFIXES)
+        )
     if len(name.encode()) > _NAME_MAX_BYTES or not name.isprintable():
         # The name becomes a file name on our disk and the import's source: keep it usable.
         name = "upload" + suffix
@@ -241,10 +244,14 @@ def _copy_upload(source: BinaryIO, target: Path, *, max_bytes: int) -> None:
         while chunk := source.read(_CHUNK_BYTES):
             written += len(chunk)
             if written > max_bytes:
-                limit = f"{max_bytes:,} bytes"
-                if max_bytes >= 2**20:
-                    limit += f" ({max_bytes / 2**20:,.0f} MB)"
-                raise InvalidInputError("file", f"must be at most {limit}")
+                raise InvalidInputError(
+                    "file",
+                    N_("must be at most {limit:,} bytes ({megabytes:,.0f} MB)")
+                    if max_bytes >= 2**20
+                    else N_("must be at most {limit:,} bytes"),
+                    limit=max_bytes,
+                    megabytes=max_bytes / 2**20,
+                )
             out.write(chunk)
 
 

@@ -27,7 +27,7 @@ from api.errors import error_responses
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
 from geo.access.policy import Principal
 from geo.errors import AuthenticationError
-from geo.i18n import pick_language
+from geo.i18n import N_, pick_language
 from geo.maps.builders import (
     MEASURES,
     content_security_policy,
@@ -149,7 +149,9 @@ async def _staff(
             url = request.url.remove_query_params("key")
             raise KeyInUrl(url.path + (f"?{url.query}" if url.query else ""), key)
     if not principal.is_staff:
-        raise AuthenticationError("This map needs the API key of a field team, planner or admin.")
+        raise AuthenticationError(
+            N_("This map needs the API key of a field team, planner or admin.")
+        )
     return principal
 
 

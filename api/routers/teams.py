@@ -12,6 +12,7 @@ from api.models import QueuedReport, Team, TeamQueue
 from geo.access.policy import may_see_team_queue
 from geo.city import catalogue
 from geo.errors import NotFoundError
+from geo.i18n import N_
 from geo.reports.search import MAX_PAGE, team_queue
 
 router = APIRouter(prefix="/api/teams", tags=["teams"], responses=error_responses(422, 503))
@@ -39,7 +40,7 @@ def queue(
     A field team sees only its own queue; planners and admins see every team's.
     """
     if not may_see_team_queue(principal, team_id):
-        raise NotFoundError(f"There is no team {team_id}.")
+        raise NotFoundError(N_("There is no team {id}."), id=team_id)
     catalogue.require_team(conn, team_id)
     items = team_queue(conn, team_id, principal, limit=limit)
     return TeamQueue(

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, text
 
 from geo.access.policy import ANONYMOUS, Principal
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
+from geo.i18n import N_
 from geo.vocabulary import ROLES
 
 KEY_PREFIX = "im_"
@@ -40,20 +41,20 @@ def create_api_key(
 ) -> NewKey:
     """Create a key with ``role``; field-team keys name their team by code."""
     if role not in ROLES:
-        raise InvalidInputError("role", f"must be one of {', '.join(ROLES)}")
+        raise InvalidInputError("role", N_("must be one of {choices}"), choices=", ".join(ROLES))
     if not name.strip():
-        raise InvalidInputError("name", "must not be empty")
+        raise InvalidInputError("name", N_("must not be empty"))
     team_id: int | None = None
     if role == "field_team":
         if not team_code:
-            raise InvalidInputError("team", "a field_team key must name its team")
+            raise InvalidInputError("team", N_("a field_team key must name its team"))
         team_id = conn.execute(
             text("SELECT id FROM teams WHERE code = :code"), {"code": team_code}
         ).scalar_one_or_none()
         if team_id is None:
-            raise NotFoundError(f"There is no team with code {team_code!r}.")
+            raise NotFoundError(N_("There is no team {code!r}."), code=team_code)
     elif team_code:
-        raise InvalidInputError("team", "only field_team keys are bound to a team")
+        raise InvalidInputError("team", N_("only field_team keys are bound to a team"))
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = conn.execute(
         text(
@@ -76,7 +77,7 @@ def authenticate(conn: Connection, key: str | None) -> Principal:
     if key is None or key == "":
         return ANONYMOUS
     if len(key) > 200 or not key.startswith(KEY_PREFIX):
-        raise AuthenticationError("The API key is not valid.")
+        raise AuthenticationError(N_("The API key is not valid."))
     row = conn.execute(
         text(
             "SELECT id, name, role, team_id FROM api_keys "
@@ -85,7 +86,7 @@ def authenticate(conn: Connection, key: str | None) -> Principal:
         {"hash": hash_key(key)},
     ).one_or_none()
     if row is None:
-        raise AuthenticationError("The API key is not valid, or has been revoked.")
+        raise AuthenticationError(N_("The API key is not valid, or has been revoked."))
     return Principal(role=row.role, team_id=row.team_id, key_id=row.id, name=row.name)
 
 
@@ -96,4 +97,4 @@ def revoke_api_key(conn: Connection, key_id: int) -> None:
         {"id": key_id},
     ).rowcount
     if not done:
-        raise NotFoundError(f"There is no active API key with id {key_id}.")
+        raise NotFoundError(N_("There is no active API key with id {id}."), id=key_id)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from geo.errors import ConflictError, InvalidInputError, NotFoundError
+from geo.i18n import N_
 
 
 def display_name(
@@ -73,7 +74,9 @@ def require_category_id(conn: Connection, code: str) -> int:
     """Id of the active category ``code``; an unknown code is an input error on ``category``."""
     found = category_id(conn, code)
     if found is None:
-        raise InvalidInputError("category", f"there is no category with code {code!r}")
+        raise InvalidInputError(
+            "category", N_("there is no category with code {code!r}"), code=code
+        )
     return found
 
 
@@ -147,11 +150,11 @@ def add_category_route(
         {"category": category, "team": team, "zone": zone},
     ).one()
     if ids.category_id is None:
-        raise NotFoundError(f"There is no category {category!r}.")
+        raise NotFoundError(N_("There is no category {code!r}."), code=category)
     if ids.team_id is None:
-        raise NotFoundError(f"There is no team {team!r}.")
+        raise NotFoundError(N_("There is no team {code!r}."), code=team)
     if not ids.zone_ok:
-        raise NotFoundError(f"There is no current zone {zone!r}.")
+        raise NotFoundError(N_("There is no current zone {code!r}."), code=zone)
     new_id = conn.execute(
         text(
             "INSERT INTO category_routes (category_id, team_id, zone_code) "
@@ -160,7 +163,7 @@ def add_category_route(
         {"c": ids.category_id, "t": ids.team_id, "z": zone},
     ).scalar_one_or_none()
     if new_id is None:
-        raise ConflictError("That route exists already.")
+        raise ConflictError(N_("That route exists already."))
     return int(new_id)
 
 
@@ -170,7 +173,7 @@ def delete_category_route(conn: Connection, route_id: int) -> None:
         text("DELETE FROM category_routes WHERE id = :id"), {"id": route_id}
     ).rowcount
     if not done:
-        raise NotFoundError(f"There is no category route {route_id}.")
+        raise NotFoundError(N_("There is no category route {id}."), id=route_id)
 
 
 def list_teams(conn: Connection) -> list[dict[str, Any]]:
@@ -190,4 +193,4 @@ def list_teams(conn: Connection) -> list[dict[str, Any]]:
 def require_team(conn: Connection, team_id: int) -> None:
     """``NotFoundError`` unless team ``team_id`` exists."""
     if conn.execute(text("SELECT 1 FROM teams WHERE id = :id"), {"id": team_id}).first() is None:
-        raise NotFoundError(f"There is no team {team_id}.")
+        raise NotFoundError(N_("There is no team {id}."), id=team_id)

@@ -14,6 +14,7 @@ import sys
 from typing import Final
 
 from geo.errors import InvalidInputError
+from geo.i18n import N_
 
 LAT_MAX: Final = 90
 """Largest latitude, in degrees (the smallest is its negative)."""
@@ -39,12 +40,14 @@ def check_degrees(name: str, value: float, limit: float) -> None:
     on such a value (a conversion to radians) rounds it to zero.
     """
     if not isinstance(value, int | float) or value != value or abs(value) == float("inf"):
-        raise InvalidInputError(name, "must be a finite number of degrees")
+        raise InvalidInputError(name, N_("must be a finite number of degrees"))
     if abs(value) > limit:
-        raise InvalidInputError(name, f"must be between -{limit:g} and {limit:g}")
+        raise InvalidInputError(name, N_("must be between -{limit:g} and {limit:g}"), limit=limit)
     if value and abs(value) < SMALLEST_DEGREE:
         raise InvalidInputError(
-            name, f"{value!r} is too close to 0 to be a position; send 0 for 0 degrees"
+            name,
+            N_("{value!r} is too close to 0 to be a position; send 0 for 0 degrees"),
+            value=value,
         )
 
 
@@ -63,7 +66,9 @@ def parse_degrees(name: str, value: str, limit: float) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise InvalidInputError(name, f"{value[:40]!r} is not a number of degrees") from None
+        raise InvalidInputError(
+            name, N_("{value!r} is not a number of degrees"), value=value[:40]
+        ) from None
     check_degrees(name, number, limit)
     return number
 
@@ -71,7 +76,7 @@ def parse_degrees(name: str, value: str, limit: float) -> float:
 def check_bbox(box: BBox, name: str = "bbox") -> BBox:
     """Refuse a bounding box unless it is four finite, ordered WGS84 degrees; return it."""
     if not all(isinstance(v, int | float) and math.isfinite(v) for v in box):
-        raise InvalidInputError(name, "every value must be a finite number")
+        raise InvalidInputError(name, N_("every value must be a finite number"))
     min_lon, min_lat, max_lon, max_lat = box
     for label, value, limit in (
         ("min_lon", min_lon, LON_MAX),
@@ -80,11 +85,17 @@ def check_bbox(box: BBox, name: str = "bbox") -> BBox:
         ("max_lat", max_lat, LAT_MAX),
     ):
         if not -limit <= value <= limit:
-            raise InvalidInputError(name, f"{label} {value:g} is outside -{limit:g}..{limit:g}")
+            raise InvalidInputError(
+                name,
+                N_("{label} {value:g} is outside -{limit:g}..{limit:g}"),
+                label=label,
+                value=value,
+                limit=limit,
+            )
     if min_lon > max_lon:
-        raise InvalidInputError(name, "min_lon must not be greater than max_lon")
+        raise InvalidInputError(name, N_("min_lon must not be greater than max_lon"))
     if min_lat > max_lat:
-        raise InvalidInputError(name, "min_lat must not be greater than max_lat")
+        raise InvalidInputError(name, N_("min_lat must not be greater than max_lat"))
     return box
 
 
@@ -95,10 +106,12 @@ def parse_bbox(value: str | None, name: str = "bbox") -> BBox | None:
     parts = _SPLIT.split(value.strip())
     if len(parts) != 4:
         raise InvalidInputError(
-            name, f"give 4 numbers, min_lon,min_lat,max_lon,max_lat (got {len(parts)})"
+            name,
+            N_("give 4 numbers, min_lon,min_lat,max_lon,max_lat (got {count})"),
+            count=len(parts),
         )
     try:
         min_lon, min_lat, max_lon, max_lat = (float(part) for part in parts)
     except ValueError as error:
-        raise InvalidInputError(name, "every value must be a number") from error
+        raise InvalidInputError(name, N_("every value must be a number")) from error
     return check_bbox((min_lon, min_lat, max_lon, max_lat), name)

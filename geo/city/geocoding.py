@@ -39,6 +39,7 @@ from geopy.exc import GeopyError
 from geopy.geocoders import Nominatim
 
 from geo.errors import InvalidInputError, IssuemapError
+from geo.i18n import N_
 from geo.settings import GeocoderSettings
 
 KINDS: Final = ("landmark", "street", "place", "ward")
@@ -88,7 +89,8 @@ class GeocodingUnavailableError(InvalidInputError):
 
     def __init__(self) -> None:
         super().__init__(
-            "address", "the address service is unavailable, try again or send coordinates"
+            "address",
+            N_("the address service is unavailable, try again or send coordinates"),
         )
 
 
@@ -418,7 +420,7 @@ class NominatimGeocoder:
         """
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidInputError("nominatim_url", f"{url!r} is not an http(s) URL")
+            raise InvalidInputError("nominatim_url", N_("{url!r} is not an http(s) URL"), url=url)
         self.viewbox = viewbox
         self.country_codes = tuple(code.lower() for code in country_codes)
         self._geolocator = Nominatim(

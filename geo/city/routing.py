@@ -50,6 +50,7 @@ from sqlalchemy import Connection, text
 from geo.city.catalogue import require_category_id
 from geo.city.coordinates import LAT_MAX, LON_MAX, check_coordinates
 from geo.errors import InvalidInputError, OutsideServiceAreaError
+from geo.i18n import N_
 from geo.settings import RoutingSettings
 
 # ``{source}`` is a relation with columns (idx bigint, geom geometry(Point, 4326),
@@ -266,7 +267,7 @@ def route_point(
         },
     ).one_or_none()
     if row is None:
-        raise InvalidInputError("category", f"no category has id {category_id}")
+        raise InvalidInputError("category", N_("no category has id {id}"), id=category_id)
     if row.ward_id is None:
         raise OutsideServiceAreaError(lat, lon, nearest_ward_distance_m(conn, lon=lon, lat=lat))
     return Route(
@@ -364,7 +365,9 @@ def route_points(
     bad = ~(points["lat"].between(-LAT_MAX, LAT_MAX) & points["lon"].between(-LON_MAX, LON_MAX))
     if bad.any():
         first = points.index[bad.to_numpy()][0]
-        raise InvalidInputError("lat/lon", f"row {first} is not a valid WGS84 coordinate")
+        raise InvalidInputError(
+            "lat/lon", N_("row {row} is not a valid WGS84 coordinate"), row=first
+        )
     staged = points.assign(idx=range(len(points)))
     with staged_points(conn, staged) as table:
         rows = conn.execute(

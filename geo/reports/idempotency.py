@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from geo.errors import ConflictError, InvalidInputError
+from geo.i18n import N_
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -43,7 +44,7 @@ def check_key(key: str) -> str:
     """Refuse keys that are empty, too long or not printable ASCII."""
     if not _KEY.fullmatch(key):
         raise InvalidInputError(
-            "Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces"
+            "Idempotency-Key", N_("must be 1 to 255 printable ASCII characters without spaces")
         )
     return key
 
@@ -96,7 +97,7 @@ def claim(
         return None
     if row.request_sha256 != fingerprint:
         raise ConflictError(
-            "This Idempotency-Key was already used for a different request; use a new key."
+            N_("This Idempotency-Key was already used for a different request; use a new key.")
         )
     return StoredAnswer(status_code=row.status_code, body=row.response)
 

@@ -21,7 +21,7 @@ from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal, location_rou
 from geo.city.coordinates import check_coordinates
 from geo.city.geocoding import Geocoder
 from geo.errors import InvalidInputError
-from geo.i18n import LANGUAGES
+from geo.i18n import LANGUAGES, N_
 from geo.reports import idempotency
 from geo.reports.photos import ProcessedPhoto, process_photo
 from geo.reports.store import CreatedReport, create_report, store_photo
@@ -73,33 +73,37 @@ def _check_text(name: str, value: str | None, limit: int) -> str | None:
     if value is None:
         return None
     if "\x00" in value:
-        raise InvalidInputError(name, "must not contain NUL characters")
+        raise InvalidInputError(name, N_("must not contain NUL characters"))
     value = value.strip()
     if len(value) > limit:
-        raise InvalidInputError(name, f"must be at most {limit:,} characters")
+        raise InvalidInputError(name, N_("must be at most {limit:,} characters"), limit=limit)
     return value or None
 
 
 def validate(submission: Submission, intake: IntakeSettings) -> Submission:
     """Check every field of a submission, naming the first field that is wrong."""
     if not submission.category or len(submission.category) > CODE_MAX:
-        raise InvalidInputError("category", "is required (a category code)")
+        raise InvalidInputError("category", N_("is required (a category code)"))
     _check_text("category", submission.category, CODE_MAX)
     description = _check_text("description", submission.description, DESCRIPTION_MAX) or ""
     if not description and not submission.photos:
-        raise InvalidInputError("description", "describe the problem or attach a photo")
+        raise InvalidInputError("description", N_("describe the problem or attach a photo"))
     if (submission.lat is None) != (submission.lon is None):
         missing = "lon" if submission.lon is None else "lat"
-        raise InvalidInputError(missing, "lat and lon must be given together")
+        raise InvalidInputError(missing, N_("lat and lon must be given together"))
     if submission.lat is not None and submission.lon is not None:
         check_coordinates(submission.lon, submission.lat)
     media_url = _check_text("media_url", submission.media_url, URL_MAX)
     if media_url is not None and not _URL.match(media_url):
-        raise InvalidInputError("media_url", "must be an http(s) URL")
+        raise InvalidInputError("media_url", N_("must be an http(s) URL"))
     if len(submission.photos) > intake.photos_per_report:
-        raise InvalidInputError("photo", f"at most {intake.photos_per_report} photos per report")
+        raise InvalidInputError(
+            "photo", N_("at most {count} photos per report"), count=intake.photos_per_report
+        )
     if submission.language is not None and submission.language not in LANGUAGES:
-        raise InvalidInputError("language", f"must be one of {', '.join(LANGUAGES)}")
+        raise InvalidInputError(
+            "language", N_("must be one of {choices}"), choices=", ".join(LANGUAGES)
+        )
     return Submission(
         category=submission.category,
         description=description,
@@ -126,15 +130,18 @@ def _locate(
         if found is None:
             raise InvalidInputError(
                 "address",
-                f"we could not find {submission.address!r}; check the spelling, name a "
-                "nearby street or landmark, or send the location as lat and lon",
+                N_(
+                    "we could not find {address!r}; check the spelling, name a nearby "
+                    "street or landmark, or send the location as lat and lon"
+                ),
+                address=submission.address,
             )
         return found.lat, found.lon, "address"
     for photo in photos:
         if photo.gps is not None:
             return photo.gps[0], photo.gps[1], "photo_exif"
     raise InvalidInputError(
-        "location", "give lat and lon, an address, or a photo with its GPS position"
+        "location", N_("give lat and lon, an address, or a photo with its GPS position")
     )
 
 

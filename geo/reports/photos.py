@@ -40,7 +40,8 @@ from typing import Any, Final
 
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from geo.errors import InvalidInputError
+from geo.errors import InvalidInputError, Message
+from geo.i18n import N_
 from geo.settings import IntakeSettings
 
 CONTENT_TYPES: Final[Mapping[str, str]] = {
@@ -53,7 +54,6 @@ CONTENT_TYPES: Final[Mapping[str, str]] = {
 JPEG_QUALITY: Final = 85
 WEBP_QUALITY: Final = 85
 
-_ACCEPTED = "JPEG, PNG or WebP"
 _MIB = 1024 * 1024
 
 # Declared types that name each accepted format, including common non-standard spellings.
@@ -166,12 +166,12 @@ def process_photo(
         declared type contradicts its content.
     """
     if not data:
-        raise InvalidInputError("photo", "the file is empty")
+        raise InvalidInputError("photo", N_("the file is empty"))
     if len(data) > intake.photo_max_bytes:
         raise InvalidInputError(
             "photo",
-            f"the file is larger than the {_megabytes(intake.photo_max_bytes)} MB limit; "
-            "please send a smaller photo",
+            N_("the file is larger than the {limit} MB limit; please send a smaller photo"),
+            limit=_megabytes(intake.photo_max_bytes),
         )
     pillow_format = _identify(data, max_pixels=intake.photo_max_pixels)
     _check_declared_type(declared_type, pillow_format)
@@ -264,13 +264,18 @@ def _open(data: bytes) -> Image.Image:
 
 def _identify(data: bytes, *, max_pixels: int) -> str:
     """The accepted Pillow format of ``data``; refuse other formats, bombs and damaged files."""
-    limit = f"the largest accepted is {max_pixels / 1e6:g} megapixels"
+    megapixels = max_pixels / 1e6
     try:
         image = _open(data)
     # The warning is an exception too when warnings are turned into errors (python -W error).
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InvalidInputError(
-            "photo", f"the image is far too large to process; {limit}"
+            "photo",
+            N_(
+                "the image is far too large to process; "
+                "the largest accepted is {megapixels:g} megapixels"
+            ),
+            megapixels=megapixels,
         ) from error
     except UnidentifiedImageError as error:
         raise InvalidInputError("photo", _unsupported(data)) from error
@@ -283,8 +288,14 @@ def _identify(data: bytes, *, max_pixels: int) -> str:
         if width < 1 or height < 1 or width * height > max_pixels:
             raise InvalidInputError(
                 "photo",
-                f"the image is {width} × {height} pixels "
-                f"({width * height / 1e6:.3g} megapixels); {limit}",
+                N_(
+                    "the image is {width} × {height} pixels ({size:.3g} megapixels); "
+                    "the largest accepted is {megapixels:g} megapixels"
+                ),
+                width=width,
+                height=height,
+                size=width * height / 1e6,
+                megapixels=megapixels,
             )
         try:
             image.verify()  # checksums and structure, before any pixel is decoded
@@ -293,24 +304,29 @@ def _identify(data: bytes, *, max_pixels: int) -> str:
     return pillow_format
 
 
-def _unsupported(data: bytes) -> str:
+def _unsupported(data: bytes) -> Message:
     """Why an upload Pillow cannot open as an accepted format is refused, in one sentence."""
     if data[4:8] == b"ftyp":
-        return (
-            f"HEIC/HEIF photos are not accepted; please send a {_ACCEPTED} image "
-            "(most phones can save photos as JPEG)"
+        return Message(
+            N_(
+                "HEIC/HEIF photos are not accepted; please send a JPEG, PNG or WebP image "
+                "(most phones can save photos as JPEG)"
+            )
         )
     try:
         with Image.open(io.BytesIO(data), formats=list(_REFUSED_FORMATS)) as other:
             name = _REFUSED_NAMES.get(str(other.format), str(other.format))
     except Exception:  # not one of the formats we can name either
-        return f"the file is not a {_ACCEPTED} image"
-    return f"{name} images are not accepted; please send a {_ACCEPTED} image"
+        return Message(N_("the file is not a JPEG, PNG or WebP image"))
+    return Message(
+        N_("{name} images are not accepted; please send a JPEG, PNG or WebP image"),
+        {"name": name},
+    )
 
 
-def _damaged() -> str:
+def _damaged() -> Message:
     """The refusal for a file that starts like an accepted image but cannot be decoded."""
-    return "the image could not be read: the file is damaged or incomplete"
+    return Message(N_("the image could not be read: the file is damaged or incomplete"))
 
 
 def _check_declared_type(declared_type: str | None, pillow_format: str) -> None:
@@ -323,8 +339,12 @@ def _check_declared_type(declared_type: str | None, pillow_format: str) -> None:
     actual = CONTENT_TYPES[pillow_format]
     raise InvalidInputError(
         "photo",
-        f"the file was sent as {declared!r} but it is a {actual} image; "
-        "please send it again without renaming it",
+        N_(
+            "the file was sent as {declared!r} but it is a {actual} image; "
+            "please send it again without renaming it"
+        ),
+        declared=declared,
+        actual=actual,
     )
 
 

@@ -26,6 +26,7 @@ from geo.access.policy import (
 )
 from geo.city.coordinates import check_bbox
 from geo.errors import InvalidInputError, NotFoundError
+from geo.i18n import N_
 from geo.vocabulary import OPEN_STATUSES, OPEN_STATUSES_SQL, REPORT_STATUSES
 
 _COLUMNS = """
@@ -88,10 +89,12 @@ class ReportFilter:
         if unknown:
             raise InvalidInputError(
                 "status",
-                f"unknown status {sorted(unknown)[0]!r}; use one of {', '.join(REPORT_STATUSES)}",
+                N_("unknown status {status!r}; use one of {choices}"),
+                status=sorted(unknown)[0],
+                choices=", ".join(REPORT_STATUSES),
             )
         if self.created_from and self.created_to and self.created_from > self.created_to:
-            raise InvalidInputError("created_to", "must not be earlier than created_from")
+            raise InvalidInputError("created_to", N_("must not be earlier than created_from"))
 
 
 def where_clauses(
@@ -173,7 +176,7 @@ def find_reports(
 ) -> list[dict[str, Any]]:
     """One page of reports as plain dicts."""
     if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInputError("limit", f"must be between 1 and {MAX_PAGE}")
+        raise InvalidInputError("limit", N_("must be between 1 and {limit}"), limit=MAX_PAGE)
     query, params = report_query(
         flt,
         principal,
@@ -216,7 +219,7 @@ def get_report(
         public_rounding_m=public_rounding_m,
     )
     if not rows:
-        raise NotFoundError(f"There is no report {report_id}.")
+        raise NotFoundError(N_("There is no report {id}."), id=report_id)
     return rows[0]
 
 

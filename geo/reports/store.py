@@ -28,6 +28,7 @@ from geo.city.routing import (
     staged_route_select,
 )
 from geo.errors import InvalidInputError, NotFoundError, OutsideServiceAreaError
+from geo.i18n import N_
 from geo.reports.notifications import CREATED_WEBHOOKS_SQL
 from geo.settings import RoutingSettings
 from geo.vocabulary import DESCRIPTION_MAX, OPEN_STATUSES, OPEN_STATUSES_SQL, REPORT_STATUSES
@@ -199,7 +200,9 @@ def create_report(
     """
     check_coordinates(lon, lat)
     if len(description) > DESCRIPTION_MAX:
-        raise InvalidInputError("description", f"must be at most {DESCRIPTION_MAX:,} characters")
+        raise InvalidInputError(
+            "description", N_("must be at most {limit:,} characters"), limit=DESCRIPTION_MAX
+        )
     row = _execute_hot(
         conn,
         _CREATE_ONE[duplicate_radius_m > 0],
@@ -418,7 +421,12 @@ def reroute_reports(
     """
     unknown = set(statuses) - set(REPORT_STATUSES)
     if unknown:
-        raise InvalidInputError("status", f"unknown status {sorted(unknown)[0]!r}")
+        raise InvalidInputError(
+            "status",
+            N_("unknown status {status!r}; use one of {choices}"),
+            status=sorted(unknown)[0],
+            choices=", ".join(REPORT_STATUSES),
+        )
     row = conn.execute(
         text(_REROUTE),
         {
@@ -478,5 +486,5 @@ def public_photo(conn: Connection, photo_id: int) -> tuple[str, bytes, int]:
         {"id": photo_id},
     ).one_or_none()
     if row is None:
-        raise NotFoundError(f"There is no photo {photo_id}.")
+        raise NotFoundError(N_("There is no photo {id}."), id=photo_id)
     return row.content_type, bytes(row.public_bytes), int(row.report_id)

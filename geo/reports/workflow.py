@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, text
 
 from geo.access.policy import Principal, may_work_reports
 from geo.errors import ConflictError, InvalidInputError, PermissionDeniedError
+from geo.i18n import N_
 from geo.reports.intake import PhotoUpload
 from geo.reports.notifications import email_wanted, enqueue_event
 from geo.reports.photos import process_photo
@@ -48,7 +49,7 @@ def next_statuses(status: str) -> list[str]:
 def _require_worker(principal: Principal) -> None:
     if not may_work_reports(principal):
         raise PermissionDeniedError(
-            "Only field teams and administrators may change a report's status."
+            N_("Only field teams and administrators may change a report's status.")
         )
 
 
@@ -83,9 +84,14 @@ def change_status(
     """
     _require_worker(principal)
     if to_status not in REPORT_STATUSES:
-        raise InvalidInputError("status", f"unknown status {to_status!r}")
+        raise InvalidInputError(
+            "status",
+            N_("unknown status {status!r}; use one of {choices}"),
+            status=to_status,
+            choices=", ".join(REPORT_STATUSES),
+        )
     if to_status == "duplicate":
-        raise InvalidInputError("status", "mark duplicates by merging them into the original")
+        raise InvalidInputError("status", N_("mark duplicates by merging them into the original"))
     _check_notes(note, public_note)
     get_report(conn, report_id, principal)  # 404 for a report the caller may not see
     row = conn.execute(
@@ -95,7 +101,11 @@ def change_status(
     if to_status not in TRANSITIONS[row.status]:
         allowed = ", ".join(next_statuses(row.status)) or "none"
         raise ConflictError(
-            f"Report {report_id} is {row.status}; it can move to: {allowed}, not {to_status}."
+            N_("Report {id} is {status}; it can move to: {allowed}, not {to_status}."),
+            id=report_id,
+            status=row.status,
+            allowed=allowed,
+            to_status=to_status,
         )
     if row.status == "duplicate" and row.duplicate_of is not None:
         conn.execute(
@@ -208,7 +218,9 @@ def work_report(
 def _check_notes(note: str | None, public_note: str | None) -> None:
     for field, value in (("note", note), ("public_note", public_note)):
         if value is not None and len(value) > NOTE_MAX:
-            raise InvalidInputError(field, f"must be at most {NOTE_MAX:,} characters")
+            raise InvalidInputError(
+                field, N_("must be at most {limit:,} characters"), limit=NOTE_MAX
+            )
 
 
 def merge_duplicate(
@@ -229,7 +241,7 @@ def merge_duplicate(
     _require_worker(principal)
     _check_notes(note, public_note)
     if duplicate_id == original_id:
-        raise InvalidInputError("original_id", "a report cannot duplicate itself")
+        raise InvalidInputError("original_id", N_("a report cannot duplicate itself"))
     get_report(conn, duplicate_id, principal)
     original = get_report(conn, original_id, principal)
     rows = {
@@ -245,12 +257,18 @@ def merge_duplicate(
     duplicate = rows[duplicate_id]
     if duplicate.status not in MERGEABLE:
         raise ConflictError(
-            f"Report {duplicate_id} is {duplicate.status}; only open work can be merged."
+            N_("Report {id} is {status}; only open work can be merged."),
+            id=duplicate_id,
+            status=duplicate.status,
         )
     if original["status"] == "duplicate":
         raise ConflictError(
-            f"Report {original_id} is itself a duplicate of report "
-            f"{original['duplicate_of']}; merge into that one instead."
+            N_(
+                "Report {id} is itself a duplicate of report {original}; "
+                "merge into that one instead."
+            ),
+            id=original_id,
+            original=original["duplicate_of"],
         )
     event = conn.execute(
         text(
@@ -292,7 +310,7 @@ def merge_duplicate(
 def report_events(conn: Connection, report_id: int, principal: Principal) -> list[dict[str, Any]]:
     """A report's audit trail, oldest first (staff only)."""
     if not principal.is_staff:
-        raise PermissionDeniedError("Only staff may read a report's audit trail.")
+        raise PermissionDeniedError(N_("Only staff may read a report's audit trail."))
     get_report(conn, report_id, principal)
     rows = conn.execute(
         text(
