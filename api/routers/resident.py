@@ -26,7 +26,13 @@ from api.errors import error_responses
 from geo.access.policy import Principal
 from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import GeocodingUnavailableError
-from geo.errors import ConflictError, InvalidInputError, NotFoundError, OutsideServiceAreaError
+from geo.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    OutsideServiceAreaError,
+    translated,
+)
 from geo.i18n import pick_language, translate
 from geo.maps.builders import content_security_policy
 from geo.maps.resident import (
@@ -379,9 +385,9 @@ def support_nearby(
     except NotFoundError:
         return _page(render_not_found(lang=page_lang, nonce=nonce), nonce=nonce, status_code=404)
     except ConflictError as error:
-        message, status_code = translate(page_lang, str(error)), 409
+        message, status_code = error.message(page_lang), 409
     except InvalidInputError as error:
-        message = translate(page_lang, error.problem)
+        message = translated(page_lang, error.msgid, error.values)
     else:
         return RedirectResponse(f"/r/{token}?lang={page_lang}", status_code=303)
     report = track_report(conn, token, **settings)

@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 
 from geo.city.catalogue import Category, active_categories, display_name
 from geo.city.layers import city_bounds
-from geo.errors import InvalidInputError
+from geo.errors import InvalidInputError, translated
 from geo.i18n import LANGUAGES, N_, gettext_for, translate
 from geo.reports.tracking import TrackedReport
 from geo.settings import MapSettings
@@ -105,19 +105,10 @@ def field_message(lang: str, error: InvalidInputError) -> tuple[str, str]:
     name = error.field if error.field in FORM_FIELDS else "form"
     if error.field == "location":
         name = "location"
-    gettext = gettext_for(lang)
-    problem = str(getattr(error, "msgid", None) or error.problem)
-    said = gettext(problem)
-    if lang == "en" or said != problem:
-        values = getattr(error, "values", None)
-        text = said.format(**values) if isinstance(values, Mapping) and values else said
+    if lang == "en" or gettext_for(lang)(error.msgid) != error.msgid:
+        text = translated(lang, error.msgid, error.values)
         return name, text[:1].upper() + text[1:]
-    return name, gettext(FIELD_HINTS[name])
-
-
-def page_message(lang: str, msgid: str, **values: object) -> str:
-    """A page-level message (one of this module's) in ``lang``."""
-    return translate(lang, msgid, **values)
+    return name, translate(lang, FIELD_HINTS[name])
 
 
 @dataclass(frozen=True, slots=True)
