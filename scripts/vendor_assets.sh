@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Vendor the JavaScript and CSS the map pages use, so they load from our own origin.
+# Vendor the JavaScript and CSS the map pages use, so they load from our own origin, and
+# axe-core, which the accessibility tests run inside those pages.
 #  - fetches pinned packages from the npm registry with `npm pack` (no node_modules)
 #  - copies only the dist files the pages reference into api/static/vendor/ (git-ignored)
 #  - quick and silent on a second run: a stamp records the pinned list it was built from
@@ -16,6 +17,8 @@ packages=(
   "@fortawesome/fontawesome-free@6.2.0 css/all.min.css webfonts"
   "leaflet.heat@0.2.0 dist/leaflet-heat.js"
   "leaflet.markercluster@1.1.0 dist/leaflet.markercluster.js dist/MarkerCluster.css dist/MarkerCluster.Default.css"
+  # Test-only: the accessibility tests run axe in pages (tests/browser.py); no page loads it.
+  "axe-core@4.10.3 axe.min.js"
 )
 stamp="$dest/.stamp-$(printf '%s\n' "${packages[@]}" | sha256sum | cut -c1-16)"
 [ -f "$stamp" ] && exit 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 from fastapi import FastAPI
 
@@ -36,6 +37,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, for the whole session (import it into a test module)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (the set-up command installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 @contextmanager
@@ -103,3 +117,44 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
     return path
+
+
+AXE = (
+    Path(__file__).resolve().parent.parent / "api" / "static" / "vendor" / "axe-core" / "axe.min.js"
+)
+"""axe-core, vendored by ``scripts/vendor_assets.sh`` for these tests only; no page loads it."""
+
+SERIOUS = ("serious", "critical")
+
+
+def axe_violations(page: Any, *, impacts: tuple[str, ...] = SERIOUS) -> list[dict[str, Any]]:
+    """Run axe-core in ``page`` and return its violations of the given impacts.
+
+    The pages' nonce CSP refuses an added ``<script>`` without the nonce, so the source is
+    evaluated through the DevTools protocol (``evaluate``), which the CSP does not govern.
+    Each violation is trimmed to its rule, impact, help and the first few offending nodes.
+    """
+    if not AXE.is_file():
+        raise AssertionError(f"{AXE} is missing: run scripts/vendor_assets.sh")
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = page.evaluate(
+        """() => axe.run(document, {
+            runOnly: {type: 'tag',
+                      values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']},
+            resultTypes: ['violations'],
+        })"""
+    )
+    return [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [
+                {"target": n["target"], "summary": n.get("failureSummary", "")}
+                for n in v["nodes"][:5]
+            ],
+        }
+        for v in result["violations"]
+        if v["impact"] in impacts
+    ]

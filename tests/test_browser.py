@@ -15,8 +15,10 @@ from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
 from geo.settings import DatabaseSettings
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, running, screenshot, wait_until, watch
+from tests.browser import running, screenshot, wait_until, watch
 from tests.fixtures import Keys, TinyCity, load_tiny_city, make_keys
+
+pytest_plugins = ("tests.browser",)  # the session's Chromium: the ``browser`` fixture
 
 # Open reports far enough apart to fall in separate heat cells; one resolved report.
 OPEN = [
@@ -28,18 +30,6 @@ RESOLVED = ("road", "ซ่อมแล้ว", 8.4030, 100.006)  # zone Z1
 PUBLIC_NOTE = "ปะผิวถนนเรียบร้อย {{7*7}} <img src=x onerror=alert(1)>"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (the set-up command installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -262,6 +262,40 @@ def test_public_map_shows_fixed_work_with_its_time_to_fix_note_and_status_page()
     assert f"var {heat.get_name()} = L.heatLayer(" in page and '"1.0": "#fde725"' in page
 
 
+def test_status_is_never_shown_by_colour_alone() -> None:
+    from geo.maps.builders import STATUS_COLOURS, STATUS_INK, STATUS_SYMBOLS, _luminance
+    from geo.vocabulary import REPORT_STATUSES
+
+    assert set(STATUS_COLOURS) == set(STATUS_SYMBOLS) == set(REPORT_STATUSES)
+    assert len(set(STATUS_SYMBOLS.values())) == len(REPORT_STATUSES), "one symbol each"
+    assert len(set(STATUS_COLOURS.values())) == len(REPORT_STATUSES)
+    for status, colour in STATUS_COLOURS.items():
+        light, dark = sorted((_luminance(colour), _luminance(STATUS_INK[status])))
+        assert (dark + 0.05) / (light + 0.05) >= 4.5, f"{status}'s symbol is hard to read"
+    fmap = public_map(
+        heat=[],
+        markers=MarkerPage(
+            reports=[report(1, overdue=True), report(2, status="resolved")], total=2
+        ),
+        filters=Filters(categories={"road": "Roads"}),
+        bounds=None,
+        lang="en",
+    )
+    page = normalised(render_page(fmap))
+    config = page_data(page)[element_of(fmap, ReportMarkers).get_name()]["config"]
+    assert config["symbols"] == STATUS_SYMBOLS and config["ink"] == STATUS_INK
+    # The legend draws each marker (colour and symbol) and names it.
+    for status, words in (("open", "Open"), ("resolved", "Resolved")):
+        assert (
+            f'<div class="im-legend-item" data-status="{status}"><span class="im-marker-dot" '
+            f'aria-hidden="true" style="background:{STATUS_COLOURS[status]};'
+            f'color:{STATUS_INK[status]}">{STATUS_SYMBOLS[status]}</span>{words}</div>'
+        ) in page
+    assert '<span class="im-marker-dot im-ringed"' in page and "Overdue</div>" in page
+    # Markers carry the same symbol, and a title naming report, category and status.
+    assert "L.divIcon({html: dot" in page and "title: title(r), keyboard: true" in page
+
+
 def test_ward_dashboard_colours_wards_by_the_chosen_measure() -> None:
     _, wards = tiny_zone()
     wards["count"] = [3, 0]

@@ -57,16 +57,24 @@ def _package_text(name: str) -> str:
 
 
 STATUS_COLOURS = {
-    "open": "#e8590c",
-    "acknowledged": "#f59f00",
-    "in_progress": "#1c7ed6",
-    "resolved": "#2f9e44",
-    "closed": "#868e96",
-    "reopened": "#c2255c",
-    "rejected": "#495057",
-    "duplicate": "#adb5bd",
+    "open": "#D55E00",  # vermillion
+    "acknowledged": "#E69F00",  # orange
+    "in_progress": "#0072B2",  # blue
+    "resolved": "#009E73",  # bluish green
+    "closed": "#56B4E9",  # sky blue
+    "reopened": "#CC79A7",  # reddish purple
+    "rejected": "#000000",  # black
+    "duplicate": "#F0E442",  # yellow
 }
-OVERDUE_COLOUR = "#c92a2a"
+"""Marker colours: the eight of Okabe and Ito's palette, one per status.
+
+The palette was chosen to stay distinguishable with each common colour-vision deficiency
+(protan, deutan, tritan); the old orange-green-red set put open and resolved reports in
+colours many readers cannot tell apart. Colour is never the only cue: each status also
+has a symbol (``STATUS_SYMBOLS``) on its marker and its name in the legend and popup.
+"""
+OVERDUE_COLOUR = "#000000"
+"""An overdue report's marker is larger, with a thick ring (a shape, not only a colour)."""
 
 STATUS_SYMBOLS = {
     "open": "!",
@@ -80,10 +88,28 @@ STATUS_SYMBOLS = {
 }
 """A symbol per status, on markers, legends and lists: status never rests on colour alone."""
 
+
+def _luminance(colour: str) -> float:
+    """The relative luminance of ``#rrggbb`` (WCAG 2)."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _ink(colour: str) -> str:
+    """Black or white, whichever contrasts more with ``colour``: a marker's symbol colour."""
+    light = _luminance(colour)
+    return "#000000" if (light + 0.05) / 0.05 >= 1.05 / (light + 0.05) else "#ffffff"
+
+
+STATUS_INK = {status: _ink(colour) for status, colour in STATUS_COLOURS.items()}
+"""The colour of each status's symbol on its marker."""
+
 MEASURES = ("count", "sla", "median_hours")
 """What the ward dashboard can colour wards by."""
 
 CHOROPLETH_COLOURS = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+"""ColorBrewer's 5-class YlOrRd: one hue ramp rising in darkness, safe for colour-blind readers."""
 
 
 def _js(value: Any) -> str:
@@ -211,7 +237,8 @@ class ReportMarkers(DataElement):
             "l": page_labels(lang),
             "statuses": status_labels(lang),
             "colours": STATUS_COLOURS,
-            "overdue": OVERDUE_COLOUR,
+            "ink": STATUS_INK,
+            "symbols": STATUS_SYMBOLS,
             "categories": dict(categories),
             "open": list(OPEN_STATUSES),
             "actions": actions,
@@ -401,14 +428,25 @@ def _filter_form(filters: Filters, lang: str, *, time_window: bool) -> str:
     return "".join(parts)
 
 
+def _marker_dot(status: str, *, extra: str = "") -> str:
+    """A status's marker as the legend draws it: its colour and its symbol."""
+    return (
+        f'<span class="im-marker-dot{extra}" aria-hidden="true" '
+        f'style="background:{STATUS_COLOURS[status]};color:{STATUS_INK[status]}">'
+        f"{_esc(STATUS_SYMBOLS[status])}</span>"
+    )
+
+
 def _status_legend(statuses: Iterable[str], lang: str, *, overdue: bool) -> str:
+    """Each status shown as its marker (colour and symbol) and named in words."""
     items = [
-        f'<div><i style="background:{STATUS_COLOURS[s]}"></i>{_esc(status_labels(lang)[s])}</div>'
+        f'<div class="im-legend-item" data-status="{_esc(s)}">{_marker_dot(s)}'
+        f"{_esc(status_labels(lang)[s])}</div>"
         for s in statuses
     ]
     if overdue:
         items.append(
-            f'<div><i style="background:#fff;border:3px solid {OVERDUE_COLOUR}"></i>'
+            f'<div class="im-legend-item im-overdue">{_marker_dot("open", extra=" im-ringed")}'
             f"{_esc(page_labels(lang)['overdue'])}</div>"
         )
     return f'<div class="im-legend">{"".join(items)}</div>'
@@ -530,6 +568,7 @@ def zone_map(
         _counts(markers, lang, page_size=page_size)
         + _filter_form(filters, lang, time_window=True)
         + _status_legend(filters.statuses or REPORT_STATUSES, lang, overdue=True)
+        + _heat_legend(lang)
     )
     PageChrome(
         title=labels["zone_title"].format(zone=code),
@@ -807,6 +846,10 @@ def _select_measure(measure: str, lang: str) -> str:
     )
 
 
+_NO_ZOOM = re.compile(
+    r'<meta name="viewport" content="width=device-width,\s*'
+    r'initial-scale=1\.0, maximum-scale=1\.0, user-scalable=no" />'
+)
 _DATA_SLOT = "<!--issuemap:data-->"
 _PANEL_SLOT = "<!--issuemap:panel-->"
 # Read once at import: a web worker that has dropped root may no longer reach these files.
@@ -845,6 +888,10 @@ def render_page(
             panel = element.panel
             chrome = element
     page = str(root.render())
+    # folium forbids zooming the page; readers with low vision need it (WCAG 1.4.4).
+    page = _NO_ZOOM.sub(
+        '<meta name="viewport" content="width=device-width, initial-scale=1" />', page, 1
+    )
     if chrome is not None:
         # Screen readers pick their voice by <html lang>; tabs and bookmarks show <title>.
         page = page.replace("<html>", f'<html lang="{_esc(chrome.lang)}">', 1).replace(

@@ -6,13 +6,11 @@ Each function reads what its page shows, applies who may see it, and returns the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import folium
-from babel.dates import format_datetime
 from sqlalchemy import Connection
 
 from geo.access.policy import ANONYMOUS, Principal, may_see_zone, may_work_reports
@@ -37,6 +35,7 @@ from geo.maps.builders import (
 )
 from geo.maps.heat import heat_grid
 from geo.maps.pagedata import FIXED_STATUSES, map_reports, ward_measures
+from geo.maps.resident import when
 from geo.reports.search import ReportFilter
 from geo.reports.workflow import next_statuses
 from geo.settings import MapSettings
@@ -133,16 +132,6 @@ def public_page_map(
     )
 
 
-CITY_TIMEZONE = "Asia/Bangkok"
-"""The zone a page writes moments in for its readers."""
-
-
-def _when(lang: str) -> Callable[[datetime], str]:
-    """How a reader in ``lang`` reads a moment: day, month, year and time, in the city."""
-    zone = ZoneInfo(CITY_TIMEZONE)
-    return lambda moment: format_datetime(moment, "d MMM y, HH:mm", tzinfo=zone, locale=lang)
-
-
 def public_query(filters: PageFilters) -> dict[str, str]:
     """The public map's parameters for ``filters``, as its links carry them."""
     query = {"lang": filters.lang, "fixed_days": str(filters.fixed_days)}
@@ -170,7 +159,8 @@ def public_page_list(
         ),
         lang=filters.lang,
         query=public_query(filters) | {"view": "list"},
-        when=_when(filters.lang),
+        # Moments as the status page writes them: in the city's time zone.
+        when=functools.partial(when, lang=filters.lang),
         page_size=maps.marker_cap,
     )
 
