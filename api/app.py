@@ -11,11 +11,13 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
 from api.deps import AppState, ExportSlots, set_app_state
 from api.params import refuse_nul_characters
 from api.routers import admin, export, live, maps, open311, reports, resident, service, teams
+from geo.access.ratelimit import ReportRateLimiter
 from geo.city.geocoding import make_geocoder
 from geo.db.engine import make_engine
 from geo.reports.live import LiveHub
@@ -27,6 +29,8 @@ from geo.settings import (
     MapSettings,
     Open311Settings,
     PrivacySettings,
+    ProxySettings,
+    RateLimitSettings,
     RoutingSettings,
 )
 
@@ -47,6 +51,8 @@ class AppSettings:
     maps: MapSettings = field(default_factory=MapSettings)
     boundaries: BoundarySettings = field(default_factory=BoundarySettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    proxies: ProxySettings = field(default_factory=ProxySettings)
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -61,12 +67,13 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(
+            url,
+            pool_size=settings.database.pool_size,
+            pool_timeout_s=settings.database.pool_timeout_s,
+        )
         started = AppState(
-            engine=make_engine(
-                url,
-                pool_size=settings.database.pool_size,
-                pool_timeout_s=settings.database.pool_timeout_s,
-            ),
+            engine=engine,
             exports=ExportSlots(
                 url,
                 limit=settings.database.export_max_concurrent,
@@ -80,6 +87,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             maps=settings.maps,
             boundaries=settings.boundaries,
             privacy=settings.privacy,
+            report_limits=ReportRateLimiter(engine, settings.rate_limits),
         )
         set_app_state(app, started)
         started.live.start()
@@ -117,4 +125,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    if settings.proxies.trusted_proxies:
+        # The client address (rate limits, idempotency scopes) comes from X-Forwarded-For
+        # only for these peers. `issuemap serve` turns uvicorn's own copy of this middleware
+        # off, which would otherwise trust 127.0.0.1 whatever the settings say.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies.trusted_proxies)
     return app

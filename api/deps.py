@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine
 from api.errors import ExportsBusyError
 from geo.access.keys import authenticate
 from geo.access.policy import ANONYMOUS, Principal, is_admin
+from geo.access.ratelimit import ReportRateLimiter
 from geo.city.geocoding import Geocoder
 from geo.db.engine import make_engine
 from geo.errors import AuthenticationError, PermissionDeniedError
@@ -81,6 +82,7 @@ class AppState:
     maps: MapSettings
     boundaries: BoundarySettings
     privacy: PrivacySettings
+    report_limits: ReportRateLimiter
 
 
 def app_state(app: FastAPI) -> AppState:
@@ -185,6 +187,39 @@ def get_boundaries(state: AppStateDep) -> BoundarySettings:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def client_address(request: Request) -> str | None:
+    """The client's network address: the peer's, or the one a trusted proxy forwarded.
+
+    ``api.app`` rewrites the peer from ``X-Forwarded-For`` only for the proxies in
+    ``ISSUEMAP_TRUSTED_PROXIES``; rate limits and idempotency scopes both read it here.
+    """
+    return request.client.host if request.client else None
+
+
+def limit_reports(request: Request, state: AppStateDep, principal: PrincipalDep) -> None:
+    """Count one report filed by this caller; ``RateLimitedError`` (429) over its limit.
+
+    A dependency of every route that files reports, run before the body is read, so a
+    refused request costs no more than the one counting statement and a look-up of when
+    its window ends.
+    """
+    state.report_limits.hit(principal, client_address(request))
+
+
+def limit_reports_by_key(state: AppState, api_key: str | None, address: str | None) -> None:
+    """``limit_reports`` for a caller whose key came in the body (Open311's ``api_key``).
+
+    A key that is not valid is refused here as it would be on filing (401 or, in
+    Open311's words, 403); no key counts the client address.
+    """
+    principal = authenticate_key(state.engine, api_key.strip()) if api_key else ANONYMOUS
+    state.report_limits.hit(principal, address)
+
+
+ReportRateLimitDep = Annotated[None, Depends(limit_reports)]
+"""Take it (``_: ReportRateLimitDep``) in a route that files reports: the report limits."""
 
 
 def require_staff(principal: PrincipalDep) -> Principal:

@@ -6,13 +6,16 @@ it on, so tests and notebooks can point the same code at another database.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def local_data_dir() -> Path:
@@ -439,3 +442,87 @@ class NotificationSettings(BaseSettings):
     def email_enabled(self) -> bool:
         """Whether e-mails are sent (and so queued) at all."""
         return self.smtp_url is not None
+
+
+def _rate_limit(value: str) -> str:
+    """``value`` if the ``limits`` library reads it as one limit ("10/minute"), or "none"."""
+    from limits import parse_many
+
+    cleaned = value.strip()
+    if cleaned.lower() in {"", "none"}:
+        return "none"
+    try:
+        items = parse_many(cleaned)
+    except ValueError as error:
+        raise ValueError(
+            f'{value!r} is not a rate limit: write it like "10/minute" or "none"'
+        ) from error
+    if len(items) != 1:
+        raise ValueError(f"{value!r} is more than one limit: give one, like 10/minute")
+    if items[0].amount < 1:
+        raise ValueError(f"{value!r} allows nothing: write none to switch the limit off")
+    return cleaned
+
+
+class RateLimitSettings(BaseSettings):
+    """How many reports one caller may file (``geo.access.ratelimit``).
+
+    Each limit is read by the ``limits`` library: an amount per period, e.g. "10/minute",
+    "100/hour", "5 per 10 seconds"; "none" switches that one off.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_RATE_LIMIT_", extra="ignore")
+
+    anonymous: str = Field(
+        default="10/minute",
+        description="Reports one client address may file without an API key.",
+    )
+    app: str = Field(
+        default="120/minute",
+        description="Reports one app key (role 'public') may file, from any address.",
+    )
+    staff: str = Field(
+        default="600/minute",
+        description="Reports one field-team, planner or admin key may file.",
+    )
+
+    @field_validator("anonymous", "app", "staff")
+    @classmethod
+    def _one_limit(cls, value: str) -> str:
+        return _rate_limit(value)
+
+
+class ProxySettings(BaseSettings):
+    """Which reverse proxies may tell us the client's address (``X-Forwarded-For``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the reverse proxies in front of the "
+        "service, comma-separated or a JSON list. Only a request from one of them has its "
+        "client address taken from X-Forwarded-For; by default none is trusted.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in (p.strip() for p in text.split(",")) if part]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        # Anything that is not an address or a network would be compared as text, and
+        # "*" would trust every client: both are refused rather than half-understood.
+        networks = []
+        for item in value:
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError as error:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from error
+        return networks

@@ -20,13 +20,22 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from api.deps import AppState, AppStateDep, ConnDep, Open311Dep, PrivacyDep
+from api.deps import (
+    AppState,
+    AppStateDep,
+    ConnDep,
+    Open311Dep,
+    PrivacyDep,
+    client_address,
+    limit_reports_by_key,
+)
 from api.errors import (
     DATABASE_UNAVAILABLE,
     RETRY_AFTER_HEADER,
     RETRY_AFTER_S,
     UNAVAILABLE_DETAIL,
     UNREADABLE_BODY_DETAIL,
+    rate_limited_detail,
     unreadable_body,
 )
 from api.models import (
@@ -44,6 +53,7 @@ from geo.errors import (
     IssuemapError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
 )
 from geo.reports.search import ReportFilter
 from geo.vocabulary import CODE_MAX
@@ -121,6 +131,10 @@ class Open311Route(APIRoute):
                 if not unreadable_body(error):
                     raise
                 return error_response(request, 400, UNREADABLE_BODY_DETAIL)
+            except RateLimitedError as error:
+                answer = error_response(request, 429, rate_limited_detail(request, error))
+                answer.headers["Retry-After"] = str(error.retry_after_s)
+                return answer
             except IssuemapError as error:
                 status = next(
                     (code for cls, code in _STATUS_BY_ERROR.items() if isinstance(error, cls)),
@@ -155,6 +169,8 @@ _ERROR_DESCRIPTIONS: dict[int | str, str] = {
     400: "Bad request; the description names the parameter or field.",
     403: "The api_key is missing, unknown or revoked.",
     404: "No such resource, service, request or jurisdiction.",
+    429: "Too many requests posted by this key or address just now; try again after "
+    "`Retry-After` seconds.",
     503: "The database is unavailable just now; try again after `Retry-After` seconds.",
     "4XX": "Any other refused request, in the same format.",
 }
@@ -171,7 +187,7 @@ def spec_error_responses(*statuses: int | str) -> dict[int | str, dict[str, Any]
             "description": _ERROR_DESCRIPTIONS[status] + " JSON `[{code, description}]`, "
             "or XML `<errors><error><code/><description/></error></errors>`.",
             "content": {"text/xml": {"schema": {"type": "string"}}},
-            **({"headers": RETRY_AFTER_HEADER} if status == 503 else {}),
+            **({"headers": RETRY_AFTER_HEADER} if status in (429, 503) else {}),
         }
         for status in (*statuses, "4XX")
     }
@@ -375,7 +391,7 @@ def _create(state: AppState, fields: dict[str, str]) -> list[dict[str, Any]]:
     },
     responses={
         **_formats(list[Open311Posted]),
-        **spec_error_responses(403),
+        **spec_error_responses(403, 429),
     },
 )
 async def post_service_request(fmt: FormatPath, request: Request, state: AppStateDep) -> Response:
@@ -388,6 +404,9 @@ async def post_service_request(fmt: FormatPath, request: Request, state: AppStat
     it is due.
     """
     fields = await _read_fields(request)
+    await run_in_threadpool(
+        limit_reports_by_key, state, fields.get("api_key"), client_address(request)
+    )
     answer = await run_in_threadpool(_create, state, fields)
     return _respond(answer, root="service_requests", fmt=fmt)
 

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from api.deps import AppStateDep, ConnDep, PrincipalDep, PrivacyDep
+from api.deps import (
+    AppStateDep,
+    ConnDep,
+    PrincipalDep,
+    PrivacyDep,
+    ReportRateLimitDep,
+    client_address,
+)
 from api.errors import error_responses
 from api.models import IntakeAnswer, Merged, ReportEvent, ReportOut, StatusChanged, StatusForm
 from api.params import Text
@@ -209,13 +216,14 @@ def intake_answer(result: IntakeResult, *, base_url: str) -> dict[str, Any]:
     },
     responses={
         201: {"description": "Stored and routed.", "model": IntakeAnswer},
-        **error_responses(401, 409),
+        **error_responses(401, 409, 429),
     },
 )
 async def post_report(
     request: Request,
     state: AppStateDep,
     principal: PrincipalDep,
+    _limited: ReportRateLimitDep,
     idempotency_key: Annotated[
         str | None,
         Header(description="Any unique string; a retried POST with it returns the first answer."),
@@ -226,7 +234,9 @@ async def post_report(
     The answer says which ward, zone and team it was routed to, when it is due (its
     category's SLA, 48 hours unless set otherwise), and which open reports nearby look like
     the same problem. Photos are stored with their EXIF metadata removed from every copy
-    shown publicly.
+    shown publicly. Each caller may file ``ISSUEMAP_RATE_LIMIT_ANONYMOUS`` reports (10 a
+    minute) per address without a key, more with a key; beyond that the answer is 429
+    with ``Retry-After``.
     """
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
@@ -249,7 +259,7 @@ async def post_report(
             answer=partial(intake_answer, base_url=str(request.base_url)),
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
-            client_address=request.client.host if request.client else None,
+            client_address=client_address(request),
             public_rounding_m=state.privacy.public_rounding_m,
         )
     )

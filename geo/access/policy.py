@@ -94,6 +94,17 @@ def sees_event_whole(
     return team_id == principal.team_id or zone_id in own_zones
 
 
+def report_limit_tier(principal: Principal) -> str:
+    """Which report rate limit (``RateLimitSettings``) applies to ``principal``.
+
+    Without a key a caller is counted by address ("anonymous"); an app key (role
+    'public') and a staff key are each counted as one caller, wherever they come from.
+    """
+    if principal.key_id is None:
+        return "anonymous"
+    return "staff" if principal.is_staff else "app"
+
+
 def sees_private_fields(principal: Principal) -> bool:
     """Whether ``principal`` gets a report's reporter name and contact (staff who see it)."""
     return principal.is_staff

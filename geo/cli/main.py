@@ -353,6 +353,9 @@ def serve(
                     workers=workers,
                     access_log=access_log,
                     log_config=log_config,
+                    # The app reads X-Forwarded-For itself, from ISSUEMAP_TRUSTED_PROXIES
+                    # only; uvicorn's default would trust any request from 127.0.0.1.
+                    proxy_headers=False,
                 )
                 return
             # Root stays only in this process, which serves nothing: the workers (even a
@@ -365,6 +368,7 @@ def serve(
                 workers=workers,
                 access_log=access_log,
                 log_config=log_config,
+                proxy_headers=False,
             )
             web = Multiprocess(config, sockets=[config.bind_socket()])
             web.run()
