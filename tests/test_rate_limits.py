@@ -465,3 +465,14 @@ def test_the_limit_holds_across_two_server_processes(served: Served) -> None:
     assert all(value.isdigit() and 1 <= int(value) <= 60 for value in retry_after)
     listed = httpx.get(f"http://127.0.0.1:{served.port}/api/reports?limit=1", timeout=30)
     assert listed.status_code == 200, "reading is never limited"
+
+
+def test_the_report_form_is_limited_like_the_api(limited: City) -> None:
+    resident = limited.client("203.0.113.70", **{"Accept-Language": "th"})
+    # Every form sent counts, filed or sent back with a problem.
+    for _ in range(10):
+        assert resident.post("/report", data={"category": "road"}).status_code != 429
+    refused = resident.post("/report", data={"category": "road"})
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"].isdigit()
+    assert "กรุณารอ" in refused.text

@@ -21,7 +21,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
-from api.deps import AppState, AppStateDep, ConnDep, PrincipalDep, PrivacyDep
+from api.deps import (
+    AppState,
+    AppStateDep,
+    ConnDep,
+    PrincipalDep,
+    PrivacyDep,
+    ReportRateLimitDep,
+)
 from api.errors import error_responses
 from geo.access.policy import Principal
 from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
@@ -244,6 +251,7 @@ async def send_report_form(
     request: Request,
     state: AppStateDep,
     principal: PrincipalDep,
+    _limited: ReportRateLimitDep,
     lang: Lang = None,
     accept_language: AcceptLanguage = None,
 ) -> Response:
