@@ -26,6 +26,9 @@ REPORT_STATUSES: Final = (
 OPEN_STATUSES: Final = ("open", "acknowledged", "in_progress", "reopened")
 """Statuses that still need a team's work."""
 
+FIXED_STATUSES: Final = ("resolved", "closed")
+"""Statuses of fixed work, which the public map shows beside the open reports."""
+
 STATUS_NAMES: Final = {
     "open": N_("Open"),
     "acknowledged": N_("Acknowledged"),

@@ -111,16 +111,32 @@ def post_report(base: str, lat: float, lon: float) -> int:
 
 
 def test_public_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
-    base, _, _ = site
+    base, _, keys = site
     page, seen = open_page(browser, f"{base}/maps/public?lang=th", base)
     assert heat_points(page) == len(OPEN)
     text_in_popup = popup_text(page, OPEN[2][2], OPEN[2][3])
-    assert "ถนน" in text_in_popup or "road" in text_in_popup.lower()
+    assert "ถนน" in text_in_popup and "รับแจ้ง" in text_in_popup, text_in_popup
     wait_until(page, "window.issuemap.liveStatus === 'open'", timeout=5000)
-    post_report(base, 8.4065, 100.0135)
+    new_id = post_report(base, 8.4065, 100.0135)
     wait_until(page, "window.issuemap.liveEvents >= 1", timeout=2000)
     assert heat_points(page) == len(OPEN) + 1
+    # A live marker speaks the page's language, as the page's own markers do.
+    live = popup_text(page, 8.4065, 100.0135)
+    assert live.startswith(f"#{new_id} ถนน\nรับแจ้ง"), live
+    assert "อายุเรื่อง" in live and "กำหนดเสร็จ" in live, live
+    assert "road" not in live and "open" not in live, live
     screenshot(page, "public-map")
+    for status, words in (("in_progress", "กำลังดำเนินการ"), ("resolved", "แก้ไขแล้ว")):
+        httpx.post(
+            f"{base}/api/reports/{new_id}/status",
+            json={"status": status},
+            headers={"X-API-Key": keys.t2},
+        ).raise_for_status()
+        wait_until(page, f"window.issuemap.lastEvent.status === '{status}'", timeout=2000)
+        live = popup_text(page, 8.4065, 100.0135)
+        assert f"#{new_id} ถนน\n{words}" in live and status not in live, live
+    assert "ใช้เวลาแก้ไข" in live, "fixed work stays on the public map, with its time to fix"
+    screenshot(page, "public-map-live-fixed")
     assert seen.errors == [], seen.errors
     assert seen.external == [], seen.external
     page.close()

@@ -128,6 +128,7 @@ def test_zone_map_names_its_layers_and_marks_overdue_reports() -> None:
     assert '"Pothole \\u003c/script\\u003e\\u003cb\\u003e"' in page
     assert '"key":"im_secret"' in page
     assert '"actions":true' in page
+    assert '"fixed":[]' in page  # a crew's map drops a report once it is fixed
     assert "/api/reports/" in page and "X-API-Key" in page
     assert "</script><b>" not in page  # user text never closes the script
     assert 'name="viewport"' in page
@@ -246,6 +247,9 @@ def test_public_map_shows_fixed_work_with_its_time_to_fix_note_and_status_page()
     assert rows[0][7] == 1 and rows[0][6] == int(late.due_at.timestamp())  # type: ignore[union-attr]
     assert rows[0][10] is None
     config = page_data(page)[markers.get_name()]["config"]
+    # Live updates keep fixed work on this map, labelled like the rest (live.js).
+    assert config["fixed"] == ["resolved", "closed"]
+    assert "upsertReport: upsertReport" in page
     assert config["l"]["fixed_in"] == "ใช้เวลาแก้ไข"
     assert config["l"]["status_page"] == "ติดตามสถานะเรื่องนี้"
     assert config["statuses"]["resolved"] == "แก้ไขแล้ว"

@@ -1,40 +1,26 @@
 // Live map updates from /api/live (server-sent events fed by PostgreSQL LISTEN/NOTIFY).
-// A page sets window.issuemap = {map, heat, markers, zoneId?, liveUrl?, applyReport?} before
-// this script runs. The browser's EventSource reconnects by itself; if the stream is closed
-// for good we open a new one with a growing delay.
+// A page sets window.issuemap = {map, heat, markers, upsertReport, openStatuses, zoneId?,
+// liveUrl?, applyReport?} before this script runs. Markers are drawn by the page's own
+// upsertReport (geo/maps/templates/report_markers.j2), so a live marker's popup speaks the
+// page's language with the page's labels, never raw status or category codes. The browser's
+// EventSource reconnects by itself; if the stream is closed for good we open a new one with
+// a growing delay.
 (function () {
   "use strict";
   var state = (window.issuemap = window.issuemap || {});
   state.liveEvents = 0;
   state.liveStatus = "connecting";
-  var OPEN = { open: 1, acknowledged: 1, in_progress: 1, reopened: 1 };
   var delay = 1000;
 
+  function isOpen(status) {
+    return (state.openStatuses || []).indexOf(status) >= 0;
+  }
+
   function defaultApply(event) {
-    var point = [event.lat, event.lon];
-    if (event.op === "insert" && state.heat && OPEN[event.status]) {
-      state.heat.addLatLng(point.concat([1]));
+    if (event.op === "insert" && state.heat && isOpen(event.status)) {
+      state.heat.addLatLng([event.lat, event.lon, 1]);
     }
-    if (state.markers && window.L) {
-      state.byId = state.byId || {};
-      var existing = state.byId[event.id];
-      if (existing) {
-        state.markers.removeLayer(existing);
-        delete state.byId[event.id];
-      }
-      if (OPEN[event.status]) {
-        var marker = window.L.circleMarker(point, { radius: 7, color: "#d9480f" });
-        // Text, never HTML: category codes come from admins and may hold markup.
-        var text = "#" + event.id + " " + event.category + " (" + event.status + ")";
-        marker.bindPopup(function () {
-          var box = document.createElement("div");
-          box.textContent = text;
-          return box;
-        });
-        state.markers.addLayer(marker);
-        state.byId[event.id] = marker;
-      }
-    }
+    if (state.upsertReport) state.upsertReport(event);
   }
 
   function handle(message) {

@@ -42,7 +42,7 @@ from markupsafe import Markup
 from geo.maps.assets import localise_assets, walk
 from geo.maps.i18n import labels as page_labels
 from geo.maps.i18n import status_labels
-from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
+from geo.vocabulary import FIXED_STATUSES, OPEN_STATUSES, REPORT_STATUSES
 
 _TEMPLATES = Environment(loader=PackageLoader("geo.maps", "templates"), autoescape=False)
 """The element templates. They hold no user text: data reaches a page in its JSON document."""
@@ -210,6 +210,7 @@ class ReportMarkers(DataElement):
         categories: Mapping[str, str],
         api_key: str | None = None,
         actions: bool = False,
+        fixed: Sequence[str] = (),
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._name = "ReportMarkers"
@@ -241,6 +242,8 @@ class ReportMarkers(DataElement):
             "symbols": STATUS_SYMBOLS,
             "categories": dict(categories),
             "open": list(OPEN_STATUSES),
+            # Statuses a live update keeps on the map as fixed work (the public map's).
+            "fixed": list(fixed),
             "actions": actions,
             "key": api_key,
         }
@@ -611,7 +614,11 @@ def public_map(
     cluster = MarkerCluster(name=labels["reports"])  # type: ignore[no-untyped-call]
     cluster.add_to(fmap)
     ReportMarkers(
-        markers.reports, cluster=cluster, lang=lang, categories=filters.categories
+        markers.reports,
+        cluster=cluster,
+        lang=lang,
+        categories=filters.categories,
+        fixed=FIXED_STATUSES if filters.fixed_days else (),
     ).add_to(fmap)
     folium.LayerControl(collapsed=True).add_to(fmap)
     shown_statuses = sorted({r.status for r in markers.reports}, key=REPORT_STATUSES.index) or list(

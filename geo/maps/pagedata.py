@@ -17,10 +17,7 @@ from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal, point_sql
 # Map markers filter exactly as report lists do: one WHERE clause for every reader.
 from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
 from geo.reports.stats import ward_report_measures
-from geo.vocabulary import OPEN_STATUSES
-
-FIXED_STATUSES = ("resolved", "closed")
-"""Statuses of fixed work: what the public map shows beside open reports, for a period."""
+from geo.vocabulary import FIXED_STATUSES, OPEN_STATUSES
 
 _LATEST_PUBLIC_NOTE = """(
     SELECT e.public_note FROM report_events AS e

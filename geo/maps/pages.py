@@ -34,12 +34,12 @@ from geo.maps.builders import (
     zone_map,
 )
 from geo.maps.heat import heat_grid
-from geo.maps.pagedata import FIXED_STATUSES, map_reports, ward_measures
+from geo.maps.pagedata import map_reports, ward_measures
 from geo.maps.resident import when
 from geo.reports.search import ReportFilter
 from geo.reports.workflow import next_statuses
 from geo.settings import MapSettings
-from geo.vocabulary import OPEN_STATUSES
+from geo.vocabulary import FIXED_STATUSES, OPEN_STATUSES
 
 BBox = tuple[float, float, float, float]
 
