@@ -315,3 +315,58 @@ def test_a_refused_status_change_queues_nothing(city_app, engine, mailbox) -> No
     )
     assert refused.status_code == 409
     assert outbox(engine, report) == []
+
+
+# --- the worker: `issuemap deliver` and the process `issuemap serve` runs ---------------------
+
+
+def wait_for(condition, *, timeout_s: float = 60.0) -> bool:
+    """Whether ``condition()`` came true within ``timeout_s`` (a guard against hanging)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_issuemap_deliver_once_sends_what_is_due(
+    city_app, engine, mailbox, db_url, monkeypatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli.main import app
+
+    client, _, keys = city_app
+    report = file_report(client, keys)
+    move(client, keys, report, "resolved", public_note="เรียบร้อย")
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    result = CliRunner().invoke(app, ["deliver", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "delivered 1, will retry 0, gave up on 0" in result.output
+    assert len(mailbox.messages) == 1
+    again = CliRunner().invoke(app, ["deliver", "--once"])
+    assert "delivered 0" in again.output and len(mailbox.messages) == 1
+
+
+def test_the_service_delivery_worker_sends_and_stops_cleanly(
+    city_app, engine, mailbox, db_url, monkeypatch
+) -> None:
+    from geo.cli.service import DeliveryWorker
+
+    client, _, keys = city_app
+    monkeypatch.setenv("ISSUEMAP_OUTBOX_POLL_S", "0.2")
+    report = file_report(client, keys)
+    move(client, keys, report, "acknowledged", public_note="first")
+    worker = DeliveryWorker(db_url, configure_logging=False)
+    with worker:
+        assert wait_for(lambda: len(mailbox.messages) == 1)
+        # The worker keeps watching: a later change goes out without being asked.
+        move(client, keys, report, "in_progress", public_note="second")
+        assert wait_for(lambda: len(mailbox.messages) == 2)
+    assert worker.process is not None
+    assert worker.process.returncode == 0, "stopped when asked, not killed"
+    assert ["first" in body_of(m) for m in mailbox.messages] == [True, False]
+    assert [row["delivered_at"] is not None for row in outbox(engine, report)] == [True, True]

@@ -304,12 +304,18 @@ def serve(
 
     The local PostgreSQL is restarted if it dies. Started as root, the web workers run as
     ISSUEMAP_RUN_AS_USER; only the process that watches them and PostgreSQL stays root.
+    A delivery worker (as `issuemap deliver` runs) sends the queued e-mails and webhook calls.
     """
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    from geo.cli.service import PostgresSupervisor, check_reachable, service_identity
+    from geo.cli.service import (
+        DeliveryWorker,
+        PostgresSupervisor,
+        check_reachable,
+        service_identity,
+    )
     from geo.db.cluster import LocalCluster
     from geo.db.engine import is_empty
 
@@ -340,6 +346,10 @@ def serve(
                     cluster.admit(identity.gid)
                     check_reachable(cluster.socket_dir, identity)
                 stack.enter_context(PostgresSupervisor(cluster))
+            # E-mails and webhook calls queued by the web workers go out from here.
+            stack.enter_context(
+                DeliveryWorker(url, run_as=identity.name if identity is not None else None)
+            )
             bind_host, bind_port = host or server.host, port or server.port
             if identity is None:
                 # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into
@@ -593,3 +603,49 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id.")]) ->
     except IssuemapError as error:
         raise fail(error) from error
     console.print(f"key {key_id} revoked")
+
+
+@app.command()
+def deliver(
+    once: Annotated[
+        bool, typer.Option("--once", help="Deliver what is due now, then exit.")
+    ] = False,
+) -> None:
+    """Send queued e-mails (ISSUEMAP_SMTP_URL) and webhook calls, retrying failures.
+
+    `issuemap serve` runs this worker itself; run it alone beside a service started another
+    way. Several may run at once: each message goes out through one of them. Stop it with
+    Ctrl-C; the message in hand is finished first.
+    """
+    import threading
+
+    from geo.reports.notifications import deliver_due, run_worker
+    from geo.settings import NotificationSettings, PrivacySettings
+
+    logging.config.dictConfig(serve_log_config())
+    settings, privacy = NotificationSettings(), PrivacySettings()
+    if not settings.email_enabled:
+        console.print("ISSUEMAP_SMTP_URL is not set: e-mail is off; webhook calls still go out")
+    try:
+        with open_engine() as engine:
+            if once:
+                delivered = retrying = failed = 0
+                while True:
+                    done = deliver_due(
+                        engine, settings, public_rounding_m=privacy.public_rounding_m
+                    )
+                    delivered += done.delivered
+                    retrying += done.retrying
+                    failed += done.failed
+                    if done.tried == 0:
+                        break
+                console.print(f"delivered {delivered}, will retry {retrying}, gave up on {failed}")
+                return
+            stop = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                # Set from another thread: the handler runs in the thread that waits on it.
+                signal.signal(signum, lambda *_: threading.Thread(target=stop.set).start())
+            console.print("delivering; Ctrl-C stops")
+            run_worker(engine, settings, public_rounding_m=privacy.public_rounding_m, stop=stop)
+    except IssuemapError as error:
+        raise fail(error) from error

@@ -3,17 +3,21 @@
 ``issuemap serve`` started as root keeps one small privileged parent, which owns the local
 PostgreSQL cluster and restarts it if it dies (:class:`PostgresSupervisor`), and web workers
 that give up root before they serve anything (:func:`drop_privileges`), so a hole in the web
-code is not root on the machine. Log lines pass through :func:`redact_text`, so keys sent as
-query parameters (``?key=``, Open311's ``api_key``) never reach a log file.
+code is not root on the machine. The outbox's delivery worker (:class:`DeliveryWorker`)
+runs beside them as a process of its own, also without root. Log lines pass through
+:func:`redact_text`, so keys sent as query parameters (``?key=``, Open311's ``api_key``)
+never reach a log file.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import logging.config
 import os
 import pwd
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -25,7 +29,10 @@ from types import TracebackType
 from urllib.parse import unquote_plus
 
 from geo.db.cluster import SERVICE_USER, ClusterState, LocalCluster
+from geo.db.engine import make_engine
 from geo.errors import LocalDatabaseError, ServiceAccountError
+from geo.reports.notifications import run_worker
+from geo.settings import DatabaseSettings, NotificationSettings, PrivacySettings
 
 log = logging.getLogger(__name__)
 
@@ -314,3 +321,106 @@ class PostgresSupervisor:
             self.cluster.data_dir,
             self.restarts,
         )
+
+
+def deliver_main(run_as: str | None = None, *, configure_logging: bool = True) -> None:
+    """The delivery worker's process (``DeliveryWorker``): deliver until told to stop.
+
+    It stops when its standard input closes: the service closes it to stop the worker, and
+    the system closes it if the service dies, so the worker never outlives it. SIGTERM
+    stops it too; Ctrl-C, which reaches the whole process group, is left to the service.
+    Started as root it first becomes ``run_as``, like a web worker: it talks to mail
+    servers and to whatever addresses admins registered as webhooks.
+    """
+    from geo.cli.main import serve_log_config
+
+    stop = threading.Event()
+
+    def stop_soon(signum: int, frame: object) -> None:
+        # Another thread sets it: a signal handler runs inside the main thread, which may
+        # be holding the event's lock in wait().
+        threading.Thread(target=stop.set).start()
+
+    def stop_at_end_of_input() -> None:
+        sys.stdin.buffer.read()
+        stop.set()
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop_soon)
+    threading.Thread(target=stop_at_end_of_input, name="delivery-stdin", daemon=True).start()
+    if configure_logging:
+        logging.config.dictConfig(serve_log_config())
+    if run_as is not None and os.geteuid() == 0:
+        drop_privileges(service_identity(run_as, create=False))
+    database_url = DatabaseSettings().database_url
+    if database_url is None:
+        raise LocalDatabaseError("the delivery worker needs ISSUEMAP_DATABASE_URL")
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        run_worker(
+            engine,
+            NotificationSettings(),
+            public_rounding_m=PrivacySettings().public_rounding_m,
+            stop=stop,
+        )
+    finally:
+        engine.dispose()
+
+
+class DeliveryWorker:
+    """The outbox delivery worker, as a process of its own beside the web workers.
+
+    Use as a context manager around the serving: leaving it asks the worker to stop after
+    the message in hand and waits for it (then, past ``stop_timeout_s``, ends it).
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        run_as: str | None = None,
+        configure_logging: bool = True,
+        stop_timeout_s: float = 60.0,
+    ) -> None:
+        self.stop_timeout_s = stop_timeout_s
+        # A fresh interpreter (not a fork of this process, which has threads of its own),
+        # finding issuemap where this process found it. It runs at a lower priority, from
+        # before its first import: starting web workers must answer uvicorn's health check
+        # within seconds, and mail can wait a moment.
+        call = f"deliver_main({run_as!r}, configure_logging={configure_logging!r})"
+        self.command = [
+            sys.executable,
+            "-c",
+            f"import os; os.nice(10); from geo.cli.service import deliver_main; {call}",
+        ]
+        self.env = os.environ | {
+            "ISSUEMAP_DATABASE_URL": database_url,
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> DeliveryWorker:
+        self.process = subprocess.Popen(self.command, env=self.env, stdin=subprocess.PIPE)
+        log.info("delivery worker started (pid %s)", self.process.pid)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the worker and wait for it (a send in progress finishes or times out first)."""
+        if self.process is None:
+            return
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("delivery worker did not stop in time; ending it")
+            self.process.kill()
+            self.process.wait()
