@@ -71,10 +71,9 @@ STATUS_COLOURS = {
 The palette was chosen to stay distinguishable with each common colour-vision deficiency
 (protan, deutan, tritan); the old orange-green-red set put open and resolved reports in
 colours many readers cannot tell apart. Colour is never the only cue: each status also
-has a symbol (``STATUS_SYMBOLS``) on its marker and its name in the legend and popup.
+has a symbol (``STATUS_SYMBOLS``) on its marker and its name in the legend and popup, and
+an overdue report's marker is larger, with a thick ring (a shape, not only a colour).
 """
-OVERDUE_COLOUR = "#000000"
-"""An overdue report's marker is larger, with a thick ring (a shape, not only a colour)."""
 
 STATUS_SYMBOLS = {
     "open": "!",
