@@ -249,3 +249,41 @@ def test_without_javascript_a_typed_address_files_the_report(
     report = stored(engine, page.url.split("/r/")[1].split("?")[0])
     assert (report.description, report.lat, report.lon) == ("ไฟถนนดับ", 8.405, 100.015)
     context.close()
+
+
+def test_a_resident_told_of_a_report_nearby_adds_their_support_instead(
+    chromium: Any, site: str, engine: Engine
+) -> None:
+    import httpx
+
+    earlier = httpx.post(
+        f"{site}/api/reports",
+        json={"category": "road", "description": "หลุมใหญ่", "lat": 8.40435, "lon": 100.00680},
+    ).json()
+    page = chromium.new_page(viewport=PHONE, locale="th-TH")
+    seen = watch(page, site)
+    page.goto(f"{site}/report", wait_until="load")
+    page.select_option("#category", "road")
+    page.fill("#description", "หลุมตรงหน้าร้านกาแฟ")
+    page.fill("#lat", "8.404322")
+    page.fill("#lon", "100.006789")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    section = page.text_content(".nearby") or ""
+    assert translate("th", "Already reported nearby — add your support?") in section
+    assert translate("th", "Report {number}", number=earlier["id"]) in section
+    screenshot(page, "resident-status-page-nearby-phone")
+    button = page.get_by_role(
+        "button", name=translate("th", "Add my support to report {number}", number=earlier["id"])
+    )
+    button.focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    body = page.text_content("main") or ""
+    assert translate("th", "Duplicate") in body
+    assert str(earlier["id"]) in body and page.locator(".nearby").count() == 0
+    original = httpx.get(f"{site}/api/reports/{earlier['id']}").json()
+    assert original["supporters"] == 1
+    screenshot(page, "resident-status-page-supported-phone")
+    assert seen.errors == [] and seen.external == []
+    page.close()
