@@ -136,7 +136,7 @@ def test_the_form_has_every_field_by_the_apis_names_and_needs_no_script(city_app
     form = next(a for t, a in page.tags if t == "form")
     assert (form["method"], form["action"], form["enctype"]) == (
         "post",
-        "/report",
+        "/report?lang=en",
         "multipart/form-data",
     )
     names = {a.get("name") for t, a in page.tags if t in ("input", "select", "textarea")}
@@ -675,3 +675,20 @@ def test_open311_answers_carry_the_status_token(city_app: Any) -> None:
     (answer,) = posted.json()
     assert is_token(answer["token"])
     assert client.get(f"/r/{answer['token']}").status_code == 200
+
+
+def test_too_many_forms_from_one_address_come_back_as_the_form_saying_how_long_to_wait(
+    city_app: Any, engine: Engine
+) -> None:
+    client, _, _ = city_app
+    for _ in range(10):
+        assert send(client, ROAD | {"category": ""}).status_code == 422
+    refused = send(client, ROAD)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"].isdigit()
+    assert refused.headers["content-type"].startswith("text/html")
+    page = Page(refused.text)
+    assert '<html lang="th">' in refused.text and "problems" in page.by_id
+    assert "กรุณารอ" in page.words
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM reports")).scalar_one() == 0

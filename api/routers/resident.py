@@ -27,9 +27,10 @@ from api.deps import (
     ConnDep,
     PrincipalDep,
     PrivacyDep,
-    ReportRateLimitDep,
+    client_address,
+    limit_reports,
 )
-from api.errors import error_responses
+from api.errors import RETRY_AFTER_HEADER, error_responses
 from geo.access.policy import Principal
 from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import GeocodingUnavailableError
@@ -38,6 +39,7 @@ from geo.errors import (
     InvalidInputError,
     NotFoundError,
     OutsideServiceAreaError,
+    RateLimitedError,
     translated,
 )
 from geo.i18n import pick_language, translate
@@ -222,7 +224,7 @@ def _file(
     *,
     key: str,
     fingerprint: str,
-    client_address: str | None,
+    address: str | None,
 ) -> str:
     filed = file_report(
         state.engine,
@@ -234,7 +236,7 @@ def _file(
         answer=_answer,
         idempotency_key=key,
         fingerprint=idempotency.request_fingerprint("report-form", fingerprint),
-        client_address=client_address,
+        client_address=address,
         public_rounding_m=state.privacy.public_rounding_m,
     )
     return str(filed.body["token"])
@@ -245,13 +247,20 @@ def _file(
     response_class=HTMLResponse,
     status_code=303,
     summary="Send the report form",
-    responses={303: {"description": "Filed: on to the report's status page."}},
+    responses={
+        303: {"description": "Filed: on to the report's status page."},
+        429: {
+            "description": "Too many reports from this address just now: the form again, "
+            "saying how long to wait.",
+            "content": {"text/html": {}},
+            "headers": RETRY_AFTER_HEADER,
+        },
+    },
 )
 async def send_report_form(
     request: Request,
     state: AppStateDep,
     principal: PrincipalDep,
-    _limited: ReportRateLimitDep,
     lang: Lang = None,
     accept_language: AcceptLanguage = None,
 ) -> Response:
@@ -260,11 +269,27 @@ async def send_report_form(
     Multipart fields: `category`, `description`, `lat` and `lon` or `address`, `photo`
     (repeatable), `reporter_name`, `reporter_contact`, and the form's own `form_key` and
     `lang`. On success, 303 to the report's status page; otherwise the form again (422)
-    with what was typed and a message next to each problem.
+    with what was typed and a message next to each problem. Each form counts against the
+    same report rate limits as the API (429, with the form saying how long to wait).
     """
     values = FormValues()
     errors: dict[str, str] = {}
     page_lang = pick_language(lang, accept_language)
+    try:
+        # Counted before the body is read, so a refused form costs one counting statement.
+        await run_in_threadpool(limit_reports, request, state, principal)
+    except RateLimitedError as error:
+        refused = await run_in_threadpool(
+            partial(
+                _form,
+                state,
+                lang=page_lang,
+                errors={"form": error.message(page_lang)},
+                status_code=429,
+            )
+        )
+        refused.headers["Retry-After"] = str(error.retry_after_s)
+        return refused
     try:
         sent = await _read_form(request, state)
         values = sent.values
@@ -292,7 +317,7 @@ async def send_report_form(
                 submission,
                 key=sent.key,
                 fingerprint=sent.fingerprint,
-                client_address=request.client.host if request.client else None,
+                address=client_address(request),
             )
         )
     except GeocodingUnavailableError:
