@@ -477,3 +477,30 @@ class Open311Posted(_Answer):
     token: str = Field(description="The request's status page is `/r/{token}` on this site.")
     service_notice: str
     account_id: None = Field(description="Always null: we keep no accounts of our own.")
+
+
+class Webhook(_Out):
+    """A registered webhook and how its calls stand; its secret is never shown again."""
+
+    id: int
+    url: str
+    events: list[str] = Field(description="Events it receives (report.created, ...).")
+    description: str
+    created_at: datetime
+    pending: int = Field(description="Calls waiting to be sent or tried again.")
+    failed: int = Field(description="Calls given up on.")
+    last_error: str | None = Field(description="Why its latest failed try failed.")
+
+
+class NewWebhook(_Out):
+    """A created webhook: ``secret`` is shown in this answer only."""
+
+    id: int
+    url: str
+    events: list[str]
+    description: str
+    created_at: datetime
+    secret: str = Field(
+        description="Key of the HMAC-SHA256 in each call's X-Issuemap-Signature header "
+        "(sha256=<hex digest of the raw body>)."
+    )

@@ -51,8 +51,8 @@ def test_every_json_success_of_these_routes_names_a_model(city_app) -> None:
                 assert component["properties"], (method, path, names)
                 seen += 1
     # healthz, route, categories, teams, queue, category PUT, routes GET/POST, keys POST,
-    # boundaries 200 and 201
-    assert seen == 11, seen
+    # boundaries 200 and 201, webhooks GET/POST
+    assert seen == 13, seen
 
 
 def _validate(client, method: str, url: str, answer: httpx.Response) -> Any:
@@ -126,7 +126,7 @@ def _admin_operations(document: dict[str, Any]) -> Iterator[tuple[str, str]]:
 def test_every_admin_route_refuses_others_with_the_same_sentences(city_app) -> None:
     client, _city, keys = city_app
     operations = list(_admin_operations(client.get("/openapi.json").json()))
-    assert len(operations) == 7, operations
+    assert len(operations) == 10, operations
     for method, url in operations:
         anonymous = client.request(method, url)
         assert anonymous.status_code == 401, (method, url, anonymous.text)

@@ -3,17 +3,22 @@ receiver checks signed webhook calls, and the outbox keeps everything through ou
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import socket
 import threading
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, text
 
+from geo.access.policy import snap_point
 from geo.i18n import translate
 from geo.reports.notifications import deliver_due
 from geo.settings import NotificationSettings
@@ -370,3 +375,208 @@ def test_the_service_delivery_worker_sends_and_stops_cleanly(
     assert worker.process.returncode == 0, "stopped when asked, not killed"
     assert ["first" in body_of(m) for m in mailbox.messages] == [True, False]
     assert [row["delivered_at"] is not None for row in outbox(engine, report)] == [True, True]
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+
+class Receiver:
+    """A real HTTP server that records each call; ``answers`` are the statuses it gives first."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, str], bytes]] = []
+        self.answers: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.calls.append((self.path, dict(self.headers.items()), body))
+                self.send_response(receiver.answers.pop(0) if receiver.answers else 204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def events(self, path: str) -> list[dict[str, Any]]:
+        return [json.loads(body) for p, _, body in self.calls if p == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    box = Receiver()
+    try:
+        yield box
+    finally:
+        box.server.shutdown()
+        box.server.server_close()
+
+
+def register(client, keys, **body: Any) -> dict[str, Any]:
+    answer = client.post("/api/admin/webhooks", json=body, headers=key(keys.admin))
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers["X-Issuemap-Signature"], expected)
+
+
+def test_webhooks_get_each_event_signed_and_public_only(city_app, engine, receiver) -> None:
+    client, _, keys = city_app
+    every = register(client, keys, url=receiver.url("/all"), description="city dashboard")
+    assert every["events"] == ["report.created", "report.status_changed", "report.merged"]
+    merges = register(client, keys, url=receiver.url("/merges"), events=["report.merged"])
+    listed = client.get("/api/admin/webhooks", headers=key(keys.admin))
+    assert listed.status_code == 200
+    assert [w["id"] for w in listed.json()] == [every["id"], merges["id"]]
+    assert every["secret"] not in listed.text and "secret" not in listed.json()[0]
+
+    original = file_report(client, keys)
+    copy = file_report(client, keys)
+    move(client, keys, original, "acknowledged", public_note="ทีมรับเรื่องแล้ว", note=STAFF_NOTE)
+    merged = client.post(
+        f"/api/reports/{copy}/merge",
+        json={"original_id": original, "note": STAFF_NOTE},
+        headers=key(keys.t1),
+    )
+    assert merged.status_code == 200, merged.text
+    assert deliver(engine, public_url=PUBLIC_URL) == (5, 0, 0)
+
+    kinds = [(e["event"], e["report"]["id"]) for e in receiver.events("/all")]
+    assert kinds == [
+        ("report.created", original),
+        ("report.created", copy),
+        ("report.status_changed", original),
+        ("report.merged", copy),
+    ]
+    assert [e["event"] for e in receiver.events("/merges")] == ["report.merged"]
+    for path, headers, body in receiver.calls:
+        secret = every["secret"] if path == "/all" else merges["secret"]
+        assert verify(secret, headers, body), "signed with the webhook's own secret"
+        assert not verify("another secret", headers, body)
+        document = json.loads(body)
+        assert headers["X-Issuemap-Event"] == document["event"]
+        assert headers["X-Issuemap-Event-Id"] == str(document["event_id"])
+        assert headers["X-Issuemap-Timestamp"].isdigit()
+        text_sent = body.decode()
+        assert "Somchai" not in text_sent and "resident@example.com" not in text_sent
+        assert STAFF_NOTE not in text_sent and "081-555" not in text_sent
+        report = document["report"]
+        assert (report["lat"], report["lon"]) == pytest.approx(snap_point(8.40537, 100.00463, 100))
+        assert report["lat"] != pytest.approx(8.40537, abs=1e-6)
+        assert report["status_url"] == f"{PUBLIC_URL}/r/{token_of(engine, report['id'])}"
+    changed = receiver.events("/all")[2]["report"]
+    assert changed["status"] == "acknowledged" and changed["from_status"] == "open"
+    assert changed["public_note"] == "ทีมรับเรื่องแล้ว"
+    assert receiver.events("/merges")[0]["report"]["duplicate_of"] == original
+
+
+def test_a_failing_receiver_is_tried_again(city_app, engine, receiver) -> None:
+    client, _, keys = city_app
+    hook = register(client, keys, url=receiver.url("/hook"), events=["report.status_changed"])
+    report = file_report(client, keys)
+    receiver.answers = [500]
+    move(client, keys, report, "in_progress")
+    assert deliver(engine) == (0, 1, 0)
+    [row] = outbox(engine, report)
+    assert row["attempts"] == 1 and row["last_error"] == "webhook answered 500"
+    [listed] = client.get("/api/admin/webhooks", headers=key(keys.admin)).json()
+    assert listed["pending"] == 1 and listed["last_error"] == "webhook answered 500"
+    make_due(engine)
+    assert deliver(engine) == (1, 0, 0)
+    first, second = receiver.calls
+    assert first[2] == second[2], "a retry sends the same event"
+    assert first[1]["X-Issuemap-Event-Id"] == second[1]["X-Issuemap-Event-Id"]
+    assert verify(hook["secret"], second[1], second[2])
+    [listed] = client.get("/api/admin/webhooks", headers=key(keys.admin)).json()
+    assert listed["pending"] == 0 and listed["failed"] == 0
+
+
+def test_a_revoked_webhook_is_called_no_more(city_app, engine, receiver) -> None:
+    client, _, keys = city_app
+    hook = register(client, keys, url=receiver.url("/hook"))
+    report = file_report(client, keys)
+    assert (
+        client.delete(f"/api/admin/webhooks/{hook['id']}", headers=key(keys.admin)).status_code
+        == 204
+    )
+    move(client, keys, report, "acknowledged")
+    assert [r["kind"] for r in outbox(engine, report)] == ["webhook"], "only the earlier event"
+    assert deliver(engine) == (0, 0, 1)
+    assert receiver.calls == []
+    assert client.get("/api/admin/webhooks", headers=key(keys.admin)).json() == []
+    again = client.delete(f"/api/admin/webhooks/{hook['id']}", headers=key(keys.admin))
+    assert again.status_code == 404
+
+
+def test_hidden_reports_reach_their_reporter_but_no_webhook(
+    city_app, engine, receiver, mailbox
+) -> None:
+    client, _, keys = city_app
+    register(client, keys, url=receiver.url("/hook"))
+    report = file_report(client, keys)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE reports SET hidden_at = now(), hidden_reason = 'abuse' WHERE id = :id"),
+            {"id": report},
+        )
+    move(client, keys, report, "rejected", public_note="ไม่ใช่เรื่องของเมือง")
+    assert [r["kind"] for r in outbox(engine, report)] == ["webhook", "email"]
+    assert deliver(engine) == (1, 0, 1), "the created call was queued before it was hidden"
+    assert receiver.calls == [] and len(mailbox.messages) == 1
+
+
+BAD_WEBHOOKS = [
+    ({"url": "javascript:alert(1)"}, "url"),
+    ({"url": "ftp://files.example/x"}, "url"),
+    ({"url": "file:///etc/passwd"}, "url"),
+    ({"url": "http://user:secret@hooks.example/x"}, "url"),
+    ({"url": "http://hooks.example/x\x00y"}, "url"),
+    ({"url": "http://hooks.example/a b"}, "url"),
+    ({"url": "http://hooks.example/\r\nX-Injected: 1"}, "url"),
+    ({"url": "http:///no-host"}, "url"),
+    ({"url": "http://hooks.example:99999/"}, "url"),
+    ({"url": "{{7*7}}"}, "url"),
+    ({"url": "https://hooks.example/" + "a" * 5000}, "url"),
+    ({"url": ""}, "url"),
+    ({"url": "https://hooks.example/x", "events": ["report.deleted"]}, "events"),
+    ({"url": "https://hooks.example/x", "events": []}, "events"),
+    ({"url": "https://hooks.example/x", "events": ["{% raw %}"]}, "events"),
+    ({"url": "https://hooks.example/x", "description": "x" * 1000}, "description"),
+    ({"url": "https://hooks.example/x", "description": "a\x00b"}, "description"),
+    ({"url": "https://hooks.example/x", "secret": "mine"}, "secret"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_WEBHOOKS)
+def test_bad_webhooks_are_refused_naming_the_field(city_app, engine, body, field) -> None:
+    client, _, keys = city_app
+    answer = client.post("/api/admin/webhooks", json=body, headers=key(keys.admin))
+    assert answer.status_code == 422, answer.text
+    assert field in answer.text
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM webhooks")).scalar() == 0
+
+
+def test_only_admins_manage_webhooks(city_app, receiver) -> None:
+    client, _, keys = city_app
+    body = {"url": receiver.url("/hook"), "description": "{{7*7}} <img src=x onerror=alert(1)>"}
+    for secret in (keys.planner, keys.t1, keys.app):
+        assert client.post("/api/admin/webhooks", json=body, headers=key(secret)).status_code == 403
+        assert client.get("/api/admin/webhooks", headers=key(secret)).status_code == 403
+        assert client.delete("/api/admin/webhooks/1", headers=key(secret)).status_code == 403
+    assert client.post("/api/admin/webhooks", json=body).status_code == 401
+    assert client.get("/api/admin/webhooks").status_code == 401
+    made = register(client, keys, **body)
+    assert made["description"] == "{{7*7}} <img src=x onerror=alert(1)>"
+    [listed] = client.get("/api/admin/webhooks", headers=key(keys.admin)).json()
+    assert listed["description"] == body["description"] and listed["url"] == body["url"]

@@ -1,4 +1,4 @@
-"""Administration: boundaries, categories, category routes and API keys (admin keys only).
+"""Administration: boundaries, categories, routes, API keys and webhooks (admin keys only).
 
 Every route of ``router`` takes ``AdminDep``; ``catalogue`` holds the public category list.
 """
@@ -16,7 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AppState, AppStateDep, ConnDep, require_admin
 from api.errors import error_responses
-from api.models import BoundaryImport, Category, CategoryRoute, NewKey, StoredCategory
+from api.models import (
+    BoundaryImport,
+    Category,
+    CategoryRoute,
+    NewKey,
+    NewWebhook,
+    StoredCategory,
+    Webhook,
+)
 from api.params import Text
 from geo.access.keys import create_api_key, revoke_api_key
 from geo.city import catalogue
@@ -28,7 +36,8 @@ from geo.errors import (
     InvalidInputError,
 )
 from geo.i18n import N_
-from geo.vocabulary import CODE_MAX, NAME_MAX, ROLES
+from geo.reports import notifications
+from geo.vocabulary import CODE_MAX, NAME_MAX, ROLES, URL_MAX
 
 catalogue_router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
 router = APIRouter(
@@ -152,6 +161,71 @@ def add_key(key: KeyIn, conn: ConnDep) -> NewKey:
 def delete_key(key_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], conn: ConnDep) -> None:
     """Revoke a key at once."""
     revoke_api_key(conn, key_id)
+
+
+class WebhookIn(BaseModel):
+    """An address to call when reports are created, change status or are merged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Text = Field(
+        min_length=1,
+        max_length=URL_MAX,
+        description="An http:// or https:// address, without a user name or password.",
+    )
+    events: list[Annotated[str, Field(max_length=CODE_MAX)]] | None = Field(
+        default=None,
+        max_length=len(notifications.WEBHOOK_EVENTS),
+        description="Any of " + ", ".join(notifications.WEBHOOK_EVENTS) + " (default: all).",
+    )
+    description: Text = Field(default="", max_length=NAME_MAX)
+
+
+@router.post(
+    "/admin/webhooks",
+    status_code=201,
+    summary="Register a webhook",
+)
+def add_webhook(webhook: WebhookIn, conn: ConnDep) -> NewWebhook:
+    """Register an address for report events; the signing secret is in this answer only.
+
+    Each call is a JSON POST signed with HMAC-SHA256 of its raw body, keyed with the secret,
+    in ``X-Issuemap-Signature: sha256=<hex>``; ``X-Issuemap-Event``, ``X-Issuemap-Event-Id``
+    and ``X-Issuemap-Timestamp`` say which event, which occurrence (the same on every
+    retry) and when it was sent. Failed calls are retried with growing waits. Calls carry
+    what the public may see: the location on the public grid, no reporter name or contact,
+    no staff notes; reports hidden from the public are not announced.
+    """
+    new = notifications.create_webhook(
+        conn, url=webhook.url, events=webhook.events, description=webhook.description
+    )
+    return NewWebhook(
+        id=new.id,
+        url=new.url,
+        events=new.events,
+        description=new.description,
+        created_at=new.created_at,
+        secret=new.secret,
+    )
+
+
+@router.get("/admin/webhooks", summary="Registered webhooks")
+def list_webhooks(conn: ConnDep) -> list[Webhook]:
+    """Every active webhook, with its calls waiting and given up on (never its secret)."""
+    return [Webhook(**row) for row in notifications.list_webhooks(conn)]
+
+
+@router.delete(
+    "/admin/webhooks/{webhook_id}",
+    status_code=204,
+    summary="Revoke a webhook",
+    responses=error_responses(404),
+)
+def delete_webhook(
+    webhook_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], conn: ConnDep
+) -> None:
+    """Stop calling a webhook at once; calls still queued for it are dropped."""
+    notifications.revoke_webhook(conn, webhook_id)
 
 
 _BOUNDARY_SUFFIXES = (".zip", ".geojson", ".json", ".topojson", ".gpkg")
