@@ -25,6 +25,7 @@ from geo.access.ratelimit import ReportRateLimiter
 from geo.city.geocoding import Geocoder
 from geo.db.engine import make_engine
 from geo.errors import AuthenticationError, PermissionDeniedError
+from geo.i18n import N_
 from geo.reports.live import LiveHub
 from geo.settings import (
     BoundarySettings,
@@ -225,16 +226,16 @@ ReportRateLimitDep = Annotated[None, Depends(limit_reports)]
 def require_staff(principal: PrincipalDep) -> Principal:
     """The caller, who must hold a field-team, planner or admin key (else 401)."""
     if not principal.is_staff:
-        raise AuthenticationError("This needs a field-team, planner or admin key.")
+        raise AuthenticationError(N_("This needs a field-team, planner or admin key."))
     return principal
 
 
 def require_admin(principal: PrincipalDep) -> Principal:
     """The caller, who must be an administrator: 401 without a key, 403 with another."""
     if principal.key_id is None:
-        raise AuthenticationError("This needs an administrator's API key.")
+        raise AuthenticationError(N_("This needs an administrator's API key."))
     if not is_admin(principal):
-        raise PermissionDeniedError("Only administrators may do this.")
+        raise PermissionDeniedError(N_("Only administrators may do this."))
     return principal
 
 

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from geo.city.coordinates import BBox, parse_bbox
 from geo.errors import InvalidInputError
+from geo.i18n import N_
 from geo.reports.search import MAX_PAGE, ReportFilter
 from geo.vocabulary import REPORT_STATUSES
 
@@ -32,7 +33,7 @@ MAX_VALUES = 100
 MAX_ID = 2**62
 """Largest id accepted in a parameter (ids are bigints; this keeps clear of overflow)."""
 
-NUL_PROBLEM = "must not contain NUL characters (%00)"
+NUL_PROBLEM = N_("must not contain NUL characters (%00)")
 
 # Headers by the name their documentation gives them; others are written Like-This.
 _HEADER_NAMES = {"x-api-key": "X-API-Key", "idempotency-key": "Idempotency-Key"}
@@ -82,7 +83,9 @@ async def refuse_nul_characters(request: Request) -> None:
             refuse_nul(name, value)
     for name, value in request.query_params.multi_items():
         if "\x00" in name:
-            raise InvalidInputError(repr(name), "a parameter name " + NUL_PROBLEM)
+            raise InvalidInputError(
+                repr(name), N_("a parameter name must not contain NUL characters (%00)")
+            )
         refuse_nul(name, value)
     for name, value in request.headers.items():
         refuse_nul(_HEADER_NAMES.get(name, name.title()), value)
@@ -99,7 +102,7 @@ def _items(name: str, values: list[str] | None) -> tuple[str, ...]:
     items = [item for value in values or () for item in _SPLIT.split(value.strip()) if item]
     unique = tuple(dict.fromkeys(items))
     if len(unique) > MAX_VALUES:
-        raise InvalidInputError(name, f"at most {MAX_VALUES} values")
+        raise InvalidInputError(name, N_("at most {count} values"), count=MAX_VALUES)
     return unique
 
 
@@ -144,11 +147,12 @@ def _instant(name: str, value: str | None, *, end_of_day: bool) -> datetime | No
         moment = datetime.fromisoformat(_SPACE_FOR_PLUS.sub(r"\1+\2", written))
     except ValueError as error:
         raise InvalidInputError(
-            name, "must be an ISO 8601 date (2024-05-01) or time (2024-05-01T08:00:00+07:00)"
+            name,
+            N_("must be an ISO 8601 date (2024-05-01) or time (2024-05-01T08:00:00+07:00)"),
         ) from error
     if moment.tzinfo is None:
         raise InvalidInputError(
-            name, "a time needs its UTC offset, e.g. 2024-05-01T08:00:00+07:00 or ...Z"
+            name, N_("a time needs its UTC offset, e.g. 2024-05-01T08:00:00+07:00 or ...Z")
         )
     return moment
 
@@ -179,7 +183,7 @@ def time_window(
         end=_instant("created_to", created_to, end_of_day=True),
     )
     if window.start is not None and window.end is not None and window.start > window.end:
-        raise InvalidInputError("created_to", "must not be earlier than created_from")
+        raise InvalidInputError("created_to", N_("must not be earlier than created_from"))
     return window
 
 
@@ -199,7 +203,9 @@ def category_param(
     codes = _items("category", category)
     for code in codes:
         if len(code) > 64:
-            raise InvalidInputError("category", f"{code[:20]!r}... is longer than a code can be")
+            raise InvalidInputError(
+                "category", N_("{code!r}... is longer than a code can be"), code=code[:20]
+            )
     return codes
 
 
@@ -222,7 +228,10 @@ def status_param(
     for value in statuses:
         if value not in REPORT_STATUSES:
             raise InvalidInputError(
-                "status", f"unknown status {value[:40]!r}; use one of {', '.join(REPORT_STATUSES)}"
+                "status",
+                N_("unknown status {status!r}; use one of {choices}"),
+                status=value[:40],
+                choices=", ".join(REPORT_STATUSES),
             )
     return statuses
 
@@ -235,7 +244,7 @@ _Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 def _ids(name: str, values: list[int] | None) -> tuple[int, ...]:
     unique = tuple(dict.fromkeys(values or ()))
     if len(unique) > MAX_VALUES:
-        raise InvalidInputError(name, f"at most {MAX_VALUES} values")
+        raise InvalidInputError(name, N_("at most {count} values"), count=MAX_VALUES)
     return unique
 
 

@@ -28,6 +28,7 @@ from geo.city.catalogue import active_categories, category_id
 from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import Geocoder
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
+from geo.i18n import N_
 from geo.reports.intake import IntakeResult, Submission, file_report
 from geo.reports.search import ReportFilter, get_report, report_query
 from geo.settings import IntakeSettings, RoutingSettings
@@ -102,7 +103,9 @@ def check_jurisdiction(given: str | None, served: str) -> None:
     """Refuse a ``jurisdiction_id`` other than ours; leaving it out is fine (one city here)."""
     if given is not None and given.strip() and given.strip() != served:
         raise NotFoundError(
-            f"There is no jurisdiction {given.strip()!r} here; this endpoint serves {served!r}."
+            N_("There is no jurisdiction {given!r} here; this endpoint serves {served!r}."),
+            given=given.strip(),
+            served=served,
         )
 
 
@@ -132,11 +135,15 @@ def parse_request_ids(values: Iterable[str] | None, *, limit: int) -> tuple[int,
         report_id = _report_id(value)
         if report_id is None:
             raise InvalidInputError(
-                "service_request_id", f"{value[:40]!r} is not a service request id"
+                "service_request_id",
+                N_("{value!r} is not a service request id"),
+                value=value[:40],
             )
         ids.append(report_id)
     if len(ids) > limit:
-        raise InvalidInputError("service_request_id", f"at most {limit:,} ids per call")
+        raise InvalidInputError(
+            "service_request_id", N_("at most {limit:,} ids per call"), limit=limit
+        )
     return tuple(ids)
 
 
@@ -146,7 +153,9 @@ def our_statuses(values: Iterable[str]) -> tuple[str, ...]:
     unknown = wanted - {"open", "closed"}
     if unknown:
         raise InvalidInputError(
-            "status", f"unknown status {sorted(unknown)[0]!r}; use open, closed or both"
+            "status",
+            N_("unknown status {status!r}; use open, closed or both"),
+            status=sorted(unknown)[0],
         )
     return tuple(s for s in REPORT_STATUSES if OPEN311_STATUS[s] in wanted)
 
@@ -157,7 +166,8 @@ def parse_datetime(name: str, value: str) -> datetime:
     if match is None:
         raise InvalidInputError(
             name,
-            f"{value[:40]!r} is not a W3C datetime with a time zone, e.g. 2010-01-01T00:00:00Z",
+            N_("{value!r} is not a W3C datetime with a time zone, e.g. 2010-01-01T00:00:00Z"),
+            value=value[:40],
         )
     part = match.groupdict()
     zone = part["zone"]
@@ -178,7 +188,9 @@ def parse_datetime(name: str, value: str) -> datetime:
             tzinfo=tz,
         )
     except ValueError as error:
-        raise InvalidInputError(name, f"{value!r} is not a real date and time") from error
+        raise InvalidInputError(
+            name, N_("{value!r} is not a real date and time"), value=value
+        ) from error
 
 
 def _shift(moment: datetime, delta: timedelta) -> datetime:
@@ -203,9 +215,11 @@ def request_window(
     if end is None:
         return start, _shift(start, MAX_WINDOW)
     if end < start:
-        raise InvalidInputError("end_date", "must not be earlier than start_date")
+        raise InvalidInputError("end_date", N_("must not be earlier than start_date"))
     if end - start > MAX_WINDOW:
-        raise InvalidInputError("end_date", "start_date and end_date may be at most 90 days apart")
+        raise InvalidInputError(
+            "end_date", N_("start_date and end_date may be at most 90 days apart")
+        )
     return start, end
 
 
@@ -259,7 +273,9 @@ def list_services(conn: Connection) -> list[dict[str, Any]]:
 def service_definition(conn: Connection, service_code: str) -> dict[str, Any]:
     """GET Service Definition: our categories ask for no extra attributes."""
     if category_id(conn, service_code) is None:
-        raise NotFoundError(f"There is no service with service_code {service_code!r}.")
+        raise NotFoundError(
+            N_("There is no service with service_code {code!r}."), code=service_code
+        )
     return {"service_code": service_code, "attributes": []}
 
 
@@ -350,7 +366,7 @@ def get_request(
     """GET Service Request: one report as the public sees it; anything else is a 404."""
     report_id = _report_id(service_request_id)
     if report_id is None:
-        raise NotFoundError(f"There is no service request {service_request_id[:40]!r}.")
+        raise NotFoundError(N_("There is no service request {id!r}."), id=service_request_id[:40])
     report = get_report(conn, report_id, ANONYMOUS, public_rounding_m=public_rounding_m)
     notes = latest_notes(conn, [report["id"]])
     return request_record(report, status_notes=notes.get(report["id"]), base_url=base_url)
@@ -369,7 +385,12 @@ def _joined(fields: Mapping[str, str], names: tuple[str, str], sep: str) -> str 
     parts = [p for p in (_field(fields, n) for n in names) if p]
     joined = sep.join(parts) or None
     if joined is not None and len(joined) > 200:
-        raise InvalidInputError(names[0], f"{' and '.join(names)} may be 200 characters together")
+        raise InvalidInputError(
+            names[0],
+            N_("{first} and {second} may be 200 characters together"),
+            first=names[0],
+            second=names[1],
+        )
     return joined
 
 
@@ -381,11 +402,11 @@ def submission_from_post(fields: Mapping[str, str]) -> Submission:
     """
     service_code = _field(fields, "service_code")
     if service_code is None:
-        raise InvalidInputError("service_code", "is required; services.json lists the codes")
+        raise InvalidInputError("service_code", N_("is required; services.json lists the codes"))
     lat_text, long_text = _field(fields, "lat"), _field(fields, "long")
     if (lat_text is None) != (long_text is None):
         raise InvalidInputError(
-            "long" if long_text is None else "lat", "lat and long must be given together"
+            "long" if long_text is None else "lat", N_("lat and long must be given together")
         )
     lat = parse_degrees("lat", lat_text, LAT_MAX) if lat_text is not None else None
     lon = parse_degrees("long", long_text, LON_MAX) if long_text is not None else None
@@ -393,12 +414,13 @@ def submission_from_post(fields: Mapping[str, str]) -> Submission:
     if lat is None and address is None:
         if _field(fields, "address_id") is not None:
             raise InvalidInputError(
-                "address_id", "is not supported here; send lat and long, or address_string"
+                "address_id",
+                N_("is not supported here; send lat and long, or address_string"),
             )
-        raise InvalidInputError("lat", "give the location as lat and long, or address_string")
+        raise InvalidInputError("lat", N_("give the location as lat and long, or address_string"))
     description = _field(fields, "description")
     if description is None:
-        raise InvalidInputError("description", "is required: describe the problem")
+        raise InvalidInputError("description", N_("is required: describe the problem"))
     return Submission(
         category=service_code,
         description=description,
@@ -415,7 +437,7 @@ def submission_from_post(fields: Mapping[str, str]) -> Submission:
 def require_key(conn: Connection, api_key: str | None) -> Principal:
     """The principal of a posting client; posting needs a valid key of any role."""
     if api_key is None or not api_key.strip():
-        raise AuthenticationError("An api_key is required to post a service request.")
+        raise AuthenticationError(N_("An api_key is required to post a service request."))
     return authenticate(conn, api_key.strip())
 
 

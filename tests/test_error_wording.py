@@ -348,3 +348,19 @@ def test_not_found_and_key_errors_answer_in_the_callers_language(
     assert plain.json()["detail"] == english
     assert asked.json()["detail"] == thai
     assert plain.json()["error"] == asked.json()["error"]
+
+
+def test_open311_errors_answer_in_the_callers_language_in_the_spec_format(city_app) -> None:
+    client, _city, _keys = city_app
+    url = "/open311/v2/requests/987654.json"
+    plain = client.get(url)
+    asked = client.get(url, headers={"Accept-Language": "th"})
+    assert plain.status_code == asked.status_code == 404
+    assert plain.json() == [{"code": 404, "description": "There is no report 987654."}]
+    assert asked.json() == [{"code": 404, "description": "ไม่มีเรื่องร้องเรียนหมายเลข 987654"}]
+    wrong_type = client.get(
+        "/open311/v2/requests.json?start_date={{7*7}}", headers={"Accept-Language": "th"}
+    )
+    assert wrong_type.status_code == 400
+    description = wrong_type.json()[0]["description"]
+    assert description.startswith("start_date: '{{7*7}}' ไม่ใช่วันเวลาแบบ W3C"), description

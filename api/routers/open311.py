@@ -34,9 +34,11 @@ from api.errors import (
     RETRY_AFTER_HEADER,
     RETRY_AFTER_S,
     UNAVAILABLE_DETAIL,
-    UNREADABLE_BODY_DETAIL,
     rate_limited_detail,
+    request_language,
     unreadable_body,
+    unreadable_body_detail,
+    validation_problem,
 )
 from api.models import (
     Open311Discovery,
@@ -55,6 +57,7 @@ from geo.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from geo.i18n import N_, translate
 from geo.reports.search import ReportFilter
 from geo.vocabulary import CODE_MAX
 
@@ -100,10 +103,10 @@ def error_response(request: Request, status: int, description: str) -> Response:
     )
 
 
-def _validation_description(error: RequestValidationError) -> str:
+def _validation_description(error: RequestValidationError, lang: str) -> str:
     problems = error.errors()
     if not problems:
-        return "The request is not valid."
+        return translate(lang, N_("The request is not valid."))
     first = problems[0]
     # The path's format suffix is the parameter ``fmt`` in code; users know it as the format.
     names = [
@@ -112,7 +115,7 @@ def _validation_description(error: RequestValidationError) -> str:
         if p not in ("body", "query", "path", "header")
     ]
     field = ".".join(names) or "request"
-    return f"{field}: {first['msg']}"
+    return f"{field}: {validation_problem(first, lang)}"
 
 
 class Open311Route(APIRoute):
@@ -126,11 +129,15 @@ class Open311Route(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as error:
-                return error_response(request, 400, _validation_description(error))
+                return error_response(
+                    request, 400, _validation_description(error, request_language(request))
+                )
             except HTTPException as error:
                 if not unreadable_body(error):
                     raise
-                return error_response(request, 400, UNREADABLE_BODY_DETAIL)
+                return error_response(
+                    request, 400, unreadable_body_detail(request_language(request))
+                )
             except RateLimitedError as error:
                 answer = error_response(request, 429, rate_limited_detail(request, error))
                 answer.headers["Retry-After"] = str(error.retry_after_s)
@@ -140,9 +147,11 @@ class Open311Route(APIRoute):
                     (code for cls, code in _STATUS_BY_ERROR.items() if isinstance(error, cls)),
                     400,
                 )
-                return error_response(request, status, str(error))
+                return error_response(request, status, error.message(request_language(request)))
             except DATABASE_UNAVAILABLE:
-                answer = error_response(request, 503, UNAVAILABLE_DETAIL)
+                answer = error_response(
+                    request, 503, translate(request_language(request), UNAVAILABLE_DETAIL)
+                )
                 answer.headers["Retry-After"] = str(RETRY_AFTER_S)
                 return answer
 
@@ -333,25 +342,27 @@ async def _read_fields(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     length = request.headers.get("content-length", "0")
     if (length.isdigit() and int(length) > MAX_BODY) or len(await request.body()) > MAX_BODY:
-        raise InvalidInputError("description", "the request is too large")
+        raise InvalidInputError("description", N_("the request is too large"))
     fields: dict[str, str] = {}
     if content_type in _FORM_TYPES:
         try:
             form = await request.form(max_files=0, max_fields=200, max_part_size=MAX_BODY)
         except HTTPException as error:
-            raise InvalidInputError("body", f"malformed form: {error.detail}") from error
+            raise InvalidInputError(
+                "body", N_("malformed form: {reason}"), reason=error.detail
+            ) from error
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
-                raise InvalidInputError(name, "files are not accepted; send a media_url")
+                raise InvalidInputError(name, N_("files are not accepted; send a media_url"))
             refuse_nul(name, value)
             if name in open311.POST_FIELDS:
                 if name in fields:
-                    raise InvalidInputError(name, "given more than once")
+                    raise InvalidInputError(name, N_("given more than once"))
                 fields[name] = value
             # attribute[...] and anything else: our services define no attributes.
     elif await request.body():
         raise InvalidInputError(
-            "Content-Type", "send the fields as application/x-www-form-urlencoded"
+            "Content-Type", N_("send the fields as application/x-www-form-urlencoded")
         )
     for name in ("api_key", "jurisdiction_id"):
         if name not in fields and name in request.query_params:
@@ -417,6 +428,7 @@ async def post_service_request(fmt: FormatPath, request: Request, state: AppStat
 def unknown_resource(path: str, request: Request) -> Response:
     """Anything else under the endpoint is a 404 in the spec's error format."""
     raise NotFoundError(
-        f"There is no Open311 resource {request.method} {path[:80]!r}; "
-        "see discovery.json for what is here."
+        N_("There is no Open311 resource {method} {path!r}; see discovery.json for what is here."),
+        method=request.method,
+        path=path[:80],
     )

@@ -21,11 +21,12 @@ from api.deps import (
     ReportRateLimitDep,
     client_address,
 )
-from api.errors import error_responses
+from api.errors import error_responses, problem_message
 from api.models import IntakeAnswer, Merged, ReportEvent, ReportOut, StatusChanged, StatusForm
 from api.params import Text
 from geo.city.coordinates import LAT_MAX, LON_MAX
-from geo.errors import InvalidInputError
+from geo.errors import InvalidInputError, Message
+from geo.i18n import N_
 from geo.reports import idempotency
 from geo.reports.intake import (
     IntakeResult,
@@ -65,7 +66,7 @@ def input_error(error: ValidationError) -> InvalidInputError:
     """The first problem pydantic found, as a domain error naming the field."""
     first = error.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "body"
-    return InvalidInputError(field, first["msg"])
+    return InvalidInputError(field, problem_message(first) or Message(first["msg"]))
 
 
 async def _read_submission(
@@ -77,12 +78,16 @@ async def _read_submission(
     if content_type == "application/json":
         if length > 64 * 1024:
             raise InvalidInputError(
-                "description", f"the request is too large; at most {DESCRIPTION_MAX:,} characters"
+                "description",
+                N_("the request is too large; at most {limit:,} characters"),
+                limit=DESCRIPTION_MAX,
             )
         body = await request.body()
         if len(body) > 64 * 1024:
             raise InvalidInputError(
-                "description", f"the request is too large; at most {DESCRIPTION_MAX:,} characters"
+                "description",
+                N_("the request is too large; at most {limit:,} characters"),
+                limit=DESCRIPTION_MAX,
             )
         try:
             payload = ReportIn.model_validate_json(body)
@@ -93,17 +98,21 @@ async def _read_submission(
         limit = max_photos * max_photo_bytes + 256 * 1024
         if length > limit:
             raise InvalidInputError(
-                "photo", f"the upload is too large; each photo may be {max_photo_bytes:,} bytes"
+                "photo",
+                N_("the upload is too large; each photo may be {limit:,} bytes"),
+                limit=max_photo_bytes,
             )
         try:
             form = await request.form(
                 max_files=max_photos + 1, max_fields=20, max_part_size=64 * 1024
             )
         except HTTPException as error:
-            raise InvalidInputError("body", f"malformed multipart form: {error.detail}") from error
+            raise InvalidInputError(
+                "body", N_("malformed multipart form: {reason}"), reason=error.detail
+            ) from error
         if not form and length > 0:
             # Starlette reads a multipart body with a wrong boundary as an empty form.
-            raise InvalidInputError("body", "malformed multipart form: no fields could be read")
+            raise InvalidInputError("body", N_("malformed multipart form: no fields could be read"))
         fields: dict[str, Any] = {}
         photos: list[PhotoUpload] = []
         # Hashed as it is read: a copy of every photo would double what a request holds.
@@ -111,17 +120,19 @@ async def _read_submission(
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if name != "photo":
-                    raise InvalidInputError(name, "unexpected file; send photos as 'photo'")
+                    raise InvalidInputError(name, N_("unexpected file; send photos as 'photo'"))
                 data = await value.read(max_photo_bytes + 1)
                 if len(data) > max_photo_bytes:
                     raise InvalidInputError(
-                        "photo", f"a photo may be at most {max_photo_bytes / 1e6:.0f} MB"
+                        "photo",
+                        N_("a photo may be at most {megabytes:.0f} MB"),
+                        megabytes=max_photo_bytes / 1e6,
                     )
                 photos.append(PhotoUpload(data=data, declared_type=value.content_type))
                 fingerprint.update(data)
             else:
                 if name in fields:
-                    raise InvalidInputError(name, "given more than once")
+                    raise InvalidInputError(name, N_("given more than once"))
                 fields[name] = value if value != "" else None
                 fingerprint.update(f"{name}={value}\n".encode())
         try:
@@ -131,7 +142,7 @@ async def _read_submission(
         return _submission(payload, tuple(photos)), fingerprint.digest()
     raise InvalidInputError(
         "Content-Type",
-        "send application/json, or multipart/form-data (with photos) or a url-encoded form",
+        N_("send application/json, or multipart/form-data (with photos) or a url-encoded form"),
     )
 
 
@@ -354,7 +365,7 @@ async def post_status(
             if isinstance(upload, UploadFile):
                 data = await upload.read(intake.photo_max_bytes + 1)
                 if len(data) > intake.photo_max_bytes:
-                    raise InvalidInputError("photo", "the after-photo is too large")
+                    raise InvalidInputError("photo", N_("the after-photo is too large"))
                 photo = PhotoUpload(data=data, declared_type=upload.content_type)
             change = StatusIn.model_validate(fields)
         else:
@@ -362,7 +373,9 @@ async def post_status(
     except ValidationError as error:
         raise input_error(error) from error
     except HTTPException as error:
-        raise InvalidInputError("body", f"malformed multipart form: {error.detail}") from error
+        raise InvalidInputError(
+            "body", N_("malformed multipart form: {reason}"), reason=error.detail
+        ) from error
     worked = await run_in_threadpool(
         partial(
             work_report,
