@@ -187,7 +187,8 @@ def test_a_resident_reports_with_the_keyboard_and_a_photo_and_lands_on_the_statu
     assert translate("th", "Thank you: your report has been sent.") in body
     assert "ถนน" in body and translate("th", "Open") in body
     assert "สมหญิง" not in body and "somying" not in body
-    assert page.evaluate("document.querySelector('.photos img').naturalWidth") > 0
+    # The photo is served back (without its EXIF) from our own origin.
+    wait_until(page, "document.querySelector('.photos img').naturalWidth > 0")
     screenshot(page, "resident-status-page-phone")
     report = stored(engine, match.group(1))
     assert (report.category, report.photos, report.language) == ("road", 1, "th")
