@@ -364,3 +364,47 @@ def test_open311_errors_answer_in_the_callers_language_in_the_spec_format(city_a
     assert wrong_type.status_code == 400
     description = wrong_type.json()[0]["description"]
     assert description.startswith("start_date: '{{7*7}}' ไม่ใช่วันเวลาแบบ W3C"), description
+
+
+def test_a_boundary_upload_is_refused_in_the_callers_language(city_app) -> None:
+    client, _city, keys = city_app
+    topojson = ("w.topojson", json.dumps(TOPOJSON).encode(), "application/json")
+    form = {"layer": "wards", "id_field": "WARD", "name_field": "NAME"}
+    admin = {"X-API-Key": keys.admin}
+    no_crs = client.post(
+        "/api/admin/boundaries",
+        headers=admin | {"Accept-Language": "th"},
+        data=form,
+        files={"file": topojson},
+    )
+    assert no_crs.status_code == 422, no_crs.text
+    assert no_crs.json()["detail"].startswith("w.topojson ไม่ได้ระบุว่าใช้ระบบพิกัดอ้างอิงใด")
+    assert "`crs`" in no_crs.json()["detail"]
+    # Each problem of a refused file is listed in the same language, field names as given.
+    wrong_fields = form | {"name_field": "name", "name_th_field": "{{7*7}}", "crs": "EPSG:4326"}
+    for lang, expected in (
+        ("en", ["the name field 'name' is not in the file (did you mean 'NAME'?)"]),
+        ("th", ["ไม่มีช่องชื่อ 'name' ในไฟล์ (หมายถึง 'NAME' หรือไม่)", "ไม่มีช่องชื่อภาษาไทย '{{7*7}}' ในไฟล์"]),
+    ):
+        refused = client.post(
+            "/api/admin/boundaries",
+            headers=admin | {"Accept-Language": lang},
+            data=wrong_fields,
+            files={"file": topojson},
+        )
+        assert refused.status_code == 422, refused.text
+        for line in expected:
+            assert f"  - {line}" in refused.json()["detail"]
+    # A replace that needs confirmation names `force` and gives its numbers in Thai.
+    report = {"category": "road", "description": "x", "lat": 8.405, "lon": 100.005}
+    assert client.post("/api/reports", json=report).status_code == 201
+    swapped = client.post(
+        "/api/admin/boundaries",
+        headers=admin | {"Accept-Language": "th"},
+        data=form,
+        files={"file": ("w.geojson", json.dumps(SWAPPED).encode(), "application/geo+json")},
+    )
+    assert swapped.status_code == 422 and swapped.json()["field"] == "force"
+    detail = swapped.json()["detail"]
+    assert detail.startswith("force: w.geojson ถูกปฏิเสธ การแทนที่ชุมชนปัจจุบัน 2 แห่ง"), detail
+    assert "ให้ยืนยันการแทนที่ด้วย `force`" in detail

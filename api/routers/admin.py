@@ -34,6 +34,7 @@ from geo.errors import (
     BoundaryReplaceRefusedError,
     ConflictError,
     InvalidInputError,
+    Message,
 )
 from geo.i18n import N_
 from geo.reports import notifications
@@ -365,7 +366,7 @@ def _import_upload(
                 dry_run=dry_run,
             )
         except BoundaryReplaceRefusedError as error:
-            raise InvalidInputError(error.parameter, str(error)) from error
+            raise InvalidInputError(error.parameter, Message(error.msgid, error.values)) from error
         except BoundaryImportError as error:
             if folder in str(error):  # the server's temporary folder is nobody's business
                 raise BoundaryImportError(str(error).replace(folder + "/", "")) from error

@@ -34,7 +34,8 @@ import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
-from geo.errors import BoundaryImportError
+from geo.errors import BoundaryImportError, Message
+from geo.i18n import N_
 from geo.settings import BoundarySettings
 from geo.vocabulary import BOUNDARY_LAYERS, CODE_MAX, NAME_MAX
 
@@ -104,8 +105,11 @@ def parse_crs(value: str) -> CRS:
         return CRS.from_user_input(value)
     except CRSError as error:
         raise BoundaryImportError(
-            f"{value!r} is not a coordinate reference system pyproj knows; "
-            "give it as EPSG:<code>, for example EPSG:4326."
+            N_(
+                "{value!r} is not a coordinate reference system pyproj knows; "
+                "give it as EPSG:<code>, for example EPSG:4326."
+            ),
+            value=value,
         ) from error
 
 
@@ -128,18 +132,25 @@ def check_coordinate_range(
     if not all(math.isfinite(v) for v in bounds):
         return  # no usable coordinates at all; the geometry checks name the features
     label = _crs_label(crs)
-    found = f"x from {minx:.6g} to {maxx:.6g}, y from {miny:.6g} to {maxy:.6g}"
+    found = {"minx": minx, "maxx": maxx, "miny": miny, "maxy": maxy, "label": label}
     if crs.is_geographic:
         if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
             raise BoundaryImportError(
-                f"The coordinates ({found}) are not longitude/latitude degrees, so they "
-                f"cannot be in {label} (longitude -180 to 180, latitude -90 to 90). "
-                "Check which CRS the file really uses."
+                N_(
+                    "The coordinates (x from {minx:.6g} to {maxx:.6g}, y from {miny:.6g} to "
+                    "{maxy:.6g}) are not longitude/latitude degrees, so they cannot be in "
+                    "{label} (longitude -180 to 180, latitude -90 to 90). Check which CRS the "
+                    "file really uses."
+                ),
+                **found,
             )
         return
     if not crs.is_projected:
         raise BoundaryImportError(
-            f"{label} is neither a geographic nor a projected CRS; boundaries need one of those."
+            N_(
+                "{label} is neither a geographic nor a projected CRS; boundaries need one of those."
+            ),
+            label=label,
         )
     if not use_area_of_use or crs.area_of_use is None:
         return
@@ -149,9 +160,18 @@ def check_coordinate_range(
     pad_x, pad_y = (right - left) / 10, (top - bottom) / 10
     if minx < left - pad_x or maxx > right + pad_x or miny < bottom - pad_y or maxy > top + pad_y:
         raise BoundaryImportError(
-            f"The coordinates ({found}) lie outside the area where {label} ({crs.name}) is "
-            f"valid (x from {left:.6g} to {right:.6g}, y from {bottom:.6g} to {top:.6g}). "
-            "Check which CRS the file really uses."
+            N_(
+                "The coordinates (x from {minx:.6g} to {maxx:.6g}, y from {miny:.6g} to "
+                "{maxy:.6g}) lie outside the area where {label} ({name}) is valid (x from "
+                "{left:.6g} to {right:.6g}, y from {bottom:.6g} to {top:.6g}). Check which CRS "
+                "the file really uses."
+            ),
+            **found,
+            name=crs.name,
+            left=left,
+            right=right,
+            bottom=bottom,
+            top=top,
         )
 
 
@@ -192,22 +212,31 @@ def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataF
     """
     path = Path(path)
     if not path.exists():
-        raise BoundaryImportError(f"{path}: no such file.")
+        raise BoundaryImportError(N_("{path}: no such file."), path=str(path))
     if path.is_dir():
-        raise BoundaryImportError(f"{path} is a folder; give the boundary file itself.")
+        raise BoundaryImportError(
+            N_("{path} is a folder; give the boundary file itself."), path=str(path)
+        )
     try:
         layers = pyogrio.list_layers(path)
     except (pyogrio.errors.DataSourceError, OSError) as error:
         raise BoundaryImportError(
-            f"{path.name} could not be read as a vector boundary file (GeoJSON, TopoJSON, "
-            f"Shapefile or GeoPackage): {_without_folder(error, path)}"
+            N_(
+                "{name} could not be read as a vector boundary file (GeoJSON, TopoJSON, "
+                "Shapefile or GeoPackage): {reason}"
+            ),
+            name=path.name,
+            reason=_without_folder(error, path),
         ) from error
     if len(layers) == 0:
-        raise BoundaryImportError(f"{path.name} holds no layers.")
+        raise BoundaryImportError(N_("{name} holds no layers."), name=path.name)
     if len(layers) > 1:
         names = ", ".join(repr(str(name)) for name in layers[:, 0])
         raise BoundaryImportError(
-            f"{path.name} holds {len(layers)} layers ({names}); give a file with one layer."
+            N_("{name} holds {count} layers ({layers}); give a file with one layer."),
+            name=path.name,
+            count=len(layers),
+            layers=names,
         )
     layer_name = str(layers[0, 0])
     try:
@@ -215,18 +244,26 @@ def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataF
         driver = str(info["driver"])
         if driver not in SUPPORTED_FORMATS:
             raise BoundaryImportError(
-                f"{path.name} is a {driver} file; boundaries must be GeoJSON, TopoJSON, "
-                "Shapefile (plain or zipped) or GeoPackage."
+                N_(
+                    "{name} is a {driver} file; boundaries must be GeoJSON, TopoJSON, "
+                    "Shapefile (plain or zipped) or GeoPackage."
+                ),
+                name=path.name,
+                driver=driver,
             )
         if info["geometry_type"] is None:
-            raise BoundaryImportError(f"{path.name} has no geometry column.")
+            raise BoundaryImportError(N_("{name} has no geometry column."), name=path.name)
         frame = gpd.read_file(path, engine="pyogrio", layer=layer_name)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as error:
         raise BoundaryImportError(
-            f"{path.name} could not be read: {_without_folder(error, path)}"
+            N_("{name} could not be read: {reason}"),
+            name=path.name,
+            reason=_without_folder(error, path),
         ) from error
     if len(frame) == 0:
-        raise BoundaryImportError(f"{path.name} has no features (the layer is empty).")
+        raise BoundaryImportError(
+            N_("{name} has no features (the layer is empty)."), name=path.name
+        )
     return _settle_crs(frame, path.name, crs)
 
 
@@ -236,13 +273,21 @@ def _settle_crs(frame: gpd.GeoDataFrame, name: str, crs: str | None) -> gpd.GeoD
     declared: CRS | None = frame.crs
     if declared is None and given is None:
         raise BoundaryImportError(
-            f"{name} does not say which coordinate reference system it uses. Give it as "
-            "`crs` (EPSG:4326 if the coordinates are longitude/latitude degrees)."
+            N_(
+                "{name} does not say which coordinate reference system it uses. Give it as "
+                "`crs` (EPSG:4326 if the coordinates are longitude/latitude degrees)."
+            ),
+            name=name,
         )
     if declared is not None and given is not None and not _same_crs(declared, given):
         raise BoundaryImportError(
-            f"{name} declares {_crs_label(declared)} but {_crs_label(given)} was given; "
-            "leave the CRS out, or fix the file."
+            N_(
+                "{name} declares {declared} but {given} was given; "
+                "leave the CRS out, or fix the file."
+            ),
+            name=name,
+            declared=_crs_label(declared),
+            given=_crs_label(given),
         )
     source = given if given is not None else declared
     assert source is not None
@@ -261,8 +306,12 @@ def _settle_crs(frame: gpd.GeoDataFrame, name: str, crs: str | None) -> gpd.GeoD
         and np.abs(coords[:, 1]).max() <= 90
     ):
         raise BoundaryImportError(
-            f"The coordinates of {name} could not be converted from {_crs_label(source)} to "
-            "longitude/latitude; check which CRS the file really uses."
+            N_(
+                "The coordinates of {name} could not be converted from {crs} to "
+                "longitude/latitude; check which CRS the file really uses."
+            ),
+            name=name,
+            crs=_crs_label(source),
         )
     frame.attrs["source_crs"] = _crs_label(source)
     return frame
@@ -317,9 +366,15 @@ def _json_safe(value: object) -> JsonValue:
     return str(value)
 
 
-def _some(ids: list[str]) -> str:
-    """Quote at most ``_LISTED`` ids, then say how many more there are."""
-    return some_plain([repr(i) for i in ids], _LISTED)
+def _some(ids: list[str]) -> str | Message:
+    """Quote at most ``_LISTED`` ids, then say how many more there are (in the reader's words)."""
+    quoted = [repr(i) for i in ids]
+    if len(quoted) <= _LISTED:
+        return ", ".join(quoted)
+    return Message(
+        N_("{shown} and {more} more"),
+        {"shown": ", ".join(quoted[:_LISTED]), "more": len(quoted) - _LISTED},
+    )
 
 
 def some_plain(items: list[str], listed: int) -> str:
@@ -331,14 +386,16 @@ def some_plain(items: list[str], listed: int) -> str:
 def _check_options(*, layer: str, team_field: str | None, tolerance_m2: float) -> None:
     if layer not in BOUNDARY_LAYERS:
         raise BoundaryImportError(
-            f"Unknown layer {layer!r}; it must be one of: {', '.join(BOUNDARY_LAYERS)}."
+            N_("Unknown layer {layer!r}; it must be one of: {choices}."),
+            layer=layer,
+            choices=", ".join(BOUNDARY_LAYERS),
         )
     if team_field is not None and layer != "zones":
         raise BoundaryImportError(
-            "A team field only applies to the zones layer; wards have no teams."
+            N_("A team field only applies to the zones layer; wards have no teams.")
         )
     if not (math.isfinite(tolerance_m2) and tolerance_m2 >= 0):
-        raise BoundaryImportError("The overlap and gap tolerance must be 0 m² or more.")
+        raise BoundaryImportError(N_("The overlap and gap tolerance must be 0 m² or more."))
 
 
 def check_attributes(
@@ -364,24 +421,35 @@ def check_attributes(
     _check_options(layer=layer, team_field=team_field, tolerance_m2=0.0)
     geometry_name = frame.geometry.name
     fields = [str(c) for c in frame.columns if c != geometry_name]
-    wanted = {"id": id_field, "name": name_field}
+    wanted = [(N_("the id field"), id_field), (N_("the name field"), name_field)]
     if name_th_field is not None:
-        wanted["Thai name"] = name_th_field
+        wanted.append((N_("the Thai name field"), name_th_field))
     if name_en_field is not None:
-        wanted["English name"] = name_en_field
+        wanted.append((N_("the English name field"), name_en_field))
     if team_field is not None:
-        wanted["team"] = team_field
-    missing = []
-    for role, field in wanted.items():
+        wanted.append((N_("the team field"), team_field))
+    missing: list[str | Message] = []
+    for role, field in wanted:
         if field not in fields:
             similar = [f for f in fields if f.casefold() == field.casefold()]
-            hint = f" (did you mean {similar[0]!r}?)" if similar else ""
-            missing.append(f"the {role} field {field!r} is not in the file{hint}")
+            missing.append(
+                Message(
+                    N_("{role} {field!r} is not in the file (did you mean {similar!r}?)"),
+                    {"role": Message(role), "field": field, "similar": similar[0]},
+                )
+                if similar
+                else Message(
+                    N_("{role} {field!r} is not in the file"),
+                    {"role": Message(role), "field": field},
+                )
+            )
     if missing:
         raise BoundaryImportError(
-            "The file lacks a field it was told to use. Its fields are: "
-            + (", ".join(repr(f) for f in fields) or "none"),
+            N_("The file lacks a field it was told to use. Its fields are: {fields}")
+            if fields
+            else N_("The file lacks a field it was told to use. It has no fields."),
             missing,
+            fields=", ".join(repr(f) for f in fields),
         )
 
     codes = [_as_text(v) for v in frame[id_field]]
@@ -389,26 +457,43 @@ def check_attributes(
     names_th = _optional_names(frame, name_th_field)
     names_en = _optional_names(frame, name_en_field)
     teams = [_as_text(v) for v in frame[team_field]] if team_field is not None else None
-    problems = []
+    problems: list[str | Message] = []
     blank = [str(n) for n, code in enumerate(codes, start=1) if code is None]
     if blank:
         problems.append(
-            f"{len(blank)} feature(s) have no id in {id_field!r} (feature number "
-            f"{_some(blank)}, counting from 1)"
+            Message(
+                N_(
+                    "{count} feature(s) have no id in {field!r} (feature number {ids}, "
+                    "counting from 1)"
+                ),
+                {"count": len(blank), "field": id_field, "ids": _some(blank)},
+            )
         )
     counts = pd.Series([c for c in codes if c is not None], dtype=object).value_counts()
     duplicated = sorted(str(c) for c in counts[counts > 1].index)
     if duplicated:
         problems.append(
-            f"{len(duplicated)} id(s) in {id_field!r} are used by more than one feature: "
-            + _some(duplicated)
+            Message(
+                N_("{count} id(s) in {field!r} are used by more than one feature: {ids}"),
+                {"count": len(duplicated), "field": id_field, "ids": _some(duplicated)},
+            )
         )
     too_long = [c for c in codes if c is not None and len(c) > CODE_MAX]
     if too_long:
-        problems.append(f"ids longer than {CODE_MAX} characters: {_some(too_long)}")
+        problems.append(
+            Message(
+                N_("ids longer than {limit} characters: {ids}"),
+                {"limit": CODE_MAX, "ids": _some(too_long)},
+            )
+        )
     nameless = [str(c) for c, n in zip(codes, names, strict=True) if n is None]
     if nameless:
-        problems.append(f"features with no name in {name_field!r}: {_some(nameless)}")
+        problems.append(
+            Message(
+                N_("features with no name in {field!r}: {ids}"),
+                {"field": name_field, "ids": _some(nameless)},
+            )
+        )
     for column, values in (
         (name_field, names),
         (name_th_field, names_th),
@@ -417,21 +502,39 @@ def check_attributes(
         # Names are shown to residents and stored as text: PostgreSQL text holds no NUL.
         with_nul = [str(c) for c, n in zip(codes, values, strict=True) if n and "\x00" in n]
         if with_nul:
-            problems.append(f"names in {column!r} holding NUL characters: {_some(with_nul)}")
+            problems.append(
+                Message(
+                    N_("names in {field!r} holding NUL characters: {ids}"),
+                    {"field": column, "ids": _some(with_nul)},
+                )
+            )
         long_names = [str(c) for c, n in zip(codes, values, strict=True) if n and len(n) > NAME_MAX]
         if long_names:
             problems.append(
-                f"names in {column!r} longer than {NAME_MAX} characters: {_some(long_names)}"
+                Message(
+                    N_("names in {field!r} longer than {limit} characters: {ids}"),
+                    {"field": column, "limit": NAME_MAX, "ids": _some(long_names)},
+                )
             )
     if teams is not None:
         teamless = [str(c) for c, t in zip(codes, teams, strict=True) if t is None]
         if teamless:
-            problems.append(f"zones with no team in {team_field!r}: {_some(teamless)}")
+            problems.append(
+                Message(
+                    N_("zones with no team in {field!r}: {ids}"),
+                    {"field": team_field, "ids": _some(teamless)},
+                )
+            )
         long_teams = sorted({t for t in teams if t is not None and len(t) > CODE_MAX})
         if long_teams:
-            problems.append(f"team codes longer than {CODE_MAX} characters: {_some(long_teams)}")
+            problems.append(
+                Message(
+                    N_("team codes longer than {limit} characters: {ids}"),
+                    {"limit": CODE_MAX, "ids": _some(long_teams)},
+                )
+            )
     if problems:
-        raise BoundaryImportError("The file's ids, names or teams cannot be stored.", problems)
+        raise BoundaryImportError(N_("The file's ids, names or teams cannot be stored."), problems)
 
     used = {id_field, name_field, name_th_field, name_en_field, team_field, geometry_name}
     others = [c for c in frame.columns if c not in used]
@@ -471,16 +574,21 @@ def repair_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, tuple[
     """
     geoms = np.asarray(frame.geometry.array, dtype=object).copy()
     codes = list(frame["code"])
-    problems: list[str] = []
+    problems: list[str | Message] = []
     repaired: list[str] = []
     valid = shapely.is_valid(geoms)
     for i, geom in enumerate(geoms):
         code = codes[i]
         if geom is None or geom.is_empty:
-            problems.append(f"{code!r}: has no geometry (it is empty)")
+            problems.append(Message(N_("{code!r}: has no geometry (it is empty)"), {"code": code}))
             continue
         if geom.geom_type not in ("Polygon", "MultiPolygon"):
-            problems.append(f"{code!r}: is a {geom.geom_type}, not a polygon")
+            problems.append(
+                Message(
+                    N_("{code!r}: is a {kind}, not a polygon"),
+                    {"code": code, "kind": geom.geom_type},
+                )
+            )
             continue
         if valid[i]:
             continue
@@ -489,19 +597,32 @@ def repair_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, tuple[
         if fixed.geom_type == "GeometryCollection":
             fixed = shapely.union_all([g for g in fixed.geoms if g.geom_type.endswith("Polygon")])
         if fixed.is_empty:
-            problems.append(f"{code!r}: collapses to nothing when repaired ({reason})")
+            problems.append(
+                Message(
+                    N_("{code!r}: collapses to nothing when repaired ({reason})"),
+                    {"code": code, "reason": reason},
+                )
+            )
         elif fixed.geom_type not in ("Polygon", "MultiPolygon"):
-            problems.append(f"{code!r}: repairing it leaves a {fixed.geom_type} ({reason})")
+            problems.append(
+                Message(
+                    N_("{code!r}: repairing it leaves a {kind} ({reason})"),
+                    {"code": code, "kind": fixed.geom_type, "reason": reason},
+                )
+            )
         elif not fixed.is_valid:
             problems.append(
-                f"{code!r}: still invalid after repair ({shapely.is_valid_reason(fixed)})"
+                Message(
+                    N_("{code!r}: still invalid after repair ({reason})"),
+                    {"code": code, "reason": shapely.is_valid_reason(fixed)},
+                )
             )
         else:
             geoms[i] = fixed
             repaired.append(str(code))
     if problems:
         raise BoundaryImportError(
-            f"{len(problems)} feature(s) cannot be stored as polygons.", problems
+            N_("{count} feature(s) cannot be stored as polygons."), problems, count=len(problems)
         )
     return frame.set_geometry(geoms, crs=frame.crs), tuple(repaired)
 
@@ -519,12 +640,21 @@ def check_vertex_counts(frame: gpd.GeoDataFrame, *, max_vertices: int) -> None:
         return
     over = over[np.argsort(-counts[over], kind="stable")]
     codes = list(frame["code"])
+    problems: list[str | Message] = [
+        Message(N_("{code!r}: {count:,} vertices"), {"code": codes[i], "count": int(counts[i])})
+        for i in over[:_LISTED]
+    ]
+    if len(over) > _LISTED:
+        problems.append(Message(N_("and {count} more"), {"count": len(over) - _LISTED}))
     raise BoundaryImportError(
-        f"{len(over)} feature(s) have more than {max_vertices:,} vertices, the most one ward "
-        "or zone may have (ISSUEMAP_BOUNDARY_MAX_VERTICES). Simplify them, for example with "
-        "ogr2ogr -simplify or mapshaper, to a few metres' tolerance.",
-        [f"{codes[i]!r}: {int(counts[i]):,} vertices" for i in over[:_LISTED]]
-        + ([f"and {len(over) - _LISTED} more"] if len(over) > _LISTED else []),
+        N_(
+            "{count} feature(s) have more than {limit:,} vertices, the most one ward or zone "
+            "may have (ISSUEMAP_BOUNDARY_MAX_VERTICES). Simplify them, for example with "
+            "ogr2ogr -simplify or mapshaper, to a few metres' tolerance."
+        ),
+        problems,
+        count=len(over),
+        limit=max_vertices,
     )
 
 
@@ -619,7 +749,9 @@ def file_sha256(path: Path | str) -> str:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as error:
         raise BoundaryImportError(
-            f"{Path(path).name} could not be read: {_without_folder(error, Path(path))}"
+            N_("{name} could not be read: {reason}"),
+            name=Path(path).name,
+            reason=_without_folder(error, Path(path)),
         ) from error
 
 

@@ -32,7 +32,8 @@ from geo.city.boundary_files import (
 )
 from geo.city.routing import _ROUTE_SELECT
 from geo.db.engine import analyze_routing_tables
-from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError
+from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError, Message
+from geo.i18n import N_
 from geo.settings import BoundarySettings, RoutingSettings
 from geo.vocabulary import BOUNDARY_LAYERS, OPEN_STATUSES
 
@@ -304,7 +305,13 @@ def _measure_effect(
     )
 
 
-def replace_problem(effect: ReplaceEffect, *, layer: str, max_area_loss: float) -> str | None:
+# The layers by name, as a message says them.
+_LAYER_WORDS = {"wards": N_("wards"), "zones": N_("zones")}
+
+
+def replace_problem_message(
+    effect: ReplaceEffect, *, layer: str, max_area_loss: float
+) -> Message | None:
     """Why replacing the layer needs confirmation, with the numbers; None when it does not.
 
     It does when open reports inside the current layer would lie outside the new one, or
@@ -312,14 +319,32 @@ def replace_problem(effect: ReplaceEffect, *, layer: str, max_area_loss: float) 
     """
     if effect.outside == 0 and effect.lost_share <= max_area_loss:
         return None
-    return (
-        f"Replacing the {effect.current_count:,} current {layer} would leave "
-        f"{effect.outside:,} of the {effect.open_reports:,} open reports outside the new "
-        f"{layer} and uncover {effect.lost_km2:,.2f} km² of the {effect.covered_km2:,.2f} km² "
-        f"they cover now ({effect.lost_share:.1%}; more than {max_area_loss:.0%} needs "
-        f"confirmation). The new {layer} cover {effect.new_covered_km2:,.2f} km². "
-        "Check the file (are longitude and latitude swapped? is it the whole city?)."
+    return Message(
+        N_(
+            "Replacing the {current:,} current {layer} would leave {outside:,} of the "
+            "{open:,} open reports outside the new {layer} and uncover {lost:,.2f} km² of "
+            "the {covered:,.2f} km² they cover now ({share:.1%}; more than {max_loss:.0%} "
+            "needs confirmation). The new {layer} cover {new_covered:,.2f} km². Check the "
+            "file (are longitude and latitude swapped? is it the whole city?)."
+        ),
+        {
+            "current": effect.current_count,
+            "layer": Message(_LAYER_WORDS.get(layer, layer)),
+            "outside": effect.outside,
+            "open": effect.open_reports,
+            "lost": effect.lost_km2,
+            "covered": effect.covered_km2,
+            "share": effect.lost_share,
+            "max_loss": max_area_loss,
+            "new_covered": effect.new_covered_km2,
+        },
     )
+
+
+def replace_problem(effect: ReplaceEffect, *, layer: str, max_area_loss: float) -> str | None:
+    """``replace_problem_message`` in English, as the import's summary keeps it."""
+    problem = replace_problem_message(effect, layer=layer, max_area_loss=max_area_loss)
+    return None if problem is None else str(problem)
 
 
 def write_boundaries(
@@ -348,7 +373,7 @@ def write_boundaries(
     snap_m = (routing if routing is not None else RoutingSettings()).snap_distance_m
     layer = checked.layer
     if layer not in BOUNDARY_LAYERS:
-        raise BoundaryImportError(f"Unknown layer {layer!r}.")
+        raise BoundaryImportError(N_("Unknown layer {layer!r}."), layer=layer)
     features = checked.features
     geoms = np.asarray(features.geometry.array)
     params: dict[str, Any] = {
@@ -390,15 +415,22 @@ def write_boundaries(
         ).rowcount
         if inserted != len(features):  # a zone whose team is missing; cannot happen
             raise BoundaryImportError(
-                f"Only {inserted} of {len(features)} features could be stored; nothing changed."
+                N_("Only {stored} of {count} features could be stored; nothing changed."),
+                stored=inserted,
+                count=len(features),
             )
         analyze_routing_tables(conn)
         effect = _measure_effect(conn, layer, old_ids=old_ids, import_id=import_id, snap_m=snap_m)
-        problem = replace_problem(effect, layer=layer, max_area_loss=settings.max_area_loss)
+        problem = replace_problem_message(effect, layer=layer, max_area_loss=settings.max_area_loss)
         if problem is not None and not (force or dry_run):
             raise BoundaryReplaceRefusedError(
-                f"{checked.source} was refused. {problem} Nothing was changed. If the new "
-                f"{layer} are right, confirm the replace with `force`."
+                N_(
+                    "{source} was refused. {problem} Nothing was changed. If the new {layer} "
+                    "are right, confirm the replace with `force`."
+                ),
+                source=checked.source,
+                problem=problem,
+                layer=Message(_LAYER_WORDS.get(layer, layer)),
             )
         summary = ImportSummary(
             import_id=None if dry_run else import_id,
@@ -415,7 +447,7 @@ def write_boundaries(
             tolerance_m2=checked.tolerance_m2,
             metric_crs=checked.metric_crs,
             effect=effect,
-            needs_force=problem,
+            needs_force=None if problem is None else str(problem),
             dry_run=dry_run,
         )
         if dry_run:
