@@ -1,6 +1,7 @@
 """Open311 GeoReport v2 over HTTP, checked against JSON Schemas written from the spec."""
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -272,6 +273,21 @@ def test_post_answers_in_xml_too(o311: Open311) -> None:
     assert "T1" in (request.findtext("service_notice") or "")
     account = request.find("account_id")
     assert account is not None and account.text is None
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_the_token_of_a_posted_request_opens_its_status_page(o311: Open311, fmt: str) -> None:
+    answer = post(o311, fmt, first_name="Somchai", email="somchai@example.org")
+    if fmt == "json":
+        (record,) = valid_json(answer, "post_response")
+        token, report_id = record["token"], record["service_request_id"]
+    else:
+        (request,) = valid_xml(answer, "service_requests").findall("request")
+        token, report_id = request.findtext("token"), request.findtext("service_request_id")
+    assert token and re.fullmatch(r"[A-Za-z0-9_-]{24}", token) and token != report_id
+    page = o311.client.get(f"/r/{token}?lang=en")
+    assert page.status_code == 200 and f"<dd>{report_id}</dd>" in page.text
+    assert "Somchai" not in page.text and "somchai@" not in page.text
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])

@@ -414,7 +414,10 @@ def test_a_status_page_address_is_an_unguessable_token(city_app: Any, engine: En
         report_id = conn.execute(
             text("SELECT id FROM reports WHERE token = :t"), {"t": token}
         ).scalar_one()
-    assert str(report_id) not in token
+    assert token != str(report_id)
+    # Not a counter either: the next report's token shares nothing with this one's.
+    other = token_of(send(client, ROAD))
+    assert other != token and not other.startswith(token[:6])
 
 
 @pytest.mark.parametrize(
