@@ -291,7 +291,10 @@ def install(app: FastAPI) -> None:
 class ErrorBody(BaseModel):
     """Every error answer of the native API (Open311 routes answer in their own format)."""
 
-    detail: str = Field(description="What went wrong, in a sentence meant for people.")
+    detail: str = Field(
+        description="What went wrong, in a sentence meant for people: in Thai or English as "
+        "`?lang=` or the Accept-Language header asks, English when neither names one."
+    )
     error: str = Field(
         description="The kind of error: InvalidInputError, NotFoundError, "
         "AuthenticationError, PermissionDeniedError, ConflictError, DatabaseUnavailable, ..."
