@@ -29,9 +29,12 @@ def _fill(msgid: str, values: Mapping[str, object]) -> str:
 def translated(lang: str, msgid: str, values: Mapping[str, object]) -> str:
     """``msgid`` in ``lang`` with its placeholders filled from ``values``.
 
-    A translation whose placeholders do not match its ``msgid`` would fail to fill; the
-    English sentence is better than an error answer, so that is what it gives.
+    A value that is itself a ``Message`` (a word such as a layer's name, a list that ends
+    "and 3 more") is put in the same language. A translation whose placeholders do not
+    match its ``msgid`` would fail to fill; the English sentence is better than an error
+    answer, so that is what it gives.
     """
+    values = {k: v.text(lang) if isinstance(v, Message) else v for k, v in values.items()}
     try:
         return translate(lang, msgid, **values)
     except (KeyError, IndexError, ValueError, AttributeError):
