@@ -663,6 +663,36 @@ def test_cli_imports_zones_and_prints_the_summary(
         assert conn.execute(text("SELECT count(*) FROM zones")).scalar_one() == 4
 
 
+def test_cli_imports_thai_and_english_names(
+    tmp_path: Path, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli.main import app
+
+    path = write_geojson(
+        tmp_path / "w.geojson", wards_frame(TWO_WARDS, TH=["ชุมชนก", "ชุมชนข"], EN=["Ko", "Kho"])
+    )
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    args = ["boundaries", "import", str(path), "--layer", "wards", "--id-field", "code"]
+    names = ["--name-field", "name", "--name-th-field", "TH", "--name-en-field", "EN"]
+
+    result = CliRunner().invoke(app, [*args, *names])
+
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT code, name, name_th, name_en FROM wards ORDER BY code"))
+        assert [tuple(r) for r in rows] == [
+            ("A", "Ward A", "ชุมชนก", "Ko"),
+            ("B", "Ward B", "ชุมชนข", "Kho"),
+        ]
+    wrong = CliRunner().invoke(app, [*args, "--name-field", "name", "--name-en-field", "en"])
+    assert wrong.exit_code == 2
+    assert "the English name field 'en' is not in the file (did you mean 'EN'?)" in " ".join(
+        wrong.output.split()
+    )
+
+
 def test_cli_refuses_a_bad_file_with_a_message_and_exit_code_2(
     tmp_path: Path, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
