@@ -19,6 +19,7 @@ from api.deps import (
     PrincipalDep,
     PrivacyDep,
     ReportRateLimitDep,
+    StaffDep,
     client_address,
 )
 from api.errors import error_responses, problem_message
@@ -34,6 +35,7 @@ from geo.reports.intake import (
     Submission,
     file_report,
 )
+from geo.reports.moderation import Moderation, hide_report, unhide_report
 from geo.reports.search import get_report
 from geo.reports.store import public_photo
 from geo.reports.tracking import public_record
@@ -437,6 +439,76 @@ def post_merge(
         "original_supporters": original["supporters"],
         "event_id": done.event_id,
     }
+
+
+class HideIn(BaseModel):
+    """Why the report is hidden from the public (staff see the reason; the public does not)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Text = Field(min_length=1, max_length=NOTE_MAX)
+
+
+class UnhideIn(BaseModel):
+    """Showing a hidden report again; a reason is optional and kept in the audit trail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Text | None = Field(default=None, max_length=NOTE_MAX)
+
+
+class Moderated(BaseModel):
+    """A report hidden from the public or shown again, and the audit event written."""
+
+    id: int
+    hidden: bool
+    hidden_at: str | None = Field(description="When it was hidden; null once shown again.")
+    hidden_reason: str | None
+    event_id: int
+    at: str
+
+
+def _moderated(done: Moderation) -> dict[str, Any]:
+    return {
+        "id": done.report_id,
+        "hidden": done.hidden,
+        "hidden_at": done.hidden_at.isoformat() if done.hidden_at else None,
+        "hidden_reason": done.hidden_reason,
+        "event_id": done.event_id,
+        "at": done.at.isoformat(),
+    }
+
+
+@router.post(
+    "/reports/{report_id}/hide",
+    summary="Hide a report from the public",
+    response_model=None,
+    responses={200: {"model": Moderated}, **error_responses(401, 403, 404, 409)},
+)
+def post_hide(
+    report_id: ReportId, body: HideIn, conn: ConnDep, principal: StaffDep
+) -> dict[str, Any]:
+    """Take a report out of every public output, saying why (planners and administrators).
+
+    It leaves lists, single reports and their photos, map pages, live events, Open311 and
+    exports for everyone without a staff key; staff still see it with the reason, and the
+    audit trail records who hid it and why. Field-team keys are refused (403).
+    """
+    return _moderated(hide_report(conn, report_id, principal=principal, reason=body.reason))
+
+
+@router.post(
+    "/reports/{report_id}/unhide",
+    summary="Show a hidden report to the public again",
+    response_model=None,
+    responses={200: {"model": Moderated}, **error_responses(401, 403, 404, 409)},
+)
+def post_unhide(
+    report_id: ReportId, conn: ConnDep, principal: StaffDep, body: UnhideIn | None = None
+) -> dict[str, Any]:
+    """Show a hidden report again (planners and administrators); audited like hiding."""
+    reason = body.reason if body is not None else None
+    return _moderated(unhide_report(conn, report_id, principal=principal, reason=reason))
 
 
 @router.get(

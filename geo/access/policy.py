@@ -15,6 +15,10 @@ identical answers. Latitude goes in steps of ``m / 111,320`` degrees; longitude,
 row of that grid, in steps of ``m / (111,320 cos(row latitude))``. The longitude step is
 taken at the snapped latitude, never the exact one: the step can be read back from the
 published longitude, and would otherwise give the exact latitude away.
+
+Reports staff hid (``geo.reports.moderation``) are out of every public output and stay in
+staff views: ``visibility_sql`` for rows read from the database, ``sees_hidden`` for events
+already fetched (live events).
 """
 
 from __future__ import annotations
@@ -110,12 +114,32 @@ def sees_private_fields(principal: Principal) -> bool:
     return principal.is_staff
 
 
+def sees_hidden(principal: Principal) -> bool:
+    """Whether ``principal`` sees reports staff hid from the public (staff do, with the reason)."""
+    return principal.is_staff
+
+
+def may_moderate(principal: Principal) -> bool:
+    """Whether ``principal`` may hide a report from the public, or show it again.
+
+    Planners and admins, who answer for what the city publishes. Field teams do not: their
+    keys are many and work in the field, and hiding is an editorial decision they can ask
+    for; a hidden report stays in their queue all the same.
+    """
+    return principal.role in {"planner", "admin"}
+
+
 def visibility_sql(principal: Principal) -> tuple[list[str], dict[str, Any]]:
     """SQL conditions on ``reports AS r`` limiting reports to those ``principal`` may see.
 
-    A field team sees its own team's reports and every report in its zones; everyone else
-    sees every report (the public through the location rule and without private fields).
+    A field team sees its own team's reports and every report in its zones; planners and
+    admins see every report; everyone else (anonymous callers and app keys) sees every
+    report staff have not hidden, through the location rule and without private fields.
+    Every public output (lists, single reports and their photos, exports, Open311, map
+    pages, heat maps) reads reports through this.
     """
+    if not sees_hidden(principal):
+        return ["r.hidden_at IS NULL"], {}
     if not is_field_team(principal):
         return [], {}
     return [

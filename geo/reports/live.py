@@ -31,6 +31,7 @@ from geo.access.policy import (
     Principal,
     is_field_team,
     sees_event_whole,
+    sees_hidden,
     visible_point,
 )
 
@@ -46,11 +47,11 @@ _PAYLOAD_BYTES = 7000  # NOTIFY payloads must stay under 8,000 bytes
 _TAIL = """
 SELECT e.id AS event_id, e.kind AS event_kind, r.id, r.status, c.code AS category,
        r.ward_id, r.zone_id, r.team_id, ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon,
-       r.created_at, r.due_at, r.updated_at
+       r.created_at, r.due_at, r.updated_at, r.hidden_at IS NOT NULL AS hidden
 FROM report_events AS e
 JOIN reports AS r ON r.id = e.report_id
 JOIN categories AS c ON c.id = r.category_id
-WHERE e.id > %(after)s AND e.kind IN ('created', 'status', 'merged')
+WHERE e.id > %(after)s AND e.kind IN ('created', 'status', 'merged', 'hidden', 'unhidden')
 ORDER BY e.id
 LIMIT %(limit)s
 """
@@ -192,7 +193,22 @@ class _Tailer:
 
 
 def _event(row: Any) -> Event:
-    (_, kind, report_id, status, category, ward, zone, team, lat, lon, created, due, updated) = row
+    (
+        _,
+        kind,
+        report_id,
+        status,
+        category,
+        ward,
+        zone,
+        team,
+        lat,
+        lon,
+        created,
+        due,
+        updated,
+        hidden,
+    ) = row
     return {
         "kind": "report",
         "op": "insert" if kind == "created" else "update",
@@ -207,6 +223,8 @@ def _event(row: Any) -> Event:
         "created_at": created.isoformat(),
         "due_at": due.isoformat(),
         "updated_at": updated.isoformat(),
+        # Hidden from the public by staff (``geo.reports.moderation``), when this was read.
+        "hidden": bool(hidden),
     }
 
 
@@ -242,8 +260,16 @@ class LiveAudience:
         )
 
     def shape(self, event: Event) -> Event:
-        """``event`` as this audience may see it (bulk and resync events pass unchanged)."""
-        if event.get("kind") != "report" or self.sees_whole(event):
+        """``event`` as this audience may see it (bulk and resync events pass unchanged).
+
+        A hidden report reaches the public only as a ``resync``: the page reloads its
+        reports, among which it no longer is.
+        """
+        if event.get("kind") != "report":
+            return event
+        if event.get("hidden") and not sees_hidden(self.principal):
+            return {"kind": "resync"}
+        if self.sees_whole(event):
             return event
         shown = {k: v for k, v in event.items() if k not in _STAFF_ONLY}
         if event.get("lat") is not None and event.get("lon") is not None:

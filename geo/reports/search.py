@@ -21,6 +21,7 @@ from geo.access.policy import (
     Principal,
     bbox_sql,
     point_sql,
+    sees_hidden,
     sees_private_fields,
     visibility_sql,
 )
@@ -43,6 +44,8 @@ _COLUMNS = """
 """.replace("{open}", OPEN_STATUSES_SQL)
 _PRIVATE_COLUMNS = ", r.reporter_name, r.reporter_contact"
 """Columns only staff who may see the report get."""
+_HIDDEN_COLUMNS = ", r.hidden_at, r.hidden_reason"
+"""When and why staff hid the report from the public (``None`` if shown): staff only."""
 
 
 def report_columns_sql(
@@ -53,6 +56,8 @@ def report_columns_sql(
     columns = _COLUMNS.format(lat=point.lat, lon=point.lon)
     if sees_private_fields(principal):
         columns += _PRIVATE_COLUMNS
+    if sees_hidden(principal):
+        columns += _HIDDEN_COLUMNS
     return columns, point.params
 
 
