@@ -369,5 +369,11 @@ def _import_upload(
             raise InvalidInputError(error.parameter, Message(error.msgid, error.values)) from error
         except BoundaryImportError as error:
             if folder in str(error):  # the server's temporary folder is nobody's business
-                raise BoundaryImportError(str(error).replace(folder + "/", "")) from error
+                values = {
+                    k: v.replace(folder + "/", "") if isinstance(v, str) else v
+                    for k, v in error.values.items()
+                }
+                raise BoundaryImportError(
+                    Message(error.msgid.replace(folder + "/", ""), values), error.problems
+                ) from error
             raise
