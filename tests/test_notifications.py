@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import socket
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from PIL import Image
 from sqlalchemy import Engine, text
 
 from geo.access.policy import snap_point
@@ -84,6 +86,12 @@ def mailbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
 
 def key(secret: str) -> dict[str, str]:
     return {"X-API-Key": secret}
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (0, 128, 0)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def deliver(engine: Engine, **overrides: Any) -> tuple[int, int, int]:
@@ -173,11 +181,26 @@ def test_a_reporter_gets_one_thai_mail_per_status_change(city_app, engine, mailb
     # Plain text only: no HTML part in which markup from a note could act.
     assert [p.get_content_type() for p in mail.walk()] == ["text/plain"]
 
-    move(client, keys, report, "resolved", public_note="ซ่อมเสร็จแล้ว")
+    resolved = client.post(
+        f"/api/reports/{report}/status",
+        data={"status": "resolved", "public_note": "ซ่อมเสร็จแล้ว", "note": STAFF_NOTE},
+        files={"photo": ("after.png", png(), "image/png")},
+        headers=key(keys.t1),
+    )
+    assert resolved.status_code == 200, resolved.text
+    [photo] = resolved.json()["photo_ids"]
     assert deliver(engine) == (1, 0, 0)
     assert len(mailbox.messages) == 2
-    assert translate("th", "Resolved") in mailbox.messages[1]["Subject"]
-    assert "ซ่อมเสร็จแล้ว" in body_of(mailbox.messages[1])
+    fixed = mailbox.messages[1]
+    assert translate("th", "Resolved") in fixed["Subject"]
+    body = body_of(fixed)
+    assert "ซ่อมเสร็จแล้ว" in body and STAFF_NOTE not in body
+    # The after-photo: linked, and attached as the public copy anyone may see.
+    assert f"{PUBLIC_URL}/api/photos/{photo}" in body
+    [attached] = list(fixed.iter_attachments())
+    assert attached.get_content_type() == "image/png"
+    assert attached.get_content() == client.get(f"/api/photos/{photo}").content
+    assert "text/html" not in [p.get_content_type() for p in fixed.walk()]
 
 
 def test_a_reporter_who_reported_in_english_reads_english(city_app, engine, mailbox) -> None:
@@ -477,6 +500,7 @@ def test_webhooks_get_each_event_signed_and_public_only(city_app, engine, receiv
     changed = receiver.events("/all")[2]["report"]
     assert changed["status"] == "acknowledged" and changed["from_status"] == "open"
     assert changed["public_note"] == "ทีมรับเรื่องแล้ว"
+    assert changed["photo_urls"] == []
     assert receiver.events("/merges")[0]["report"]["duplicate_of"] == original
 
 

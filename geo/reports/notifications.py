@@ -162,6 +162,8 @@ class PublicEvent:
     lat: float
     lon: float
     """The exact point: only ever sent snapped to the public grid (``webhook_body``)."""
+    photo_ids: tuple[int, ...] = ()
+    """Photos staff attached to this change (after-photos); their public copies only."""
 
 
 def load_event(conn: Connection, *, event: str, event_id: int) -> PublicEvent | None:
@@ -171,7 +173,9 @@ def load_event(conn: Connection, *, event: str, event_id: int) -> PublicEvent | 
             "SELECT e.id, e.report_id, e.at, e.from_status, e.to_status, e.public_note, "
             "r.duplicate_of, r.token, r.language, r.hidden_at IS NOT NULL AS hidden, "
             "c.code, c.name_th, c.name_en, r.created_at, ST_Y(r.geom) AS lat, "
-            "ST_X(r.geom) AS lon "
+            "ST_X(r.geom) AS lon, "
+            "ARRAY(SELECT p.id FROM report_photos AS p WHERE p.event_id = e.id ORDER BY p.id) "
+            "AS photo_ids "
             "FROM report_events AS e JOIN reports AS r ON r.id = e.report_id "
             "JOIN categories AS c ON c.id = r.category_id WHERE e.id = :id"
         ),
@@ -197,7 +201,13 @@ def load_event(conn: Connection, *, event: str, event_id: int) -> PublicEvent | 
         created_at=row.created_at,
         lat=float(row.lat),
         lon=float(row.lon),
+        photo_ids=tuple(int(p) for p in row.photo_ids),
     )
+
+
+def photo_url(public_url: str, photo_id: int) -> str:
+    """A photo's public copy (no EXIF): ``{public_url}/api/photos/{photo_id}``."""
+    return f"{public_url.rstrip('/')}/api/photos/{photo_id}"
 
 
 def status_page_url(public_url: str, token: str) -> str:
@@ -244,6 +254,9 @@ def email_text(event: PublicEvent, *, public_url: str) -> MailText:
         )
     if event.public_note:
         lines += ["", translate(lang, "Message from the city:"), event.public_note]
+    if event.photo_ids:
+        lines += ["", translate(lang, "Photo of the work (also attached):")]
+        lines += [photo_url(public_url, p) for p in event.photo_ids]
     lines += [
         "",
         translate(lang, "See your report and what has been done:"),
@@ -256,8 +269,37 @@ def email_text(event: PublicEvent, *, public_url: str) -> MailText:
     return MailText(subject=subject, body="\n".join(lines) + "\n")
 
 
-def email_message(event: PublicEvent, *, to: str, settings: NotificationSettings) -> EmailMessage:
-    """The whole e-mail about ``event`` for ``to``: plain text, UTF-8."""
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """A photo's public copy, to attach to a mail."""
+
+    id: int
+    content_type: str
+    data: bytes
+
+
+def event_photos(conn: Connection, event: PublicEvent) -> list[Photo]:
+    """The public copies (re-encoded, without EXIF) of the photos attached to ``event``."""
+    if not event.photo_ids:
+        return []
+    rows = conn.execute(
+        text(
+            "SELECT id, content_type, public_bytes FROM report_photos "
+            "WHERE id = ANY(:ids) ORDER BY id"
+        ),
+        {"ids": list(event.photo_ids)},
+    )
+    return [Photo(int(r.id), r.content_type, bytes(r.public_bytes)) for r in rows]
+
+
+def email_message(
+    event: PublicEvent,
+    *,
+    to: str,
+    settings: NotificationSettings,
+    photos: Iterable[Photo] = (),
+) -> EmailMessage:
+    """The whole e-mail about ``event`` for ``to``: plain text (UTF-8), photos attached."""
     content = email_text(event, public_url=settings.public_url)
     message = EmailMessage()
     message["From"] = settings.mail_from
@@ -270,6 +312,14 @@ def email_message(event: PublicEvent, *, to: str, settings: NotificationSettings
     message.set_content(content.body, charset="utf-8")
     # After set_content, which replaces every Content-* header.
     message["Content-Language"] = event.language
+    for photo in photos:
+        maintype, _, subtype = photo.content_type.partition("/")
+        message.add_attachment(
+            photo.data,
+            maintype=maintype,
+            subtype=subtype,
+            filename=f"report-{event.report_id}-photo-{photo.id}.{subtype}",
+        )
     return message
 
 
@@ -301,6 +351,7 @@ def webhook_body(event: PublicEvent, *, public_url: str, public_rounding_m: floa
             "lon": round(lon, 7),
             "location_rounding_m": public_rounding_m,
             "status_url": status_page_url(public_url, event.token),
+            "photo_urls": [photo_url(public_url, p) for p in event.photo_ids],
         },
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
@@ -503,7 +554,9 @@ def _send(
         if server is None:
             # Queued while mail was configured; kept until it is configured again.
             raise DeliveryError("e-mail is not configured (ISSUEMAP_SMTP_URL)")
-        message = email_message(event, to=row.target, settings=settings)
+        message = email_message(
+            event, to=row.target, settings=settings, photos=event_photos(conn, event)
+        )
         send_email(message, server, timeout_s=settings.smtp_timeout_s)
         return
     hook = conn.execute(
