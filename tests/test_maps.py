@@ -653,6 +653,40 @@ def _link_query(page: str, rel: str) -> dict[str, list[str]] | None:
     return parse_qs(url.query)
 
 
+def test_hidden_reports_never_reach_the_public_map_or_its_list(
+    maps_app: tuple[TestClient, TinyCity, Keys, int],
+) -> None:
+    client, _, keys, rid = maps_app
+    ids = [rid]
+    for lat in (8.4061, 8.4071):
+        answer = client.post(
+            "/api/reports",
+            json={"category": "road", "description": "Crack", "lat": lat, "lon": 100.004},
+        )
+        ids.append(answer.json()["id"])
+    client.post(
+        f"/api/reports/{ids[2]}/status",
+        json={"status": "resolved", "public_note": "done"},
+        headers={"X-API-Key": keys.t1},
+    )
+    for hidden in (ids[1], ids[2]):
+        answer = client.post(
+            f"/api/reports/{hidden}/hide",
+            json={"reason": "abusive"},
+            headers={"X-API-Key": keys.admin},
+        )
+        assert answer.status_code == 200, answer.text
+    for lang in ("en", "th"):
+        page = client.get("/maps/public", params={"lang": lang}).text
+        assert set(_markers(page)) == {rid}, "a hidden report, open or fixed, is not shown"
+        heat = re.search(r"L\.heatLayer\(\s*(\[\[.*?\]\])", page, re.S)
+        assert heat and sum(cell[2] for cell in json.loads(heat.group(1))) == 1, "nor in heat"
+        rows = _list_rows(client.get("/maps/public", params={"view": "list", "lang": lang}).text)
+        assert [row[next(iter(row))] for row in rows] == [str(rid)]
+    staff = client.get("/maps/zone", params={"zone": "Z1"}, headers={"X-API-Key": keys.t1})
+    assert f"[{ids[1]}," in staff.text, "staff still see it"
+
+
 def test_public_map_fixed_work_is_read_through_the_resolved_at_index(engine: Engine) -> None:
     from geo.access.policy import ANONYMOUS
     from geo.maps.pagedata import map_reports_sql
