@@ -360,8 +360,22 @@ def wait_for(condition, *, timeout_s: float = 60.0) -> bool:
     return condition()
 
 
+@pytest.fixture
+def keep_logging() -> Iterator[None]:
+    """Put back the logging set-up a command replaces (``issuemap deliver`` configures it)."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("", "geo", "uvicorn", "uvicorn.error")]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    yield
+    for logger, handlers, level, propagate, disabled in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled
+
+
 def test_issuemap_deliver_once_sends_what_is_due(
-    city_app, engine, mailbox, db_url, monkeypatch
+    city_app, engine, mailbox, db_url, monkeypatch, keep_logging
 ) -> None:
     from typer.testing import CliRunner
 
@@ -604,3 +618,31 @@ def test_only_admins_manage_webhooks(city_app, receiver) -> None:
     assert made["description"] == "{{7*7}} <img src=x onerror=alert(1)>"
     [listed] = client.get("/api/admin/webhooks", headers=key(keys.admin)).json()
     assert listed["description"] == body["description"] and listed["url"] == body["url"]
+
+
+def test_a_broken_mail_setting_never_blocks_a_status_change(
+    city_app, engine, mailbox, monkeypatch
+) -> None:
+    client, _, keys = city_app
+    report = file_report(client, keys)
+    monkeypatch.setenv("ISSUEMAP_SMTP_URL", "http://not-a-mail-server.example")
+    move(client, keys, report, "acknowledged", public_note="ok")
+    assert [row["kind"] for row in outbox(engine, report)] == ["email"], "kept for later"
+    monkeypatch.setenv("ISSUEMAP_SMTP_URL", mailbox.url)
+    assert deliver(engine) == (1, 0, 0)
+
+    monkeypatch.setenv("ISSUEMAP_SMTP_URL", "smtp://city:hunter2@mail.example:99999")
+    move(client, keys, report, "in_progress")
+    assert len(outbox(engine, report)) == 2
+
+
+def test_settings_problems_are_told_without_the_secret_values() -> None:
+    from pydantic import ValidationError
+
+    from geo.reports.notifications import settings_problems
+
+    with pytest.raises(ValidationError) as refused:
+        NotificationSettings(smtp_url="smtp://city:hunter2@mail.example:99999")
+    told = settings_problems(refused.value)
+    assert told.startswith("ISSUEMAP_SMTP_URL:") and "port" in told
+    assert "hunter2" not in told

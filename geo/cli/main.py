@@ -619,11 +619,18 @@ def deliver(
     """
     import threading
 
-    from geo.reports.notifications import deliver_due, run_worker
+    from pydantic import ValidationError
+
+    from geo.reports.notifications import deliver_due, run_worker, settings_problems
     from geo.settings import NotificationSettings, PrivacySettings
 
     logging.config.dictConfig(serve_log_config())
-    settings, privacy = NotificationSettings(), PrivacySettings()
+    try:
+        settings, privacy = NotificationSettings(), PrivacySettings()
+    except ValidationError as error:
+        problems = escape(settings_problems(error))
+        err_console.print(f"[bold red]error:[/] {problems}", highlight=False)
+        raise typer.Exit(code=2) from error
     if not settings.email_enabled:
         console.print("ISSUEMAP_SMTP_URL is not set: e-mail is off; webhook calls still go out")
     try:

@@ -28,10 +28,12 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote_plus
 
+from pydantic import ValidationError
+
 from geo.db.cluster import SERVICE_USER, ClusterState, LocalCluster
 from geo.db.engine import make_engine
 from geo.errors import LocalDatabaseError, ServiceAccountError
-from geo.reports.notifications import run_worker
+from geo.reports.notifications import run_worker, settings_problems
 from geo.settings import DatabaseSettings, NotificationSettings, PrivacySettings
 
 log = logging.getLogger(__name__)
@@ -355,14 +357,15 @@ def deliver_main(run_as: str | None = None, *, configure_logging: bool = True) -
     database_url = DatabaseSettings().database_url
     if database_url is None:
         raise LocalDatabaseError("the delivery worker needs ISSUEMAP_DATABASE_URL")
+    try:
+        settings, privacy = NotificationSettings(), PrivacySettings()
+    except ValidationError as error:
+        # Said without the values: an SMTP URL holds a password.
+        log.error("delivery worker not started: %s", settings_problems(error))
+        return
     engine = make_engine(database_url, pool_size=1)
     try:
-        run_worker(
-            engine,
-            NotificationSettings(),
-            public_rounding_m=PrivacySettings().public_rounding_m,
-            stop=stop,
-        )
+        run_worker(engine, settings, public_rounding_m=privacy.public_rounding_m, stop=stop)
     finally:
         engine.dispose()
 
