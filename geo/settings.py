@@ -406,6 +406,13 @@ class NotificationSettings(BaseSettings):
         le=3_600.0,
         description="How often the delivery worker looks for messages that are due.",
     )
+    outbox_keep_days: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3_650.0,
+        description="Delivered messages are deleted after this many days; messages given "
+        "up on are kept for staff to see why.",
+    )
 
     @field_validator("smtp_url")
     @classmethod

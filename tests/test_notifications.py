@@ -646,3 +646,27 @@ def test_settings_problems_are_told_without_the_secret_values() -> None:
     told = settings_problems(refused.value)
     assert told.startswith("ISSUEMAP_SMTP_URL:") and "port" in told
     assert "hunter2" not in told
+
+
+def test_delivered_messages_are_pruned_after_the_keeping_time(city_app, engine, mailbox) -> None:
+    from geo.reports.notifications import prune_delivered
+
+    client, _, keys = city_app
+    report = file_report(client, keys)
+    for status in ("acknowledged", "in_progress"):
+        move(client, keys, report, status)
+    assert deliver(engine) == (2, 0, 0)
+    mailbox.stop()
+    move(client, keys, report, "resolved")
+    assert deliver(engine) == (0, 1, 0)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE outbox SET delivered_at = now() - interval '31 days' WHERE id = "
+                "(SELECT min(id) FROM outbox WHERE report_id = :id)"
+            ),
+            {"id": report},
+        )
+    assert prune_delivered(engine, keep_days=30) == 1
+    left = outbox(engine, report)
+    assert [r["delivered_at"] is not None for r in left] == [True, False], "pending ones stay"

@@ -608,6 +608,21 @@ def email_wanted(settings: NotificationSettings | None) -> bool:
         return bool(os.environ.get("ISSUEMAP_SMTP_URL", "").strip())
 
 
+PRUNE_EVERY_S = 3600.0
+"""How often the worker deletes old delivered messages."""
+
+
+def prune_delivered(engine: Engine, *, keep_days: float) -> int:
+    """Delete messages delivered more than ``keep_days`` ago; return how many went."""
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                text("DELETE FROM outbox WHERE delivered_at < now() - make_interval(secs => :s)"),
+                {"s": keep_days * 86_400.0},
+            ).rowcount
+        )
+
+
 def run_worker(
     engine: Engine,
     settings: NotificationSettings,
@@ -617,8 +632,12 @@ def run_worker(
 ) -> None:
     """Deliver what falls due until ``stop`` is set; a database outage is waited out."""
     log.info("delivery worker started (e-mail %s)", "on" if settings.email_enabled else "off")
+    next_prune = time.monotonic()
     while not stop.is_set():
         try:
+            if time.monotonic() >= next_prune:
+                prune_delivered(engine, keep_days=settings.outbox_keep_days)
+                next_prune = time.monotonic() + PRUNE_EVERY_S
             done = deliver_due(engine, settings, public_rounding_m=public_rounding_m)
         except DBAPIError as error:
             log.warning("delivery worker: database unavailable, waiting: %s", error.orig)
