@@ -80,6 +80,12 @@ def test_a_hidden_report_is_in_no_public_output(hidden: Any) -> None:
     ):
         for headers in ({}, {"X-API-Key": keys.app}):
             assert client.get(url, headers=headers).status_code == 404, url
+    # Nor on the public map's list view, in either language or period.
+    for url in ("/maps/public?view=list", "/maps/public?view=list&lang=en&fixed_days=365"):
+        page = client.get(url)
+        assert page.status_code == 200
+        assert f"/r/{token}" not in page.text, url
+        assert shown["tracking_url"].rsplit("/", 1)[1] in page.text, url
     # The report next to it is still published everywhere.
     assert "VisibleReport" in client.get("/api/reports").text
     assert "VisibleReport" in client.get("/open311/v2/requests.json").text
@@ -97,6 +103,8 @@ def test_staff_still_see_it_with_the_reason(hidden: Any) -> None:
         assert one.json()["hidden_at"] is not None
         assert MARKER in client.get("/api/reports", headers=staff).text
         assert client.get(f"/api/photos/{secret['photo_ids'][0]}", headers=staff).status_code == 200
+    zone = client.get("/maps/zone?zone=Z1", headers={"X-API-Key": keys.t1})
+    assert zone.status_code == 200 and MARKER in zone.text, "on the crew's own map"
     rows = list(
         csv.DictReader(
             io.StringIO(
