@@ -293,6 +293,15 @@ def worker_app(factory: Callable[[], Any]) -> Any:
     return application
 
 
+WORKER_HEALTHCHECK_S = 60
+"""How long a web worker may take to answer uvicorn's health check before it is replaced.
+
+A starting worker answers once it has imported the application; uvicorn's 5 seconds is
+less than that takes on a busy two-core server, where workers were killed and restarted
+in a loop and the service never came up.
+"""
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -366,6 +375,7 @@ def serve(
                     # The app reads X-Forwarded-For itself, from ISSUEMAP_TRUSTED_PROXIES
                     # only; uvicorn's default would trust any request from 127.0.0.1.
                     proxy_headers=False,
+                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
                 )
                 return
             # Root stays only in this process, which serves nothing: the workers (even a
@@ -379,6 +389,7 @@ def serve(
                 access_log=access_log,
                 log_config=log_config,
                 proxy_headers=False,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
             )
             web = Multiprocess(config, sockets=[config.bind_socket()])
             web.run()
