@@ -749,6 +749,172 @@ def test_overview_stays_at_the_root_without_cdns(
     assert external_urls(answer.text) == []
 
 
+# --- names, titles and errors in the page's language --------------------------------------
+
+WARD_TH = "แขวงเหนือ {{7*7}}"
+WARD_EN = "North ward <img src=x onerror=alert(1)>"
+ZONE_TH = "เขตหนึ่ง {% if 1 %}"
+ZONE_EN = "Zone one {# note"
+TEAM_TH = "ทีมซ่อมถนน"
+TEAM_EN = "Road crew <b>"
+
+
+def _name_the_city(engine: Engine) -> None:
+    """Thai and English names for ward W-A, zone Z1 and team T1; the rest keep their codes."""
+    with engine.begin() as conn:
+        for table, code, th, en in (
+            ("wards", "W-A", WARD_TH, WARD_EN),
+            ("zones", "Z1", ZONE_TH, ZONE_EN),
+            ("teams", "T1", TEAM_TH, TEAM_EN),
+        ):
+            conn.execute(
+                text(f"UPDATE {table} SET name_th = :th, name_en = :en WHERE code = :code"),
+                {"th": th, "en": en, "code": code},
+            )
+
+
+def _features(page: str) -> dict[str, dict[str, Any]]:
+    """The properties of every polygon on a map page, by layer name and code."""
+    layers = [v for v in page_data(page).values() if isinstance(v, dict) and "geojson" in v]
+    return {
+        f"{i}:{f['properties']['code']}": f["properties"]
+        for i, layer in enumerate(layers)
+        for f in layer["geojson"]["features"]
+    }
+
+
+def _names_by_code(page: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for key, props in _features(page).items():
+        found.setdefault(key.split(":", 1)[1], set()).add(props["name"])
+    return found
+
+
+def test_ward_zone_and_team_names_are_shown_in_the_pages_language(
+    maps_app: tuple[TestClient, TinyCity, Keys, int], engine: Engine
+) -> None:
+    client, _, keys, _ = maps_app
+    _name_the_city(engine)
+    for lang, ward, zone, team, other in (
+        ("th", WARD_TH, ZONE_TH, TEAM_TH, WARD_EN),
+        ("en", WARD_EN, ZONE_EN, TEAM_EN, WARD_TH),
+    ):
+        asked = [{"params": {"lang": lang}}, {"headers": {"Accept-Language": lang}}]
+        if lang == "th":
+            asked.append({})  # the pages are Thai unless the visitor asks otherwise
+        for how in asked:
+            overview = client.get("/", **how)
+            assert overview.status_code == 200
+            names = _names_by_code(overview.text)
+            assert names["W-A"] == {ward} and names["W-B"] == {"W-B"}, how
+            assert names["Z1"] == {zone} and names["Z2"] == {"Z2"}, how
+            teams = {p["code"]: p["team"] for p in _features(overview.text).values() if "team" in p}
+            assert teams == {"Z1": team, "Z2": "T2"}
+            assert other not in _data_texts(overview.text)
+            assert "<img src=x" not in overview.text and TEAM_EN not in overview.text
+
+        zone_page = client.get(
+            "/maps/zone", params={"zone": "Z1", "lang": lang}, headers={"X-API-Key": keys.t1}
+        )
+        assert zone_page.status_code == 200
+        assert _names_by_code(zone_page.text)["W-A"] == {ward}
+        # The panel names the zone and its team, escaped.
+        panel = zone_page.text.split('id="im-panel">', 1)[1]
+        assert html.escape(zone, quote=True) in panel and html.escape(team, quote=True) in panel
+        assert "<img src=x" not in zone_page.text and TEAM_EN not in zone_page.text
+
+        wards = client.get(
+            "/maps/wards", params={"lang": lang}, headers={"X-API-Key": keys.planner}
+        )
+        assert wards.status_code == 200
+        names = _names_by_code(wards.text)
+        assert names["W-A"] == {ward} and names["W-B"] == {"W-B"}
+        assert "<img src=x" not in wards.text
+
+
+def _data_texts(page: str) -> str:
+    """Everything the page shows: HTML entities and JSON escapes undone."""
+    unescaped = html.unescape(page)
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unescaped)
+
+
+def test_every_map_page_has_a_title_and_language(
+    maps_app: tuple[TestClient, TinyCity, Keys, int],
+) -> None:
+    from geo.maps.i18n import labels
+
+    client, _, keys, _ = maps_app
+
+    def titles(lang: str) -> dict[str, tuple[dict[str, str], str]]:
+        said = labels(lang)
+        return {
+            "/": ({}, said["overview_title"]),
+            "/maps/public": ({}, said["public_title"]),
+            "/maps/zone": ({"zone": "Z1"}, said["zone_title"].format(zone="Z1")),
+            "/maps/wards": ({}, said["wards_title"].format(measure=said["count"])),
+        }
+
+    staff = {"X-API-Key": keys.planner}
+    for lang in ("th", "en"):
+        for path, (query, title) in titles(lang).items():
+            for params, headers in (
+                (query | {"lang": lang}, staff),
+                (query, staff | {"Accept-Language": lang}),
+            ):
+                answer = client.get(path, params=params, headers=headers)
+                assert answer.status_code == 200, (path, answer.text[:200])
+                page = answer.text
+                assert f'<html lang="{lang}">' in page, path
+                assert re.findall(r"<title>(.*?)</title>", page) == [html.escape(title)], path
+    assert labels("th")["overview_title"] != labels("en")["overview_title"]
+    assert '<html lang="th">' in client.get("/").text, "the overview is Thai by default"
+
+
+def test_map_page_errors_answer_in_the_callers_language(
+    maps_app: tuple[TestClient, TinyCity, Keys, int], engine: Engine
+) -> None:
+    from geo.errors import InvalidInputError
+    from geo.maps.pages import PageFilters, public_reports
+
+    client, _, keys, _ = maps_app
+    thai = {"Accept-Language": "th-TH,th;q=0.9"}
+    too_many = client.get("/maps/public", params={"fixed_days": "999"}, headers=thai)
+    assert too_many.status_code == 422
+    assert too_many.json()["field"] == "fixed_days"
+    assert too_many.json()["detail"] == "fixed_days: ต้องไม่เกิน 365"
+    english = client.get("/maps/public", params={"fixed_days": "999"})
+    assert english.json()["detail"] == "fixed_days: must be at most 365"
+    # The same rule in geo, for callers that are not the HTTP API.
+    with engine.connect() as conn, pytest.raises(InvalidInputError) as refused:
+        public_reports(
+            conn, PageFilters(fixed_days=999), maps=MapSettings(), public_rounding_m=100.0
+        )
+    assert refused.value.field == "fixed_days"
+    assert refused.value.message("th") == "fixed_days: ต้องอยู่ระหว่าง 0 ถึง 365 วัน"
+    assert str(refused.value) == "fixed_days: must be between 0 and 365 days"
+
+    two = client.get(
+        "/maps/public", params=[("category", "road"), ("category", "tree")], headers=thai
+    )
+    assert two.status_code == 422
+    assert two.json()["detail"] == "category: แผนที่กรองได้ครั้งละหนึ่งค่าเท่านั้น"
+
+    zone = "Z{{7*7}}<b>"
+    missing = client.get("/maps/zone", params={"zone": zone}, headers={"X-API-Key": keys.t1} | thai)
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == f"ไม่มีเขต {zone!r} สำหรับคีย์นี้"
+    other = client.get(
+        "/maps/zone", params={"zone": "Z2", "lang": "en"}, headers={"X-API-Key": keys.t1}
+    )
+    assert other.json()["detail"] == "There is no zone 'Z2' for this key."
+
+    crew = client.get("/maps/wards", headers={"X-API-Key": keys.t1} | thai)
+    assert crew.status_code == 403
+    assert crew.json()["detail"] == "แดชบอร์ดแขวงใช้ได้เฉพาะผู้วางแผนและผู้ดูแลระบบ"
+    crew = client.get("/maps/wards", headers={"X-API-Key": keys.t1})
+    assert crew.json()["detail"] == "The ward dashboard is for planners and administrators."
+
+
 def test_map_settings_refuse_a_source_that_would_break_the_header() -> None:
     assert MapSettings(tiles_url="none").tiles is None
     assert MapSettings().tiles == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"

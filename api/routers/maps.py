@@ -170,9 +170,24 @@ def _sent_key(request: Request) -> str | None:
 
 
 @router.get("/", response_class=HTMLResponse, summary="City overview map")
-def city_map(conn: ConnDep, maps: MapSettingsDep, privacy: PrivacyDep) -> HTMLResponse:
-    """City overview map: wards, field-team zones and a heat layer of open reports."""
-    fmap = city_page_map(conn, maps=maps, public_rounding_m=privacy.public_rounding_m)
+def city_map(
+    conn: ConnDep,
+    maps: MapSettingsDep,
+    privacy: PrivacyDep,
+    lang: Lang = None,
+    accept_language: AcceptLanguage = None,
+) -> HTMLResponse:
+    """City overview map: wards, field-team zones and a heat layer of open reports.
+
+    In Thai unless `lang` or Accept-Language asks for English, names of wards, zones and
+    teams included.
+    """
+    fmap = city_page_map(
+        conn,
+        maps=maps,
+        public_rounding_m=privacy.public_rounding_m,
+        lang=pick_language(lang, accept_language),
+    )
     return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=False)
 
 

@@ -481,36 +481,50 @@ def city_overview_map(
     wards: gpd.GeoDataFrame,
     zones: gpd.GeoDataFrame,
     heat: list[tuple[float, float, float]],
+    lang: str = "en",
     tiles: str | None = "OpenStreetMap",
     attribution: str | None = None,
+    report_url: str = "/report",
 ) -> folium.Map:
-    """Wards, field-team zones and a heat layer of open reports.
+    """Wards, field-team zones and a heat layer of open reports, labelled in ``lang``.
 
-    ``wards`` and ``zones`` have ``code``, ``name`` and ``geometry`` (zones also ``team``);
-    ``heat`` holds (lat, lon, weight) cells.
+    ``wards`` and ``zones`` have ``code``, ``name`` and ``geometry`` (zones also ``team``),
+    the names already in ``lang`` (``geo.city.layers`` reads them so); ``heat`` holds
+    (lat, lon, weight) cells. The panel names the page, links to ``report_url`` for a
+    resident to report a problem, and explains the heat colours.
     """
+    labels = page_labels(lang)
     if tiles == "OpenStreetMap":
         fmap = folium.Map(tiles=tiles, control_scale=True)
     else:
         fmap = _base_map(tiles, attribution)
+    layers: dict[str, Any] = {}
     if len(wards):
         _fit(fmap, wards.total_bounds)
-        DataGeoJson(
+        layers["wards"] = DataGeoJson(
             wards[["code", "name", wards.geometry.name]],
-            name="Wards",
+            name=labels["wards"],
             style={"color": "#444", "weight": 1, "fillOpacity": 0.03},
-            tooltip=[("code", "Ward"), ("name", "Name")],
+            tooltip=[("code", labels["ward"]), ("name", labels["name"])],
         ).add_to(fmap)
     if len(zones):
-        DataGeoJson(
+        layers["zones"] = DataGeoJson(
             zones[["code", "name", "team", zones.geometry.name]],
-            name="Team zones",
+            name=labels["zones"],
             style={"color": "#1f6feb", "weight": 3, "dashArray": "6 4", "fillOpacity": 0},
-            tooltip=[("name", "Zone"), ("team", "Team")],
+            tooltip=[("name", labels["zone"]), ("team", labels["team"])],
         ).add_to(fmap)
     if heat:
-        _heat(heat, name="Open reports").add_to(fmap)
+        layers["heat"] = _heat(heat, name=labels["heat"]).add_to(fmap)
     folium.LayerControl().add_to(fmap)
+    PageChrome(
+        title=labels["overview_title"],
+        body=_heat_legend(lang) if heat else "",
+        layers=layers,
+        lang=lang,
+        lead=_report_link(report_url, lang),
+        extra={"lang": lang, "kind": "overview"},
+    ).add_to(fmap)
     return fmap
 
 
@@ -531,7 +545,8 @@ def zone_map(
 ) -> folium.Map:
     """A field team's zone: outline, wards, heat of open reports, workable markers.
 
-    ``zone`` is one row (``code``, ``name``, ``team``, geometry); ``markers`` are the
+    ``zone`` is one row (``code``, ``name``, ``team``, geometry; names in ``lang``, as the
+    panel shows them, like the ``wards``' names in their tooltips); ``markers`` are the
     filtered open reports in view, capped, each with its allowed next statuses. With
     ``actions``, a marker's popup has one button per next status, which POSTs to
     ``/api/reports/{id}/status`` with ``api_key``.
@@ -567,7 +582,8 @@ def zone_map(
     ).add_to(fmap)
     folium.LayerControl(collapsed=True).add_to(fmap)
     body = (
-        _counts(markers, lang, page_size=page_size)
+        _zone_names(zone, lang)
+        + _counts(markers, lang, page_size=page_size)
         + _filter_form(filters, lang, time_window=True)
         + _status_legend(filters.statuses or REPORT_STATUSES, lang, overdue=True)
         + _heat_legend(lang)
@@ -582,6 +598,19 @@ def zone_map(
         extra={"zone": code, "zoneId": zone_id, "lang": lang, "kind": "zone"},
     ).add_to(fmap)
     return fmap
+
+
+def _zone_names(zone: gpd.GeoDataFrame, lang: str) -> str:
+    """The zone's name and its team's, as the zone page's panel names them (escaped)."""
+    if not len(zone):
+        return ""
+    labels = page_labels(lang)
+    parts = [
+        f"<div><b>{_esc(labels[key])}:</b> {_esc(zone[column].iloc[0])}</div>"
+        for key, column in (("zone", "name"), ("team", "team"))
+        if column in zone and isinstance(zone[column].iloc[0], str) and zone[column].iloc[0]
+    ]
+    return f'<div class="im-zone-names">{"".join(parts)}</div>' if parts else ""
 
 
 def public_map(

@@ -13,6 +13,7 @@ import geopandas as gpd
 from sqlalchemy import Connection, text
 
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal, point_sql
+from geo.city.catalogue import display_name
 
 # Map markers filter exactly as report lists do: one WHERE clause for every reader.
 from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
@@ -114,20 +115,37 @@ def ward_measures(
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     simplify_m: float = 5.0,
+    lang: str | None = None,
 ) -> gpd.GeoDataFrame:
     """The ward dashboard's wards: ``ward_report_measures`` over reports created in the window.
 
     Adds the dashboard's measures under the names its ``measure`` parameter takes:
     ``count`` (reports), ``sla`` (``within_sla_share``) and ``median_hours``
-    (``median_hours_to_resolve``).
+    (``median_hours_to_resolve``). With ``lang``, ``name`` is the name a reader in that
+    language sees (``geo.city.catalogue.display_name``).
     """
     frame = ward_report_measures(
         conn,
         ReportFilter(created_from=created_from, created_to=created_to),
         simplify_m=simplify_m,
     )
+    if lang is not None:
+        names = ward_names(conn, lang)
+        frame["name"] = [
+            names.get(code, name) for code, name in zip(frame["code"], frame["name"], strict=True)
+        ]
     return frame.assign(
         count=frame["reports"],
         sla=frame["within_sla_share"],
         median_hours=frame["median_hours_to_resolve"],
     )
+
+
+def ward_names(conn: Connection, lang: str) -> dict[str, str]:
+    """Each current ward's name as a reader in ``lang`` sees it, by ward code."""
+    rows = conn.execute(
+        text("SELECT code, name, name_th, name_en FROM wards WHERE retired_at IS NULL")
+    )
+    return {
+        r.code: display_name(lang, name=r.name, name_th=r.name_th, name_en=r.name_en) for r in rows
+    }

@@ -23,6 +23,7 @@ from geo.city.layers import (
     wards_meeting_zone,
 )
 from geo.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from geo.i18n import N_
 from geo.maps.builders import (
     Filters,
     MapReport,
@@ -61,12 +62,17 @@ class PageFilters:
 
 def _one(name: str, values: tuple[str, ...]) -> str:
     if len(values) > 1:
-        raise InvalidInputError(name, "the map filters by one value at a time")
+        raise InvalidInputError(name, N_("the map filters by one value at a time"))
     return values[0] if values else ""
 
 
-def city_page_map(conn: Connection, *, maps: MapSettings, public_rounding_m: float) -> folium.Map:
-    """The city overview: wards, field-team zones and a public heat layer of open reports."""
+def city_page_map(
+    conn: Connection, *, maps: MapSettings, public_rounding_m: float, lang: str = "th"
+) -> folium.Map:
+    """The city overview: wards, field-team zones and a public heat layer of open reports.
+
+    Labels and the names of wards, zones and teams are in ``lang``.
+    """
     view = city_bounds(conn)
     heat = (
         heat_grid(
@@ -80,9 +86,10 @@ def city_page_map(conn: Connection, *, maps: MapSettings, public_rounding_m: flo
         else []
     )
     return city_overview_map(
-        wards=current_wards(conn),
-        zones=current_zones(conn),
+        wards=current_wards(conn, lang=lang),
+        zones=current_zones(conn, lang=lang),
         heat=[(c.lat, c.lon, c.count) for c in heat],
+        lang=lang,
         tiles=maps.tiles,
         attribution=maps.tiles_attribution,
     )
@@ -181,7 +188,9 @@ def public_reports(
     The map's markers and its list view are this same page.
     """
     if not 0 <= filters.fixed_days <= MAX_FIXED_DAYS:
-        raise InvalidInputError("fixed_days", f"must be between 0 and {MAX_FIXED_DAYS}")
+        raise InvalidInputError(
+            "fixed_days", N_("must be between 0 and {limit} days"), limit=MAX_FIXED_DAYS
+        )
     flt = ReportFilter(bbox=filters.bbox, categories=filters.categories, statuses=OPEN_STATUSES)
     offset = (filters.page - 1) * maps.marker_cap
     rows, total = map_reports(
@@ -230,9 +239,9 @@ def zone_page_map(
     key cannot learn which zones exist. Field teams and admins get buttons that move each
     report to its next status, which send ``api_key``; planners only look.
     """
-    zone = current_zone(conn, zone_code)
+    zone = current_zone(conn, zone_code, lang=filters.lang)
     if len(zone) == 0 or not may_see_zone(principal, int(zone["team_id"].iloc[0])):
-        raise NotFoundError(f"There is no zone {zone_code!r} for this key.")
+        raise NotFoundError(N_("There is no zone {zone!r} for this key."), zone=zone_code)
     zone_id = int(zone["id"].iloc[0])
     category = _one("category", filters.categories)
     status = _one("status", filters.statuses)
@@ -279,7 +288,7 @@ def zone_page_map(
     created_from, created_to = filters.created_from, filters.created_to
     return zone_map(
         zone=zone,
-        wards=wards_meeting_zone(conn, zone_id),
+        wards=wards_meeting_zone(conn, zone_id, lang=filters.lang),
         heat=[(c.lat, c.lon, c.count) for c in heat],
         markers=MarkerPage(reports=reports, total=total, offset=offset),
         filters=Filters(
@@ -311,9 +320,14 @@ def wards_page_map(
 ) -> folium.Map:
     """The ward dashboard, for planners and administrators: wards coloured by ``measure``."""
     if not principal.sees_everything:
-        raise PermissionDeniedError("The ward dashboard is for planners and administrators.")
+        raise PermissionDeniedError(N_("The ward dashboard is for planners and administrators."))
     return ward_dashboard_map(
-        wards=ward_measures(conn, created_from=filters.created_from, created_to=filters.created_to),
+        wards=ward_measures(
+            conn,
+            created_from=filters.created_from,
+            created_to=filters.created_to,
+            lang=filters.lang,
+        ),
         measure=measure,
         lang=filters.lang,
         filters=Filters(categories={}, hidden_fields={"lang": filters.lang}),
