@@ -9,6 +9,10 @@ client sees exactly what the public sees: never a reporter's name or contact, an
 and ``long`` on the public location grid (``geo.access.policy``). Our eight
 statuses fold into GeoReport's two: a report still being worked is ``open``, every other
 one is ``closed``.
+
+A record's ``agency_responsible`` (the team's name) and ``service_notice`` (a sentence) are
+in the caller's language, English unless it asks for Thai; every field name, code and
+timestamp stays as the spec writes it.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from sqlalchemy import Connection, Engine, text
 
 from geo.access.keys import authenticate
 from geo.access.policy import ANONYMOUS, DEFAULT_PUBLIC_ROUNDING_M, Principal
-from geo.city.catalogue import active_categories, category_id
+from geo.city.catalogue import active_categories, category_id, display_name
 from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import Geocoder
-from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
+from geo.errors import AuthenticationError, InvalidInputError, Message, NotFoundError
 from geo.i18n import N_
 from geo.reports.intake import IntakeResult, Submission, file_report
 from geo.reports.search import ReportFilter, get_report, report_query
@@ -287,17 +291,50 @@ def w3c(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def service_notice(team_name: str | None, due_at: datetime) -> str:
-    """What happens next: who works the request and by when."""
-    who = f"It has been sent to {team_name}" if team_name else "It has been received"
-    return f"{who} and is due to be dealt with by {w3c(due_at)}."
+def service_notice(team_name: str | None, due_at: datetime, lang: str = "en") -> str:
+    """What happens next, in ``lang``: who works the request and by when (a W3C time)."""
+    if team_name:
+        notice = Message(
+            N_("It has been sent to {team} and is due to be dealt with by {due}."),
+            {"team": team_name, "due": w3c(due_at)},
+        )
+    else:
+        notice = Message(
+            N_("It has been received and is due to be dealt with by {due}."), {"due": w3c(due_at)}
+        )
+    return notice.text(lang)
+
+
+def team_names(
+    conn: Connection, lang: str, team_ids: Iterable[int] | None = None
+) -> dict[int, str]:
+    """The name a reader in ``lang`` sees of each team in ``team_ids`` (every team if None)."""
+    query = "SELECT id, name, name_th, name_en FROM teams"
+    params: dict[str, Any] = {}
+    if team_ids is not None:
+        query += " WHERE id = ANY(:ids)"
+        params["ids"] = sorted(set(team_ids))
+    return {
+        int(r.id): display_name(lang, name=r.name, name_th=r.name_th, name_en=r.name_en)
+        for r in conn.execute(text(query), params)
+    }
 
 
 def request_record(
-    report: Mapping[str, Any], *, status_notes: str | None, base_url: str
+    report: Mapping[str, Any],
+    *,
+    status_notes: str | None,
+    base_url: str,
+    lang: str = "en",
+    team_name: str | None = None,
 ) -> dict[str, Any]:
-    """A report read with the public columns, as a GeoReport service request."""
+    """A report read with the public columns, as a GeoReport service request.
+
+    ``team_name`` is the team's name in ``lang`` (``team_names``); without it the record
+    names the team as given.
+    """
     status = OPEN311_STATUS[report["status"]]
+    team = team_name or report["team_name"]
     media_url = report["media_url"]
     if media_url is None and report["photo_ids"]:
         media_url = f"{base_url}/api/photos/{report['photo_ids'][0]}"
@@ -308,9 +345,9 @@ def request_record(
         "service_name": report["category_name_en"],
         "service_code": report["category"],
         "description": report["description"],
-        "agency_responsible": report["team_name"],
+        "agency_responsible": team,
         "service_notice": (
-            service_notice(report["team_name"], report["due_at"]) if status == "open" else None
+            service_notice(team, report["due_at"], lang) if status == "open" else None
         ),
         "requested_datetime": w3c(report["created_at"]),
         "updated_datetime": w3c(report["updated_at"]),
@@ -346,14 +383,28 @@ def find_requests(
     limit: int,
     base_url: str,
     public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+    lang: str = "en",
 ) -> list[dict[str, Any]]:
-    """GET Service Requests: the newest ``limit`` matching reports, as the public sees them."""
+    """GET Service Requests: the newest ``limit`` matching reports, as the public sees them.
+
+    Team names and notices are in ``lang``.
+    """
     query, params = report_query(
         flt, ANONYMOUS, limit=limit, order="newest", public_rounding_m=public_rounding_m
     )
     reports = [dict(r) for r in conn.execute(query, params).mappings()]
     notes = latest_notes(conn, [r["id"] for r in reports])
-    return [request_record(r, status_notes=notes.get(r["id"]), base_url=base_url) for r in reports]
+    teams = team_names(conn, lang, [r["team_id"] for r in reports if r["team_id"] is not None])
+    return [
+        request_record(
+            r,
+            status_notes=notes.get(r["id"]),
+            base_url=base_url,
+            lang=lang,
+            team_name=teams.get(r["team_id"]),
+        )
+        for r in reports
+    ]
 
 
 def get_request(
@@ -362,14 +413,22 @@ def get_request(
     *,
     base_url: str,
     public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+    lang: str = "en",
 ) -> dict[str, Any]:
-    """GET Service Request: one report as the public sees it; anything else is a 404."""
+    """GET Service Request: one report as the public sees it; anything else is a 404.
+
+    Its team's name and notice are in ``lang``.
+    """
     report_id = _report_id(service_request_id)
     if report_id is None:
         raise NotFoundError(N_("There is no service request {id!r}."), id=service_request_id[:40])
     report = get_report(conn, report_id, ANONYMOUS, public_rounding_m=public_rounding_m)
     notes = latest_notes(conn, [report["id"]])
-    return request_record(report, status_notes=notes.get(report["id"]), base_url=base_url)
+    team_id = report["team_id"]
+    team = team_names(conn, lang, [team_id]).get(team_id) if team_id is not None else None
+    return request_record(
+        report, status_notes=notes.get(report["id"]), base_url=base_url, lang=lang, team_name=team
+    )
 
 
 # --- POST Service Request ----------------------------------------------------------------
@@ -449,11 +508,12 @@ def post_request(
     routing: RoutingSettings,
     intake: IntakeSettings,
     geocoder: Geocoder,
+    lang: str = "en",
 ) -> list[dict[str, Any]]:
     """POST Service Request: check the key, file the report, answer with its id and notice.
 
     The report is filed by the same intake as the native API (``file_report``), in its
-    own transaction, so a refused request leaves nothing behind.
+    own transaction, so a refused request leaves nothing behind. The notice is in ``lang``.
     """
     with engine.connect() as conn:
         principal = require_key(conn, fields.get("api_key"))
@@ -461,14 +521,19 @@ def post_request(
         service_code = _field(fields, "service_code")
         if service_code is not None:
             service_definition(conn, service_code)  # an unknown code is a 404, per the spec
+        # Routing picks the team as the report is stored; a city has few teams, so the
+        # names of all of them are read here rather than in another round trip after.
+        teams = team_names(conn, lang)
     submission = submission_from_post(fields)
 
     def answer(result: IntakeResult) -> dict[str, Any]:
+        report = result.report
+        team = teams.get(report.team_id) if report.team_id is not None else None
         return {
-            "service_request_id": str(result.report.id),
+            "service_request_id": str(report.id),
             # The status page's token, /r/{token}: the resident's link to follow the request.
-            "token": result.report.token,
-            "service_notice": service_notice(result.report.team_name, result.report.due_at),
+            "token": report.token,
+            "service_notice": service_notice(team or report.team_name, report.due_at, lang),
             # We keep no accounts of our own, so there is no account id to hand back.
             "account_id": None,
         }

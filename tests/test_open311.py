@@ -275,6 +275,85 @@ def test_post_answers_in_xml_too(o311: Open311) -> None:
     assert account is not None and account.text is None
 
 
+TEAM_TH = "ทีมถนน {{7*7}} <img src=x onerror=alert(1)>"
+TEAM_EN = "Road crew {% if 1 %}x{% endif %} <b>"
+
+
+def test_team_name_and_notice_follow_the_callers_language(o311: Open311, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE teams SET name_th = :th, name_en = :en WHERE code = 'T1'"),
+            {"th": TEAM_TH, "en": TEAM_EN},
+        )
+    # An Open311 client that names no language gets English, as the spec's clients expect.
+    (posted,) = valid_json(post(o311), "post_response")
+    assert posted["service_notice"].startswith(f"It has been sent to {TEAM_EN} and is due")
+    report_id = posted["service_request_id"]
+    (thai,) = valid_json(
+        o311.client.post(
+            f"{BASE}/requests.json",
+            headers={"Accept-Language": "th-TH,th;q=0.9"},
+            data={
+                "api_key": o311.key,
+                "service_code": "road",
+                "lat": "8.405",
+                "long": "100.011",
+                "description": "x",
+            },
+        ),
+        "post_response",
+    )
+    assert thai["service_notice"].startswith(f"ส่งเรื่องให้ {TEAM_TH} แล้ว")
+    due = re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", thai["service_notice"])
+    assert due, "the due time keeps the spec's W3C form in Thai too"
+
+    english = o311.client.get(f"{BASE}/requests/{report_id}.json")
+    (one,) = valid_json(english, "requests")
+    assert one["agency_responsible"] == TEAM_EN
+    assert TEAM_EN in one["service_notice"]
+    for asked in ({"params": {"lang": "th"}}, {"headers": {"Accept-Language": "th"}}):
+        (one,) = valid_json(
+            o311.client.get(f"{BASE}/requests/{report_id}.json", **asked), "requests"
+        )
+        assert one["agency_responsible"] == TEAM_TH
+        assert one["service_notice"].startswith(f"ส่งเรื่องให้ {TEAM_TH} แล้ว")
+        assert one["expected_datetime"] in one["service_notice"]
+        listed = valid_json(o311.client.get(f"{BASE}/requests.json", **asked), "requests")
+        assert {r["agency_responsible"] for r in listed} == {TEAM_TH}
+    # The same text in XML: escaped by the document, field names unchanged.
+    root = valid_xml(
+        o311.client.get(f"{BASE}/requests.xml", params={"lang": "th"}), "service_requests"
+    )
+    assert {r.findtext("agency_responsible") for r in root.findall("request")} == {TEAM_TH}
+    assert "<img" not in o311.client.get(f"{BASE}/requests.xml", params={"lang": "th"}).text
+    # A language we do not speak falls back to English; the spec's fields stay as they are.
+    (other,) = valid_json(
+        o311.client.get(f"{BASE}/requests/{report_id}.json", params={"lang": "fr"}), "requests"
+    )
+    assert other["agency_responsible"] == TEAM_EN
+    assert set(REQUEST_FIELDS) <= set(other)
+
+
+def test_a_team_without_names_in_either_language_keeps_its_name(o311: Open311) -> None:
+    (posted,) = valid_json(
+        o311.client.post(
+            f"{BASE}/requests.json",
+            params={"lang": "th"},
+            data={
+                "api_key": o311.key,
+                "service_code": "road",
+                "lat": "8.405",
+                "long": "100.011",
+                "description": "x",
+            },
+        ),
+        "post_response",
+    )
+    assert posted["service_notice"].startswith("ส่งเรื่องให้ T1 แล้ว")
+    (one,) = requests_json(o311, service_request_id=posted["service_request_id"], lang="th")
+    assert one["agency_responsible"] == "T1"
+
+
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 def test_the_token_of_a_posted_request_opens_its_status_page(o311: Open311, fmt: str) -> None:
     answer = post(o311, fmt, first_name="Somchai", email="somchai@example.org")

@@ -1,6 +1,8 @@
 """Open311 GeoReport v2 at ``/open311/v2``: discovery, services and service requests.
 
-Every resource comes as ``.json`` or ``.xml``, chosen by the path's suffix. Errors on these
+Every resource comes as ``.json`` or ``.xml``, chosen by the path's suffix. Sentences and
+team names (``service_notice``, ``agency_responsible``, error descriptions) are in English
+unless ``?lang=th`` or Accept-Language asks for Thai. Errors on these
 paths, FastAPI's own validation errors included, take the spec's form: a list of
 ``{code, description}`` (``<errors><error>`` in XML) with HTTP 400, 403 or 404.
 """
@@ -301,7 +303,8 @@ def get_requests(
 
     Without dates the last 90 days are searched; `start_date` and `end_date` may be at most
     90 days apart. Our statuses fold into `open` (open, acknowledged, in progress, reopened)
-    and `closed` (resolved, closed, rejected, duplicate).
+    and `closed` (resolved, closed, rejected, duplicate). `agency_responsible` and
+    `service_notice` are in English, or in Thai when `lang=th` or Accept-Language asks.
     """
     base = str(request.base_url).rstrip("/")
     records = open311.find_requests(
@@ -310,6 +313,7 @@ def get_requests(
         limit=settings.max_requests,
         base_url=base,
         public_rounding_m=privacy.public_rounding_m,
+        lang=request_language(request),
     )
     return _respond(records, root="service_requests", fmt=fmt)
 
@@ -332,7 +336,11 @@ def get_service_request(
     open311.check_jurisdiction(jurisdiction_id, settings.jurisdiction_id)
     base = str(request.base_url).rstrip("/")
     record = open311.get_request(
-        conn, service_request_id, base_url=base, public_rounding_m=privacy.public_rounding_m
+        conn,
+        service_request_id,
+        base_url=base,
+        public_rounding_m=privacy.public_rounding_m,
+        lang=request_language(request),
     )
     return _respond([record], root="service_requests", fmt=fmt)
 
@@ -370,7 +378,7 @@ async def _read_fields(request: Request) -> dict[str, str]:
     return fields
 
 
-def _create(state: AppState, fields: dict[str, str]) -> list[dict[str, Any]]:
+def _create(state: AppState, fields: dict[str, str], lang: str) -> list[dict[str, Any]]:
     return open311.post_request(
         state.engine,
         fields,
@@ -378,6 +386,7 @@ def _create(state: AppState, fields: dict[str, str]) -> list[dict[str, Any]]:
         routing=state.routing,
         intake=state.intake,
         geocoder=state.geocoder,
+        lang=lang,
     )
 
 
@@ -412,13 +421,13 @@ async def post_service_request(fmt: FormatPath, request: Request, state: AppStat
     reporter's `first_name`, `last_name`, `email` and `phone` are kept for staff and never
     published. The answer holds the new `service_request_id`, its `token` (the resident's
     status page is `/r/{token}`) and a `service_notice` saying which team has it and when
-    it is due.
+    it is due: in English, or in Thai when `lang=th` or Accept-Language asks.
     """
     fields = await _read_fields(request)
     await run_in_threadpool(
         limit_reports_by_key, state, fields.get("api_key"), client_address(request)
     )
-    answer = await run_in_threadpool(_create, state, fields)
+    answer = await run_in_threadpool(_create, state, fields, request_language(request))
     return _respond(answer, root="service_requests", fmt=fmt)
 
 
