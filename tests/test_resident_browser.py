@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from api.app import AppSettings, create_app
 from geo.i18n import translate
 from geo.settings import DatabaseSettings, GeocoderSettings
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, running, screenshot, wait_until, watch
+from tests.browser import running, screenshot, wait_until, watch
 from tests.fixtures import TINY_GAZETTEER, load_tiny_city
 
 PHONE = {"width": 390, "height": 844}
@@ -28,16 +28,13 @@ HERE = {"latitude": 8.4043217, "longitude": 100.0067891}
 """Where the phone says it is: ward W-A, zone Z1 (team T1)."""
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (the set-up command installs it)")
-    from playwright.sync_api import sync_playwright
+pytest_plugins = ("tests.browser",)  # the session's Chromium: the ``browser`` fixture
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+
+@pytest.fixture
+def chromium(browser: Any) -> Any:
+    """The session's Chromium: a second Playwright in one process refuses to start."""
+    return browser
 
 
 @pytest.fixture
