@@ -262,3 +262,13 @@ def test_live_events_of_a_hidden_report_reach_staff_only(city_app: Any, engine: 
             ).scalars()
         )
     assert kinds == ["created", "hidden", "status"]
+
+
+def test_a_hidden_report_is_never_offered_as_a_likely_duplicate(hidden: Any) -> None:
+    client, _, _, secret, shown = hidden
+    # Filed where both lie: the answer names the visible one, never the hidden one, whose
+    # existence (and its abusive text, on a status page) would leak through the offer.
+    nearby = file_report(client, "Another pothole here")
+    offered = [d["id"] for d in nearby["likely_duplicates"]]
+    assert shown["id"] in offered
+    assert secret["id"] not in offered

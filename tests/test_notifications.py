@@ -573,6 +573,29 @@ def test_hidden_reports_reach_their_reporter_but_no_webhook(
     assert receiver.calls == [] and len(mailbox.messages) == 1
 
 
+def test_a_resident_joining_a_report_nearby_is_a_merge_for_webhooks(
+    city_app, engine, receiver, mailbox
+) -> None:
+    client, _, keys = city_app
+    merges = register(client, keys, url=receiver.url("/merges"), events=["report.merged"])
+    original = file_report(client, keys)
+    mine = file_report(client, keys, lat=8.4054, lon=100.0047)
+    joined = client.post(
+        f"/r/{token_of(engine, mine)}/support?lang=en",
+        data={"report_id": str(original)},
+        follow_redirects=False,
+    )
+    assert joined.status_code == 303, joined.text
+    assert [r["kind"] for r in outbox(engine, mine)] == ["webhook"], "no mail about own press"
+    assert deliver(engine, public_url=PUBLIC_URL) == (1, 0, 0)
+    ((_path, headers, body),) = receiver.calls
+    assert verify(merges["secret"], headers, body)
+    document = json.loads(body)
+    assert document["event"] == "report.merged"
+    assert (document["report"]["id"], document["report"]["duplicate_of"]) == (mine, original)
+    assert "resident@example.com" not in body.decode() and mailbox.messages == []
+
+
 BAD_WEBHOOKS = [
     ({"url": "javascript:alert(1)"}, "url"),
     ({"url": "ftp://files.example/x"}, "url"),

@@ -52,6 +52,8 @@ near AS MATERIALIZED (
         i.geom,
         i.dup_radius / (110000.0 * GREATEST(cos(radians(ST_Y(i.geom))), 0.01)),
         i.dup_radius / 110000.0)
+    -- The answer goes to whoever filed, so a report staff hid is never offered.
+    WHERE r.hidden_at IS NULL
 ), dups AS (
     SELECT n.id, n.status, n.created_at, n.supporters, ST_Y(n.geom) AS lat, ST_X(n.geom) AS lon,
            round(ST_Distance(n.geom::geography, i.geom::geography)::numeric, 1) AS distance_m

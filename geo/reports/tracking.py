@@ -26,6 +26,7 @@ from geo.access.policy import ANONYMOUS, point_sql
 from geo.errors import ConflictError, InvalidInputError, NotFoundError
 from geo.i18n import N_
 from geo.reports.intake import visible_duplicates
+from geo.reports.notifications import enqueue_event
 from geo.vocabulary import OPEN_STATUSES_SQL
 
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{24}")
@@ -349,12 +350,16 @@ def support_report(
                        jsonb_build_object('duplicate_of', CAST(:original AS bigint),
                                           'by', 'reporter')
                 FROM moved
+                RETURNING id
             )
-            SELECT supporters FROM original
+            SELECT o.supporters, (SELECT id FROM logged) AS event_id FROM original AS o
             """
         ),
         {"id": row.id, "original": original_id},
-    ).scalar_one_or_none()
+    ).one_or_none()
     if supported is None:
         raise ConflictError(N_("That report is no longer open; your report stays as it is."))
-    return int(supported)
+    # Webhooks hear of the join as of any merge; the resident who pressed the button needs
+    # no mail about it, so none is queued.
+    enqueue_event(conn, event="report.merged", event_id=int(supported.event_id), email=False)
+    return int(supported.supporters)
