@@ -30,7 +30,7 @@ from api.deps import (
     client_address,
     limit_reports,
 )
-from api.errors import RETRY_AFTER_HEADER, error_responses
+from api.errors import ERROR_BODY_REF, RETRY_AFTER_HEADER, error_responses
 from geo.access.policy import Principal
 from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import GeocodingUnavailableError
@@ -58,6 +58,10 @@ from geo.maps.resident import (
 from geo.reports import idempotency
 from geo.reports.intake import IntakeResult, PhotoUpload, Submission, file_report
 from geo.reports.tracking import NOT_NEARBY, support_report, track_report
+
+# The form's own problems come back as the page; requests refused before the form is read
+# (app-wide checks, FastAPI's field limits) get the API's JSON error body.
+_HTML_OR_ERROR_BODY = {"text/html": {}, "application/json": {"schema": {"$ref": ERROR_BODY_REF}}}
 
 router = APIRouter(tags=["resident pages"], responses=error_responses(422, 503, page=True))
 
@@ -249,6 +253,13 @@ def _file(
     summary="Send the report form",
     responses={
         303: {"description": "Filed: on to the report's status page."},
+        **error_responses(401, page=True),
+        422: {
+            "description": "A field is wrong or missing: the form again, as filled in, with "
+            "the problem beside the field in the resident's language. A request no form sends "
+            "(NUL characters, an oversized field) is answered with the JSON error body.",
+            "content": _HTML_OR_ERROR_BODY,
+        },
         429: {
             "description": "Too many reports from this address just now: the form again, "
             "saying how long to wait.",
@@ -340,7 +351,12 @@ async def send_report_form(
     "/r/{token}",
     response_class=HTMLResponse,
     summary="A report's status page",
-    responses={404: {"description": "No report the public may see has this address."}},
+    responses={
+        404: {
+            "description": "No report the public may see has this address.",
+            "content": {"text/html": {}},
+        }
+    },
 )
 def status_page(
     token: str,
@@ -385,8 +401,21 @@ def status_page(
     summary="Support a report nearby instead",
     responses={
         303: {"description": "Supported: back to the status page."},
-        404: {"description": "No report the public may see has this address."},
-        409: {"description": "The report is already being handled, or the other one is."},
+        404: {
+            "description": "No report the public may see has this address.",
+            "content": {"text/html": {}},
+        },
+        409: {
+            "description": "The report is already being handled, or the other one is: the "
+            "status page, saying so.",
+            "content": {"text/html": {}},
+        },
+        422: {
+            "description": "That report is not one offered nearby: the status page, saying so. "
+            "A request no page sends (NUL characters, an oversized field) is answered with the "
+            "JSON error body.",
+            "content": _HTML_OR_ERROR_BODY,
+        },
     },
 )
 def support_nearby(
@@ -423,7 +452,11 @@ def support_nearby(
         message = translated(page_lang, error.msgid, error.values)
     else:
         return RedirectResponse(f"/r/{token}?lang={page_lang}", status_code=303)
-    report = track_report(conn, token, **settings)
+    try:
+        report = track_report(conn, token, **settings)
+    except NotFoundError:
+        # A bad report_id was checked before the token: the page is still a 404 page.
+        return _page(render_not_found(lang=page_lang, nonce=nonce), nonce=nonce, status_code=404)
     html = render_status_page(
         report,
         lang=page_lang,
