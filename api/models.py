@@ -120,6 +120,10 @@ class ReportFields(BaseModel):
     photo_ids: list[int]
     reporter_name: str | None = Field(default=None, description="Staff only.")
     reporter_contact: str | None = Field(default=None, description="Staff only.")
+    hidden_at: datetime | None = Field(
+        default=None, description="Staff only: when staff hid the report from the public."
+    )
+    hidden_reason: str | None = Field(default=None, description="Staff only: why it is hidden.")
 
 
 class QueuedReport(ReportFields):
