@@ -80,6 +80,8 @@ def public_answers(client: Any, values: dict[str, str], app_key: str) -> Iterato
             variants = [url]
             if url == "/api/reports":
                 variants += [f"{url}?format=csv", f"{url}?format=gpkg"]
+            if url == "/maps/public":
+                variants.append(f"{url}?view=list")
             if url.endswith(".json"):
                 variants.append(url[: -len(".json")] + ".xml")
             for variant in variants:
