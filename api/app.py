@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
@@ -23,15 +24,18 @@ from geo.db.engine import make_engine
 from geo.reports.live import LiveHub
 from geo.settings import (
     BoundarySettings,
+    CitySettings,
     DatabaseSettings,
     GeocoderSettings,
     IntakeSettings,
     MapSettings,
+    NotificationSettings,
     Open311Settings,
     PrivacySettings,
     ProxySettings,
     RateLimitSettings,
     RoutingSettings,
+    settings_problems,
 )
 
 STATIC = Path(str(resources.files("api") / "static"))
@@ -53,11 +57,23 @@ class AppSettings:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     proxies: ProxySettings = field(default_factory=ProxySettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    city: CitySettings = field(default_factory=CitySettings)
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
-    """Build the issuemap application; settings default to the ``ISSUEMAP_*`` environment."""
-    settings = settings or AppSettings()
+    """Build the issuemap application; settings default to the ``ISSUEMAP_*`` environment.
+
+    A setting that is not valid stops the service here, before it serves anything, with a
+    ``RuntimeError`` naming each variable and what is wrong with it, never its value.
+    """
+    if settings is None:
+        try:
+            settings = AppSettings()
+        except ValidationError as error:
+            # `from None`: pydantic's own message, in the chained traceback, would print the
+            # value, and ISSUEMAP_SMTP_URL or ISSUEMAP_DATABASE_URL may hold a password.
+            raise RuntimeError(f"invalid settings: {settings_problems(error)}") from None
     if settings.database.database_url is None:
         raise RuntimeError(
             "ISSUEMAP_DATABASE_URL is not set: start the service with `issuemap serve`, "
@@ -88,6 +104,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             boundaries=settings.boundaries,
             privacy=settings.privacy,
             report_limits=ReportRateLimiter(engine, settings.rate_limits),
+            notifications=settings.notifications,
+            city=settings.city,
         )
         set_app_state(app, started)
         started.live.start()

@@ -29,8 +29,10 @@ from geo.i18n import N_
 from geo.reports.live import LiveHub
 from geo.settings import (
     BoundarySettings,
+    CitySettings,
     IntakeSettings,
     MapSettings,
+    NotificationSettings,
     Open311Settings,
     PrivacySettings,
     RoutingSettings,
@@ -84,6 +86,10 @@ class AppState:
     boundaries: BoundarySettings
     privacy: PrivacySettings
     report_limits: ReportRateLimiter
+    notifications: NotificationSettings
+    """Whether status changes queue e-mails, and what the links in them point at."""
+    city: CitySettings
+    """The city's time zone, in which resident pages and the public list tell times."""
 
 
 def app_state(app: FastAPI) -> AppState:
@@ -182,6 +188,11 @@ def get_maps(state: AppStateDep) -> MapSettings:
     return state.maps
 
 
+def get_city(state: AppStateDep) -> CitySettings:
+    """The city's settings (its time zone) the app was started with."""
+    return state.city
+
+
 def get_boundaries(state: AppStateDep) -> BoundarySettings:
     """Limits of boundary imports."""
     return state.boundaries
@@ -269,3 +280,4 @@ Open311Dep = Annotated[Open311Settings, Depends(get_open311)]
 PrivacyDep = Annotated[PrivacySettings, Depends(get_privacy)]
 MapSettingsDep = Annotated[MapSettings, Depends(get_maps)]
 BoundariesDep = Annotated[BoundarySettings, Depends(get_boundaries)]
+CityDep = Annotated[CitySettings, Depends(get_city)]

@@ -13,8 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qsl, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -310,6 +311,38 @@ class MapSettings(BaseSettings):
         return None if value.lower() in {"", "none"} else value
 
 
+DEFAULT_CITY_TIMEZONE = "Asia/Bangkok"
+"""``ISSUEMAP_CITY_TIMEZONE`` when it is not set."""
+
+
+class CitySettings(BaseSettings):
+    """Facts about the city the service runs for."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    city_timezone: str = Field(
+        default=DEFAULT_CITY_TIMEZONE,
+        max_length=100,
+        description="IANA time zone the resident pages and the public list view tell times "
+        "in (the city's, whatever the server's clock says), e.g. Asia/Bangkok.",
+    )
+
+    @field_validator("city_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        name = value.strip()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as error:
+            raise ValueError("is not an IANA time zone, such as Asia/Bangkok") from error
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The city's time zone."""
+        return ZoneInfo(self.city_timezone)
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpServer:
     """Where and how to hand mail over, as ``ISSUEMAP_SMTP_URL`` says."""
@@ -533,3 +566,23 @@ class ProxySettings(BaseSettings):
             except ValueError as error:
                 raise ValueError(f"{item!r} is not an IP address or CIDR network") from error
         return networks
+
+
+def settings_problems(error: ValidationError) -> str:
+    """What is wrong with settings, naming each ``ISSUEMAP_*`` variable, never its value.
+
+    The values stay out because some hold a password (``ISSUEMAP_SMTP_URL``,
+    ``ISSUEMAP_DATABASE_URL``) and the sentence goes to logs and terminals.
+    """
+    prefix = next(
+        (
+            str(cls.model_config.get("env_prefix", ""))
+            for cls in BaseSettings.__subclasses__()
+            if cls.__module__ == __name__ and cls.__name__ == error.title
+        ),
+        "ISSUEMAP_",
+    )
+    return "; ".join(
+        f"{prefix}{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+        for problem in error.errors(include_url=False, include_input=False)
+    )

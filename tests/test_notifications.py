@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 from PIL import Image
 from sqlalchemy import Engine, text
 
+from api.deps import app_state, replace_app_state
 from geo.access.policy import snap_point
 from geo.i18n import translate
 from geo.reports.notifications import deliver_due
@@ -69,15 +70,26 @@ class Mailbox:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
+    def settings(self) -> NotificationSettings:
+        """Notification settings that name this server as the mail server."""
+        return NotificationSettings(smtp_url=self.url, public_url=PUBLIC_URL, mail_from=MAIL_FROM)
+
+    def environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The same, in the environment, which commands outside the app read."""
+        monkeypatch.setenv("ISSUEMAP_SMTP_URL", self.url)
+        monkeypatch.setenv("ISSUEMAP_PUBLIC_URL", PUBLIC_URL)
+        monkeypatch.setenv("ISSUEMAP_MAIL_FROM", MAIL_FROM)
+
+
+MAIL_FROM = "City of Test <noreply@city.example>"
+
 
 @pytest.fixture
-def mailbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
-    """A running SMTP server, configured as the service's mail server."""
+def mailbox(city_app) -> Iterator[Mailbox]:
+    """A running SMTP server, configured as the running service's mail server."""
     box = Mailbox()
     box.start()
-    monkeypatch.setenv("ISSUEMAP_SMTP_URL", box.url)
-    monkeypatch.setenv("ISSUEMAP_PUBLIC_URL", PUBLIC_URL)
-    monkeypatch.setenv("ISSUEMAP_MAIL_FROM", "City of Test <noreply@city.example>")
+    replace_app_state(city_app[0].app, notifications=box.settings())
     try:
         yield box
     finally:
@@ -94,8 +106,11 @@ def png() -> bytes:
     return out.getvalue()
 
 
-def deliver(engine: Engine, **overrides: Any) -> tuple[int, int, int]:
-    done = deliver_due(engine, NotificationSettings(**overrides), public_rounding_m=100.0)
+def deliver(client, engine: Engine, **overrides: Any) -> tuple[int, int, int]:
+    """One delivery round with the settings the running app has, as ``issuemap serve``'s
+    delivery worker reads the same settings as its web workers."""
+    settings = app_state(client.app).notifications.model_copy(update=overrides)
+    done = deliver_due(engine, settings, public_rounding_m=100.0)
     return done.delivered, done.retrying, done.failed
 
 
@@ -160,8 +175,8 @@ def test_a_reporter_gets_one_thai_mail_per_status_change(city_app, engine, mailb
     client, _, keys = city_app
     report = file_report(client, keys)
     move(client, keys, report, "acknowledged", public_note=NOTE, note=STAFF_NOTE)
-    assert deliver(engine) == (1, 0, 0)
-    assert deliver(engine) == (0, 0, 0), "a delivered mail is not sent again"
+    assert deliver(client, engine) == (1, 0, 0)
+    assert deliver(client, engine) == (0, 0, 0), "a delivered mail is not sent again"
     [mail] = mailbox.messages
     assert mailbox.recipients == [["resident@example.com"]]
     assert mail["To"] == "resident@example.com"
@@ -189,7 +204,7 @@ def test_a_reporter_gets_one_thai_mail_per_status_change(city_app, engine, mailb
     )
     assert resolved.status_code == 200, resolved.text
     [photo] = resolved.json()["photo_ids"]
-    assert deliver(engine) == (1, 0, 0)
+    assert deliver(client, engine) == (1, 0, 0)
     assert len(mailbox.messages) == 2
     fixed = mailbox.messages[1]
     assert translate("th", "Resolved") in fixed["Subject"]
@@ -209,7 +224,7 @@ def test_a_reporter_who_reported_in_english_reads_english(city_app, engine, mail
     with engine.begin() as conn:
         conn.execute(text("UPDATE reports SET language = 'en' WHERE id = :id"), {"id": report})
     move(client, keys, report, "in_progress", public_note="Crew on the way <b>today</b>")
-    assert deliver(engine) == (1, 0, 0)
+    assert deliver(client, engine) == (1, 0, 0)
     [mail] = mailbox.messages
     assert mail["To"] == "visitor@example.org"
     assert mail["Subject"] == f"Your report #{report}: In progress"
@@ -221,9 +236,7 @@ def test_a_reporter_who_reported_in_english_reads_english(city_app, engine, mail
     assert "เรื่อง" not in body
 
 
-def test_no_mail_without_an_address_or_without_a_mail_server(
-    city_app, engine, mailbox, monkeypatch
-) -> None:
+def test_no_mail_without_an_address_or_without_a_mail_server(city_app, engine, mailbox) -> None:
     client, _, keys = city_app
     phone = file_report(client, keys, contact="081-555-1234")
     nothing = file_report(client, keys, contact=None)
@@ -231,11 +244,11 @@ def test_no_mail_without_an_address_or_without_a_mail_server(
     for report in (phone, nothing, odd):
         move(client, keys, report, "acknowledged")
         assert outbox(engine, report) == []
-    monkeypatch.delenv("ISSUEMAP_SMTP_URL")
+    replace_app_state(client.app, notifications=NotificationSettings(smtp_url=None))
     unset = file_report(client, keys)
     move(client, keys, unset, "acknowledged", public_note="x")
     assert outbox(engine, unset) == [], "mail switched off: nothing is queued"
-    assert deliver(engine) == (0, 0, 0)
+    assert deliver(client, engine) == (0, 0, 0)
     assert mailbox.messages == []
 
 
@@ -246,20 +259,20 @@ def test_a_mail_server_outage_loses_nothing_and_sends_once(city_app, engine, mai
     move(client, keys, report, "acknowledged", public_note="เราได้รับเรื่องแล้ว")
     # The status change committed although no mail could go out.
     assert client.get(f"/api/reports/{report}").json()["status"] == "acknowledged"
-    assert deliver(engine) == (0, 1, 0)
+    assert deliver(client, engine) == (0, 1, 0)
     [row] = outbox(engine, report)
     assert row["attempts"] == 1 and row["delivered_at"] is None and row["failed_at"] is None
     assert "mail server" in row["last_error"]
-    assert deliver(engine) == (0, 0, 0), "not tried again before its backoff has passed"
+    assert deliver(client, engine) == (0, 0, 0), "not tried again before its backoff has passed"
     make_due(engine)
-    assert deliver(engine) == (0, 1, 0)
+    assert deliver(client, engine) == (0, 1, 0)
     assert outbox(engine, report)[0]["attempts"] == 2
 
     mailbox.start()
     make_due(engine)
-    assert deliver(engine) == (1, 0, 0)
+    assert deliver(client, engine) == (1, 0, 0)
     make_due(engine)
-    assert deliver(engine) == (0, 0, 0)
+    assert deliver(client, engine) == (0, 0, 0)
     assert len(mailbox.messages) == 1
     assert "เราได้รับเรื่องแล้ว" in body_of(mailbox.messages[0])
     [row] = outbox(engine, report)
@@ -272,21 +285,21 @@ def test_retries_end_after_the_last_attempt(city_app, engine, mailbox) -> None:
     report = file_report(client, keys)
     mailbox.stop()
     move(client, keys, report, "acknowledged")
-    assert deliver(engine, outbox_max_attempts=2) == (0, 1, 0)
+    assert deliver(client, engine, outbox_max_attempts=2) == (0, 1, 0)
     make_due(engine)
-    assert deliver(engine, outbox_max_attempts=2) == (0, 0, 1)
+    assert deliver(client, engine, outbox_max_attempts=2) == (0, 0, 1)
     [row] = outbox(engine, report)
     assert row["failed_at"] is not None and row["attempts"] == 2
     mailbox.start()
     make_due(engine)
-    assert deliver(engine) == (0, 0, 0), "a message given up on stays given up"
+    assert deliver(client, engine) == (0, 0, 0), "a message given up on stays given up"
 
 
 def test_a_mailbox_refused_for_good_fails_at_once(city_app, engine, mailbox) -> None:
     client, _, keys = city_app
     report = file_report(client, keys, contact="nobody@example.com")
     move(client, keys, report, "acknowledged")
-    assert deliver(engine) == (0, 0, 1)
+    assert deliver(client, engine) == (0, 0, 1)
     [row] = outbox(engine, report)
     assert row["attempts"] == 1 and row["failed_at"] is not None
     assert "550" in row["last_error"]
@@ -306,7 +319,9 @@ def test_two_workers_never_send_one_mail_twice(city_app, engine, mailbox) -> Non
     for report in reports:
         move(client, keys, report, "acknowledged")
     results: list[tuple[int, int, int]] = []
-    workers = [threading.Thread(target=lambda: results.append(deliver(engine))) for _ in range(3)]
+    workers = [
+        threading.Thread(target=lambda: results.append(deliver(client, engine))) for _ in range(3)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -327,7 +342,7 @@ def test_a_merged_duplicate_tells_its_reporter(city_app, engine, mailbox) -> Non
         headers=key(keys.t1),
     )
     assert merged.status_code == 200, merged.text
-    assert deliver(engine) == (1, 0, 0)
+    assert deliver(client, engine) == (1, 0, 0)
     [mail] = mailbox.messages
     body = body_of(mail)
     assert translate("th", "Duplicate") in mail["Subject"]
@@ -384,6 +399,7 @@ def test_issuemap_deliver_once_sends_what_is_due(
     client, _, keys = city_app
     report = file_report(client, keys)
     move(client, keys, report, "resolved", public_note="เรียบร้อย")
+    mailbox.environment(monkeypatch)
     monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
     result = CliRunner().invoke(app, ["deliver", "--once"])
     assert result.exit_code == 0, result.output
@@ -399,6 +415,7 @@ def test_the_service_delivery_worker_sends_and_stops_cleanly(
     from geo.cli.service import DeliveryWorker
 
     client, _, keys = city_app
+    mailbox.environment(monkeypatch)
     monkeypatch.setenv("ISSUEMAP_OUTBOX_POLL_S", "0.2")
     report = file_report(client, keys)
     move(client, keys, report, "acknowledged", public_note="first")
@@ -486,7 +503,7 @@ def test_webhooks_get_each_event_signed_and_public_only(city_app, engine, receiv
         headers=key(keys.t1),
     )
     assert merged.status_code == 200, merged.text
-    assert deliver(engine, public_url=PUBLIC_URL) == (5, 0, 0)
+    assert deliver(client, engine, public_url=PUBLIC_URL) == (5, 0, 0)
 
     kinds = [(e["event"], e["report"]["id"]) for e in receiver.events("/all")]
     assert kinds == [
@@ -524,13 +541,13 @@ def test_a_failing_receiver_is_tried_again(city_app, engine, receiver) -> None:
     report = file_report(client, keys)
     receiver.answers = [500]
     move(client, keys, report, "in_progress")
-    assert deliver(engine) == (0, 1, 0)
+    assert deliver(client, engine) == (0, 1, 0)
     [row] = outbox(engine, report)
     assert row["attempts"] == 1 and row["last_error"] == "webhook answered 500"
     [listed] = client.get("/api/admin/webhooks", headers=key(keys.admin)).json()
     assert listed["pending"] == 1 and listed["last_error"] == "webhook answered 500"
     make_due(engine)
-    assert deliver(engine) == (1, 0, 0)
+    assert deliver(client, engine) == (1, 0, 0)
     first, second = receiver.calls
     assert first[2] == second[2], "a retry sends the same event"
     assert first[1]["X-Issuemap-Event-Id"] == second[1]["X-Issuemap-Event-Id"]
@@ -549,7 +566,7 @@ def test_a_revoked_webhook_is_called_no_more(city_app, engine, receiver) -> None
     )
     move(client, keys, report, "acknowledged")
     assert [r["kind"] for r in outbox(engine, report)] == ["webhook"], "only the earlier event"
-    assert deliver(engine) == (0, 0, 1)
+    assert deliver(client, engine) == (0, 0, 1)
     assert receiver.calls == []
     assert client.get("/api/admin/webhooks", headers=key(keys.admin)).json() == []
     again = client.delete(f"/api/admin/webhooks/{hook['id']}", headers=key(keys.admin))
@@ -569,7 +586,7 @@ def test_hidden_reports_reach_their_reporter_but_no_webhook(
         )
     move(client, keys, report, "rejected", public_note="ไม่ใช่เรื่องของเมือง")
     assert [r["kind"] for r in outbox(engine, report)] == ["webhook", "email"]
-    assert deliver(engine) == (1, 0, 1), "the created call was queued before it was hidden"
+    assert deliver(client, engine) == (1, 0, 1), "the created call was queued before it was hidden"
     assert receiver.calls == [] and len(mailbox.messages) == 1
 
 
@@ -587,7 +604,7 @@ def test_a_resident_joining_a_report_nearby_is_a_merge_for_webhooks(
     )
     assert joined.status_code == 303, joined.text
     assert [r["kind"] for r in outbox(engine, mine)] == ["webhook"], "no mail about own press"
-    assert deliver(engine, public_url=PUBLIC_URL) == (1, 0, 0)
+    assert deliver(client, engine, public_url=PUBLIC_URL) == (1, 0, 0)
     ((_path, headers, body),) = receiver.calls
     assert verify(merges["secret"], headers, body)
     document = json.loads(body)
@@ -643,26 +660,65 @@ def test_only_admins_manage_webhooks(city_app, receiver) -> None:
     assert listed["description"] == body["description"] and listed["url"] == body["url"]
 
 
-def test_a_broken_mail_setting_never_blocks_a_status_change(
-    city_app, engine, mailbox, monkeypatch
+@pytest.mark.parametrize(
+    "smtp_url",
+    ["http://not-a-mail-server.example", "smtp://city:hunter2@mail.example:99999"],
+)
+def test_a_broken_mail_setting_stops_the_service_at_start(
+    db_url, monkeypatch, smtp_url: str
 ) -> None:
-    client, _, keys = city_app
-    report = file_report(client, keys)
-    monkeypatch.setenv("ISSUEMAP_SMTP_URL", "http://not-a-mail-server.example")
-    move(client, keys, report, "acknowledged", public_note="ok")
-    assert [row["kind"] for row in outbox(engine, report)] == ["email"], "kept for later"
-    monkeypatch.setenv("ISSUEMAP_SMTP_URL", mailbox.url)
-    assert deliver(engine) == (1, 0, 0)
+    """Refused before anything is served, saying which setting and why, not its value."""
+    from api.app import create_app
 
-    monkeypatch.setenv("ISSUEMAP_SMTP_URL", "smtp://city:hunter2@mail.example:99999")
-    move(client, keys, report, "in_progress")
-    assert len(outbox(engine, report)) == 2
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    monkeypatch.setenv("ISSUEMAP_SMTP_URL", smtp_url)
+    with pytest.raises(RuntimeError, match="ISSUEMAP_SMTP_URL") as refused:
+        create_app()
+    told = str(refused.value)
+    assert told.startswith("invalid settings: ISSUEMAP_SMTP_URL:")
+    assert "hunter2" not in told and "not-a-mail-server" not in told
+    # Nothing printed with it (the traceback's chained errors) repeats the value either.
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+def test_mail_settings_given_to_the_app_queue_and_deliver_mail(
+    city_app, engine, db_url, monkeypatch
+) -> None:
+    """An app built with mail settings sends mail, with none in the environment."""
+    from fastapi.testclient import TestClient
+
+    from api.app import AppSettings, create_app
+    from geo.settings import DatabaseSettings
+
+    _, _, keys = city_app
+    for name in ("ISSUEMAP_SMTP_URL", "ISSUEMAP_PUBLIC_URL", "ISSUEMAP_MAIL_FROM"):
+        monkeypatch.delenv(name, raising=False)
+    assert not NotificationSettings().email_enabled
+    box = Mailbox()
+    box.start()
+    try:
+        settings = AppSettings(
+            database=DatabaseSettings(database_url=db_url), notifications=box.settings()
+        )
+        with TestClient(create_app(settings)) as client:
+            report = file_report(client, keys)
+            move(client, keys, report, "acknowledged", public_note="รับเรื่องแล้ว")
+            assert [row["kind"] for row in outbox(engine, report)] == ["email"]
+            assert deliver(client, engine) == (1, 0, 0)
+    finally:
+        box.stop()
+    [mail] = box.messages
+    assert box.recipients == [["resident@example.com"]]
+    assert "noreply@city.example" in mail["From"]
+    body = body_of(mail)
+    assert "รับเรื่องแล้ว" in body
+    assert f"{PUBLIC_URL}/r/{token_of(engine, report)}" in body
 
 
 def test_settings_problems_are_told_without_the_secret_values() -> None:
     from pydantic import ValidationError
 
-    from geo.reports.notifications import settings_problems
+    from geo.settings import settings_problems
 
     with pytest.raises(ValidationError) as refused:
         NotificationSettings(smtp_url="smtp://city:hunter2@mail.example:99999")
@@ -678,10 +734,10 @@ def test_delivered_messages_are_pruned_after_the_keeping_time(city_app, engine, 
     report = file_report(client, keys)
     for status in ("acknowledged", "in_progress"):
         move(client, keys, report, status)
-    assert deliver(engine) == (2, 0, 0)
+    assert deliver(client, engine) == (2, 0, 0)
     mailbox.stop()
     move(client, keys, report, "resolved")
-    assert deliver(engine) == (0, 1, 0)
+    assert deliver(client, engine) == (0, 1, 0)
     with engine.begin() as conn:
         conn.execute(
             text(

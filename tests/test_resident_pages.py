@@ -695,3 +695,80 @@ def test_too_many_forms_from_one_address_come_back_as_the_form_saying_how_long_t
     assert "กรุณารอ" in page.words
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM reports")).scalar_one() == 0
+
+
+# --- the city's time zone ---------------------------------------------------------------------
+
+
+def times_of(engine: Engine, token: str) -> None:
+    """Give the report a known moment of filing and due time (UTC)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE reports SET created_at = '2026-01-15 12:00:00+00', "
+                "due_at = '2026-01-20 23:30:00+00' WHERE token = :t"
+            ),
+            {"t": token},
+        )
+
+
+def test_times_are_told_in_the_city_time_zone_the_app_was_given(
+    city_app: Any, engine: Engine
+) -> None:
+    from api.deps import replace_app_state
+    from geo.settings import CitySettings
+
+    client, _, _ = city_app
+    token = token_of(send(client, ROAD))
+    times_of(engine, token)
+    # By default the city is Bangkok (UTC+7).
+    bangkok = Page(client.get(f"/r/{token}?lang=en").text).words
+    assert "15 Jan 2026, 19:00" in bangkok and "21 Jan 2026, 06:30" in bangkok
+
+    replace_app_state(client.app, city=CitySettings(city_timezone="America/New_York"))
+    status = Page(client.get(f"/r/{token}?lang=en").text).words
+    assert "15 Jan 2026, 07:00" in status, "reported: 12:00 UTC is 07:00 in New York"
+    assert "20 Jan 2026, 18:30" in status, "due: 23:30 UTC is 18:30 the day before"
+    assert "15 Jan 2026, 19:00" not in status and "21 Jan 2026, 06:30" not in status
+    listed = Page(client.get("/maps/public?view=list&lang=en").text).words
+    assert "15 Jan 2026, 07:00" in listed and "20 Jan 2026, 18:30" in listed
+    assert "15 Jan 2026, 19:00" not in listed and "21 Jan 2026, 06:30" not in listed
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "Mars/Olympus_Mons",
+        "../../../etc/passwd",
+        "/etc/localtime",
+        "Asia/Bangkok\x00",
+        "",
+        "Asia/" + "x" * 5000,
+        *ATTACKS,
+        "'; DROP TABLE reports; --",
+    ],
+)
+def test_an_unknown_time_zone_is_refused_naming_the_setting(zone: str) -> None:
+    from pydantic import ValidationError
+
+    from geo.settings import CitySettings, settings_problems
+
+    with pytest.raises(ValidationError) as refused:
+        CitySettings(city_timezone=zone)
+    told = settings_problems(refused.value)
+    assert told.startswith("ISSUEMAP_CITY_TIMEZONE: ")
+    assert zone.strip() not in told or not zone.strip()
+
+
+def test_the_service_refuses_to_start_in_an_unknown_time_zone(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.app import create_app
+    from geo.settings import CitySettings
+
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    monkeypatch.setenv("ISSUEMAP_CITY_TIMEZONE", "Asia/Atlantis")
+    with pytest.raises(RuntimeError, match=r"ISSUEMAP_CITY_TIMEZONE: .*IANA time zone"):
+        create_app()
+    monkeypatch.setenv("ISSUEMAP_CITY_TIMEZONE", " Europe/Berlin ")
+    assert CitySettings().city_timezone == "Europe/Berlin"

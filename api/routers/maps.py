@@ -18,6 +18,7 @@ from api.deps import (
     KEY_COOKIE,
     AppStateDep,
     BrowserPrincipalDep,
+    CityDep,
     ConnDep,
     MapSettingsDep,
     PrivacyDep,
@@ -196,6 +197,7 @@ def public_page(
     conn: ConnDep,
     maps: MapSettingsDep,
     privacy: PrivacyDep,
+    city: CityDep,
     bbox: BBoxDep,
     categories: CategoriesDep,
     lang: Lang = None,
@@ -220,7 +222,7 @@ def public_page(
     )
     if view == "list":
         page_html = public_page_list(
-            conn, filters, maps=maps, public_rounding_m=privacy.public_rounding_m
+            conn, filters, maps=maps, public_rounding_m=privacy.public_rounding_m, zone=city.zone
         )
         policy = list_security_policy(frame_ancestors=list(maps.frame_ancestors))
         return _html(page_html, policy=policy, private=False)

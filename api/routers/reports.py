@@ -389,6 +389,7 @@ async def post_status(
             note=change.note,
             public_note=change.public_note,
             photo=photo,
+            notify=state.notifications,
         )
     )
     done = worked.change
@@ -420,7 +421,11 @@ class MergeIn(BaseModel):
     responses={200: {"model": Merged}, **error_responses(401, 403, 404, 409)},
 )
 def post_merge(
-    report_id: ReportId, merge: MergeIn, conn: ConnDep, principal: PrincipalDep
+    report_id: ReportId,
+    merge: MergeIn,
+    conn: ConnDep,
+    principal: PrincipalDep,
+    state: AppStateDep,
 ) -> dict[str, Any]:
     """The duplicate closes with a link to the original, which gains a supporter."""
     done = merge_duplicate(
@@ -430,6 +435,7 @@ def post_merge(
         principal=principal,
         note=merge.note,
         public_note=merge.public_note,
+        notify=state.notifications,
     )
     original = get_report(conn, merge.original_id, principal)
     return {

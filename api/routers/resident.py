@@ -390,6 +390,7 @@ def status_page(
         nonce=nonce,
         new=new == "1",
         public_rounding_m=privacy.public_rounding_m,
+        zone=state.city.zone,
     )
     return _page(html, nonce=nonce)
 
@@ -463,5 +464,6 @@ def support_nearby(
         nonce=nonce,
         message=message,
         public_rounding_m=privacy.public_rounding_m,
+        zone=state.city.zone,
     )
     return _page(html, nonce=nonce, status_code=status_code)

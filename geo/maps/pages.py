@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import folium
 from sqlalchemy import Connection
@@ -152,9 +152,17 @@ def public_query(filters: PageFilters) -> dict[str, str]:
 
 
 def public_page_list(
-    conn: Connection, filters: PageFilters, *, maps: MapSettings, public_rounding_m: float
+    conn: Connection,
+    filters: PageFilters,
+    *,
+    maps: MapSettings,
+    public_rounding_m: float,
+    zone: tzinfo,
 ) -> str:
-    """The public map's list view: the same page of the same reports, as an HTML table."""
+    """The public map's list view: the same page of the same reports, as an HTML table.
+
+    Times are told in ``zone``, the city's (``CitySettings.zone``).
+    """
     category = _one("category", filters.categories)
     return report_list_page(
         markers=public_reports(conn, filters, maps=maps, public_rounding_m=public_rounding_m),
@@ -167,7 +175,7 @@ def public_page_list(
         lang=filters.lang,
         query=public_query(filters) | {"view": "list"},
         # Moments as the status page writes them: in the city's time zone.
-        when=functools.partial(when, lang=filters.lang),
+        when=functools.partial(when, lang=filters.lang, zone=zone),
         page_size=maps.marker_cap,
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,11 +26,8 @@ from geo.city.layers import city_bounds
 from geo.errors import InvalidInputError, translated
 from geo.i18n import LANGUAGES, N_, gettext_for, translate
 from geo.reports.tracking import TrackedReport
-from geo.settings import MapSettings
+from geo.settings import DEFAULT_CITY_TIMEZONE, MapSettings
 from geo.vocabulary import ADDRESS_MAX, DESCRIPTION_MAX, NAME_MAX, STATUS_NAMES
-
-CITY_TIMEZONE = "Asia/Bangkok"
-"""The time zone the pages tell times in: the city's, whatever the server's clock says."""
 
 _ENV = Environment(
     loader=PackageLoader("geo.maps", "templates"),
@@ -84,16 +81,18 @@ GEOCODER_DOWN = N_(
 )
 
 
-@functools.cache
-def _zone() -> ZoneInfo:
-    return ZoneInfo(CITY_TIMEZONE)
+_DEFAULT_ZONE = ZoneInfo(DEFAULT_CITY_TIMEZONE)
 
 
-def when(moment: datetime | None, lang: str) -> str:
-    """``moment`` as a resident reads it: day, month, year and time, in the city's zone."""
+def when(moment: datetime | None, lang: str, *, zone: tzinfo = _DEFAULT_ZONE) -> str:
+    """``moment`` as a resident reads it: day, month, year and time, in the city's zone.
+
+    ``zone`` is ``CitySettings.zone`` (``ISSUEMAP_CITY_TIMEZONE``), whatever the server's
+    clock says; the service always passes it, and the default is that setting's default.
+    """
     if moment is None:
         return ""
-    return format_datetime(moment, "d MMM y, HH:mm", tzinfo=_zone(), locale=lang)
+    return format_datetime(moment, "d MMM y, HH:mm", tzinfo=zone, locale=lang)
 
 
 def field_message(lang: str, error: InvalidInputError) -> tuple[str, str]:
@@ -168,7 +167,7 @@ def _other(lang: str) -> str:
     return next(other for other in LANGUAGES if other != lang)
 
 
-def _common(lang: str, nonce: str) -> dict[str, Any]:
+def _common(lang: str, nonce: str, zone: tzinfo = _DEFAULT_ZONE) -> dict[str, Any]:
     gettext = gettext_for(lang)
 
     def _(message: str, **values: object) -> str:
@@ -180,7 +179,7 @@ def _common(lang: str, nonce: str) -> dict[str, Any]:
         "lang": lang,
         "other_lang": _other(lang),
         "nonce": nonce,
-        "when": functools.partial(when, lang=lang),
+        "when": functools.partial(when, lang=lang, zone=zone),
     }
 
 
@@ -223,11 +222,13 @@ def render_status_page(
     new: bool = False,
     message: str | None = None,
     public_rounding_m: float = 0.0,
+    zone: tzinfo,
 ) -> str:
     """A report's status page: where it is, who has it, and what has happened so far.
 
     ``new`` thanks the resident who has just filed it; ``message`` is a problem with the
-    last thing they asked (a support that could not be added), in ``lang``.
+    last thing they asked (a support that could not be added), in ``lang``. Times are told
+    in ``zone``, the city's (``CitySettings.zone``).
     """
     category = display_name(
         lang, name=report.category, name_th=report.category_name_th, name_en=report.category_name_en
@@ -236,7 +237,7 @@ def render_status_page(
         lang, name=report.team_name, name_th=report.team_name_th, name_en=report.team_name_en
     )
     return _ENV.get_template("status_page.html.j2").render(
-        **_common(lang, nonce),
+        **_common(lang, nonce, zone),
         report=report,
         category=category,
         team=team,

@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import smtplib
@@ -38,7 +37,6 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, insert, text
 from sqlalchemy.exc import DBAPIError
 
@@ -47,6 +45,7 @@ from geo.db.schema import OutboxMessage
 from geo.errors import InvalidInputError, NotFoundError
 from geo.i18n import LANGUAGES, translate
 from geo.settings import NotificationSettings, SmtpServer
+from geo.settings import settings_problems as settings_problems  # what the workers report
 from geo.vocabulary import NAME_MAX, STATUS_NAMES, URL_MAX
 
 log = logging.getLogger(__name__)
@@ -579,33 +578,6 @@ class StopSignal(Protocol):
     def is_set(self) -> bool: ...  # noqa: D102
 
     def wait(self, timeout: float | None = None) -> bool: ...  # noqa: D102
-
-
-def settings_problems(error: ValidationError) -> str:
-    """What is wrong with the settings, without the values (an SMTP URL holds a password)."""
-    return "; ".join(
-        f"ISSUEMAP_{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
-        for problem in error.errors(include_url=False, include_input=False)
-    )
-
-
-def email_wanted(settings: NotificationSettings | None) -> bool:
-    """Whether to queue e-mails: as ``settings`` say, or (``None``) as the environment says.
-
-    A broken setting in the environment never blocks a status change: the mail is queued
-    if a mail server is named at all, and waits until the settings are fixed (the delivery
-    worker refuses to start with them, saying what is wrong).
-    """
-    if settings is not None:
-        return settings.email_enabled
-    try:
-        return NotificationSettings().email_enabled
-    except ValidationError as error:
-        log.error(
-            "notification settings are invalid; mails wait until they are fixed: %s",
-            settings_problems(error),
-        )
-        return bool(os.environ.get("ISSUEMAP_SMTP_URL", "").strip())
 
 
 PRUNE_EVERY_S = 3600.0

@@ -18,7 +18,7 @@ from geo.access.policy import Principal, may_work_reports
 from geo.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from geo.i18n import N_
 from geo.reports.intake import PhotoUpload
-from geo.reports.notifications import email_wanted, enqueue_event
+from geo.reports.notifications import enqueue_event
 from geo.reports.photos import process_photo
 from geo.reports.search import get_report
 from geo.reports.store import store_photo
@@ -78,9 +78,15 @@ def change_status(
 
     ``note`` stays in the staff-only audit trail; ``public_note`` is what residents see
     (Open311 ``status_notes``), so a staff note quoting a phone number is never published.
-    The reporter's e-mail (when ``notify``, or the environment, configures mail) and the
+    The reporter's e-mail (when ``notify`` configures mail) and the
     ``report.status_changed`` webhook calls are queued in the same transaction
     (``geo.reports.notifications``).
+
+    ``notify`` is passed in, never read from the environment here: the service passes the
+    settings it was started with (``AppState.notifications``), so a broken mail setting
+    stops it at start instead of surfacing on a status change. A caller outside the service
+    (a notebook, a script) builds ``NotificationSettings()`` itself if its changes should
+    mail reporters; without it (``None``) no e-mail is queued, webhook calls still are.
     """
     _require_worker(principal)
     if to_status not in REPORT_STATUSES:
@@ -142,7 +148,10 @@ def change_status(
         },
     ).one()
     enqueue_event(
-        conn, event="report.status_changed", event_id=int(changed.id), email=email_wanted(notify)
+        conn,
+        event="report.status_changed",
+        event_id=int(changed.id),
+        email=notify is not None and notify.email_enabled,
     )
     return StatusChange(
         report_id=report_id,
@@ -178,6 +187,7 @@ def work_report(
 
     The photo is checked and decoded before a connection is taken (its public copy has no
     EXIF); it is stored on the status change's event, or not at all if the change is refused.
+    ``notify`` is as for ``change_status``.
     """
     processed = (
         process_photo(photo.data, declared_type=photo.declared_type, intake=intake)
@@ -235,8 +245,9 @@ def merge_duplicate(
 ) -> StatusChange:
     """Close ``duplicate_id`` as a duplicate of ``original_id``; the original gains a supporter.
 
-    The duplicate's reporter is told by e-mail and ``report.merged`` webhooks are called,
-    queued in the same transaction as for ``change_status``.
+    The duplicate's reporter is told by e-mail (when ``notify`` configures mail, as for
+    ``change_status``) and ``report.merged`` webhooks are called, queued in the same
+    transaction.
     """
     _require_worker(principal)
     _check_notes(note, public_note)
@@ -297,7 +308,12 @@ def merge_duplicate(
             "public_note": public_note,
         },
     ).one()
-    enqueue_event(conn, event="report.merged", event_id=int(event.id), email=email_wanted(notify))
+    enqueue_event(
+        conn,
+        event="report.merged",
+        event_id=int(event.id),
+        email=notify is not None and notify.email_enabled,
+    )
     return StatusChange(
         report_id=duplicate_id,
         event_id=int(event.id),
