@@ -476,3 +476,49 @@ def test_the_report_form_is_limited_like_the_api(limited: City) -> None:
     assert refused.status_code == 429
     assert refused.headers["Retry-After"].isdigit()
     assert "กรุณารอ" in refused.text
+
+
+def test_the_support_button_is_limited_like_the_form(limited: City) -> None:
+    """Supporting a report nearby writes as filing does: the eleventh press is refused."""
+    filer = limited.client("203.0.113.80")
+    near = filer.post("/api/reports", json=ROAD).json()["id"]
+    mine = filer.post("/api/reports", json=ROAD | {"lat": 8.4051, "lon": 100.0051}).json()["id"]
+    with limited.engine.connect() as conn:
+        token = conn.execute(
+            text("SELECT token FROM reports WHERE id = :id"), {"id": mine}
+        ).scalar_one()
+    resident = limited.client("203.0.113.81")
+    path = f"/r/{token}/support?lang=th"
+    hostile = ["{{7*7}}", "{%", "<img src=x onerror=alert(1)>", "1 OR 1=1", "abc", str(mine)]
+    # Every press counts, whether it supports a report or is sent back with a problem.
+    for n in range(10):
+        value = hostile[n % len(hostile)]
+        answer = resident.post(path, data={"report_id": value}, follow_redirects=False)
+        assert answer.status_code == 422, (value, answer.text[:200])
+
+    def state() -> list[tuple[object, ...]]:
+        with limited.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT id, status, supporters, duplicate_of FROM reports ORDER BY id")
+            )
+            return [tuple(row) for row in rows]
+
+    before = state()
+    refused = resident.post(path, data={"report_id": str(near)}, follow_redirects=False)
+    assert refused.status_code == 429
+    seconds = refused.headers["Retry-After"]
+    assert seconds.isdigit() and 1 <= int(seconds) <= 60
+    assert refused.headers["content-type"].startswith("text/html")
+    assert f"กรุณารอ {seconds} วินาที" in refused.text, refused.text
+    assert state() == before, "a refused press changes nothing"
+    english = resident.post(
+        f"/r/{token}/support?lang=en", data={"report_id": str(near)}, follow_redirects=False
+    )
+    assert english.status_code == 429 and "Too many reports" in english.text
+    assert state() == before
+    # The same press from another address goes through: only this address was refused.
+    joined = limited.client("203.0.113.82").post(
+        path, data={"report_id": str(near)}, follow_redirects=False
+    )
+    assert joined.status_code == 303
+    assert state() != before

@@ -417,12 +417,20 @@ def status_page(
             "JSON error body.",
             "content": _HTML_OR_ERROR_BODY,
         },
+        429: {
+            "description": "Too many reports or supports from this address just now: the "
+            "status page, saying how long to wait.",
+            "content": {"text/html": {}},
+            "headers": RETRY_AFTER_HEADER,
+        },
     },
 )
 def support_nearby(
+    request: Request,
     token: str,
     conn: ConnDep,
     state: AppStateDep,
+    principal: PrincipalDep,
     privacy: PrivacyDep,
     report_id: Annotated[str, Form(max_length=32, description="The report to support.")] = "",
     lang: Lang = None,
@@ -431,7 +439,8 @@ def support_nearby(
     """The resident whose report this is adds their support to an open report nearby.
 
     Their report is joined to that one as a duplicate, and it gains a supporter; the
-    status page offers the reports this may name.
+    status page offers the reports this may name. Each press counts against the same
+    report rate limits as the report form (429, with the page saying how long to wait).
     """
     page_lang = pick_language(lang, accept_language)
     settings: dict[str, Any] = {
@@ -441,10 +450,16 @@ def support_nearby(
     }
     nonce = secrets.token_urlsafe(18)
     status_code = 422
+    retry_after: int | None = None
     try:
+        # A support writes to reports as a filing does: counted first, as the form counts.
+        limit_reports(request, state, principal)
         if not report_id.strip().isdigit() or len(report_id.strip()) > 18:
             raise InvalidInputError("report_id", NOT_NEARBY)
         support_report(conn, token, int(report_id.strip()), **settings)
+    except RateLimitedError as error:
+        message, status_code = error.message(page_lang), 429
+        retry_after = error.retry_after_s
     except NotFoundError:
         return _page(render_not_found(lang=page_lang, nonce=nonce), nonce=nonce, status_code=404)
     except ConflictError as error:
@@ -466,4 +481,7 @@ def support_nearby(
         public_rounding_m=privacy.public_rounding_m,
         zone=state.city.zone,
     )
-    return _page(html, nonce=nonce, status_code=status_code)
+    answer = _page(html, nonce=nonce, status_code=status_code)
+    if retry_after is not None:
+        answer.headers["Retry-After"] = str(retry_after)
+    return answer
