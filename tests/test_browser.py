@@ -6,16 +6,22 @@ after a POST, and a screenshot of each page in test-artifacts/.
 import contextlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
-from geo.settings import DatabaseSettings
-from tests.browser import running, screenshot, wait_until, watch
+from geo.i18n import translate
+from geo.maps.i18n import LABELS
+from geo.reports.live import BULK_AFTER
+from geo.reports.store import insert_reports
+from geo.settings import DatabaseSettings, RoutingSettings
+from tests.browser import axe_violations, running, screenshot, wait_until, watch
 from tests.fixtures import Keys, TinyCity, load_tiny_city, make_keys
 
 pytest_plugins = ("tests.browser",)  # the session's Chromium: the ``browser`` fixture
@@ -266,6 +272,83 @@ def test_zone_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
     screenshot(page, "zone-map")
     assert seen.errors == [], seen.errors
     assert seen.external == [], seen.external
+    page.close()
+
+
+def test_a_report_hidden_while_the_public_map_is_open_is_gone_after_its_reload(
+    browser: Any, site: tuple[str, TinyCity, Keys], engine: Engine
+) -> None:
+    """The public stream gets only a resync: the map asks, in its language, to be reloaded."""
+    base, _, keys = site
+    with engine.connect() as conn:
+        hidden = conn.execute(
+            text("SELECT id FROM reports WHERE description = :d"), {"d": OPEN[0][1]}
+        ).scalar_one()
+    query = "?lang=th&category=road&fixed_days=14"
+    page, seen = open_page(browser, f"{base}/maps/public{query}", base, DESKTOP)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    assert page.evaluate(f"{hidden} in window.issuemap.reports")
+    notice = page.locator("#im-live-notice")
+    assert notice.get_attribute("role") == "status" and notice.inner_text() == ""
+    wait_until(page, "window.issuemap.liveStatus === 'open'", timeout=5000)
+    reason = "{{7*7}} {% raw %} <img src=x onerror=alert(1)>"
+    answer = httpx.post(
+        f"{base}/api/reports/{hidden}/hide",
+        json={"reason": reason},
+        headers={"X-API-Key": keys.planner},
+    )
+    assert answer.status_code == 200, answer.text
+    wait_until(page, "document.querySelector('#im-live-notice button') !== null", timeout=5000)
+    # The page's own words in Thai; nothing from the event, and the map is left as it was,
+    # so a popup a resident is reading stays open.
+    said = notice.inner_text()
+    assert translate("th", LABELS["live_stale"]) in said, said
+    assert "49" not in said and "img" not in said and "resync" not in said, said
+    assert page.evaluate(f"{hidden} in window.issuemap.reports"), "no reload by itself"
+    assert axe_violations(page) == []
+    screenshot(page, "public-map-stale-notice")
+    button = page.get_by_role("button", name=translate("th", LABELS["live_reload"]))
+    button.focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    wait_until(page, "window.issuemap && window.issuemap.reports !== undefined")
+    assert page.url == f"{base}/maps/public{query}", "the reload keeps the filters and language"
+    assert not page.evaluate(f"{hidden} in window.issuemap.reports")
+    assert page.evaluate("Object.keys(window.issuemap.reports).length") == len(OPEN)
+    assert page.locator("#im-live-notice").inner_text() == ""
+    assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
+    assert dialogs == [] and seen.errors == [] and seen.external == [], (dialogs, seen)
+    page.close()
+
+
+def test_an_import_while_a_zone_map_is_open_offers_a_reload(
+    browser: Any, site: tuple[str, TinyCity, Keys], engine: Engine
+) -> None:
+    """An import reaches an open map as one bulk event: the crew's map offers to reload."""
+    base, city, keys = site
+    page, seen = open_page(browser, f"{base}/maps/zone?zone=Z1&lang=en&key={keys.t1}", base)
+    before = page.evaluate("Object.keys(window.issuemap.reports).length")
+    wait_until(page, "window.issuemap.liveStatus === 'open'", timeout=5000)
+    rows = pd.DataFrame(
+        {
+            "lon": [100.004] * (BULK_AFTER + 1),
+            "lat": [8.404] * (BULK_AFTER + 1),
+            "category_id": [city.categories["road"]] * (BULK_AFTER + 1),
+            "created_at": [datetime.now(UTC)] * (BULK_AFTER + 1),
+        }
+    )
+    with engine.begin() as conn:
+        insert_reports(conn, rows, settings=RoutingSettings())
+    wait_until(page, "document.querySelector('#im-live-notice button') !== null", timeout=5000)
+    assert page.evaluate("window.issuemap.lastEvent.kind") == "bulk"
+    assert "Reports on this map have changed" in page.locator("#im-live-notice").inner_text()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Reload the map").click()
+    wait_until(page, "window.issuemap && window.issuemap.reports !== undefined")
+    assert "zone=Z1" in page.url and "lang=en" in page.url
+    assert page.evaluate("Object.keys(window.issuemap.reports).length") > before
+    assert seen.errors == [] and seen.external == [], seen
     page.close()
 
 

@@ -1,6 +1,6 @@
 // Live map updates from /api/live (server-sent events fed by PostgreSQL LISTEN/NOTIFY).
 // A page sets window.issuemap = {map, heat, markers, upsertReport, openStatuses, zoneId?,
-// liveUrl?, applyReport?} before this script runs. Markers are drawn by the page's own
+// liveUrl?, applyReport?, onResync?, onBulk?, liveNotice?} before this script runs. Markers are drawn by the page's own
 // upsertReport (geo/maps/templates/report_markers.j2), so a live marker's popup speaks the
 // page's language with the page's labels, never raw status or category codes. The browser's
 // EventSource reconnects by itself; if the stream is closed for good we open a new one with
@@ -21,6 +21,26 @@
       state.heat.addLatLng([event.lat, event.lon, 1]);
     }
     if (state.upsertReport) state.upsertReport(event);
+  }
+
+  // A resync (a report hidden from the public, a reconnect after an outage) or a bulk
+  // event (an import) means the markers may be stale. Reloading by itself could take a
+  // popup from under a reader's eyes, so by default the page asks: its own words
+  // (state.liveNotice, page data in the page's language, never event data) in the panel's
+  // polite status region, with a button that reloads the page, query string and all.
+  function offerReload() {
+    var box = document.getElementById("im-live-notice"), words = state.liveNotice;
+    if (!box || !words || box.firstChild) return;
+    var text = document.createElement("p");
+    text.textContent = words.text;
+    var button = document.createElement("button");
+    button.type = "button";
+    button.textContent = words.reload;
+    button.addEventListener("click", function () {
+      window.location.reload();
+    });
+    box.appendChild(text);
+    box.appendChild(button);
   }
 
   function handle(message) {
@@ -47,10 +67,10 @@
     source.addEventListener("bulk", function (message) {
       state.liveEvents += 1;
       state.lastEvent = JSON.parse(message.data);
-      if (state.onBulk) state.onBulk(state.lastEvent);
+      (state.onBulk || offerReload)(state.lastEvent);
     });
     source.addEventListener("resync", function () {
-      if (state.onResync) state.onResync();
+      (state.onResync || offerReload)();
     });
     source.onerror = function () {
       state.liveStatus = "connecting";

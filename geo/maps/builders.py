@@ -316,6 +316,14 @@ class PageChrome(DataElement):
         self.layers = {key: layer.get_name() for key, layer in layers.items()}
         self.live = live
         self.payload = dict(extra or {})
+        if live:
+            # What live.js says when the page's reports may be stale (a resync or bulk event):
+            # the page's words in its language, never text from an event.
+            words = page_labels(lang)
+            self.payload["liveNotice"] = {
+                "text": words["live_stale"],
+                "reload": words["live_reload"],
+            }
 
 
 def _base_map(tiles: str | None, attribution: str | None) -> folium.Map:

@@ -61,6 +61,10 @@ LABELS: dict[str, str] = {
     "previous_page": N_("Previous page"),
     "pages": N_("Pages"),
     "no_reports": N_("No reports match these choices."),
+    "live_stale": N_(
+        "Reports on this map have changed. Reload the map to see them as they are now."
+    ),
+    "live_reload": N_("Reload the map"),
 }
 """Every label a map page shows, by key, as its English message id."""
 
