@@ -402,6 +402,7 @@ def status_page(
     summary="Support a report nearby instead",
     responses={
         303: {"description": "Supported: back to the status page."},
+        **error_responses(401, page=True),
         404: {
             "description": "No report the public may see has this address.",
             "content": {"text/html": {}},
