@@ -7,8 +7,10 @@ Each function reads what its page shows, applies who may see it, and returns the
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 import folium
 from sqlalchemy import Connection
@@ -58,6 +60,21 @@ class PageFilters:
     page: int = 1
     fixed_days: int = 30
     """The public map's fixed work: reports resolved or closed in this many days (0: none)."""
+
+
+def _marker(row: Mapping[str, Any], **extra: Any) -> MapReport:
+    """A map marker from a ``map_reports`` row: the fields every map shows, plus ``extra``."""
+    return MapReport(
+        id=row["id"],
+        lat=row["lat"],
+        lon=row["lon"],
+        category=row["category"],
+        status=row["status"],
+        created_at=row["created_at"],
+        due_at=row["due_at"],
+        overdue=bool(row["overdue"]),
+        **extra,
+    )
 
 
 def _one(name: str, values: tuple[str, ...]) -> str:
@@ -213,15 +230,8 @@ def public_reports(
         public_rounding_m=public_rounding_m,
     )
     reports = [
-        MapReport(
-            id=row["id"],
-            lat=row["lat"],
-            lon=row["lon"],
-            category=row["category"],
-            status=row["status"],
-            created_at=row["created_at"],
-            due_at=row["due_at"],
-            overdue=bool(row["overdue"]),
+        _marker(
+            row,
             resolved_at=row["resolved_at"] if row["status"] in FIXED_STATUSES else None,
             public_note=row["public_note"] or "",
             token=row["token"],
@@ -265,15 +275,8 @@ def zone_page_map(
     rows, total = map_reports(conn, flt, principal, limit=maps.marker_cap, offset=offset)
     actions = may_work_reports(principal)
     reports = [
-        MapReport(
-            id=row["id"],
-            lat=row["lat"],
-            lon=row["lon"],
-            category=row["category"],
-            status=row["status"],
-            created_at=row["created_at"],
-            due_at=row["due_at"],
-            overdue=bool(row["overdue"]),
+        _marker(
+            row,
             description=row["description"] or "",
             next_statuses=tuple(next_statuses(row["status"])) if actions else (),
         )
