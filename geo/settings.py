@@ -15,7 +15,7 @@ from typing import Annotated
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -566,6 +566,75 @@ class ProxySettings(BaseSettings):
             except ValueError as error:
                 raise ValueError(f"{item!r} is not an IP address or CIDR network") from error
         return networks
+
+
+class LineSettings(BaseSettings):
+    """The city's LINE Official Account: residents report and hear back in LINE chats.
+
+    The channel is off (``/line/webhook`` answers 404) while the secret is unset.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_LINE_", extra="ignore")
+
+    channel_secret: SecretStr | None = Field(
+        default=None,
+        description="The channel secret (LINE Developers console, Basic settings): the key "
+        "of each webhook call's X-Line-Signature. Unset: the LINE channel is off.",
+    )
+    channel_access_token: SecretStr | None = Field(
+        default=None,
+        description="A long-lived channel access token (Messaging API tab), for replies, "
+        "pushes, profiles and downloading the photos residents send.",
+    )
+    api_url: str = Field(
+        default="https://api.line.me",
+        max_length=500,
+        description="LINE's Messaging API host (replies, pushes, profiles).",
+    )
+    data_api_url: str = Field(
+        default="https://api-data.line.me",
+        max_length=500,
+        description="LINE's data API host (the content of images residents send).",
+    )
+    timeout_s: float = Field(
+        default=10.0, gt=0.0, le=120.0, description="Longest wait for one LINE API call."
+    )
+
+    @field_validator("api_url", "data_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://api.line.me")
+        return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _token_with_secret(self) -> LineSettings:
+        if self.channel_secret is not None and self.channel_access_token is None:
+            raise ValueError(
+                "ISSUEMAP_LINE_CHANNEL_ACCESS_TOKEN is required when "
+                "ISSUEMAP_LINE_CHANNEL_SECRET is set"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the LINE channel is on (its secret is set)."""
+        return self.channel_secret is not None and bool(self.channel_secret.get_secret_value())
+
+
+class ChatSettings(BaseSettings):
+    """Conversations on chat channels (``geo.chat``), whatever the platform."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_CHAT_", extra="ignore")
+
+    idle_minutes: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=7 * 24 * 60.0,
+        description="A conversation nobody wrote in for this long is forgotten, with the "
+        "parts of a report it held; the resident starts again.",
+    )
 
 
 def settings_problems(error: ValidationError) -> str:

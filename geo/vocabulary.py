@@ -70,3 +70,19 @@ ADDRESS_MAX: Final = 500
 
 URL_MAX: Final = 2000
 """Longest media URL."""
+
+CHAT_CHANNELS: Final = ("line",)
+"""Chat platforms residents report through; each is an adapter over ``geo.chat``."""
+
+OUTBOX_KINDS: Final = ("email", "webhook", *CHAT_CHANNELS)
+"""What an outbox message is delivered as: an e-mail, a webhook call, or a chat push."""
+
+CHAT_USER_MAX: Final = 128
+"""Longest chat-platform user id (LINE's are 33 characters)."""
+
+CHAT_EVENT_ID_MAX: Final = 128
+"""Longest chat-platform event id (LINE's ``webhookEventId`` is 26 characters)."""
+
+RATING_MIN: Final = 1
+RATING_MAX: Final = 5
+"""A resident rates fixed work from ``RATING_MIN`` to ``RATING_MAX`` stars."""

@@ -15,10 +15,13 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -30,10 +33,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from geo.vocabulary import (
     BOUNDARY_LAYERS,
+    CHAT_CHANNELS,
+    CHAT_EVENT_ID_MAX,
+    CHAT_USER_MAX,
     CODE_MAX,
     DESCRIPTION_MAX,
     LOCATION_SOURCES,
     OPEN_STATUSES,
+    OUTBOX_KINDS,
+    RATING_MAX,
+    RATING_MIN,
     REPORT_STATUSES,
     ROLES,
 )
@@ -216,6 +225,9 @@ class Report(Base):
     hidden_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """Set when staff took the report out of every public output (it stays in staff views)."""
     hidden_reason: Mapped[str | None] = mapped_column(Text)
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
+    """The reporter's rating of the fixed work, ``RATING_MIN`` to ``RATING_MAX``."""
+    rated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     geom: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
 
     __table_args__ = (
@@ -230,6 +242,10 @@ class Report(Base):
         CheckConstraint("duplicate_of IS NULL OR duplicate_of <> id", name="not_own_duplicate"),
         CheckConstraint("language IS NULL OR language IN ('th', 'en')", name="language_known"),
         CheckConstraint("(hidden_at IS NULL) = (hidden_reason IS NULL)", name="hidden_with_reason"),
+        CheckConstraint(
+            f"rating IS NULL OR rating BETWEEN {RATING_MIN} AND {RATING_MAX}", name="rating_range"
+        ),
+        CheckConstraint("(rating IS NULL) = (rated_at IS NULL)", name="rated_with_time"),
         Index("uq_reports_token", "token", unique=True),
         UniqueConstraint("source", "external_id", name="uq_reports_source_external_id"),
         Index("ix_reports_geom", "geom", postgresql_using="gist"),
@@ -348,7 +364,7 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(Text)
-    """An e-mail address, or ``webhook:<id>``."""
+    """An e-mail address, ``webhook:<id>``, or a chat user id (kind ``line``)."""
     report_id: Mapped[int | None] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -363,7 +379,7 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        CheckConstraint("kind IN ('email', 'webhook')", name="kind_known"),
+        CheckConstraint(_one_of("kind", OUTBOX_KINDS), name="kind_known"),
         Index(
             "ix_outbox_pending",
             "available_at",
@@ -401,4 +417,110 @@ class RateLimitCounter(Base):
     __table_args__ = (
         Index("ix_rate_limits_expires_at", "expires_at"),
         {"prefixes": ["UNLOGGED"]},
+    )
+
+
+class ChatConversation(Base):
+    """One resident's conversation with the service on a chat platform (``geo.chat``).
+
+    Held here, never in a process, so a restart or another worker carries it on; it is
+    forgotten after ``ChatSettings.idle_minutes`` without a message. ``user_id`` is the
+    platform's id of the person: personal data, never in a public output.
+    """
+
+    __tablename__ = "chat_conversations"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(CHAT_USER_MAX), primary_key=True)
+    language: Mapped[str | None] = mapped_column(String(8))
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    """What the resident has given so far and what the service asked last."""
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(_one_of("channel", CHAT_CHANNELS), name="channel_known"),
+        CheckConstraint("language IS NULL OR language IN ('th', 'en')", name="language_known"),
+    )
+
+
+class ChatUpload(Base):
+    """A photo a resident sent in a conversation, checked, waiting for the report it joins."""
+
+    __tablename__ = "chat_uploads"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(String(CHAT_USER_MAX))
+    content_type: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    public_bytes: Mapped[bytes] = mapped_column(LargeBinary)
+    original_bytes: Mapped[bytes] = mapped_column(LargeBinary)
+    gps_lat: Mapped[float | None] = mapped_column(Float)
+    gps_lon: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["channel", "user_id"],
+            ["chat_conversations.channel", "chat_conversations.user_id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_chat_uploads_conversation", "channel", "user_id"),
+    )
+
+
+class ChatInboxEvent(Base):
+    """A chat platform's webhook event, stored before it is handled.
+
+    The webhook answers at once and a worker handles the rows in order, one conversation at a
+    time; the unique ``event_id`` makes a redelivered event a no-op.
+    """
+
+    __tablename__ = "chat_inbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(CHAT_EVENT_ID_MAX))
+    user_id: Mapped[str] = mapped_column(String(CHAT_USER_MAX))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("channel", "event_id", name="uq_chat_inbox_event"),
+        CheckConstraint(_one_of("channel", CHAT_CHANNELS), name="channel_known"),
+        Index(
+            "ix_chat_inbox_pending",
+            "channel",
+            "user_id",
+            "id",
+            postgresql_where=text("processed_at IS NULL"),
+        ),
+    )
+
+
+class ReportChat(Base):
+    """Which chat user filed a report, so status changes are pushed back to them.
+
+    Kept apart from ``reports`` so no query of reports can leak a chat user id by accident.
+    """
+
+    __tablename__ = "report_chats"
+
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(String(CHAT_USER_MAX))
+
+    __table_args__ = (
+        CheckConstraint(_one_of("channel", CHAT_CHANNELS), name="channel_known"),
+        Index("ix_report_chats_user", "channel", "user_id", "report_id"),
     )
