@@ -33,7 +33,7 @@ from geo.city.layers import current_wards
 from geo.city.routing import staged_zones_route_select
 from geo.errors import InvalidInputError
 from geo.reports.search import REPORTS_FROM, ReportFilter, report_query, where_clauses
-from geo.reports.stats import RESOLUTION_MEASURES, ward_report_measures
+from geo.reports.stats import RATING_MEASURES, RESOLUTION_MEASURES, ward_report_measures
 from geo.settings import RoutingSettings
 from geo.vocabulary import OPEN_STATUSES
 
@@ -151,7 +151,9 @@ def ward_stats(
     selected reports, so the notebooks and the dashboard show the same numbers; a report
     counts under the current ward with its ward's code, so a re-imported boundary keeps
     its history. Columns: ``code, name, reports, resolved, within_sla, within_sla_share,
-    median_hours_to_resolve, population, per_1000, geom``. ``within_sla_share`` is the
+    median_hours_to_resolve, rated, mean_rating, population, per_1000, geom``
+    (``rated``: reports their reporters rated; ``mean_rating``: the mean of those ratings,
+    1 to 5). ``within_sla_share`` is the
     share of resolved reports resolved by their due time; ``population`` is read from the
     ward's ``properties[population_field]`` (missing when unset or not a number).
     With ``target_hours`` (say 48), "within SLA" means resolved within that many hours of
@@ -175,20 +177,22 @@ def team_performance(
     now: datetime | None = None,
     target_hours: float | None = None,
 ) -> pd.DataFrame:
-    """Per team: open and overdue work, SLA compliance, time to resolve, ageing of overdue work.
+    """Per team: open and overdue work, SLA compliance, time to resolve, ageing, ratings.
 
     Columns: ``team_code, team_name, reports, open, overdue, resolved, within_sla,
     within_sla_share, median_hours_to_resolve, median_hours_overdue, max_hours_overdue,
     overdue_1d, overdue_1_3d, overdue_3_7d, overdue_7d_plus`` (overdue work by how long past
-    its due time it is). ``now`` defaults to the database's clock; ``target_hours`` is as in
-    ``ward_stats``. Reports no team was found for appear as team ``(unassigned)``.
+    its due time it is), ``rated`` and ``mean_rating`` (reports their reporters rated, and
+    the mean rating, as in ``ward_stats``). ``now`` defaults to the database's clock;
+    ``target_hours`` is as in ``ward_stats``. Reports no team was found for appear as team
+    ``(unassigned)``.
     """
     with _Reader(source) as conn:
         inner, params = _selected(
             conn,
             selection or Selection(),
             "t.code AS team_code, t.name AS team_name, r.status, r.created_at, "
-            "r.resolved_at, r.due_at",
+            "r.resolved_at, r.due_at, r.rating",
         )
         sql = f"""
             WITH s AS (
@@ -201,6 +205,7 @@ def team_performance(
                        count(*) FILTER (WHERE is_open) AS open,
                        count(*) FILTER (WHERE is_overdue) AS overdue,
                        {RESOLUTION_MEASURES},
+                       {RATING_MEASURES},
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY hours_past_due)
                            FILTER (WHERE is_overdue) AS median_hours_overdue,
                        max(hours_past_due) FILTER (WHERE is_overdue) AS max_hours_overdue,
@@ -233,8 +238,10 @@ def team_performance(
         "overdue_1_3d",
         "overdue_3_7d",
         "overdue_7d_plus",
+        "rated",
     ]
     frame[counts] = frame[counts].fillna(0).astype("int64")
+    frame["mean_rating"] = frame["mean_rating"].astype("float64")
     frame["within_sla_share"] = frame["within_sla"] / frame["resolved"].where(frame["resolved"] > 0)
     return frame[
         [
@@ -253,6 +260,8 @@ def team_performance(
             "overdue_1_3d",
             "overdue_3_7d",
             "overdue_7d_plus",
+            "rated",
+            "mean_rating",
         ]
     ].reset_index(drop=True)
 

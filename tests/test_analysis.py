@@ -166,6 +166,36 @@ def test_team_performance_counts_open_overdue_and_ageing(
     assert teams.loc["DRAIN"].reports == 0
 
 
+def test_ratings_show_per_ward_and_team(engine: Engine, sla_city: TinyCity) -> None:
+    """Reporters' ratings of fixed work: how many were rated and their mean, written once."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE reports SET rating = v.rating, rated_at = now() FROM (VALUES "
+                "(CAST(:first AS bigint), 3), (CAST(:second AS bigint), 5)) AS v (id, rating) "
+                "WHERE reports.id = v.id"
+            ),
+            dict(
+                zip(
+                    ("first", "second"),
+                    conn.execute(
+                        text("SELECT id FROM reports WHERE status = 'resolved' ORDER BY id")
+                    ).scalars(),
+                    strict=True,
+                )
+            ),
+        )
+    wards = analysis.ward_stats(engine).set_index("code")
+    assert (wards.loc["W-A", "rated"], wards.loc["W-A", "mean_rating"]) == (2, 4.0)
+    assert wards.loc["W-B", "rated"] == 0 and pd.isna(wards.loc["W-B", "mean_rating"])
+    teams = analysis.team_performance(engine, now=NOW).set_index("team_code")
+    assert (teams.loc["T1", "rated"], teams.loc["T1", "mean_rating"]) == (2, 4.0)
+    assert teams.loc["T2", "rated"] == 0 and pd.isna(teams.loc["T2", "mean_rating"])
+    with engine.connect() as conn:
+        dashboard = ward_measures(conn).set_index("code")
+    assert dashboard.loc["W-A", "mean_rating"] == 4.0, "the dashboard reads the same query"
+
+
 def test_selection_filters_like_the_api(engine: Engine, sla_city: TinyCity) -> None:
     assert len(analysis.reports_frame(engine, analysis.Selection(wards=("W-B",)))) == 1
     assert len(analysis.reports_frame(engine, analysis.Selection(teams=("T1",)))) == 4

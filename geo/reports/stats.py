@@ -22,10 +22,16 @@ RESOLUTION_MEASURES = """count(*) FILTER (WHERE resolved_at IS NOT NULL) AS reso
 SLA (by the due time, or within ``:target_hours`` of the report when bound), and the median
 hours to resolve. Ward measures and ``geo.analysis.team_performance`` share them."""
 
+RATING_MEASURES = """count(rating) AS rated,
+    CAST(avg(rating) AS float8) AS mean_rating"""
+"""Aggregates over rows with ``rating``: how many reports their reporters rated (chat
+reporters rate fixed work ``RATING_MIN`` to ``RATING_MAX``) and the mean of those ratings.
+Ward measures and ``geo.analysis.team_performance`` share them."""
+
 _WARD_MEASURES = """
 WITH s AS ({selected}),
 agg AS (
-    SELECT ward_code, count(*) AS reports, {resolution}
+    SELECT ward_code, count(*) AS reports, {resolution}, {rating}
     FROM s GROUP BY ward_code)
 SELECT w.code, w.name,
        COALESCE(agg.reports, 0) AS reports,
@@ -33,6 +39,8 @@ SELECT w.code, w.name,
        COALESCE(agg.within_sla, 0) AS within_sla,
        CAST(agg.within_sla AS float8) / NULLIF(agg.resolved, 0) AS within_sla_share,
        agg.median_hours_to_resolve,
+       COALESCE(agg.rated, 0) AS rated,
+       agg.mean_rating,
        p.population,
        1000.0 * COALESCE(agg.reports, 0) / NULLIF(p.population, 0) AS per_1000,
        ST_SimplifyPreserveTopology(w.geom, :tol) AS geom
@@ -54,6 +62,8 @@ WARD_MEASURE_COLUMNS = (
     "within_sla",
     "within_sla_share",
     "median_hours_to_resolve",
+    "rated",
+    "mean_rating",
     "population",
     "per_1000",
 )
@@ -82,16 +92,25 @@ def ward_report_measures(
 
     ``reports``; ``resolved``; ``within_sla``, resolved by the due time, or with
     ``target_hours`` within that many hours of being reported; ``within_sla_share`` of the
-    resolved ones (missing when none is); ``median_hours_to_resolve``; ``population`` from
+    resolved ones (missing when none is); ``median_hours_to_resolve``; ``rated``, reports
+    their reporters rated, and ``mean_rating``, the mean of those ratings (1 to 5; missing
+    when none is rated); ``population`` from
     the ward's ``properties[population_field]`` when it is a number, and ``per_1000``
     reports per 1,000 residents. Outlines are simplified by about ``simplify_m`` metres.
     """
     clauses, params = where_clauses(flt or ReportFilter(), ANONYMOUS)
-    selected = f"SELECT w.code AS ward_code, r.created_at, r.resolved_at, r.due_at {REPORTS_FROM}"
+    selected = (
+        "SELECT w.code AS ward_code, r.created_at, r.resolved_at, r.due_at, r.rating "
+        + REPORTS_FROM
+    )
     if clauses:
         selected += " WHERE " + " AND ".join(clauses)
     frame = gpd.read_postgis(
-        text(_WARD_MEASURES.format(selected=selected, resolution=RESOLUTION_MEASURES)),
+        text(
+            _WARD_MEASURES.format(
+                selected=selected, resolution=RESOLUTION_MEASURES, rating=RATING_MEASURES
+            )
+        ),
         conn,
         geom_col="geom",
         params=params
@@ -101,8 +120,14 @@ def ward_report_measures(
             "tol": simplify_m / 111_000,
         },
     )
-    counts = ["reports", "resolved", "within_sla"]
-    shares = ["within_sla_share", "median_hours_to_resolve", "population", "per_1000"]
+    counts = ["reports", "resolved", "within_sla", "rated"]
+    shares = [
+        "within_sla_share",
+        "median_hours_to_resolve",
+        "mean_rating",
+        "population",
+        "per_1000",
+    ]
     frame[counts] = frame[counts].astype("int64")
     frame[shares] = frame[shares].astype("float64")
     return frame[[*WARD_MEASURE_COLUMNS, "geom"]]
