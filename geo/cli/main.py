@@ -622,7 +622,7 @@ def deliver(
         bool, typer.Option("--once", help="Deliver what is due now, then exit.")
     ] = False,
 ) -> None:
-    """Send queued e-mails (ISSUEMAP_SMTP_URL) and webhook calls, retrying failures.
+    """Send queued e-mails (ISSUEMAP_SMTP_URL), LINE pushes and webhook calls, retrying failures.
 
     `issuemap serve` runs this worker itself; run it alone beside a service started another
     way. Several may run at once: each message goes out through one of them. Stop it with
@@ -632,25 +632,33 @@ def deliver(
 
     from pydantic import ValidationError
 
+    from geo.cli.service import chat_delivery
     from geo.reports.notifications import deliver_due, run_worker, settings_problems
-    from geo.settings import NotificationSettings, PrivacySettings
+    from geo.settings import LineSettings, NotificationSettings, PrivacySettings
 
     logging.config.dictConfig(serve_log_config())
     try:
-        settings, privacy = NotificationSettings(), PrivacySettings()
+        settings, privacy, line = NotificationSettings(), PrivacySettings(), LineSettings()
     except ValidationError as error:
         problems = escape(settings_problems(error))
         err_console.print(f"[bold red]error:[/] {problems}", highlight=False)
         raise typer.Exit(code=2) from error
     if not settings.email_enabled:
         console.print("ISSUEMAP_SMTP_URL is not set: e-mail is off; webhook calls still go out")
+    if not line.enabled:
+        console.print("ISSUEMAP_LINE_CHANNEL_SECRET is not set: LINE pushes wait until it is")
     try:
-        with open_engine() as engine:
+        with open_engine() as engine, chat_delivery(settings, line) as chat:
             if once:
                 delivered = retrying = failed = 0
+                for chore in chat.each_round:
+                    chore()
                 while True:
                     done = deliver_due(
-                        engine, settings, public_rounding_m=privacy.public_rounding_m
+                        engine,
+                        settings,
+                        public_rounding_m=privacy.public_rounding_m,
+                        chat_senders=chat.senders,
                     )
                     delivered += done.delivered
                     retrying += done.retrying
@@ -664,6 +672,13 @@ def deliver(
                 # Set from another thread: the handler runs in the thread that waits on it.
                 signal.signal(signum, lambda *_: threading.Thread(target=stop.set).start())
             console.print("delivering; Ctrl-C stops")
-            run_worker(engine, settings, public_rounding_m=privacy.public_rounding_m, stop=stop)
+            run_worker(
+                engine,
+                settings,
+                public_rounding_m=privacy.public_rounding_m,
+                stop=stop,
+                chat_senders=chat.senders,
+                each_round=chat.each_round,
+            )
     except IssuemapError as error:
         raise fail(error) from error

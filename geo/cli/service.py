@@ -23,7 +23,9 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote_plus
@@ -33,8 +35,8 @@ from pydantic import ValidationError
 from geo.db.cluster import SERVICE_USER, ClusterState, LocalCluster
 from geo.db.engine import make_engine
 from geo.errors import LocalDatabaseError, ServiceAccountError
-from geo.reports.notifications import run_worker, settings_problems
-from geo.settings import DatabaseSettings, NotificationSettings, PrivacySettings
+from geo.reports.notifications import ChatSender, run_worker, settings_problems
+from geo.settings import DatabaseSettings, LineSettings, NotificationSettings, PrivacySettings
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +327,44 @@ class PostgresSupervisor:
         )
 
 
+@dataclass
+class ChatDelivery:
+    """What the delivery worker needs for chat channels: a sender per channel, chores."""
+
+    senders: dict[str, ChatSender] = field(default_factory=dict)
+    each_round: list[Callable[[], object]] = field(default_factory=list)
+
+    @property
+    def channels(self) -> str:
+        """The channels on, for a log line (``off`` when none is)."""
+        return ", ".join(sorted(self.senders)) or "off"
+
+
+@contextmanager
+def chat_delivery(
+    notifications: NotificationSettings, line: LineSettings
+) -> Iterator[ChatDelivery]:
+    """The chat senders of the channels that are configured, for ``run_worker``/``deliver_due``.
+
+    LINE is on when ``ISSUEMAP_LINE_CHANNEL_SECRET`` is set: status changes of reports filed
+    in LINE are pushed there (``geo.chat.updates.line_sender``). Its connections are closed
+    on leaving.
+    """
+    delivery = ChatDelivery()
+    if not line.enabled:
+        yield delivery
+        return
+    from geo.chat.line_api import LineClient
+    from geo.chat.updates import line_sender
+
+    client = LineClient(line)
+    try:
+        delivery.senders["line"] = line_sender(client, public_url=notifications.public_url)
+        yield delivery
+    finally:
+        client.close()
+
+
 def deliver_main(run_as: str | None = None, *, configure_logging: bool = True) -> None:
     """The delivery worker's process (``DeliveryWorker``): deliver until told to stop.
 
@@ -358,14 +398,22 @@ def deliver_main(run_as: str | None = None, *, configure_logging: bool = True) -
     if database_url is None:
         raise LocalDatabaseError("the delivery worker needs ISSUEMAP_DATABASE_URL")
     try:
-        settings, privacy = NotificationSettings(), PrivacySettings()
+        settings, privacy, line = NotificationSettings(), PrivacySettings(), LineSettings()
     except ValidationError as error:
         # Said without the values: an SMTP URL holds a password.
         log.error("delivery worker not started: %s", settings_problems(error))
         return
     engine = make_engine(database_url, pool_size=1)
     try:
-        run_worker(engine, settings, public_rounding_m=privacy.public_rounding_m, stop=stop)
+        with chat_delivery(settings, line) as chat:
+            run_worker(
+                engine,
+                settings,
+                public_rounding_m=privacy.public_rounding_m,
+                stop=stop,
+                chat_senders=chat.senders,
+                each_round=chat.each_round,
+            )
     finally:
         engine.dispose()
 

@@ -14,6 +14,11 @@ send one message twice at the same time. A failed try is retried later, each wai
 one before (``NotificationSettings.outbox_retry_s`` up to ``outbox_retry_max_s``), until
 ``outbox_max_attempts``; a mail server that refuses a message for good (5xx) fails it at once.
 While the mail server is down nothing is lost: the rows wait, and go out once it is back.
+
+A report filed by chat (``report_chats``) also gets a chat message per public status change,
+to the user who filed it. This module knows no chat platform: the worker is handed a
+``ChatSender`` per channel (``geo.chat.updates.line_sender`` for LINE), and a row of a
+channel without a sender waits until there is one.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import secrets
 import smtplib
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -46,7 +51,7 @@ from geo.errors import InvalidInputError, NotFoundError
 from geo.i18n import LANGUAGES, translate
 from geo.settings import NotificationSettings, SmtpServer
 from geo.settings import settings_problems as settings_problems  # what the workers report
-from geo.vocabulary import NAME_MAX, STATUS_NAMES, URL_MAX
+from geo.vocabulary import CHAT_CHANNELS, NAME_MAX, STATUS_NAMES, URL_MAX
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,12 @@ TIMESTAMP_HEADER: Final = "X-Issuemap-Timestamp"
 
 ERROR_MAX = 1000
 """Longest ``last_error`` kept on an outbox row."""
+
+CHAT_EVENTS: Final = ("report.status_changed", "report.merged")
+"""The events a reporter who filed by chat hears about in their chat."""
+
+CHAT_SETTINGS: Final = {"line": "ISSUEMAP_LINE_CHANNEL_SECRET"}
+"""The setting that turns each chat channel on, named when a message waits for it."""
 
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 
@@ -98,15 +109,20 @@ def enqueue_event(conn: Connection, *, event: str, event_id: int, email: bool) -
     """Queue what announces ``report_events`` row ``event_id`` as ``event``; the caller commits.
 
     With ``email`` (mail is configured: ``NotificationSettings.email_enabled``) a reporter
-    who left an e-mail address gets one mail. Every active webhook subscribed to ``event``
-    gets a call, unless staff hid the report from the public: webhooks go to systems
-    outside the city, while the reporter still hears about their own report. Returns the
-    number of rows queued.
+    who left an e-mail address gets one mail. A reporter who filed by chat
+    (``report_chats``) gets one chat message for a change of ``CHAT_EVENTS`` that staff made
+    (not for their own join of a report nearby). Every active webhook subscribed to
+    ``event`` gets a call, unless staff hid the report from the public: webhooks go to
+    systems outside the city, while the reporter still hears about their own report.
+    Returns the number of rows queued.
     """
     row = conn.execute(
         text(
-            "SELECT r.id, r.reporter_contact, r.hidden_at IS NOT NULL AS hidden "
-            "FROM report_events AS e JOIN reports AS r ON r.id = e.report_id WHERE e.id = :id"
+            "SELECT r.id, r.reporter_contact, r.hidden_at IS NOT NULL AS hidden, "
+            "COALESCE(e.data ->> 'by', '') = 'reporter' AS by_reporter, "
+            "rc.channel AS chat_channel, rc.user_id AS chat_user "
+            "FROM report_events AS e JOIN reports AS r ON r.id = e.report_id "
+            "LEFT JOIN report_chats AS rc ON rc.report_id = r.id WHERE e.id = :id"
         ),
         {"id": event_id},
     ).one()
@@ -117,6 +133,20 @@ def enqueue_event(conn: Connection, *, event: str, event_id: int, email: bool) -
             {
                 "kind": "email",
                 "target": row.reporter_contact.strip(),
+                "report_id": row.id,
+                "payload": payload,
+            }
+        )
+    if (
+        row.chat_user is not None
+        and row.chat_channel in CHAT_CHANNELS
+        and event in CHAT_EVENTS
+        and not row.by_reporter
+    ):
+        rows.append(
+            {
+                "kind": row.chat_channel,
+                "target": row.chat_user,
                 "report_id": row.id,
                 "payload": payload,
             }
@@ -224,19 +254,25 @@ class MailText:
     body: str
 
 
-def email_text(event: PublicEvent, *, public_url: str) -> MailText:
-    """The mail a reporter gets about ``event``, in the language they reported in.
+def update_lines(
+    event: PublicEvent,
+    *,
+    language: str,
+    public_url: str,
+    photo_lines: bool = False,
+) -> list[str]:
+    """What a reporter reads about ``event`` in ``language``, line by line, mail or chat alike.
 
-    Only the catalog's own messages are templates; the note and names are values placed
-    into them, so ``{{7*7}}`` or HTML in a note arrives exactly as staff wrote it. The
-    location is left out altogether.
+    The status in words with the category, the report it was joined to, the public note,
+    the after-photos' links (with ``photo_lines``; a chat shows them as images instead) and
+    the status page link. Only the catalog's own messages are templates; the note and names
+    are values placed into them, so ``{{7*7}}`` or HTML in a note arrives exactly as staff
+    wrote it. The location is left out altogether.
     """
-    lang = event.language
+    lang = language if language in LANGUAGES else "th"
     status = translate(lang, STATUS_NAMES.get(event.status, event.status))
     category = event.category_th if lang == "th" else event.category_en
     lines = [
-        translate(lang, "Hello,"),
-        "",
         translate(
             lang,
             "Your report #{id} ({category}) is now: {status}.",
@@ -255,13 +291,29 @@ def email_text(event: PublicEvent, *, public_url: str) -> MailText:
         )
     if event.public_note:
         lines += ["", translate(lang, "Message from the city:"), event.public_note]
-    if event.photo_ids:
+    if photo_lines and event.photo_ids:
         lines += ["", translate(lang, "Photo of the work (also attached):")]
         lines += [photo_url(public_url, p) for p in event.photo_ids]
     lines += [
         "",
         translate(lang, "See your report and what has been done:"),
         status_page_url(public_url, event.token),
+    ]
+    return lines
+
+
+def email_text(event: PublicEvent, *, public_url: str) -> MailText:
+    """The mail a reporter gets about ``event``, in the language they reported in.
+
+    Its body is ``update_lines`` (photos linked, and attached by ``email_message``) between
+    a greeting and why the reporter gets it.
+    """
+    lang = event.language
+    status = translate(lang, STATUS_NAMES.get(event.status, event.status))
+    lines = [
+        translate(lang, "Hello,"),
+        "",
+        *update_lines(event, language=lang, public_url=public_url, photo_lines=True),
         "",
         "-- ",
         translate(lang, "You get this e-mail because you left this address when you reported."),
@@ -375,6 +427,15 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
+ChatSender = Callable[[Connection, PublicEvent, str, int], None]
+"""Sends ``event`` to a chat user: ``(conn, event, user id, outbox id)``.
+
+The outbox id is the same for every try of one message, so a platform that drops repeats
+by a key (LINE's ``X-Line-Retry-Key``) never shows one message twice. A failure is raised as
+``DeliveryError`` (``permanent`` when trying again cannot help).
+"""
+
+
 def send_email(message: EmailMessage, server: SmtpServer, *, timeout_s: float) -> None:
     """Hand ``message`` to the mail server (smtplib), raising ``DeliveryError`` on failure.
 
@@ -473,19 +534,24 @@ def deliver_due(
     *,
     public_rounding_m: float,
     limit: int = 100,
+    chat_senders: Mapping[str, ChatSender] | None = None,
 ) -> DeliveryRound:
     """Try every outbox message that is due, at most ``limit``; return what happened.
 
     ``public_rounding_m`` is the public location grid (``PrivacySettings``) webhook
-    bodies use.
+    bodies use. ``chat_senders`` sends the messages of each chat channel that is configured
+    (``{"line": ...}``); a message of a channel without one is tried again later.
     """
+    senders = chat_senders or {}
     delivered = retrying = failed = 0
     for _ in range(limit):
         with engine.begin() as conn:
             row = conn.execute(_CLAIM).one_or_none()
             if row is None:
                 break
-            outcome = _deliver_one(conn, row, settings, public_rounding_m=public_rounding_m)
+            outcome = _deliver_one(
+                conn, row, settings, public_rounding_m=public_rounding_m, chat_senders=senders
+            )
         if outcome == "delivered":
             delivered += 1
         elif outcome == "retrying":
@@ -496,12 +562,19 @@ def deliver_due(
 
 
 def _deliver_one(
-    conn: Connection, row: Any, settings: NotificationSettings, *, public_rounding_m: float
+    conn: Connection,
+    row: Any,
+    settings: NotificationSettings,
+    *,
+    public_rounding_m: float,
+    chat_senders: Mapping[str, ChatSender],
 ) -> str:
     attempts = int(row.attempts) + 1
     try:
         try:
-            _send(conn, row, settings, public_rounding_m=public_rounding_m)
+            _send(
+                conn, row, settings, public_rounding_m=public_rounding_m, chat_senders=chat_senders
+            )
         except DBAPIError:
             raise
         except DeliveryError:
@@ -544,12 +617,26 @@ def _deliver_one(
 
 
 def _send(
-    conn: Connection, row: Any, settings: NotificationSettings, *, public_rounding_m: float
+    conn: Connection,
+    row: Any,
+    settings: NotificationSettings,
+    *,
+    public_rounding_m: float,
+    chat_senders: Mapping[str, ChatSender],
 ) -> None:
     payload = row.payload
     event = load_event(conn, event=str(payload["event"]), event_id=int(payload["event_id"]))
     if event is None:
         raise DeliveryError("the report no longer exists", permanent=True)
+    if row.kind in CHAT_CHANNELS:
+        sender = chat_senders.get(row.kind)
+        if sender is None:
+            # Queued while the channel was on; kept until it is configured again.
+            setting = CHAT_SETTINGS.get(row.kind, "its settings")
+            raise DeliveryError(f"{row.kind} is not configured ({setting})")
+        # Hidden reports too: like a mail, the message goes only to the one who filed it.
+        sender(conn, event, str(row.target), int(row.id))
+        return
     if row.kind == "email":
         server = settings.smtp
         if server is None:
@@ -601,16 +688,36 @@ def run_worker(
     *,
     public_rounding_m: float,
     stop: StopSignal,
+    chat_senders: Mapping[str, ChatSender] | None = None,
+    each_round: Sequence[Callable[[], object]] = (),
 ) -> None:
-    """Deliver what falls due until ``stop`` is set; a database outage is waited out."""
-    log.info("delivery worker started (e-mail %s)", "on" if settings.email_enabled else "off")
+    """Deliver what falls due until ``stop`` is set; a database outage is waited out.
+
+    ``chat_senders`` are as for ``deliver_due``. ``each_round`` are further chores run
+    before each round (a chat channel's leftover incoming messages); one that fails is
+    logged and tried again next round.
+    """
+    log.info(
+        "delivery worker started (e-mail %s, chat: %s)",
+        "on" if settings.email_enabled else "off",
+        ", ".join(sorted(chat_senders or {})) or "off",
+    )
     next_prune = time.monotonic()
     while not stop.is_set():
         try:
             if time.monotonic() >= next_prune:
                 prune_delivered(engine, keep_days=settings.outbox_keep_days)
                 next_prune = time.monotonic() + PRUNE_EVERY_S
-            done = deliver_due(engine, settings, public_rounding_m=public_rounding_m)
+            for chore in each_round:
+                try:
+                    chore()
+                except DBAPIError:
+                    raise
+                except Exception:  # one chore's failure must not stop the deliveries
+                    log.exception("delivery worker: %r failed; trying again next round", chore)
+            done = deliver_due(
+                engine, settings, public_rounding_m=public_rounding_m, chat_senders=chat_senders
+            )
         except DBAPIError as error:
             log.warning("delivery worker: database unavailable, waiting: %s", error.orig)
             done = DeliveryRound()
