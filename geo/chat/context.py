@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Final
+from zoneinfo import ZoneInfo
 
 from geo.chat.messages import ChannelLimits
 from geo.city.geocoding import Geocoder
-from geo.settings import ChatSettings, IntakeSettings, RoutingSettings
+from geo.settings import DEFAULT_CITY_TIMEZONE, ChatSettings, IntakeSettings, RoutingSettings
+
+CITY_ZONE: Final = ZoneInfo(DEFAULT_CITY_TIMEZONE)
+"""``ChatContext.zone`` when it is not given: ``ISSUEMAP_CITY_TIMEZONE``'s default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +29,8 @@ class ChatContext:
         told as the public sees them.
     limits
         What the channel can show (``geo.chat.line_api.LINE_LIMITS`` for LINE).
+    zone
+        The city's time zone (``CitySettings.zone``): due times are told in it.
     """
 
     routing: RoutingSettings
@@ -32,3 +40,4 @@ class ChatContext:
     public_url: str
     public_rounding_m: float
     limits: ChannelLimits
+    zone: tzinfo = CITY_ZONE
