@@ -433,14 +433,7 @@ def test_issuemap_deliver_once_pushes_with_line_configured(
         assert "ISSUEMAP_LINE_CHANNEL_SECRET is not set" in without.output
         assert "delivered 0, will retry 1, gave up on 0" in without.output
         make_due(engine)
-        settings = line.settings()
-        monkeypatch.setenv("ISSUEMAP_LINE_CHANNEL_SECRET", "0123456789abcdef0123456789abcdef")
-        assert settings.channel_access_token is not None
-        monkeypatch.setenv(
-            "ISSUEMAP_LINE_CHANNEL_ACCESS_TOKEN", settings.channel_access_token.get_secret_value()
-        )
-        monkeypatch.setenv("ISSUEMAP_LINE_API_URL", settings.api_url)
-        monkeypatch.setenv("ISSUEMAP_LINE_DATA_API_URL", settings.data_api_url)
+        line_environment(monkeypatch, line)
         result = CliRunner().invoke(app, ["deliver", "--once"])
     finally:
         for logger, handlers, level, propagate, disabled in saved:
@@ -450,3 +443,39 @@ def test_issuemap_deliver_once_pushes_with_line_configured(
     assert result.exit_code == 0, result.output
     assert "delivered 1, will retry 0, gave up on 0" in result.output
     assert "ผ่านคำสั่ง" in texts(pushes(line)[0])
+
+
+def line_environment(monkeypatch: pytest.MonkeyPatch, line: FakeLine) -> None:
+    """LINE's settings in the environment, which the delivery worker's process reads."""
+    settings = line.settings()
+    assert settings.channel_secret is not None and settings.channel_access_token is not None
+    monkeypatch.setenv("ISSUEMAP_LINE_CHANNEL_SECRET", settings.channel_secret.get_secret_value())
+    monkeypatch.setenv(
+        "ISSUEMAP_LINE_CHANNEL_ACCESS_TOKEN", settings.channel_access_token.get_secret_value()
+    )
+    monkeypatch.setenv("ISSUEMAP_LINE_API_URL", settings.api_url)
+    monkeypatch.setenv("ISSUEMAP_LINE_DATA_API_URL", settings.data_api_url)
+
+
+def test_the_service_delivery_worker_pushes_to_line(
+    city_app, engine, line, db_url, monkeypatch
+) -> None:
+    """The worker ``issuemap serve`` starts pushes each change as it comes, LINE on."""
+    from geo.cli.service import DeliveryWorker
+    from tests.test_notifications import wait_for
+
+    client, _, keys = city_app
+    line_environment(monkeypatch, line)
+    monkeypatch.setenv("ISSUEMAP_PUBLIC_URL", PUBLIC_URL)
+    monkeypatch.delenv("ISSUEMAP_SMTP_URL", raising=False)
+    monkeypatch.setenv("ISSUEMAP_OUTBOX_POLL_S", "0.2")
+    report = chat_report(client, keys, engine)
+    move(client, keys, report, "acknowledged", public_note="หนึ่ง")
+    worker = DeliveryWorker(db_url, configure_logging=False)
+    with worker:
+        assert wait_for(lambda: len(pushes(line)) == 1)
+        move(client, keys, report, "in_progress", public_note="สอง")
+        assert wait_for(lambda: len(pushes(line)) == 2)
+    assert worker.process is not None and worker.process.returncode == 0
+    assert ["หนึ่ง" in texts(p) for p in pushes(line)] == [True, False]
+    assert "สอง" in texts(pushes(line)[1])
