@@ -15,13 +15,16 @@ from sqlalchemy import Engine, text
 
 from api.deps import replace_app_state
 from geo.analysis import team_performance, ward_stats
-from geo.chat.line_api import LineClient
-from geo.chat.messages import decode_press
+from geo.chat import conversation
+from geo.chat.context import ChatContext
+from geo.chat.line_api import LINE_LIMITS, LineClient
+from geo.chat.messages import Pressed, decode_press
 from geo.chat.updates import line_sender, push_retry_key, status_update
+from geo.city.geocoding import GazetteerGeocoder
 from geo.i18n import translate
 from geo.reports.notifications import DeliveryRound, deliver_due, load_event
-from geo.reports.reporters import link_report, rate_report
-from geo.settings import NotificationSettings
+from geo.reports.reporters import link_report
+from geo.settings import ChatSettings, IntakeSettings, NotificationSettings, RoutingSettings
 from tests.browser import running
 from tests.fake_line import FakeLine, _app
 from tests.test_notifications import (
@@ -323,16 +326,43 @@ def test_a_rating_pressed_under_the_push_reaches_the_planners_statistics(
     for report in (*rated, unrated):
         move(client, keys, report, "resolved")
     assert deliver(engine, line) == (4, 0, 0)
-    # Each reporter presses a button under their own push: 2, 4 and 5 stars.
-    for user, stars in zip(users, (2, 4, 5), strict=True):
+    # Each reporter presses a button under their own push, 2, 4 and 5 stars, and the
+    # conversation core takes the press as it comes back from LINE.
+    chat = ChatContext(
+        routing=RoutingSettings(),
+        intake=IntakeSettings(),
+        chat=ChatSettings(),
+        geocoder=GazetteerGeocoder([]),
+        public_url=PUBLIC_URL,
+        public_rounding_m=100.0,
+        limits=LINE_LIMITS,
+    )
+    for user, report, stars in zip(users, rated, (2, 4, 5), strict=True):
         [messages] = pushes(line, user)
         press = decode_press(messages[-1]["quickReply"]["items"][stars - 1]["action"]["data"])
-        assert press is not None and press.action == "rate"
-        report_id, _, rating = press.value.partition(":")
+        assert press == Pressed("rate", f"{report}:{stars}")
         with engine.begin() as conn:
-            rate_report(
-                conn, report_id=int(report_id), channel="line", user_id=user, rating=int(rating)
+            answer = conversation.handle(
+                conn,
+                channel="line",
+                user_id=user,
+                incoming=press,
+                context=chat,
+                language=lambda: "th",
             )
+        assert answer[0].text == translate(
+            "th", "Thank you for rating report no. {id}: {stars}", id=report, stars="★" * stars
+        )
+    # Someone else's press for a report is not theirs to rate.
+    with engine.begin() as conn:
+        conversation.handle(
+            conn,
+            channel="line",
+            user_id=USER,
+            incoming=Pressed("rate", f"{rated[0]}:1"),
+            context=chat,
+            language=lambda: "th",
+        )
     with engine.connect() as conn:
         stored = dict(
             conn.execute(
