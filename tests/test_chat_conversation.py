@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -701,3 +702,62 @@ def test_many_users_keep_their_own_conversations(engine: Engine, city: TinyCity)
     replies = bob.say(SharedLocation(*INSIDE))
     assert "Roads" in [b.label for b in buttons(replies)]  # Bob has no category yet
     assert alice.state()["category"] == "road" and bob.state()["category"] is None
+
+
+def test_two_workers_on_one_conversation_lose_nothing(engine: Engine, city: TinyCity) -> None:
+    # Two processes handling one user's messages at once (each its own connection): the
+    # conversation row is locked while a message is handled, so no message is lost.
+    ctx = context()
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        try:
+            start.wait()
+            for i in range(5):
+                with engine.begin() as conn:
+                    handle(
+                        conn,
+                        channel="line",
+                        user_id=ALICE,
+                        incoming=SentText(f"{name}{i}"),
+                        context=ctx,
+                        language=lambda: "th",
+                        now=T0,
+                    )
+        except BaseException as error:  # reported below, not lost in the thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    lines = Chat(engine).state()["description"].split("\n")
+    assert sorted(lines) == sorted(f"{n}{i}" for n in "ab" for i in range(5))
+    assert [x for x in lines if x.startswith("a")] == [f"a{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize(
+    "lat_lon", [(float("nan"), 100.0), (8.4, float("inf")), (999.0, 100.0), (8.4, -181.0)]
+)
+def test_an_impossible_location_is_refused(
+    engine: Engine, city: TinyCity, lat_lon: tuple[float, float]
+) -> None:
+    chat = Chat(engine)
+    replies = chat.say(SharedLocation(*lat_lon, address="{{7*7}}\x00"))
+    assert th(core.OTHER_LOCATION) in texts(replies) and "location" in asks(replies)
+    assert chat.state()["lat"] is None and chat.state()["address"] is None
+
+
+def test_a_shared_address_is_kept_as_plain_text(engine: Engine, city: TinyCity) -> None:
+    chat = Chat(engine)
+    chat.say(SharedLocation(*INSIDE, address="<b>{{7*7}}</b>\x00 ซอย 5" + "x" * 1000))
+    chat.say(Pressed("category", "road"))
+    replies = chat.say(SentText("หลุม"))
+    assert "<b>{{7*7}}</b> ซอย 5" in texts(replies)
+    chat.say(Pressed("confirm"))
+    with engine.connect() as conn:
+        address = conn.execute(text("SELECT address FROM reports")).scalar_one()
+    assert address.startswith("<b>{{7*7}}</b> ซอย 5") and len(address) == 500
