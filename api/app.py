@@ -17,17 +17,33 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from api import errors
 from api.deps import AppState, ExportSlots, set_app_state
 from api.params import refuse_nul_characters
-from api.routers import admin, export, live, maps, open311, reports, resident, service, teams
+from api.routers import (
+    admin,
+    export,
+    line,
+    live,
+    maps,
+    open311,
+    reports,
+    resident,
+    service,
+    teams,
+)
 from geo.access.ratelimit import ReportRateLimiter
-from geo.city.geocoding import make_geocoder
+from geo.chat.context import ChatContext
+from geo.chat.line import LineChannel
+from geo.chat.line_api import LINE_LIMITS
+from geo.city.geocoding import Geocoder, make_geocoder
 from geo.db.engine import make_engine
 from geo.reports.live import LiveHub
 from geo.settings import (
     BoundarySettings,
+    ChatSettings,
     CitySettings,
     DatabaseSettings,
     GeocoderSettings,
     IntakeSettings,
+    LineSettings,
     MapSettings,
     NotificationSettings,
     Open311Settings,
@@ -59,6 +75,24 @@ class AppSettings:
     proxies: ProxySettings = field(default_factory=ProxySettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     city: CitySettings = field(default_factory=CitySettings)
+    line: LineSettings = field(default_factory=LineSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
+
+
+def _line_channel(settings: AppSettings, geocoder: Geocoder) -> LineChannel | None:
+    """The city's LINE channel, when its secret is set (``LineSettings.enabled``)."""
+    if not settings.line.enabled:
+        return None
+    context = ChatContext(
+        routing=settings.routing,
+        intake=settings.intake,
+        chat=settings.chat,
+        geocoder=geocoder,
+        public_url=settings.notifications.public_url,
+        public_rounding_m=settings.privacy.public_rounding_m,
+        limits=LINE_LIMITS,
+    )
+    return LineChannel(settings.line, context)
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -88,6 +122,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             pool_size=settings.database.pool_size,
             pool_timeout_s=settings.database.pool_timeout_s,
         )
+        geocoder = make_geocoder(settings.geocoder)
         started = AppState(
             engine=engine,
             exports=ExportSlots(
@@ -96,7 +131,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                 max_seconds=settings.database.export_max_seconds,
             ),
             live=LiveHub(url),
-            geocoder=make_geocoder(settings.geocoder),
+            geocoder=geocoder,
             routing=settings.routing,
             intake=settings.intake,
             open311=settings.open311,
@@ -106,6 +141,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             report_limits=ReportRateLimiter(engine, settings.rate_limits),
             notifications=settings.notifications,
             city=settings.city,
+            line=_line_channel(settings, geocoder),
         )
         set_app_state(app, started)
         started.live.start()
@@ -117,6 +153,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             yield
         finally:
             started.live.stop()
+            if started.line is not None:
+                started.line.close()
             started.exports.dispose()
             started.engine.dispose()
 
@@ -140,6 +178,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         admin.router,
         open311.router,
         live.router,
+        line.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")

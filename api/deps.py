@@ -17,11 +17,13 @@ from typing import Annotated, Any
 from fastapi import Cookie, Depends, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import ExportsBusyError
 from geo.access.keys import authenticate
 from geo.access.policy import ANONYMOUS, Principal, is_admin
 from geo.access.ratelimit import ReportRateLimiter
+from geo.chat.line import LineChannel
 from geo.city.geocoding import Geocoder
 from geo.db.engine import make_engine
 from geo.errors import AuthenticationError, PermissionDeniedError
@@ -90,6 +92,8 @@ class AppState:
     """Whether status changes queue e-mails, and what the links in them point at."""
     city: CitySettings
     """The city's time zone, in which resident pages and the public list tell times."""
+    line: LineChannel | None = None
+    """The city's LINE Official Account; None while it is not connected."""
 
 
 def app_state(app: FastAPI) -> AppState:
@@ -196,6 +200,16 @@ def get_city(state: AppStateDep) -> CitySettings:
 def get_boundaries(state: AppStateDep) -> BoundarySettings:
     """Limits of boundary imports."""
     return state.boundaries
+
+
+def get_line_channel(state: AppStateDep) -> LineChannel:
+    """The LINE channel; while the city has not connected LINE, a 404 as for an unknown path."""
+    if state.line is None:
+        raise StarletteHTTPException(status_code=404)
+    return state.line
+
+
+LineChannelDep = Annotated[LineChannel, Depends(get_line_channel)]
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

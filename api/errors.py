@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from geo.chat.line import LineWebhookError, LineWebhookTooLargeError
 from geo.city.geocoding import GeocodingUnavailableError
 from geo.errors import (
     AuthenticationError,
@@ -34,6 +35,8 @@ from geo.i18n import N_, pick_language, translate
 
 STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
     GeocodingUnavailableError: 503,
+    LineWebhookTooLargeError: 413,
+    LineWebhookError: 400,
     InvalidInputError: 422,
     OutsideServiceAreaError: 422,
     BoundaryImportError: 422,
@@ -317,6 +320,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     404: "There is no such thing, or none this caller may see.",
     409: "The request clashes with what is stored (a reused Idempotency-Key, a step the "
     "workflow does not allow, an existing record).",
+    413: "The request body is larger than this route takes.",
     422: "A parameter, header or body field is wrong (`field` names it), or the place is "
     "outside the area the city serves.",
     429: "Too many requests just now; try again after `Retry-After` seconds.",

@@ -198,7 +198,8 @@ def location(user_id: str, lat: float, lon: float, **kw: Any) -> dict[str, Any]:
 
 def image(user_id: str, message_id: str, **kw: Any) -> dict[str, Any]:
     """An image message event; its bytes are served by the fake's data API as ``message_id``."""
-    found = event(user_id, {"type": "image", "contentProvider": {"type": "line"}}, **kw)
+    message = {"type": "image", "contentProvider": {"type": "line"}, "quoteToken": "q"}
+    found = event(user_id, message, **kw)
     found["message"]["id"] = message_id
     return found
 
