@@ -375,6 +375,10 @@ def test_an_idle_conversation_starts_over(engine: Engine, city: TinyCity) -> Non
     assert th(core.EXPIRED) in texts(replies)
     assert th(core.ASK_LOCATION) in texts(replies)
     assert chat.uploads() == 0 and reports(engine) == []
+    # Photos alone are a report started, too.
+    chat.say(SentPhoto(jpeg_with_gps(*OUTSIDE)))
+    replies = chat.say(SentText("รูปนี้"), after=timedelta(hours=2))
+    assert th(core.EXPIRED) in texts(replies) and chat.uploads() == 0
 
 
 def test_a_second_worker_carries_the_conversation_on(engine: Engine, city: TinyCity) -> None:

@@ -282,22 +282,24 @@ def _load(
         key,
     ).one()
     state = _State.from_json(dict(row.state or {}))
-    expired = row.expires_at <= now
-    if expired:
-        had_something = state.started
-        state = _State()
+    photos = int(
+        conn.execute(
+            text(
+                "SELECT count(*) FROM chat_uploads WHERE channel = :channel AND user_id = :user_id"
+            ),
+            key,
+        ).scalar_one()
+    )
+    # Told only when something was forgotten; a new conversation starts out expired.
+    expired = row.expires_at <= now and (state.started or photos > 0)
+    if row.expires_at <= now:
+        state, photos = _State(), 0
         _forget_photos(conn, channel, user_id)
-        expired = had_something
     lang = row.language
     if lang not in LANGUAGES:
         asked = language()
         lang = asked if asked in LANGUAGES else "th"
-    photos = conn.execute(
-        text("SELECT count(*) FROM chat_uploads WHERE channel = :channel AND user_id = :user_id"),
-        key,
-    ).scalar_one()
-    turn = _Turn(conn, channel, user_id, str(lang), context, now, state, int(photos))
-    return turn, expired
+    return _Turn(conn, channel, user_id, str(lang), context, now, state, photos), expired
 
 
 def _save(turn: _Turn) -> None:
