@@ -446,6 +446,9 @@ def test_a_resident_may_send_a_new_report_anyway(engine: Engine, city: TinyCity)
     chat.say(Pressed("confirm"))
     rows = reports(engine)
     assert len(rows) == 2 and rows[1].status == "open" and rows[0].supporters == 0
+    # Looking up duplicates and the team for the summary stored nothing, not even an id:
+    # report numbers residents see run on without gaps.
+    assert rows[1].id == rows[0].id + 1
 
 
 def test_support_for_a_report_not_offered_or_no_longer_open_changes_nothing(

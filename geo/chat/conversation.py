@@ -18,11 +18,11 @@ in any order:
 - a category, from buttons with the categories' names in the resident's language.
 
 While the place is missing the platform's location picker is offered. Once everything is
-there, open reports of the same category nearby are looked up by intake itself (a dry run
-of ``submit_report`` rolled back to a savepoint), so the resident can add their support to
-one instead; otherwise, or when they want a new report anyway, a summary with confirm and
-cancel follows. Confirm stores the report through the same intake as every channel and
-answers with the team, the due time and the status page.
+there, open reports of the same category nearby are looked up by intake's own rules
+(``geo.reports.store.preview_report``, which stores nothing), so the resident can add
+their support to one instead; otherwise, or when they want a new report anyway, a
+summary with confirm and cancel follows. Confirm stores the report through the same
+intake as every channel and answers with the team, the due time and the status page.
 
 Categories are offered a page at a time when there are more than the platform shows at
 once: each page holds as many as fit beside a "More" button (``Pressed("group", n)``,
@@ -49,7 +49,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql import bindparam
 
-from geo.access.policy import ANONYMOUS
+from geo.access.policy import ANONYMOUS, location_rounding_m
 from geo.chat.context import ChatContext
 from geo.chat.messages import (
     Button,
@@ -66,10 +66,17 @@ from geo.city.routing import route_point
 from geo.errors import IssuemapError, OutsideServiceAreaError, translated
 from geo.i18n import LANGUAGES, N_, translate
 from geo.maps.resident import when
-from geo.reports.intake import IntakeResult, PhotoUpload, Submission, submit_report
+from geo.reports.intake import (
+    IntakeResult,
+    PhotoUpload,
+    Submission,
+    submit_report,
+    visible_duplicates,
+)
 from geo.reports.notifications import status_page_url
 from geo.reports.photos import ProcessedPhoto, process_photo
 from geo.reports.reporters import link_report, open_reports_of, rate_report, report_token
+from geo.reports.store import preview_report
 from geo.reports.tracking import support_report, track_report
 from geo.vocabulary import ADDRESS_MAX, CHAT_CHANNELS, CHAT_USER_MAX, DESCRIPTION_MAX, STATUS_NAMES
 
@@ -618,29 +625,31 @@ class _Draft:
 
 
 def _dry_run(turn: _Turn) -> _Draft:
-    """Run intake on the report as it stands and roll it back: nothing is stored.
+    """What intake would do with the report as it stands: its team and likely duplicates.
 
-    Intake routes the report and looks up its likely duplicates in the statement that
-    stores it, told as the public may see them; running that statement and rolling back to
-    a savepoint asks the very same rules instead of a copy of them. The photos only count
-    here (intake needs a description or a photo), so their bytes are not read.
+    ``preview_report`` runs intake's own routing and duplicate rules without storing
+    anything; the duplicates are told as the public may see them, as intake tells them.
     """
-    placeholders = [PhotoUpload(b"")] * turn.photos
-    with turn.conn.begin_nested() as savepoint:
-        result = submit_report(
-            turn.conn,
-            _submission(turn, placeholders, exact=True),
-            principal=ANONYMOUS,
-            routing=turn.context.routing,
-            intake=turn.context.intake,
-            geocoder=turn.context.geocoder,
-            photos=[],
-            now=turn.now,
-            public_rounding_m=turn.context.public_rounding_m,
-        )
-        team = _team_name(turn, result.report.team_id)
-        savepoint.rollback()
-    return _Draft(team=team, duplicates=result.report.duplicates)
+    state = turn.state
+    assert state.category is not None and state.lat is not None and state.lon is not None
+    intake = turn.context.intake
+    found = preview_report(
+        turn.conn,
+        lon=state.lon,
+        lat=state.lat,
+        category=state.category,
+        settings=turn.context.routing,
+        duplicate_radius_m=intake.duplicate_radius_m,
+        duplicate_window_days=intake.duplicate_window_days,
+        created_at=turn.now,
+    )
+    duplicates = visible_duplicates(
+        found.duplicates,
+        lat=state.lat,
+        lon=state.lon,
+        grid_m=location_rounding_m(ANONYMOUS, turn.context.public_rounding_m),
+    )
+    return _Draft(team=_team_name(turn, found.team_id), duplicates=duplicates)
 
 
 def _team_name(turn: _Turn, team_id: int | None) -> str:

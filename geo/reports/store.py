@@ -67,21 +67,24 @@ near AS MATERIALIZED (
 )""".replace("{open}", OPEN_STATUSES_SQL)
 
 
+_DUPLICATE_INPUTS = (
+    "CAST(:dup_radius AS float8) AS dup_radius",
+    "CAST(:dup_days AS integer) AS dup_days",
+)
+_DUPLICATES_JSON = """(SELECT COALESCE(json_agg(json_build_object(
+            'id', d.id, 'status', d.status, 'created_at', d.created_at,
+            'supporters', d.supporters, 'distance_m', d.distance_m, 'lat', d.lat, 'lon', d.lon)
+            ORDER BY d.distance_m, d.id), '[]') FROM dups AS d)"""
+
+
 def _create_one(*, with_duplicates: bool) -> str:
     """The intake statement: route, store, audit and describe one report.
 
     It also queues the report's ``report.created`` webhook calls (``geo.reports.notifications``).
     """
-    extra = ("CAST(:dup_radius AS float8) AS dup_radius", "CAST(:dup_days AS integer) AS dup_days")
+    extra = _DUPLICATE_INPUTS
     dups = f",{_DUPLICATES}" if with_duplicates else ""
-    dups_json = (
-        """(SELECT COALESCE(json_agg(json_build_object(
-            'id', d.id, 'status', d.status, 'created_at', d.created_at,
-            'supporters', d.supporters, 'distance_m', d.distance_m, 'lat', d.lat, 'lon', d.lon)
-            ORDER BY d.distance_m, d.id), '[]') FROM dups AS d)"""
-        if with_duplicates
-        else "'[]'::json"
-    )
+    dups_json = _DUPLICATES_JSON if with_duplicates else "'[]'::json"
     return f"""
 WITH {single_input("code", *(extra if with_duplicates else ()))}, {ROUTE_ONE}{dups},
 new AS (
@@ -246,6 +249,68 @@ def create_report(
         team_name=row.team_name,
         duplicates=tuple(row.duplicates),
         token=row.token,
+    )
+
+
+_PREVIEW = f"""
+WITH {single_input("code", *_DUPLICATE_INPUTS)}, {ROUTE_ONE}, {_DUPLICATES}
+SELECT w.ward_id, w.snapped, a.zone_id, a.team_id, i.due_at, {_DUPLICATES_JSON} AS duplicates
+FROM input AS i
+JOIN ward AS w ON true
+LEFT JOIN assignment AS a ON true
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPreview:
+    """Where a report would go and what is already open nearby, before it is stored."""
+
+    ward_id: int
+    zone_id: int | None
+    team_id: int | None
+    due_at: datetime
+    duplicates: tuple[dict[str, Any], ...]
+
+
+def preview_report(
+    conn: Connection,
+    *,
+    lon: float,
+    lat: float,
+    category: str,
+    settings: RoutingSettings,
+    duplicate_radius_m: float,
+    duplicate_window_days: int,
+    created_at: datetime | None = None,
+) -> ReportPreview:
+    """Route a report and find its likely duplicates as ``create_report`` would, storing nothing.
+
+    The same routing and duplicate CTEs as the intake statement, without its writes, so a
+    channel that confirms before filing (a chat) shows the resident exactly what intake
+    will do. Raises like ``create_report``.
+    """
+    check_coordinates(lon, lat)
+    row = conn.execute(
+        text(_PREVIEW),
+        {
+            "lon": lon,
+            "lat": lat,
+            "category": category,
+            "created_at": created_at or datetime.now(UTC),
+            "dup_radius": duplicate_radius_m,
+            "dup_days": duplicate_window_days,
+            "snap_m": settings.snap_distance_m,
+        },
+    ).one_or_none()
+    if row is None:
+        require_category_id(conn, category)
+        raise OutsideServiceAreaError(lat, lon, nearest_ward_distance_m(conn, lon=lon, lat=lat))
+    return ReportPreview(
+        ward_id=row.ward_id,
+        zone_id=row.zone_id,
+        team_id=row.team_id,
+        due_at=row.due_at,
+        duplicates=tuple(row.duplicates),
     )
 
 
