@@ -91,6 +91,7 @@ def _line_channel(settings: AppSettings, geocoder: Geocoder) -> LineChannel | No
         public_url=settings.notifications.public_url,
         public_rounding_m=settings.privacy.public_rounding_m,
         limits=LINE_LIMITS,
+        zone=settings.city.zone,
     )
     return LineChannel(settings.line, context)
 

@@ -44,6 +44,8 @@ class FakeLine:
     fail_pushes: int = 0
     """The next this many pushes are answered 500 (LINE is having trouble)."""
     retry_keys: set[str] = field(default_factory=set)
+    reply_tokens: set[str] = field(default_factory=set)
+    """Reply tokens used so far: LINE takes each once, and answers 400 to a second use."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def settings(self, **overrides: Any) -> LineSettings:
@@ -96,6 +98,10 @@ def _app(state: FakeLine) -> FastAPI:
         body = await request.json()
         if not body.get("replyToken") or not 1 <= len(body.get("messages", [])) <= 5:
             return JSONResponse({"message": "The request body has 1 error(s)"}, status_code=400)
+        with state.lock:
+            if body["replyToken"] in state.reply_tokens:
+                return JSONResponse({"message": "Invalid reply token"}, status_code=400)
+            state.reply_tokens.add(body["replyToken"])
         record("reply", request, body)
         return JSONResponse({"sentMessages": [{"id": "1", "quoteToken": "q"}]})
 

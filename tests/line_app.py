@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
+from geo.chat.messages import Pressed, encode_press
 from geo.settings import DatabaseSettings, GeocoderSettings, LineSettings, NotificationSettings
-from tests.fake_line import FakeLine, body, sign
+from tests.fake_line import FakeLine, body, event, sign
 from tests.fixtures import TINY_GAZETTEER, Keys, TinyCity, load_tiny_city, make_keys
 
 PUBLIC_URL = "https://city.example"
@@ -26,6 +27,18 @@ INSIDE = (8.40537, 100.00463)
 """A point in ward W-A, zone Z1 (team T1)."""
 OUTSIDE = (13.7563, 100.5018)
 """Bangkok: far outside the tiny city."""
+
+
+def follow(user_id: str, **kw: Any) -> dict[str, Any]:
+    """A follow event (the resident added the city's account as a friend)."""
+    found = event(user_id, postback="", **kw)
+    found.pop("postback")
+    return found | {"type": "follow", "follow": {"isUnblocked": False}}
+
+
+def press(user_id: str, action: str, value: str = "", **kw: Any) -> dict[str, Any]:
+    """A postback event: the resident pressed a button the service offered."""
+    return event(user_id, postback=encode_press(Pressed(action, value)), **kw)
 
 
 def app_settings(db_url: str, gazetteer: Path, line: LineSettings) -> AppSettings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,19 +14,12 @@ from sqlalchemy import Engine
 from api.app import create_app
 from geo.chat.line import WEBHOOK_BODY_MAX
 from geo.settings import LineSettings
-from tests.fake_line import FakeLine, body, event, location, sign, text
-from tests.line_app import INSIDE, LineApp, app_settings, tiny_city
+from tests.fake_line import FakeLine, body, location, sign, text
+from tests.line_app import INSIDE, LineApp, app_settings, follow, tiny_city
 
 pytest_plugins = ("tests.fake_line", "tests.line_app")
 
 USER = "U" + "1" * 32
-
-
-def follow(user_id: str, **kw: Any) -> dict[str, Any]:
-    """A follow event (the resident added the city's account as a friend)."""
-    found = event(user_id, postback="", **kw)
-    found.pop("postback")
-    return found | {"type": "follow", "follow": {"isUnblocked": False}}
 
 
 def refused(answer: httpx.Response, field: str) -> None:

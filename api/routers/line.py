@@ -3,14 +3,15 @@
 The route checks the signature and stores the events (``geo.chat.line.LineChannel.accept``),
 answers 200 at once as LINE requires, and handles them after the response: photos are
 downloaded, the conversation moves on and the resident gets the answer in the chat. The
-delivery worker (``issuemap serve`` runs it) handles whatever is left after a restart.
+work after the response takes every pending event, so events a stopped process left are
+handled with the next call that brings new ones.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -73,6 +74,7 @@ async def _body(request: Request) -> str:
 )
 async def line_webhook(
     request: Request,
+    background: BackgroundTasks,
     state: AppStateDep,
     channel: LineChannelDep,
     x_line_signature: Annotated[
@@ -92,4 +94,7 @@ async def line_webhook(
         raise LineWebhookError("X-Line-Signature", SIGNATURE_MISSING)
     body = await _body(request)
     stored = await run_in_threadpool(channel.accept, state.engine, body, x_line_signature)
+    if stored:
+        # Starlette runs a plain function given to a background task in its thread pool.
+        background.add_task(channel.process_pending, state.engine)
     return WebhookAnswer(stored=stored)

@@ -17,18 +17,38 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
 from linebot.v3 import WebhookParser
 from linebot.v3.exceptions import InvalidSignatureError
-from linebot.v3.webhooks import FollowEvent, MessageEvent, PostbackEvent, UserSource
-from sqlalchemy import Engine
+from linebot.v3.webhooks import (
+    Event,
+    FollowEvent,
+    ImageMessageContent,
+    LocationMessageContent,
+    MessageEvent,
+    PostbackEvent,
+    TextMessageContent,
+    UserSource,
+)
+from sqlalchemy import Connection, Engine, select
 
-from geo.chat import inbox
+from geo.chat import conversation, inbox
 from geo.chat.context import ChatContext
-from geo.chat.inbox import InboxEvent
-from geo.chat.line_api import LineClient
-from geo.errors import InvalidInputError
+from geo.chat.inbox import InboxEvent, PendingEvent
+from geo.chat.line_api import PHOTO_MAX_BYTES, LineApiError, LineClient
+from geo.chat.messages import (
+    Incoming,
+    Pressed,
+    Reply,
+    SentPhoto,
+    SentText,
+    SharedLocation,
+    decode_press,
+)
+from geo.db.schema import ChatConversation
+from geo.errors import InvalidInputError, Message
 from geo.i18n import N_
 from geo.settings import LineSettings
 from geo.vocabulary import CHAT_EVENT_ID_MAX, CHAT_USER_MAX
@@ -173,3 +193,106 @@ class LineChannel:
             return 0
         with engine.begin() as conn:
             return inbox.store_events(conn, CHANNEL, stored)
+
+    # --- the work after the webhook answered ---------------------------------------------
+
+    def process_pending(self, engine: Engine, *, limit: int = 100) -> int:
+        """Handle up to ``limit`` stored events, oldest first per user; return how many.
+
+        Any number of processes may run this at once (``geo.chat.inbox.process_pending``
+        keeps each conversation to one of them at a time).
+        """
+        return inbox.process_pending(
+            engine, CHANNEL, handler=self._handle, send=self._send, limit=limit
+        )
+
+    def _language(self, user_id: str) -> Callable[[], str | None]:
+        """The user's LINE language, asked of their profile (None when LINE will not say)."""
+
+        def ask() -> str | None:
+            try:
+                return self._client.language(user_id)
+            except LineApiError as error:
+                log.info("the LINE profile's language could not be read: %s", error)
+                return None
+
+        return ask
+
+    def _handle(self, conn: Connection, pending: PendingEvent) -> list[Reply]:
+        """One stored event through the conversation core (inside its transaction)."""
+        incoming, excuse = self._incoming(Event.from_dict(pending.payload))
+        replies = conversation.handle(
+            conn,
+            channel=CHANNEL,
+            user_id=pending.user_id,
+            incoming=incoming,
+            context=self._context,
+            language=self._language(pending.user_id),
+        )
+        if excuse is None:
+            return replies
+        # The core has just settled the conversation's language; the excuse speaks it too.
+        lang = conn.execute(
+            select(ChatConversation.language).where(
+                ChatConversation.channel == CHANNEL, ChatConversation.user_id == pending.user_id
+            )
+        ).scalar_one_or_none()
+        said = Reply(text=excuse.text(lang or "th"))
+        return [said, *replies][: self._context.limits.max_messages]
+
+    def _incoming(self, event: Any) -> tuple[Incoming, Message | None]:
+        """What the resident sent, as the core reads it, and the adapter's excuse if any.
+
+        Where LINE gives nothing the core can take (a photo that could not be fetched, a
+        sticker, a button the service never made), the core gets empty text, which changes
+        nothing and asks for what is still missing, and the excuse says why first.
+        """
+        if isinstance(event, FollowEvent):
+            return Pressed("start"), None
+        if isinstance(event, PostbackEvent):
+            press = decode_press(str(event.postback.data or ""))
+            return (press, None) if press is not None else (SentText(""), Message(OLD_BUTTON))
+        message = event.message
+        if isinstance(message, TextMessageContent):
+            return SentText(str(message.text or "")), None
+        if isinstance(message, LocationMessageContent):
+            address = str(message.address or message.title or "").strip()
+            location = SharedLocation(
+                lat=float(message.latitude), lon=float(message.longitude), address=address or None
+            )
+            return location, None
+        if isinstance(message, ImageMessageContent):
+            return self._photo(str(message.id))
+        return SentText(""), Message(NOT_UNDERSTOOD)
+
+    def _photo(self, message_id: str) -> tuple[Incoming, Message | None]:
+        """The photo's bytes from LINE's data API, or the excuse when LINE would not give it."""
+        limit = min(PHOTO_MAX_BYTES, self._context.intake.photo_max_bytes)
+        too_large = Message(PHOTO_TOO_LARGE, {"limit": f"{limit / (1024 * 1024):g}"})
+        try:
+            data = self._client.content(message_id)
+        except LineApiError as error:
+            log.warning("a photo could not be fetched from LINE: %s", error)
+            return SentText(""), too_large if error.status == 413 else Message(PHOTO_FAILED)
+        if len(data) > limit:
+            return SentText(""), too_large
+        return SentPhoto(data=data), None
+
+    def _send(self, pending: PendingEvent, replies: list[Reply]) -> None:
+        """Answer with the event's reply token; push instead when LINE refuses the token.
+
+        A reply token works once and for a short time (a redelivered event's has often
+        expired): LINE then answers 400, and the answer goes as a push whose retry key is
+        derived from the inbox row, so sending it again can never show it twice.
+        """
+        token = pending.payload.get("replyToken")
+        if isinstance(token, str) and token:
+            try:
+                self._client.reply(token, replies)
+                return
+            except LineApiError as error:
+                if error.status != 400:
+                    raise
+                log.info("LINE refused a reply token (%s); pushing instead", error)
+        key = uuid.uuid5(RETRY_NAMESPACE, f"inbox:{pending.id}")
+        self._client.push(pending.user_id, replies, retry_key=key)
