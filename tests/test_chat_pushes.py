@@ -5,7 +5,9 @@ PostGIS; pushes survive LINE's outages and are never shown twice."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -81,6 +83,33 @@ def chat_report(client, keys, engine: Engine, user: str = USER, **fields: Any) -
     with engine.begin() as conn:
         link_report(conn, report_id=report, channel="line", user_id=user)
     return report
+
+
+def chat_context() -> ChatContext:
+    """What the conversation core reads besides the database, as the service sets it."""
+    return ChatContext(
+        routing=RoutingSettings(),
+        intake=IntakeSettings(),
+        chat=ChatSettings(),
+        geocoder=GazetteerGeocoder([]),
+        public_url=PUBLIC_URL,
+        public_rounding_m=100.0,
+        limits=LINE_LIMITS,
+    )
+
+
+@contextmanager
+def kept_logging() -> Iterator[None]:
+    """Put back the logging set-up a command replaces (``issuemap deliver`` configures it)."""
+    loggers = [logging.getLogger(name) for name in ("", "geo", "uvicorn", "uvicorn.error")]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    try:
+        yield
+    finally:
+        for logger, handlers, level, propagate, disabled in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
 
 
 def deliver(engine: Engine, line: FakeLine | None, **line_settings: Any) -> tuple[int, int, int]:
@@ -328,15 +357,7 @@ def test_a_rating_pressed_under_the_push_reaches_the_planners_statistics(
     assert deliver(engine, line) == (4, 0, 0)
     # Each reporter presses a button under their own push, 2, 4 and 5 stars, and the
     # conversation core takes the press as it comes back from LINE.
-    chat = ChatContext(
-        routing=RoutingSettings(),
-        intake=IntakeSettings(),
-        chat=ChatSettings(),
-        geocoder=GazetteerGeocoder([]),
-        public_url=PUBLIC_URL,
-        public_rounding_m=100.0,
-        limits=LINE_LIMITS,
-    )
+    chat = chat_context()
     for user, report, stars in zip(users, rated, (2, 4, 5), strict=True):
         [messages] = pushes(line, user)
         press = decode_press(messages[-1]["quickReply"]["items"][stars - 1]["action"]["data"])
@@ -443,8 +464,6 @@ def test_the_line_user_id_is_in_no_public_output(city_app, engine, line) -> None
 def test_issuemap_deliver_once_pushes_with_line_configured(
     city_app, engine, line, db_url, monkeypatch
 ) -> None:
-    import logging
-
     from typer.testing import CliRunner
 
     from geo.cli.main import app
@@ -455,9 +474,7 @@ def test_issuemap_deliver_once_pushes_with_line_configured(
     monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
     monkeypatch.setenv("ISSUEMAP_PUBLIC_URL", PUBLIC_URL)
     monkeypatch.delenv("ISSUEMAP_SMTP_URL", raising=False)
-    loggers = [logging.getLogger(name) for name in ("", "geo", "uvicorn", "uvicorn.error")]
-    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
-    try:
+    with kept_logging():
         without = CliRunner().invoke(app, ["deliver", "--once"])
         assert without.exit_code == 0, without.output
         assert "ISSUEMAP_LINE_CHANNEL_SECRET is not set" in without.output
@@ -465,11 +482,6 @@ def test_issuemap_deliver_once_pushes_with_line_configured(
         make_due(engine)
         line_environment(monkeypatch, line)
         result = CliRunner().invoke(app, ["deliver", "--once"])
-    finally:
-        for logger, handlers, level, propagate, disabled in saved:
-            logger.handlers[:] = handlers
-            logger.setLevel(level)
-            logger.propagate, logger.disabled = propagate, disabled
     assert result.exit_code == 0, result.output
     assert "delivered 1, will retry 0, gave up on 0" in result.output
     assert "ผ่านคำสั่ง" in texts(pushes(line)[0])
@@ -509,3 +521,39 @@ def test_the_service_delivery_worker_pushes_to_line(
     assert worker.process is not None and worker.process.returncode == 0
     assert ["หนึ่ง" in texts(p) for p in pushes(line)] == [True, False]
     assert "สอง" in texts(pushes(line)[1])
+
+
+def test_issuemap_deliver_answers_chat_messages_left_unanswered(
+    city_app, engine, line, db_url, monkeypatch, tmp_path
+) -> None:
+    """A message stored by the webhook whose answering was cut short is answered by the
+    delivery worker's round (``LineChannel.process_pending``)."""
+    from typer.testing import CliRunner
+
+    from geo.chat.line import LineChannel
+    from geo.cli.main import app
+    from tests.fake_line import body, sign
+    from tests.fake_line import text as line_text
+
+    chat = chat_context()
+    channel = LineChannel(line.settings(), chat)
+    try:
+        raw = body(line_text(USER, "สวัสดี {{7*7}}"))
+        assert channel.accept(engine, raw.decode(), sign(raw)) == 1
+    finally:
+        channel.close()
+    assert line.made("reply") == [], "stored only: the webhook's own processing never ran"
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    monkeypatch.setenv("ISSUEMAP_PUBLIC_URL", PUBLIC_URL)
+    monkeypatch.delenv("ISSUEMAP_SMTP_URL", raising=False)
+    line_environment(monkeypatch, line)
+    with kept_logging():
+        result = CliRunner().invoke(app, ["deliver", "--once"])
+    assert result.exit_code == 0, result.output
+    [reply] = line.made("reply")
+    assert reply["body"]["messages"], "the resident got an answer"
+    with engine.connect() as conn:
+        pending = conn.execute(
+            text("SELECT count(*) FROM chat_inbox WHERE processed_at IS NULL")
+        ).scalar_one()
+    assert pending == 0

@@ -624,6 +624,9 @@ def deliver(
 ) -> None:
     """Send queued e-mails (ISSUEMAP_SMTP_URL), LINE pushes and webhook calls, retrying failures.
 
+    With LINE connected (ISSUEMAP_LINE_CHANNEL_SECRET) it also answers LINE messages whose
+    answer the webhook did not finish.
+
     `issuemap serve` runs this worker itself; run it alone beside a service started another
     way. Several may run at once: each message goes out through one of them. Stop it with
     Ctrl-C; the message in hand is finished first.
@@ -632,25 +635,32 @@ def deliver(
 
     from pydantic import ValidationError
 
-    from geo.cli.service import chat_delivery
+    from geo.cli.service import ChatWorkerSettings, chat_delivery
     from geo.reports.notifications import deliver_due, run_worker, settings_problems
-    from geo.settings import LineSettings, NotificationSettings, PrivacySettings
+    from geo.settings import NotificationSettings, PrivacySettings
 
     logging.config.dictConfig(serve_log_config())
     try:
-        settings, privacy, line = NotificationSettings(), PrivacySettings(), LineSettings()
+        settings, privacy = NotificationSettings(), PrivacySettings()
+        chat_settings = ChatWorkerSettings.from_environment()
     except ValidationError as error:
         problems = escape(settings_problems(error))
         err_console.print(f"[bold red]error:[/] {problems}", highlight=False)
         raise typer.Exit(code=2) from error
     if not settings.email_enabled:
         console.print("ISSUEMAP_SMTP_URL is not set: e-mail is off; webhook calls still go out")
-    if not line.enabled:
+    if not chat_settings.line.enabled:
         console.print("ISSUEMAP_LINE_CHANNEL_SECRET is not set: LINE pushes wait until it is")
     try:
-        with open_engine() as engine, chat_delivery(settings, line) as chat:
+        with (
+            open_engine() as engine,
+            chat_delivery(
+                engine, settings, chat_settings, public_rounding_m=privacy.public_rounding_m
+            ) as chat,
+        ):
             if once:
                 delivered = retrying = failed = 0
+                # Messages residents sent that are still unanswered, then what is due.
                 for chore in chat.each_round:
                     chore()
                 while True:

@@ -24,19 +24,30 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote_plus
 
 from pydantic import ValidationError
+from sqlalchemy import Engine
 
 from geo.db.cluster import SERVICE_USER, ClusterState, LocalCluster
 from geo.db.engine import make_engine
 from geo.errors import LocalDatabaseError, ServiceAccountError
 from geo.reports.notifications import ChatSender, run_worker, settings_problems
-from geo.settings import DatabaseSettings, LineSettings, NotificationSettings, PrivacySettings
+from geo.settings import (
+    ChatSettings,
+    CitySettings,
+    DatabaseSettings,
+    GeocoderSettings,
+    IntakeSettings,
+    LineSettings,
+    NotificationSettings,
+    PrivacySettings,
+    RoutingSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +338,35 @@ class PostgresSupervisor:
         )
 
 
+@dataclass(frozen=True)
+class ChatWorkerSettings:
+    """What the delivery worker reads for chat channels, besides the notification settings.
+
+    A conversation left unanswered (its webhook's own processing was cut short) is taken up
+    by the worker with the same rules as the web workers: routing, intake, the geocoder and
+    the city's time zone.
+    """
+
+    line: LineSettings
+    chat: ChatSettings
+    routing: RoutingSettings
+    intake: IntakeSettings
+    geocoder: GeocoderSettings
+    city: CitySettings
+
+    @classmethod
+    def from_environment(cls) -> ChatWorkerSettings:
+        """Each from its ``ISSUEMAP_*`` variables; a bad value raises ``ValidationError``."""
+        return cls(
+            line=LineSettings(),
+            chat=ChatSettings(),
+            routing=RoutingSettings(),
+            intake=IntakeSettings(),
+            geocoder=GeocoderSettings(),
+            city=CitySettings(),
+        )
+
+
 @dataclass
 class ChatDelivery:
     """What the delivery worker needs for chat channels: a sender per channel, chores."""
@@ -334,35 +374,50 @@ class ChatDelivery:
     senders: dict[str, ChatSender] = field(default_factory=dict)
     each_round: list[Callable[[], object]] = field(default_factory=list)
 
-    @property
-    def channels(self) -> str:
-        """The channels on, for a log line (``off`` when none is)."""
-        return ", ".join(sorted(self.senders)) or "off"
-
 
 @contextmanager
 def chat_delivery(
-    notifications: NotificationSettings, line: LineSettings
+    engine: Engine,
+    notifications: NotificationSettings,
+    settings: ChatWorkerSettings,
+    *,
+    public_rounding_m: float,
 ) -> Iterator[ChatDelivery]:
-    """The chat senders of the channels that are configured, for ``run_worker``/``deliver_due``.
+    """The chat senders and chores of the channels that are configured, for ``run_worker``.
 
     LINE is on when ``ISSUEMAP_LINE_CHANNEL_SECRET`` is set: status changes of reports filed
-    in LINE are pushed there (``geo.chat.updates.line_sender``). Its connections are closed
-    on leaving.
+    in LINE are pushed there (``geo.chat.updates.line_sender``), and each round the
+    messages residents sent that are still unanswered are answered
+    (``LineChannel.process_pending``). Connections are closed on leaving.
     """
     delivery = ChatDelivery()
-    if not line.enabled:
+    if not settings.line.enabled:
         yield delivery
         return
-    from geo.chat.line_api import LineClient
+    from geo.chat.context import ChatContext
+    from geo.chat.line import LineChannel
+    from geo.chat.line_api import LINE_LIMITS, LineClient
     from geo.chat.updates import line_sender
+    from geo.city.geocoding import make_geocoder
 
-    client = LineClient(line)
-    try:
+    context = ChatContext(
+        routing=settings.routing,
+        intake=settings.intake,
+        chat=settings.chat,
+        geocoder=make_geocoder(settings.geocoder),
+        public_url=notifications.public_url,
+        public_rounding_m=public_rounding_m,
+        limits=LINE_LIMITS,
+        zone=settings.city.zone,
+    )
+    with ExitStack() as stack:
+        client = LineClient(settings.line)
+        stack.callback(client.close)
+        channel = LineChannel(settings.line, context)
+        stack.callback(channel.close)
         delivery.senders["line"] = line_sender(client, public_url=notifications.public_url)
+        delivery.each_round.append(lambda: channel.process_pending(engine))
         yield delivery
-    finally:
-        client.close()
 
 
 def deliver_main(run_as: str | None = None, *, configure_logging: bool = True) -> None:
@@ -398,14 +453,17 @@ def deliver_main(run_as: str | None = None, *, configure_logging: bool = True) -
     if database_url is None:
         raise LocalDatabaseError("the delivery worker needs ISSUEMAP_DATABASE_URL")
     try:
-        settings, privacy, line = NotificationSettings(), PrivacySettings(), LineSettings()
+        settings, privacy = NotificationSettings(), PrivacySettings()
+        chat_settings = ChatWorkerSettings.from_environment()
     except ValidationError as error:
         # Said without the values: an SMTP URL holds a password.
         log.error("delivery worker not started: %s", settings_problems(error))
         return
     engine = make_engine(database_url, pool_size=1)
     try:
-        with chat_delivery(settings, line) as chat:
+        with chat_delivery(
+            engine, settings, chat_settings, public_rounding_m=privacy.public_rounding_m
+        ) as chat:
             run_worker(
                 engine,
                 settings,
