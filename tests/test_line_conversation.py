@@ -239,8 +239,9 @@ def test_a_photo_line_will_not_give_is_answered_and_changes_nothing(line_app: Li
         {"type": "video", "duration": 1000, "contentProvider": {"type": "line"}},
         {"type": "audio", "duration": 1000, "contentProvider": {"type": "line"}},
         {"type": "file", "fileName": "{{7*7}}.pdf", "fileSize": 10},
+        {"type": "hologram", "shape": "<img src=x onerror=alert(1)>"},
     ],
-    ids=["sticker", "video", "audio", "file"],
+    ids=["sticker", "video", "audio", "file", "a kind LINE adds later"],
 )
 def test_other_messages_get_told_what_the_bot_reads(
     line_app: LineApp, message: dict[str, Any]
@@ -281,6 +282,18 @@ def test_bogus_button_data_gets_a_polite_answer(line_app: LineApp, data: str) ->
         assert failed.scalar_one() == 0, "no event failed"
     if not data.startswith("action=") or "drop_table" in data or "\u0001" in data:
         assert answered[0] == th(OLD_BUTTON)
+
+
+@pytest.mark.parametrize("lat_lon", [(91.0, 100.0), (8.4, -181.0), (-90.0, 180.0)])
+def test_impossible_places_are_refused_not_an_error(
+    line_app: LineApp, lat_lon: tuple[float, float]
+) -> None:
+    answered = say(line_app, location(USER, *lat_lon))
+    assert answered and th(core.LOCATION_NOTED) not in answered
+    assert line_app.reports() == []
+    with line_app.engine.connect() as conn:
+        failed = "SELECT count(*) FROM chat_inbox WHERE last_error IS NOT NULL"
+        assert conn.execute(sa.text(failed)).scalar_one() == 0, "no event failed"
 
 
 def test_huge_and_hostile_text_is_refused_or_kept_as_text(line_app: LineApp) -> None:

@@ -89,6 +89,8 @@ def test_line_verify_button_gets_200(line_app: LineApp) -> None:
         b'"events"',
         b'{"events": [5]}',
         b'{"events": [{"no": "type"}]}',
+        body(location("U1", 8.4, 100.0)).replace(b"8.4", b"NaN"),
+        body(location("U1", 8.4, 100.0)).replace(b"100.0", b"-Infinity"),
         b"\xff\xfe not utf-8",
     ],
 )
@@ -112,7 +114,11 @@ def test_only_one_to_one_chats_are_stored(line_app: LineApp) -> None:
     in_room["source"] = {"type": "room", "roomId": "R" + "3" * 32, "userId": USER}
     unfollow = {k: v for k, v in follow(USER).items() if k not in ("follow", "replyToken")}
     unfollow["type"] = "unfollow"
-    answer = line_app.send(in_group, in_room, unfollow)
+    standby = text(USER, "หลุมบนถนน") | {"mode": "standby"}  # another module answers it
+    standby.pop("replyToken")
+    no_user = text(USER, "หลุมบนถนน")
+    no_user["source"] = {"type": "user"}
+    answer = line_app.send(in_group, in_room, unfollow, standby, no_user)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"stored": 0}
     assert line_app.inbox() == []

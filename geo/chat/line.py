@@ -30,7 +30,6 @@ from linebot.v3.webhooks import (
     MessageEvent,
     PostbackEvent,
     TextMessageContent,
-    UserSource,
 )
 from sqlalchemy import Connection, Engine, select
 
@@ -119,18 +118,37 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
-def _user_id(event: Any) -> str | None:
-    """The LINE user id of a one-to-one chat event, else None."""
-    source = getattr(event, "source", None)
-    if not isinstance(source, UserSource):
+def _not_json(constant: str) -> Any:
+    """Refuse ``NaN`` and ``Infinity``: Python reads them, JSON (and jsonb) has no such thing."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+ANSWERED: Final = ("message", "postback", "follow")
+"""Event types a resident sends to the service; the others (an unfollow, a group join, a
+read receipt) carry nothing to answer."""
+
+
+def _inbox_event(payload: Any) -> InboxEvent | None:
+    """The inbox entry of one event as LINE sent it, or None when there is nothing to answer.
+
+    Only one-to-one chats are answered; an event in standby mode belongs to another
+    module of the account and must not be answered.
+    """
+    if not isinstance(payload, dict):
         return None
-    user_id = source.user_id
-    return user_id if isinstance(user_id, str) and 0 < len(user_id) <= CHAT_USER_MAX else None
-
-
-def _wanted(event: Any) -> bool:
-    """Whether the event is one a resident sent to the service (a message, a button, a follow)."""
-    return isinstance(event, MessageEvent | PostbackEvent | FollowEvent)
+    payload = _without_nul(payload)
+    source = payload.get("source")
+    if payload.get("type") not in ANSWERED or payload.get("mode") == "standby":
+        return None
+    if not isinstance(source, dict) or source.get("type") != "user":
+        return None
+    user_id, event_id = source.get("userId"), payload.get("webhookEventId")
+    if not isinstance(user_id, str) or not 0 < len(user_id) <= CHAT_USER_MAX:
+        return None
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= CHAT_EVENT_ID_MAX:
+        log.warning("a LINE event without a usable webhookEventId was left out")
+        return None
+    return InboxEvent(event_id=event_id, user_id=user_id, payload=payload)
 
 
 class LineChannel:
@@ -167,28 +185,18 @@ class LineChannel:
         if len(body.encode()) > WEBHOOK_BODY_MAX:
             raise LineWebhookTooLargeError
         try:
+            # The SDK checks the signature first, then reads the body as LINE's events.
             events = self._parser.parse(body, signature)
-            raw = json.loads(body)["events"]
+            raw = json.loads(body, parse_constant=_not_json)["events"]
         except InvalidSignatureError:
             raise LineWebhookError("X-Line-Signature", SIGNATURE_WRONG) from None
         except (ValueError, KeyError, TypeError, AttributeError):
             raise LineWebhookError("body", BODY_NOT_LINE) from None
         if not isinstance(raw, list) or len(raw) != len(events):
             raise LineWebhookError("body", BODY_NOT_LINE)
-        stored: list[InboxEvent] = []
-        for parsed, payload in zip(events, raw, strict=True):
-            user_id = _user_id(parsed)
-            event_id = _without_nul(getattr(parsed, "webhook_event_id", None))
-            if user_id is None or not _wanted(parsed):
-                continue
-            if not isinstance(event_id, str) or not 0 < len(event_id) <= CHAT_EVENT_ID_MAX:
-                log.warning("a LINE event without a usable webhookEventId was left out")
-                continue
-            stored.append(
-                InboxEvent(
-                    event_id=event_id, user_id=_without_nul(user_id), payload=_without_nul(payload)
-                )
-            )
+        # What LINE sent is stored, not the SDK's reading of it: an event of a kind newer
+        # than the SDK still gets an answer.
+        stored = [found for found in map(_inbox_event, raw) if found is not None]
         if not stored:
             return 0
         with engine.begin() as conn:
@@ -220,7 +228,7 @@ class LineChannel:
 
     def _handle(self, conn: Connection, pending: PendingEvent) -> list[Reply]:
         """One stored event through the conversation core (inside its transaction)."""
-        incoming, excuse = self._incoming(Event.from_dict(pending.payload))
+        incoming, excuse = self._incoming(pending.payload)
         replies = conversation.handle(
             conn,
             channel=CHANNEL,
@@ -240,18 +248,28 @@ class LineChannel:
         said = Reply(text=excuse.text(lang or "th"))
         return [said, *replies][: self._context.limits.max_messages]
 
-    def _incoming(self, event: Any) -> tuple[Incoming, Message | None]:
+    def _incoming(self, payload: dict[str, Any]) -> tuple[Incoming, Message | None]:
         """What the resident sent, as the core reads it, and the adapter's excuse if any.
 
         Where LINE gives nothing the core can take (a photo that could not be fetched, a
         sticker, a button the service never made), the core gets empty text, which changes
         nothing and asks for what is still missing, and the excuse says why first.
         """
-        if isinstance(event, FollowEvent):
+        try:
+            event = Event.from_dict(payload)
+        except (ValueError, KeyError, TypeError):
+            # A kind of message (or a shape) newer than the SDK: read what can be read.
+            event = None
+        kind = payload.get("type")
+        if isinstance(event, FollowEvent) or kind == "follow":
             return Pressed("start"), None
-        if isinstance(event, PostbackEvent):
-            press = decode_press(str(event.postback.data or ""))
+        if isinstance(event, PostbackEvent) or kind == "postback":
+            postback = payload.get("postback")
+            data = postback.get("data") if isinstance(postback, dict) else None
+            press = decode_press(data) if isinstance(data, str) else None
             return (press, None) if press is not None else (SentText(""), Message(OLD_BUTTON))
+        if not isinstance(event, MessageEvent):
+            return SentText(""), Message(NOT_UNDERSTOOD)
         message = event.message
         if isinstance(message, TextMessageContent):
             return SentText(str(message.text or "")), None
