@@ -24,7 +24,7 @@ from geo.chat.messages import Pressed, decode_press
 from geo.chat.updates import line_sender, push_retry_key, status_update
 from geo.city.geocoding import GazetteerGeocoder
 from geo.i18n import translate
-from geo.reports.notifications import DeliveryRound, deliver_due, load_event
+from geo.reports.notifications import DeliveryRound, deliver_due, email_text, load_event
 from geo.reports.reporters import link_report
 from geo.settings import ChatSettings, IntakeSettings, NotificationSettings, RoutingSettings
 from tests.browser import running
@@ -343,6 +343,19 @@ def test_a_hidden_report_still_reaches_its_reporter_without_its_photos(
     # nor can a hidden report be rated.
     assert [m["type"] for m in messages] == ["text"]
     assert f"/api/photos/{photo}" not in json.dumps(messages)
+    # Nor its status page, which answers "not found" while the report is hidden; a mail
+    # about it, written from the same lines, leaves out both links too.
+    assert token_of(engine, report) not in json.dumps(messages)
+    with engine.connect() as conn:
+        event_id = conn.execute(
+            text("SELECT (payload ->> 'event_id')::bigint FROM outbox WHERE report_id = :r"),
+            {"r": report},
+        ).scalar_one()
+        event = load_event(conn, event="report.status_changed", event_id=event_id)
+    assert event is not None and event.hidden
+    mail = email_text(event, public_url=PUBLIC_URL).body
+    assert "เก็บกวาดแล้ว" in mail
+    assert token_of(engine, report) not in mail and "/api/photos/" not in mail
 
 
 def test_a_rating_pressed_under_the_push_reaches_the_planners_statistics(

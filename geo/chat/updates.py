@@ -97,17 +97,17 @@ def status_update(
     )
     # One message for the text, one for the question; images take the rest.
     room = max(0, fits.max_messages - 1 - int(ask))
-    shown = [p for p in photos if image_types is None or p.content_type in image_types][:room]
+    # The public cannot open a hidden report's photos, and a platform fetches them as such.
+    showable = [] if event.hidden else photos
+    shown = [p for p in showable if image_types is None or p.content_type in image_types][:room]
     shown_ids = {p.id for p in shown}
-    linked = [p for p in photos if p.id not in shown_ids]
-    lines = update_lines(event, language=lang, public_url=public_url)
-    if linked:
-        link_at = len(lines) - 3  # before the status page link and its blank line
-        lines[link_at:link_at] = [
-            "",
-            translate(lang, "Photo of the work:"),
-            *(photo_url(public_url, p.id) for p in linked),
-        ]
+    linked = [p for p in showable if p.id not in shown_ids]
+    lines = update_lines(
+        event,
+        language=lang,
+        public_url=public_url,
+        photo_urls=[photo_url(public_url, p.id) for p in linked],
+    )
     replies = [Reply(image_url=photo_url(public_url, p.id)) for p in shown]
     replies.append(Reply(text="\n".join(lines)))
     if ask:

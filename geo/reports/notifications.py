@@ -48,7 +48,7 @@ from sqlalchemy.exc import DBAPIError
 from geo.access.policy import snap_point
 from geo.db.schema import OutboxMessage
 from geo.errors import InvalidInputError, NotFoundError
-from geo.i18n import LANGUAGES, translate
+from geo.i18n import LANGUAGES, N_, translate
 from geo.settings import NotificationSettings, SmtpServer
 from geo.settings import settings_problems as settings_problems  # what the workers report
 from geo.vocabulary import CHAT_CHANNELS, NAME_MAX, STATUS_NAMES, URL_MAX
@@ -259,15 +259,18 @@ def update_lines(
     *,
     language: str,
     public_url: str,
-    photo_lines: bool = False,
+    photo_urls: Sequence[str] = (),
+    photos_attached: bool = False,
 ) -> list[str]:
     """What a reporter reads about ``event`` in ``language``, line by line, mail or chat alike.
 
     The status in words with the category, the report it was joined to, the public note,
-    the after-photos' links (with ``photo_lines``; a chat shows them as images instead) and
-    the status page link. Only the catalog's own messages are templates; the note and names
-    are values placed into them, so ``{{7*7}}`` or HTML in a note arrives exactly as staff
-    wrote it. The location is left out altogether.
+    the links of ``photo_urls`` (the after-photos a mail attaches, with
+    ``photos_attached``, or a chat cannot show as images) and the status page link. Both
+    links open only while the report is public, so a report staff hid gets neither. Only
+    the catalog's own messages are templates; the note and names are values placed into
+    them, so ``{{7*7}}`` or HTML in a note arrives exactly as staff wrote it. The location
+    is left out altogether.
     """
     lang = language if language in LANGUAGES else "th"
     status = translate(lang, STATUS_NAMES.get(event.status, event.status))
@@ -291,9 +294,15 @@ def update_lines(
         )
     if event.public_note:
         lines += ["", translate(lang, "Message from the city:"), event.public_note]
-    if photo_lines and event.photo_ids:
-        lines += ["", translate(lang, "Photo of the work (also attached):")]
-        lines += [photo_url(public_url, p) for p in event.photo_ids]
+    if event.hidden:
+        return lines
+    if photo_urls:
+        heading = (
+            N_("Photo of the work (also attached):")
+            if photos_attached
+            else N_("Photo of the work:")
+        )
+        lines += ["", translate(lang, heading), *photo_urls]
     lines += [
         "",
         translate(lang, "See your report and what has been done:"),
@@ -313,7 +322,13 @@ def email_text(event: PublicEvent, *, public_url: str) -> MailText:
     lines = [
         translate(lang, "Hello,"),
         "",
-        *update_lines(event, language=lang, public_url=public_url, photo_lines=True),
+        *update_lines(
+            event,
+            language=lang,
+            public_url=public_url,
+            photo_urls=[photo_url(public_url, p) for p in event.photo_ids],
+            photos_attached=True,
+        ),
         "",
         "-- ",
         translate(lang, "You get this e-mail because you left this address when you reported."),
