@@ -92,6 +92,8 @@ def test_line_verify_button_gets_200(line_app: LineApp) -> None:
         body(location("U1", 8.4, 100.0)).replace(b"8.4", b"NaN"),
         body(location("U1", 8.4, 100.0)).replace(b"100.0", b"-Infinity"),
         b"\xff\xfe not utf-8",
+        b'{"events": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",
+        body(text("U1", "x") | {"deep": json.loads("[" * 900 + "]" * 900)}),
     ],
 )
 def test_a_signed_body_that_is_not_line_s_is_refused(line_app: LineApp, raw: bytes) -> None:
@@ -146,3 +148,11 @@ def test_nul_characters_in_a_message_are_dropped_not_an_error(line_app: LineApp)
     assert answer.status_code == 200, answer.text
     (stored,) = line_app.inbox()
     assert stored["payload"]["message"]["text"] == "หลุมบนถนน {{7*7}} {% x"
+
+
+def test_half_a_utf16_pair_in_a_message_is_not_an_error(line_app: LineApp) -> None:
+    raw = body(text(USER, "x")).replace(b'"text": "x"', b'"text": "\\ud800 \\udfff ok"')
+    answer = line_app.post(raw, sign(raw))
+    assert answer.status_code == 200, answer.text
+    (stored,) = line_app.inbox()
+    assert stored["payload"]["message"]["text"] == "\ufffd \ufffd ok"

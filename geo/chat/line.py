@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, Final
@@ -104,17 +105,21 @@ class LineWebhookTooLargeError(LineWebhookError):
         super().__init__("body", BODY_TOO_LARGE, limit=WEBHOOK_BODY_MAX)
 
 
-def _without_nul(value: Any) -> Any:
-    """``value`` with NUL characters taken out of every string.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
-    PostgreSQL's jsonb refuses them, and no resident types one.
+
+def _storable(value: Any) -> Any:
+    """``value`` with every string made storable in PostgreSQL's jsonb.
+
+    JSON may spell what jsonb refuses and no resident types: NUL characters are taken out,
+    and halves of a UTF-16 pair that stand alone become U+FFFD.
     """
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", ""))
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [_storable(v) for v in value]
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     return value
 
 
@@ -136,7 +141,7 @@ def _inbox_event(payload: Any) -> InboxEvent | None:
     """
     if not isinstance(payload, dict):
         return None
-    payload = _without_nul(payload)
+    payload = _storable(payload)
     source = payload.get("source")
     if payload.get("type") not in ANSWERED or payload.get("mode") == "standby":
         return None
@@ -188,15 +193,16 @@ class LineChannel:
             # The SDK checks the signature first, then reads the body as LINE's events.
             events = self._parser.parse(body, signature)
             raw = json.loads(body, parse_constant=_not_json)["events"]
+            if not isinstance(raw, list) or len(raw) != len(events):
+                raise ValueError("not LINE's events")
+            # What LINE sent is stored, not the SDK's reading of it: an event of a kind
+            # newer than the SDK still gets an answer.
+            stored = [found for found in map(_inbox_event, raw) if found is not None]
         except InvalidSignatureError:
             raise LineWebhookError("X-Line-Signature", SIGNATURE_WRONG) from None
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            # RecursionError: JSON nested deeper than Python reads (LINE's is a few levels).
             raise LineWebhookError("body", BODY_NOT_LINE) from None
-        if not isinstance(raw, list) or len(raw) != len(events):
-            raise LineWebhookError("body", BODY_NOT_LINE)
-        # What LINE sent is stored, not the SDK's reading of it: an event of a kind newer
-        # than the SDK still gets an answer.
-        stored = [found for found in map(_inbox_event, raw) if found is not None]
         if not stored:
             return 0
         with engine.begin() as conn:
