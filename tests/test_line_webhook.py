@@ -106,6 +106,13 @@ def test_a_giant_body_is_refused_unread(line_app: LineApp) -> None:
     answer = line_app.post(giant, sign(giant))
     assert answer.status_code == 413, answer.text
     assert answer.json()["field"] == "body"
+    # Sent in chunks, without a Content-Length to refuse it by.
+    chunks = (giant[i : i + 65536] for i in range(0, len(giant), 65536))
+    streamed = line_app.client.post(
+        "/line/webhook", content=chunks, headers={"X-Line-Signature": sign(giant)}
+    )
+    assert streamed.status_code == 413, streamed.text
+    assert "content-length" not in streamed.request.headers
     assert line_app.inbox() == []
 
 
