@@ -22,6 +22,7 @@ from PIL import Image
 from sqlalchemy import Engine
 
 from api.app import create_app
+from api.deps import app_state
 from geo.chat import conversation as core
 from geo.chat.line import (
     NOT_UNDERSTOOD,
@@ -189,6 +190,21 @@ def test_a_redelivered_confirm_files_one_report_and_answers_once(line_app: LineA
     assert len(line_app.reports()) == 1
     assert len(line_app.fake.made("reply")) == replies
     assert line_app.fake.made("push") == []
+
+
+def test_an_event_stored_but_never_handled_is_handled_when_line_sends_it_again(
+    line_app: LineApp,
+) -> None:
+    shared = location(USER, *INSIDE)
+    raw = body(shared)
+    # As if the process had stopped after storing the event, before answering LINE.
+    channel = app_state(line_app.client.app).line
+    assert channel is not None
+    assert channel.accept(line_app.engine, raw.decode(), sign(raw)) == 1
+    assert line_app.fake.made("reply") == []
+    answered = say(line_app, dict(shared, deliveryContext={"isRedelivery": True}))
+    assert th(core.LOCATION_NOTED) in answered
+    assert len(line_app.inbox()) == 1
 
 
 def test_a_refused_reply_token_is_answered_by_a_push_sent_once(line_app: LineApp) -> None:

@@ -4,7 +4,7 @@ The route checks the signature and stores the events (``geo.chat.line.LineChanne
 answers 200 at once as LINE requires, and handles them after the response: photos are
 downloaded, the conversation moves on and the resident gets the answer in the chat. The
 work after the response takes every pending event, so events a stopped process left are
-handled with the next call that brings new ones.
+handled with the next call (LINE sends an event again when it got no answer).
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ async def line_webhook(
         raise LineWebhookError("X-Line-Signature", SIGNATURE_MISSING)
     body = await _body(request)
     stored = await run_in_threadpool(channel.accept, state.engine, body, x_line_signature)
-    if stored:
-        # Starlette runs a plain function given to a background task in its thread pool.
-        background.add_task(channel.process_pending, state.engine)
+    # Also when nothing was new: LINE sends an event again when it got no answer, and the
+    # first call may have stored it and then stopped before handling it. Starlette runs a
+    # plain function given to a background task in its thread pool.
+    background.add_task(channel.process_pending, state.engine)
     return WebhookAnswer(stored=stored)
