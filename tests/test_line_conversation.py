@@ -493,3 +493,69 @@ def test_two_servers_taking_one_conversation_at_once_keep_its_order(
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT description FROM reports")).scalars().all()
     assert rows == ["ทางเท้าพัง"]
+
+
+# --- the rest of a resident's life in LINE --------------------------------------------------------
+
+
+def file_by_line(line: LineApp, user: str, words: str) -> dict[str, Any]:
+    """A report filed through LINE by ``user`` at ``INSIDE``, category road."""
+    say(line, location(user, *INSIDE), text(user, words), press(user, "category", "road"))
+    say(line, press(user, "confirm"))
+    return next(r for r in reversed(line.reports()) if r["chat_user"] == user)
+
+
+def test_a_photo_s_gps_position_is_the_place_when_none_was_shared(line_app: LineApp) -> None:
+    line_app.fake.contents["gps"] = (jpeg_with_gps(*INSIDE), "image/jpeg")
+    assert th(core.PHOTO_PLACE) in say(line_app, image(USER, "gps"))
+    say(line_app, press(USER, "category", "road"))
+    say(line_app, press(USER, "confirm"))
+    (report,) = line_app.reports()
+    with line_app.engine.connect() as conn:
+        source = conn.execute(
+            sa.text("SELECT location_source FROM reports WHERE id = :id"), {"id": report["id"]}
+        ).scalar_one()
+    assert source == "photo_exif" and report["team"] == "T1"
+
+
+def test_a_likely_duplicate_is_offered_for_support_instead(line_app: LineApp) -> None:
+    first = file_by_line(line_app, "U" + "b" * 32, "หลุมใหญ่")
+    say(line_app, location(USER, *INSIDE), text(USER, "หลุมเดิม"))
+    offer = say(line_app, press(USER, "category", "road"))[-1]
+    assert th(core.DUPLICATES) in offer
+    items = line_app.fake.made("reply")[-1]["body"]["messages"][-1]["quickReply"]["items"]
+    support = f"action=support&value={first['id']}"
+    assert support in [i["action"].get("data") for i in items]
+    (supported,) = say(line_app, event(USER, postback=support))
+    assert f"{PUBLIC_URL}/r/{first['token']}" in supported
+    shown = line_app.client.get(f"/api/reports/{first['id']}").json()
+    assert shown["supporters"] == 1
+
+
+def test_a_fixed_report_is_rated_from_its_button(line_app: LineApp) -> None:
+    report = file_by_line(line_app, USER, "ไฟดับ")
+    moved = line_app.client.post(
+        f"/api/reports/{report['id']}/status",
+        json={"status": "resolved", "public_note": "เปลี่ยนหลอดแล้ว"},
+        headers={"X-API-Key": line_app.keys.t1},
+    )
+    assert moved.status_code == 200, moved.text
+    (rated,) = say(line_app, press(USER, "rate", f"{report['id']}:5"))
+    assert rated == th(core.RATED, id=report["id"], stars="★★★★★")
+    # Another LINE user pressing the same button changes nothing.
+    say(line_app, press("U" + "c" * 32, "rate", f"{report['id']}:1"))
+    with line_app.engine.connect() as conn:
+        rating = conn.execute(
+            sa.text("SELECT rating FROM reports WHERE id = :id"), {"id": report["id"]}
+        ).scalar_one()
+    assert rating == 5
+
+
+def test_my_reports_from_the_rich_menu_or_the_keyword(line_app: LineApp) -> None:
+    report = file_by_line(line_app, USER, "ท่อตัน")
+    status_url = f"{PUBLIC_URL}/r/{report['token']}"
+    from_menu = say(line_app, press(USER, "my_reports"))
+    typed = say(line_app, text(USER, "  รายงานของฉัน "))
+    assert from_menu == typed
+    assert th(core.MY_REPORTS) in from_menu[0] and status_url in from_menu[0]
+    assert say(line_app, press("U" + "d" * 32, "my_reports")) == [th(core.NO_REPORTS)]
