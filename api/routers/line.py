@@ -4,7 +4,8 @@ The route checks the signature and stores the events (``geo.chat.line.LineChanne
 answers 200 at once as LINE requires, and handles them after the response: photos are
 downloaded, the conversation moves on and the resident gets the answer in the chat. The
 work after the response takes every pending event, so events a stopped process left are
-handled with the next call (LINE sends an event again when it got no answer).
+handled with the next call (LINE sends an event again when it got no answer), or by the
+delivery worker (``issuemap serve`` runs it), which looks for them every round.
 """
 
 from __future__ import annotations
