@@ -86,3 +86,9 @@ CHAT_EVENT_ID_MAX: Final = 128
 RATING_MIN: Final = 1
 RATING_MAX: Final = 5
 """A resident rates fixed work from ``RATING_MIN`` to ``RATING_MAX`` stars."""
+
+STAFF_ROLES: Final = ("field_team", "planner", "admin")
+"""Roles a staff account may hold (``public`` is for app keys only)."""
+
+EMAIL_MAX: Final = 254
+"""Longest e-mail address (RFC 5321's path limit)."""

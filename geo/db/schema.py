@@ -38,6 +38,7 @@ from geo.vocabulary import (
     CHAT_USER_MAX,
     CODE_MAX,
     DESCRIPTION_MAX,
+    EMAIL_MAX,
     LOCATION_SOURCES,
     OPEN_STATUSES,
     OUTBOX_KINDS,
@@ -45,6 +46,7 @@ from geo.vocabulary import (
     RATING_MIN,
     REPORT_STATUSES,
     ROLES,
+    STAFF_ROLES,
 )
 
 __all__ = ["BOUNDARY_LAYERS", "LOCATION_SOURCES", "OPEN_STATUSES", "REPORT_STATUSES", "ROLES"]
@@ -326,6 +328,10 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    """The staff member answerable for the key (an app's or a script's)."""
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint("role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")", name="role_known"),
@@ -523,4 +529,58 @@ class ReportChat(Base):
     __table_args__ = (
         CheckConstraint(_one_of("channel", CHAT_CHANNELS), name="channel_known"),
         Index("ix_report_chats_user", "channel", "user_id", "report_id"),
+    )
+
+
+class User(Base):
+    """A staff member's own account: they sign in at ``/login`` and the audit trail names them.
+
+    Only an Argon2 hash of the password is kept. ``failed_logins`` counts wrong passwords in
+    a row; past the limit the account is locked until ``locked_until``.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="RESTRICT"))
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(_one_of("role", STAFF_ROLES), name="staff_role_known"),
+        CheckConstraint(
+            "(role = 'field_team') = (team_id IS NOT NULL)", name="team_iff_field_team"
+        ),
+        CheckConstraint("email = lower(email)", name="email_lower_case"),
+        Index("uq_users_email", "email", unique=True),
+    )
+
+
+class StaffSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept here.
+
+    ``csrf_token`` is what the session's forms must send back with every change.
+    """
+
+    __tablename__ = "staff_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_staff_sessions_user", "user_id"),
+        Index("ix_staff_sessions_expires_at", "expires_at"),
     )
