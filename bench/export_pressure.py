@@ -19,11 +19,7 @@ attackers were answered.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -33,9 +29,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import serving
 from sqlalchemy import text
 
-from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine, upgrade
 from geo.demo.city import load_demo_city
 from geo.reports.store import insert_reports
@@ -45,12 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CEILING_S = 1.0
 CSV_PATH = "/api/reports?format=csv"
 REPORT = {"category": "road", "description": "bench", "lat": 0.0, "lon": 0.0}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def top_up(url: str, count: int) -> tuple[float, float, str]:
@@ -154,96 +144,60 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
-    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-exports-")), durable=True)
-    cluster.start()
-    server: subprocess.Popen[bytes] | None = None
-    with tempfile.TemporaryFile() as log:
-        try:
-            cluster.ensure_database("exports")
-            url = cluster.url("exports")
-            upgrade(url)
-            engine = make_engine(url, pool_size=1)
-            load_demo_city(engine)
-            engine.dispose()
-            port = free_port()
-            # The intake probe files from one address all along: a limit it never reaches.
-            env = os.environ | {
-                "ISSUEMAP_DATABASE_URL": url,
-                "ISSUEMAP_RATE_LIMIT_ANONYMOUS": "1000000000/minute",
-            }
-            # The app of this checkout under uvicorn, as `issuemap serve` runs it, without the
-            # switch to an unprivileged user that would lock it out of this private cluster.
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "api.app:create_app",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(args.workers),
-                    "--no-access-log",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError("the service did not start:\n" + log.read().decode()[-3000:])
-                time.sleep(0.5)
-            lon, lat, category = top_up(url, args.reports)
-            report = REPORT | {"lon": lon, "lat": lat, "category": category}
-            size = len(httpx.get(f"{base}{CSV_PATH}", timeout=300).content)
-            print(
-                f"{args.reports:,} long reports added; one CSV export is {size / 1e6:.0f} MB; "
-                f"{args.workers} worker(s); ceiling {CEILING_S:.0f} s (ratios are to it)"
-            )
+    with serving.cluster("issuemap-exports-") as cluster:
+        cluster.ensure_database("exports")
+        url = cluster.url("exports")
+        upgrade(url)
+        engine = make_engine(url, pool_size=1)
+        load_demo_city(engine)
+        engine.dispose()
+        port = serving.free_port()
+        # The intake probe files from one address all along: a limit it never reaches.
+        env = {
+            "ISSUEMAP_DATABASE_URL": url,
+            "ISSUEMAP_RATE_LIMIT_ANONYMOUS": "1000000000/minute",
+        }
+        command = serving.uvicorn_command(port, args.workers)
+        with serving.running(command, port=port, env=env, cwd=serving.ROOT) as (base, _):
+            measure(base, url, port, args)
 
-            print(f"unloaded, {args.seconds / 3:.0f} s:")
-            quiet = probe(base, args.seconds / 3, report)
-            for name, values in quiet.items():
-                print(summary(name, values))
 
-            stop = threading.Event()
-            seen: Counter[str] = Counter()
-            threads = [
-                threading.Thread(
-                    target=attacker,
-                    args=(port,),
-                    kwargs={"stall": i % 2 == 0, "stop": stop, "seen": seen},
-                )
-                for i in range(args.attackers)
-            ]
-            for thread in threads:
-                thread.start()
-            time.sleep(2)  # let every attacker be answered once
-            print(f"with {args.attackers} slow or stalled CSV downloads, {args.seconds:.0f} s:")
-            loaded = probe(base, args.seconds, report)
-            stop.set()
-            for thread in threads:
-                thread.join(90)
-            for name, values in loaded.items():
-                print(summary(name, values))
-            print("   export answers: " + ", ".join(f"{k}: {v}" for k, v in sorted(seen.items())))
-        finally:
-            if server is not None and server.poll() is None:
-                server.terminate()
-                server.wait(timeout=30)
-            cluster.destroy()
+def measure(base: str, url: str, port: int, args: argparse.Namespace) -> None:
+    """Add the reports, then probe intake and health while the attackers export."""
+    lon, lat, category = top_up(url, args.reports)
+    report = REPORT | {"lon": lon, "lat": lat, "category": category}
+    size = len(httpx.get(f"{base}{CSV_PATH}", timeout=300).content)
+    print(
+        f"{args.reports:,} long reports added; one CSV export is {size / 1e6:.0f} MB; "
+        f"{args.workers} worker(s); ceiling {CEILING_S:.0f} s (ratios are to it)"
+    )
+
+    print(f"unloaded, {args.seconds / 3:.0f} s:")
+    quiet = probe(base, args.seconds / 3, report)
+    for name, values in quiet.items():
+        print(summary(name, values))
+
+    stop = threading.Event()
+    seen: Counter[str] = Counter()
+    threads = [
+        threading.Thread(
+            target=attacker,
+            args=(port,),
+            kwargs={"stall": i % 2 == 0, "stop": stop, "seen": seen},
+        )
+        for i in range(args.attackers)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)  # let every attacker be answered once
+    print(f"with {args.attackers} slow or stalled CSV downloads, {args.seconds:.0f} s:")
+    loaded = probe(base, args.seconds, report)
+    stop.set()
+    for thread in threads:
+        thread.join(90)
+    for name, values in loaded.items():
+        print(summary(name, values))
+    print("   export answers: " + ", ".join(f"{k}: {v}" for k, v in sorted(seen.items())))
 
 
 if __name__ == "__main__":

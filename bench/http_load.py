@@ -14,29 +14,18 @@ the service with wrk over loopback and prints:
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import httpx
+import serving
 from sqlalchemy import text
 
-from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine, upgrade
 
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wrk(url: str, *, script: str, connections: int, seconds: int) -> dict[str, float]:
@@ -76,93 +65,60 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
-    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-load-")), durable=True)
-    if os.geteuid() == 0:
-        # serve started as root runs its web workers as the service user: let it reach
-        # this cluster's socket, as serve does for its own cluster.
-        from geo.cli.service import service_identity
-        from geo.settings import ServerSettings
-
-        cluster.admit(service_identity(ServerSettings().run_as_user, create=True).gid)
-    cluster.start()
-    server: subprocess.Popen[bytes] | None = None
-    try:
+    with serving.cluster("issuemap-load-", for_serve=True) as cluster:
         cluster.ensure_database("load")
         url = cluster.url("load")
         upgrade(url)
-        port = free_port()
+        port = serving.free_port()
         # Every request comes from this one address: keep the limiter counting (its cost is
         # part of intake) with a limit the load never reaches.
-        env = os.environ | {
+        env = {
             "ISSUEMAP_DATABASE_URL": url,
             "ISSUEMAP_LOAD_DEMO": "true",
             "ISSUEMAP_RATE_LIMIT_ANONYMOUS": "1000000000/minute",
         }
-        server = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "issuemap"),
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-                "--no-access-log",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.5)
-        engine = make_engine(url, pool_size=1)
-        with engine.connect() as conn:
-            before = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
-            zone = conn.execute(
-                text("SELECT id, code FROM zones WHERE retired_at IS NULL ORDER BY code LIMIT 1")
-            ).one()
-        # Warm up every worker's pool and prepared statements.
-        wrk(base, script="post_report.lua", connections=args.clients, seconds=3)
-        with engine.connect() as conn:
-            warm = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
-        post = wrk(base, script="post_report.lua", connections=args.clients, seconds=args.seconds)
-        with engine.connect() as conn:
-            after = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
-        seconds = post["duration_us"] / 1e6
-        stored = after - warm
-        print(
-            f"POST /api/reports, {args.clients} clients, {args.workers} workers, "
-            f"{seconds:.1f} s: {post['requests'] / seconds:,.0f} requests/s, "
-            f"{stored / seconds:,.0f} reports stored/s; p50 {post['p50_us'] / 1000:.1f} ms, "
-            f"p99 {post['p99_us'] / 1000:.1f} ms; non-2xx answers: {post['errors_status']:.0f}"
-        )
-        print(f"reports in the database: {before:,} (demo) -> {after:,}")
-        get = wrk(
-            f"{base}/api/reports?zone={zone.id}&limit=100",
-            script="summary.lua",
-            connections=args.clients,
-            seconds=10,
-        )
-        seconds = get["duration_us"] / 1e6
-        print(
-            f"GET /api/reports?zone={zone.code} (GeoJSON, 100 per page), {args.clients} clients: "
-            f"{get['requests'] / seconds:,.0f} requests/s; p50 {get['p50_us'] / 1000:.1f} ms, "
-            f"p99 {get['p99_us'] / 1000:.1f} ms; non-2xx answers: {get['errors_status']:.0f}"
-        )
-        engine.dispose()
-    finally:
-        if server is not None and server.poll() is None:
-            server.terminate()
-            server.wait(timeout=30)
-        cluster.destroy()
+        command = serving.serve_command(port, args.workers)
+        with serving.running(command, port=port, env=env) as (base, _):
+            measure(base, url, args)
+
+
+def measure(base: str, url: str, args: argparse.Namespace) -> None:
+    """Drive the running service with wrk and print what it sustained."""
+    engine = make_engine(url, pool_size=1)
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
+        zone = conn.execute(
+            text("SELECT id, code FROM zones WHERE retired_at IS NULL ORDER BY code LIMIT 1")
+        ).one()
+    # Warm up every worker's pool and prepared statements.
+    wrk(base, script="post_report.lua", connections=args.clients, seconds=3)
+    with engine.connect() as conn:
+        warm = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
+    post = wrk(base, script="post_report.lua", connections=args.clients, seconds=args.seconds)
+    with engine.connect() as conn:
+        after = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
+    seconds = post["duration_us"] / 1e6
+    stored = after - warm
+    print(
+        f"POST /api/reports, {args.clients} clients, {args.workers} workers, "
+        f"{seconds:.1f} s: {post['requests'] / seconds:,.0f} requests/s, "
+        f"{stored / seconds:,.0f} reports stored/s; p50 {post['p50_us'] / 1000:.1f} ms, "
+        f"p99 {post['p99_us'] / 1000:.1f} ms; non-2xx answers: {post['errors_status']:.0f}"
+    )
+    print(f"reports in the database: {before:,} (demo) -> {after:,}")
+    get = wrk(
+        f"{base}/api/reports?zone={zone.id}&limit=100",
+        script="summary.lua",
+        connections=args.clients,
+        seconds=10,
+    )
+    seconds = get["duration_us"] / 1e6
+    print(
+        f"GET /api/reports?zone={zone.code} (GeoJSON, 100 per page), {args.clients} clients: "
+        f"{get['requests'] / seconds:,.0f} requests/s; p50 {get['p50_us'] / 1000:.1f} ms, "
+        f"p99 {get['p99_us'] / 1000:.1f} ms; non-2xx answers: {get['errors_status']:.0f}"
+    )
+    engine.dispose()
 
 
 if __name__ == "__main__":

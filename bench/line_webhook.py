@@ -26,34 +26,22 @@ import hmac
 import io
 import itertools
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
+import serving
 from PIL import Image
 from sqlalchemy import text
 
-from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine, upgrade
 
 SECRET = "bench-channel-secret-0123456789ab"
 TOKEN = "bench-channel-access-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def photo() -> bytes:
@@ -157,22 +145,12 @@ def main() -> None:
     args = parser.parse_args()
 
     line = FakeLine(args.photo_delay)
-    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-line-")), durable=True)
-    if os.geteuid() == 0:
-        # serve started as root runs its web workers as the service user: let it reach
-        # this cluster's socket, as serve does for its own cluster.
-        from geo.cli.service import service_identity
-        from geo.settings import ServerSettings
-
-        cluster.admit(service_identity(ServerSettings().run_as_user, create=True).gid)
-    cluster.start()
-    server: subprocess.Popen[bytes] | None = None
-    try:
+    with serving.cluster("issuemap-line-", for_serve=True) as cluster:
         cluster.ensure_database("line")
         url = cluster.url("line")
         upgrade(url)
-        port = free_port()
-        env = os.environ | {
+        port = serving.free_port()
+        env = {
             "ISSUEMAP_DATABASE_URL": url,
             "ISSUEMAP_LOAD_DEMO": "true",
             "ISSUEMAP_LINE_CHANNEL_SECRET": SECRET,
@@ -183,114 +161,94 @@ def main() -> None:
             # (the radius must be above zero: one centimetre).
             "ISSUEMAP_DUPLICATE_RADIUS_M": "0.01",
         }
-        server = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "issuemap"),
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-                "--no-access-log",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.5)
-        engine = make_engine(url, pool_size=1)
+        command = serving.serve_command(port, args.workers)
+        try:
+            with serving.running(command, port=port, env=env) as (base, _):
+                measure(base, url, line, args)
+        finally:
+            line.server.shutdown()
+
+
+def measure(base: str, url: str, line: FakeLine, args: argparse.Namespace) -> None:
+    """Send the residents' conversations and print what LINE and the residents saw."""
+    engine = make_engine(url, pool_size=1)
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
+        category = conn.execute(
+            text("SELECT code FROM categories WHERE active ORDER BY code LIMIT 1")
+        ).scalar_one()
+        points = conn.execute(
+            text(
+                "SELECT ST_Y(p.geom) AS lat, ST_X(p.geom) AS lon FROM ("
+                "SELECT (ST_Dump(ST_GeneratePoints(ST_Union(geom), :n, 7))).geom "
+                "FROM wards WHERE retired_at IS NULL) AS p"
+            ),
+            {"n": args.residents},
+        ).all()
+
+    webhook: list[float] = []
+    ceiling: list[float] = []
+    lock = threading.Lock()
+
+    def resident(i: int) -> None:
+        user = f"U{i:032x}"
+        lat, lon = points[i]
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for event in conversation(user, lat, lon, category):
+                body = webhook_body(user, event)
+                signature = base64.b64encode(
+                    hmac.new(SECRET.encode(), body, hashlib.sha256).digest()
+                ).decode()
+                started = time.perf_counter()
+                answer = client.post(
+                    "/line/webhook",
+                    content=body,
+                    headers={"X-Line-Signature": signature},
+                )
+                took = time.perf_counter() - started
+                if answer.status_code != 200:
+                    raise RuntimeError(f"webhook answered {answer.status_code}")
+                started = time.perf_counter()
+                client.get("/healthz")
+                bare = time.perf_counter() - started
+                with lock:
+                    webhook.append(took)
+                    ceiling.append(bare)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.clients) as pool:
+        list(pool.map(resident, range(args.residents)))
+    sent = time.perf_counter() - started
+    expected = before + args.residents
+    deadline = time.monotonic() + 600
+    while True:
         with engine.connect() as conn:
-            before = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
-            category = conn.execute(
-                text("SELECT code FROM categories WHERE active ORDER BY code LIMIT 1")
-            ).scalar_one()
-            points = conn.execute(
-                text(
-                    "SELECT ST_Y(p.geom) AS lat, ST_X(p.geom) AS lon FROM ("
-                    "SELECT (ST_Dump(ST_GeneratePoints(ST_Union(geom), :n, 7))).geom "
-                    "FROM wards WHERE retired_at IS NULL) AS p"
-                ),
-                {"n": args.residents},
-            ).all()
+            stored = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
+        if stored >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    done = time.perf_counter() - started
+    engine.dispose()
 
-        webhook: list[float] = []
-        ceiling: list[float] = []
-        lock = threading.Lock()
-
-        def resident(i: int) -> None:
-            user = f"U{i:032x}"
-            lat, lon = points[i]
-            with httpx.Client(base_url=base, timeout=30) as client:
-                for event in conversation(user, lat, lon, category):
-                    body = webhook_body(user, event)
-                    signature = base64.b64encode(
-                        hmac.new(SECRET.encode(), body, hashlib.sha256).digest()
-                    ).decode()
-                    started = time.perf_counter()
-                    answer = client.post(
-                        "/line/webhook",
-                        content=body,
-                        headers={"X-Line-Signature": signature},
-                    )
-                    took = time.perf_counter() - started
-                    if answer.status_code != 200:
-                        raise RuntimeError(f"webhook answered {answer.status_code}")
-                    started = time.perf_counter()
-                    client.get("/healthz")
-                    bare = time.perf_counter() - started
-                    with lock:
-                        webhook.append(took)
-                        ceiling.append(bare)
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool:
-            list(pool.map(resident, range(args.residents)))
-        sent = time.perf_counter() - started
-        expected = before + args.residents
-        deadline = time.monotonic() + 600
-        while True:
-            with engine.connect() as conn:
-                stored = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
-            if stored >= expected or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        done = time.perf_counter() - started
-        engine.dispose()
-
-        p50, p99 = percentile(webhook, 0.5), percentile(webhook, 0.99)
-        c50, c99 = percentile(ceiling, 0.5), percentile(ceiling, 0.99)
-        print(
-            f"POST /line/webhook, {len(webhook)} calls from {args.clients} clients, "
-            f"{args.workers} workers: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
-            f"mean {statistics.fmean(webhook) * 1000:.1f} ms"
-        )
-        print(
-            f"ceiling GET /healthz, same load: p50 {c50 * 1000:.1f} ms, "
-            f"p99 {c99 * 1000:.1f} ms; webhook/ceiling p50 {p50 / c50:.1f}x, "
-            f"p99 {p99 / c99:.1f}x; webhook p99 / photo delay "
-            f"{p99 / args.photo_delay:.2f}"
-        )
-        print(
-            f"{stored - before} of {args.residents} reports stored, {line.replies} replies "
-            f"sent, all calls sent in {sent:.1f} s, all reports in {done:.1f} s: "
-            f"{(stored - before) / done:.1f} reports/s, each with a "
-            f"{args.photo_delay:.1f} s photo download"
-        )
-    finally:
-        if server is not None and server.poll() is None:
-            server.terminate()
-            server.wait(timeout=30)
-        line.server.shutdown()
-        cluster.destroy()
+    p50, p99 = percentile(webhook, 0.5), percentile(webhook, 0.99)
+    c50, c99 = percentile(ceiling, 0.5), percentile(ceiling, 0.99)
+    print(
+        f"POST /line/webhook, {len(webhook)} calls from {args.clients} clients, "
+        f"{args.workers} workers: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+        f"mean {statistics.fmean(webhook) * 1000:.1f} ms"
+    )
+    print(
+        f"ceiling GET /healthz, same load: p50 {c50 * 1000:.1f} ms, "
+        f"p99 {c99 * 1000:.1f} ms; webhook/ceiling p50 {p50 / c50:.1f}x, "
+        f"p99 {p99 / c99:.1f}x; webhook p99 / photo delay "
+        f"{p99 / args.photo_delay:.2f}"
+    )
+    print(
+        f"{stored - before} of {args.residents} reports stored, {line.replies} replies "
+        f"sent, all calls sent in {sent:.1f} s, all reports in {done:.1f} s: "
+        f"{(stored - before) / done:.1f} reports/s, each with a "
+        f"{args.photo_delay:.1f} s photo download"
+    )
 
 
 if __name__ == "__main__":

@@ -30,11 +30,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -43,9 +38,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import serving
 from PIL import Image
 
-from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine, upgrade
 from geo.demo.city import load_demo_city
 from geo.settings import IntakeSettings
@@ -56,12 +51,6 @@ REPORTS = 8
 PHOTOS_PER_REPORT = 5
 # Inside the demo city, by its railway station.
 FORM = {"category": "road", "description": "photo memory bench", "lat": "8.432", "lon": "99.9634"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -125,35 +114,11 @@ def photos(max_pixels: int, max_bytes: int, names: list[str] | None) -> Iterator
 @contextmanager
 def server(url: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """One uvicorn process serving the app on a free port: (base URL, its pid)."""
-    port = free_port()
-    launch = (
-        "import uvicorn; uvicorn.run('api.app:create_app', factory=True, host='127.0.0.1', "
-        f"port={port}, access_log=False, log_level='warning')"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", launch],
-        # Many photos from one address: a report limit they never reach.
-        env=os.environ
-        | env
-        | {"ISSUEMAP_DATABASE_URL": url, "ISSUEMAP_RATE_LIMIT_ANONYMOUS": "1000000000/minute"},
-        stdout=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.3)
+    port = serving.free_port()
+    # Many photos from one address: a report limit they never reach.
+    env = env | {"ISSUEMAP_DATABASE_URL": url, "ISSUEMAP_RATE_LIMIT_ANONYMOUS": "1000000000/minute"}
+    with serving.running(serving.uvicorn_command(port, 1), port=port, env=env) as (base, process):
         yield base, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 def post_report(base: str, files: list[tuple[str, tuple[str, bytes, str]]]) -> int:
@@ -202,9 +167,7 @@ def main() -> None:
     intake = IntakeSettings()
     max_pixels = args.max_pixels or getattr(intake, "photo_max_pixels", 40_000_000)
 
-    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-photos-")), durable=False)
-    cluster.start()
-    try:
+    with serving.cluster("issuemap-photos-", durable=False) as cluster:
         cluster.ensure_database("photos")
         url = cluster.url("photos")
         upgrade(url)
@@ -218,8 +181,6 @@ def main() -> None:
         )
         for name, photo, content_type in photos(max_pixels, intake.photo_max_bytes, args.cases):
             run_case(url, env, name, photo, content_type)
-    finally:
-        cluster.destroy()
 
 
 if __name__ == "__main__":

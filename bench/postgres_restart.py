@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,16 +24,11 @@ import time
 from pathlib import Path
 
 import httpx
+import serving
 
 from geo.db.cluster import LocalCluster
 
 URL = "/api/reports?limit=1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def timed_get(client: httpx.Client, url: str) -> tuple[int, float]:
@@ -51,7 +45,7 @@ def main() -> None:
 
     data_dir = Path(tempfile.mkdtemp(prefix="issuemap-restart-"))
     cluster = LocalCluster(data_dir)
-    port = free_port()
+    port = serving.free_port()
     env = {k: v for k, v in os.environ.items() if k != "ISSUEMAP_DATABASE_URL"}
     env |= {"ISSUEMAP_DATA_DIR": str(data_dir), "ISSUEMAP_LOAD_DEMO": "true"}
     log = data_dir.parent / f"{data_dir.name}.log"
