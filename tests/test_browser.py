@@ -20,6 +20,7 @@ from geo.i18n import translate
 from geo.maps.i18n import LABELS
 from geo.reports.live import BULK_AFTER
 from geo.reports.store import insert_reports
+from geo.reports.workflow import next_statuses
 from geo.settings import DatabaseSettings, RoutingSettings
 from tests.browser import axe_violations, running, screenshot, wait_until, watch
 from tests.fixtures import Keys, TinyCity, load_tiny_city, make_keys
@@ -266,6 +267,18 @@ def test_zone_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
         headers={"X-API-Key": keys.t1},
     )
     wait_until(page, "window.issuemap.lastEvent.status === 'acknowledged'", timeout=2000)
+    # The colleague's change redraws the one marker in place, with the buttons its new
+    # status allows, not a second marker without them.
+    same = page.evaluate(
+        f"window.issuemap.markers.getLayers().filter(m => m.reportId === {new_id}).length"
+    )
+    assert same == 1
+    popup_text(page, 8.4090, 100.0020)
+    buttons = page.evaluate(
+        "Array.from(document.querySelectorAll('.leaflet-popup .im-actions button'))"
+        ".map(b => b.dataset.status)"
+    )
+    assert buttons == next_statuses("acknowledged"), buttons
     post_report(base, 8.4050, 100.0170)  # zone Z2: not this team's map
     page.wait_for_timeout(700)
     assert page.evaluate("window.issuemap.lastEvent.id") == new_id

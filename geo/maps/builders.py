@@ -42,6 +42,7 @@ from markupsafe import Markup
 from geo.maps.assets import localise_assets, walk
 from geo.maps.i18n import labels as page_labels
 from geo.maps.i18n import status_labels
+from geo.reports.workflow import next_statuses
 from geo.vocabulary import FIXED_STATUSES, OPEN_STATUSES, REPORT_STATUSES
 
 _TEMPLATES = Environment(loader=PackageLoader("geo.maps", "templates"), autoescape=False)
@@ -244,6 +245,11 @@ class ReportMarkers(DataElement):
             # Statuses a live update keeps on the map as fixed work (the public map's).
             "fixed": list(fixed),
             "actions": actions,
+            # What each status may move to, so a marker a live update redraws (a
+            # colleague's change) keeps the buttons its new status allows.
+            "transitions": (
+                {status: next_statuses(status) for status in REPORT_STATUSES} if actions else {}
+            ),
             "key": api_key,
         }
         self.payload = {"rows": self.rows, "config": self.config}
