@@ -149,9 +149,10 @@ def ward_stats(
 
     The ward dashboard's query (``geo.reports.stats.ward_report_measures``) over the
     selected reports, so the notebooks and the dashboard show the same numbers; a report
-    counts under the current ward with its ward's code, so a re-imported boundary keeps
-    its history. Columns: ``code, name, reports, resolved, within_sla, within_sla_share,
-    median_hours_to_resolve, rated, mean_rating, population, per_1000, geom``
+    counts under the current ward that covers its location, so a re-imported boundary
+    keeps its history, and reports outside every current ward are tallied in
+    ``frame.attrs["outside"]``. Columns: ``code, name, reports, resolved, within_sla,
+    within_sla_share, median_hours_to_resolve, rated, mean_rating, population, per_1000, geom``
     (``rated``: reports their reporters rated; ``mean_rating``: the mean of those ratings,
     1 to 5). ``within_sla_share`` is the
     share of resolved reports resolved by their due time; ``population`` is read from the

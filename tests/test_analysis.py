@@ -271,11 +271,12 @@ def test_a_fixed_target_replaces_the_category_sla(engine: Engine, sla_city: Tiny
     assert teams.loc["T1", "within_sla"] == 3
 
 
-def test_dashboard_and_notebooks_count_a_ward_by_code_after_a_reimport(
+def test_dashboard_and_notebooks_count_a_report_in_the_current_ward_covering_it(
     engine: Engine, sla_city: TinyCity, tmp_path: Path
 ) -> None:
     # The new ward file keeps the codes and moves the line between W-A and W-B east, so
-    # the W-B report at lon 100.015 now lies in W-A's outline; stored routing keeps it in W-B.
+    # the W-B report at lon 100.015 now lies in W-A's outline (stored routing keeps W-B's old
+    # row): the measures count it where it is, in the new W-A.
     moved = gpd.GeoDataFrame(
         {"code": ["W-A", "W-B"], "name": ["A", "B"]},
         geometry=[box(100.0, 8.40, 100.0175, 8.41), box(100.0175, 8.40, 100.02, 8.41)],
@@ -297,8 +298,9 @@ def test_dashboard_and_notebooks_count_a_ward_by_code_after_a_reimport(
     notebook = analysis.ward_stats(engine).set_index("code")
     assert len(ids) == 3  # the old W-A and W-B rows and the new W-A row
 
-    # Every report under the current ward of its code: 4 + 1 in W-A, 1 in W-B.
-    assert list(notebook["reports"]) == [5, 1]
+    # Every report under the current ward covering it: 4 + 1 + 1 in W-A, none in W-B.
+    assert list(notebook["reports"]) == [6, 0]
+    assert notebook.attrs["outside"]["reports"] == 0
     assert list(dashboard["count"]) == list(notebook["reports"])
     pd.testing.assert_series_equal(
         dashboard["sla"], notebook["within_sla_share"], check_names=False

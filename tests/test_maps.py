@@ -305,17 +305,24 @@ def test_ward_dashboard_colours_wards_by_the_chosen_measure() -> None:
     wards["count"] = [3, 0]
     wards["sla"] = [0.5, float("nan")]
     wards["median_hours"] = [12.0, float("nan")]
+    wards["reports"] = [12, 0]
+    wards["resolved"] = [10, 0]
     fmap = ward_dashboard_map(wards=wards, measure="sla")
     page = normalised(render_page(fmap))
     assert "Wards: Resolved within SLA" in page
     (layer,) = [v for v in page_data(page).values() if isinstance(v, dict) and "geojson" in v]
     shown = {f["properties"]["code"]: f["properties"] for f in layer["geojson"]["features"]}
     assert shown["W-A"]["shown"] == "50%"
-    # No resolved reports: no data, drawn grey.
-    assert shown["W-B"]["shown"] == "\u2013" and shown["W-B"]["fill"] == "#ced4da"
-    assert layer["tooltip"] == [["name", "Wards"], ["shown", "Resolved within SLA"]]
+    # No resolved reports: too few, drawn grey with a dashed outline.
+    assert shown["W-B"]["shown"] == "Too few reports (fewer than 5 resolved)"
+    assert shown["W-B"]["fill"] == "#bdbdbd" and shown["W-B"]["dash"]
+    assert layer["tooltip"] == [
+        ["name", "Wards"],
+        ["shown", "Resolved within SLA"],
+        ["reports", "Reports"],
+        ["resolved", "Resolved"],
+    ]
     assert 'data-measure="sla"' in page
-    assert "No data" in page
     with pytest.raises(ValueError, match="measure"):
         ward_dashboard_map(wards=wards, measure="mood")
 

@@ -35,6 +35,7 @@ from geo.maps.builders import (
     list_security_policy,
     render_page,
 )
+from geo.maps.choropleth import CLASS_METHODS, K_DEFAULT, K_MAX, K_MIN
 from geo.maps.pages import (
     MAX_FIXED_DAYS,
     PageFilters,
@@ -300,17 +301,30 @@ def wards_page(
             "median_hours: median time to resolve.",
         ),
     ] = "count",
+    method: Annotated[
+        str,
+        Query(
+            pattern="^(" + "|".join(CLASS_METHODS) + ")$",
+            description="How wards are classed: quantiles (as many wards in each class) "
+            "or fisher_jenks (natural breaks).",
+        ),
+    ] = "quantiles",
+    k: Annotated[
+        int, Query(ge=K_MIN, le=K_MAX, description="How many classes (fewer if few values).")
+    ] = K_DEFAULT,
     lang: Lang = None,
     accept_language: AcceptLanguage = None,
 ) -> HTMLResponse:
     """Wards coloured by report count, share resolved within SLA, or median time to resolve.
 
-    Counts reports created in the time window. For planners and administrators.
+    Counts reports created from `created_from` to `created_to` (dates; by default the last
+    90 days) in the current ward that covers each report; the legend says how many lie
+    outside every current ward. For planners and administrators.
     """
     filters = PageFilters(
         created_from=window.start,
         created_to=window.end,
         lang=pick_language(lang, accept_language),
     )
-    fmap = wards_page_map(conn, principal, filters, measure=measure, maps=maps)
+    fmap = wards_page_map(conn, principal, filters, measure=measure, maps=maps, method=method, k=k)
     return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=True)

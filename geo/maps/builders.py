@@ -24,15 +24,13 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import folium
 import geopandas as gpd
-import mapclassify
-import numpy as np
 from branca.element import Element, Figure, MacroElement
 from folium.map import Layer
 from folium.plugins import HeatMap, MarkerCluster
@@ -40,6 +38,17 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
 from geo.maps.assets import localise_assets, walk
+from geo.maps.choropleth import (
+    CLASS_METHODS,
+    K_DEFAULT,
+    K_MAX,
+    K_MIN,
+    MIN_RESOLVED,
+    NEEDS_RESOLVED,
+    TOO_FEW_COLOUR,
+    TOO_FEW_DASH,
+    classify,
+)
 from geo.maps.i18n import labels as page_labels
 from geo.maps.i18n import status_labels
 from geo.reports.workflow import next_statuses
@@ -107,9 +116,6 @@ STATUS_INK = {status: _ink(colour) for status, colour in STATUS_COLOURS.items()}
 
 MEASURES = ("count", "sla", "median_hours")
 """What the ward dashboard can colour wards by."""
-
-CHOROPLETH_COLOURS = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
-"""ColorBrewer's 5-class YlOrRd: one hue ramp rising in darkness, safe for colour-blind readers."""
 
 
 def _js(value: Any) -> str:
@@ -276,6 +282,8 @@ class DataGeoJson(Layer, DataElement):
         style: Mapping[str, Any],
         tooltip: Sequence[tuple[str, str]] = (),
         fill: str | None = None,
+        dash: str | None = None,
+        svg: bool = False,
     ) -> None:
         super().__init__(name=name, overlay=True)
         self._name = "DataGeoJson"
@@ -284,6 +292,8 @@ class DataGeoJson(Layer, DataElement):
             "style": dict(style),
             "tooltip": [list(pair) for pair in tooltip],
             "fill": fill,
+            "dash": dash,
+            "svg": svg,
         }
 
 
@@ -787,14 +797,6 @@ def report_list_page(
     )
 
 
-def _bins(values: Sequence[float]) -> list[float]:
-    """Upper edges of equal-width classes (mapclassify), one per colour."""
-    if min(values) == max(values):
-        return [max(values)]
-    classes = mapclassify.EqualInterval(np.asarray(values, dtype=float), k=len(CHOROPLETH_COLOURS))
-    return [float(edge) for edge in classes.bins]
-
-
 def _format(measure: str, value: float | None) -> str:
     if value is None:
         return "–"
@@ -813,11 +815,19 @@ def ward_dashboard_map(
     filters: Filters | None = None,
     tiles: str | None = None,
     attribution: str | None = None,
+    method: str = "quantiles",
+    k: int = K_DEFAULT,
+    window: tuple[date, date] | None = None,
+    outside: int = 0,
 ) -> folium.Map:
     """Wards coloured by ``measure`` (a column of ``wards``: count, sla or median_hours).
 
-    ``sla`` is a share from 0 to 1 and ``median_hours`` may be missing where nothing was
-    resolved; missing values are drawn grey and listed as "no data" in the legend.
+    ``wards`` also has the counts ``reports`` and ``resolved`` behind each value. Classes
+    and colours come from ``geo.maps.choropleth.classify`` (``method``, ``k``); the legend
+    lists each class's range with its number of wards, reports and resolved reports, and
+    wards with too few resolved reports for a share or median are grey, dashed and listed
+    apart. ``window`` is the first and last day of the reports counted (shown in the form's
+    date inputs), and ``outside`` how many of them lie outside every current ward.
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}")
@@ -825,48 +835,78 @@ def ward_dashboard_map(
     fmap = _base_map(tiles, attribution)
     if len(wards):
         _fit(fmap, wards.total_bounds)
-    values = [float(v) for v in wards[measure] if v is not None and not math.isnan(float(v))]
-    edges = _bins(values) if values else []
-
-    def colour(value: Any) -> str:
-        if value is None or math.isnan(float(value)):
-            return "#ced4da"
-        for edge, hue in zip(edges, CHOROPLETH_COLOURS, strict=False):
-            if float(value) <= edge:
-                return hue
-        return CHOROPLETH_COLOURS[-1]
-
-    frame = wards[["code", "name", measure, wards.geometry.name]].copy()
-    frame["fill"] = [colour(v) for v in frame[measure]]
+    values = [None if v is None or math.isnan(float(v)) else float(v) for v in wards[measure]]
+    reports = [int(v) for v in wards["reports"]] if "reports" in wards else [0] * len(wards)
+    resolved = [int(v) for v in wards["resolved"]] if "resolved" in wards else [0] * len(wards)
+    classes = classify(measure, values, reports, resolved, method=method, k=k)
+    frame = wards[["code", "name", wards.geometry.name]].copy()
+    frame["fill"] = [c or TOO_FEW_COLOUR for c in classes.colours]
+    frame["dash"] = [None if c else TOO_FEW_DASH for c in classes.colours]
     frame["shown"] = [
-        _format(measure, None if v is None or math.isnan(float(v)) else float(v))
-        for v in frame[measure]
+        _format(measure, v) if c else labels["too_few"].format(n=MIN_RESOLVED)
+        for v, c in zip(values, classes.colours, strict=True)
     ]
+    frame["reports"] = [f"{n:,}" for n in reports]
+    frame["resolved"] = [f"{n:,}" for n in resolved]
+    tooltip = [
+        ("name", labels["wards"]),
+        ("shown", labels[measure]),
+        ("reports", labels["reports"]),
+    ]
+    if measure in NEEDS_RESOLVED:
+        tooltip.append(("resolved", labels["resolved"]))
     layer = DataGeoJson(
-        frame.drop(columns=[measure]),
+        frame,
         name=labels["wards"],
         style={"color": "#333", "weight": 1, "fillOpacity": 0.75},
         fill="fill",
-        tooltip=[("name", labels["wards"]), ("shown", labels[measure])],
+        dash="dash",
+        # SVG: each ward is a <path> whose fill a reader's tools (and the tests) can inspect.
+        svg=True,
+        tooltip=tooltip,
     ).add_to(fmap)
-    low = min(values) if values else 0.0
+    with_resolved = measure in NEEDS_RESOLVED
+    head = [labels["range"], labels["wards"], labels["reports"]]
+    if with_resolved:
+        head.append(labels["resolved"])
     rows = []
-    for edge, hue in zip(edges, CHOROPLETH_COLOURS, strict=False):
-        rows.append(
-            f'<div><i class="im-sq" style="background:{hue}"></i>'
-            f"{_esc(_format(measure, low))} – {_esc(_format(measure, edge))}</div>"
-        )
-        low = edge
-    rows.append(
-        f'<div><i class="im-sq" style="background:#ced4da"></i>{_esc(labels["no_data"])}</div>'
-    )
+    for item in classes.classes:
+        cells = [
+            f"{_format(measure, item.low)} – {_format(measure, item.high)}",
+            f"{item.wards:,}",
+            f"{item.reports:,}",
+        ]
+        if with_resolved:
+            cells.append(f"{item.resolved:,}")
+        rows.append(_legend_row(item.colour, cells, "im-class"))
+    if classes.too_few_wards:
+        cells = [
+            labels["too_few"].format(n=MIN_RESOLVED),
+            f"{classes.too_few_wards:,}",
+            f"{classes.too_few_reports:,}",
+        ]
+        if with_resolved:
+            cells.append(f"{classes.too_few_resolved:,}")
+        rows.append(_legend_row(TOO_FEW_COLOUR, cells, "im-too-few"))
+    notes = [labels["counted_here"], labels["outside"].format(n=f"{outside:,}")]
+    if window is not None:
+        notes.insert(0, labels["window"].format(start=window[0], end=window[1]))
     legend = (
-        f'<div class="im-legend" data-measure="{measure}">'
-        f"<b>{_esc(labels[measure])}</b>{''.join(rows)}</div>"
+        f'<div class="im-legend" data-measure="{measure}" data-method="{method}">'
+        f"<b>{_esc(labels[measure])}</b>"
+        '<table class="im-classes"><thead><tr><th></th>'
+        + "".join(f'<th scope="col">{_esc(h)}</th>' for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        + "".join(f'<p class="im-note">{_esc(n)}</p>' for n in notes)
+        + "</div>"
     )
     measure_form = (
         '<form method="get" class="im-filters">'
         + _select_measure(measure, lang)
+        + _select_classes(method, k, lang)
+        + (_date_inputs(window, lang) if window is not None else "")
         + "".join(
             f'<input type="hidden" name="{_esc(k)}" value="{_esc(v)}">'
             for k, v in (filters.hidden_fields.items() if filters else ())
@@ -881,6 +921,41 @@ def ward_dashboard_map(
         extra={"lang": lang, "kind": "wards", "measure": measure},
     ).add_to(fmap)
     return fmap
+
+
+def _legend_row(colour: str, cells: Sequence[str], kind: str) -> str:
+    """A legend row: the swatch (dashed for too few reports), then its text cells."""
+    dashed = " im-dashed" if kind == "im-too-few" else ""
+    return (
+        f'<tr class="{kind}" data-fill="{colour}">'
+        f'<td><i class="im-sq{dashed}" style="background:{colour}"></i></td>'
+        + "".join(f"<td>{_esc(c)}</td>" for c in cells)
+        + "</tr>"
+    )
+
+
+def _select_classes(method: str, k: int, lang: str) -> str:
+    labels = page_labels(lang)
+    options = "".join(
+        f'<option value="{m}"{" selected" if m == method else ""}>{_esc(labels[m])}</option>'
+        for m in CLASS_METHODS
+    )
+    return (
+        f'<label for="im-method">{_esc(labels["classes"])}</label>'
+        f'<select id="im-method" name="method">{options}</select>'
+        f'<label for="im-k">{_esc(labels["class_count"])}</label>'
+        f'<input id="im-k" name="k" type="number" min="{K_MIN}" max="{K_MAX}" value="{k}">'
+    )
+
+
+def _date_inputs(window: tuple[date, date], lang: str) -> str:
+    labels = page_labels(lang)
+    return (
+        f'<label for="im-from">{_esc(labels["from"])}</label>'
+        f'<input id="im-from" name="created_from" type="date" value="{window[0].isoformat()}">'
+        f'<label for="im-to">{_esc(labels["to"])}</label>'
+        f'<input id="im-to" name="created_to" type="date" value="{window[1].isoformat()}">'
+    )
 
 
 def _select_measure(measure: str, lang: str) -> str:

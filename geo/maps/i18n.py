@@ -42,6 +42,19 @@ LABELS: dict[str, str] = {
     "count": N_("Number of reports"),
     "sla": N_("Resolved within SLA"),
     "median_hours": N_("Median hours to resolve"),
+    "classes": N_("Classes"),
+    "class_count": N_("Number of classes"),
+    "quantiles": N_("Quantiles (equal numbers of wards)"),
+    "fisher_jenks": N_("Natural breaks (Fisher–Jenks)"),
+    "range": N_("Range"),
+    "resolved": N_("Resolved"),
+    "too_few": N_("Too few reports (fewer than {n} resolved)"),
+    "counted_here": N_(
+        "Reports are counted in the current ward that contains their location, so a "
+        "boundary change never drops them."
+    ),
+    "outside": N_("Reports outside every current ward: {n}"),
+    "window": N_("Reports created from {start} to {end}."),
     "days": N_("d"),
     "hours": N_("h"),
     "fixed_work": N_("Fixed work"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 import folium
@@ -36,6 +36,7 @@ from geo.maps.builders import (
     ward_dashboard_map,
     zone_map,
 )
+from geo.maps.choropleth import CLASS_METHODS, K_DEFAULT, K_MAX, K_MIN
 from geo.maps.heat import heat_grid
 from geo.maps.pagedata import map_reports, ward_measures
 from geo.maps.resident import when
@@ -321,6 +322,28 @@ def zone_page_map(
     )
 
 
+DASHBOARD_DAYS = 90
+"""The ward dashboard's default window: reports created in the last this many days."""
+
+
+def dashboard_window(
+    created_from: datetime | None, created_to: datetime | None, *, today: date | None = None
+) -> tuple[datetime, datetime]:
+    """The ward dashboard's window: the chosen ends, else the last ``DASHBOARD_DAYS`` days.
+
+    A missing end defaults to the end of today (UTC), a missing start to ``DASHBOARD_DAYS``
+    days before the end's day. Days are UTC days, as the date inputs' values are read.
+    """
+    today = today or datetime.now(UTC).date()
+    end = created_to or datetime.combine(today, time.max, tzinfo=UTC)
+    start = created_from or datetime.combine(
+        end.astimezone(UTC).date() - timedelta(days=DASHBOARD_DAYS - 1), time.min, tzinfo=UTC
+    )
+    if start > end:
+        raise InvalidInputError("created_from", N_("must not be later than created_to"))
+    return start, end
+
+
 def wards_page_map(
     conn: Connection,
     principal: Principal,
@@ -328,20 +351,34 @@ def wards_page_map(
     *,
     measure: str,
     maps: MapSettings,
+    method: str = "quantiles",
+    k: int = K_DEFAULT,
 ) -> folium.Map:
-    """The ward dashboard, for planners and administrators: wards coloured by ``measure``."""
+    """The ward dashboard, for planners and administrators: wards coloured by ``measure``.
+
+    Counts reports created in the window of ``filters`` (by default the last
+    ``DASHBOARD_DAYS`` days) in the current ward that covers each, classed by ``method``
+    into at most ``k`` classes (``geo.maps.choropleth``).
+    """
     if not principal.sees_everything:
         raise PermissionDeniedError(N_("The ward dashboard is for planners and administrators."))
+    if method not in CLASS_METHODS:
+        raise InvalidInputError(
+            "method", N_("must be one of {choices}"), choices=", ".join(CLASS_METHODS)
+        )
+    if not K_MIN <= k <= K_MAX:
+        raise InvalidInputError("k", N_("must be from {low} to {high}"), low=K_MIN, high=K_MAX)
+    start, end = dashboard_window(filters.created_from, filters.created_to)
+    wards = ward_measures(conn, created_from=start, created_to=end, lang=filters.lang)
     return ward_dashboard_map(
-        wards=ward_measures(
-            conn,
-            created_from=filters.created_from,
-            created_to=filters.created_to,
-            lang=filters.lang,
-        ),
+        wards=wards,
         measure=measure,
         lang=filters.lang,
         filters=Filters(categories={}, hidden_fields={"lang": filters.lang}),
         tiles=maps.tiles,
         attribution=maps.tiles_attribution,
+        method=method,
+        k=k,
+        window=(start.astimezone(UTC).date(), end.astimezone(UTC).date()),
+        outside=int(wards.attrs.get("outside", {}).get("reports", 0)),
     )

@@ -28,11 +28,28 @@ RATING_MEASURES = """count(rating) AS rated,
 reporters rate fixed work ``RATING_MIN`` to ``RATING_MAX``) and the mean of those ratings.
 Ward measures and ``geo.analysis.team_performance`` share them."""
 
+WARD_OF_POINT = """LEFT JOIN LATERAL (
+    SELECT w.code
+    FROM wards AS w
+    WHERE w.retired_at IS NULL AND ST_Covers(w.geom, {point})
+    ORDER BY w.code COLLATE "C", w.id
+    LIMIT 1
+) AS here ON true"""
+"""The current ward covering ``{point}`` as ``here.code`` (NULL: outside every current ward).
+
+The rule is routing's (``geo.city.routing``): ``ST_Covers``, so a point on a boundary line
+is inside, and on an edge shared by several wards the ward whose code sorts first (byte
+order). One index probe (GiST on ``wards.geom``) per report."""
+
 _WARD_MEASURES = """
 WITH s AS ({selected}),
+placed AS (
+    SELECT here.code AS ward_code, s.*
+    FROM s
+    {ward_of_point}),
 agg AS (
     SELECT ward_code, count(*) AS reports, {resolution}, {rating}
-    FROM s GROUP BY ward_code)
+    FROM placed GROUP BY ward_code)
 SELECT w.code, w.name,
        COALESCE(agg.reports, 0) AS reports,
        COALESCE(agg.resolved, 0) AS resolved,
@@ -51,7 +68,12 @@ CROSS JOIN LATERAL (
                 THEN CAST(w.properties ->> :population_field AS float8) END AS population
 ) AS p
 WHERE w.retired_at IS NULL
-ORDER BY w.code
+UNION ALL
+SELECT NULL, NULL, agg.reports, agg.resolved, agg.within_sla,
+       CAST(agg.within_sla AS float8) / NULLIF(agg.resolved, 0),
+       agg.median_hours_to_resolve, agg.rated, agg.mean_rating, NULL, NULL, NULL
+FROM agg WHERE agg.ward_code IS NULL
+ORDER BY 1 NULLS LAST
 """
 
 WARD_MEASURE_COLUMNS = (
@@ -83,12 +105,13 @@ def ward_report_measures(
     The ward dashboard (``ward_measures``) and the planners' notebooks
     (``geo.analysis.ward_stats``) both read it, so they show the same numbers.
 
-    A report counts under the **current ward with the code of the ward it was routed to**.
-    Routing is stored on the report and a boundary re-import never moves it (re-routing is
-    an explicit ``issuemap reports reroute``), but a re-import retires every ward row and
-    inserts new ones, usually with the same codes: planners mean the ward by its code, so
-    its history follows the code, not the row. A report whose ward code is no longer
-    current is in no ward's row. Columns are ``WARD_MEASURE_COLUMNS`` and ``geom``:
+    A report counts under the **current ward that covers its location** (``WARD_OF_POINT``,
+    routing's rule), not under the ward id stored when it was routed: a boundary re-import
+    retires every ward row and inserts new ones, perhaps with new codes, and history must
+    stay on the map. Reports outside every current ward are in no ward's row; their
+    measures are in ``frame.attrs["outside"]`` (a dict of the count columns, ``reports``
+    0 when there are none), so a reader can say how many there are. Columns are
+    ``WARD_MEASURE_COLUMNS`` and ``geom``:
 
     ``reports``; ``resolved``; ``within_sla``, resolved by the due time, or with
     ``target_hours`` within that many hours of being reported; ``within_sla_share`` of the
@@ -99,18 +122,11 @@ def ward_report_measures(
     reports per 1,000 residents. Outlines are simplified by about ``simplify_m`` metres.
     """
     clauses, params = where_clauses(flt or ReportFilter(), ANONYMOUS)
-    selected = (
-        "SELECT w.code AS ward_code, r.created_at, r.resolved_at, r.due_at, r.rating "
-        + REPORTS_FROM
-    )
+    selected = "SELECT r.geom, r.created_at, r.resolved_at, r.due_at, r.rating " + REPORTS_FROM
     if clauses:
         selected += " WHERE " + " AND ".join(clauses)
     frame = gpd.read_postgis(
-        text(
-            _WARD_MEASURES.format(
-                selected=selected, resolution=RESOLUTION_MEASURES, rating=RATING_MEASURES
-            )
-        ),
+        text(ward_measures_sql(selected)),
         conn,
         geom_col="geom",
         params=params
@@ -128,6 +144,29 @@ def ward_report_measures(
         "population",
         "per_1000",
     ]
+    outside_rows = frame["code"].isna()
+    outside = {column: 0 for column in counts}
+    if outside_rows.any():
+        row = frame[outside_rows].iloc[0]
+        outside = {column: int(row[column]) for column in counts}
+    frame = frame[~outside_rows].reset_index(drop=True)
     frame[counts] = frame[counts].astype("int64")
     frame[shares] = frame[shares].astype("float64")
-    return frame[[*WARD_MEASURE_COLUMNS, "geom"]]
+    result = frame[[*WARD_MEASURE_COLUMNS, "geom"]]
+    result.attrs["outside"] = outside
+    return result
+
+
+def ward_measures_sql(selected: str) -> str:
+    """The ward-measure query over ``selected``, a SELECT of report rows.
+
+    ``selected`` answers ``geom, created_at, resolved_at, due_at, rating``. The query
+    answers one row per current ward, then one row with a NULL ``code`` for the reports
+    outside every current ward (if any are).
+    """
+    return _WARD_MEASURES.format(
+        selected=selected,
+        ward_of_point=WARD_OF_POINT.format(point="s.geom"),
+        resolution=RESOLUTION_MEASURES,
+        rating=RATING_MEASURES,
+    )
