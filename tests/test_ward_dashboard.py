@@ -131,6 +131,7 @@ def test_the_legend_lists_counts_and_marks_wards_with_too_few_reports() -> None:
         ["1", "30", "20"],
         ["1", "3", "2"],
     ]
+    assert [cells[0] for _, cells in rows[:2]] == ["20%", "20% – 90%"]  # one value: no range
     assert rows[-1] == (TOO_FEW_COLOUR, ["Too few reports (fewer than 5 resolved)", "1", "3", "2"])
     assert "Reports outside every current ward: 4" in page
     assert "current ward that contains their location" in page

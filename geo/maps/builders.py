@@ -871,8 +871,9 @@ def ward_dashboard_map(
         head.append(labels["resolved"])
     rows = []
     for item in classes.classes:
+        low, high = _format(measure, item.low), _format(measure, item.high)
         cells = [
-            f"{_format(measure, item.low)} – {_format(measure, item.high)}",
+            high if low == high else f"{low} – {high}",
             f"{item.wards:,}",
             f"{item.reports:,}",
         ]
