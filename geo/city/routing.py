@@ -57,6 +57,27 @@ from geo.settings import RoutingSettings
 # category_id int, created_at timestamptz). The covering joins are written as plain joins
 # with DISTINCT ON, not LATERAL ... LIMIT 1, because PostgreSQL can run plain joins in
 # parallel workers and a LIMIT inside LATERAL forbids that; in bulk this halves the time.
+WARD_TIE_BREAK = 'w.code COLLATE "C", w.id'
+"""The order that picks one ward where several cover a point (a shared edge): the ward whose
+code sorts first, byte by byte. Every ward lookup of routing and of the ward measures uses it."""
+
+WARD_OF_POINT = (
+    """LEFT JOIN LATERAL (
+    SELECT w.code
+    FROM wards AS w
+    WHERE w.retired_at IS NULL AND ST_Covers(w.geom, {point})
+    ORDER BY """
+    + WARD_TIE_BREAK
+    + """
+    LIMIT 1
+) AS here ON true"""
+)
+"""The current ward covering ``{point}`` as ``here.code`` (NULL: outside every current ward).
+
+Routing's rule without its snapping: ``ST_Covers``, so a point on a boundary line is inside,
+and ``WARD_TIE_BREAK`` on a shared edge. One index probe (GiST on ``wards.geom``) per row."""
+
+
 # Metres to degrees for the snapping pre-filter is deliberately generous (110 km per
 # degree, cos(lat) floored) so the exact geodesic test decides, never the box.
 _ROUTE_SELECT_OVER = """
@@ -64,7 +85,7 @@ WITH {staged}covering AS MATERIALIZED (
     SELECT DISTINCT ON (p.idx) p.idx, w.id AS ward_id
     FROM {source} AS p
     JOIN wards AS w ON w.retired_at IS NULL AND ST_Covers(w.geom, p.geom)
-    ORDER BY p.idx, w.code COLLATE "C", w.id
+    ORDER BY p.idx, {tie_break}
 ), assigned AS MATERIALIZED (
     SELECT DISTINCT ON (cand.idx) cand.idx, cand.zone_id, cand.team_id
     FROM (
@@ -109,11 +130,13 @@ LEFT JOIN LATERAL (
             :snap_m / (110000.0 * GREATEST(cos(radians(ST_Y(p.geom))), 0.01)),
             :snap_m / 110000.0)
       AND ST_DWithin(w.geom::geography, p.geom::geography, :snap_m)
-    ORDER BY distance_m, w.code COLLATE "C", w.id
+    ORDER BY distance_m, {tie_break}
     LIMIT 1
 ) AS sw ON true
 """
-_ROUTE_SELECT = _ROUTE_SELECT_OVER.format(staged="", zones="zones", source="{source}")
+_ROUTE_SELECT = _ROUTE_SELECT_OVER.format(
+    staged="", zones="zones", source="{source}", tie_break=WARD_TIE_BREAK
+)
 
 # Candidate zones bound as one JSON array (see ``staged_zones_route_select``), decoded once:
 # a parameter, not a table, so a what-if runs in a read-only transaction or on a replica.
@@ -130,7 +153,7 @@ covering AS MATERIALIZED (
     SELECT w.id, w.code, w.name
     FROM input AS i
     JOIN wards AS w ON w.retired_at IS NULL AND ST_Covers(w.geom, i.geom)
-    ORDER BY w.code COLLATE "C", w.id
+    ORDER BY {tie_break}
     LIMIT 1
 ), ward AS MATERIALIZED (
     SELECT id AS ward_id, false AS snapped, code AS ward_code, name AS ward_name
@@ -145,7 +168,7 @@ covering AS MATERIALIZED (
             :snap_m / 110000.0)
       AND ST_DWithin(w.geom::geography, i.geom::geography, :snap_m)
      WHERE NOT EXISTS (SELECT FROM covering)
-     ORDER BY ST_Distance(w.geom::geography, i.geom::geography), w.code COLLATE "C", w.id
+     ORDER BY ST_Distance(w.geom::geography, i.geom::geography), {tie_break}
      LIMIT 1)
 ), assignment AS MATERIALIZED (
     SELECT zone_id, team_id
@@ -175,7 +198,7 @@ covering AS MATERIALIZED (
     ) AS candidates
     ORDER BY rank
     LIMIT 1
-)"""
+)""".replace("{tie_break}", WARD_TIE_BREAK)
 """The routing rules for one point, as CTEs to follow ``WITH input AS (...),``.
 
 ``input`` is one row with ``geom`` and ``category_id``; bind ``snap_m``. ``ward`` then
@@ -349,7 +372,9 @@ def staged_zones_route_select(source: str) -> str:
     a team not stored yet, say a negative number), every one current. Category routes
     limited to a zone match candidates by code. Bind ``snap_m`` too. Nothing is written.
     """
-    return _ROUTE_SELECT_OVER.format(staged=_STAGED_ZONES, zones="staged_zones", source=source)
+    return _ROUTE_SELECT_OVER.format(
+        staged=_STAGED_ZONES, zones="staged_zones", source=source, tie_break=WARD_TIE_BREAK
+    )
 
 
 def route_points(

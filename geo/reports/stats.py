@@ -10,6 +10,7 @@ import geopandas as gpd
 from sqlalchemy import Connection, text
 
 from geo.access.policy import ANONYMOUS
+from geo.city.routing import WARD_OF_POINT
 from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
 
 RESOLUTION_MEASURES = """count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,
@@ -27,19 +28,6 @@ RATING_MEASURES = """count(rating) AS rated,
 """Aggregates over rows with ``rating``: how many reports their reporters rated (chat
 reporters rate fixed work ``RATING_MIN`` to ``RATING_MAX``) and the mean of those ratings.
 Ward measures and ``geo.analysis.team_performance`` share them."""
-
-WARD_OF_POINT = """LEFT JOIN LATERAL (
-    SELECT w.code
-    FROM wards AS w
-    WHERE w.retired_at IS NULL AND ST_Covers(w.geom, {point})
-    ORDER BY w.code COLLATE "C", w.id
-    LIMIT 1
-) AS here ON true"""
-"""The current ward covering ``{point}`` as ``here.code`` (NULL: outside every current ward).
-
-The rule is routing's (``geo.city.routing``): ``ST_Covers``, so a point on a boundary line
-is inside, and on an edge shared by several wards the ward whose code sorts first (byte
-order). One index probe (GiST on ``wards.geom``) per report."""
 
 _WARD_MEASURES = """
 WITH s AS ({selected}),
