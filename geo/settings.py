@@ -532,6 +532,60 @@ class RateLimitSettings(BaseSettings):
         return _rate_limit(value)
 
 
+class AccountSettings(BaseSettings):
+    """Staff sign-in: how long a session lasts and when wrong passwords lock an account."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    session_idle_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=24 * 60,
+        description="A staff session ends after this many minutes without a request.",
+    )
+    session_max_hours: int = Field(
+        default=12,
+        ge=1,
+        le=24 * 30,
+        description="A staff session ends this many hours after sign-in, however busy.",
+    )
+    login_lock_after: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Wrong passwords in a row that lock an account.",
+    )
+    login_lock_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=7 * 24 * 60,
+        description="How long a locked account refuses every sign-in.",
+    )
+    session_cookie_secure: str = Field(
+        default="auto",
+        pattern="^(auto|always|never)$",
+        description="The session cookie's Secure flag: auto sets it when the request came "
+        "over HTTPS (directly, or from a proxy in ISSUEMAP_TRUSTED_PROXIES that says so in "
+        "X-Forwarded-Proto); always; never.",
+    )
+    csrf_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the CSRF tokens of staff forms. Set the same value on "
+        "every worker and host; unset, each process draws its own, which only suits one "
+        "worker.",
+    )
+
+    @property
+    def lock_after(self) -> int:
+        """Wrong passwords in a row that lock an account."""
+        return self.login_lock_after
+
+    @property
+    def lock_minutes(self) -> int:
+        """Minutes a locked account stays locked."""
+        return self.login_lock_minutes
+
+
 class ProxySettings(BaseSettings):
     """Which reverse proxies may tell us the client's address (``X-Forwarded-For``)."""
 

@@ -57,6 +57,7 @@ FLAGS: dict[str, str] = {
     "crs": "--crs",
     "default_category": "--default-category",
     "dry_run": "--dry-run",
+    "email": "--email",
     "encoding": "--encoding",
     "file_format": "--format",
     "force": "--force",
@@ -614,6 +615,86 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id.")]) ->
     except IssuemapError as error:
         raise fail(error) from error
     console.print(f"key {key_id} revoked")
+
+
+users_app = typer.Typer(help="Staff accounts: people who sign in at /login.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The person's e-mail address; they sign in with it.")],
+    name: Annotated[str, typer.Option(help="The person's name, as the audit trail shows it.")],
+    role: Annotated[str, typer.Option(help="field_team, planner or admin.")],
+    team: Annotated[str | None, typer.Option(help="Team code (field_team accounts only).")] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the password from standard input (its first line) instead of asking.",
+        ),
+    ] = False,
+) -> None:
+    """Create a staff account; the password is asked twice, or read from standard input."""
+    import sys
+
+    from geo.access.accounts import create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with open_engine() as engine, engine.begin() as conn:
+            user = create_user(
+                conn, email=email, name=name, role=role, password=password, team_code=team
+            )
+    except InvalidInputError as error:
+        if error.field == "password":
+            where = "--password-stdin" if password_stdin else "password"
+            err_console.print(f"[bold red]error:[/] {escape(where)}: {escape(error.problem)}")
+            raise typer.Exit(code=2) from error
+        raise fail(error) from error
+    except IssuemapError as error:
+        raise fail(error) from error
+    console.print(f"account {user.id} ({user.role}) created for {escape(user.email)}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List staff accounts: e-mail, name, role, team and whether disabled."""
+    from rich.table import Table
+
+    from geo.access.accounts import list_users
+
+    with open_engine() as engine, engine.connect() as conn:
+        users = list_users(conn)
+    table = Table("id", "email", "name", "role", "team id", "disabled")
+    for user in users:
+        table.add_row(
+            str(user.id),
+            escape(user.email),
+            escape(user.name),
+            user.role,
+            "" if user.team_id is None else str(user.team_id),
+            "yes" if user.disabled else "",
+        )
+    console.print(table)
+
+
+@users_app.command("disable")
+def users_disable(
+    email: Annotated[str, typer.Option(help="The account's e-mail address.")],
+) -> None:
+    """Disable a staff account: it can no longer sign in, and its sessions end at once."""
+    from geo.access.accounts import disable_user
+
+    try:
+        with open_engine() as engine, engine.begin() as conn:
+            user = disable_user(conn, email)
+    except IssuemapError as error:
+        raise fail(error) from error
+    console.print(f"account {user.id} ({escape(user.email)}) disabled")
 
 
 @app.command()

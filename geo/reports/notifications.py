@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import secrets
 import smtplib
 import ssl
@@ -35,7 +34,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any, Final, Protocol
@@ -45,6 +43,7 @@ import httpx
 from sqlalchemy import Connection, Engine, insert, text
 from sqlalchemy.exc import DBAPIError
 
+from geo.access.accounts import is_email as is_email  # the one e-mail address rule
 from geo.access.policy import snap_point
 from geo.db.schema import OutboxMessage
 from geo.errors import InvalidInputError, NotFoundError
@@ -76,8 +75,6 @@ CHAT_EVENTS: Final = ("report.status_changed", "report.merged")
 CHAT_SETTINGS: Final = {"line": "ISSUEMAP_LINE_CHANNEL_SECRET"}
 """The setting that turns each chat channel on, named when a message waits for it."""
 
-_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
-
 # --- writing the outbox, in the caller's transaction --------------------------------------
 
 CREATED_WEBHOOKS_SQL: Final = """created_webhooks AS (
@@ -92,17 +89,6 @@ CREATED_WEBHOOKS_SQL: Final = """created_webhooks AS (
 It reads the statement's ``event`` CTE (the new ``created`` event, ``RETURNING id,
 report_id``), so the report and its webhook calls are one statement, one commit.
 """
-
-
-def is_email(contact: str | None) -> bool:
-    """Whether a reporter's contact is an e-mail address we may write to (not a phone number)."""
-    if contact is None or not _EMAIL.match(contact.strip()):
-        return False
-    try:
-        Address(addr_spec=contact.strip())
-    except (ValueError, IndexError):
-        return False
-    return True
 
 
 def enqueue_event(conn: Connection, *, event: str, event_id: int, email: bool) -> int:
