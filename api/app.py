@@ -22,6 +22,7 @@ from api.routers import (
     export,
     line,
     live,
+    login,
     maps,
     open311,
     reports,
@@ -37,6 +38,7 @@ from geo.city.geocoding import Geocoder, make_geocoder
 from geo.db.engine import make_engine
 from geo.reports.live import LiveHub
 from geo.settings import (
+    AccountSettings,
     BoundarySettings,
     ChatSettings,
     CitySettings,
@@ -77,6 +79,7 @@ class AppSettings:
     city: CitySettings = field(default_factory=CitySettings)
     line: LineSettings = field(default_factory=LineSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
 
 
 def _line_channel(settings: AppSettings, geocoder: Geocoder) -> LineChannel | None:
@@ -143,6 +146,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             notifications=settings.notifications,
             city=settings.city,
             line=_line_channel(settings, geocoder),
+            accounts=settings.accounts,
         )
         set_app_state(app, started)
         started.live.start()
@@ -168,8 +172,10 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_exception_handler(maps.KeyInUrl, maps.key_redirect)
+    app.add_exception_handler(login.SignInRequired, login.sign_in_redirect)
     for router in (
         service.router,
+        login.router,
         maps.router,
         reports.router,
         resident.router,
@@ -183,6 +189,12 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    # Inside the proxy-headers middleware (added after it), so it sees the client's scheme.
+    app.add_middleware(
+        login.CsrfMiddleware,
+        secret=login.csrf_secret(settings.accounts),
+        secure=settings.accounts.session_cookie_secure == "always",
+    )
     if settings.proxies.trusted_proxies:
         # The client address (rate limits, idempotency scopes) comes from X-Forwarded-For
         # only for these peers. `issuemap serve` turns uvicorn's own copy of this middleware

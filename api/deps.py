@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Cookie, Depends, FastAPI, Header, Request
@@ -23,6 +24,7 @@ from api.errors import ExportsBusyError
 from geo.access.keys import authenticate
 from geo.access.policy import ANONYMOUS, Principal, is_admin
 from geo.access.ratelimit import ReportRateLimiter
+from geo.access.sessions import SESSION_COOKIE, session_principal
 from geo.chat.line import LineChannel
 from geo.city.geocoding import Geocoder
 from geo.db.engine import make_engine
@@ -30,6 +32,7 @@ from geo.errors import AuthenticationError, PermissionDeniedError
 from geo.i18n import N_
 from geo.reports.live import LiveHub
 from geo.settings import (
+    AccountSettings,
     BoundarySettings,
     CitySettings,
     IntakeSettings,
@@ -94,6 +97,8 @@ class AppState:
     """The city's time zone, in which resident pages and the public list tell times."""
     line: LineChannel | None = None
     """The city's LINE Official Account; None while it is not connected."""
+    accounts: AccountSettings = field(default_factory=AccountSettings)
+    """Staff sign-in: session lifetimes, the lock after wrong passwords, the cookie."""
 
 
 def app_state(app: FastAPI) -> AppState:
@@ -137,29 +142,47 @@ def get_export_slots(state: AppStateDep) -> ExportSlots:
 ExportSlotsDep = Annotated[ExportSlots, Depends(get_export_slots)]
 
 
+SessionCookie = Annotated[str | None, Cookie(alias=SESSION_COOKIE, include_in_schema=False)]
+
+
 async def get_principal(
     state: AppStateDep,
     x_api_key: Annotated[
         str | None, Header(description="API key of a field team, planner or admin.")
     ] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    session: SessionCookie = None,
 ) -> Principal:
-    """The caller: from ``X-API-Key`` or ``Authorization: Bearer``; none is the public.
+    """The caller: from ``X-API-Key`` or ``Authorization: Bearer``, else the staff session.
 
-    Anonymous requests, most of the intake traffic, never touch the database here.
+    A key header wins over a session cookie; a session that has ended is the public, so
+    a public page still answers. Anonymous requests, most of the intake traffic, never
+    touch the database here.
     """
     key = x_api_key
     if key is None and authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
-    if not key:
-        return ANONYMOUS
-    return await run_in_threadpool(authenticate_key, state.engine, key)
+    if key:
+        return await run_in_threadpool(authenticate_key, state.engine, key)
+    if session:
+        return await run_in_threadpool(authenticate_session, state, session)
+    return ANONYMOUS
 
 
 def authenticate_key(engine: Engine, key: str) -> Principal:
-    """The principal of ``key``, on a short connection of its own (run it in a thread)."""
-    with engine.connect() as conn:
+    """The principal of ``key``, on a short transaction of its own (run it in a thread).
+
+    A transaction, since a key's first use in a minute notes its ``last_used_at``.
+    """
+    with engine.begin() as conn:
         return authenticate(conn, key)
+
+
+def authenticate_session(state: AppState, token: str) -> Principal:
+    """The staff member of session ``token``, or the public once it has ended (in a thread)."""
+    with state.engine.begin() as conn:
+        found = session_principal(conn, token, now=datetime.now(UTC), settings=state.accounts)
+    return found or ANONYMOUS
 
 
 def get_routing(state: AppStateDep) -> RoutingSettings:
@@ -257,7 +280,7 @@ def require_staff(principal: PrincipalDep) -> Principal:
 
 def require_admin(principal: PrincipalDep) -> Principal:
     """The caller, who must be an administrator: 401 without a key, 403 with another."""
-    if principal.key_id is None:
+    if not principal.identified:
         raise AuthenticationError(N_("This needs an administrator's API key."))
     if not is_admin(principal):
         raise PermissionDeniedError(N_("Only administrators may do this."))

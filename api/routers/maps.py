@@ -6,6 +6,7 @@ the only third-party request it makes is for base-map tiles, if tiles are config
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path as FilePath
 from typing import Annotated
@@ -26,6 +27,7 @@ from api.deps import (
 )
 from api.errors import error_responses
 from api.params import BBoxDep, CategoriesDep, StatusesDep, TimeWindowDep
+from api.routers.login import SignInRequired, wants_html
 from geo.access.policy import Principal
 from geo.errors import AuthenticationError
 from geo.i18n import N_, pick_language
@@ -49,6 +51,8 @@ from geo.settings import MapSettings
 from geo.vocabulary import CODE_MAX
 
 router = APIRouter(tags=["maps"], responses=error_responses(422, 503, page=True))
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = FilePath(__file__).resolve().parent.parent / "static"
 """The folder ``api/app.py`` serves as ``/static``, vendored assets in ``vendor/``."""
@@ -110,6 +114,9 @@ def key_redirect(request: Request, error: Exception) -> RedirectResponse:
     answer = RedirectResponse(error.url, status_code=303)
     answer.headers["Cache-Control"] = "no-store"
     answer.headers["Referrer-Policy"] = "no-referrer"
+    # ``?key=`` is deprecated: staff sign in at /login; keys belong in headers.
+    answer.headers["Deprecation"] = "true"
+    answer.headers["Link"] = '</login>; rel="alternate"'
     answer.set_cookie(
         KEY_COOKIE,
         error.key,
@@ -148,9 +155,13 @@ async def _staff(
         if principal.is_staff:
             # Keys in URLs end up in histories, logs and shared links: keep it in a cookie
             # and send the browser to the same page without it.
+            log.warning("a staff map was opened with ?key= (deprecated; sign in at /login)")
             url = request.url.remove_query_params("key")
             raise KeyInUrl(url.path + (f"?{url.query}" if url.query else ""), key)
     if not principal.is_staff:
+        if wants_html(request):
+            url = request.url.remove_query_params("key")
+            raise SignInRequired(url.path + (f"?{url.query}" if url.query else ""))
         raise AuthenticationError(
             N_("This map needs the API key of a field team, planner or admin.")
         )

@@ -3,6 +3,8 @@
 Keys are random 256-bit tokens; only their SHA-256 is stored (a slow password hash adds
 nothing for keys this long), with a short prefix so staff can tell keys apart. Roles, least
 to most trusted: public, field_team (bound to one team), planner (reads everything), admin.
+A key past its ``expires_at`` is refused like a revoked one. ``last_used_at`` is written at
+most once a minute per key, so using a key is not a write on every request.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
 
 from sqlalchemy import Connection, text
 
@@ -19,6 +23,9 @@ from geo.i18n import N_
 from geo.vocabulary import ROLES
 
 KEY_PREFIX = "im_"
+
+USED_EVERY: Final = timedelta(minutes=1)
+"""How stale a key's ``last_used_at`` may get before a request writes it again."""
 
 
 def hash_key(key: str) -> str:
@@ -80,13 +87,20 @@ def authenticate(conn: Connection, key: str | None) -> Principal:
         raise AuthenticationError(N_("The API key is not valid."))
     row = conn.execute(
         text(
-            "SELECT id, name, role, team_id FROM api_keys "
-            "WHERE key_hash = :hash AND revoked_at IS NULL"
+            "SELECT id, name, role, team_id, "
+            "coalesce(last_used_at < now() - :every, true) AS stale FROM api_keys "
+            "WHERE key_hash = :hash AND revoked_at IS NULL "
+            "AND (expires_at IS NULL OR expires_at > now())"
         ),
-        {"hash": hash_key(key)},
+        {"hash": hash_key(key), "every": USED_EVERY},
     ).one_or_none()
     if row is None:
         raise AuthenticationError(N_("The API key is not valid, or has been revoked."))
+    if row.stale:
+        # The caller's transaction commits it (``api.deps.authenticate_key`` opens one).
+        conn.execute(
+            text("UPDATE api_keys SET last_used_at = now() WHERE id = :id"), {"id": row.id}
+        )
     return Principal(role=row.role, team_id=row.team_id, key_id=row.id, name=row.name)
 
 

@@ -32,12 +32,17 @@ from geo.settings import PrivacySettings
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a role, the team a field-team key is bound to, and the key's id."""
+    """Who is calling: a role, the team a field-team key is bound to, and the key's id.
+
+    A staff member signed in with a session (``geo.access.sessions``) has no key: their
+    ``user_id`` and their own name instead.
+    """
 
     role: str
     team_id: int | None = None
     key_id: int | None = None
     name: str = "anonymous"
+    user_id: int | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -51,8 +56,15 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        """How this caller appears in a report's audit trail."""
+        """How this caller appears in a report's audit trail: a person, a key, or the public."""
+        if self.user_id is not None:
+            return f"user:{self.user_id}:{self.name}"
         return f"{self.role}:{self.name}" if self.key_id is not None else "public"
+
+    @property
+    def identified(self) -> bool:
+        """Whether the caller showed a key or a session (not the anonymous public)."""
+        return self.key_id is not None or self.user_id is not None
 
 
 ANONYMOUS = Principal(role="public")
@@ -101,10 +113,11 @@ def sees_event_whole(
 def report_limit_tier(principal: Principal) -> str:
     """Which report rate limit (``RateLimitSettings``) applies to ``principal``.
 
-    Without a key a caller is counted by address ("anonymous"); an app key (role
-    'public') and a staff key are each counted as one caller, wherever they come from.
+    Without a key or session a caller is counted by address ("anonymous"); an app key
+    (role 'public'), a staff key and a signed-in staff member are each counted as one
+    caller, wherever they come from.
     """
-    if principal.key_id is None:
+    if not principal.identified:
         return "anonymous"
     return "staff" if principal.is_staff else "app"
 

@@ -156,6 +156,8 @@ def caller_identity(principal: Principal, client_address: str | None) -> str:
     """Whose reports are counted together: the key's holder, else the client's address."""
     if principal.key_id is not None:
         return f"key:{principal.key_id}"
+    if principal.user_id is not None:
+        return f"user:{principal.user_id}"
     return f"addr:{address_bucket(client_address)}"[:MAX_IDENTITY]
 
 
