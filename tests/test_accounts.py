@@ -265,3 +265,46 @@ def test_users_disable_stops_sign_in(
     assert type(_login(city, "crew.one@city.example", PASSWORD)) is AuthenticationError
     missing = _cli(db_url, monkeypatch, ["disable", "--email", "who@city.example"])
     assert missing.exit_code == 2
+
+
+def test_a_disabled_account_never_says_it_is_locked(city: Engine) -> None:
+    _create(city)
+    with city.begin() as conn:
+        disable_user(conn, "crew.one@city.example")
+    answers = [_login(city, "crew.one@city.example", f"wrong {n:>14}") for n in range(12)]
+    answers.append(_login(city, "crew.one@city.example", PASSWORD))
+    assert all(type(answer) is AuthenticationError for answer in answers)
+
+
+def test_keys_have_an_owner_an_expiry_and_a_list(
+    city: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geo.cli.main import app
+
+    _create(city, email="plan@city.example", role="planner", team_code=None)
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    made = CliRunner().invoke(
+        app,
+        [
+            "keys",
+            "create",
+            "--name",
+            "nightly export",
+            "--role",
+            "planner",
+            "--owner",
+            "Plan@City.example",
+            "--expires-days",
+            "30",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    secret = made.output.strip().splitlines()[-1]
+    listed = CliRunner().invoke(app, ["keys", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "nightly export" in listed.output and "plan@city.example" in listed.output
+    assert secret not in listed.output and secret[:9] in listed.output
+    unknown = CliRunner().invoke(
+        app, ["keys", "create", "--name", "x", "--role", "planner", "--owner", "who@x.example"]
+    )
+    assert unknown.exit_code == 2 and "--owner" in unknown.output

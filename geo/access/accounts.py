@@ -190,6 +190,9 @@ def verify_login(
         raise AuthenticationError(SIGN_IN_FAILED)
     if row.locked_until is not None and row.locked_until > now:
         _spend_a_hash()
+        if row.disabled_at is not None:
+            # A disabled account answers as an unknown one would, locked or not.
+            raise AuthenticationError(SIGN_IN_FAILED)
         raise AccountLockedError(row.locked_until)
     try:
         _hasher.verify(row.password_hash, password)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import Connection, text
@@ -44,9 +44,19 @@ class NewKey:
 
 
 def create_api_key(
-    conn: Connection, *, name: str, role: str, team_code: str | None = None
+    conn: Connection,
+    *,
+    name: str,
+    role: str,
+    team_code: str | None = None,
+    owner_email: str | None = None,
+    expires_at: datetime | None = None,
 ) -> NewKey:
-    """Create a key with ``role``; field-team keys name their team by code."""
+    """Create a key with ``role``; field-team keys name their team by code.
+
+    ``owner_email`` names the staff account responsible for the key; ``expires_at`` is when
+    it stops working (never, when None).
+    """
     if role not in ROLES:
         raise InvalidInputError("role", N_("must be one of {choices}"), choices=", ".join(ROLES))
     if not name.strip():
@@ -62,13 +72,23 @@ def create_api_key(
             raise NotFoundError(N_("There is no team {code!r}."), code=team_code)
     elif team_code:
         raise InvalidInputError("team", N_("only field_team keys are bound to a team"))
+    owner_id: int | None = None
+    if owner_email:
+        owner_id = conn.execute(
+            text("SELECT id FROM users WHERE email = lower(:email)"), {"email": owner_email}
+        ).scalar_one_or_none()
+        if owner_id is None:
+            raise InvalidInputError("owner", N_("names no staff account"))
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = conn.execute(
         text(
-            "INSERT INTO api_keys (name, role, team_id, key_hash, prefix) "
-            "VALUES (:name, :role, :team_id, :hash, :prefix) RETURNING id"
+            "INSERT INTO api_keys (name, role, team_id, key_hash, prefix, owner_id, expires_at) "
+            "VALUES (:name, :role, :team_id, :hash, :prefix, :owner_id, :expires_at) "
+            "RETURNING id"
         ),
         {
+            "owner_id": owner_id,
+            "expires_at": expires_at,
             "name": name.strip(),
             "role": role,
             "team_id": team_id,
@@ -102,6 +122,34 @@ def authenticate(conn: Connection, key: str | None) -> Principal:
             text("UPDATE api_keys SET last_used_at = now() WHERE id = :id"), {"id": row.id}
         )
     return Principal(role=row.role, team_id=row.team_id, key_id=row.id, name=row.name)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """A key as its list shows it: never its secret, only the prefix that tells it apart."""
+
+    id: int
+    name: str
+    prefix: str
+    role: str
+    team_id: int | None
+    owner_email: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def list_api_keys(conn: Connection) -> list[KeyInfo]:
+    """Every key, newest first, with its owner, expiry and last use."""
+    rows = conn.execute(
+        text(
+            "SELECT k.id, k.name, k.prefix, k.role, k.team_id, u.email AS owner_email, "
+            "k.created_at, k.expires_at, k.last_used_at, k.revoked_at "
+            "FROM api_keys AS k LEFT JOIN users AS u ON u.id = k.owner_id ORDER BY k.id DESC"
+        )
+    ).all()
+    return [KeyInfo(**row._mapping) for row in rows]
 
 
 def revoke_api_key(conn: Connection, key_id: int) -> None:

@@ -7,6 +7,7 @@ import logging
 import logging.config
 import os
 import re
+import secrets
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -66,6 +67,7 @@ FLAGS: dict[str, str] = {
     "name_field": "--name-field",
     "name_en_field": "--name-en-field",
     "name_th_field": "--name-th-field",
+    "owner": "--owner",
     "rejects_path": "--rejects",
     "role": "--role",
     "source": "--source",
@@ -350,6 +352,9 @@ def serve(
                 engine.dispose()
             # Worker processes find the database the same way an operator would tell them.
             os.environ["ISSUEMAP_DATABASE_URL"] = url
+            # Every worker must sign CSRF tokens with one key, or a form one worker served
+            # is refused by another; without a configured key, this run draws one for all.
+            os.environ.setdefault("ISSUEMAP_CSRF_SECRET", secrets.token_urlsafe(32))
             if settings.database_url is None:
                 cluster = LocalCluster(settings.data_dir)
                 if identity is not None:
@@ -591,17 +596,66 @@ def keys_create(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")],
     role: Annotated[str, typer.Option(help="public, field_team, planner or admin.")],
     team: Annotated[str | None, typer.Option(help="Team code (field_team keys only).")] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="E-mail address of the staff account responsible for it.")
+    ] = None,
+    expires_days: Annotated[
+        int | None,
+        typer.Option(min=1, max=3650, help="Days until the key stops working (default: never)."),
+    ] = None,
 ) -> None:
     """Create an API key and print it once; only its hash is stored."""
+    from datetime import UTC, datetime, timedelta
+
     from geo.access.keys import create_api_key
 
+    expires_at = (
+        datetime.now(UTC) + timedelta(days=expires_days) if expires_days is not None else None
+    )
     try:
         with open_engine() as engine, engine.begin() as conn:
-            new = create_api_key(conn, name=name, role=role, team_code=team)
+            new = create_api_key(
+                conn,
+                name=name,
+                role=role,
+                team_code=team,
+                owner_email=owner,
+                expires_at=expires_at,
+            )
     except IssuemapError as error:
         raise fail(error) from error
     console.print(f"key {new.id} ({new.role}) created. It will not be shown again:")
     print(new.secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys: name, prefix, role, owner, expiry, last use; never their secrets."""
+    from geo.access.keys import list_api_keys
+
+    with open_engine() as engine, engine.connect() as conn:
+        keys = list_api_keys(conn)
+
+    def when(value: object) -> str:
+        return "" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+    # One line per key, tab-separated: readable, and as easy for scripts to cut.
+    print("\t".join(("id", "name", "prefix", "role", "team", "owner", "expires", "last used")))
+    for key in keys:
+        print(
+            "\t".join(
+                (
+                    str(key.id),
+                    key.name + (" (revoked)" if key.revoked_at else ""),
+                    key.prefix,
+                    key.role,
+                    "" if key.team_id is None else str(key.team_id),
+                    key.owner_email or "",
+                    when(key.expires_at),
+                    when(key.last_used_at),
+                )
+            )
+        )
 
 
 @keys_app.command("revoke")
