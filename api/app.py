@@ -193,7 +193,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_middleware(
         login.CsrfMiddleware,
         secret=login.csrf_secret(settings.accounts),
-        secure=settings.accounts.session_cookie_secure == "always",
+        secure=settings.accounts.session_cookie_secure,
     )
     if settings.proxies.trusted_proxies:
         # The client address (rate limits, idempotency scopes) comes from X-Forwarded-For

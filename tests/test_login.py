@@ -119,6 +119,15 @@ def test_the_cookie_is_secure_over_https(crew: Any) -> None:
     assert "secure" in _cookie_flags(answer)
 
 
+def test_the_csrf_cookie_is_secure_over_https_only(crew: Any) -> None:
+    client, _, _ = crew
+    plain = client.get("/login").headers["set-cookie"].lower()
+    assert plain.startswith("csrftoken=") and "secure" not in plain
+    client.cookies.clear()
+    tls = client.get("https://testserver/login").headers["set-cookie"].lower()
+    assert tls.startswith("csrftoken=") and "secure" in tls
+
+
 @pytest.mark.parametrize(
     "target",
     [

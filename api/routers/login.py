@@ -296,23 +296,29 @@ class CsrfMiddleware:
     refused with 400 before the app sees it, instead of failing as a server error.
     """
 
-    def __init__(self, app: ASGIApp, *, secret: str, secure: bool) -> None:
+    def __init__(self, app: ASGIApp, *, secret: str, secure: str) -> None:
         self._app = app
+        self._secure = secure
 
         async def reached(scope: Scope, receive: Receive, send: Send) -> None:
             scope["issuemap.csrf"]["reached"] = True
             await app(scope, receive, send)
 
-        self._checked = asgi_csrf(
-            reached,
-            cookie_name=CSRF_COOKIE,
-            signing_secret=secret,
-            skip_if_scope=_not_session_authenticated,
-            always_protect=PROTECTED_WITHOUT_SESSION,
-            cookie_secure=secure,
-            cookie_samesite="Lax",
-            send_csrf_failed=_refuse,
-        )
+        # One checker per Secure flag of the ``csrftoken`` cookie, which asgi-csrf fixes
+        # when it is built; both sign with the same key, so their tokens are the same kind.
+        self._checked = {
+            flag: asgi_csrf(
+                reached,
+                cookie_name=CSRF_COOKIE,
+                signing_secret=secret,
+                skip_if_scope=_not_session_authenticated,
+                always_protect=PROTECTED_WITHOUT_SESSION,
+                cookie_secure=flag,
+                cookie_samesite="Lax",
+                send_csrf_failed=_refuse,
+            )
+            for flag in (False, True)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the request, then hand it on."""
@@ -321,7 +327,10 @@ class CsrfMiddleware:
             return
         marker = {"reached": False}
         try:
-            await self._checked({**scope, "issuemap.csrf": marker}, receive, send)
+            secure = self._secure == "always" or (
+                self._secure == "auto" and scope.get("scheme") == "https"
+            )
+            await self._checked[secure]({**scope, "issuemap.csrf": marker}, receive, send)
         except (UnicodeDecodeError, IndexError, AssertionError, ValueError):
             if marker["reached"]:
                 raise
