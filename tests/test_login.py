@@ -279,6 +279,19 @@ def test_a_session_post_needs_the_csrf_token(crew: Any, engine: Engine) -> None:
     assert by_key.status_code == 200, by_key.text
 
 
+def test_a_signed_in_person_can_still_use_the_residents_form(crew: Any) -> None:
+    client, _, _ = crew
+    sign_in(client, "crew.one@city.example")
+    from tests.test_resident_pages import send
+
+    sent = send(
+        client,
+        {"category": "road", "description": "ไฟดับ", "lat": "8.405", "lon": "100.005"},
+        photos=1,
+    )
+    assert sent.status_code == 303, sent.text[:300]
+
+
 def test_the_audit_trail_names_the_person(crew: Any, engine: Engine) -> None:
     client, _, keys = crew
     rid = report_in(client)
@@ -379,6 +392,18 @@ def test_a_page_load_writes_the_last_use_at_most_once_a_minute(crew: Any, engine
     with engine.connect() as conn:
         seen = conn.execute(text("SELECT last_seen_at FROM staff_sessions")).scalar_one()
     assert seen == NOW + timedelta(seconds=61)
+
+
+def test_signing_in_again_clears_the_persons_ended_sessions(crew: Any, engine: Engine) -> None:
+    _session(engine)
+    from geo.access.accounts import verify_login
+
+    later = NOW + timedelta(hours=2)
+    with engine.begin() as conn:
+        user = verify_login(conn, "crew.one@city.example", PASSWORD, now=later, settings=SETTINGS)
+        start_session(conn, user, now=later, settings=SETTINGS)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM staff_sessions")).scalar_one() == 1
 
 
 def test_a_disabled_account_has_no_session(crew: Any, engine: Engine) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from datetime import UTC, datetime
 from http.cookies import CookieError, SimpleCookie
@@ -46,6 +47,9 @@ CSRF_COOKIE = "csrftoken"
 
 PROTECTED_WITHOUT_SESSION = frozenset({"/login", "/logout"})
 """Paths whose POSTs need the CSRF token even from a browser with no session yet."""
+
+RESIDENT_FORMS = re.compile(r"^/(report|r/[^/]+/support)$")
+"""The residents' own forms (``api.routers.resident``): public actions, not staff ones."""
 
 FORM_EXPIRED = N_("This form has expired. Open the sign-in page again and sign in.")
 
@@ -260,6 +264,11 @@ def _not_session_authenticated(scope: Scope) -> bool:
         return True
     if scope["path"] in PROTECTED_WITHOUT_SESSION:
         return False
+    if RESIDENT_FORMS.match(scope["path"]):
+        # Anyone may file a report or support one, signed in or not; the resident pages
+        # carry no token, and the session cookie (SameSite=Lax) never comes with a POST
+        # from another site, so nothing is gained by refusing a signed-in resident here.
+        return True
     if any(name == b"x-api-key" for name, _ in scope.get("headers", [])):
         return True
     return SESSION_COOKIE not in _cookies(scope)

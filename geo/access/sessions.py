@@ -48,6 +48,18 @@ def start_session(
     conn: Connection, user: User, *, now: datetime, settings: AccountSettings
 ) -> NewSession:
     """Start a session for ``user`` (who has just signed in)."""
+    # The person's sessions that have ended go now, so the table holds live ones only.
+    conn.execute(
+        text(
+            "DELETE FROM staff_sessions WHERE user_id = :user_id "
+            "AND (expires_at <= :now OR last_seen_at <= :idle_since)"
+        ),
+        {
+            "user_id": user.id,
+            "now": now,
+            "idle_since": now - timedelta(minutes=settings.session_idle_minutes),
+        },
+    )
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     expires_at = now + timedelta(hours=settings.session_max_hours)
