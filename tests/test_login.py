@@ -247,6 +247,24 @@ def test_a_form_without_its_csrf_token_is_refused_and_signs_no_one_in(crew: Any)
     assert SESSION_COOKIE not in client.cookies
 
 
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ("email=a&password=b&csrftoken=%C3%88%C3%84%00", "application/x-www-form-urlencoded"),
+        ("email=\xff\xfe&csrftoken=x", "application/x-www-form-urlencoded"),
+        ("--x\r\n", "multipart/form-data"),
+    ],
+)
+def test_an_unreadable_form_or_token_is_refused_not_a_server_error(
+    crew: Any, body: str, kind: str
+) -> None:
+    client, _, _ = crew
+    client.get("/login")
+    answer = client.post("/login", content=body.encode("latin-1"), headers={"Content-Type": kind})
+    assert answer.status_code == 403
+    assert SESSION_COOKIE not in client.cookies
+
+
 def _status(engine: Engine, report_id: int) -> str:
     with engine.connect() as conn:
         return str(

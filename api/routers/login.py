@@ -123,6 +123,19 @@ def login_form(
     )
 
 
+_FORM = "application/x-www-form-urlencoded"
+_LOGIN_FORM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "email": {"type": "string", "description": "The account's e-mail address."},
+        "password": {"type": "string", "format": "password"},
+        "next": {"type": "string", "description": "A path on this site to go to after."},
+        "csrftoken": {"type": "string", "description": "The `csrftoken` cookie's value."},
+    },
+    "required": ["email", "password", "csrftoken"],
+}
+
+
 def _field(form: Any, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
@@ -133,6 +146,7 @@ def _field(form: Any, name: str) -> str:
     response_class=HTMLResponse,
     status_code=303,
     summary="Sign in",
+    openapi_extra={"requestBody": {"required": True, "content": {_FORM: {"schema": _LOGIN_FORM}}}},
     responses={
         401: {
             "description": "The form again, saying why signing in failed.",
@@ -301,8 +315,9 @@ async def _refuse(scope: Scope, send: Send, message_id: object) -> None:
 class CsrfMiddleware:
     """asgi-csrf over the app, for requests a session cookie authenticates.
 
-    A body asgi-csrf cannot read (not UTF-8, a multipart form without a boundary) is
-    refused with 400 before the app sees it, instead of failing as a server error.
+    A body or token asgi-csrf cannot read (not UTF-8, a multipart form without a boundary,
+    a token in non-ASCII text) is refused as a missing token is (403), before the app sees
+    it, instead of failing as a server error.
     """
 
     def __init__(self, app: ASGIApp, *, secret: str, secure: str) -> None:
@@ -340,18 +355,12 @@ class CsrfMiddleware:
                 self._secure == "auto" and scope.get("scheme") == "https"
             )
             await self._checked[secure]({**scope, "issuemap.csrf": marker}, receive, send)
-        except (UnicodeDecodeError, IndexError, AssertionError, ValueError):
+        except (UnicodeDecodeError, IndexError, AssertionError, ValueError, TypeError):
+            # TypeError: asgi-csrf compares a token holding non-ASCII text.
             if marker["reached"]:
                 raise
-            log.info("refused a form body the CSRF check could not read")
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 400,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b"unreadable form body"})
+            log.info("refused a request whose CSRF token could not be read")
+            await _refuse(scope, send, None)
 
 
 def csrf_secret(settings: AccountSettings) -> str:
