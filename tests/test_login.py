@@ -207,6 +207,24 @@ def test_ten_wrong_passwords_lock_the_account(crew: Any) -> None:
     assert SESSION_COOKIE not in client.cookies
 
 
+def test_a_lock_stops_new_sign_ins_but_signs_nobody_out(crew: Any) -> None:
+    """Whoever guesses at an address must not be able to sign its owner out of their work."""
+    from fastapi.testclient import TestClient
+
+    client, _, _ = crew
+    assert sign_in(client, "crew.one@city.example").status_code == 303
+    page = client.get("/maps/zone?zone=Z1", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert page.status_code == 200
+    guesser = TestClient(client.app)
+    for attempt in range(10):
+        sign_in(guesser, "crew.one@city.example", f"guess number {attempt:>6}")
+    assert sign_in(guesser, "crew.one@city.example").status_code == 401  # locked
+    still = client.get(
+        "/maps/zone?zone=Z1", headers={"Accept": "text/html"}, follow_redirects=False
+    )
+    assert still.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("email", "password"),
     [

@@ -83,7 +83,11 @@ def start_session(
 def session_principal(
     conn: Connection, token: str | None, *, now: datetime, settings: AccountSettings
 ) -> Principal | None:
-    """The signed-in staff member of session ``token``; None for no, or no longer, a session."""
+    """The signed-in staff member of session ``token``; None for no, or no longer, a session.
+
+    A lock (wrong passwords in a row) stops new sign-ins only: anyone may guess at an
+    address, and guessing must not sign its owner out of the work in hand.
+    """
     if not token or len(token) > TOKEN_MAX:
         return None
     idle = timedelta(minutes=settings.session_idle_minutes)
@@ -92,8 +96,7 @@ def session_principal(
             "SELECT s.last_seen_at, u.id, u.name, u.role, u.team_id "
             "FROM staff_sessions AS s JOIN users AS u ON u.id = s.user_id "
             "WHERE s.token_hash = :hash AND s.expires_at > :now "
-            "AND s.last_seen_at > :idle_since AND u.disabled_at IS NULL "
-            "AND (u.locked_until IS NULL OR u.locked_until <= :now)"
+            "AND s.last_seen_at > :idle_since AND u.disabled_at IS NULL"
         ),
         {"hash": hash_token(token), "now": now, "idle_since": now - idle},
     ).one_or_none()
