@@ -22,6 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, text
 
+from geo.access.keys import bound_team
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
 from geo.i18n import N_
 from geo.settings import AccountSettings
@@ -131,17 +132,13 @@ def create_user(
         raise InvalidInputError(
             "role", N_("must be one of {choices}"), choices=", ".join(STAFF_ROLES)
         )
-    team_id: int | None = None
-    if role == "field_team":
-        if not team_code:
-            raise InvalidInputError("team", N_("a field_team account must name its team"))
-        team_id = conn.execute(
-            text("SELECT id FROM teams WHERE code = :code"), {"code": team_code}
-        ).scalar_one_or_none()
-        if team_id is None:
-            raise NotFoundError(N_("There is no team {code!r}."), code=team_code)
-    elif team_code:
-        raise InvalidInputError("team", N_("only field_team accounts belong to a team"))
+    team_id = bound_team(
+        conn,
+        role,
+        team_code,
+        missing=N_("a field_team account must name its team"),
+        stray=N_("only field_team accounts belong to a team"),
+    )
     check_password(password)
     taken = conn.execute(
         text("SELECT 1 FROM users WHERE email = :email"), {"email": address}

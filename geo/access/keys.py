@@ -43,6 +43,28 @@ class NewKey:
     team_id: int | None
 
 
+def bound_team(
+    conn: Connection, role: str, team_code: str | None, *, missing: str, stray: str
+) -> int | None:
+    """The id of the team a ``field_team`` key or account is bound to; None for other roles.
+
+    A field team must name an existing team by code (``missing`` otherwise) and no other
+    role may name one (``stray``): the messages say which thing, key or account, is meant.
+    """
+    if role != "field_team":
+        if team_code:
+            raise InvalidInputError("team", stray)
+        return None
+    if not team_code:
+        raise InvalidInputError("team", missing)
+    team_id = conn.execute(
+        text("SELECT id FROM teams WHERE code = :code"), {"code": team_code}
+    ).scalar_one_or_none()
+    if team_id is None:
+        raise NotFoundError(N_("There is no team {code!r}."), code=team_code)
+    return int(team_id)
+
+
 def create_api_key(
     conn: Connection,
     *,
@@ -61,17 +83,13 @@ def create_api_key(
         raise InvalidInputError("role", N_("must be one of {choices}"), choices=", ".join(ROLES))
     if not name.strip():
         raise InvalidInputError("name", N_("must not be empty"))
-    team_id: int | None = None
-    if role == "field_team":
-        if not team_code:
-            raise InvalidInputError("team", N_("a field_team key must name its team"))
-        team_id = conn.execute(
-            text("SELECT id FROM teams WHERE code = :code"), {"code": team_code}
-        ).scalar_one_or_none()
-        if team_id is None:
-            raise NotFoundError(N_("There is no team {code!r}."), code=team_code)
-    elif team_code:
-        raise InvalidInputError("team", N_("only field_team keys are bound to a team"))
+    team_id = bound_team(
+        conn,
+        role,
+        team_code,
+        missing=N_("a field_team key must name its team"),
+        stray=N_("only field_team keys are bound to a team"),
+    )
     owner_id: int | None = None
     if owner_email:
         owner_id = conn.execute(
