@@ -92,3 +92,8 @@ STAFF_ROLES: Final = ("field_team", "planner", "admin")
 
 EMAIL_MAX: Final = 254
 """Longest e-mail address (RFC 5321's path limit)."""
+
+UNDO_WINDOW_S: Final = 60
+"""Seconds in which staff may undo their own latest status change of a report; the
+notifications of a move that ends a report's work wait this long, so an undone slip is
+never announced."""
