@@ -584,3 +584,51 @@ class StaffSession(Base):
         Index("ix_staff_sessions_user", "user_id"),
         Index("ix_staff_sessions_expires_at", "expires_at"),
     )
+
+
+# A team's zones, current (``retired_at IS NULL``) or not: which teams a replace left bare.
+Index("ix_zones_team", Zone.team_id, Zone.retired_at)
+
+
+class BoundaryStage(Base):
+    """A boundary file checked in the admin pages, waiting for the admin to confirm it.
+
+    The confirm form carries a random token; only its SHA-256 is kept. ``based_on`` is the
+    layer's latest import when the file was checked (0 when none): once another import has
+    replaced the layer, the check is stale and its confirm is refused.
+    """
+
+    __tablename__ = "boundary_stages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    layer: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    based_on: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(
+            "layer IN (" + ", ".join(f"'{x}'" for x in BOUNDARY_LAYERS) + ")",
+            name="stage_layer_known",
+        ),
+        Index("uq_boundary_stages_token", "token_hash", unique=True),
+        Index("ix_boundary_stages_expires_at", "expires_at"),
+    )
+
+
+class BoundaryStagePart(Base):
+    """A part of a staged file's bytes, in order of ``seq``."""
+
+    __tablename__ = "boundary_stage_parts"
+
+    stage_id: Mapped[int] = mapped_column(
+        ForeignKey("boundary_stages.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
