@@ -29,6 +29,10 @@ OPEN_STATUSES: Final = ("open", "acknowledged", "in_progress", "reopened")
 FIXED_STATUSES: Final = ("resolved", "closed")
 """Statuses of fixed work, which the public map shows beside the open reports."""
 
+CONFIRMED_MOVES: Final = ("resolved", "rejected")
+"""Status moves that end a report's work: a page asks before making them, and tells the
+reporter, so a slip of the thumb beside the next button is caught."""
+
 STATUS_NAMES: Final = {
     "open": N_("Open"),
     "acknowledged": N_("Acknowledged"),

@@ -4,6 +4,7 @@ after a POST, and a screenshot of each page in test-artifacts/.
 """
 
 import contextlib
+import itertools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from geo.reports.live import BULK_AFTER
 from geo.reports.store import insert_reports
 from geo.reports.workflow import next_statuses
 from geo.settings import DatabaseSettings, RoutingSettings
+from geo.vocabulary import OPEN_STATUSES
 from tests.browser import axe_violations, running, screenshot, wait_until, watch
 from tests.fixtures import Keys, TinyCity, load_tiny_city, make_keys
 
@@ -285,6 +287,59 @@ def test_zone_map(browser: Any, site: tuple[str, TinyCity, Keys]) -> None:
     screenshot(page, "zone-map")
     assert seen.errors == [], seen.errors
     assert seen.external == [], seen.external
+    page.close()
+
+
+def test_zone_map_heads_with_its_backlog_and_asks_before_ending_a_report(
+    browser: Any, site: tuple[str, TinyCity, Keys], engine: Engine
+) -> None:
+    """The crew sees how much is overdue at once; "Reject" is a thumb away and asks first."""
+    base, _, keys = site
+    late = post_report(base, 8.4080, 100.0060)  # zone Z1
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE reports SET due_at = now() - interval '2 hours' WHERE id = :id"),
+            {"id": late},
+        )
+        open_now, overdue_now = conn.execute(
+            text(
+                "SELECT count(*), count(*) FILTER (WHERE due_at < now()) FROM reports "
+                "WHERE zone_id = (SELECT id FROM zones WHERE code = 'Z1' AND retired_at IS NULL) "
+                "AND status = ANY(:open)"
+            ),
+            {"open": list(OPEN_STATUSES)},
+        ).one()
+    page, seen = open_page(browser, f"{base}/maps/zone?zone=Z1&lang=en&key={keys.t1}", base, PHONE)
+    backlog = page.locator(".im-backlog")
+    assert backlog.inner_text() == f"{overdue_now} of {open_now} open reports are overdue."
+    assert "im-late" in (backlog.get_attribute("class") or "")
+    popup_text(page, 8.4080, 100.0060)
+    boxes = page.evaluate(
+        "Array.from(document.querySelectorAll('.leaflet-popup .im-actions button'))"
+        ".map(b => [b.dataset.status, b.getBoundingClientRect().toJSON()])"
+    )
+    assert [status for status, _ in boxes] == next_statuses("open")
+    for status, box in boxes:
+        assert box["height"] >= 44 and box["width"] >= 44, (status, box)
+    for (_, a), (_, b) in itertools.pairwise(boxes):
+        apart = b["left"] - a["right"] if abs(a["top"] - b["top"]) < 1 else b["top"] - a["bottom"]
+        assert apart >= 8, (a, b)
+    screenshot(page, "zone-map-phone-actions")
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.click(".leaflet-popup .im-actions button[data-status=rejected]")
+    page.wait_for_timeout(300)
+    assert asked == ["Move this report to “Rejected”? The reporter is told."], asked
+    with engine.connect() as conn:
+        status = conn.execute(text("SELECT status FROM reports WHERE id = :id"), {"id": late})
+        assert status.scalar_one() == "open", "a dismissed question changes nothing"
+    page.once("dialog", lambda d: d.accept())
+    page.click(".leaflet-popup .im-actions button[data-status=rejected]")
+    wait_until(page, "document.querySelector('.leaflet-popup .im-actions') === null", timeout=3000)
+    with engine.connect() as conn:
+        status = conn.execute(text("SELECT status FROM reports WHERE id = :id"), {"id": late})
+        assert status.scalar_one() == "rejected"
+    assert seen.errors == [] and seen.external == [], seen
     page.close()
 
 

@@ -51,8 +51,9 @@ from geo.maps.choropleth import (
 )
 from geo.maps.i18n import labels as page_labels
 from geo.maps.i18n import status_labels
+from geo.maps.pagedata import OpenWork
 from geo.reports.workflow import next_statuses
-from geo.vocabulary import FIXED_STATUSES, OPEN_STATUSES, REPORT_STATUSES
+from geo.vocabulary import CONFIRMED_MOVES, FIXED_STATUSES, OPEN_STATUSES, REPORT_STATUSES
 
 _TEMPLATES = Environment(loader=PackageLoader("geo.maps", "templates"), autoescape=False)
 """The element templates. They hold no user text: data reaches a page in its JSON document."""
@@ -256,6 +257,7 @@ class ReportMarkers(DataElement):
             "transitions": (
                 {status: next_statuses(status) for status in REPORT_STATUSES} if actions else {}
             ),
+            "confirm": list(CONFIRMED_MOVES) if actions else [],
             "key": api_key,
         }
         self.payload = {"rows": self.rows, "config": self.config}
@@ -566,6 +568,7 @@ def zone_map(
     tiles: str | None = None,
     attribution: str | None = None,
     live: bool = False,
+    work: OpenWork | None = None,
 ) -> folium.Map:
     """A field team's zone: outline, wards, heat of open reports, workable markers.
 
@@ -573,7 +576,8 @@ def zone_map(
     panel shows them, like the ``wards``' names in their tooltips); ``markers`` are the
     filtered open reports in view, capped, each with its allowed next statuses. With
     ``actions``, a marker's popup has one button per next status, which POSTs to
-    ``/api/reports/{id}/status`` with ``api_key``.
+    ``/api/reports/{id}/status`` with ``api_key``. ``work`` is the zone's whole open
+    queue, whose overdue count heads the panel.
     """
     labels = page_labels(lang)
     fmap = _base_map(tiles, attribution)
@@ -615,6 +619,7 @@ def zone_map(
     PageChrome(
         title=labels["zone_title"].format(zone=code),
         body=body,
+        lead=_backlog(work, lang),
         layers={"heat": heat_layer, "markers": cluster, "outline": outline, "wards": ward_layer},
         lang=lang,
         live=live,
@@ -622,6 +627,20 @@ def zone_map(
         extra={"zone": code, "zoneId": zone_id, "lang": lang, "kind": "zone"},
     ).add_to(fmap)
     return fmap
+
+
+def _backlog(work: OpenWork | None, lang: str) -> str:
+    """The queue's overdue count, in sight on a phone too, marked when any work is overdue."""
+    if work is None:
+        return ""
+    late = " im-late" if work.overdue else ""
+    text = page_labels(lang)["overdue_count"].format(
+        overdue=f"{work.overdue:,}", open=f"{work.open:,}"
+    )
+    return (
+        f'<p class="im-backlog{late}" data-overdue="{work.overdue}" data-open="{work.open}">'
+        f"{_esc(text)}</p>"
+    )
 
 
 def _zone_names(zone: gpd.GeoDataFrame, lang: str) -> str:

@@ -34,6 +34,8 @@ LABELS: dict[str, str] = {
     "move": N_("Move to"),
     "moved": N_("Moved to"),
     "failed": N_("Could not change the status"),
+    "overdue_count": N_("{overdue} of {open} open reports are overdue."),
+    "confirm_move": N_("Move this report to “{status}”? The reporter is told."),
     "shown": N_("Showing {shown} of {total} reports."),
     "hidden": N_("{hidden} more not shown: zoom in and search this area, or see the next page."),
     "search_area": N_("Search this area"),

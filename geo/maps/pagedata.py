@@ -5,7 +5,7 @@ Heat cells are ``geo.maps.heat``.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -107,6 +107,32 @@ def map_reports(
     rows = conn.execute(text(page), params | {"limit": limit, "offset": offset}).all()
     total = conn.execute(text(count), params).scalar_one()
     return [dict(r._mapping) for r in rows], int(total)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWork:
+    """How much work a queue holds: open reports, and how many of them are past due."""
+
+    open: int
+    overdue: int
+
+
+def open_work_counts(conn: Connection, flt: ReportFilter, principal: Principal) -> OpenWork:
+    """The open reports of ``flt`` (its statuses ignored) and how many are overdue.
+
+    Counted over every matching report, not the page of markers shown, so a crew sees the
+    whole queue's backlog at the top of its map or list; one scan of the
+    ``ix_reports_team_status_due`` (or zone) index.
+    """
+    clauses, params = where_clauses(replace(flt, statuses=OPEN_STATUSES), principal)
+    row = conn.execute(
+        text(
+            "SELECT count(*) AS open, count(*) FILTER (WHERE r.due_at < now()) AS overdue "
+            f"{REPORTS_FROM} WHERE {' AND '.join(clauses)}"
+        ),
+        params,
+    ).one()
+    return OpenWork(open=int(row.open), overdue=int(row.overdue))
 
 
 def ward_measures(

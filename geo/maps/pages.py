@@ -38,7 +38,7 @@ from geo.maps.builders import (
 )
 from geo.maps.choropleth import CLASS_METHODS, K_DEFAULT, K_MAX, K_MIN
 from geo.maps.heat import heat_grid
-from geo.maps.pagedata import map_reports, ward_measures
+from geo.maps.pagedata import map_reports, open_work_counts, ward_measures
 from geo.maps.resident import when
 from geo.reports.search import ReportFilter
 from geo.reports.workflow import next_statuses
@@ -274,6 +274,7 @@ def zone_page_map(
     )
     offset = (filters.page - 1) * maps.marker_cap
     rows, total = map_reports(conn, flt, principal, limit=maps.marker_cap, offset=offset)
+    work = open_work_counts(conn, ReportFilter(zone_ids=(zone_id,)), principal)
     actions = may_work_reports(principal)
     reports = [
         _marker(
@@ -319,6 +320,7 @@ def zone_page_map(
         tiles=maps.tiles,
         attribution=maps.tiles_attribution,
         live=live,
+        work=work,
     )
 
 
