@@ -487,7 +487,12 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
 def test_webhooks_get_each_event_signed_and_public_only(city_app, engine, receiver) -> None:
     client, _, keys = city_app
     every = register(client, keys, url=receiver.url("/all"), description="city dashboard")
-    assert every["events"] == ["report.created", "report.status_changed", "report.merged"]
+    assert every["events"] == [
+        "report.created",
+        "report.status_changed",
+        "report.merged",
+        "report.forwarded",
+    ]
     merges = register(client, keys, url=receiver.url("/merges"), events=["report.merged"])
     listed = client.get("/api/admin/webhooks", headers=key(keys.admin))
     assert listed.status_code == 200

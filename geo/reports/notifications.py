@@ -45,6 +45,7 @@ from sqlalchemy.exc import DBAPIError
 
 from geo.access.accounts import is_email as is_email  # the one e-mail address rule
 from geo.access.policy import snap_point
+from geo.city.catalogue import display_name
 from geo.db.schema import OutboxMessage
 from geo.errors import InvalidInputError, NotFoundError
 from geo.i18n import LANGUAGES, N_, translate
@@ -54,7 +55,12 @@ from geo.vocabulary import CHAT_CHANNELS, NAME_MAX, STATUS_NAMES, URL_MAX
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_EVENTS: Final = ("report.created", "report.status_changed", "report.merged")
+WEBHOOK_EVENTS: Final = (
+    "report.created",
+    "report.status_changed",
+    "report.merged",
+    "report.forwarded",
+)
 """The events a webhook may subscribe to."""
 
 SIGNATURE_HEADER: Final = "X-Issuemap-Signature"
@@ -69,7 +75,7 @@ TIMESTAMP_HEADER: Final = "X-Issuemap-Timestamp"
 ERROR_MAX = 1000
 """Longest ``last_error`` kept on an outbox row."""
 
-CHAT_EVENTS: Final = ("report.status_changed", "report.merged")
+CHAT_EVENTS: Final = ("report.status_changed", "report.merged", "report.forwarded")
 """The events a reporter who filed by chat hears about in their chat."""
 
 CHAT_SETTINGS: Final = {"line": "ISSUEMAP_LINE_CHANNEL_SECRET"}
@@ -158,6 +164,20 @@ def enqueue_event(conn: Connection, *, event: str, event_id: int, email: bool) -
 
 
 @dataclass(frozen=True, slots=True)
+class TeamNames:
+    """A team as residents may learn of it: its code and names (``geo.city.catalogue``)."""
+
+    code: str
+    name: str
+    name_th: str | None
+    name_en: str | None
+
+    def display(self, lang: str) -> str:
+        """The name a reader in ``lang`` sees (``display_name``)."""
+        return display_name(lang, name=self.name, name_th=self.name_th, name_en=self.name_en)
+
+
+@dataclass(frozen=True, slots=True)
 class PublicEvent:
     """An event of a report as anyone outside the city may learn it (exact point aside)."""
 
@@ -181,6 +201,8 @@ class PublicEvent:
     """The exact point: only ever sent snapped to the public grid (``webhook_body``)."""
     photo_ids: tuple[int, ...] = ()
     """Photos staff attached to this change (after-photos); their public copies only."""
+    forwarded_to: TeamNames | None = None
+    """The team a ``report.forwarded`` event passed the report to (never the staff reason)."""
 
 
 def load_event(conn: Connection, *, event: str, event_id: int) -> PublicEvent | None:
@@ -192,9 +214,13 @@ def load_event(conn: Connection, *, event: str, event_id: int) -> PublicEvent | 
             "c.code, c.name_th, c.name_en, r.created_at, ST_Y(r.geom) AS lat, "
             "ST_X(r.geom) AS lon, "
             "ARRAY(SELECT p.id FROM report_photos AS p WHERE p.event_id = e.id ORDER BY p.id) "
-            "AS photo_ids "
+            "AS photo_ids, t.code AS team_code, t.name AS team_name, "
+            "t.name_th AS team_name_th, t.name_en AS team_name_en "
             "FROM report_events AS e JOIN reports AS r ON r.id = e.report_id "
-            "JOIN categories AS c ON c.id = r.category_id WHERE e.id = :id"
+            "JOIN categories AS c ON c.id = r.category_id "
+            # The team a forward named (``geo.reports.forwarding``), as it is called now.
+            "LEFT JOIN teams AS t ON e.kind = 'forwarded' "
+            "AND t.id = CAST(e.data ->> 'to_team_id' AS integer) WHERE e.id = :id"
         ),
         {"id": event_id},
     ).one_or_none()
@@ -219,6 +245,11 @@ def load_event(conn: Connection, *, event: str, event_id: int) -> PublicEvent | 
         lat=float(row.lat),
         lon=float(row.lon),
         photo_ids=tuple(int(p) for p in row.photo_ids),
+        forwarded_to=(
+            TeamNames(row.team_code, row.team_name, row.team_name_th, row.team_name_en)
+            if row.team_code is not None
+            else None
+        ),
     )
 
 
@@ -268,6 +299,15 @@ def update_lines(
             id=event.report_id,
             category=category,
             status=status,
+        )
+        if event.forwarded_to is None
+        else translate(
+            lang,
+            "Your report #{id} ({category}) was passed to {team}, who will deal with it "
+            "from now on.",
+            id=event.report_id,
+            category=category,
+            team=event.forwarded_to.display(lang),
         ),
     ]
     if event.duplicate_of is not None:
@@ -319,7 +359,16 @@ def email_text(event: PublicEvent, *, public_url: str) -> MailText:
         "-- ",
         translate(lang, "You get this e-mail because you left this address when you reported."),
     ]
-    subject = translate(lang, "Your report #{id}: {status}", id=event.report_id, status=status)
+    subject = (
+        translate(lang, "Your report #{id}: {status}", id=event.report_id, status=status)
+        if event.forwarded_to is None
+        else translate(
+            lang,
+            "Your report #{id}: passed to {team}",
+            id=event.report_id,
+            team=event.forwarded_to.display(lang),
+        )
+    )
     return MailText(subject=subject, body="\n".join(lines) + "\n")
 
 
@@ -386,10 +435,11 @@ def webhook_body(event: PublicEvent, *, public_url: str, public_rounding_m: floa
 
     Receivers are outside the city, so it holds what the public may see: the location on
     the public grid (``geo.access.policy``), the public note, no reporter name or contact
-    and no staff note.
+    and no staff note. A ``report.forwarded`` call names the team the report went to
+    (``forwarded_to``), never the staff's reason.
     """
     lat, lon = snap_point(event.lat, event.lon, public_rounding_m)
-    document = {
+    document: dict[str, Any] = {
         "event": event.event,
         "event_id": event.event_id,
         "occurred_at": event.at.isoformat(),
@@ -408,6 +458,11 @@ def webhook_body(event: PublicEvent, *, public_url: str, public_rounding_m: floa
             "photo_urls": [photo_url(public_url, p) for p in event.photo_ids],
         },
     }
+    if event.forwarded_to is not None:
+        document["report"]["forwarded_to"] = {
+            "team": event.forwarded_to.code,
+            "name": event.forwarded_to.name,
+        }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
