@@ -5,8 +5,6 @@ Every route of ``router`` takes ``AdminDep``; ``catalogue`` holds the public cat
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
@@ -28,9 +26,9 @@ from api.models import (
 from api.params import Text
 from geo.access.keys import create_api_key, revoke_api_key
 from geo.city import catalogue
+from geo.city.boundary_stages import saved_upload, upload_name
 from geo.city.boundary_writes import ImportSummary, import_boundaries
 from geo.errors import (
-    BoundaryImportError,
     BoundaryReplaceRefusedError,
     ConflictError,
     InvalidInputError,
@@ -229,11 +227,6 @@ def delete_webhook(
     notifications.revoke_webhook(conn, webhook_id)
 
 
-_BOUNDARY_SUFFIXES = (".zip", ".geojson", ".json", ".topojson", ".gpkg")
-_CHUNK_BYTES = 1024 * 1024
-_NAME_MAX_BYTES = 200
-
-
 @router.post(
     "/admin/boundaries",
     status_code=201,
@@ -281,15 +274,7 @@ async def import_boundary_file(
     and the `effect` and stores nothing. Stored reports keep their ward and zone; re-route
     them explicitly with `issuemap reports reroute`.
     """
-    name = Path(file.filename or "upload").name or "upload"
-    suffix = Path(name).suffix.lower()
-    if suffix not in _BOUNDARY_SUFFIXES:
-        raise InvalidInputError(
-            "file", N_("must be one of {choices}"), choices=", ".join(_BOUNDARY_SUFFIXES)
-        )
-    if len(name.encode()) > _NAME_MAX_BYTES or not name.isprintable():
-        # The name becomes a file name on our disk and the import's source: keep it usable.
-        name = "upload" + suffix
+    name = upload_name(file.filename)
     summary = await run_in_threadpool(
         _import_upload,
         state,
@@ -312,24 +297,6 @@ async def import_boundary_file(
     )
 
 
-def _copy_upload(source: BinaryIO, target: Path, *, max_bytes: int) -> None:
-    """Copy the upload to ``target`` a chunk at a time, refusing it past ``max_bytes``."""
-    written = 0
-    with target.open("wb") as out:
-        while chunk := source.read(_CHUNK_BYTES):
-            written += len(chunk)
-            if written > max_bytes:
-                raise InvalidInputError(
-                    "file",
-                    N_("must be at most {limit:,} bytes ({megabytes:,.0f} MB)")
-                    if max_bytes >= 2**20
-                    else N_("must be at most {limit:,} bytes"),
-                    limit=max_bytes,
-                    megabytes=max_bytes / 2**20,
-                )
-            out.write(chunk)
-
-
 def _import_upload(
     state: AppState,
     upload: BinaryIO,
@@ -345,10 +312,7 @@ def _import_upload(
     force: bool,
     dry_run: bool,
 ) -> ImportSummary:
-    with tempfile.TemporaryDirectory(prefix="issuemap-upload-") as folder:
-        # Keep the uploaded name: the file type is read from its suffix.
-        path = Path(folder) / name
-        _copy_upload(upload, path, max_bytes=state.boundaries.upload_max_bytes)
+    with saved_upload(upload, name, max_bytes=state.boundaries.upload_max_bytes) as path:
         try:
             return import_boundaries(
                 state.engine,
@@ -367,13 +331,3 @@ def _import_upload(
             )
         except BoundaryReplaceRefusedError as error:
             raise InvalidInputError(error.parameter, Message(error.msgid, error.values)) from error
-        except BoundaryImportError as error:
-            if folder in str(error):  # the server's temporary folder is nobody's business
-                values = {
-                    k: v.replace(folder + "/", "") if isinstance(v, str) else v
-                    for k, v in error.values.items()
-                }
-                raise BoundaryImportError(
-                    Message(error.msgid.replace(folder + "/", ""), values), error.problems
-                ) from error
-            raise

@@ -32,7 +32,7 @@ from geo.city.boundary_files import (
 )
 from geo.city.routing import _ROUTE_SELECT
 from geo.db.engine import analyze_routing_tables
-from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError, Message
+from geo.errors import BoundaryImportError, BoundaryReplaceRefusedError, ConflictError, Message
 from geo.i18n import N_
 from geo.settings import BoundarySettings, RoutingSettings
 from geo.vocabulary import BOUNDARY_LAYERS, OPEN_STATUSES
@@ -347,6 +347,16 @@ def replace_problem(effect: ReplaceEffect, *, layer: str, max_area_loss: float) 
     return None if problem is None else str(problem)
 
 
+def latest_import(conn: Connection, layer: str) -> int:
+    """The id of the layer's latest import, 0 when it has none: what a check was made against."""
+    return int(
+        conn.execute(
+            text("SELECT COALESCE(max(id), 0) FROM boundary_imports WHERE layer = :layer"),
+            {"layer": layer},
+        ).scalar_one()
+    )
+
+
 def write_boundaries(
     engine: Engine,
     checked: CheckedBoundaries,
@@ -355,6 +365,7 @@ def write_boundaries(
     routing: RoutingSettings | None = None,
     force: bool = False,
     dry_run: bool = False,
+    based_on: int | None = None,
 ) -> ImportSummary:
     """Replace the layer's current boundaries with ``checked``, in one transaction.
 
@@ -368,6 +379,10 @@ def write_boundaries(
     covered area, outside the new layer raises ``BoundaryReplaceRefusedError`` (with the
     numbers) unless ``force``. With ``dry_run`` the effect is measured and everything is
     rolled back; the summary has no import id. Settings default to the environment.
+
+    ``based_on`` is the layer's ``latest_import`` when the caller showed its check to
+    someone; if another import has replaced the layer since, the replace is refused with
+    ``ConflictError``, since what they confirmed is no longer what it would do.
     """
     settings = settings if settings is not None else BoundarySettings()
     snap_m = (routing if routing is not None else RoutingSettings()).snap_distance_m
@@ -394,6 +409,14 @@ def write_boundaries(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
             {"key": f"issuemap.boundaries.{layer}"},
         )
+        if based_on is not None and latest_import(conn, layer) != based_on:
+            raise ConflictError(
+                N_(
+                    "The {layer} were replaced by another import after this file was checked; "
+                    "nothing was changed. Check the file again."
+                ),
+                layer=Message(_LAYER_WORDS.get(layer, layer)),
+            )
         _route_open_before(conn, layer, snap_m)
         teams_created = _create_teams(conn, checked) if layer == "zones" else ()
         old_ids = [int(i) for i in conn.execute(text(_RETIRE[layer])).scalars()]
@@ -479,6 +502,7 @@ def import_boundaries(
     routing: RoutingSettings | None = None,
     force: bool = False,
     dry_run: bool = False,
+    based_on: int | None = None,
 ) -> ImportSummary:
     """Check a boundary file and, if it passes, make it the layer's current boundaries.
 
@@ -513,6 +537,8 @@ def import_boundaries(
         outside the new one.
     dry_run
         Check the file and measure the replace's effect, then store nothing.
+    based_on
+        The layer's ``latest_import`` when the check was shown; a later import refuses it.
 
     Raises
     ------
@@ -520,6 +546,8 @@ def import_boundaries(
         The file was refused, with the reasons; the database is unchanged.
     BoundaryReplaceRefusedError
         The replace needs ``force``; the message gives the numbers. Nothing changed.
+    ConflictError
+        Another import replaced the layer after ``based_on``. Nothing changed.
     """
     checked = check_boundaries(
         path,
@@ -534,5 +562,11 @@ def import_boundaries(
         settings=settings,
     )
     return write_boundaries(
-        engine, checked, settings=settings, routing=routing, force=force, dry_run=dry_run
+        engine,
+        checked,
+        settings=settings,
+        routing=routing,
+        force=force,
+        dry_run=dry_run,
+        based_on=based_on,
     )

@@ -17,6 +17,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Row, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
+from geo.city.attention import Named
 from geo.city.catalogue import require_category_id
 from geo.city.coordinates import check_coordinates
 from geo.city.routing import (
@@ -426,13 +427,36 @@ def _insert_staged(conn: Connection, table: str, *, actor: str, snap_m: float) -
 
 
 @dataclass(frozen=True, slots=True)
+class TeamMove:
+    """Reports a re-route moves (or would move) from one team to another.
+
+    ``from_team`` equals ``to_team`` for reports whose ward or zone changes but not their
+    team; either is None for reports without a team.
+    """
+
+    from_team: Named | None
+    to_team: Named | None
+    reports: int
+
+    @property
+    def team_changes(self) -> bool:
+        """Whether these reports change team."""
+        return self.from_team != self.to_team
+
+
+@dataclass(frozen=True, slots=True)
 class RerouteResult:
-    """What an explicit re-route did: how many were examined, changed, or left outside."""
+    """What an explicit re-route did: how many were examined, changed, or left outside.
+
+    ``teams`` breaks ``changed`` down by the team the reports leave and the one they go
+    to, the largest moves first.
+    """
 
     examined: int
     changed: int
     outside: int
     dry_run: bool
+    teams: tuple[TeamMove, ...] = ()
 
 
 _REROUTE = f"""
@@ -463,11 +487,29 @@ WITH routed AS ({
                'to', jsonb_build_object('ward_id', m.ward_id, 'zone_id', m.zone_id,
                                         'team_id', m.team_id))
     FROM moves AS m JOIN updated AS u ON u.id = m.id
+), team_moves AS (
+    SELECT old_team, team_id, count(*) AS reports FROM moves GROUP BY old_team, team_id
 )
 SELECT (SELECT count(*) FROM routed) AS examined,
        (SELECT count(*) FROM moves) AS changed,
-       (SELECT count(*) FROM routed WHERE ward_id IS NULL) AS outside
+       (SELECT count(*) FROM routed WHERE ward_id IS NULL) AS outside,
+       (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                   'from', CASE WHEN f.id IS NOT NULL THEN jsonb_build_object(
+                       'code', f.code, 'name', f.name, 'name_th', f.name_th,
+                       'name_en', f.name_en) END,
+                   'to', CASE WHEN t.id IS NOT NULL THEN jsonb_build_object(
+                       'code', t.code, 'name', t.name, 'name_th', t.name_th,
+                       'name_en', t.name_en) END,
+                   'reports', m.reports)
+               ORDER BY m.reports DESC, f.code, t.code), '[]'::jsonb)
+        FROM team_moves AS m
+        LEFT JOIN teams AS f ON f.id = m.old_team
+        LEFT JOIN teams AS t ON t.id = m.team_id) AS teams
 """
+
+
+def _team(value: dict[str, Any] | None) -> Named | None:
+    return None if value is None else Named(**value)
 
 
 def reroute_reports(
@@ -484,7 +526,8 @@ def reroute_reports(
     Only reports in ``statuses`` (by default the ones still being worked) are examined.
     Every report whose ward, zone or team changes gets a ``rerouted`` event holding the
     old and new assignment. Reports that fall outside every current ward keep their old
-    assignment and are counted in ``outside``. With ``dry_run`` nothing is written.
+    assignment and are counted in ``outside``. With ``dry_run`` nothing is written, and
+    the result's ``teams`` is the preview: from which team to which, how many reports.
     """
     unknown = set(statuses) - set(REPORT_STATUSES)
     if unknown:
@@ -509,6 +552,9 @@ def reroute_reports(
         changed=int(row.changed),
         outside=int(row.outside),
         dry_run=dry_run,
+        teams=tuple(
+            TeamMove(_team(m["from"]), _team(m["to"]), int(m["reports"])) for m in row.teams
+        ),
     )
 
 
