@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
+from api.admin_ui import mount_admin
 from api.deps import AppState, ExportSlots, set_app_state
 from api.params import refuse_nul_characters
 from api.routers import (
@@ -189,6 +190,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    mount_admin(app)
     # Inside the proxy-headers middleware (added after it), so it sees the client's scheme.
     app.add_middleware(
         login.CsrfMiddleware,

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, text
 from geo.access.policy import ANONYMOUS, Principal
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
 from geo.i18n import N_
-from geo.vocabulary import ROLES
+from geo.vocabulary import NAME_MAX, ROLES
 
 KEY_PREFIX = "im_"
 
@@ -83,6 +83,10 @@ def create_api_key(
         raise InvalidInputError("role", N_("must be one of {choices}"), choices=", ".join(ROLES))
     if not name.strip():
         raise InvalidInputError("name", N_("must not be empty"))
+    if "\x00" in name:
+        raise InvalidInputError("name", N_("must not contain NUL characters"))
+    if len(name.strip()) > NAME_MAX:
+        raise InvalidInputError("name", N_("must be at most {n} characters"), n=NAME_MAX)
     team_id = bound_team(
         conn,
         role,

@@ -7,13 +7,25 @@ of them a reader in a language sees.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, text
 
 from geo.errors import ConflictError, InvalidInputError, NotFoundError
 from geo.i18n import N_
+from geo.vocabulary import CODE_MAX, NAME_MAX
+
+CODE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]+$")
+"""What a category or team code may hold: it goes into URLs, files and command lines."""
+
+SLA_HOURS_MAX: Final = 24 * 365
+"""Longest promise a category may make, in hours (a year)."""
+
+NO_CATEGORY: Final = N_("There is no category {code!r}.")
+NO_TEAM: Final = N_("There is no team {code!r}.")
+NO_CURRENT_ZONE: Final = N_("There is no current zone {code!r}.")
 
 
 def display_name(
@@ -80,6 +92,12 @@ def require_category_id(conn: Connection, code: str) -> int:
     return found
 
 
+def category_codes(conn: Connection) -> dict[int, str]:
+    """Every category's code by id, offered or not (the admin pages' lists)."""
+    rows = conn.execute(text("SELECT id, code FROM categories")).all()
+    return {int(r.id): str(r.code) for r in rows}
+
+
 def category_names(conn: Connection, lang: str) -> dict[str, str]:
     """Active category codes with their name in ``lang`` (``th`` or ``en``), by code."""
     return {c.code: c.name(lang) for c in active_categories(conn)}
@@ -93,30 +111,79 @@ def list_categories(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
+def check_code(field: str, code: str) -> str:
+    """``code`` trimmed, if it is a usable category or team code; else ``InvalidInputError``."""
+    cleaned = code.strip()
+    if not cleaned:
+        raise InvalidInputError(field, N_("must not be empty"))
+    if len(cleaned) > CODE_MAX:
+        raise InvalidInputError(field, N_("must be at most {n} characters"), n=CODE_MAX)
+    if not CODE_PATTERN.match(cleaned):
+        raise InvalidInputError(
+            field, N_("may hold only letters A-Z, digits, and the characters . _ -")
+        )
+    return cleaned
+
+
+def check_name(field: str, name: str | None, *, required: bool = True) -> str | None:
+    """``name`` trimmed (None when empty and not ``required``); else ``InvalidInputError``."""
+    cleaned = (name or "").strip()
+    if not cleaned:
+        if required:
+            raise InvalidInputError(field, N_("must not be empty"))
+        return None
+    if "\x00" in cleaned:
+        raise InvalidInputError(field, N_("must not contain NUL characters"))
+    if len(cleaned) > NAME_MAX:
+        raise InvalidInputError(field, N_("must be at most {n} characters"), n=NAME_MAX)
+    return cleaned
+
+
 def put_category(
-    conn: Connection, *, code: str, name_th: str, name_en: str, sla_hours: int, active: bool
+    conn: Connection,
+    *,
+    code: str,
+    name_th: str,
+    name_en: str,
+    sla_hours: int,
+    active: bool,
+    create_only: bool = False,
 ) -> dict[str, Any]:
     """Create category ``code`` or replace its names, SLA and whether it is offered.
 
     A new SLA applies to reports filed from then on; stored due times do not change.
+    With ``create_only`` an existing ``code`` is refused instead of replaced.
     """
+    values = {
+        "code": check_code("code", code),
+        "name_th": check_name("name_th", name_th),
+        "name_en": check_name("name_en", name_en),
+        "sla_hours": sla_hours,
+        "active": active,
+    }
+    if not 1 <= sla_hours <= SLA_HOURS_MAX:
+        raise InvalidInputError(
+            "sla_hours", N_("must be from {low} to {high}"), low=1, high=SLA_HOURS_MAX
+        )
+    on_conflict = (
+        "DO NOTHING"
+        if create_only
+        else "DO UPDATE SET name_th = EXCLUDED.name_th, name_en = EXCLUDED.name_en, "
+        "sla_hours = EXCLUDED.sla_hours, active = EXCLUDED.active"
+    )
     row = conn.execute(
         text(
             "INSERT INTO categories (code, name_th, name_en, sla_hours, active) "
             "VALUES (:code, :name_th, :name_en, :sla_hours, :active) "
-            "ON CONFLICT (code) DO UPDATE SET name_th = EXCLUDED.name_th, "
-            "name_en = EXCLUDED.name_en, sla_hours = EXCLUDED.sla_hours, "
-            "active = EXCLUDED.active RETURNING code, name_th, name_en, sla_hours, active"
+            f"ON CONFLICT (code) {on_conflict} "
+            "RETURNING code, name_th, name_en, sla_hours, active"
         ),
-        {
-            "code": code,
-            "name_th": name_th,
-            "name_en": name_en,
-            "sla_hours": sla_hours,
-            "active": active,
-        },
+        values,
     ).mappings()
-    return dict(row.one())
+    stored = row.one_or_none()
+    if stored is None:
+        raise InvalidInputError("code", N_("is taken already"))
+    return dict(stored)
 
 
 def list_category_routes(conn: Connection) -> list[dict[str, Any]]:
@@ -150,11 +217,12 @@ def add_category_route(
         {"category": category, "team": team, "zone": zone},
     ).one()
     if ids.category_id is None:
-        raise NotFoundError(N_("There is no category {code!r}."), code=category)
+        raise NotFoundError(NO_CATEGORY, code=category)
     if ids.team_id is None:
-        raise NotFoundError(N_("There is no team {code!r}."), code=team)
+        raise NotFoundError(NO_TEAM, code=team)
     if not ids.zone_ok:
-        raise NotFoundError(N_("There is no current zone {code!r}."), code=zone)
+        # A retired zone counts as none: a route to it would never match a new report.
+        raise NotFoundError(NO_CURRENT_ZONE, code=zone)
     new_id = conn.execute(
         text(
             "INSERT INTO category_routes (category_id, team_id, zone_code) "
@@ -188,6 +256,57 @@ def list_teams(conn: Connection) -> list[dict[str, Any]]:
         )
     ).mappings()
     return [dict(r) for r in rows]
+
+
+def create_team(
+    conn: Connection,
+    *,
+    code: str,
+    name: str,
+    name_th: str | None = None,
+    name_en: str | None = None,
+) -> int:
+    """Create team ``code`` with its names; its id. A code in use is refused on ``code``."""
+    new_id = conn.execute(
+        text(
+            "INSERT INTO teams (code, name, name_th, name_en) "
+            "VALUES (:code, :name, :name_th, :name_en) "
+            "ON CONFLICT (code) DO NOTHING RETURNING id"
+        ),
+        {
+            "code": check_code("code", code),
+            "name": check_name("name", name),
+            "name_th": check_name("name_th", name_th, required=False),
+            "name_en": check_name("name_en", name_en, required=False),
+        },
+    ).scalar_one_or_none()
+    if new_id is None:
+        raise InvalidInputError("code", N_("is taken already"))
+    return int(new_id)
+
+
+def rename_team(
+    conn: Connection,
+    team_id: int,
+    *,
+    name: str,
+    name_th: str | None = None,
+    name_en: str | None = None,
+) -> None:
+    """Change team ``team_id``'s names; its code stays, since keys and files name it."""
+    done = conn.execute(
+        text(
+            "UPDATE teams SET name = :name, name_th = :name_th, name_en = :name_en WHERE id = :id"
+        ),
+        {
+            "id": team_id,
+            "name": check_name("name", name),
+            "name_th": check_name("name_th", name_th, required=False),
+            "name_en": check_name("name_en", name_en, required=False),
+        },
+    ).rowcount
+    if not done:
+        raise NotFoundError(N_("There is no team {id}."), id=team_id)
 
 
 def require_team(conn: Connection, team_id: int) -> None:
