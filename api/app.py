@@ -30,6 +30,7 @@ from api.routers import (
     resident,
     service,
     teams,
+    work,
 )
 from geo.access.ratelimit import ReportRateLimiter
 from geo.chat.context import ChatContext
@@ -187,6 +188,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         open311.router,
         live.router,
         line.router,
+        work.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")

@@ -40,7 +40,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Connection, Engine, insert, text
+from sqlalchemy import Connection, Engine, func, insert, text
 from sqlalchemy.exc import DBAPIError
 
 from geo.access.accounts import is_email as is_email  # the one e-mail address rule
@@ -97,7 +97,9 @@ report_id``), so the report and its webhook calls are one statement, one commit.
 """
 
 
-def enqueue_event(conn: Connection, *, event: str, event_id: int, email: bool) -> int:
+def enqueue_event(
+    conn: Connection, *, event: str, event_id: int, email: bool, delay_s: float = 0.0
+) -> int:
     """Queue what announces ``report_events`` row ``event_id`` as ``event``; the caller commits.
 
     With ``email`` (mail is configured: ``NotificationSettings.email_enabled``) a reporter
@@ -106,7 +108,9 @@ def enqueue_event(conn: Connection, *, event: str, event_id: int, email: bool) -
     (not for their own join of a report nearby). Every active webhook subscribed to
     ``event`` gets a call, unless staff hid the report from the public: webhooks go to
     systems outside the city, while the reporter still hears about their own report.
-    Returns the number of rows queued.
+    With ``delay_s`` nothing is sent before that many seconds from now, so a change its
+    author may still undo (``geo.reports.workflow.undo_status_change``) is not announced
+    before it is final. Returns the number of rows queued.
     """
     row = conn.execute(
         text(
@@ -156,7 +160,13 @@ def enqueue_event(conn: Connection, *, event: str, event_id: int, email: bool) -
             for h in hooks
         ]
     if rows:
-        conn.execute(insert(OutboxMessage), rows)
+        queued = insert(OutboxMessage)
+        if delay_s > 0:
+            # The database's clock, as the worker's ``available_at <= now()`` reads it.
+            queued = queued.values(
+                available_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_s)
+            )
+        conn.execute(queued, rows)
     return len(rows)
 
 

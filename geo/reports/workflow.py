@@ -8,6 +8,7 @@ after-photo.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from geo.access.policy import Principal, may_work_reports
-from geo.errors import ConflictError, InvalidInputError, PermissionDeniedError
+from geo.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from geo.i18n import N_
 from geo.reports.intake import PhotoUpload
 from geo.reports.notifications import enqueue_event
@@ -23,7 +24,13 @@ from geo.reports.photos import process_photo
 from geo.reports.search import get_report
 from geo.reports.store import store_photo
 from geo.settings import IntakeSettings, NotificationSettings
-from geo.vocabulary import NOTE_MAX, OPEN_STATUSES, REPORT_STATUSES
+from geo.vocabulary import (
+    CONFIRMED_MOVES,
+    NOTE_MAX,
+    OPEN_STATUSES,
+    REPORT_STATUSES,
+    UNDO_WINDOW_S,
+)
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"acknowledged", "in_progress", "resolved", "rejected"}),
@@ -101,7 +108,7 @@ def change_status(
     _check_notes(note, public_note)
     get_report(conn, report_id, principal)  # 404 for a report the caller may not see
     row = conn.execute(
-        text("SELECT status, duplicate_of FROM reports WHERE id = :id FOR UPDATE"),
+        text("SELECT status, duplicate_of, resolved_at FROM reports WHERE id = :id FOR UPDATE"),
         {"id": report_id},
     ).one()
     if to_status not in TRANSITIONS[row.status]:
@@ -131,9 +138,9 @@ def change_status(
                 WHERE id = :id RETURNING id, updated_at
             )
             INSERT INTO report_events
-                (report_id, at, kind, actor, from_status, to_status, note, public_note)
+                (report_id, at, kind, actor, from_status, to_status, note, public_note, data)
             SELECT id, updated_at, 'status', :actor, :from, CAST(:to AS varchar), :note,
-                   :public_note
+                   :public_note, CAST(:data AS jsonb)
             FROM moved
             RETURNING id, at
             """
@@ -145,6 +152,7 @@ def change_status(
             "actor": principal.actor,
             "note": note,
             "public_note": public_note,
+            "data": json.dumps(_resolved_before(row.resolved_at, to_status)),
         },
     ).one()
     enqueue_event(
@@ -152,6 +160,8 @@ def change_status(
         event="report.status_changed",
         event_id=int(changed.id),
         email=notify is not None and notify.email_enabled,
+        # A move that ends the work may be undone for a while: announce it once final.
+        delay_s=UNDO_WINDOW_S if to_status in CONFIRMED_MOVES else 0.0,
     )
     return StatusChange(
         report_id=report_id,
@@ -160,6 +170,17 @@ def change_status(
         to_status=to_status,
         at=changed.at,
     )
+
+
+def _resolved_before(resolved_at: datetime | None, to_status: str) -> dict[str, Any]:
+    """What a status event keeps of the report's ``resolved_at`` when the move changes it.
+
+    Resolving sets it and reopening clears it; an undo (``undo_status_change``) puts the
+    old value back from here.
+    """
+    if to_status not in {"resolved", "reopened"}:
+        return {}
+    return {"resolved_at_before": resolved_at.isoformat() if resolved_at else None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +243,122 @@ def work_report(
         report = get_report(conn, report_id, principal)
     return WorkedReport(
         change=done, photo_ids=photo_ids, next_statuses=next_statuses(report["status"])
+    )
+
+
+def undo_status_change(
+    conn: Connection,
+    event_id: int,
+    *,
+    principal: Principal,
+    notify: NotificationSettings | None = None,
+    report_id: int | None = None,
+) -> StatusChange:
+    """Take back status change ``event_id``: the report's status (and ``resolved_at``) as before.
+
+    Only the person (or key) who made the change may, only while it is the report's
+    latest event and only for ``UNDO_WINDOW_S`` seconds. The undo is itself a status event
+    in the audit trail, whose staff note says what it undid. The undone change's
+    notifications that have not gone out yet are deleted (a move that ends the work waits
+    ``UNDO_WINDOW_S`` before its are sent, see ``change_status``); if some had already gone
+    out, the undo is announced as any status change is, so nobody is left believing the
+    undone one. ``notify`` is as for ``change_status``; with ``report_id`` the event must
+    be one of that report's.
+    """
+    _require_worker(principal)
+    event = conn.execute(
+        text(
+            "SELECT id, report_id, kind, actor, from_status, to_status, data, "
+            "extract(epoch FROM now() - at) AS age_s FROM report_events WHERE id = :id"
+        ),
+        {"id": event_id},
+    ).one_or_none()
+    if (
+        event is None
+        or event.kind != "status"
+        or (report_id is not None and event.report_id != report_id)
+    ):
+        raise NotFoundError(N_("There is no status change {id} of this report."), id=event_id)
+    get_report(conn, event.report_id, principal)  # 404 for a report the caller may not see
+    report = conn.execute(
+        text("SELECT status FROM reports WHERE id = :id FOR UPDATE"), {"id": event.report_id}
+    ).one()
+    if event.actor != principal.actor:
+        raise PermissionDeniedError(N_("Only the person who made a change may undo it."))
+    latest = conn.execute(
+        text(
+            "SELECT id FROM report_events WHERE report_id = :id ORDER BY at DESC, id DESC LIMIT 1"
+        ),
+        {"id": event.report_id},
+    ).scalar_one()
+    if latest != event.id or report.status != event.to_status:
+        raise ConflictError(
+            N_("Report {id} has changed since; only its latest change can be undone."),
+            id=event.report_id,
+        )
+    if float(event.age_s) > UNDO_WINDOW_S:
+        raise ConflictError(
+            N_("A change can be undone for {seconds} seconds only; this one is older."),
+            seconds=UNDO_WINDOW_S,
+        )
+    if event.from_status == "duplicate":
+        # Leaving "duplicate" dropped the link to the original; merging again restores it.
+        raise ConflictError(
+            N_("Report {id} was a duplicate; merge it into its original again instead."),
+            id=event.report_id,
+        )
+    data = event.data or {}
+    undone = conn.execute(
+        text(
+            """
+            WITH moved AS (
+                UPDATE reports SET status = CAST(:back AS varchar), updated_at = now(),
+                    resolved_at = CASE WHEN :restore THEN CAST(:resolved_at AS timestamptz)
+                                       ELSE resolved_at END
+                WHERE id = :id RETURNING id, updated_at
+            )
+            INSERT INTO report_events
+                (report_id, at, kind, actor, from_status, to_status, note, data)
+            SELECT id, updated_at, 'status', :actor, :from, CAST(:back AS varchar), :note,
+                   jsonb_build_object('undoes', CAST(:event_id AS bigint))
+            FROM moved
+            RETURNING id, at
+            """
+        ),
+        {
+            "id": event.report_id,
+            "back": event.from_status,
+            "from": event.to_status,
+            "restore": "resolved_at_before" in data,
+            "resolved_at": data.get("resolved_at_before"),
+            "actor": principal.actor,
+            "note": f"undone: the change to {event.to_status} (event {event.id}) taken back",
+            "event_id": event.id,
+        },
+    ).one()
+    announced = conn.execute(
+        text(
+            "WITH unsent AS (DELETE FROM outbox WHERE report_id = :report "
+            "AND payload ->> 'event_id' = :event AND delivered_at IS NULL AND failed_at IS NULL "
+            "RETURNING id) "
+            "SELECT count(*) FROM outbox WHERE report_id = :report "
+            "AND payload ->> 'event_id' = :event AND id NOT IN (SELECT id FROM unsent)"
+        ),
+        {"report": event.report_id, "event": str(event.id)},
+    ).scalar_one()
+    if announced:
+        enqueue_event(
+            conn,
+            event="report.status_changed",
+            event_id=int(undone.id),
+            email=notify is not None and notify.email_enabled,
+        )
+    return StatusChange(
+        report_id=int(event.report_id),
+        event_id=int(undone.id),
+        from_status=event.to_status,
+        to_status=event.from_status,
+        at=undone.at,
     )
 
 
