@@ -27,7 +27,8 @@ from asgi_csrf import asgi_csrf  # type: ignore[import-untyped]
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import AppStateDep, ConnDep
 from api.errors import ERROR_BODY_REF, error_responses
@@ -312,6 +313,81 @@ async def _refuse(scope: Scope, send: Send, message_id: object) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+_TOKEN_SEARCH_BYTES = 64 * 1024  # the token leads its form; a body without it is refused
+
+
+class _TokenFound(Exception):
+    pass
+
+
+async def _multipart_token(scope: Scope, receive: Receive) -> tuple[str | None, Receive]:
+    """The ``csrftoken`` field of a multipart form, read before any file, and a replay.
+
+    asgi-csrf's own multipart reader passes python-multipart an argument that its current
+    versions no longer take, so every multipart form (a file upload) would be refused.
+    Only the start of the body is read: the token must come before the first file.
+    """
+    content_type = dict(scope.get("headers", [])).get(b"content-type", b"")
+    _, options = parse_options_header(content_type)
+    read: list[Message] = []
+
+    async def replay() -> Message:
+        return read.pop(0) if read else await receive()
+
+    boundary = options.get(b"boundary")
+    if not boundary:
+        return None, replay
+    part: dict[str, Any] = {}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        part["field"] = part.get("field", b"") + data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        part["value"] = part.get("value", b"") + data[start:end]
+
+    def on_header_end() -> None:
+        if part.pop("field", b"").lower() == b"content-disposition":
+            part["disposition"] = parse_options_header(part.get("value", b""))[1]
+        part.pop("value", None)
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        part["data"] = part.get("data", b"") + data[start:end]
+
+    def on_part_end() -> None:
+        disposition = part.get("disposition", {})
+        if b"filename" in disposition:
+            raise _TokenFound(None)  # a file before the token: no token
+        if disposition.get(b"name") == b"csrftoken":
+            raise _TokenFound(part.get("data", b"").decode("utf-8"))
+        part.clear()
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    seen = 0
+    try:
+        while seen <= _TOKEN_SEARCH_BYTES:
+            message = await receive()
+            read.append(message)
+            body = message.get("body", b"")
+            seen += len(body)
+            parser.write(body)
+            if message.get("type") != "http.request" or not message.get("more_body"):
+                break
+    except _TokenFound as found:
+        return found.args[0], replay
+    except Exception:  # a body we cannot read holds no token
+        return None, replay
+    return None, replay
+
+
 class CsrfMiddleware:
     """asgi-csrf over the app, for requests a session cookie authenticates.
 
@@ -351,6 +427,20 @@ class CsrfMiddleware:
             return
         marker = {"reached": False}
         try:
+            headers = dict(scope.get("headers", []))
+            if (
+                b"multipart/form-data" in headers.get(b"content-type", b"")
+                and b"x-csrftoken" not in headers
+                and scope["method"] not in {"GET", "HEAD", "OPTIONS", "TRACE"}
+                and not _not_session_authenticated(scope)
+            ):
+                # Hand asgi-csrf the form's token as the header, which it checks first.
+                token, receive = await _multipart_token(scope, receive)
+                if token is not None:
+                    scope = {
+                        **scope,
+                        "headers": [*scope["headers"], (b"x-csrftoken", token.encode("latin-1"))],
+                    }
             secure = self._secure == "always" or (
                 self._secure == "auto" and scope.get("scheme") == "https"
             )
