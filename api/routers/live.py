@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import AppStateDep, BrowserPrincipalDep, PrivacyDep
 from api.errors import error_responses
-from geo.reports.live import Event, live_audience, matches
+from geo.reports.live import Event, for_stream, live_audience
 
 router = APIRouter(tags=["maps"], responses=error_responses(401, 422, 503))
 
@@ -46,7 +46,9 @@ async def live(
 ) -> StreamingResponse:
     """Stream report events: new reports and status changes, without personal data.
 
-    Event types: `report`, `bulk` (after large imports) and `resync` (reload). Browsers
+    Event types: `report`, `bulk` (after large imports) and `resync` (reload). A `report`
+    event's `op` is `insert`, `update`, or `leave` (only `id`): a report forwarded to another
+    team left the zone or team this stream watches. Browsers
     reconnect on their own (`retry: 2000`); a comment every 15 s keeps proxies from
     closing an idle stream. Without a staff key (`X-API-Key`, or the cookie a staff map
     page sets), report events carry no
@@ -63,8 +65,9 @@ async def live(
     )
 
     def deliver(event: Event) -> None:
-        if matches(event, zone_id=zone, team_id=team):
-            loop.call_soon_threadsafe(_offer, queue, audience.shape(event))
+        sent = for_stream(event, audience, zone_id=zone, team_id=team)
+        if sent is not None:
+            loop.call_soon_threadsafe(_offer, queue, sent)
 
     unsubscribe = state.live.subscribe(deliver)
 

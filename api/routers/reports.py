@@ -6,7 +6,7 @@ import hashlib
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,10 +25,12 @@ from api.deps import (
 from api.errors import error_responses, problem_message
 from api.models import IntakeAnswer, Merged, ReportEvent, ReportOut, StatusChanged, StatusForm
 from api.params import Text
+from api.routers.login import CSRF_COOKIE
 from geo.city.coordinates import LAT_MAX, LON_MAX
 from geo.errors import InvalidInputError, Message
 from geo.i18n import N_
 from geo.reports import idempotency
+from geo.reports.forwarding import forward_report
 from geo.reports.intake import (
     IntakeResult,
     PhotoUpload,
@@ -39,13 +41,7 @@ from geo.reports.moderation import Moderation, hide_report, unhide_report
 from geo.reports.search import get_report
 from geo.reports.store import public_photo
 from geo.reports.tracking import public_record
-from geo.reports.workflow import (
-    merge_duplicate,
-    next_statuses,
-    report_events,
-    undo_status_change,
-    work_report,
-)
+from geo.reports.workflow import merge_duplicate, next_statuses, report_events, work_report
 from geo.vocabulary import ADDRESS_MAX, CODE_MAX, DESCRIPTION_MAX, NAME_MAX, NOTE_MAX, URL_MAX
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
@@ -540,37 +536,112 @@ def read_photo(
     get_report(conn, report_id, principal)
     return Response(content=data, media_type=content_type)
 
+class ForwardIn(BaseModel):
+    """A report sent to another team, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team: Text = Field(
+        min_length=1, max_length=CODE_MAX, description="Code of the team that takes it over."
+    )
+    reason: Text = Field(
+        max_length=NOTE_MAX,
+        description="Why it goes there. For staff only: kept in the audit trail, never shown "
+        "to the reporter or the public.",
+    )
+    public_note: PublicNote = None
+
+
+class ForwardedOut(BaseModel):
+    """A forward made: the report, the teams' codes, when, and its audit event."""
+
+    report_id: int
+    from_team: str | None = Field(description="The team that had it; null if unassigned.")
+    to_team: str
+    at: str
+    event_id: int
+
+
+FORWARD_BODY_MAX = 64 * 1024
+"""Most bytes a forward's body may hold: two notes of ``NOTE_MAX`` characters and a code."""
+
+
+async def forward_body(request: Request) -> ForwardIn:
+    """The forward a JSON body or form holds (a form's ``csrftoken`` is the CSRF check's)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if int(request.headers.get("content-length") or 0) > FORWARD_BODY_MAX:
+        raise InvalidInputError(
+            "reason",
+            N_("the request is too large; at most {limit:,} characters"),
+            limit=NOTE_MAX,
+        )
+    try:
+        if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+            form = await request.form(max_files=0, max_fields=5, max_part_size=FORWARD_BODY_MAX)
+            fields = {k: v for k, v in form.items() if k != CSRF_COOKIE}
+            return ForwardIn.model_validate(fields)
+        body = await request.body()
+        if len(body) > FORWARD_BODY_MAX:
+            raise InvalidInputError(
+                "reason",
+                N_("the request is too large; at most {limit:,} characters"),
+                limit=NOTE_MAX,
+            )
+        return ForwardIn.model_validate_json(body)
+    except ValidationError as error:
+        raise input_error(error) from error
+    except HTTPException as error:
+        raise InvalidInputError(
+            "body", N_("malformed multipart form: {reason}"), reason=error.detail
+        ) from error
+
 
 @router.post(
-    "/reports/{report_id}/status/{event_id}/undo",
-    summary="Undo one's own latest status change",
+    "/reports/{report_id}/forward",
+    summary="Send a report to another team",
     response_model=None,
-    responses={200: {"model": StatusChanged}, **error_responses(401, 403, 404, 409)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": ForwardIn.model_json_schema()},
+                "application/x-www-form-urlencoded": {"schema": ForwardIn.model_json_schema()},
+                "multipart/form-data": {"schema": ForwardIn.model_json_schema()},
+            },
+        }
+    },
+    responses={200: {"model": ForwardedOut}, **error_responses(401, 403, 404, 409)},
 )
-def post_undo(
+def post_forward(
     report_id: ReportId,
-    event_id: Annotated[int, Path(ge=1, le=2**62, description="The status change's event id.")],
+    forward: Annotated[ForwardIn, Depends(forward_body)],
     conn: ConnDep,
-    principal: PrincipalDep,
+    principal: StaffDep,
     state: AppStateDep,
 ) -> dict[str, Any]:
-    """Take back a status change (its `event_id` from the change's answer).
+    """Send open work to the team with code `team`, saying why in `reason` ("ส่งต่อ").
 
-    Only whoever made it, only while it is the report's latest change, and only within
-    `UNDO_WINDOW_S` (60) seconds; otherwise 403 or 409 with a sentence saying why. The
-    status (and resolution time) is as before, the undo is in the audit trail, and the
-    change's notifications not yet sent are dropped: those of a move that ends the work
-    (resolved, rejected) wait out the window, so its reporter never hears of it.
+    The new team owns it from now on (its queue, its zone map where the place is in one of
+    its zones); status and due time stay. A field team forwards only its own team's
+    reports, administrators any; planners get 403, a report the caller may not see 404,
+    closed work 409, an unknown team or the team that has it 422 naming `team`. The audit
+    trail names the person and keeps the reason; the reporter is told the new team's name
+    (and `public_note`, if given) by e-mail or chat, and `report.forwarded` webhooks are
+    called. Sent with a session, the request needs its CSRF token.
     """
-    done = undo_status_change(
-        conn, event_id, principal=principal, notify=state.notifications, report_id=report_id
+    done = forward_report(
+        conn,
+        report_id,
+        to_team=forward.team,
+        reason=forward.reason,
+        public_note=forward.public_note,
+        principal=principal,
+        notify=state.notifications,
     )
     return {
-        "id": report_id,
-        "from_status": done.from_status,
-        "status": done.to_status,
+        "report_id": done.report_id,
+        "from_team": done.from_team,
+        "to_team": done.to_team,
         "at": done.at.isoformat(),
         "event_id": done.event_id,
-        "photo_ids": [],
-        "next_statuses": next_statuses(done.to_status),
     }

@@ -11,6 +11,12 @@ more than ``BULK_AFTER`` events (an import) becomes one ``bulk`` event. Events c
 personal data. Each stream shapes them for its audience (``LiveAudience``): staff get the
 reports they may work whole; everyone else gets no team or zone, and the location on the
 public grid (``geo.access.policy``), as every other public output.
+
+A report forwarded to another team (``geo.reports.forwarding``) is an ``update`` carrying its
+new team and zone and, for staff, the ones it left (``from_team_id``, ``from_zone_id``). A
+stream watching the team or zone it left gets a ``leave`` event with only its id
+(``for_stream``), so a list or map there drops it, while one watching where it went gets
+the update and shows it.
 """
 
 from __future__ import annotations
@@ -47,11 +53,14 @@ _PAYLOAD_BYTES = 7000  # NOTIFY payloads must stay under 8,000 bytes
 _TAIL = """
 SELECT e.id AS event_id, e.kind AS event_kind, r.id, r.status, c.code AS category,
        r.ward_id, r.zone_id, r.team_id, ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon,
-       r.created_at, r.due_at, r.updated_at, r.hidden_at IS NOT NULL AS hidden
+       r.created_at, r.due_at, r.updated_at, r.hidden_at IS NOT NULL AS hidden,
+       e.kind = 'forwarded' AS forwarded, CAST(e.data ->> 'from_team_id' AS integer),
+       CAST(e.data ->> 'from_zone_id' AS integer)
 FROM report_events AS e
 JOIN reports AS r ON r.id = e.report_id
 JOIN categories AS c ON c.id = r.category_id
-WHERE e.id > %(after)s AND e.kind IN ('created', 'status', 'merged', 'hidden', 'unhidden')
+WHERE e.id > %(after)s
+  AND e.kind IN ('created', 'status', 'merged', 'hidden', 'unhidden', 'forwarded')
 ORDER BY e.id
 LIMIT %(limit)s
 """
@@ -208,8 +217,11 @@ def _event(row: Any) -> Event:
         due,
         updated,
         hidden,
+        forwarded,
+        from_team,
+        from_zone,
     ) = row
-    return {
+    event: Event = {
         "kind": "report",
         "op": "insert" if kind == "created" else "update",
         "id": report_id,
@@ -226,6 +238,10 @@ def _event(row: Any) -> Event:
         # Hidden from the public by staff (``geo.reports.moderation``), when this was read.
         "hidden": bool(hidden),
     }
+    if forwarded:
+        event["from_team_id"] = from_team
+        event["from_zone_id"] = from_zone
+    return event
 
 
 def matches(event: Event, *, zone_id: int | None, team_id: int | None) -> bool:
@@ -237,7 +253,20 @@ def matches(event: Event, *, zone_id: int | None, team_id: int | None) -> bool:
     return not (team_id is not None and event.get("team_id") != team_id)
 
 
-_STAFF_ONLY = ("team_id", "zone_id")
+def left(event: Event, *, zone_id: int | None, team_id: int | None) -> bool:
+    """Whether a forwarded report's event leaves the area a client watches.
+
+    It matched that zone or team (``matches``) before the forward and no longer does.
+    """
+    if event.get("kind") != "report" or "from_team_id" not in event:
+        return False
+    before = event | {"zone_id": event.get("from_zone_id"), "team_id": event.get("from_team_id")}
+    return matches(before, zone_id=zone_id, team_id=team_id) and not matches(
+        event, zone_id=zone_id, team_id=team_id
+    )
+
+
+_STAFF_ONLY = ("team_id", "zone_id", "from_team_id", "from_zone_id")
 """Event fields only staff who may work the report receive."""
 
 
@@ -280,6 +309,24 @@ class LiveAudience:
                 public_rounding_m=self.public_rounding_m,
             )
         return shown
+
+
+def for_stream(
+    event: Event, audience: LiveAudience, *, zone_id: int | None, team_id: int | None
+) -> Event | None:
+    """What a stream for ``audience`` watching ``zone_id``/``team_id`` sends for ``event``.
+
+    ``event`` shaped for the audience when it concerns the area watched; a ``leave`` event
+    (``{"kind": "report", "op": "leave", "id": ...}``) when a forward took the report out of
+    it; else nothing. The public never hears of a hidden report leaving.
+    """
+    if matches(event, zone_id=zone_id, team_id=team_id):
+        return audience.shape(event)
+    if left(event, zone_id=zone_id, team_id=team_id) and (
+        not event.get("hidden") or sees_hidden(audience.principal)
+    ):
+        return {"kind": "report", "op": "leave", "id": event["id"]}
+    return None
 
 
 def live_audience(

@@ -32,21 +32,27 @@ class Moderation:
     at: datetime
 
 
-def check_reason(reason: str | None, *, required: bool) -> str | None:
-    """``reason`` trimmed; refused if empty (when ``required``), too long or holding a NUL."""
+def check_reason(
+    reason: str | None,
+    *,
+    required: bool,
+    field: str = "reason",
+    missing: str = N_("say why the report is hidden; the public will not see it"),
+) -> str | None:
+    """``reason`` trimmed; refused if empty (when ``required``), too long or holding a NUL.
+
+    The error names ``field``; ``missing`` (a message id) says what an empty one lacks.
+    Staff reasons and notes elsewhere (``geo.reports.forwarding``) are checked alike.
+    """
     cleaned = (reason or "").strip()
     if not cleaned:
         if required:
-            raise InvalidInputError(
-                "reason", N_("say why the report is hidden; the public will not see it")
-            )
+            raise InvalidInputError(field, missing)
         return None
     if "\x00" in cleaned:
-        raise InvalidInputError("reason", N_("must not contain NUL characters"))
+        raise InvalidInputError(field, N_("must not contain NUL characters"))
     if len(cleaned) > NOTE_MAX:
-        raise InvalidInputError(
-            "reason", N_("must be at most {limit:,} characters"), limit=NOTE_MAX
-        )
+        raise InvalidInputError(field, N_("must be at most {limit:,} characters"), limit=NOTE_MAX)
     return cleaned
 
 

@@ -5,8 +5,9 @@ key, never the report's id. A tracked report carries nothing private: no reporte
 contact, no staff note, and its place on the public grid (``geo.access.policy``), the same
 as every public output. A report staff have hidden is not found here.
 
-The public timeline is the report's creation and its status changes with the note staff
-wrote for the public and any after-photo; re-routing and staff notes stay in the audit trail.
+The public timeline is the report's creation, its status changes with the note staff
+wrote for the public and any after-photo, and the teams it was forwarded to (never the staff
+reason); re-routing and staff notes stay in the audit trail.
 The page also lists open reports nearby that may be the same problem, so the resident can
 add their support to one of them instead (``support_report``), which joins their report
 to it as a duplicate: the supporters of a report are the duplicates joined to it, whether
@@ -26,13 +27,13 @@ from geo.access.policy import ANONYMOUS, point_sql
 from geo.errors import ConflictError, InvalidInputError, NotFoundError
 from geo.i18n import N_
 from geo.reports.intake import visible_duplicates
-from geo.reports.notifications import enqueue_event
+from geo.reports.notifications import TeamNames, enqueue_event
 from geo.vocabulary import OPEN_STATUSES_SQL
 
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{24}")
 """A status-page token as the schema makes them (``geo.db.schema.REPORT_TOKEN_SQL``)."""
 
-PUBLIC_EVENT_KINDS = ("created", "status", "merged")
+PUBLIC_EVENT_KINDS = ("created", "status", "merged", "forwarded")
 """Events a resident sees on the timeline; the others (re-routing, hiding) are staff's."""
 
 
@@ -57,6 +58,8 @@ class TimelineEntry:
     status: str | None
     public_note: str | None
     photo_ids: tuple[int, ...]
+    forwarded_to: TeamNames | None = None
+    """The team a ``forwarded`` event passed the report to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +121,11 @@ WHERE r.token = :token AND r.hidden_at IS NULL
 _TIMELINE = """
 SELECT e.at, e.kind, e.to_status, e.public_note,
        ARRAY(SELECT p.id FROM report_photos AS p WHERE p.event_id = e.id ORDER BY p.id)
-           AS photo_ids
+           AS photo_ids,
+       t.code AS team_code, t.name AS team_name, t.name_th AS team_name_th,
+       t.name_en AS team_name_en
 FROM report_events AS e
+LEFT JOIN teams AS t ON e.kind = 'forwarded' AND t.id = CAST(e.data ->> 'to_team_id' AS integer)
 WHERE e.report_id = :id AND e.kind = ANY(:kinds)
 ORDER BY e.at, e.id
 """
@@ -219,6 +225,11 @@ def public_timeline(conn: Connection, report_id: int) -> tuple[TimelineEntry, ..
             status=r["to_status"],
             public_note=r["public_note"],
             photo_ids=tuple(r["photo_ids"]),
+            forwarded_to=(
+                TeamNames(r["team_code"], r["team_name"], r["team_name_th"], r["team_name_en"])
+                if r["team_code"] is not None
+                else None
+            ),
         )
         for r in rows
     )
