@@ -41,7 +41,13 @@ from geo.reports.moderation import Moderation, hide_report, unhide_report
 from geo.reports.search import get_report
 from geo.reports.store import public_photo
 from geo.reports.tracking import public_record
-from geo.reports.workflow import merge_duplicate, next_statuses, report_events, work_report
+from geo.reports.workflow import (
+    merge_duplicate,
+    next_statuses,
+    report_events,
+    undo_status_change,
+    work_report,
+)
 from geo.vocabulary import ADDRESS_MAX, CODE_MAX, DESCRIPTION_MAX, NAME_MAX, NOTE_MAX, URL_MAX
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
@@ -535,6 +541,42 @@ def read_photo(
     content_type, data, report_id = public_photo(conn, photo_id)
     get_report(conn, report_id, principal)
     return Response(content=data, media_type=content_type)
+
+
+@router.post(
+    "/reports/{report_id}/status/{event_id}/undo",
+    summary="Undo one's own latest status change",
+    response_model=None,
+    responses={200: {"model": StatusChanged}, **error_responses(401, 403, 404, 409)},
+)
+def post_undo(
+    report_id: ReportId,
+    event_id: Annotated[int, Path(ge=1, le=2**62, description="The status change's event id.")],
+    conn: ConnDep,
+    principal: PrincipalDep,
+    state: AppStateDep,
+) -> dict[str, Any]:
+    """Take back a status change (its `event_id` from the change's answer).
+
+    Only whoever made it, only while it is the report's latest change, and only within
+    `UNDO_WINDOW_S` (60) seconds; otherwise 403 or 409 with a sentence saying why. The
+    status (and resolution time) is as before, the undo is in the audit trail, and the
+    change's notifications not yet sent are dropped: those of a move that ends the work
+    (resolved, rejected) wait out the window, so its reporter never hears of it.
+    """
+    done = undo_status_change(
+        conn, event_id, principal=principal, notify=state.notifications, report_id=report_id
+    )
+    return {
+        "id": report_id,
+        "from_status": done.from_status,
+        "status": done.to_status,
+        "at": done.at.isoformat(),
+        "event_id": done.event_id,
+        "photo_ids": [],
+        "next_statuses": next_statuses(done.to_status),
+    }
+
 
 class ForwardIn(BaseModel):
     """A report sent to another team, and why."""
