@@ -126,6 +126,27 @@ def choices(values: Sequence[str], *, blank: str | None = None) -> list[tuple[st
     return head + [(v, v) for v in values]
 
 
+def text_field(msgid: str, **kwargs: Any) -> Any:
+    """A text input labelled ``msgid``, in the admin theme's style."""
+    return StringField(label(msgid), render_kw={"class": "form-control"}, **kwargs)
+
+
+def select_field(msgid: str, options: list[tuple[str, str]], **kwargs: Any) -> Any:
+    """A drop-down labelled ``msgid``; the geo function, not the form, judges the value."""
+    return SelectField(
+        label(msgid),
+        choices=options,
+        validate_choice=False,
+        render_kw={"class": "form-select"},
+        **kwargs,
+    )
+
+
+def no_team() -> str:
+    """The empty choice of a team drop-down, in the page's language."""
+    return translate(page_language(), N_("(no team)"))
+
+
 class IssuemapView(ModelView):
     """What every view here shares: writes through geo, names looked up once per page.
 
@@ -244,10 +265,10 @@ async def team_codes(view: IssuemapView, request: Request) -> dict[int, str]:
 class TeamForm(AdminForm):
     """A team: its code (fixed once made) and names."""
 
-    code = StringField(label("Code"))
-    name = StringField(label("Name"))
-    name_th = StringField(label("Thai name"))
-    name_en = StringField(label("English name"))
+    code = text_field("Code")
+    name = text_field("Name")
+    name_th = text_field("Thai name")
+    name_en = text_field("English name")
 
 
 class TeamView(IssuemapView, model=Team):
@@ -307,14 +328,17 @@ class TeamView(IssuemapView, model=Team):
 # --- staff accounts -----------------------------------------------------------------
 
 
-class UserForm(AdminForm):
-    """A new staff account; the password is hashed (Argon2) and never shown again."""
+def user_form(teams: Sequence[str]) -> type[AdminForm]:
+    """A new staff account's form, offering ``teams``; the password is never shown again."""
 
-    email = StringField(label("E-mail address"))
-    name = StringField(label("Name"))
-    role = SelectField(label("Role"), choices=choices(STAFF_ROLES), validate_choice=False)
-    team = SelectField(label("Team"), choices=[], validate_choice=False)
-    password = PasswordField(label("Password"))
+    class UserForm(AdminForm):
+        email = text_field("E-mail address")
+        name = text_field("Name")
+        role = select_field("Role", choices(STAFF_ROLES))
+        team = select_field("Team", choices(teams, blank=no_team()))
+        password = PasswordField(label("Password"), render_kw={"class": "form-control"})
+
+    return UserForm
 
 
 class UserView(IssuemapView, model=User):
@@ -360,16 +384,7 @@ class UserView(IssuemapView, model=User):
 
     async def scaffold_form(self, rules: list[str] | None = None) -> type[Form]:
         """The form, with today's teams to choose from."""
-        codes = sorted((await team_codes(self, current().request)).values())
-
-        class Filled(UserForm):
-            team = SelectField(
-                label("Team"),
-                choices=choices(codes, blank=translate(page_language(), N_("(no team)"))),
-                validate_choice=False,
-            )
-
-        return Filled
+        return user_form(sorted((await team_codes(self, current().request)).values()))
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
         """Create the account through ``create_user`` (checks, then an Argon2 hash)."""
@@ -398,14 +413,18 @@ class UserView(IssuemapView, model=User):
 # --- API keys -----------------------------------------------------------------------
 
 
-class KeyForm(AdminForm):
-    """A new API key for an app or a script."""
+def key_form(teams: Sequence[str], owners: Sequence[str]) -> type[AdminForm]:
+    """A new API key's form, offering ``teams`` and staff ``owners`` (e-mail addresses)."""
+    nobody = translate(page_language(), N_("(no owner)"))
 
-    name = StringField(label("Name"))
-    role = SelectField(label("Role"), choices=choices(ROLES), validate_choice=False)
-    team = SelectField(label("Team"), choices=[], validate_choice=False)
-    owner = SelectField(label("Owner"), choices=[], validate_choice=False)
-    expires_days = StringField(label("Expires after (days)"))
+    class KeyForm(AdminForm):
+        name = text_field("Name")
+        role = select_field("Role", choices(ROLES))
+        team = select_field("Team", choices(teams, blank=no_team()))
+        owner = select_field("Owner", choices(owners, blank=nobody))
+        expires_days = text_field("Expires after (days)")
+
+    return KeyForm
 
 
 class KeyView(IssuemapView, model=ApiKey):
@@ -459,21 +478,7 @@ class KeyView(IssuemapView, model=ApiKey):
         request = current().request
         codes = sorted((await team_codes(self, request)).values())
         emails = [u.email for u in await self.read(request, list_users) if not u.disabled]
-        lang = page_language()
-
-        class Filled(KeyForm):
-            team = SelectField(
-                label("Team"),
-                choices=choices(codes, blank=translate(lang, N_("(no team)"))),
-                validate_choice=False,
-            )
-            owner = SelectField(
-                label("Owner"),
-                choices=choices(emails, blank=translate(lang, N_("(no owner)"))),
-                validate_choice=False,
-            )
-
-        return Filled
+        return key_form(codes, emails)
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
         """Create the key through ``create_api_key``; its secret is shown on this answer only."""
@@ -513,14 +518,15 @@ class KeyView(IssuemapView, model=ApiKey):
 class WebhookForm(AdminForm):
     """An address to call on report events, checked as the API checks it."""
 
-    url = StringField(label("Address (URL)"))
+    url = text_field("Address (URL)")
     events = SelectMultipleField(
         label("Events"),
         choices=choices(WEBHOOK_EVENTS),
         default=list(WEBHOOK_EVENTS),
         validate_choice=False,
+        render_kw={"class": "form-select"},
     )
-    description = StringField(label("Description"))
+    description = text_field("Description")
 
 
 class WebhookView(IssuemapView, model=Webhook):
@@ -581,11 +587,13 @@ class WebhookView(IssuemapView, model=Webhook):
 class CategoryForm(AdminForm):
     """A report category: code, Thai and English names, SLA hours, offered or not."""
 
-    code = StringField(label("Code"))
-    name_th = StringField(label("Thai name"))
-    name_en = StringField(label("English name"))
-    sla_hours = StringField(label("SLA (hours)"), default="48")
-    active = BooleanField(label("Offered to residents"), default=True)
+    code = text_field("Code")
+    name_th = text_field("Thai name")
+    name_en = text_field("English name")
+    sla_hours = text_field("SLA (hours)", default="48")
+    active = BooleanField(
+        label("Offered to residents"), default=True, render_kw={"class": "form-check-input"}
+    )
 
 
 class CategoryView(IssuemapView, model=Category):
@@ -652,12 +660,18 @@ class CategoryView(IssuemapView, model=Category):
         return rows[0]
 
 
-class RouteForm(AdminForm):
-    """Send a category to a team, everywhere or only inside one current zone."""
+def route_form(
+    categories: Sequence[str], teams: Sequence[str], zones: Sequence[str]
+) -> type[AdminForm]:
+    """A category route's form: a category, a team, and everywhere or one current zone."""
+    everywhere = translate(page_language(), N_("(everywhere)"))
 
-    category = SelectField(label("Category"), choices=[], validate_choice=False)
-    team = SelectField(label("Team"), choices=[], validate_choice=False)
-    zone = SelectField(label("Zone"), choices=[], validate_choice=False)
+    class RouteForm(AdminForm):
+        category = select_field("Category", choices(categories))
+        team = select_field("Team", choices(teams))
+        zone = select_field("Zone", choices(zones, blank=everywhere))
+
+    return RouteForm
 
 
 class RouteView(IssuemapView, model=CategoryRoute):
@@ -702,22 +716,7 @@ class RouteView(IssuemapView, model=CategoryRoute):
         teams = await self.read(request, catalogue.list_teams)
         categories = await self.read(request, catalogue.active_categories)
         zones = sorted(z for t in teams for z in t["zones"])
-        everywhere = translate(page_language(), N_("(everywhere)"))
-
-        class Filled(RouteForm):
-            category = SelectField(
-                label("Category"),
-                choices=choices([c.code for c in categories]),
-                validate_choice=False,
-            )
-            team = SelectField(
-                label("Team"), choices=choices([t["code"] for t in teams]), validate_choice=False
-            )
-            zone = SelectField(
-                label("Zone"), choices=choices(zones, blank=everywhere), validate_choice=False
-            )
-
-        return Filled
+        return route_form([c.code for c in categories], [t["code"] for t in teams], zones)
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
         """Add the route; an unknown or retired zone is refused on the zone field."""
