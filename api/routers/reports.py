@@ -344,20 +344,28 @@ class StatusIn(BaseModel):
     public_note: PublicNote = None
 
 
+def json_or_form_body(
+    model: type[BaseModel], multipart: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    """``openapi_extra`` for a body of ``model`` as JSON or a form (``multipart``'s if given)."""
+    schema = model.model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema},
+                "multipart/form-data": {"schema": (multipart or model).model_json_schema()},
+                "application/x-www-form-urlencoded": {"schema": schema},
+            },
+        }
+    }
+
+
 @router.post(
     "/reports/{report_id}/status",
     summary="Move a report along its workflow",
     response_model=None,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": StatusIn.model_json_schema()},
-                "multipart/form-data": {"schema": StatusForm.model_json_schema()},
-                "application/x-www-form-urlencoded": {"schema": StatusIn.model_json_schema()},
-            },
-        }
-    },
+    openapi_extra=json_or_form_body(StatusIn, StatusForm),
     responses={200: {"model": StatusChanged}, **error_responses(401, 403, 404, 409)},
 )
 async def post_status(
@@ -642,16 +650,7 @@ async def forward_body(request: Request) -> ForwardIn:
     "/reports/{report_id}/forward",
     summary="Send a report to another team",
     response_model=None,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": ForwardIn.model_json_schema()},
-                "application/x-www-form-urlencoded": {"schema": ForwardIn.model_json_schema()},
-                "multipart/form-data": {"schema": ForwardIn.model_json_schema()},
-            },
-        }
-    },
+    openapi_extra=json_or_form_body(ForwardIn),
     responses={200: {"model": ForwardedOut}, **error_responses(401, 403, 404, 409)},
 )
 def post_forward(
