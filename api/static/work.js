@@ -47,9 +47,9 @@
   }
   function span(s) {
     var minutes = Math.max(0, Math.floor(s / 60)), hours = Math.floor(minutes / 60);
-    if (hours >= 24) return Math.floor(hours / 24) + l.days + " " + (hours % 24) + l.hours;
-    if (hours >= 1) return hours + l.hours;
-    return minutes + l.minutes;
+    if (hours >= 24) return Math.floor(hours / 24) + " " + l.days + " " + (hours % 24) + " " + l.hours;
+    if (hours >= 1) return hours + " " + l.hours;
+    return minutes + " " + l.minutes;
   }
   function csrf() {
     var found = /(?:^|;\s*)csrftoken=([^;]+)/.exec(document.cookie);
@@ -254,7 +254,10 @@
     old.replaceWith(fresh);
     entry.li = fresh;
     if (entry.marker) {
+      // A divIcon keeps its element, so its title is written here, not by Leaflet.
+      entry.marker.options.title = title(entry.r);
       entry.marker.setIcon(icon(entry.r));
+      if (entry.marker.getElement()) entry.marker.getElement().title = title(entry.r);
       entry.marker.setPopupContent(popup(entry.r));
     }
   }
@@ -355,7 +358,7 @@
   }
   function addMarker(entry) {
     var r = entry.r;
-    var m = L.marker([r.lat, r.lon], {icon: icon(r), title: title(r), alt: title(r), keyboard: true});
+    var m = L.marker([r.lat, r.lon], {icon: icon(r), title: title(r), keyboard: true});
     m.reportId = r.id;
     m.bindPopup(popup(r));
     m.on("click", function () { select(r.id); });

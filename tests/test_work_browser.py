@@ -1,0 +1,257 @@
+"""The crew work view in a real headless Chromium on a phone-sized screen.
+
+A crew member signs in at /login, sees the overdue count, resolves a report with an
+after-photo from the "camera" (a file input), rejects one and undoes the rejection; a
+colleague's change in another session changes the first page's item and marker in place.
+Screenshots go to test-artifacts/, and axe-core checks the page in its list and map views.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy import Engine, text
+
+from api.app import AppSettings, create_app
+from geo.i18n import translate
+from geo.reports.workflow import next_statuses
+from geo.settings import DatabaseSettings
+from geo.vocabulary import STATUS_NAMES
+from tests.browser import axe_violations, running, screenshot, wait_until, watch
+from tests.fixtures import load_tiny_city
+from tests.test_login import PASSWORD, add_user
+
+pytest_plugins = ("tests.browser",)  # the session's Chromium: the ``browser`` fixture
+
+PHONE = {"width": 390, "height": 844}
+ATTACK = "ฝาท่อหาย {{7*7}} <img src=x onerror=alert(1)>"
+
+
+def jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), (90, 110, 130)).save(out, format="JPEG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def site(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, list[int]]]:
+    """A served app with three open reports of team T1, the second one overdue."""
+    monkeypatch.setenv("ISSUEMAP_MAP_TILES_URL", "none")
+    with engine.begin() as conn:
+        load_tiny_city(conn)
+    add_user(engine, "crew.one@city.example", "field_team", "T1", name="Somchai")
+    add_user(engine, "crew.mate@city.example", "field_team", "T1", name="Somsri")
+    app = create_app(AppSettings(database=DatabaseSettings(database_url=db_url)))
+    with running(app) as base:
+        made = []
+        for description, lat, lon in (
+            ("หลุมใหญ่กลางถนน", 8.4025, 100.003),
+            (ATTACK, 8.4075, 100.008),
+            ("ถนนทรุด", 8.4050, 100.006),
+        ):
+            answer = httpx.post(
+                f"{base}/api/reports",
+                data={"category": "road", "description": description, "lat": lat, "lon": lon},
+                files={"photo": ("before.jpg", jpeg(), "image/jpeg")},
+            )
+            assert answer.status_code == 201, answer.text
+            made.append(int(answer.json()["id"]))
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE reports SET due_at = now() - interval '3 hours' WHERE id = :id"),
+                {"id": made[1]},
+            )
+        yield base, made
+
+
+def signed_in(browser: Any, base: str, email: str) -> tuple[Any, Any]:
+    """A phone-sized page of a new browser session, signed in through the form at /work."""
+    context = browser.new_context(viewport=PHONE, locale="th-TH")
+    page = context.new_page()
+    seen = watch(page, base)
+    page.goto(f"{base}/work", wait_until="domcontentloaded")
+    assert page.url == f"{base}/login?next=%2Fwork", "no session: the sign-in form"
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/work")
+    wait_until(page, "window.issuemap && window.issuemap.work && window.issuemap.map")
+    return page, seen
+
+
+def status_of(engine: Engine, report: int) -> str:
+    with engine.connect() as conn:
+        return str(
+            conn.execute(text("SELECT status FROM reports WHERE id = :id"), {"id": report}).scalar()
+        )
+
+
+def item_count(page: Any, report: int) -> int:
+    return int(page.evaluate(f"document.querySelectorAll('#report-{report}').length"))
+
+
+def buttons(page: Any, report: int) -> list[str]:
+    return list(
+        page.evaluate(
+            f"Array.from(document.querySelectorAll('#report-{report} .moves button.move'))"
+            ".map(b => b.dataset.status)"
+        )
+    )
+
+
+def test_a_crew_member_works_the_queue_on_a_phone(
+    browser: Any, site: tuple[str, list[int]], engine: Engine
+) -> None:
+    base, (first, late, third) = site
+    page, seen = signed_in(browser, base, "crew.one@city.example")
+
+    # The overdue count on top, the overdue report first.
+    count = translate("th", "Overdue: {overdue} of {open} open reports", overdue=1, open=3)
+    assert page.inner_text("#overdue-count") == count
+    order = page.evaluate(
+        "Array.from(document.querySelectorAll('#work-list > li')).map(li => +li.dataset.id)"
+    )
+    assert order == [late, first, third]
+    # Attack text is shown as the text it is.
+    assert ATTACK in page.inner_text(f"#report-{late} .text")
+    assert page.evaluate("document.querySelectorAll('#work-list img[src=x]').length") == 0
+    # The resident's photos, and the way there.
+    assert page.evaluate(f"document.querySelectorAll('#report-{first} .photos img').length") == 1
+    geo = page.get_attribute(f"#report-{first} a.geo-link", "href")
+    assert geo == "geo:8.402500,100.003000"
+    maps = page.get_attribute(f"#report-{first} a.maps-link", "href")
+    assert maps == ("https://www.google.com/maps/dir/?api=1&destination=8.402500%2C100.003000")
+    # Buttons are at least 44 px each way and at least 8 px apart.
+    boxes = page.evaluate(
+        f"""Array.from(document.querySelectorAll('#report-{first} .moves button'))
+              .map(b => b.getBoundingClientRect().toJSON())"""
+    )
+    assert len(boxes) >= 4
+    for box in boxes:
+        assert box["width"] >= 44 and box["height"] >= 44, box
+    for one, two in itertools.pairwise(boxes):
+        if abs(one["top"] - two["top"]) < 1:  # side by side
+            assert two["left"] - one["right"] >= 8, (one, two)
+        else:
+            assert two["top"] - one["bottom"] >= 8, (one, two)  # the next row
+    screenshot(page, "work-list-phone")
+    violations = axe_violations(page)
+    assert violations == [], json.dumps(violations, ensure_ascii=False, indent=1)
+
+    # Resolve the first report with a note for the reporter and an after-photo.
+    page.click(f"#report-{first} details.more summary")
+    page.fill(f"#public_note-{first}", "ปะผิวถนนแล้ว {{7*7}}")
+    page.set_input_files(
+        f"#photo-{first}", files=[{"name": "after.jpg", "mimeType": "image/jpeg", "buffer": jpeg()}]
+    )
+    page.click(f"#report-{first} .moves button[data-status=resolved]")
+    page.wait_for_selector("#confirm-dialog[open]")
+    resolved_words = translate("th", STATUS_NAMES["resolved"])
+    assert resolved_words in page.inner_text("#confirm-text")
+    screenshot(page, "work-confirm-resolve-phone")
+    page.click("#confirm-yes")
+    wait_until(page, f"document.querySelector('#report-{first}').dataset.status === 'resolved'")
+    assert buttons(page, first) == [], "an ended report offers no more moves"
+    assert status_of(engine, first) == "resolved"
+    with engine.connect() as conn:
+        photo = conn.execute(
+            text(
+                "SELECT e.public_note FROM report_photos AS p JOIN report_events AS e "
+                "ON e.id = p.event_id WHERE p.report_id = :id AND e.to_status = 'resolved'"
+            ),
+            {"id": first},
+        ).scalar_one()
+    assert photo == "ปะผิวถนนแล้ว {{7*7}}"
+
+    # Reject the third, then take it back from the toast.
+    page.click(f"#report-{third} .moves button[data-status=rejected]")
+    page.wait_for_selector("#confirm-dialog[open]")
+    page.click("#confirm-yes")
+    page.wait_for_selector("#toast.shown button.undo")
+    wait_until(page, f"document.querySelector('#report-{third}').dataset.status === 'rejected'")
+    assert status_of(engine, third) == "rejected"
+    screenshot(page, "work-undo-toast-phone")
+    page.click("#toast button.undo")
+    wait_until(page, f"document.querySelector('#report-{third}').dataset.status === 'open'")
+    assert status_of(engine, third) == "open"
+    assert buttons(page, third) == next_statuses("open")
+    assert item_count(page, third) == 1
+
+    # The map shows the same reports; choosing a marker marks its item in the list.
+    page.click("#tab-map")
+    wait_until(page, "!document.getElementById('map-panel').hidden")
+    assert page.evaluate("window.issuemap.markers.getLayers().length") == 3
+    page.evaluate(f"window.issuemap.work[{late}].marker.fire('click')")
+    wait_until(page, f"document.querySelector('#report-{late}').classList.contains('selected')")
+    # Leaflet fades a popup in: check it once it is fully shown.
+    wait_until(page, "getComputedStyle(document.querySelector('.leaflet-popup')).opacity === '1'")
+    screenshot(page, "work-map-phone")
+    violations = axe_violations(page)
+    assert violations == [], json.dumps(violations, ensure_ascii=False, indent=1)
+    # And an item's "show on the map" marks its marker.
+    page.click("#tab-list")
+    page.click(f"#report-{third} button.on-map")
+    wait_until(
+        page,
+        f"window.issuemap.work[{third}].marker.getElement()"
+        ".querySelector('.pin').classList.contains('selected')",
+    )
+    assert seen.errors == [] and seen.external == [], (seen.errors, seen.external)
+    page.context.close()
+
+
+def test_a_colleagues_change_updates_the_item_and_marker_in_place(
+    browser: Any, site: tuple[str, list[int]], engine: Engine
+) -> None:
+    base, (first, late, third) = site
+    page, seen = signed_in(browser, base, "crew.one@city.example")
+    wait_until(page, "window.issuemap.liveStatus === 'open'")
+    mate, mate_seen = signed_in(browser, base, "crew.mate@city.example")
+
+    mate.click(f"#report-{first} .moves button[data-status=in_progress]")
+    wait_until(mate, f"document.querySelector('#report-{first}').dataset.status === 'in_progress'")
+    # The first session's item changes where it is: one item, its buttons, Thai words.
+    wait_until(page, f"document.querySelector('#report-{first}').dataset.status === 'in_progress'")
+    assert item_count(page, first) == 1
+    assert buttons(page, first) == next_statuses("in_progress")
+    words = translate("th", STATUS_NAMES["in_progress"])
+    assert words in page.inner_text(f"#report-{first} .badges")
+    assert page.evaluate("window.issuemap.markers.getLayers().length") == 3
+    title = page.evaluate(f"window.issuemap.work[{first}].marker.getElement().title")
+    assert words in title and "in_progress" not in title
+    order = page.evaluate(
+        "Array.from(document.querySelectorAll('#work-list > li')).map(li => +li.dataset.id)"
+    )
+    assert order == [late, first, third], "in its place in the queue"
+    screenshot(page, "work-live-update-phone")
+
+    # Ended by the colleague: out of this queue, list and map alike.
+    mate.click(f"#report-{third} .moves button[data-status=rejected]")
+    mate.wait_for_selector("#confirm-dialog[open]")
+    mate.click("#confirm-yes")
+    wait_until(page, f"!document.querySelector('#report-{third}')")
+    wait_until(page, "window.issuemap.markers.getLayers().length === 2")
+    # A new report for the team arrives, once.
+    answer = httpx.post(
+        f"{base}/api/reports",
+        json={"category": "road", "description": "ไฟดับ", "lat": 8.403, "lon": 100.004},
+    )
+    fresh = int(answer.json()["id"])
+    wait_until(page, f"!!document.querySelector('#report-{fresh}')")
+    wait_until(page, "window.issuemap.markers.getLayers().length === 3")
+    assert item_count(page, fresh) == 1 and buttons(page, fresh) == next_statuses("open")
+    assert page.inner_text("#overdue-count") == translate(
+        "th", "Overdue: {overdue} of {open} open reports", overdue=1, open=3
+    )
+    assert seen.errors == [] and mate_seen.errors == [], (seen.errors, mate_seen.errors)
+    page.context.close()
+    mate.context.close()
