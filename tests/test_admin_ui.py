@@ -167,6 +167,7 @@ def test_an_admin_creates_a_team_and_renames_it(admin: Any, engine: Engine) -> N
     assert count(engine, "SELECT count(*) FROM teams WHERE name = 'Parks and trees'") == 1
     listed = client.get("/admin/team/list")
     assert "Parks and trees" in listed.text
+    assert '<html lang="th">' in listed.text
 
 
 def test_a_team_code_in_use_or_malformed_is_refused_on_its_field(
@@ -496,3 +497,54 @@ def test_nul_characters_are_refused_by_field_or_in_the_address(admin: Any, engin
     assert field_error(answer.text, "name")
     assert client.get("/admin/team/list?search=%00").status_code == 422
     assert count(engine, "SELECT count(*) FROM teams WHERE code = 'NUL'") == 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "search=' OR 1=1 --",
+        "search=" + "x" * 20_000,
+        "sortBy=password_hash",
+        "sortBy=no_such_column&sort=desc",
+        "page=abc",
+        "page=-1&pageSize=-5",
+        "pageSize=100000000000000000000",
+    ],
+    ids=["sql", "huge", "sort-hidden", "sort-unknown", "page-words", "negative", "huge-page"],
+)
+def test_odd_list_addresses_never_fail_or_leak(admin: Any, query: str) -> None:
+    client, _, _ = admin
+    answer = client.get(f"/admin/user/list?{query}")
+    assert answer.status_code < 500, answer.text
+    assert "argon2" not in answer.text
+
+
+def test_no_export_or_import_and_no_way_around_the_forms(admin: Any, engine: Engine) -> None:
+    client, _, _ = admin
+    for kind in ("csv", "json"):
+        assert client.get(f"/admin/user/export/{kind}").status_code in {403, 404}
+        assert client.get(f"/admin/api-key/export/{kind}").status_code in {403, 404}
+    imported = client.post(
+        "/admin/team/import", data={"csrftoken": token(client)}, follow_redirects=False
+    )
+    assert imported.status_code == 403
+    assert client.get("/admin/api-key/edit/1").status_code == 403
+    assert (
+        client.delete(
+            "/admin/user/delete?pks=1", headers={"X-CSRFToken": token(client)}
+        ).status_code
+        == 403
+    )
+    assert count(engine, "SELECT count(*) FROM users") == 1
+
+
+def test_the_log_names_the_admin_who_made_each_thing(
+    admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _, _ = admin
+    with caplog.at_level("INFO", logger="issuemap.admin"):
+        assert post_form(client, "team", {"code": "LOGGED", "name": "x"}).status_code == 302
+    assert any(
+        r.getMessage().startswith("user:") and ":Admin Ploy created team" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
