@@ -7,6 +7,8 @@ audited way to apply new boundaries to stored reports.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import pandas as pd
 from psycopg import RawCursor
 from psycopg.rows import namedtuple_row
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Connection, Engine, Row, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from geo.city.attention import Named
@@ -28,7 +30,7 @@ from geo.city.routing import (
     staged_points,
     staged_route_select,
 )
-from geo.errors import InvalidInputError, NotFoundError, OutsideServiceAreaError
+from geo.errors import ConflictError, InvalidInputError, NotFoundError, OutsideServiceAreaError
 from geo.i18n import N_
 from geo.reports.notifications import CREATED_WEBHOOKS_SQL
 from geo.settings import RoutingSettings
@@ -458,6 +460,15 @@ class RerouteResult:
     dry_run: bool
     teams: tuple[TeamMove, ...] = ()
 
+    @property
+    def digest(self) -> str:
+        """A digest of the moves, so a preview's button moves only what the preview showed."""
+        moves = [
+            (m.from_team and m.from_team.code, m.to_team and m.to_team.code, m.reports)
+            for m in self.teams
+        ]
+        return hashlib.sha256(json.dumps([self.changed, moves]).encode()).hexdigest()
+
 
 _REROUTE = f"""
 WITH routed AS ({
@@ -556,6 +567,33 @@ def reroute_reports(
             TeamMove(_team(m["from"]), _team(m["to"]), int(m["reports"])) for m in row.teams
         ),
     )
+
+
+REROUTE_CHANGED = N_(
+    "The re-route has changed since its preview; nothing was moved. Check the new preview."
+)
+
+
+def reroute_preview(engine: Engine, *, settings: RoutingSettings) -> RerouteResult:
+    """What re-routing the open reports would move (``reroute_reports`` as a dry run)."""
+    with engine.connect() as conn:
+        return reroute_reports(conn, settings=settings, dry_run=True)
+
+
+def reroute_as_previewed(
+    engine: Engine, *, settings: RoutingSettings, actor: str, digest: str
+) -> RerouteResult:
+    """Re-route the open reports if the moves are still those of the preview shown.
+
+    ``digest`` is the shown preview's ``RerouteResult.digest``. Re-routes run one at a
+    time; when the moves differ from the preview (reports filed, moved or re-routed
+    since), ``ConflictError`` and nothing moves.
+    """
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('issuemap.reroute'))"))
+        if reroute_reports(conn, settings=settings, dry_run=True).digest != digest:
+            raise ConflictError(REROUTE_CHANGED)
+        return reroute_reports(conn, settings=settings, actor=actor)
 
 
 def store_photo(
