@@ -252,6 +252,43 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
     assert page.inner_text("#overdue-count") == translate(
         "th", "Overdue: {overdue} of {open} open reports", overdue=1, open=3
     )
-    assert seen.errors == [] and mate_seen.errors == [], (seen.errors, mate_seen.errors)
+
+    # Forwarded to another team ("ส่งต่อ") with a reason: gone from both sessions' queue.
+    page.click(f"#report-{late} .moves button.forward")
+    page.wait_for_selector("#forward-dialog[open]")
+    page.select_option("#forward-team", "T2")
+    page.fill("#forward-reason", "ท่อระบายน้ำ ไม่ใช่ถนน <b>{{7*7}}</b>")
+    screenshot(page, "work-forward-phone")
+    page.click("#forward-dialog button[value=forward]")
+    wait_until(page, f"!document.querySelector('#report-{late}')")
+    wait_until(mate, f"!document.querySelector('#report-{late}')")
+    assert page.evaluate("window.issuemap.markers.getLayers().length") == 2
+    with engine.connect() as conn:
+        team = conn.execute(
+            text(
+                "SELECT t.code FROM reports AS r JOIN teams AS t ON t.id = r.team_id "
+                "WHERE r.id = :id"
+            ),
+            {"id": late},
+        ).scalar_one()
+    assert team == "T2"
+    assert page.inner_text("#overdue-count") == translate(
+        "th", "Overdue: {overdue} of {open} open reports", overdue=0, open=2
+    )
+
+    # A session that ended while the page was open: the toast says so and links to sign in.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM staff_sessions"))
+    mate.click(f"#report-{fresh} .moves button[data-status=acknowledged]")
+    mate.wait_for_selector("#toast.shown a.button")
+    assert translate("th", "Your session has ended. Sign in again to go on.") in mate.inner_text(
+        "#toast"
+    )
+    assert mate.get_attribute("#toast a.button", "href") == "/login?lang=th&next=%2Fwork"
+    assert status_of(engine, fresh) == "open"
+    # Chromium logs the refused change (403) and the session check (401) as failed loads;
+    # nothing else may fail.
+    assert seen.errors == [], seen.errors
+    assert [e for e in mate_seen.errors if "401" not in e and "403" not in e] == []
     page.context.close()
     mate.context.close()

@@ -77,10 +77,22 @@
     return fetch(url, init).then(function (answer) {
       return answer.json().catch(function () { return {}; }).then(function (json) {
         if (answer.status === 401) throw new SessionEnded();
+        if (answer.status === 403 && data.team) return refused(json);
         if (!answer.ok) throw new Error(json.detail || String(answer.status));
         return json;
       });
     });
+  }
+
+  // A session that ended makes the caller the public, whom a change refuses with 403 like
+  // any other role; the team's queue, which only staff may read, tells the two apart.
+  function refused(json) {
+    return fetch("/api/teams/" + data.team.id + "/queue?limit=1",
+                 {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (probe) {
+        if (probe.status === 401) throw new SessionEnded();
+        throw new Error(json.detail || "403");
+      });
   }
 
   // --- the toast: what was done, and a way to take it back ------------------------------
