@@ -178,6 +178,17 @@ def test_the_zone_is_the_new_teams_zone_covering_the_place(city_app: Any, engine
     )
     assert report_row(engine, flood)["zone_id"] == city.zones["Z1"]
 
+    # A report waiting unassigned for triage is dispatched from nobody.
+    waiting = file_report(client, keys)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE reports SET team_id = NULL, zone_id = NULL WHERE id = :id"),
+            {"id": waiting},
+        )
+    sent = forward(client, waiting, key(keys.admin), team="T2", reason="triage")
+    assert sent.status_code == 200 and sent.json()["from_team"] is None
+    assert report_row(engine, waiting)["team"] == "T2"
+
 
 @pytest.mark.parametrize("lang", ["th", "en"])
 def test_the_reporter_is_mailed_the_new_teams_name_in_their_language_never_the_reason(
