@@ -642,3 +642,23 @@ def test_the_pages_speak_thai_by_default(admin_client: Any) -> None:
     report = upload(admin_client, ONE_ZONE).text
     assert "ยังไม่มีการเปลี่ยนแปลง" in report
     assert "ต้องการความสนใจ" in admin_client.get("/admin/attention").text
+
+
+def test_an_admin_key_cannot_stage_a_file_that_no_person_would_confirm(
+    city_app: Any, engine: Engine
+) -> None:
+    client, _city, keys = city_app
+    answer = client.post(
+        "/admin/boundaries",
+        headers={"X-API-Key": keys.admin, "Accept-Language": "en"},
+        files=[
+            ("step", (None, "check")),
+            ("layer", (None, "zones")),
+            ("id_field", (None, "ZONE")),
+            ("name_field", (None, "NAME")),
+            ("file", ("zones.geojson", ONE_ZONE, "application/geo+json")),
+        ],
+    )
+    assert answer.status_code == 403
+    assert "Sign in with your own account" in answer.text
+    assert stages(engine) == 0 and current_zones(engine) == ["Z1", "Z2"]
