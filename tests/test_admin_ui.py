@@ -548,3 +548,20 @@ def test_the_log_names_the_admin_who_made_each_thing(
         r.getMessage().startswith("user:") and ":Admin Ploy created team" in r.getMessage()
         for r in caplog.records
     ), [r.getMessage() for r in caplog.records]
+
+
+def test_ending_what_is_not_there_is_a_404(admin: Any) -> None:
+    client, _, _ = admin
+    for path in ("/admin/api-key/end/999999", "/admin/webhook/end/999999", "/admin/user/end/99999"):
+        assert client.post(path, data={"csrftoken": token(client)}).status_code == 404
+    days = post_form(client, "api-key", {"name": "k", "role": "planner", "expires_days": "9" * 30})
+    assert days.status_code == 400
+    assert field_error(days.text, "expires_days")
+
+
+def test_sqladmins_own_files_are_cached_its_pages_never(admin: Any) -> None:
+    client, _, _ = admin
+    css = client.get("/admin/statics/css/main.css")
+    assert css.status_code == 200
+    assert css.headers.get("cache-control") != "no-store"
+    assert client.get("/admin/").headers["cache-control"] == "no-store"

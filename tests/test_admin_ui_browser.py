@@ -20,9 +20,11 @@ PASSWORD = "correct horse battery"
 def test_an_admin_creates_a_team_a_user_and_a_route_in_the_admin_pages(
     browser: Any, db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import httpx
+
     from api.app import AppSettings, create_app
     from geo.settings import DatabaseSettings
-    from tests.browser import running, screenshot, watch
+    from tests.browser import running, screenshot, wait_until, watch
     from tests.fixtures import load_tiny_city
 
     monkeypatch.setenv("ISSUEMAP_MAP_TILES_URL", "none")
@@ -96,6 +98,29 @@ def test_an_admin_creates_a_team_a_user_and_a_route_in_the_admin_pages(
         assert "flood" not in page.inner_text("table")
         assert "PARKS" in page.inner_text("table")
         screenshot(page, "admin-route-deleted")
+
+        # A key for the new crew's tablet: its secret shows once, in SQLAdmin's dialog.
+        page.goto(f"{base}/admin/api-key/create")
+        page.fill("#name", "Parks tablet")
+        page.select_option("#role", "field_team")
+        page.select_option("#team", "PARKS")
+        page.select_option("#owner", "parks.crew@city.example")
+        page.click("input[type=submit][value=Save]")
+        page.wait_for_selector("#modal-secret", state="visible")
+        # Bootstrap slides the dialog in; the screenshot waits for it to be in place.
+        wait_until(
+            page,
+            "getComputedStyle(document.querySelector('#modal-secret .modal-dialog')).transform"
+            " === 'none'",
+        )
+        secret = page.input_value("#modal-secret-value")
+        assert secret.startswith("im_")
+        screenshot(page, "admin-key-secret")
+        assert httpx.get(f"{base}/api/reports", headers={"X-API-Key": secret}).status_code == 200
+        page.click("#modal-secret button[data-bs-dismiss=modal].btn-primary")
+        page.wait_for_url(f"{base}/admin/api-key/list")
+        assert "Parks tablet" in page.inner_text("table")
+        assert secret not in page.content()
         assert seen.errors == [], seen.errors
         assert seen.external == [], seen.external
         page.close()

@@ -269,9 +269,10 @@ class AdminHeaders:
             lang = pick_language(None, _header(scope, b"accept-language"))
             words = html.escape(translate(lang, N_("must not contain NUL characters")))
             page = _small_page(lang, "422", f"<h1>422</h1><p>{words}</p>", status_code=422)
-            await page(scope, receive, _with_headers(send))
+            await page(scope, receive, _with_headers(send, cache=False))
             return
-        await self._app(scope, receive, _with_headers(send))
+        static = scope.get("path", "").startswith(ADMIN_PATH + "/statics/")
+        await self._app(scope, receive, _with_headers(send, cache=static))
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -281,14 +282,14 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _with_headers(send: Send) -> Callable[[Message], Any]:
+def _with_headers(send: Send, *, cache: bool) -> Callable[[Message], Any]:
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = [
-                (k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"
-            ]
-            # Admin pages hold secrets shown once and private lists: never cached.
-            headers += [*_HEADERS, (b"cache-control", b"no-store")]
+            headers = [*message.get("headers", []), *_HEADERS]
+            if not cache:
+                # Admin pages hold secrets shown once and private lists: never cached.
+                headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+                headers.append((b"cache-control", b"no-store"))
             message = {**message, "headers": headers}
         await send(message)
 

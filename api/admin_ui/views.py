@@ -50,6 +50,9 @@ NUL_REFUSED = N_("must not contain NUL characters")
 WHOLE_NUMBER = N_("must be a whole number")
 CANNOT_CHANGE = N_("cannot be changed")
 
+KEY_DAYS_MAX = 3650
+"""Longest life a key made here may have (as ``issuemap keys create --expires-days``)."""
+
 
 class FieldRefusedError(Exception):
     """A write the geo layer refused; the message is already on the form (or at its top)."""
@@ -235,7 +238,8 @@ class IssuemapView(ModelView):
         pk = int(request.path_params["pk"])
         try:
             await self.end(request, pk)
-        except NotFoundError:
+        except (NotFoundError, FieldRefusedError):
+            # No such row, or it was revoked or disabled already.
             return Response(status_code=404)
         self.audit("ended", pk)
         return RedirectResponse(
@@ -485,8 +489,10 @@ class KeyView(IssuemapView, model=ApiKey):
 
         def make(conn: Connection) -> Any:
             days = whole_number("expires_days", data["expires_days"], required=False)
-            if days is not None and days < 1:
-                raise InvalidInputError("expires_days", N_("must be at least {ge}"), ge=1)
+            if days is not None and not 1 <= days <= KEY_DAYS_MAX:
+                raise InvalidInputError(
+                    "expires_days", N_("must be from {low} to {high}"), low=1, high=KEY_DAYS_MAX
+                )
             return create_api_key(
                 conn,
                 name=data["name"] or "",
@@ -702,7 +708,7 @@ class RouteView(IssuemapView, model=CategoryRoute):
         catalogue.NO_CATEGORY: "category",
         catalogue.NO_TEAM: "team",
         catalogue.NO_CURRENT_ZONE: "zone",
-        N_("That route exists already."): "zone",
+        catalogue.ROUTE_EXISTS: "zone",
     }
 
     async def lookups(self, request: Request) -> Mapping[str, Mapping[Any, Any]]:

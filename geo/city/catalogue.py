@@ -26,6 +26,7 @@ SLA_HOURS_MAX: Final = 24 * 365
 NO_CATEGORY: Final = N_("There is no category {code!r}.")
 NO_TEAM: Final = N_("There is no team {code!r}.")
 NO_CURRENT_ZONE: Final = N_("There is no current zone {code!r}.")
+ROUTE_EXISTS: Final = N_("That route exists already.")
 
 
 def display_name(
@@ -231,7 +232,7 @@ def add_category_route(
         {"c": ids.category_id, "t": ids.team_id, "z": zone},
     ).scalar_one_or_none()
     if new_id is None:
-        raise ConflictError(N_("That route exists already."))
+        raise ConflictError(ROUTE_EXISTS)
     return int(new_id)
 
 
