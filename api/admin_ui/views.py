@@ -49,6 +49,7 @@ T = TypeVar("T")
 NUL_REFUSED = N_("must not contain NUL characters")
 WHOLE_NUMBER = N_("must be a whole number")
 CANNOT_CHANGE = N_("cannot be changed")
+SHOWN_ONCE = N_("Copy it now: it is shown only this once.")
 
 KEY_DAYS_MAX = 3650
 """Longest life a key made here may have (as ``issuemap keys create --expires-days``)."""
@@ -200,6 +201,19 @@ class IssuemapView(ModelView):
         """The row ``pk`` as SQLAdmin shows it, after a write made it."""
         return await self.get_object_for_delete(str(pk))
 
+    async def created(self, pk: int) -> Any:
+        """Log the new row ``pk`` under the admin's name; the row as SQLAdmin shows it."""
+        self.audit("created", pk)
+        return await self.stored(pk)
+
+    async def created_with_secret(self, request: Request, pk: int, secret: str, title: str) -> Any:
+        """``created``, with ``secret`` shown on this answer only (SQLAdmin's one-time dialog)."""
+        lang = page_language()
+        Secret.reveal_once(
+            request, secret, title=translate(lang, title), label=translate(lang, SHOWN_ONCE)
+        )
+        return await self.created(pk)
+
     def audit(self, what: str, pk: object) -> None:
         """Log who did what: the admin's audit name and the row."""
         log.info("%s %s %s %s", current().principal.actor, what, self.identity, pk)
@@ -307,8 +321,7 @@ class TeamView(IssuemapView, model=Team):
                 name_en=data["name_en"],
             ),
         )
-        self.audit("created", team_id)
-        return await self.stored(team_id)
+        return await self.created(team_id)
 
     async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
         """Rename the team; its code stays."""
@@ -403,8 +416,7 @@ class UserView(IssuemapView, model=User):
                 team_code=data["team"] or None,
             ),
         )
-        self.audit("created", user.id)
-        return await self.stored(user.id)
+        return await self.created(user.id)
 
     async def end(self, request: Request, pk: int) -> None:
         """Disable the account: it cannot sign in, and its sessions end."""
@@ -503,15 +515,7 @@ class KeyView(IssuemapView, model=ApiKey):
             )
 
         new = await self.write(request, make)
-        lang = page_language()
-        Secret.reveal_once(
-            request,
-            new.secret,
-            title=translate(lang, N_("The new API key")),
-            label=translate(lang, N_("Copy it now: it is shown only this once.")),
-        )
-        self.audit("created", new.id)
-        return await self.stored(new.id)
+        return await self.created_with_secret(request, new.id, new.secret, N_("The new API key"))
 
     async def end(self, request: Request, pk: int) -> None:
         """Revoke the key at once."""
@@ -572,15 +576,9 @@ class WebhookView(IssuemapView, model=Webhook):
                 description=data["description"] or "",
             ),
         )
-        lang = page_language()
-        Secret.reveal_once(
-            request,
-            new.secret,
-            title=translate(lang, N_("The webhook's signing secret")),
-            label=translate(lang, N_("Copy it now: it is shown only this once.")),
+        return await self.created_with_secret(
+            request, new.id, new.secret, N_("The webhook's signing secret")
         )
-        self.audit("created", new.id)
-        return await self.stored(new.id)
 
     async def end(self, request: Request, pk: int) -> None:
         """Stop calling the webhook."""
@@ -735,8 +733,7 @@ class RouteView(IssuemapView, model=CategoryRoute):
                 zone=data["zone"] or None,
             ),
         )
-        self.audit("created", route_id)
-        return await self.stored(route_id)
+        return await self.created(route_id)
 
     async def delete_model(self, request: Request, pk: Any) -> None:
         """Stop routing by this rule; stored reports keep their team."""
