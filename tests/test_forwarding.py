@@ -320,6 +320,23 @@ def test_bad_forwards_name_the_field_in_english_and_thai_and_write_nothing(
     assert report_row(engine, report) == before and counts(engine) == written
 
 
+def test_a_huge_body_or_a_file_is_refused_before_it_is_read(city_app: Any, engine: Engine) -> None:
+    client, _, keys = city_app
+    report = file_report(client, keys)
+    before, written = report_row(engine, report), counts(engine)
+    huge = forward(client, report, key(keys.t1), team="T2", reason="x" * 100_000)
+    assert huge.status_code == 422 and huge.json()["field"] == "reason"
+    assert "4,000" in huge.json()["detail"]
+    with_file = client.post(
+        f"/api/reports/{report}/forward",
+        data={"team": "T2", "reason": REASON},
+        files={"photo": ("x.png", b"not a photo", "image/png")},
+        headers=key(keys.t1),
+    )
+    assert with_file.status_code == 422 and with_file.json()["field"] == "body"
+    assert report_row(engine, report) == before and counts(engine) == written
+
+
 def test_who_may_forward(city_app: Any, engine: Engine) -> None:
     client, _, keys = city_app
     report = file_report(client, keys)

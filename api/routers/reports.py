@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Annotated, Any
 
@@ -77,6 +79,19 @@ def input_error(error: ValidationError) -> InvalidInputError:
     first = error.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "body"
     return InvalidInputError(field, problem_message(first) or Message(first["msg"]))
+
+
+@contextmanager
+def body_problems() -> Iterator[None]:
+    """Pydantic's and Starlette's refusals of a request body as errors naming the field."""
+    try:
+        yield
+    except ValidationError as error:
+        raise input_error(error) from error
+    except HTTPException as error:
+        raise InvalidInputError(
+            "body", N_("malformed multipart form: {reason}"), reason=error.detail
+        ) from error
 
 
 async def _read_submission(
@@ -375,7 +390,7 @@ async def post_status(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     photo: PhotoUpload | None = None
     intake = state.intake
-    try:
+    with body_problems():
         if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
             form = await request.form(max_files=1, max_fields=5, max_part_size=64 * 1024)
             fields = {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
@@ -388,12 +403,6 @@ async def post_status(
             change = StatusIn.model_validate(fields)
         else:
             change = StatusIn.model_validate_json(await request.body())
-    except ValidationError as error:
-        raise input_error(error) from error
-    except HTTPException as error:
-        raise InvalidInputError(
-            "body", N_("malformed multipart form: {reason}"), reason=error.detail
-        ) from error
     worked = await run_in_threadpool(
         partial(
             work_report,
@@ -619,31 +628,20 @@ FORWARD_BODY_MAX = 64 * 1024
 async def forward_body(request: Request) -> ForwardIn:
     """The forward a JSON body or form holds (a form's ``csrftoken`` is the CSRF check's)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    too_large = InvalidInputError(
+        "reason", N_("the request is too large; at most {limit:,} characters"), limit=NOTE_MAX
+    )
     if int(request.headers.get("content-length") or 0) > FORWARD_BODY_MAX:
-        raise InvalidInputError(
-            "reason",
-            N_("the request is too large; at most {limit:,} characters"),
-            limit=NOTE_MAX,
-        )
-    try:
+        raise too_large
+    with body_problems():
         if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
             form = await request.form(max_files=0, max_fields=5, max_part_size=FORWARD_BODY_MAX)
             fields = {k: v for k, v in form.items() if k != CSRF_COOKIE}
             return ForwardIn.model_validate(fields)
         body = await request.body()
         if len(body) > FORWARD_BODY_MAX:
-            raise InvalidInputError(
-                "reason",
-                N_("the request is too large; at most {limit:,} characters"),
-                limit=NOTE_MAX,
-            )
+            raise too_large
         return ForwardIn.model_validate_json(body)
-    except ValidationError as error:
-        raise input_error(error) from error
-    except HTTPException as error:
-        raise InvalidInputError(
-            "body", N_("malformed multipart form: {reason}"), reason=error.detail
-        ) from error
 
 
 @router.post(
