@@ -594,6 +594,7 @@ def known_ids(client, city) -> dict[str, object]:
         "photo_id": 1,
         "team_id": city.teams["T1"],
         "route_id": 1,
+        "event_id": 1,
         "key_id": 1,
         "webhook_id": 1,
         "code": "road",
