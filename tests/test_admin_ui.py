@@ -54,9 +54,14 @@ def post_form(client: Any, identity: str, fields: dict[str, Any], **kwargs: Any)
 
 
 def send_form(client: Any, path: str, fields: dict[str, Any], **kwargs: Any) -> Any:
-    """POST ``fields`` url-encoded, as the admin pages' forms are sent."""
+    """POST ``fields`` as the admin pages' forms are sent: multipart, the token first."""
     body = {"csrftoken": token(client), "save": "Save", **fields}
-    return client.post(path, data=body, follow_redirects=False, **kwargs)
+    parts = [
+        (name, (None, one))
+        for name, value in body.items()
+        for one in (value if isinstance(value, list) else [value])
+    ]
+    return client.post(path, files=parts, follow_redirects=False, **kwargs)
 
 
 def field_error(page: str, field: str) -> str:
@@ -462,12 +467,15 @@ def test_a_forged_form_without_the_token_is_refused_and_writes_nothing(
 ) -> None:
     client, _, _ = admin
     for body in ({}, {"csrftoken": "forged"}):
-        answer = client.post(
+        fields = {"code": "EVIL", "name": "x", **body}
+        urlencoded = client.post("/admin/team/create", data=fields, follow_redirects=False)
+        assert urlencoded.status_code == 403
+        multipart = client.post(
             "/admin/team/create",
-            data={"code": "EVIL", "name": "x", **body},
+            files={k: (None, v) for k, v in fields.items()},
             follow_redirects=False,
         )
-        assert answer.status_code == 403
+        assert multipart.status_code == 403
     assert count(engine, "SELECT count(*) FROM teams WHERE code = 'EVIL'") == 0
 
 
