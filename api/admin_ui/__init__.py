@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.admin_ui import boundaries, views
-from api.admin_ui.auth import ADMIN_PATH, AdminAuth, AdminHeaders
+from api.admin_ui.auth import ADMIN_PATH, AdminAuth, AdminHeaders, page_language
 from api.deps import app_state
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -77,6 +77,7 @@ def mount_admin(
     )
     # The mounted app reaches the main app's state through this (``auth.main_state``).
     admin.admin.state.issuemap_main = app
+    admin.templates.env.globals["page_language"] = page_language
     for view in (*VIEWS, *extra):
         admin.add_view(view)
     return admin
