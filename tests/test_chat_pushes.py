@@ -15,7 +15,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
-from api.deps import replace_app_state
+from api.deps import app_state, replace_app_state
 from geo.analysis import team_performance, ward_stats
 from geo.chat import conversation
 from geo.chat.context import ChatContext
@@ -148,6 +148,8 @@ def resolve_with_photo(client, keys, report: int, public_note: str) -> int:
     )
     assert resolved.status_code == 200, resolved.text
     [photo] = resolved.json()["photo_ids"]
+    # As if the minute in which resolving may be undone had passed: then it is announced.
+    make_due(app_state(client.app).engine)
     return int(photo)
 
 
@@ -367,6 +369,7 @@ def test_a_rating_pressed_under_the_push_reaches_the_planners_statistics(
     unrated = chat_report(client, keys, engine)
     for report in (*rated, unrated):
         move(client, keys, report, "resolved")
+    make_due(engine)  # as if the undo window had passed
     assert deliver(engine, line) == (4, 0, 0)
     # Each reporter presses a button under their own push, 2, 4 and 5 stars, and the
     # conversation core takes the press as it comes back from LINE.
