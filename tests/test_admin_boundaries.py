@@ -39,6 +39,7 @@ from geo.errors import (
 from geo.reports.store import create_report, reroute_reports
 from geo.settings import BoundarySettings, RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
+from tests.test_admin_ui import add_user, sign_in
 
 ROUTING = RoutingSettings()
 LIMITS = BoundarySettings()
@@ -252,8 +253,6 @@ def test_after_a_replace_the_lists_say_what_needs_attention(engine: Engine, city
 
 # --- the pages ---------------------------------------------------------------------------
 
-PASSWORD = "correct horse battery"
-
 
 def ring(x0: float, x1: float) -> list[list[float]]:
     return [[x0, 8.40], [x1, 8.40], [x1, 8.41], [x0, 8.41], [x0, 8.40]]
@@ -285,24 +284,6 @@ def hostile_zones() -> bytes:
             ],
         }
     ).encode()
-
-
-def add_user(engine: Engine, email: str, role: str, team: str | None = None) -> int:
-    with engine.begin() as conn:
-        return create_user(
-            conn, email=email, name="Admin Ploy", role=role, password=PASSWORD, team_code=team
-        ).id
-
-
-def sign_in(client: Any, email: str) -> None:
-    client.cookies.clear()
-    client.get("/login")
-    answer = client.post(
-        "/login",
-        data={"email": email, "password": PASSWORD, "csrftoken": client.cookies["csrftoken"]},
-        follow_redirects=False,
-    )
-    assert answer.status_code == 303, answer.text
 
 
 def upload(client: Any, data: bytes, name: str = "zones.geojson", **fields: str) -> Any:
