@@ -643,3 +643,24 @@ def test_an_admin_key_cannot_stage_a_file_that_no_person_would_confirm(
     assert answer.status_code == 403
     assert "Sign in with your own account" in answer.text
     assert stages(engine) == 0 and current_zones(engine) == ["Z1", "Z2"]
+
+
+def test_names_from_a_file_are_shown_as_text_on_the_attention_page(
+    admin_client: Any, engine: Engine
+) -> None:
+    client = admin_client
+    file_reports(engine, (100.015, "road"))
+    hostile_team = "<b>{{7*7}}</b>"
+    page = upload(client, zone_file(("ZA", "{% raw %}", hostile_team, WHOLE_CITY))).text
+    assert str(escape(hostile_team)) in page and hostile_team not in page  # teams created
+    assert confirm_form(client, page).status_code == 303
+    listed = client.get("/admin/attention").text
+    assert str(escape(hostile_team)) in listed and hostile_team not in listed
+    assert "<b>49</b>" not in listed
+
+
+def test_typed_values_come_back_without_control_characters(admin_client: Any) -> None:
+    answer = upload(admin_client, ONE_ZONE, name_field="NA\x00ME", team_field="<i>{{7*7}}")
+    assert answer.status_code == 422
+    assert "\x00" not in answer.text and "<i>{{7*7}}" not in answer.text
+    assert 'value="&lt;i&gt;{{7*7}}"' in answer.text

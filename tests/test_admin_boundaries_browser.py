@@ -23,6 +23,25 @@ pytest_plugins = ("tests.browser",)  # the session's Chromium: the ``browser`` f
 PASSWORD = "correct horse battery"
 
 
+def content_violations(page: Any) -> list[dict[str, Any]]:
+    """Serious axe-core findings inside the page's own content, not SQLAdmin's frame."""
+    from tests.browser import axe_violations
+
+    found = []
+    for violation in axe_violations(page):
+        ours = [
+            node
+            for node in violation["nodes"]
+            if page.evaluate(
+                "(s) => Boolean(document.querySelector(s)?.closest('.page-body'))",
+                node["target"][0],
+            )
+        ]
+        if ours:
+            found.append({**violation, "nodes": ours})
+    return found
+
+
 def test_an_admin_uploads_zones_confirms_and_reroutes_in_the_browser(
     browser: Any, db_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -63,6 +82,7 @@ def test_an_admin_uploads_zones_confirms_and_reroutes_in_the_browser(
         page.fill("#name_field", "NAME")
         page.fill("#team_field", "TEAM")
         screenshot(page, "admin-boundaries-upload")
+        assert content_violations(page) == []
         page.click("#check")
         page.wait_for_selector("#confirm-form")
 
@@ -78,6 +98,7 @@ def test_an_admin_uploads_zones_confirms_and_reroutes_in_the_browser(
         assert page.evaluate("() => document.querySelectorAll('#overlaps img').length") == 0
         assert current_zones(engine) == ["Z1", "Z2"]
         screenshot(page, "admin-boundaries-check")
+        assert content_violations(page) == []
         page.locator("#confirm").scroll_into_view_if_needed()
         screenshot(page, "admin-boundaries-confirm")
 
@@ -102,6 +123,7 @@ def test_an_admin_uploads_zones_confirms_and_reroutes_in_the_browser(
         assert sorted(moves) == [["T1", "T1", "1"], ["T2", "T1", "1"]]
         assert page.inner_text("#reroute-button") == "Re-route 2 reports"
         screenshot(page, "admin-attention")
+        assert content_violations(page) == []
         page.locator("#reroute-button").scroll_into_view_if_needed()
         screenshot(page, "admin-attention-reroute")
 

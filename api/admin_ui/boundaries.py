@@ -146,14 +146,15 @@ async def _render(
     status_code: int = 200,
 ) -> Response:
     admin = current()
+    shown = words(admin.lang)
     return await view.templates.TemplateResponse(
         request,
         template,
         {
-            "w": words(admin.lang),
+            "w": shown,
             "lang": admin.lang,
             "csrf_token": admin.csrf_token,
-            "title": words(admin.lang)[context.pop("title_key")],
+            "title": shown[context.pop("title_key")],
             "subtitle": "",
             **context,
         },
@@ -183,10 +184,11 @@ def check_report(summary: ImportSummary, *, lang: str, max_area_loss: float) -> 
 
 
 def _form_values(form: Mapping[str, Any]) -> dict[str, str]:
+    """What was typed, to fill the form again; a value with control characters is not."""
     return {
         name: value
         for name in BoundaryOptions.__slots__
-        if isinstance(value := form.get(name), str)
+        if isinstance(value := form.get(name), str) and value.isprintable()
     }
 
 
