@@ -469,3 +469,34 @@ def test_undoing_a_reopening_puts_the_resolution_time_back(site: Any, engine: En
         now = conn.execute(text("SELECT now()")).scalar_one()
     assert now - resolved_at < timedelta(minutes=5)
     assert datetime.now(UTC) - resolved_at < timedelta(minutes=5)
+
+
+def test_a_long_queue_says_the_list_is_cut_short(
+    site: Any, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _, _, browsers = site
+    monkeypatch.setattr("geo.maps.work.WORK_LIMIT", 2)
+    reports = [report_in(client) for _ in range(3)]
+    make_overdue(engine, reports[2], 1)
+    page = browsers["t1"].get("/work?lang=en")
+    data = page_data(page.text)
+    assert data["truncated"] is True and ids(page.text) == [reports[2], reports[0]]
+    assert "Showing the first 2 reports that match" in page.text
+    assert data["counts"] == {"open": 3, "overdue": 1}, "the counts cover the whole queue"
+    late = page_data(browsers["t1"].get("/work?overdue=1").text)
+    assert late["truncated"] is False and [i["id"] for i in late["items"]] == [reports[2]]
+
+
+def test_the_page_runs_no_inline_script(site: Any) -> None:
+    client, _, _, browsers = site
+    report_in(client)
+    page = browsers["t1"].get("/work")
+    policy = page.headers["content-security-policy"]
+    scripts = policy.split("script-src ")[1].split(";")[0]
+    assert "unsafe-inline" not in scripts and "'nonce-" in scripts
+    assert "script-src-attr 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["cache-control"] == "no-store"
+    assert not re.search(r"\son[a-z]+=", page.text), "no inline handlers"
+    # Every script is a file of the site, or the page's data, which never runs.
+    for tag in re.findall(r"<script[^>]*>", page.text):
+        assert 'type="application/json"' in tag or ('src="/static/' in tag and "nonce=" in tag)

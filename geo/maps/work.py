@@ -227,11 +227,13 @@ def work_page(
         statuses=(filters.status,) if filters.status else OPEN_STATUSES,
         created_to=now - timedelta(days=filters.age_days) if filters.age_days else None,
     )
-    rows = find_reports(conn, flt, principal, limit=WORK_LIMIT, order="due")
-    truncated = len(rows) >= WORK_LIMIT
+    found = find_reports(conn, flt, principal, limit=WORK_LIMIT, order="due")
+    rows = found
     if filters.overdue:
         # Soonest due first puts every overdue report ahead of the rest, so this keeps them all.
-        rows = [r for r in rows if r["overdue"]]
+        rows = [r for r in found if r["overdue"]]
+    # More may match only if the page was full of what was asked for.
+    truncated = len(found) >= WORK_LIMIT and len(rows) == len(found)
     counts = open_work_counts(conn, ReportFilter(team_ids=(team["id"],)), principal)
     items = [_item(r, categories, actions=actions) for r in rows]
     return WorkPage(
