@@ -256,25 +256,24 @@ def confirm_staged(
     ``write_boundaries``); a replace needing ``force`` without it
     (``BoundaryReplaceRefusedError``). The stage is removed once the replace is stored.
     """
-    with engine.connect() as conn:
-        stage = conn.execute(
-            text(
-                "SELECT id, layer, source, options, sha256, based_on FROM boundary_stages "
-                "WHERE token_hash = :hash AND user_id = :user_id AND expires_at > now()"
-            ),
-            {"hash": _token_hash(token), "user_id": user_id},
-        ).one_or_none()
-        if stage is None:
-            raise NotFoundError(_GONE)
-        if not hmac.compare_digest(stage.sha256.encode(), sha256.encode("utf-8", "replace")):
-            raise ConflictError(
-                N_(
-                    "The file to confirm is not the file that was checked; nothing was "
-                    "changed. Upload the file again."
+    with tempfile.TemporaryDirectory(prefix="issuemap-stage-") as folder:
+        with engine.connect() as conn:
+            stage = conn.execute(
+                text(
+                    "SELECT id, source, options, sha256, based_on FROM boundary_stages "
+                    "WHERE token_hash = :hash AND user_id = :user_id AND expires_at > now()"
+                ),
+                {"hash": _token_hash(token), "user_id": user_id},
+            ).one_or_none()
+            if stage is None:
+                raise NotFoundError(_GONE)
+            if not hmac.compare_digest(stage.sha256.encode(), sha256.encode("utf-8", "replace")):
+                raise ConflictError(
+                    N_(
+                        "The file to confirm is not the file that was checked; nothing was "
+                        "changed. Upload the file again."
+                    )
                 )
-            )
-        options = BoundaryOptions(**stage.options)
-        with tempfile.TemporaryDirectory(prefix="issuemap-stage-") as folder:
             path = Path(folder) / stage.source
             with path.open("wb") as out:
                 parts = conn.execute(
@@ -285,18 +284,18 @@ def confirm_staged(
                 )
                 for (data,) in parts:
                     out.write(data)
-            conn.rollback()
-            if file_sha256(path) != stage.sha256:  # the stored parts are not what was checked
-                raise ConflictError(_GONE)
-            summary = import_boundaries(
-                engine,
-                path,
-                **asdict(options),
-                settings=settings,
-                routing=routing,
-                force=force,
-                based_on=stage.based_on,
-            )
+        # The connection is back in the pool before the import takes its own.
+        if file_sha256(path) != stage.sha256:  # the stored parts are not what was checked
+            raise ConflictError(_GONE)
+        summary = import_boundaries(
+            engine,
+            path,
+            **asdict(BoundaryOptions(**stage.options)),
+            settings=settings,
+            routing=routing,
+            force=force,
+            based_on=stage.based_on,
+        )
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM boundary_stages WHERE id = :id"), {"id": stage.id})
     return summary
