@@ -512,6 +512,16 @@ def test_a_file_over_the_limit_or_of_an_unknown_type_is_refused_naming_the_field
     assert too_big.status_code == 422
     assert "file: must be at most 4,096 bytes" in too_big.text
     assert 'is-invalid" type="file"' in too_big.text
+    # Far past the limit, the request is refused by its length before its body is read.
+    huge = client.post(
+        "/admin/boundaries",
+        files=[
+            ("csrftoken", (None, client.cookies["csrftoken"])),
+            ("file", ("zones.geojson", b" " * 200_000, "application/geo+json")),
+        ],
+        headers={"Accept-Language": "en"},
+    )
+    assert huge.status_code == 413 and "file: must be at most 4,096 bytes" in huge.text
     wrong = upload(client, ONE_ZONE, name="zones.exe")
     assert wrong.status_code == 422 and ".geojson" in wrong.text
     assert stages(engine) == 0 and current_zones(engine) == ["Z1", "Z2"]

@@ -34,6 +34,7 @@ from geo.city.boundary_stages import (
     confirm_staged,
     saved_upload,
     stage_boundary_file,
+    too_large,
     upload_name,
 )
 from geo.city.boundary_writes import ImportSummary, replace_problem_message
@@ -50,6 +51,8 @@ from geo.reports.store import RerouteResult, reroute_as_previewed, reroute_previ
 
 LISTED = 100
 """Overlaps, gaps and repaired features listed on a check report; the rest are counted."""
+
+_FORM_BYTES = 64 * 1024  # the form's other fields, beside the file
 
 WORDS: Mapping[str, str] = {
     "boundaries": N_("Boundaries"),
@@ -226,6 +229,11 @@ class BoundariesView(BaseView):
         if request.method == "GET":
             return await self._form(request, {}, None)
         state, admin = main_state(request), current()
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > state.boundaries.upload_max_bytes + _FORM_BYTES:
+            # Refused before the body is read: a file past the limit never reaches the disk.
+            refused = too_large(state.boundaries.upload_max_bytes)
+            return await self._form(request, {}, refused, status_code=413)
         async with request.form(max_files=1, max_fields=20) as form:
             step = form.get("step")
             if admin.principal.user_id is None:

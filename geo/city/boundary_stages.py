@@ -115,6 +115,18 @@ def upload_name(filename: str | None) -> str:
     return name
 
 
+def too_large(max_bytes: int) -> InvalidInputError:
+    """The refusal of an upload larger than ``max_bytes``, naming the ``file`` field."""
+    return InvalidInputError(
+        "file",
+        N_("must be at most {limit:,} bytes ({megabytes:,.0f} MB)")
+        if max_bytes >= 2**20
+        else N_("must be at most {limit:,} bytes"),
+        limit=max_bytes,
+        megabytes=max_bytes / 2**20,
+    )
+
+
 def _copy_upload(source: BinaryIO, target: Path, *, max_bytes: int) -> None:
     """Copy the upload to ``target`` a chunk at a time, refusing it past ``max_bytes``."""
     written = 0
@@ -122,14 +134,7 @@ def _copy_upload(source: BinaryIO, target: Path, *, max_bytes: int) -> None:
         while chunk := source.read(_CHUNK_BYTES):
             written += len(chunk)
             if written > max_bytes:
-                raise InvalidInputError(
-                    "file",
-                    N_("must be at most {limit:,} bytes ({megabytes:,.0f} MB)")
-                    if max_bytes >= 2**20
-                    else N_("must be at most {limit:,} bytes"),
-                    limit=max_bytes,
-                    megabytes=max_bytes / 2**20,
-                )
+                raise too_large(max_bytes)
             out.write(chunk)
     if written == 0:
         raise InvalidInputError("file", N_("must not be empty"))
