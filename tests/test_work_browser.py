@@ -217,8 +217,20 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
     wait_until(page, "window.issuemap.liveStatus === 'open'")
     mate, mate_seen = signed_in(browser, base, "crew.mate@city.example")
 
+    mate.click(f"#report-{first} details.more summary")
+    mate.fill(f"#note-{first}", "ต้องใช้รถเกรด")
     mate.click(f"#report-{first} .moves button[data-status=in_progress]")
     wait_until(mate, f"document.querySelector('#report-{first}').dataset.status === 'in_progress'")
+    # The note went with that move; the next one starts empty.
+    assert mate.input_value(f"#note-{first}") == ""
+    with engine.connect() as conn:
+        note = conn.execute(
+            text(
+                "SELECT note FROM report_events WHERE report_id = :id AND to_status = 'in_progress'"
+            ),
+            {"id": first},
+        ).scalar_one()
+    assert note == "ต้องใช้รถเกรด"
     # The first session's item changes where it is: one item, its buttons, Thai words.
     wait_until(page, f"document.querySelector('#report-{first}').dataset.status === 'in_progress'")
     assert item_count(page, first) == 1

@@ -493,6 +493,11 @@
     li.querySelector(".item-error").hidden = true;
     busy(li, true);
     call("POST", "/api/reports/" + id + "/status", form).then(function (body) {
+      // Sent with this move: the next move starts with empty notes and no photo.
+      Array.prototype.forEach.call(li.querySelectorAll("details.more textarea, details.more input"),
+        function (field) { field.value = ""; });
+      var more = li.querySelector("details.more");
+      if (more) more.open = false;
       var r = items[id] ? items[id].r : entry.r;
       var from = r.status;
       r.status = body.status;
