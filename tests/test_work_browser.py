@@ -50,6 +50,7 @@ def site(
         load_tiny_city(conn)
     add_user(engine, "crew.one@city.example", "field_team", "T1", name="Somchai")
     add_user(engine, "crew.mate@city.example", "field_team", "T1", name="Somsri")
+    add_user(engine, "planner@city.example", "planner", name="Malee")
     app = create_app(AppSettings(database=DatabaseSettings(database_url=db_url)))
     with running(app) as base:
         made = []
@@ -73,9 +74,11 @@ def site(
         yield base, made
 
 
-def signed_in(browser: Any, base: str, email: str) -> tuple[Any, Any]:
-    """A phone-sized page of a new browser session, signed in through the form at /work."""
-    context = browser.new_context(viewport=PHONE, locale="th-TH")
+def signed_in(
+    browser: Any, base: str, email: str, *, viewport: dict[str, int] = PHONE, locale: str = "th-TH"
+) -> tuple[Any, Any]:
+    """A page of a new browser session, signed in through the form it is sent to at /work."""
+    context = browser.new_context(viewport=viewport, locale=locale)
     page = context.new_page()
     seen = watch(page, base)
     page.goto(f"{base}/work", wait_until="domcontentloaded")
@@ -84,7 +87,6 @@ def signed_in(browser: Any, base: str, email: str) -> tuple[Any, Any]:
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/work")
-    wait_until(page, "window.issuemap && window.issuemap.work && window.issuemap.map")
     return page, seen
 
 
@@ -113,6 +115,7 @@ def test_a_crew_member_works_the_queue_on_a_phone(
 ) -> None:
     base, (first, late, third) = site
     page, seen = signed_in(browser, base, "crew.one@city.example")
+    wait_until(page, "window.issuemap && window.issuemap.work && window.issuemap.map")
 
     # The overdue count on top, the overdue report first.
     count = translate("th", "Overdue: {overdue} of {open} open reports", overdue=1, open=3)
@@ -214,8 +217,9 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
 ) -> None:
     base, (first, late, third) = site
     page, seen = signed_in(browser, base, "crew.one@city.example")
-    wait_until(page, "window.issuemap.liveStatus === 'open'")
+    wait_until(page, "window.issuemap && window.issuemap.liveStatus === 'open'")
     mate, mate_seen = signed_in(browser, base, "crew.mate@city.example")
+    wait_until(mate, "window.issuemap && window.issuemap.work && window.issuemap.map")
 
     mate.click(f"#report-{first} details.more summary")
     mate.fill(f"#note-{first}", "ต้องใช้รถเกรด")
@@ -304,3 +308,29 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
     assert [e for e in mate_seen.errors if "401" not in e and "403" not in e] == []
     page.context.close()
     mate.context.close()
+
+
+def test_a_planner_picks_a_team_and_only_looks(browser: Any, site: tuple[str, list[int]]) -> None:
+    base, made = site
+    page, seen = signed_in(
+        browser,
+        base,
+        "planner@city.example",
+        viewport={"width": 1280, "height": 800},
+        locale="en-GB",
+    )
+    assert page.locator("html").get_attribute("lang") == "en"
+    screenshot(page, "work-choose-team-desktop")
+    violations = axe_violations(page)
+    assert violations == [], json.dumps(violations, ensure_ascii=False, indent=1)
+    page.click("a.button[href^='/work?team=T1']")
+    page.wait_for_url(f"{base}/work?team=T1&lang=en")
+    wait_until(page, "window.issuemap && window.issuemap.work && window.issuemap.map")
+    assert page.evaluate("document.querySelectorAll('#work-list > li').length") == len(made)
+    assert page.evaluate("document.querySelectorAll('.moves, details.more').length") == 0
+    assert "only the team and administrators change it" in page.inner_text("main")
+    screenshot(page, "work-planner-desktop")
+    violations = axe_violations(page)
+    assert violations == [], json.dumps(violations, ensure_ascii=False, indent=1)
+    assert seen.errors == [] and seen.external == [], (seen.errors, seen.external)
+    page.context.close()
