@@ -500,3 +500,38 @@ def test_the_page_runs_no_inline_script(site: Any) -> None:
     # Every script is a file of the site, or the page's data, which never runs.
     for tag in re.findall(r"<script[^>]*>", page.text):
         assert 'type="application/json"' in tag or ('src="/static/' in tag and "nonce=" in tag)
+
+
+def test_an_undone_move_takes_its_public_note_and_after_photo_with_it(
+    site: Any, engine: Engine
+) -> None:
+    from tests.test_notifications import png
+
+    client, _, keys, browsers = site
+    report = report_in(client)
+    crew = browsers["t1"]
+    moved = crew.post(
+        f"/api/reports/{report}/status",
+        data={"status": "resolved", "public_note": "ซ่อมแล้ว", "note": "staff only"},
+        files={"photo": ("after.png", png(), "image/png")},
+        headers={"X-CSRFToken": csrf(crew)},
+    )
+    assert moved.status_code == 200, moved.text
+    [photo] = moved.json()["photo_ids"]
+    public = client.get(f"/api/reports/{report}").json()
+    assert public["after_photo_ids"] == [photo] and public["public_notes"][0]["note"] == "ซ่อมแล้ว"
+    undone = post(crew, f"/api/reports/{report}/status/{moved.json()['event_id']}/undo")
+    assert undone.status_code == 200
+    public = client.get(f"/api/reports/{report}").json()
+    assert public["status"] == "open"
+    assert public["after_photo_ids"] == [] and public["public_notes"] == []
+    assert client.get(f"/api/photos/{photo}").status_code == 404
+    # Staff still read in the audit trail what was said, and that a photo was taken back.
+    trail = client.get(f"/api/reports/{report}/events", headers={"X-API-Key": keys.admin}).json()
+    assert trail[-2]["to_status"] == "resolved" and trail[-2]["public_note"] is None
+    assert trail[-2]["note"] == "staff only"
+    assert trail[-1]["data"] == {
+        "undoes": moved.json()["event_id"],
+        "public_note": "ซ่อมแล้ว",
+        "photos_removed": [photo],
+    }

@@ -258,8 +258,10 @@ def undo_status_change(
 
     Only the person (or key) who made the change may, only while it is the report's
     latest event and only for ``UNDO_WINDOW_S`` seconds. The undo is itself a status event
-    in the audit trail, whose staff note says what it undid. The undone change's
-    notifications that have not gone out yet are deleted (a move that ends the work waits
+    in the audit trail, whose staff note says what it undid. What the public was to see of
+    the undone change goes: its after-photos are deleted and its public note is cleared
+    (kept, for staff, in the undo's ``data``). The undone change's notifications that have
+    not gone out yet are deleted (a move that ends the work waits
     ``UNDO_WINDOW_S`` before its are sent, see ``change_status``); if some had already gone
     out, the undo is announced as any status change is, so nobody is left believing the
     undone one. ``notify`` is as for ``change_status``; with ``report_id`` the event must
@@ -268,7 +270,7 @@ def undo_status_change(
     _require_worker(principal)
     event = conn.execute(
         text(
-            "SELECT id, report_id, kind, actor, from_status, to_status, data, "
+            "SELECT id, report_id, kind, actor, from_status, to_status, public_note, data, "
             "extract(epoch FROM now() - at) AS age_s FROM report_events WHERE id = :id"
         ),
         {"id": event_id},
@@ -308,6 +310,23 @@ def undo_status_change(
             id=event.report_id,
         )
     data = event.data or {}
+    # What the public was to read of the undone change goes with it: its after-photos, and
+    # its public note, which the undo keeps for staff.
+    removed = sorted(
+        int(p)
+        for p in conn.execute(
+            text("DELETE FROM report_photos WHERE event_id = :event RETURNING id"),
+            {"event": event.id},
+        ).scalars()
+    )
+    withdrawn: dict[str, Any] = {"undoes": event.id}
+    if event.public_note:
+        withdrawn["public_note"] = event.public_note
+    if removed:
+        withdrawn["photos_removed"] = removed
+    conn.execute(
+        text("UPDATE report_events SET public_note = NULL WHERE id = :event"), {"event": event.id}
+    )
     undone = conn.execute(
         text(
             """
@@ -320,7 +339,7 @@ def undo_status_change(
             INSERT INTO report_events
                 (report_id, at, kind, actor, from_status, to_status, note, data)
             SELECT id, updated_at, 'status', :actor, :from, CAST(:back AS varchar), :note,
-                   jsonb_build_object('undoes', CAST(:event_id AS bigint))
+                   CAST(:data AS jsonb)
             FROM moved
             RETURNING id, at
             """
@@ -333,7 +352,7 @@ def undo_status_change(
             "resolved_at": data.get("resolved_at_before"),
             "actor": principal.actor,
             "note": f"undone: the change to {event.to_status} (event {event.id}) taken back",
-            "event_id": event.id,
+            "data": json.dumps(withdrawn),
         },
     ).one()
     announced = conn.execute(
