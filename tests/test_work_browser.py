@@ -91,10 +91,13 @@ def signed_in(
 
 
 def status_of(engine: Engine, report: int) -> str:
+    return str(db_value(engine, "SELECT status FROM reports WHERE id = :id", report))
+
+
+def db_value(engine: Engine, sql: str, report: int) -> Any:
+    """The one value ``sql`` reads about ``report`` (its ``:id``)."""
     with engine.connect() as conn:
-        return str(
-            conn.execute(text("SELECT status FROM reports WHERE id = :id"), {"id": report}).scalar()
-        )
+        return conn.execute(text(sql), {"id": report}).scalar_one()
 
 
 def item_count(page: Any, report: int) -> int:
@@ -165,15 +168,13 @@ def test_a_crew_member_works_the_queue_on_a_phone(
     wait_until(page, f"document.querySelector('#report-{first}').dataset.status === 'resolved'")
     assert buttons(page, first) == [], "an ended report offers no more moves"
     assert status_of(engine, first) == "resolved"
-    with engine.connect() as conn:
-        photo = conn.execute(
-            text(
-                "SELECT e.public_note FROM report_photos AS p JOIN report_events AS e "
-                "ON e.id = p.event_id WHERE p.report_id = :id AND e.to_status = 'resolved'"
-            ),
-            {"id": first},
-        ).scalar_one()
-    assert photo == "ปะผิวถนนแล้ว {{7*7}}"
+    photo_note = db_value(
+        engine,
+        "SELECT e.public_note FROM report_photos AS p JOIN report_events AS e "
+        "ON e.id = p.event_id WHERE p.report_id = :id AND e.to_status = 'resolved'",
+        first,
+    )
+    assert photo_note == "ปะผิวถนนแล้ว {{7*7}}"
 
     # Reject the third, then take it back from the toast.
     page.click(f"#report-{third} .moves button[data-status=rejected]")
@@ -227,14 +228,8 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
     wait_until(mate, f"document.querySelector('#report-{first}').dataset.status === 'in_progress'")
     # The note went with that move; the next one starts empty.
     assert mate.input_value(f"#note-{first}") == ""
-    with engine.connect() as conn:
-        note = conn.execute(
-            text(
-                "SELECT note FROM report_events WHERE report_id = :id AND to_status = 'in_progress'"
-            ),
-            {"id": first},
-        ).scalar_one()
-    assert note == "ต้องใช้รถเกรด"
+    note = "SELECT note FROM report_events WHERE report_id = :id AND to_status = 'in_progress'"
+    assert db_value(engine, note, first) == "ต้องใช้รถเกรด"
     # The first session's item changes where it is: one item, its buttons, Thai words.
     wait_until(page, f"document.querySelector('#report-{first}').dataset.status === 'in_progress'")
     assert item_count(page, first) == 1
@@ -279,15 +274,8 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
     wait_until(page, f"!document.querySelector('#report-{late}')")
     wait_until(mate, f"!document.querySelector('#report-{late}')")
     assert page.evaluate("window.issuemap.markers.getLayers().length") == 2
-    with engine.connect() as conn:
-        team = conn.execute(
-            text(
-                "SELECT t.code FROM reports AS r JOIN teams AS t ON t.id = r.team_id "
-                "WHERE r.id = :id"
-            ),
-            {"id": late},
-        ).scalar_one()
-    assert team == "T2"
+    team = "SELECT t.code FROM reports AS r JOIN teams AS t ON t.id = r.team_id WHERE r.id = :id"
+    assert db_value(engine, team, late) == "T2"
     assert page.inner_text("#overdue-count") == translate(
         "th", "Overdue: {overdue} of {open} open reports", overdue=0, open=2
     )

@@ -1,4 +1,4 @@
-"""Staff pages outside the maps: the sign-in form.
+"""Staff pages outside the maps: the sign-in form (the crew work view is ``geo.maps.work``).
 
 The page is a Jinja2 template rendered with autoescaping on; what a person typed comes back
 only as template variables, never as template source. It runs no script at all, and its
@@ -15,13 +15,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from geo.i18n import gettext_for
 from geo.vocabulary import EMAIL_MAX
 
-_ENV = Environment(
+PAGES = Environment(
     loader=PackageLoader("geo.maps", "templates"),
     autoescape=True,
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
+"""The staff pages' templates (the sign-in form, the work view): autoescaped, strict."""
 
 DEFAULT_NEXT: Final = "/work"
 """Where a staff member lands after signing in when no page asked for it."""
@@ -56,7 +57,7 @@ def render_login(
 ) -> str:
     """The sign-in form in ``lang``; ``message`` (already in ``lang``) says what went wrong."""
     gettext = gettext_for(lang)
-    return _ENV.get_template("login.html.j2").render(
+    return PAGES.get_template("login.html.j2").render(
         _=gettext,
         lang=lang,
         other_lang="en" if lang == "th" else "th",

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Final
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import Connection
 
 from geo.access.policy import Principal, is_field_team, may_see_team_queue, may_work_reports
@@ -23,6 +22,7 @@ from geo.city.catalogue import category_names, display_name, list_teams
 from geo.errors import InvalidInputError, NotFoundError
 from geo.i18n import N_, gettext_for
 from geo.maps.pagedata import open_work_counts
+from geo.maps.staff import PAGES
 from geo.reports.search import ReportFilter, find_reports
 from geo.reports.workflow import next_statuses
 from geo.vocabulary import (
@@ -32,14 +32,6 @@ from geo.vocabulary import (
     REPORT_STATUSES,
     STATUS_NAMES,
     UNDO_WINDOW_S,
-)
-
-_ENV = Environment(
-    loader=PackageLoader("geo.maps", "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
 )
 
 WORK_LIMIT: Final = 500
@@ -329,7 +321,7 @@ def render_work_page(
         said = gettext(message)
         return said.format(**values) if values else said
 
-    return _ENV.get_template("work.html.j2").render(
+    return PAGES.get_template("work.html.j2").render(
         _=_,
         l=work_labels(page.lang),
         lang=page.lang,
