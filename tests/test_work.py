@@ -535,3 +535,43 @@ def test_an_undone_move_takes_its_public_note_and_after_photo_with_it(
         "public_note": "ซ่อมแล้ว",
         "photos_removed": [photo],
     }
+
+
+def test_the_public_sees_neither_an_undone_change_nor_its_undo(site: Any, engine: Engine) -> None:
+    from tests.test_notifications import token_of
+
+    client, _, keys, browsers = site
+    report = report_in(client)
+    crew = browsers["t1"]
+    path = f"/api/reports/{report}/status"
+    post(crew, path, status="acknowledged", public_note="On our way")
+    slip = post(crew, path, status="rejected", public_note="Not ours")
+    assert post(crew, f"{path}/{slip.json()['event_id']}/undo").status_code == 200
+
+    def timeline() -> list[str]:
+        page = client.get(f"/r/{token_of(engine, report)}?lang=en")
+        assert page.status_code == 200
+        shown = page.text.split('<ol class="timeline">')[1].split("</ol>")[0]
+        return re.findall(r'<p class="(?:what|text note)">(.*?)</p>', shown)
+
+    assert timeline() == ["Reported", "Status changed to: Acknowledged", "On our way"]
+    public = client.get(f"/api/reports/{report}").json()
+    assert [n["note"] for n in public["public_notes"]] == ["On our way"]
+    answer = client.get(f"/open311/v2/requests/{report}.json").json()
+    assert answer[0]["status_notes"] == "On our way" and answer[0]["status"] == "open"
+    # An undone undo takes nothing back: the move it undid stands, once, as it is now.
+    moved = post(crew, path, status="resolved").json()["event_id"]
+    undo = post(crew, f"{path}/{moved}/undo").json()["event_id"]
+    assert post(crew, f"{path}/{undo}/undo").status_code == 200
+    assert status(engine, report).status == "resolved"
+    assert timeline()[2:] == ["On our way", "Status changed to: Resolved"]
+    # Staff still read every move and every undo in the audit trail.
+    trail = client.get(f"/api/reports/{report}/events", headers={"X-API-Key": keys.admin}).json()
+    assert [e["to_status"] for e in trail if e["kind"] == "status"] == [
+        "acknowledged",
+        "rejected",
+        "acknowledged",
+        "resolved",
+        "acknowledged",
+        "resolved",
+    ]

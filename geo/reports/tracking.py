@@ -7,7 +7,9 @@ as every public output. A report staff have hidden is not found here.
 
 The public timeline is the report's creation, its status changes with the note staff
 wrote for the public and any after-photo, and the teams it was forwarded to (never the staff
-reason); re-routing and staff notes stay in the audit trail.
+reason); re-routing and staff notes stay in the audit trail. A status change that was undone
+(``geo.reports.workflow.undo_status_change``) is not shown, nor is the undo: to the public it
+never happened, while the audit trail keeps both.
 The page also lists open reports nearby that may be the same problem, so the resident can
 add their support to one of them instead (``support_report``), which joins their report
 to it as a duplicate: the supporters of a report are the duplicates joined to it, whether
@@ -119,7 +121,8 @@ WHERE r.token = :token AND r.hidden_at IS NULL
 """
 
 _TIMELINE = """
-SELECT e.at, e.kind, e.to_status, e.public_note,
+SELECT e.id, CAST(e.data ->> 'undoes' AS bigint) AS undoes, e.at, e.kind, e.to_status,
+       e.public_note,
        ARRAY(SELECT p.id FROM report_photos AS p WHERE p.event_id = e.id ORDER BY p.id)
            AS photo_ids,
        t.code AS team_code, t.name AS team_name, t.name_th AS team_name_th,
@@ -213,11 +216,29 @@ def track_report(
     )
 
 
+def _undone(rows: list[Any]) -> set[int]:
+    """Ids of the events an undo took back and of the undos themselves.
+
+    Read newest first (an undo's id is always its change's plus some), so an undo that was
+    itself undone takes nothing back: the change it undid stands again.
+    """
+    gone: set[int] = set()
+    for r in sorted(rows, key=lambda r: int(r["id"]), reverse=True):
+        if r["undoes"] is not None:
+            if r["id"] not in gone:
+                gone.add(int(r["undoes"]))
+            gone.add(int(r["id"]))
+    return gone
+
+
 def public_timeline(conn: Connection, report_id: int) -> tuple[TimelineEntry, ...]:
-    """A report's public events, oldest first: no actors, no staff notes."""
-    rows = conn.execute(
-        text(_TIMELINE), {"id": report_id, "kinds": list(PUBLIC_EVENT_KINDS)}
-    ).mappings()
+    """A report's public events, oldest first: no actors, no staff notes, nothing undone."""
+    rows = list(
+        conn.execute(
+            text(_TIMELINE), {"id": report_id, "kinds": list(PUBLIC_EVENT_KINDS)}
+        ).mappings()
+    )
+    gone = _undone(rows)
     return tuple(
         TimelineEntry(
             at=r["at"],
@@ -232,6 +253,7 @@ def public_timeline(conn: Connection, report_id: int) -> tuple[TimelineEntry, ..
             ),
         )
         for r in rows
+        if r["id"] not in gone
     )
 
 
