@@ -30,6 +30,7 @@ from api.routers import (
     resident,
     service,
     teams,
+    tiles,
     work,
 )
 from geo.access.ratelimit import ReportRateLimiter
@@ -189,6 +190,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         live.router,
         line.router,
         work.router,
+        tiles.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")

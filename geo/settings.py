@@ -294,6 +294,13 @@ class MapSettings(BaseSettings):
         le=20_000,
         description="Most heat-map grid cells one page carries; the grid coarsens to fit.",
     )
+    inline_features_max: int = Field(
+        default=300,
+        ge=0,
+        le=100_000,
+        description="Most wards or zones a map page carries inline as GeoJSON; a larger "
+        "layer is drawn from vector tiles (/tiles), so a page stays small at any scale.",
+    )
 
     @field_validator("frame_ancestors")
     @classmethod

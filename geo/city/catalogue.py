@@ -37,12 +37,17 @@ def display_name(
     A ward, zone or team whose boundary file gave no name in that language falls back to
     the name as given, then to the other language's name, so a reader always sees a name.
     """
-    own = name_th if lang == "th" else name_en
-    other = name_en if lang == "th" else name_th
-    for candidate in (own, name, other):
-        if candidate:
-            return candidate
+    given = {"name": name, "name_th": name_th, "name_en": name_en}
+    for column in name_order(lang):
+        value = given[column]
+        if value:
+            return value
     return ""
+
+
+def name_order(lang: str) -> tuple[str, str, str]:
+    """The name columns ``display_name`` tries for ``lang``, first to last (SQL uses it too)."""
+    return ("name_th", "name", "name_en") if lang == "th" else ("name_en", "name", "name_th")
 
 
 @dataclass(frozen=True, slots=True)

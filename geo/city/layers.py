@@ -13,6 +13,11 @@ from geo.city.catalogue import display_name
 
 _NAMES = "{t}.name, {t}.name_th, {t}.name_en"
 _TEAM_NAMES = "t.name AS team, t.name_th AS team_th, t.name_en AS team_en"
+_MEETS_ZONE = (
+    "JOIN zones AS z ON z.id = :zone WHERE w.retired_at IS NULL "
+    "AND ST_Intersects(w.geom, z.geom) AND NOT ST_Touches(w.geom, z.geom)"
+)
+"""Wards that share area with zone ``:zone`` (``w``), not those that only touch its edge."""
 
 
 def _text(value: object) -> str | None:
@@ -98,15 +103,25 @@ def wards_meeting_zone(
         text(
             f"SELECT w.code, {_NAMES.format(t='w')}, "
             "ST_SimplifyPreserveTopology(w.geom, :tol) AS geom "
-            "FROM wards AS w JOIN zones AS z ON z.id = :zone "
-            "WHERE w.retired_at IS NULL AND ST_Intersects(w.geom, z.geom) "
-            "AND NOT ST_Touches(w.geom, z.geom) ORDER BY w.code"
+            f"FROM wards AS w {_MEETS_ZONE} ORDER BY w.code"
         ),
         conn,
         geom_col="geom",
         params={"tol": simplify_m / 111_000, "zone": zone_id},
     )
     return _named(frame, lang)
+
+
+def current_count(conn: Connection, layer: str, *, meeting_zone: int | None = None) -> int:
+    """How many current features ``layer`` (``wards`` or ``zones``) has.
+
+    With ``meeting_zone``, only those that overlap zone ``meeting_zone`` (as
+    ``wards_meeting_zone`` picks them).
+    """
+    table = {"wards": "wards", "zones": "zones"}[layer]
+    where = "WHERE w.retired_at IS NULL" if meeting_zone is None else _MEETS_ZONE
+    sql = f"SELECT count(*) FROM {table} AS w {where}"
+    return int(conn.execute(text(sql), {"zone": meeting_zone}).scalar_one())
 
 
 def city_bounds(conn: Connection) -> tuple[float, float, float, float] | None:
