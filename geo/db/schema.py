@@ -268,6 +268,15 @@ class Report(Base):
             "duplicate_of",
             postgresql_where=text("duplicate_of IS NOT NULL"),
         ),
+        # Intake's duplicate lookup: open, visible reports by place, then time (btree_gist),
+        # so it never reads the closed history around a point.
+        Index(
+            "ix_reports_open_geom_created",
+            "geom",
+            "created_at",
+            postgresql_using="gist",
+            postgresql_where=text(f"{_one_of('status', OPEN_STATUSES)} AND hidden_at IS NULL"),
+        ),
     )
 
 

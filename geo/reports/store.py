@@ -43,10 +43,12 @@ _REPORT_COLUMNS = (
 )
 
 # Likely duplicates: open reports of the input's category within ``dup_radius`` metres and
-# ``dup_days`` days, looked up before the new report exists. ``near`` is MATERIALIZED on
-# the box test alone so the lookup always starts from the GiST index; given the category
-# and time tests too, the planner sometimes ANDed in the category index and read every
-# recent report of the category.
+# ``dup_days`` days, looked up before the new report exists. ``near`` holds exactly the
+# predicate of the partial index ``ix_reports_open_geom_created`` (open, not hidden) with its
+# two keys (the box, the window's start), so the lookup reads only the open, recent reports
+# near the point, however much closed history surrounds it. It is MATERIALIZED so the
+# category test stays outside: given it too, the planner sometimes ANDed in the category
+# index and read every recent report of the category.
 _DUPLICATES = """
 near AS MATERIALIZED (
     SELECT r.id, r.status, r.created_at, r.supporters, r.category_id, r.geom
@@ -55,16 +57,15 @@ near AS MATERIALIZED (
         i.geom,
         i.dup_radius / (110000.0 * GREATEST(cos(radians(ST_Y(i.geom))), 0.01)),
         i.dup_radius / 110000.0)
+      AND r.created_at >= i.created_at - make_interval(days => i.dup_days)
     -- The answer goes to whoever filed, so a report staff hid is never offered.
-    WHERE r.hidden_at IS NULL
+    WHERE r.status IN {open} AND r.hidden_at IS NULL
 ), dups AS (
     SELECT n.id, n.status, n.created_at, n.supporters, ST_Y(n.geom) AS lat, ST_X(n.geom) AS lon,
            round(ST_Distance(n.geom::geography, i.geom::geography)::numeric, 1) AS distance_m
     FROM input AS i
     JOIN near AS n ON n.category_id = i.category_id
-    WHERE n.status IN {open}
-      AND n.created_at >= i.created_at - make_interval(days => i.dup_days)
-      AND ST_DWithin(n.geom::geography, i.geom::geography, i.dup_radius)
+    WHERE ST_DWithin(n.geom::geography, i.geom::geography, i.dup_radius)
     ORDER BY distance_m, n.id
     LIMIT 25
 )""".replace("{open}", OPEN_STATUSES_SQL)
