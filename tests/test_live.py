@@ -6,13 +6,20 @@ Waits are at most 2 s: the time a map has to show a change.
 import queue
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
+import pytest
 from sqlalchemy import Engine, text
 
 from geo.access.policy import Principal
 from geo.reports.live import LiveHub, matches
-from geo.reports.store import create_report, insert_reports
+from geo.reports.store import (
+    create_report,
+    insert_reports,
+    reroute_as_previewed,
+    reroute_preview,
+)
 from geo.reports.workflow import change_status
 from geo.settings import RoutingSettings
 from tests.fixtures import load_tiny_city
@@ -131,5 +138,99 @@ def test_hub_recovers_after_its_connection_is_killed(engine: Engine, db_url: str
                 settings=RoutingSettings(),
             )
         assert inbox.get(timeout=2)["op"] == "insert"
+    finally:
+        hub.stop()
+
+
+def _moved_back(engine: Engine, report: int, team: int, zone: int) -> None:
+    """As if the boundaries had changed under ``report``: its row says ``team`` and ``zone``."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE reports SET team_id = :team, zone_id = :zone WHERE id = :id"),
+            {"team": team, "zone": zone, "id": report},
+        )
+
+
+def _next_about(inbox: "queue.Queue[Any]", report: int) -> dict[str, Any]:
+    """The next report event of a stream about ``report`` (after its creation's, if sent)."""
+    while True:
+        kind, data = inbox.get(timeout=10)
+        if kind == "report" and data["id"] == report and data["op"] != "insert":
+            return dict(data)
+
+
+def test_a_reroute_moves_reports_between_live_streams(
+    city_app: Any, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli.main import app
+    from tests.test_login import report_in
+    from tests.test_moderation import _listen, _until_report
+
+    client, city, keys = city_app
+    t1, t2, z1, z2 = city.teams["T1"], city.teams["T2"], city.zones["Z1"], city.zones["Z2"]
+    streams = {  # who watches what: the crews by team, the maps by zone
+        "crew one": ({"X-API-Key": keys.t1}, f"team={t1}"),
+        "crew two": ({"X-API-Key": keys.t2}, f"team={t2}"),
+        "public Z2": ({}, f"zone={z2}"),
+        "admin Z1": ({"X-API-Key": keys.admin}, f"zone={z1}"),
+    }
+    inboxes: dict[str, queue.Queue[Any]] = {who: queue.Queue() for who in streams}
+    for who, (headers, query) in streams.items():
+        threading.Thread(
+            target=_listen,
+            args=(client, headers, inboxes[who], f"/api/live?{query}"),
+            daemon=True,
+        ).start()
+        assert inboxes[who].get(timeout=10) == ("connected", None)
+    report = report_in(client)  # in Z1, T1's zone
+    _until_report(inboxes["crew one"], report)  # its creation has gone out
+    _moved_back(engine, report, t2, z2)  # left with T2 in Z2 by an old boundary
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    done = CliRunner().invoke(app, ["reports", "reroute", "--actor", "ops"])
+    assert done.exit_code == 0 and "changed 1" in done.output, done.output
+    leave = {"kind": "report", "op": "leave", "id": report}
+    assert _next_about(inboxes["crew two"], report) == leave
+    assert _next_about(inboxes["public Z2"], report) == leave
+    for who in ("crew one", "admin Z1"):
+        event = _next_about(inboxes[who], report)
+        assert (event["op"], event["team_id"], event["zone_id"]) == ("update", t1, z1), who
+        assert (event["from_team_id"], event["from_zone_id"]) == (t2, z2), who
+
+
+def test_a_large_reroute_is_one_bulk_event(engine: Engine, db_url: str) -> None:
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+    rows = pd.DataFrame(
+        {
+            "lon": [100.005] * 300,
+            "lat": [8.405] * 300,
+            "category_id": [city.categories["road"]] * 300,
+            "created_at": [datetime(2026, 11, 1, tzinfo=UTC)] * 300,
+        }
+    )
+    hub = LiveHub(db_url)
+    hub.start()
+    try:
+        inbox = collect(hub)
+        with engine.begin() as conn:
+            insert_reports(conn, rows, settings=RoutingSettings())
+            conn.execute(
+                text("UPDATE reports SET team_id = :t2, zone_id = :z2"),
+                {"t2": city.teams["T2"], "z2": city.zones["Z2"]},
+            )
+        assert inbox.get(timeout=2) == {"kind": "bulk", "count": 300}, "their filing"
+        preview = reroute_preview(engine, settings=RoutingSettings())
+        assert preview.changed == 300
+        reroute_as_previewed(
+            engine, settings=RoutingSettings(), actor="user:1:Admin", digest=preview.digest
+        )
+        assert inbox.get(timeout=2) == {"kind": "bulk", "count": 300}, "their re-route"
+        try:
+            extra = inbox.get(timeout=0.5)
+        except queue.Empty:
+            extra = None
+        assert extra is None, "no per-report events for a re-route"
     finally:
         hub.stop()

@@ -202,10 +202,12 @@ def test_hiding_twice_unknown_reports_and_showing_a_shown_one_are_refused(city_a
     assert bad.status_code == 422
 
 
-def _listen(client: Any, headers: dict[str, str], inbox: queue.Queue[Any]) -> None:
-    """Put every event of ``/api/live`` in ``inbox`` as (kind, data), until the app stops."""
+def _listen(
+    client: Any, headers: dict[str, str], inbox: queue.Queue[Any], path: str = "/api/live"
+) -> None:
+    """Put every event of live stream ``path`` in ``inbox`` as (kind, data), until the app stops."""
     try:
-        with client.stream("GET", "/api/live", headers=headers) as answer:
+        with client.stream("GET", path, headers=headers) as answer:
             kind = None
             for line in answer.iter_lines():
                 if line.startswith(": connected"):

@@ -48,7 +48,7 @@ async def live(
 
     Event types: `report`, `bulk` (after large imports) and `resync` (reload). A `report`
     event's `op` is `insert`, `update`, or `leave` (only `id`): a report forwarded to another
-    team left the zone or team this stream watches. Browsers
+    team, or re-routed, left the zone or team this stream watches. Browsers
     reconnect on their own (`retry: 2000`); a comment every 15 s keeps proxies from
     closing an idle stream. Without a staff key (`X-API-Key`, or the cookie a staff map
     page sets), report events carry no

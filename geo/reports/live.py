@@ -12,11 +12,15 @@ personal data. Each stream shapes them for its audience (``LiveAudience``): staf
 reports they may work whole; everyone else gets no team or zone, and the location on the
 public grid (``geo.access.policy``), as every other public output.
 
-A report forwarded to another team (``geo.reports.forwarding``) is an ``update`` carrying its
-new team and zone and, for staff, the ones it left (``from_team_id``, ``from_zone_id``). A
-stream watching the team or zone it left gets a ``leave`` event with only its id
-(``for_stream``), so a list or map there drops it, while one watching where it went gets
-the update and shows it.
+A report forwarded to another team (``geo.reports.forwarding``) or re-routed against new
+boundaries or routes (``geo.reports.store.reroute_reports``: ``issuemap reports reroute``
+and the admin's re-route button) is an ``update`` carrying its new team and zone and, for
+staff, the ones it left (``from_team_id``, ``from_zone_id``). A stream watching the team or
+zone it left gets a ``leave`` event with only its id (``for_stream``), so a list or map
+there drops it, while one watching where it went gets the update and shows it. A re-route
+writes its audit events in one statement, so one that moves more than ``BULK_AFTER``
+reports reaches every stream as one ``bulk`` event (pages offer to reload), never as a
+message per report.
 """
 
 from __future__ import annotations
@@ -54,13 +58,14 @@ _TAIL = """
 SELECT e.id AS event_id, e.kind AS event_kind, r.id, r.status, c.code AS category,
        r.ward_id, r.zone_id, r.team_id, ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon,
        r.created_at, r.due_at, r.updated_at, r.hidden_at IS NOT NULL AS hidden,
-       e.kind = 'forwarded' AS forwarded, CAST(e.data ->> 'from_team_id' AS integer),
-       CAST(e.data ->> 'from_zone_id' AS integer)
+       e.kind IN ('forwarded', 'rerouted') AS moved,
+       CAST(COALESCE(e.data ->> 'from_team_id', e.data #>> '{from,team_id}') AS integer),
+       CAST(COALESCE(e.data ->> 'from_zone_id', e.data #>> '{from,zone_id}') AS integer)
 FROM report_events AS e
 JOIN reports AS r ON r.id = e.report_id
 JOIN categories AS c ON c.id = r.category_id
 WHERE e.id > %(after)s
-  AND e.kind IN ('created', 'status', 'merged', 'hidden', 'unhidden', 'forwarded')
+  AND e.kind IN ('created', 'status', 'merged', 'hidden', 'unhidden', 'forwarded', 'rerouted')
 ORDER BY e.id
 LIMIT %(limit)s
 """
@@ -217,7 +222,7 @@ def _event(row: Any) -> Event:
         due,
         updated,
         hidden,
-        forwarded,
+        moved,
         from_team,
         from_zone,
     ) = row
@@ -238,7 +243,7 @@ def _event(row: Any) -> Event:
         # Hidden from the public by staff (``geo.reports.moderation``), when this was read.
         "hidden": bool(hidden),
     }
-    if forwarded:
+    if moved:
         event["from_team_id"] = from_team
         event["from_zone_id"] = from_zone
     return event
@@ -254,7 +259,7 @@ def matches(event: Event, *, zone_id: int | None, team_id: int | None) -> bool:
 
 
 def left(event: Event, *, zone_id: int | None, team_id: int | None) -> bool:
-    """Whether a forwarded report's event leaves the area a client watches.
+    """Whether a forwarded or re-routed report's event leaves the area a client watches.
 
     It matched that zone or team (``matches``) before the forward and no longer does.
     """
@@ -317,8 +322,8 @@ def for_stream(
     """What a stream for ``audience`` watching ``zone_id``/``team_id`` sends for ``event``.
 
     ``event`` shaped for the audience when it concerns the area watched; a ``leave`` event
-    (``{"kind": "report", "op": "leave", "id": ...}``) when a forward took the report out of
-    it; else nothing. The public never hears of a hidden report leaving.
+    (``{"kind": "report", "op": "leave", "id": ...}``) when a forward or a re-route took the
+    report out of it; else nothing. The public never hears of a hidden report leaving.
     """
     if matches(event, zone_id=zone_id, team_id=team_id):
         return audience.shape(event)
