@@ -217,6 +217,96 @@ def test_a_file_with_several_layers_is_refused_naming_them(tmp_path: Path) -> No
         read_boundaries(path)
 
 
+# ----------------------------------------------------------------------------- text encodings
+
+THAI_NAMES = ["พระบรมมหาราชวัง", "วังบูรพาภิรมย์"]
+
+
+def thai_shapefile(folder: Path, encoding: str, *, zipped: bool, cpg: str | None = None) -> Path:
+    """Two Thai-named wards as a Shapefile whose text is in ``encoding``, with no ``.cpg``.
+
+    ``cpg`` writes one saying that instead (a wrong one, for the override).
+    """
+    folder.mkdir()
+    frame = wards_frame(TWO_WARDS, TH=THAI_NAMES)
+    frame.to_file(folder / "tambon.shp", engine="pyogrio", encoding=encoding)
+    (folder / "tambon.cpg").unlink()
+    dbf = (folder / "tambon.dbf").read_bytes()
+    assert THAI_NAMES[0].encode(encoding) in dbf  # the text really is in that encoding
+    if cpg is not None:
+        (folder / "tambon.cpg").write_text(cpg)
+    if not zipped:
+        return folder / "tambon.shp"
+    path = folder / "tambon.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for part in sorted(folder.glob("tambon.*")):
+            if part != path:
+                archive.write(part, part.name)
+    return path
+
+
+@pytest.mark.parametrize("zipped", [False, True], ids=["shp", "zip"])
+@pytest.mark.parametrize("encoding", ["utf-8", "cp874"])
+def test_a_shapefile_without_cpg_reads_thai_as_utf8_when_valid_else_tis620(
+    tmp_path: Path, encoding: str, zipped: bool
+) -> None:
+    path = thai_shapefile(tmp_path / "w", encoding, zipped=zipped)
+
+    frame = read_boundaries(path)
+
+    assert frame["TH"].tolist() == THAI_NAMES
+    assert frame["name"].tolist() == ["Ward A", "Ward B"]
+
+
+def test_an_explicit_encoding_overrides_a_wrong_cpg_and_the_command_line_passes_it(
+    tmp_path: Path, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli.main import app
+
+    path = thai_shapefile(tmp_path / "w", "cp874", zipped=True, cpg="UTF-8")
+    with pytest.raises(BoundaryImportError, match=r"not valid UTF-8; .* as `encoding`"):
+        read_boundaries(path)
+    assert read_boundaries(path, encoding="TIS-620")["TH"].tolist() == THAI_NAMES
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    args = ["boundaries", "import", str(path), "--layer", "wards", "--id-field", "code"]
+
+    result = CliRunner().invoke(app, [*args, "--name-field", "TH", "--encoding", "cp874"])
+
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        names = conn.execute(text("SELECT name FROM wards ORDER BY code")).scalars().all()
+    assert names == THAI_NAMES
+
+
+@pytest.mark.parametrize(
+    "value", ["klingon", "base64", "rot13", "utf-8\x00", "{{7*7}}", "x" * 10_000, ""]
+)
+def test_an_unknown_encoding_is_refused_naming_the_option(tmp_path: Path, value: str) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli.main import app
+
+    path = thai_shapefile(tmp_path / "w", "utf-8", zipped=False)
+    with pytest.raises(BoundaryImportError, match=r"^`encoding`: .* not a text encoding"):
+        read_boundaries(path, encoding=value)
+    args = ["boundaries", "import", str(path), "--layer", "wards", "--id-field", "code"]
+
+    result = CliRunner().invoke(app, [*args, "--name-field", "TH", "--encoding", value])
+
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "error: --encoding: " in message and "is not a text encoding" in message
+    assert len(message) < 400  # a long value is cut short, not echoed whole
+
+
+def test_an_encoding_for_a_format_that_is_always_utf8_is_refused(tmp_path: Path) -> None:
+    path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS))
+    with pytest.raises(BoundaryImportError, match="`encoding` applies to Shapefiles only"):
+        read_boundaries(path, encoding="cp874")
+
+
 # ----------------------------------------------------------------------------- fields and ids
 
 
@@ -831,6 +921,16 @@ def test_real_topojson_is_refused_without_crs_and_repaired_to_the_shapefiles_are
     )
     assert difference < 0.001
     assert codes == 50
+
+
+@pytest.mark.realdata
+def test_real_national_tambon_without_cpg_reads_thai_names(shared_data: Path) -> None:
+    frame = read_boundaries(shared_data / "thailand-admin" / "tha_adm3_tambon_simplified.zip")
+
+    assert len(frame) == 7425
+    names = dict(zip(frame["ADM3_PCODE"], frame["ADM3_TH"], strict=True))
+    assert names["TH100101"] == "พระบรมมหาราชวัง"
+    assert not frame["ADM3_TH"].str.contains("à¸").any()
 
 
 # ----------------------------------------------------------------------------- guards on a replace

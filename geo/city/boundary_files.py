@@ -18,12 +18,14 @@ The steps, each usable on its own (from a notebook, say):
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import math
+import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeAlias
 
 import geopandas as gpd
@@ -51,6 +53,13 @@ SUPPORTED_FORMATS = {
     "GPKG": "GeoPackage",
 }
 """GDAL driver names we accept, and what to call them in messages."""
+
+SHAPEFILE_FALLBACK_ENCODING = "cp874"
+"""How a Shapefile with no ``.cpg`` whose text is not UTF-8 is read: Thai Windows (TIS-620).
+
+Thai government Shapefiles often come without a ``.cpg``; GDAL then assumes ISO-8859-1 and
+turns every Thai name into mojibake. Their text is UTF-8 (HDX COD-AB) or TIS-620.
+"""
 
 _LISTED = 20  # ids named in one refusal message before "and N more"
 _GAP_NEIGHBOUR_M = 1.0  # a feature this close to a gap is one of the features around it
@@ -189,7 +198,95 @@ def _without_folder(error: BaseException, path: Path) -> str:
     return message
 
 
-def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataFrame:
+def check_encoding(value: str) -> str:
+    """The codec name Python knows ``value`` by, or refuse it naming ``encoding``."""
+    try:
+        name = codecs.lookup(value).name
+        # bytes.decode refuses codecs such as base64 or rot13 that do not turn bytes into text.
+        b"a".decode(name)
+    except UnicodeDecodeError:
+        return name  # a real text codec that "a" alone is too short for (utf-16)
+    except (LookupError, ValueError, TypeError) as error:
+        raise BoundaryImportError(
+            N_(
+                "`encoding`: {value!r} is not a text encoding Python knows; give one such as "
+                "utf-8 or cp874 (Thai, TIS-620)."
+            ),
+            value=value if len(value) <= 40 else value[:40] + "...",
+        ) from error
+    return name
+
+
+def _shapefile_members(path: Path, layer: str) -> dict[str, bytes] | None:
+    """The ``.dbf`` and ``.cpg`` of the Shapefile ``layer`` in ``path`` (a ``.shp`` or ``.zip``).
+
+    Keys are the lower-case suffixes present; None when the parts cannot be found.
+    """
+    wanted = (".dbf", ".cpg")
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                return {
+                    member.suffix.lower(): archive.read(info)
+                    for info in archive.infolist()
+                    if (member := PurePosixPath(info.filename)).stem == layer
+                    and member.suffix.lower() in wanted
+                }
+        return {
+            sibling.suffix.lower(): sibling.read_bytes()
+            for sibling in path.parent.iterdir()
+            if sibling.stem == path.stem and sibling.suffix.lower() in wanted
+        }
+    except (OSError, zipfile.BadZipFile):
+        return None
+
+
+def _dbf_text_is_utf8(dbf: bytes) -> bool:
+    """Whether every character field of a dBASE table is valid UTF-8.
+
+    A value cut short in the middle of a character (writers truncate by bytes) still counts.
+    """
+    if len(dbf) < 32:
+        return True
+    records = int.from_bytes(dbf[4:8], "little")
+    header_length = int.from_bytes(dbf[8:10], "little")
+    record_length = int.from_bytes(dbf[10:12], "little")
+    text_fields: list[tuple[int, int]] = []
+    offset = 1  # each record starts with its deletion flag
+    for start in range(32, min(header_length, len(dbf)) - 31, 32):
+        if dbf[start] == 0x0D:
+            break
+        width = dbf[start + 16]
+        if dbf[start + 11 : start + 12] == b"C":
+            text_fields.append((offset, width))
+        offset += width
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for row in range(records):
+        base = header_length + row * record_length
+        for field_offset, width in text_fields:
+            decoder.reset()
+            try:
+                decoder.decode(dbf[base + field_offset : base + field_offset + width], final=False)
+            except UnicodeDecodeError:
+                return False
+    return True
+
+
+def shapefile_encoding(path: Path, layer: str) -> str | None:
+    """The encoding to read a Shapefile's text in, or None to leave it to its ``.cpg``.
+
+    Without a ``.cpg`` the text is read as UTF-8 when all of it is valid UTF-8, and
+    otherwise as ``SHAPEFILE_FALLBACK_ENCODING``.
+    """
+    members = _shapefile_members(path, layer)
+    if not members or ".cpg" in members or ".dbf" not in members:
+        return None
+    return "utf-8" if _dbf_text_is_utf8(members[".dbf"]) else SHAPEFILE_FALLBACK_ENCODING
+
+
+def read_boundaries(
+    path: Path | str, *, crs: str | None = None, encoding: str | None = None
+) -> gpd.GeoDataFrame:
     """Read a boundary file and return its features in EPSG:4326, 2D, every column kept.
 
     The CRS the coordinates were read in is noted in ``frame.attrs["source_crs"]``.
@@ -203,6 +300,10 @@ def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataF
         The CRS of the coordinates, for a file that declares none (TopoJSON usually does
         not). A file that declares one must agree with it. The coordinates must lie in the
         CRS's valid range.
+    encoding
+        Shapefiles only: the encoding of the attribute text, overriding the ``.cpg``. Without
+        it, a Shapefile with no ``.cpg`` is read as UTF-8 when its text is valid UTF-8 and
+        as ``SHAPEFILE_FALLBACK_ENCODING`` (TIS-620) otherwise.
 
     Raises
     ------
@@ -211,6 +312,7 @@ def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataF
         several layers or no features, or its CRS is missing or does not fit.
     """
     path = Path(path)
+    codec = check_encoding(encoding) if encoding is not None else None
     if not path.exists():
         raise BoundaryImportError(N_("{path}: no such file."), path=str(path))
     if path.is_dir():
@@ -253,12 +355,35 @@ def read_boundaries(path: Path | str, *, crs: str | None = None) -> gpd.GeoDataF
             )
         if info["geometry_type"] is None:
             raise BoundaryImportError(N_("{name} has no geometry column."), name=path.name)
-        frame = gpd.read_file(path, engine="pyogrio", layer=layer_name)
+        if driver != "ESRI Shapefile" and codec is not None:
+            raise BoundaryImportError(
+                N_(
+                    "`encoding` applies to Shapefiles only; {name} is a {format} file, "
+                    "whose text is always UTF-8."
+                ),
+                name=path.name,
+                format=SUPPORTED_FORMATS[driver],
+            )
+        if driver == "ESRI Shapefile" and codec is None:
+            codec = shapefile_encoding(path, layer_name)
+        options = {"encoding": codec} if codec is not None else {}
+        # What the text was taken to be, to name if it does not decode: ours or the .cpg's.
+        codec = codec or str(info.get("encoding") or "UTF-8")
+        frame = gpd.read_file(path, engine="pyogrio", layer=layer_name, **options)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as error:
         raise BoundaryImportError(
             N_("{name} could not be read: {reason}"),
             name=path.name,
             reason=_without_folder(error, path),
+        ) from error
+    except UnicodeDecodeError as error:
+        raise BoundaryImportError(
+            N_(
+                "The text of {name} is not valid {encoding}; give the encoding it was "
+                "written in as `encoding`."
+            ),
+            name=path.name,
+            encoding=codec,
         ) from error
     if len(frame) == 0:
         raise BoundaryImportError(
@@ -767,6 +892,7 @@ def check_boundaries(
     crs: str | None = None,
     tolerance_m2: float = DEFAULT_TOLERANCE_M2,
     settings: BoundarySettings | None = None,
+    encoding: str | None = None,
 ) -> CheckedBoundaries:
     """Read, check and repair a boundary file, and find its overlaps and gaps; write nothing.
 
@@ -776,7 +902,7 @@ def check_boundaries(
     settings = settings if settings is not None else BoundarySettings()
     _check_options(layer=layer, team_field=team_field, tolerance_m2=tolerance_m2)
     path = Path(path)
-    frame = read_boundaries(path, crs=crs)
+    frame = read_boundaries(path, crs=crs, encoding=encoding)
     sha256 = file_sha256(path)
     features = check_attributes(
         frame,

@@ -503,6 +503,7 @@ def import_boundaries(
     force: bool = False,
     dry_run: bool = False,
     based_on: int | None = None,
+    encoding: str | None = None,
 ) -> ImportSummary:
     """Check a boundary file and, if it passes, make it the layer's current boundaries.
 
@@ -539,6 +540,8 @@ def import_boundaries(
         Check the file and measure the replace's effect, then store nothing.
     based_on
         The layer's ``latest_import`` when the check was shown; a later import refuses it.
+    encoding
+        Shapefiles only: the encoding of the attribute text (see ``read_boundaries``).
 
     Raises
     ------
@@ -560,6 +563,7 @@ def import_boundaries(
         crs=crs,
         tolerance_m2=tolerance_m2,
         settings=settings,
+        encoding=encoding,
     )
     return write_boundaries(
         engine,

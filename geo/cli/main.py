@@ -140,6 +140,13 @@ def boundaries_import(
             help="CRS of the coordinates; required when the file does not declare one.",
         ),
     ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="Shapefiles only: encoding of the attribute text, e.g. utf-8 or cp874. "
+            "Without it the .cpg decides; with no .cpg, UTF-8 when valid, else cp874 (TIS-620).",
+        ),
+    ] = None,
     tolerance_m2: Annotated[
         float,
         typer.Option(
@@ -191,6 +198,7 @@ def boundaries_import(
                 crs=crs,
                 tolerance_m2=tolerance_m2,
                 settings=settings,
+                encoding=encoding,
             )
         doing = "Measuring what replacing" if dry_run else "Storing"
         with open_engine() as engine, console.status(f"{doing} the {layer} ..."):
