@@ -22,13 +22,13 @@ from geo.reports.store import (
 )
 from geo.reports.workflow import change_status
 from geo.settings import RoutingSettings
-from tests.fixtures import load_tiny_city
+from tests.fixtures import TinyCity, load_tiny_city
 
 ADMIN = Principal(role="admin", key_id=1, name="test")
 
 
-def collect(hub: LiveHub) -> "queue.Queue[dict]":
-    events: queue.Queue[dict] = queue.Queue()
+def collect(hub: LiveHub) -> "queue.Queue[dict[str, Any]]":
+    events: queue.Queue[dict[str, Any]] = queue.Queue()
     hub.subscribe(lambda event: events.put(event) if event.get("kind") != "resync" else None)
     return events
 
@@ -75,6 +75,18 @@ def test_new_report_and_status_change_reach_every_process_in_time(
             hub.stop()
 
 
+def road_reports(city: TinyCity, count: int) -> pd.DataFrame:
+    """``count`` road reports in zone Z1, for ``insert_reports``."""
+    return pd.DataFrame(
+        {
+            "lon": [100.005] * count,
+            "lat": [8.405] * count,
+            "category_id": [city.categories["road"]] * count,
+            "created_at": [datetime(2026, 11, 1, tzinfo=UTC)] * count,
+        }
+    )
+
+
 def test_batch_inserts_send_one_bulk_event(engine: Engine, db_url: str) -> None:
     with engine.begin() as conn:
         city = load_tiny_city(conn)
@@ -82,22 +94,45 @@ def test_batch_inserts_send_one_bulk_event(engine: Engine, db_url: str) -> None:
     hub.start()
     try:
         inbox = collect(hub)
-        rows = pd.DataFrame(
-            {
-                "lon": [100.005] * 500,
-                "lat": [8.405] * 500,
-                "category_id": [city.categories["road"]] * 500,
-                "created_at": [datetime(2026, 11, 1, tzinfo=UTC)] * 500,
-            }
-        )
         with engine.begin() as conn:
-            insert_reports(conn, rows, settings=RoutingSettings())
+            insert_reports(conn, road_reports(city, 500), settings=RoutingSettings())
         assert inbox.get(timeout=2) == {"kind": "bulk", "count": 500}
         try:
             extra = inbox.get(timeout=0.5)
         except queue.Empty:
             extra = None
         assert extra is None, "no per-row events for a batch"
+    finally:
+        hub.stop()
+
+
+def test_a_backlog_longer_than_one_read_is_one_bulk_event(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a national import or re-route is for the real read size: read on batch by batch,
+    # it would hold later events back and send a bulk event per batch.
+    monkeypatch.setattr("geo.reports.live._READ_ROWS", 100)
+    monkeypatch.setattr("geo.reports.live._LOOKBACK_IDS", 10)
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+    hub = LiveHub(db_url)
+    hub.start()
+    try:
+        inbox = collect(hub)
+        with engine.begin() as conn:
+            insert_reports(conn, road_reports(city, 450), settings=RoutingSettings())
+        assert inbox.get(timeout=2) == {"kind": "bulk", "count": 450}
+        with engine.begin() as conn:
+            report = create_report(
+                conn,
+                lon=100.005,
+                lat=8.405,
+                category="road",
+                description="x",
+                settings=RoutingSettings(),
+            )
+        event = inbox.get(timeout=2)
+        assert (event["op"], event["id"]) == ("insert", report.id), "then events one by one"
     finally:
         hub.stop()
 
@@ -202,20 +237,12 @@ def test_a_reroute_moves_reports_between_live_streams(
 def test_a_large_reroute_is_one_bulk_event(engine: Engine, db_url: str) -> None:
     with engine.begin() as conn:
         city = load_tiny_city(conn)
-    rows = pd.DataFrame(
-        {
-            "lon": [100.005] * 300,
-            "lat": [8.405] * 300,
-            "category_id": [city.categories["road"]] * 300,
-            "created_at": [datetime(2026, 11, 1, tzinfo=UTC)] * 300,
-        }
-    )
     hub = LiveHub(db_url)
     hub.start()
     try:
         inbox = collect(hub)
         with engine.begin() as conn:
-            insert_reports(conn, rows, settings=RoutingSettings())
+            insert_reports(conn, road_reports(city, 300), settings=RoutingSettings())
             conn.execute(
                 text("UPDATE reports SET team_id = :t2, zone_id = :z2"),
                 {"t2": city.teams["T2"], "z2": city.zones["Z2"]},

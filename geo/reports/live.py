@@ -7,7 +7,8 @@ a second it reads new audit events (reports created, status changes, merges) and
 them in batches. Intake transactions never NOTIFY themselves, because a NOTIFYing commit
 holds a database-wide lock and would serialise every intake commit. If the tailer's
 process dies, its lock goes with its connection and another hub takes over. A batch of
-more than ``BULK_AFTER`` events (an import) becomes one ``bulk`` event. Events carry no
+more than ``BULK_AFTER`` events (an import) becomes one ``bulk`` event, and so does a
+backlog longer than one read, however long: the tailer skips to its end. Events carry no
 personal data. Each stream shapes them for its audience (``LiveAudience``): staff get the
 reports they may work whole; everyone else gets no team or zone, and the location on the
 public grid (``geo.access.policy``), as every other public output.
@@ -52,22 +53,32 @@ _LOCK = "issuemap.live.tailer"
 # Event ids are taken before commit, so a transaction can commit after a later id has been
 # read; re-reading this many ids back (and skipping those already sent) catches it.
 _LOOKBACK_IDS = 2000
+# Rows one poll reads: well over _LOOKBACK_IDS, so every read reaches events not yet sent.
+_READ_ROWS = 10_000
 _PAYLOAD_BYTES = 7000  # NOTIFY payloads must stay under 8,000 bytes
 
-_TAIL = """
+_LIVE_KINDS = "('created', 'status', 'merged', 'hidden', 'unhidden', 'forwarded', 'rerouted')"
+"""The audit events live streams hear of."""
+
+_TAIL = f"""
 SELECT e.id AS event_id, e.kind AS event_kind, r.id, r.status, c.code AS category,
        r.ward_id, r.zone_id, r.team_id, ST_Y(r.geom) AS lat, ST_X(r.geom) AS lon,
        r.created_at, r.due_at, r.updated_at, r.hidden_at IS NOT NULL AS hidden,
        e.kind IN ('forwarded', 'rerouted') AS moved,
-       CAST(COALESCE(e.data ->> 'from_team_id', e.data #>> '{from,team_id}') AS integer),
-       CAST(COALESCE(e.data ->> 'from_zone_id', e.data #>> '{from,zone_id}') AS integer)
+       CAST(COALESCE(e.data ->> 'from_team_id', e.data #>> '{{from,team_id}}') AS integer),
+       CAST(COALESCE(e.data ->> 'from_zone_id', e.data #>> '{{from,zone_id}}') AS integer)
 FROM report_events AS e
 JOIN reports AS r ON r.id = e.report_id
 JOIN categories AS c ON c.id = r.category_id
 WHERE e.id > %(after)s
-  AND e.kind IN ('created', 'status', 'merged', 'hidden', 'unhidden', 'forwarded', 'rerouted')
+  AND e.kind IN {_LIVE_KINDS}
 ORDER BY e.id
 LIMIT %(limit)s
+"""
+# The rest of a backlog longer than one read: where it ends, and how many events it holds.
+_BACKLOG = f"""
+SELECT COALESCE(max(id), %(last)s), count(*) FILTER (WHERE kind IN {_LIVE_KINDS})
+FROM report_events WHERE id > %(last)s
 """
 log = logging.getLogger(__name__)
 
@@ -177,17 +188,37 @@ class _Tailer:
 
     def send_new_events(self) -> None:
         after = max(self._last - _LOOKBACK_IDS, 0)
-        rows = self._conn.execute(_TAIL, {"after": after, "limit": BULK_AFTER * 50}).fetchall()
+        rows = self._conn.execute(_TAIL, {"after": after, "limit": _READ_ROWS}).fetchall()
         fresh = [row for row in rows if row[0] not in self._sent]
         if not fresh:
             return
         self._last = max(self._last, max(row[0] for row in fresh))
         self._sent.update(row[0] for row in fresh)
         self._sent = {i for i in self._sent if i > self._last - _LOOKBACK_IDS}
+        if len(rows) >= _READ_ROWS:
+            self._skip_backlog(len(fresh))
+            return
         if len(fresh) > BULK_AFTER:
             self._notify([{"kind": "bulk", "count": len(fresh)}])
             return
         self._notify([_event(row) for row in fresh])
+
+    def _skip_backlog(self, read: int) -> None:
+        """Send the rest of a backlog longer than one read as one ``bulk`` event with ``read``.
+
+        A large import or re-route, read a batch per poll, would hold later events back
+        behind it and send a bulk event per batch; its end is taken in one query instead.
+        """
+        row = self._conn.execute(_BACKLOG, {"last": self._last}).fetchone()
+        end, more = (int(row[0]), int(row[1])) if row else (self._last, 0)
+        self._last = end
+        self._sent = {
+            int(i[0])
+            for i in self._conn.execute(
+                "SELECT id FROM report_events WHERE id > %s", (end - _LOOKBACK_IDS,)
+            )
+        }
+        self._notify([{"kind": "bulk", "count": read + more}])
 
     def _notify(self, events: list[Event]) -> None:
         batch: list[str] = []
