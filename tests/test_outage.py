@@ -59,3 +59,20 @@ def test_a_database_outage_is_a_503_and_the_service_recovers(
     recovered = client.post("/api/reports", json=report)
     assert recovered.status_code == 201, recovered.text
     assert count_reports(engine) == 2, "the report refused during the outage was not stored"
+
+
+def test_a_pooled_connection_the_server_ended_is_replaced_before_it_is_used(db_url: str) -> None:
+    # No pre-ping round trip: the dead connection is found by its readable socket.
+    pooled = make_engine(db_url, pool_size=1, max_overflow=0)
+    with pooled.connect() as conn:
+        first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    admin = make_engine(db_url, pool_size=1)
+    with admin.connect() as conn:
+        # Waits until the backend is gone, so its goodbye is already on the socket.
+        ended = text("SELECT pg_terminate_backend(:pid, 5000)")
+        assert conn.execute(ended, {"pid": first}).scalar_one()
+    admin.dispose()
+    with pooled.connect() as conn:
+        second = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    assert second != first
+    pooled.dispose()
