@@ -2,7 +2,8 @@
 
 A crew member signs in at /login, sees the overdue count, resolves a report with an
 after-photo from the "camera" (a file input), rejects one and undoes the rejection; a
-colleague's change in another session changes the first page's item and marker in place.
+colleague's change in another session changes the first page's item and marker in place,
+and a re-route that takes the team's zone away takes its work off the page.
 Screenshots go to test-artifacts/, and axe-core checks the page in its list and map views.
 """
 
@@ -21,8 +22,9 @@ from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
 from geo.i18n import translate
+from geo.reports.store import reroute_reports
 from geo.reports.workflow import next_statuses
-from geo.settings import DatabaseSettings
+from geo.settings import DatabaseSettings, RoutingSettings
 from geo.vocabulary import STATUS_NAMES
 from tests.browser import axe_violations, running, screenshot, wait_until, watch
 from tests.fixtures import load_tiny_city
@@ -290,6 +292,17 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
     )
     assert mate.get_attribute("#toast a.button", "href") == "/login?lang=th&next=%2Fwork"
     assert status_of(engine, fresh) == "open"
+    # Zone Z1 handed to team T2 and the reports re-routed: its work leaves this queue too.
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE zones SET team_id = (SELECT id FROM teams WHERE code = 'T2') "
+                "WHERE code = 'Z1'"
+            )
+        )
+        assert reroute_reports(conn, settings=RoutingSettings()).changed >= 2
+    wait_until(page, f"!document.querySelector('#report-{first}, #report-{fresh}')")
+    wait_until(page, "window.issuemap.markers.getLayers().length === 0")
     # Chromium logs the refused change (403) and the session check (401) as failed loads;
     # nothing else may fail.
     assert seen.errors == [], seen.errors
