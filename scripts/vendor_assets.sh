@@ -17,6 +17,8 @@ packages=(
   "@fortawesome/fontawesome-free@6.2.0 css/all.min.css webfonts"
   "leaflet.heat@0.2.0 dist/leaflet-heat.js"
   "leaflet.markercluster@1.1.0 dist/leaflet.markercluster.js dist/MarkerCluster.css dist/MarkerCluster.Default.css"
+  # Wards and zones drawn from vector tiles (/tiles) when a layer is too big to inline.
+  "leaflet.vectorgrid@1.3.0 dist/Leaflet.VectorGrid.bundled.min.js"
   # Test-only: the accessibility tests run axe in pages (tests/browser.py); no page loads it.
   "axe-core@4.10.3 axe.min.js"
 )

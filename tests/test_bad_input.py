@@ -601,6 +601,10 @@ def known_ids(client, city) -> dict[str, object]:
         "service_code": "road",
         "service_request_id": report,
         "token": "A" * 24,  # a status page's token: well formed, known or not
+        "layer": "wards",  # a vector tile's
+        "z": 12,
+        "x": 0,
+        "y": 0,
     }
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from api.deps import (
     KEY_COOKIE,
@@ -40,11 +40,13 @@ from geo.maps.builders import (
 from geo.maps.choropleth import CLASS_METHODS, K_DEFAULT, K_MAX, K_MIN
 from geo.maps.pages import (
     MAX_FIXED_DAYS,
+    MEASURES_PATH,
     PageFilters,
     city_page_map,
     public_page_list,
     public_page_map,
     wards_page_map,
+    wards_page_measures,
     zone_page_map,
 )
 from geo.settings import MapSettings
@@ -293,6 +295,27 @@ def zone_page(
     return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=True)
 
 
+Measure = Annotated[
+    str,
+    Query(
+        pattern="^(" + "|".join(MEASURES) + ")$",
+        description="count: reports; sla: share resolved within SLA; "
+        "median_hours: median time to resolve.",
+    ),
+]
+Method = Annotated[
+    str,
+    Query(
+        pattern="^(" + "|".join(CLASS_METHODS) + ")$",
+        description="How wards are classed: quantiles (as many wards in each class) "
+        "or fisher_jenks (natural breaks).",
+    ),
+]
+Classes = Annotated[
+    int, Query(ge=K_MIN, le=K_MAX, description="How many classes (fewer if few values).")
+]
+
+
 @router.get(
     "/maps/wards",
     response_class=HTMLResponse,
@@ -304,25 +327,9 @@ def wards_page(
     principal: StaffDep,
     maps: MapSettingsDep,
     window: TimeWindowDep,
-    measure: Annotated[
-        str,
-        Query(
-            pattern="^(" + "|".join(MEASURES) + ")$",
-            description="count: reports; sla: share resolved within SLA; "
-            "median_hours: median time to resolve.",
-        ),
-    ] = "count",
-    method: Annotated[
-        str,
-        Query(
-            pattern="^(" + "|".join(CLASS_METHODS) + ")$",
-            description="How wards are classed: quantiles (as many wards in each class) "
-            "or fisher_jenks (natural breaks).",
-        ),
-    ] = "quantiles",
-    k: Annotated[
-        int, Query(ge=K_MIN, le=K_MAX, description="How many classes (fewer if few values).")
-    ] = K_DEFAULT,
+    measure: Measure = "count",
+    method: Method = "quantiles",
+    k: Classes = K_DEFAULT,
     lang: Lang = None,
     accept_language: AcceptLanguage = None,
 ) -> HTMLResponse:
@@ -339,3 +346,32 @@ def wards_page(
     )
     fmap = wards_page_map(conn, principal, filters, measure=measure, maps=maps, method=method, k=k)
     return _render(fmap, maps=maps, frame_ancestors=["'self'"], private=True)
+
+
+@router.get(
+    MEASURES_PATH,
+    summary="Ward dashboard: each ward's colour and values",
+    responses=error_responses(401, 403),
+)
+def wards_measures(
+    conn: ConnDep,
+    principal: StaffDep,
+    window: TimeWindowDep,
+    measure: Measure = "count",
+    method: Method = "quantiles",
+    k: Classes = K_DEFAULT,
+    lang: Lang = None,
+    accept_language: AcceptLanguage = None,
+) -> JSONResponse:
+    """Each ward's colour and values on the ward dashboard with the same choices, by ward code.
+
+    The dashboard of a city with many wards draws their outlines from vector tiles and
+    colours them from this. For planners and administrators.
+    """
+    filters = PageFilters(
+        created_from=window.start,
+        created_to=window.end,
+        lang=pick_language(lang, accept_language),
+    )
+    body = wards_page_measures(conn, principal, filters, measure=measure, method=method, k=k)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -41,6 +41,10 @@ VENDOR_PATHS: dict[str, str | None] = {
     "MarkerCluster.css": "leaflet.markercluster/dist/MarkerCluster.css",
     "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/"
     "MarkerCluster.Default.css": "leaflet.markercluster/dist/MarkerCluster.Default.css",
+    # Not one of folium's: the vector-tile layers of geo.maps.builders name it so.
+    "https://unpkg.com/leaflet.vectorgrid@1.3.0/dist/Leaflet.VectorGrid.bundled.min.js": (
+        "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js"
+    ),
 }
 """Where each CDN asset folium asks for lives under the vendored folder (None: left out)."""
 

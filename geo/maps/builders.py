@@ -26,12 +26,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import quote, urlencode
 
 import folium
 import geopandas as gpd
+import pandas as pd
 from branca.element import Element, Figure, MacroElement
+from folium.elements import JSCSSMixin
 from folium.map import Layer
 from folium.plugins import HeatMap, MarkerCluster
 from jinja2 import Environment, PackageLoader
@@ -47,6 +49,7 @@ from geo.maps.choropleth import (
     NEEDS_RESOLVED,
     TOO_FEW_COLOUR,
     TOO_FEW_DASH,
+    Classification,
     classify,
 )
 from geo.maps.i18n import labels as page_labels
@@ -299,6 +302,96 @@ class DataGeoJson(Layer, DataElement):
         }
 
 
+_TILES = _TEMPLATES.get_template("data_tiles.j2")
+
+VECTORGRID_JS = "https://unpkg.com/leaflet.vectorgrid@1.3.0/dist/Leaflet.VectorGrid.bundled.min.js"
+"""Leaflet.VectorGrid, which draws vector tiles; served from our own copy (``geo.maps.assets``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TiledLayer:
+    """A boundary layer a page draws from vector tiles (``geo.maps.tiles``), not inline.
+
+    ``url`` is the tile URL template, ``min_zoom`` the zoom from which its tiles hold
+    anything, ``bounds`` (min lon, min lat, max lon, max lat) what the map first shows.
+    """
+
+    url: str
+    min_zoom: int
+    bounds: tuple[float, float, float, float] | None = None
+
+
+class DataVectorTiles(JSCSSMixin, Layer, DataElement):
+    """Polygons drawn from vector tiles with a text-only tooltip, like ``DataGeoJson``.
+
+    A page carries the tile URL, never the polygons, so it stays small however many there
+    are. With ``measures`` (a URL answering ``{"wards": {code: properties}}``), each
+    feature's properties are completed from it, by code, before the layer is drawn.
+    """
+
+    _template = _TILES
+
+    def __init__(
+        self,
+        tiles: TiledLayer,
+        *,
+        layer: str,
+        name: str,
+        style: Mapping[str, Any],
+        tooltip: Sequence[tuple[str, str]] = (),
+        fill: str | None = None,
+        dash: str | None = None,
+        svg: bool = False,
+        measures: str | None = None,
+    ) -> None:
+        # A layer coloured by measures is added to the map by its script once they are in.
+        super().__init__(name=name, overlay=True, show=measures is None)
+        self._name = "DataVectorTiles"
+        self.default_js = [("leaflet_vectorgrid", VECTORGRID_JS)]
+        self.payload = {
+            "url": tiles.url,
+            "layer": layer,
+            "minZoom": tiles.min_zoom,
+            "style": dict(style),
+            "tooltip": [list(pair) for pair in tooltip],
+            "fill": fill,
+            "dash": dash,
+            "svg": svg,
+            "measures": measures,
+        }
+
+
+Boundaries: TypeAlias = gpd.GeoDataFrame | TiledLayer
+"""A boundary layer as a page gets it: inline polygons, or the tiles to draw it from."""
+
+
+def _boundaries(
+    source: Boundaries,
+    *,
+    layer: str,
+    columns: Sequence[str],
+    name: str,
+    style: Mapping[str, Any],
+    tooltip: Sequence[tuple[str, str]] = (),
+) -> DataGeoJson | DataVectorTiles:
+    """The page element that draws ``source``: its polygons inline, or its tiles."""
+    if isinstance(source, TiledLayer):
+        return DataVectorTiles(source, layer=layer, name=name, style=style, tooltip=tooltip)
+    return DataGeoJson(
+        source[[*columns, source.geometry.name]], name=name, style=style, tooltip=tooltip
+    )
+
+
+def _bounds_of(source: Boundaries) -> Sequence[float] | None:
+    if isinstance(source, TiledLayer):
+        return source.bounds
+    return source.total_bounds if len(source) else None
+
+
+def _is_empty(source: Boundaries) -> bool:
+    return not isinstance(source, TiledLayer) and not len(source)
+
+
 _CHROME = _TEMPLATES.get_template("page_chrome.j2")
 
 
@@ -504,8 +597,8 @@ def _counts(page: MarkerPage, lang: str, *, page_size: int) -> str:
 
 def city_overview_map(
     *,
-    wards: gpd.GeoDataFrame,
-    zones: gpd.GeoDataFrame,
+    wards: Boundaries,
+    zones: Boundaries,
     heat: list[tuple[float, float, float]],
     lang: str = "en",
     tiles: str | None = "OpenStreetMap",
@@ -515,7 +608,8 @@ def city_overview_map(
     """Wards, field-team zones and a heat layer of open reports, labelled in ``lang``.
 
     ``wards`` and ``zones`` have ``code``, ``name`` and ``geometry`` (zones also ``team``),
-    the names already in ``lang`` (``geo.city.layers`` reads them so); ``heat`` holds
+    the names already in ``lang`` (``geo.city.layers`` reads them so), or are the tiles to
+    draw them from (``TiledLayer``); ``heat`` holds
     (lat, lon, weight) cells. The panel names the page, links to ``report_url`` for a
     resident to report a problem, and explains the heat colours.
     """
@@ -525,17 +619,21 @@ def city_overview_map(
     else:
         fmap = _base_map(tiles, attribution)
     layers: dict[str, Any] = {}
-    if len(wards):
-        _fit(fmap, wards.total_bounds)
-        layers["wards"] = DataGeoJson(
-            wards[["code", "name", wards.geometry.name]],
+    if not _is_empty(wards):
+        _fit(fmap, _bounds_of(wards))
+        layers["wards"] = _boundaries(
+            wards,
+            layer="wards",
+            columns=["code", "name"],
             name=labels["wards"],
             style={"color": "#444", "weight": 1, "fillOpacity": 0.03},
             tooltip=[("code", labels["ward"]), ("name", labels["name"])],
         ).add_to(fmap)
-    if len(zones):
-        layers["zones"] = DataGeoJson(
-            zones[["code", "name", "team", zones.geometry.name]],
+    if not _is_empty(zones):
+        layers["zones"] = _boundaries(
+            zones,
+            layer="zones",
+            columns=["code", "name", "team"],
             name=labels["zones"],
             style={"color": "#1f6feb", "weight": 3, "dashArray": "6 4", "fillOpacity": 0},
             tooltip=[("name", labels["zone"]), ("team", labels["team"])],
@@ -557,7 +655,7 @@ def city_overview_map(
 def zone_map(
     *,
     zone: gpd.GeoDataFrame,
-    wards: gpd.GeoDataFrame,
+    wards: Boundaries,
     heat: Sequence[tuple[float, float, float]],
     markers: MarkerPage,
     filters: Filters,
@@ -573,7 +671,8 @@ def zone_map(
     """A field team's zone: outline, wards, heat of open reports, workable markers.
 
     ``zone`` is one row (``code``, ``name``, ``team``, geometry; names in ``lang``, as the
-    panel shows them, like the ``wards``' names in their tooltips); ``markers`` are the
+    panel shows them, like the ``wards``' names in their tooltips; ``wards`` may be the
+    tiles to draw them from); ``markers`` are the
     filtered open reports in view, capped, each with its allowed next statuses. With
     ``actions``, a marker's popup has one button per next status, which POSTs to
     ``/api/reports/{id}/status`` with ``api_key``. ``work`` is the zone's whole open
@@ -584,8 +683,10 @@ def zone_map(
     code = str(zone["code"].iloc[0]) if len(zone) else ""
     zone_id = int(zone["id"].iloc[0]) if len(zone) and "id" in zone else None
     _fit(fmap, zone.total_bounds if len(zone) else None)
-    ward_layer = DataGeoJson(
-        wards[["code", "name", wards.geometry.name]],
+    ward_layer = _boundaries(
+        wards,
+        layer="wards",
+        columns=["code", "name"],
         name=labels["wards"],
         style={"color": "#555", "weight": 1, "fillOpacity": 0.02},
         tooltip=[("name", labels["wards"])],
@@ -826,6 +927,38 @@ def _format(measure: str, value: float | None) -> str:
     return f"{value:,.1f}"
 
 
+def ward_classes(
+    wards: pd.DataFrame, measure: str, *, lang: str, method: str, k: int
+) -> tuple[Classification, dict[str, dict[str, str | None]]]:
+    """The dashboard's classes of ``wards`` by ``measure``, and what each ward shows, by code.
+
+    ``wards`` has ``code``, ``measure``, ``reports`` and ``resolved``. Each ward shows its
+    ``fill`` colour, ``dash`` (too few reports), ``shown`` value and its counts, as text.
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {', '.join(MEASURES)}")
+    labels = page_labels(lang)
+    values = [None if v is None or math.isnan(float(v)) else float(v) for v in wards[measure]]
+    reports = [int(v) for v in wards["reports"]] if "reports" in wards else [0] * len(wards)
+    resolved = [int(v) for v in wards["resolved"]] if "resolved" in wards else [0] * len(wards)
+    classes = classify(measure, values, reports, resolved, method=method, k=k)
+    shown = {
+        str(code): {
+            "fill": colour or TOO_FEW_COLOUR,
+            "dash": None if colour else TOO_FEW_DASH,
+            "shown": (
+                _format(measure, value) if colour else labels["too_few"].format(n=MIN_RESOLVED)
+            ),
+            "reports": f"{n_reports:,}",
+            "resolved": f"{n_resolved:,}",
+        }
+        for code, value, colour, n_reports, n_resolved in zip(
+            wards["code"], values, classes.colours, reports, resolved, strict=True
+        )
+    }
+    return classes, shown
+
+
 def ward_dashboard_map(
     *,
     wards: gpd.GeoDataFrame,
@@ -838,6 +971,8 @@ def ward_dashboard_map(
     k: int = K_DEFAULT,
     window: tuple[date, date] | None = None,
     outside: int = 0,
+    ward_tiles: TiledLayer | None = None,
+    measures_url: str | None = None,
 ) -> folium.Map:
     """Wards coloured by ``measure`` (a column of ``wards``: count, sla or median_hours).
 
@@ -847,26 +982,17 @@ def ward_dashboard_map(
     wards with too few resolved reports for a share or median are grey, dashed and listed
     apart. ``window`` is the first and last day of the reports counted (shown in the form's
     date inputs), and ``outside`` how many of them lie outside every current ward.
+
+    With ``ward_tiles``, the outlines come from those tiles and each ward's colour and
+    values from ``measures_url`` (``ward_classes`` keyed by code), not inline.
     """
-    if measure not in MEASURES:
-        raise ValueError(f"measure must be one of {', '.join(MEASURES)}")
     labels = page_labels(lang)
     fmap = _base_map(tiles, attribution)
-    if len(wards):
+    if ward_tiles is not None:
+        _fit(fmap, ward_tiles.bounds)
+    elif len(wards):
         _fit(fmap, wards.total_bounds)
-    values = [None if v is None or math.isnan(float(v)) else float(v) for v in wards[measure]]
-    reports = [int(v) for v in wards["reports"]] if "reports" in wards else [0] * len(wards)
-    resolved = [int(v) for v in wards["resolved"]] if "resolved" in wards else [0] * len(wards)
-    classes = classify(measure, values, reports, resolved, method=method, k=k)
-    frame = wards[["code", "name", wards.geometry.name]].copy()
-    frame["fill"] = [c or TOO_FEW_COLOUR for c in classes.colours]
-    frame["dash"] = [None if c else TOO_FEW_DASH for c in classes.colours]
-    frame["shown"] = [
-        _format(measure, v) if c else labels["too_few"].format(n=MIN_RESOLVED)
-        for v, c in zip(values, classes.colours, strict=True)
-    ]
-    frame["reports"] = [f"{n:,}" for n in reports]
-    frame["resolved"] = [f"{n:,}" for n in resolved]
+    classes, shown = ward_classes(wards, measure, lang=lang, method=method, k=k)
     tooltip = [
         ("name", labels["wards"]),
         ("shown", labels[measure]),
@@ -874,16 +1000,35 @@ def ward_dashboard_map(
     ]
     if measure in NEEDS_RESOLVED:
         tooltip.append(("resolved", labels["resolved"]))
-    layer = DataGeoJson(
-        frame,
-        name=labels["wards"],
-        style={"color": "#333", "weight": 1, "fillOpacity": 0.75},
-        fill="fill",
-        dash="dash",
-        # SVG: each ward is a <path> whose fill a reader's tools (and the tests) can inspect.
-        svg=True,
-        tooltip=tooltip,
-    ).add_to(fmap)
+    style = {"color": "#333", "weight": 1, "fillOpacity": 0.75}
+    layer: DataGeoJson | DataVectorTiles
+    if ward_tiles is not None:
+        layer = DataVectorTiles(
+            ward_tiles,
+            layer="wards",
+            name=labels["wards"],
+            style=style,
+            fill="fill",
+            dash="dash",
+            svg=True,
+            tooltip=tooltip,
+            measures=measures_url,
+        )
+    else:
+        frame = wards[["code", "name", wards.geometry.name]].copy()
+        for column in ("fill", "dash", "shown", "reports", "resolved"):
+            frame[column] = [row[column] for row in shown.values()]
+        layer = DataGeoJson(
+            frame,
+            name=labels["wards"],
+            style=style,
+            fill="fill",
+            dash="dash",
+            # SVG: each ward is a <path> whose fill a reader's tools (and the tests) can inspect.
+            svg=True,
+            tooltip=tooltip,
+        )
+    layer.add_to(fmap)
     with_resolved = measure in NEEDS_RESOLVED
     head = [labels["range"], labels["wards"], labels["reports"]]
     if with_resolved:

@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
+from urllib.parse import urlencode
 
 import folium
+import geopandas as gpd
 from sqlalchemy import Connection
 
 from geo.access.policy import ANONYMOUS, Principal, may_see_zone, may_work_reports
@@ -30,9 +32,11 @@ from geo.maps.builders import (
     Filters,
     MapReport,
     MarkerPage,
+    TiledLayer,
     city_overview_map,
     public_map,
     report_list_page,
+    ward_classes,
     ward_dashboard_map,
     zone_map,
 )
@@ -40,6 +44,7 @@ from geo.maps.choropleth import CLASS_METHODS, K_DEFAULT, K_MAX, K_MIN
 from geo.maps.heat import heat_grid
 from geo.maps.pagedata import map_reports, open_work_counts, ward_measures
 from geo.maps.resident import when
+from geo.maps.tiles import TILE_MIN_ZOOM, boundary_version, tile_url, tiled
 from geo.reports.search import ReportFilter
 from geo.reports.workflow import next_statuses
 from geo.settings import MapSettings
@@ -104,12 +109,36 @@ def city_page_map(
         else []
     )
     return city_overview_map(
-        wards=current_wards(conn, lang=lang),
-        zones=current_zones(conn, lang=lang),
+        wards=_boundaries(conn, "wards", lang=lang, maps=maps, bounds=view)
+        or current_wards(conn, lang=lang),
+        zones=_boundaries(conn, "zones", lang=lang, maps=maps, bounds=view)
+        or current_zones(conn, lang=lang),
         heat=[(c.lat, c.lon, c.count) for c in heat],
         lang=lang,
         tiles=maps.tiles,
         attribution=maps.tiles_attribution,
+    )
+
+
+def _boundaries(
+    conn: Connection,
+    layer: str,
+    *,
+    lang: str,
+    maps: MapSettings,
+    bounds: BBox | None,
+    meeting_zone: int | None = None,
+) -> TiledLayer | None:
+    """The tiles to draw ``layer`` from, when it is too big to carry inline (else ``None``).
+
+    With ``meeting_zone``, only the features meeting that zone count towards the limit.
+    """
+    if not tiled(conn, layer, inline_max=maps.inline_features_max, meeting_zone=meeting_zone):
+        return None
+    return TiledLayer(
+        url=tile_url(layer, lang=lang, version=boundary_version(conn, layer)),
+        min_zoom=TILE_MIN_ZOOM[layer],
+        bounds=bounds,
     )
 
 
@@ -301,7 +330,10 @@ def zone_page_map(
     created_from, created_to = filters.created_from, filters.created_to
     return zone_map(
         zone=zone,
-        wards=wards_meeting_zone(conn, zone_id, lang=filters.lang),
+        wards=_boundaries(
+            conn, "wards", lang=filters.lang, maps=maps, bounds=None, meeting_zone=zone_id
+        )
+        or wards_meeting_zone(conn, zone_id, lang=filters.lang),
         heat=[(c.lat, c.lon, c.count) for c in heat],
         markers=MarkerPage(reports=reports, total=total, offset=offset),
         filters=Filters(
@@ -346,6 +378,23 @@ def dashboard_window(
     return start, end
 
 
+def _dashboard_wards(
+    conn: Connection, principal: Principal, filters: PageFilters, *, method: str, k: int
+) -> tuple[gpd.GeoDataFrame, datetime, datetime]:
+    """The ward dashboard's wards with their measures, and its window, for ``principal``."""
+    if not principal.sees_everything:
+        raise PermissionDeniedError(N_("The ward dashboard is for planners and administrators."))
+    if method not in CLASS_METHODS:
+        raise InvalidInputError(
+            "method", N_("must be one of {choices}"), choices=", ".join(CLASS_METHODS)
+        )
+    if not K_MIN <= k <= K_MAX:
+        raise InvalidInputError("k", N_("must be from {low} to {high}"), low=K_MIN, high=K_MAX)
+    start, end = dashboard_window(filters.created_from, filters.created_to)
+    wards = ward_measures(conn, created_from=start, created_to=end, lang=filters.lang)
+    return wards, start, end
+
+
 def wards_page_map(
     conn: Connection,
     principal: Principal,
@@ -360,18 +409,21 @@ def wards_page_map(
 
     Counts reports created in the window of ``filters`` (by default the last
     ``DASHBOARD_DAYS`` days) in the current ward that covers each, classed by ``method``
-    into at most ``k`` classes (``geo.maps.choropleth``).
+    into at most ``k`` classes (``geo.maps.choropleth``). A city with more wards than
+    ``MapSettings.inline_features_max`` gets them as tiles, coloured from
+    ``wards_page_measures`` (at ``MEASURES_PATH``), so the page does not grow with them.
     """
-    if not principal.sees_everything:
-        raise PermissionDeniedError(N_("The ward dashboard is for planners and administrators."))
-    if method not in CLASS_METHODS:
-        raise InvalidInputError(
-            "method", N_("must be one of {choices}"), choices=", ".join(CLASS_METHODS)
-        )
-    if not K_MIN <= k <= K_MAX:
-        raise InvalidInputError("k", N_("must be from {low} to {high}"), low=K_MIN, high=K_MAX)
-    start, end = dashboard_window(filters.created_from, filters.created_to)
-    wards = ward_measures(conn, created_from=start, created_to=end, lang=filters.lang)
+    wards, start, end = _dashboard_wards(conn, principal, filters, method=method, k=k)
+    window = (start.astimezone(UTC).date(), end.astimezone(UTC).date())
+    ward_tiles = _boundaries(conn, "wards", lang=filters.lang, maps=maps, bounds=city_bounds(conn))
+    query = {
+        "measure": measure,
+        "method": method,
+        "k": str(k),
+        "created_from": window[0].isoformat(),
+        "created_to": window[1].isoformat(),
+        "lang": filters.lang,
+    }
     return ward_dashboard_map(
         wards=wards,
         measure=measure,
@@ -381,6 +433,33 @@ def wards_page_map(
         attribution=maps.tiles_attribution,
         method=method,
         k=k,
-        window=(start.astimezone(UTC).date(), end.astimezone(UTC).date()),
+        window=window,
         outside=int(wards.attrs.get("outside", {}).get("reports", 0)),
+        ward_tiles=ward_tiles,
+        measures_url=f"{MEASURES_PATH}?{urlencode(query)}" if ward_tiles else None,
     )
+
+
+MEASURES_PATH = "/maps/wards/measures"
+"""Where the ward dashboard's page fetches its wards' colours and values when tiled."""
+
+
+def wards_page_measures(
+    conn: Connection,
+    principal: Principal,
+    filters: PageFilters,
+    *,
+    measure: str,
+    method: str = "quantiles",
+    k: int = K_DEFAULT,
+) -> dict[str, dict[str, dict[str, str | None]]]:
+    """What each ward of the dashboard shows, by ward code: ``{"wards": {code: {...}}}``.
+
+    The same classes and colours as ``wards_page_map`` with the same choices; each ward
+    has ``name`` (in ``filters.lang``), ``fill``, ``dash``, ``shown``, ``reports`` and
+    ``resolved`` (``geo.maps.builders.ward_classes``).
+    """
+    wards, _, _ = _dashboard_wards(conn, principal, filters, method=method, k=k)
+    _, shown = ward_classes(wards, measure, lang=filters.lang, method=method, k=k)
+    names = dict(zip(wards["code"], wards["name"], strict=True))
+    return {"wards": {code: {"name": names[code], **row} for code, row in shown.items()}}
