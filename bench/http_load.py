@@ -8,22 +8,35 @@ the service with wrk over loopback and prints:
 * the sustained rate and p50/p99 latency of ``POST /api/reports`` (each answer is sent
   only after its report is routed and durably committed), and the number of reports the
   database holds afterwards;
-* the rate and latency of ``GET /api/reports?zone=…`` (one GeoJSON page of a zone).
+* the rate and latency of ``GET /api/reports?zone=…`` (one GeoJSON page of a zone);
+* the ceiling: the same intake statement run by pgbench straight on the database from as
+  many connections as there are clients, each report its own durable transaction (what the
+  database alone sustains, measured in the same run on the same data).
+
+The last line printed is one JSON object: ``http_intake_per_s`` (reports stored per second
+through HTTP), ``http_p99_ms``, ``db_intake_per_s`` (the ceiling) and ``ratio`` (the first
+over the ceiling; the target is at least 0.35, with p99 under 50 ms).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import serving
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from geo.db.engine import make_engine, upgrade
+from geo.reports.store import _create_one
+from geo.settings import IntakeSettings, RoutingSettings
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,6 +69,75 @@ def wrk(url: str, *, script: str, connections: int, seconds: int) -> dict[str, f
     return result
 
 
+PGBENCH = Path("/usr/lib/postgresql/15/bin/pgbench")
+
+# pgbench variables for the point (the area post_report.lua draws from); every other bind of
+# the intake statement is a constant, as a resident's report without name or contact sends.
+_POINT = (
+    "\\set lat 8.41 + random(0, 400000) / 10000000.0\n"
+    "\\set lon 99.945 + random(0, 300000) / 10000000.0\n"
+)
+
+
+_UNSENT = ("external_id", "reporter_name", "reporter_contact", "address", "media_url", "language")
+
+
+def _intake_script(category: str) -> str:
+    """The intake statement with its duplicate lookup as a pgbench script for ``category``."""
+    intake = IntakeSettings()
+    constants = {
+        "category": f"'{category}'",
+        "description": "'load test report'",
+        "created_at": "now()",
+        "source": "'api'",
+        "actor": "'public'",
+        "location_source": "'coordinates'",
+        "dup_radius": str(intake.duplicate_radius_m),
+        "dup_days": str(intake.duplicate_window_days),
+        "snap_m": str(RoutingSettings().snap_distance_m),
+        **dict.fromkeys(
+            (
+                "external_id",
+                "reporter_name",
+                "reporter_contact",
+                "address",
+                "media_url",
+                "language",
+            ),
+            "NULL",
+        ),
+    }
+    statement = re.sub(
+        r"(?<!:):([a-z_]+)",
+        lambda m: constants.get(m.group(1), m.group(0)),
+        _create_one(with_duplicates=True),
+    )
+    return _POINT + statement.strip() + ";\n"
+
+
+def database_ceiling(url: str, *, categories: list[str], clients: int, seconds: int) -> float:
+    """Reports/s the database alone stores through the intake statement from ``clients``
+    connections (pgbench, prepared statements, one durable transaction per report)."""
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with tempfile.TemporaryDirectory() as scripts:
+        files = []
+        for category in categories:
+            path = Path(scripts) / f"{category}.sql"
+            path.write_text(_intake_script(category))
+            files += ["-f", f"{path}@1"]
+        pgbench = [str(PGBENCH), "-n", "-M", "prepared", f"-c{clients}", f"-j{min(2, clients)}"]
+        out = subprocess.run(
+            [*pgbench, f"-T{seconds}", *files, libpq],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    match = re.search(r"tps = ([0-9.]+)", out)
+    if match is None:
+        raise RuntimeError(f"pgbench printed no rate:\n{out}")
+    return float(match.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
@@ -79,17 +161,22 @@ def main() -> None:
         }
         command = serving.serve_command(port, args.workers)
         with serving.running(command, port=port, env=env) as (base, _):
-            measure(base, url, args)
+            figures = measure(base, url, args)
+    print(json.dumps(figures))
 
 
-def measure(base: str, url: str, args: argparse.Namespace) -> None:
-    """Drive the running service with wrk and print what it sustained."""
+def measure(base: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Drive the running service with wrk, then the database alone with pgbench; print what
+    each sustained and return the figures of the JSON line."""
     engine = make_engine(url, pool_size=1)
     with engine.connect() as conn:
         before = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
         zone = conn.execute(
             text("SELECT id, code FROM zones WHERE retired_at IS NULL ORDER BY code LIMIT 1")
         ).one()
+        categories = list(
+            conn.execute(text("SELECT code FROM categories WHERE active ORDER BY code")).scalars()
+        )
     # Warm up every worker's pool and prepared statements.
     wrk(base, script="post_report.lua", connections=args.clients, seconds=3)
     with engine.connect() as conn:
@@ -97,7 +184,7 @@ def measure(base: str, url: str, args: argparse.Namespace) -> None:
     post = wrk(base, script="post_report.lua", connections=args.clients, seconds=args.seconds)
     with engine.connect() as conn:
         after = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
-    seconds = post["duration_us"] / 1e6
+    seconds = seconds_post = post["duration_us"] / 1e6
     stored = after - warm
     print(
         f"POST /api/reports, {args.clients} clients, {args.workers} workers, "
@@ -119,6 +206,20 @@ def measure(base: str, url: str, args: argparse.Namespace) -> None:
         f"p99 {get['p99_us'] / 1000:.1f} ms; non-2xx answers: {get['errors_status']:.0f}"
     )
     engine.dispose()
+    ceiling = database_ceiling(
+        url, categories=categories, clients=args.clients, seconds=args.seconds
+    )
+    http = stored / seconds_post
+    print(
+        f"the intake statement on the database alone (pgbench), {args.clients} connections: "
+        f"{ceiling:,.0f} reports/s; HTTP intake is {http / ceiling:.2f} of it"
+    )
+    return {
+        "http_intake_per_s": round(http, 1),
+        "http_p99_ms": round(post["p99_us"] / 1000, 1),
+        "db_intake_per_s": round(ceiling, 1),
+        "ratio": round(http / ceiling, 3),
+    }
 
 
 if __name__ == "__main__":
