@@ -4,6 +4,7 @@ what is refused, and how a boundary replace reaches caches."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import mapbox_vector_tile
@@ -11,7 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from api.deps import replace_app_state
 from geo.maps.tiles import MAX_ZOOM, MEDIA_TYPE, TILE_MIN_ZOOM
+from geo.settings import MapSettings
 from tests.fixtures import Keys, TinyCity
 
 CityApp = tuple[TestClient, TinyCity, Keys]
@@ -159,3 +162,54 @@ def test_renaming_a_team_changes_the_zone_tiles_etag(city_app: CityApp, engine: 
     assert after.status_code == 200
     teams = {f["properties"]["team"] for f in decoded(after.content)["zones"]["features"]}
     assert teams == {"ทีมหนึ่ง", "T2"}
+
+
+def test_pages_of_a_city_with_many_wards_carry_tile_urls_not_polygons(
+    city_app: CityApp,
+) -> None:
+    client, _, keys = city_app
+    replace_app_state(client.app, maps=MapSettings(tiles_url="none", inline_features_max=1))
+    overview = client.get("/?lang=en").text
+    assert "coordinates" not in overview
+    # In the page's JSON document, where "&" is written \u0026.
+    urls = re.findall(r"/tiles/(\w+)/\{z\}/\{x\}/\{y\}\.pbf\?lang=en\\u0026v=([\w-]+)", overview)
+    assert {layer for layer, _ in urls} == {"wards", "zones"}
+    assert "/static/vendor/leaflet.vectorgrid/" in overview
+    dashboard = client.get("/maps/wards?lang=en", headers={"X-API-Key": keys.planner}).text
+    assert "coordinates" not in dashboard and "/maps/wards/measures?" in dashboard
+
+
+def test_the_dashboards_measures_colour_each_ward_by_code(city_app: CityApp) -> None:
+    client, _, keys = city_app
+    answer = client.get(
+        "/maps/wards/measures?measure=count&k=3&lang=en", headers={"X-API-Key": keys.planner}
+    )
+    assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+    body = answer.json()
+    columns = body["columns"]
+    rows = {row[0]: dict(zip(columns, row[1:], strict=True)) for row in body["rows"]}
+    assert set(rows) == {"W-A", "W-B"}
+    fills = [body["lookup"]["fill"][row["fill"]] for row in rows.values()]
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", fill) for fill in fills)
+    assert rows["W-A"]["reports"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("query", "role", "status", "field"),
+    [
+        ("k=99", "planner", 422, "k"),
+        ("measure={{7*7}}", "planner", 422, "measure"),
+        ("created_from=2026-13-01", "planner", 422, "created_from"),
+        ("", "t1", 403, None),
+        ("", None, 401, None),
+    ],
+)
+def test_the_dashboards_measures_are_for_planners_and_checked(
+    city_app: CityApp, query: str, role: str | None, status: int, field: str | None
+) -> None:
+    client, _, keys = city_app
+    headers = {"X-API-Key": getattr(keys, role), "Accept": "application/json"} if role else {}
+    answer = client.get(f"/maps/wards/measures?{query}", headers=headers)
+    assert answer.status_code == status, answer.text
+    if field is not None:
+        assert field_of(answer) == field

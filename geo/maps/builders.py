@@ -325,8 +325,8 @@ class DataVectorTiles(JSCSSMixin, Layer, DataElement):
     """Polygons drawn from vector tiles with a text-only tooltip, like ``DataGeoJson``.
 
     A page carries the tile URL, never the polygons, so it stays small however many there
-    are. With ``measures`` (a URL answering ``{"wards": {code: properties}}``), each
-    feature's properties are completed from it, by code, before the layer is drawn.
+    are. With ``measures`` (a URL answering as ``geo.maps.pages.wards_page_measures``),
+    each feature's properties are completed from it, by code, before the layer is drawn.
     """
 
     _template = _TILES

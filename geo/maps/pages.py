@@ -444,6 +444,13 @@ MEASURES_PATH = "/maps/wards/measures"
 """Where the ward dashboard's page fetches its wards' colours and values when tiled."""
 
 
+MEASURE_COLUMNS = ("fill", "dash", "shown", "reports", "resolved")
+"""What ``wards_page_measures`` gives each ward, in its rows' order after the ward code."""
+
+_LOOKED_UP = ("fill", "dash")
+"""Columns with few distinct values, sent as an index into a list of them."""
+
+
 def wards_page_measures(
     conn: Connection,
     principal: Principal,
@@ -452,14 +459,22 @@ def wards_page_measures(
     measure: str,
     method: str = "quantiles",
     k: int = K_DEFAULT,
-) -> dict[str, dict[str, dict[str, str | None]]]:
-    """What each ward of the dashboard shows, by ward code: ``{"wards": {code: {...}}}``.
+) -> dict[str, Any]:
+    """What each ward of the dashboard shows, compactly: one row per ward, keyed by code.
 
-    The same classes and colours as ``wards_page_map`` with the same choices; each ward
-    has ``name`` (in ``filters.lang``), ``fill``, ``dash``, ``shown``, ``reports`` and
-    ``resolved`` (``geo.maps.builders.ward_classes``).
+    The same classes and colours as ``wards_page_map`` with the same choices
+    (``geo.maps.builders.ward_classes``). ``rows`` are ``[code, *MEASURE_COLUMNS]``; a
+    column named in ``lookup`` holds an index into that list (a few colours, not one per
+    ward). Names are not here: the tiles carry them.
     """
     wards, _, _ = _dashboard_wards(conn, principal, filters, method=method, k=k)
     _, shown = ward_classes(wards, measure, lang=filters.lang, method=method, k=k)
-    names = dict(zip(wards["code"], wards["name"], strict=True))
-    return {"wards": {code: {"name": names[code], **row} for code, row in shown.items()}}
+    lookup: dict[str, list[str | None]] = {
+        column: sorted({row[column] for row in shown.values()}, key=str) for column in _LOOKED_UP
+    }
+    index = {column: {v: i for i, v in enumerate(values)} for column, values in lookup.items()}
+    rows: list[list[int | str | None]] = [
+        [code, *(index[c][row[c]] if c in index else row[c] for c in MEASURE_COLUMNS)]
+        for code, row in shown.items()
+    ]
+    return {"columns": list(MEASURE_COLUMNS), "lookup": lookup, "rows": rows}
