@@ -71,19 +71,23 @@ def wrk(url: str, *, script: str, connections: int, seconds: int) -> dict[str, f
 
 PGBENCH = Path("/usr/lib/postgresql/15/bin/pgbench")
 
-# pgbench variables for the point (the area post_report.lua draws from); every other bind of
-# the intake statement is a constant, as a resident's report without name or contact sends.
-_POINT = (
-    "\\set lat 8.41 + random(0, 400000) / 10000000.0\n"
-    "\\set lon 99.945 + random(0, 300000) / 10000000.0\n"
-)
-
+DEMO_AREA = (99.945, 8.41, 99.975, 8.45)
+"""(min lon, min lat, max lon, max lat) that ``post_report.lua`` draws its points from."""
 
 _UNSENT = ("external_id", "reporter_name", "reporter_contact", "address", "media_url", "language")
 
 
-def _intake_script(category: str) -> str:
-    """The intake statement with its duplicate lookup as a pgbench script for ``category``."""
+def _intake_script(category: str, area: tuple[float, float, float, float]) -> str:
+    """The intake statement with its duplicate lookup as a pgbench script for ``category``.
+
+    The point is drawn uniformly from ``area``; every other bind is a constant, as a
+    resident's report without name or contact sends it.
+    """
+    minx, miny, maxx, maxy = area
+    point = "".join(
+        f"\\set {name} {low:.9f} + random(0, 1000000) * {(high - low) / 1e6:.12f}\n"
+        for name, low, high in (("lon", minx, maxx), ("lat", miny, maxy))
+    )
     intake = IntakeSettings()
     constants = {
         "category": f"'{category}'",
@@ -112,18 +116,26 @@ def _intake_script(category: str) -> str:
         lambda m: constants.get(m.group(1), m.group(0)),
         _create_one(with_duplicates=True),
     )
-    return _POINT + statement.strip() + ";\n"
+    return point + statement.strip() + ";\n"
 
 
-def database_ceiling(url: str, *, categories: list[str], clients: int, seconds: int) -> float:
+def database_ceiling(
+    url: str,
+    *,
+    categories: list[str],
+    clients: int,
+    seconds: int,
+    area: tuple[float, float, float, float] = DEMO_AREA,
+) -> float:
     """Reports/s the database alone stores through the intake statement from ``clients``
-    connections (pgbench, prepared statements, one durable transaction per report)."""
+    connections (pgbench, prepared statements, one durable transaction per report), with
+    points drawn from ``area`` and ``categories`` taken in turn at random."""
     libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with tempfile.TemporaryDirectory() as scripts:
         files = []
         for category in categories:
             path = Path(scripts) / f"{category}.sql"
-            path.write_text(_intake_script(category))
+            path.write_text(_intake_script(category, area))
             files += ["-f", f"{path}@1"]
         pgbench = [str(PGBENCH), "-n", "-M", "prepared", f"-c{clients}", f"-j{min(2, clients)}"]
         out = subprocess.run(
