@@ -25,6 +25,7 @@ from geo.settings import RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
 
 ADMIN = Principal(role="admin", key_id=1, name="test")
+ROUTING = RoutingSettings()
 
 
 def collect(hub: LiveHub) -> "queue.Queue[dict[str, Any]]":
@@ -87,32 +88,26 @@ def road_reports(city: TinyCity, count: int) -> pd.DataFrame:
     )
 
 
-def test_batch_inserts_send_one_bulk_event(engine: Engine, db_url: str) -> None:
+def next_is_one_filed_now(inbox: "queue.Queue[dict[str, Any]]", engine: Engine) -> None:
+    """A report filed now is the inbox's next event: nothing else came before it."""
     with engine.begin() as conn:
-        city = load_tiny_city(conn)
-    hub = LiveHub(db_url)
-    hub.start()
-    try:
-        inbox = collect(hub)
-        with engine.begin() as conn:
-            insert_reports(conn, road_reports(city, 500), settings=RoutingSettings())
-        assert inbox.get(timeout=2) == {"kind": "bulk", "count": 500}
-        try:
-            extra = inbox.get(timeout=0.5)
-        except queue.Empty:
-            extra = None
-        assert extra is None, "no per-row events for a batch"
-    finally:
-        hub.stop()
+        report = create_report(
+            conn, lon=100.005, lat=8.405, category="road", description="x", settings=ROUTING
+        )
+    event = inbox.get(timeout=2)
+    assert (event["kind"], event["op"], event["id"]) == ("report", "insert", report.id)
 
 
-def test_a_backlog_longer_than_one_read_is_one_bulk_event(
-    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+# The real read size, and one shorter than the batch: a national import or re-route is
+# longer than a read, and read on batch by batch it would hold later events back and send
+# a bulk event per batch.
+@pytest.mark.parametrize("read_rows", [None, 100])
+def test_batch_inserts_send_one_bulk_event(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, read_rows: int | None
 ) -> None:
-    # As a national import or re-route is for the real read size: read on batch by batch,
-    # it would hold later events back and send a bulk event per batch.
-    monkeypatch.setattr("geo.reports.live._READ_ROWS", 100)
-    monkeypatch.setattr("geo.reports.live._LOOKBACK_IDS", 10)
+    if read_rows is not None:
+        monkeypatch.setattr("geo.reports.live._READ_ROWS", read_rows)
+        monkeypatch.setattr("geo.reports.live._LOOKBACK_IDS", 10)
     with engine.begin() as conn:
         city = load_tiny_city(conn)
     hub = LiveHub(db_url)
@@ -120,19 +115,9 @@ def test_a_backlog_longer_than_one_read_is_one_bulk_event(
     try:
         inbox = collect(hub)
         with engine.begin() as conn:
-            insert_reports(conn, road_reports(city, 450), settings=RoutingSettings())
+            insert_reports(conn, road_reports(city, 450), settings=ROUTING)
         assert inbox.get(timeout=2) == {"kind": "bulk", "count": 450}
-        with engine.begin() as conn:
-            report = create_report(
-                conn,
-                lon=100.005,
-                lat=8.405,
-                category="road",
-                description="x",
-                settings=RoutingSettings(),
-            )
-        event = inbox.get(timeout=2)
-        assert (event["op"], event["id"]) == ("insert", report.id), "then events one by one"
+        next_is_one_filed_now(inbox, engine)  # no per-row events, then one by one again
     finally:
         hub.stop()
 
@@ -163,16 +148,7 @@ def test_hub_recovers_after_its_connection_is_killed(engine: Engine, db_url: str
                 )
             )
         assert resynced.wait(5), "the hub reconnected and told clients to refresh"
-        with engine.begin() as conn:
-            create_report(
-                conn,
-                lon=100.005,
-                lat=8.405,
-                category="road",
-                description="x",
-                settings=RoutingSettings(),
-            )
-        assert inbox.get(timeout=2)["op"] == "insert"
+        next_is_one_filed_now(inbox, engine)
     finally:
         hub.stop()
 
@@ -242,22 +218,16 @@ def test_a_large_reroute_is_one_bulk_event(engine: Engine, db_url: str) -> None:
     try:
         inbox = collect(hub)
         with engine.begin() as conn:
-            insert_reports(conn, road_reports(city, 300), settings=RoutingSettings())
+            insert_reports(conn, road_reports(city, 300), settings=ROUTING)
             conn.execute(
                 text("UPDATE reports SET team_id = :t2, zone_id = :z2"),
                 {"t2": city.teams["T2"], "z2": city.zones["Z2"]},
             )
         assert inbox.get(timeout=2) == {"kind": "bulk", "count": 300}, "their filing"
-        preview = reroute_preview(engine, settings=RoutingSettings())
+        preview = reroute_preview(engine, settings=ROUTING)
         assert preview.changed == 300
-        reroute_as_previewed(
-            engine, settings=RoutingSettings(), actor="user:1:Admin", digest=preview.digest
-        )
+        reroute_as_previewed(engine, settings=ROUTING, actor="user:1:Admin", digest=preview.digest)
         assert inbox.get(timeout=2) == {"kind": "bulk", "count": 300}, "their re-route"
-        try:
-            extra = inbox.get(timeout=0.5)
-        except queue.Empty:
-            extra = None
-        assert extra is None, "no per-report events for a re-route"
+        next_is_one_filed_now(inbox, engine)  # no per-report events
     finally:
         hub.stop()
