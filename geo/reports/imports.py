@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -384,25 +385,40 @@ def import_reports(
                     default_category=default_category,
                 )
                 seen: dict[str, int] = {}
-                for chunk in chunks:
-                    totals.rows += len(chunk.lines) + len(chunk.malformed)
-                    _report(progress, "reading", chunk.end_bytes, total_bytes, totals.rows)
-                    frame, rejects = _validate(
-                        chunk,
-                        header=header,
-                        spec=spec,
-                        lookup=lookup,
-                        default_id=default_id,
-                        zone=zone,
-                        source=source,
-                        seen=seen,
-                    )
-                    _report(progress, "validating", chunk.end_bytes, total_bytes, totals.rows)
+
+                def store(chunk: _Chunk, frame: pd.DataFrame, rejects: _Rejects) -> None:
                     _store(conn, frame, rejects, totals=totals, settings=settings, actor=actor)
                     _report(progress, "storing", chunk.end_bytes, total_bytes, totals.stored)
                     rejects_file.write_chunk(chunk, rejects)
                     totals.rejected += len(rejects.reasons)
                     totals.reasons.update(k for kinds in rejects.kinds.values() for k in kinds)
+
+                # One chunk is stored by the database while the next is read and checked
+                # here: the two take turns on different cores, and at most two chunks are
+                # held at once. Chunks are stored one after the other, in file order, on
+                # the one connection, so the transaction and the rejects file are as before;
+                # the pool is left (waiting for the chunk in hand) before the transaction.
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    storing: Future[None] | None = None
+                    for chunk in chunks:
+                        totals.rows += len(chunk.lines) + len(chunk.malformed)
+                        _report(progress, "reading", chunk.end_bytes, total_bytes, totals.rows)
+                        frame, rejects = _validate(
+                            chunk,
+                            header=header,
+                            spec=spec,
+                            lookup=lookup,
+                            default_id=default_id,
+                            zone=zone,
+                            source=source,
+                            seen=seen,
+                        )
+                        _report(progress, "validating", chunk.end_bytes, total_bytes, totals.rows)
+                        if storing is not None:
+                            storing.result()
+                        storing = pool.submit(store, chunk, frame, rejects)
+                    if storing is not None:
+                        storing.result()
                 for phase in PHASES:
                     rows = totals.stored if phase == "storing" else totals.rows
                     _report(progress, phase, total_bytes, total_bytes, rows)
@@ -668,15 +684,21 @@ class _Problems:
         self.index = index
         self.found: list[tuple[str, pd.Series]] = []
 
-    def add(self, kind: str, mask: pd.Series, detail: pd.Series | str) -> None:
-        """Note ``kind`` with ``detail`` for every row where ``mask`` is true."""
+    def add(
+        self, kind: str, mask: pd.Series, detail: str | Callable[[pd.Series], pd.Series]
+    ) -> None:
+        """Note ``kind`` with ``detail`` for every row where ``mask`` is true.
+
+        ``detail`` is one text for all, or a function of ``mask`` giving each such row's
+        text: only the refused rows' texts are made, never a whole chunk's.
+        """
         mask = mask.fillna(False).astype(bool)
         if not mask.any():
             return
         if isinstance(detail, str):
             text_ = pd.Series(detail, index=self.index[mask.to_numpy()], dtype=object)
         else:
-            text_ = detail[mask].astype(object)
+            text_ = detail(mask).astype(object)
         self.found.append((kind, kind + ": " + text_))
 
     def rejected(self) -> pd.Series:
@@ -704,6 +726,18 @@ def _quoted(values: pd.Series, limit: int = 60) -> pd.Series:
     return values.map(lambda v: repr(v if len(v) <= limit else v[: limit - 1] + "…"))
 
 
+def _described(
+    before: str, values: pd.Series, after: str, *, quote: bool = True
+) -> Callable[[pd.Series], pd.Series]:
+    """Reason texts ``before`` + value + ``after``, made for the refused rows only."""
+
+    def detail(mask: pd.Series) -> pd.Series:
+        shown = _quoted(values[mask]) if quote else values[mask].astype(str)
+        return before + shown + after
+
+    return detail
+
+
 def _coordinates(
     frame: pd.DataFrame, spec: _Spec, problems: _Problems
 ) -> tuple[pd.Series, pd.Series]:
@@ -711,14 +745,16 @@ def _coordinates(
     if "coords" in spec.columns:
         column = spec.columns["coords"]
         pair = frame["coords"]
-        parts = pair.str.split(",", expand=False)
         blank = pair == ""
-        count = parts.map(len)
         problems.add("no coordinates", blank, f"{column} is empty")
-        shape = ~blank & (count != 2)
-        problems.add("bad coordinates", shape, column + " " + _quoted(pair) + " is not 'lon,lat'")
-        lon_text = parts.map(lambda p: p[0].strip() if len(p) == 2 else "")
-        lat_text = parts.map(lambda p: p[1].strip() if len(p) == 2 else "")
+        shape = ~blank & (pair.str.count(",") != 1)
+        problems.add(
+            "bad coordinates",
+            shape,
+            _described(column + " ", pair, " is not 'lon,lat'"),
+        )
+        parts = pair.str.partition(",")
+        lon_text, lat_text = parts[0].str.strip(), parts[2].str.strip()
         names = {"lon": "longitude", "lat": "latitude"}
         skip = blank | shape
     else:
@@ -731,8 +767,11 @@ def _coordinates(
     for axis, raw, limit in (("lon", lon_text, LON_MAX), ("lat", lat_text, LAT_MAX)):
         number = pd.to_numeric(raw.where(~skip, "0"), errors="coerce").astype(float)
         not_number = ~skip & number.isna() & ~raw.str.casefold().isin(["nan", "inf", "-inf"])
+        name = names[axis]
         problems.add(
-            "bad coordinates", not_number, names[axis] + " " + _quoted(raw) + " is not a number"
+            "bad coordinates",
+            not_number,
+            _described(name + " ", raw, " is not a number"),
         )
         infinite = ~skip & ~not_number & ~np.isfinite(number.fillna(np.inf))
         problems.add("bad coordinates", infinite, f"{names[axis]} is not a finite number")
@@ -740,14 +779,14 @@ def _coordinates(
         problems.add(
             "bad coordinates",
             out_of_range,
-            names[axis] + " " + number.astype(str) + f" is outside -{limit:g}..{limit:g}",
+            _described(name + " ", number, f" is outside -{limit:g}..{limit:g}", quote=False),
         )
         # The same refusal as every other entry point (geo.city.coordinates.check_degrees).
         subnormal = ~skip & (number != 0) & (number.abs() < SMALLEST_DEGREE)
         problems.add(
             "bad coordinates",
             subnormal,
-            names[axis] + " " + _quoted(raw) + " is too close to 0 to be a position",
+            _described(name + " ", raw, " is too close to 0 to be a position"),
         )
         values[axis] = number
     return values["lon"], values["lat"]
@@ -781,12 +820,17 @@ def _category_ids(
 
     resolved = raw.map(resolve)
     malformed = resolved.map(lambda r: isinstance(r, str))
-    problems.add("bad category", malformed, column + " " + resolved.astype(str))
+    problems.add("bad category", malformed, _described(column + " ", resolved, "", quote=False))
     unmatched = resolved.isna() & (default_id is None)
-    detail = raw.map(
-        lambda v: f"{column} is empty" if v in ("", "{}") else f"{column} {v!r} names no category"
+    problems.add(
+        "unknown category",
+        unmatched,
+        lambda m: raw[m].map(
+            lambda v: (
+                f"{column} is empty" if v in ("", "{}") else f"{column} {v!r} names no category"
+            )
+        ),
     )
-    problems.add("unknown category", unmatched, detail)
     ids = resolved.where(~malformed & resolved.notna(), default_id)
     return ids.astype("Int64")
 
@@ -895,7 +939,9 @@ def _validate(
             continue
         parsed, bad = _times(frame[name], zone)
         problems.add(
-            "bad date", bad, spec.columns[name] + " " + _quoted(frame[name]) + " is not a date"
+            "bad date",
+            bad,
+            _described(spec.columns[name] + " ", frame[name], " is not a date"),
         )
         stamps[name] = parsed
     if "created_at" in spec.columns:
@@ -915,7 +961,7 @@ def _validate(
         problems.add(
             "unknown status",
             status.isna(),
-            raw_status.map(
+            lambda m: raw_status[m].map(
                 lambda v: f"{column} is empty" if not v else f"{column} {v!r} is not a known status"
             ),
         )
@@ -927,7 +973,9 @@ def _validate(
     problems.add(
         "description too long",
         length > DESCRIPTION_MAX,
-        length.map(lambda n: f"{n:,} characters; at most {DESCRIPTION_MAX:,} are stored"),
+        lambda m: length[m].map(
+            lambda n: f"{n:,} characters; at most {DESCRIPTION_MAX:,} are stored"
+        ),
     )
     texts = [
         "external_id",
@@ -957,14 +1005,14 @@ def _validate(
         problems.add(
             "duplicate in file",
             pd.Series(index.isin(lines), index=index),
-            pd.Series(
+            lambda m: pd.Series(
                 [
                     f"{spec.columns['external_id']} {external_id[line]!r} already appeared "
                     f"on line {first:,}"
                     for line, first in repeats.items()
                 ],
                 index=lines,
-            ).reindex(index, fill_value=""),
+            ),
         )
     problems.collect(rejects)
     keep = ~problems.rejected()
