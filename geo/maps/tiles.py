@@ -28,11 +28,13 @@ TILE_LAYERS = ("wards", "zones")
 MAX_ZOOM = 22
 """The deepest zoom a tile is served at."""
 
-TILE_MIN_ZOOM = {"wards": 8, "zones": 5}
+TILE_MIN_ZOOM = {"wards": 6, "zones": 5}
 """The shallowest zoom at which a layer's tiles hold anything.
 
-At zoom 8 a tile spans about 150 km: a few hundred tambon at most. Zones are fewer and
-larger, so they show from the zoom that fits a country the size of Thailand.
+A zoom-6 tile spans about 600 km: with outlines simplified to half a pixel, the 1,500 or so
+tambon in the one around Bangkok make about 230 KB, built in about 100 ms (zoom 5: 360 KB;
+``bench/pages_national.py``). Zones are fewer and larger, so they show from zoom 5, which
+fits a country the size of Thailand on a phone.
 """
 
 EXTENT = 4096
