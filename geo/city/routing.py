@@ -38,6 +38,7 @@ requires identical answers:
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -344,30 +345,36 @@ STAGED_COLUMNS: dict[str, str] = {
 _COPY_ROWS = 20_000
 """Rows turned into COPY text at a time, so a batch is never held twice in full as text."""
 
-_COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
-def _copy_field(values: pd.Series, kind: str) -> np.ndarray:
+def _copy_field(values: pd.Series, kind: str) -> list[str]:
     """One column as COPY text values (the NULL marker where missing), converted column-wise."""
     missing = values.isna().to_numpy()
+    out: list[str]
     if kind == "timestamptz":
         stamps = pd.to_datetime(values, utc=True).dt.tz_localize(None)
-        out = np.char.add(
-            np.datetime_as_string(stamps.to_numpy(dtype="datetime64[us]"), unit="us"), "+00"
-        ).astype(object)
+        out = np.datetime_as_string(
+            stamps.to_numpy(dtype="datetime64[us]"), unit="us", timezone="UTC"
+        ).tolist()
     elif kind == "boolean":
-        out = np.where(values.fillna(False).to_numpy(dtype=bool), "t", "f").astype(object)
+        out = ["t" if v else "f" for v in values.fillna(False).to_numpy(dtype=bool).tolist()]
     elif kind == "text":
-        strings = values.where(~missing, "").astype(str)
-        for char, escaped in _COPY_ESCAPES:
-            strings = strings.str.replace(char, escaped, regex=False)
-        out = strings.to_numpy(dtype=object)
+        out = [
+            _COPY_SPECIAL.sub(lambda m: _COPY_ESCAPES[m.group()], v)
+            if _COPY_SPECIAL.search(v)
+            else v
+            for v in values.where(~missing, "").astype(str).tolist()
+        ]
     elif kind == "float8":
-        # numpy writes the shortest text that reads back as the same double.
-        out = values.to_numpy(dtype=float, na_value=np.nan).astype(str).astype(object)
+        # repr is the shortest text that reads back as the same double.
+        out = [repr(v) for v in values.to_numpy(dtype=float, na_value=np.nan).tolist()]
     else:  # integers
-        out = values.astype("Int64").astype(str).to_numpy(dtype=object)
-    out[missing] = "\\N"
+        out = [str(v) for v in values.fillna(0).to_numpy(dtype=np.int64).tolist()]
+    if missing.any():
+        for i in np.flatnonzero(missing).tolist():
+            out[i] = "\\N"
     return out
 
 
@@ -380,10 +387,7 @@ def copy_text(points: pd.DataFrame, columns: dict[str, str]) -> str:
     if not len(points):
         return ""
     fields = [_copy_field(points[name], kind) for name, kind in columns.items()]
-    lines = fields[0]
-    for field in fields[1:]:
-        lines = lines + "\t" + field
-    return "\n".join(lines) + "\n"
+    return "".join(["\t".join(row) + "\n" for row in zip(*fields, strict=True)])
 
 
 @contextmanager
