@@ -140,7 +140,7 @@ def ward_measures(
     *,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
-    simplify_m: float = 5.0,
+    simplify_m: float | None = 5.0,
     lang: str | None = None,
 ) -> gpd.GeoDataFrame:
     """The ward dashboard's wards: ``ward_report_measures`` over reports created in the window.

@@ -379,9 +379,18 @@ def dashboard_window(
 
 
 def _dashboard_wards(
-    conn: Connection, principal: Principal, filters: PageFilters, *, method: str, k: int
+    conn: Connection,
+    principal: Principal,
+    filters: PageFilters,
+    *,
+    method: str,
+    k: int,
+    outlines: bool = False,
 ) -> tuple[gpd.GeoDataFrame, datetime, datetime]:
-    """The ward dashboard's wards with their measures, and its window, for ``principal``."""
+    """The ward dashboard's wards with their measures (and ``outlines``), and its window.
+
+    Only for a ``principal`` who sees everything.
+    """
     if not principal.sees_everything:
         raise PermissionDeniedError(N_("The ward dashboard is for planners and administrators."))
     if method not in CLASS_METHODS:
@@ -391,7 +400,13 @@ def _dashboard_wards(
     if not K_MIN <= k <= K_MAX:
         raise InvalidInputError("k", N_("must be from {low} to {high}"), low=K_MIN, high=K_MAX)
     start, end = dashboard_window(filters.created_from, filters.created_to)
-    wards = ward_measures(conn, created_from=start, created_to=end, lang=filters.lang)
+    wards = ward_measures(
+        conn,
+        created_from=start,
+        created_to=end,
+        lang=filters.lang,
+        simplify_m=5.0 if outlines else None,
+    )
     return wards, start, end
 
 
@@ -413,9 +428,11 @@ def wards_page_map(
     ``MapSettings.inline_features_max`` gets them as tiles, coloured from
     ``wards_page_measures`` (at ``MEASURES_PATH``), so the page does not grow with them.
     """
-    wards, start, end = _dashboard_wards(conn, principal, filters, method=method, k=k)
-    window = (start.astimezone(UTC).date(), end.astimezone(UTC).date())
     ward_tiles = _boundaries(conn, "wards", lang=filters.lang, maps=maps, bounds=city_bounds(conn))
+    wards, start, end = _dashboard_wards(
+        conn, principal, filters, method=method, k=k, outlines=ward_tiles is None
+    )
+    window = (start.astimezone(UTC).date(), end.astimezone(UTC).date())
     query = {
         "measure": measure,
         "method": method,

@@ -86,7 +86,7 @@ def ward_report_measures(
     *,
     target_hours: float | None = None,
     population_field: str | None = None,
-    simplify_m: float = 5.0,
+    simplify_m: float | None = 5.0,
 ) -> gpd.GeoDataFrame:
     """Per current ward, measures of the reports matching ``flt``: the one ward-measure query.
 
@@ -107,7 +107,8 @@ def ward_report_measures(
     their reporters rated, and ``mean_rating``, the mean of those ratings (1 to 5; missing
     when none is rated); ``population`` from
     the ward's ``properties[population_field]`` when it is a number, and ``per_1000``
-    reports per 1,000 residents. Outlines are simplified by about ``simplify_m`` metres.
+    reports per 1,000 residents. Outlines are simplified by about ``simplify_m`` metres;
+    with ``None`` they are left out (``geom`` is empty), for a map that draws them from tiles.
     """
     clauses, params = where_clauses(flt or ReportFilter(), ANONYMOUS)
     selected = "SELECT r.geom, r.created_at, r.resolved_at, r.due_at, r.rating " + REPORTS_FROM
@@ -121,7 +122,8 @@ def ward_report_measures(
         | {
             "target_hours": target_hours,
             "population_field": population_field or "",
-            "tol": simplify_m / 111_000,
+            # ST_SimplifyPreserveTopology is strict: a NULL tolerance skips it, outline and all.
+            "tol": None if simplify_m is None else simplify_m / 111_000,
         },
     )
     counts = ["reports", "resolved", "within_sla", "rated"]
