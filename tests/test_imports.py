@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from geo.city.boundary_writes import import_boundaries
-from geo.errors import InvalidInputError
+from geo.city.routing import route_point
+from geo.errors import InvalidInputError, OutsideServiceAreaError
 from geo.reports.imports import (
     ImportProgress,
     import_reports,
@@ -25,6 +26,7 @@ from geo.reports.imports import (
     parse_pg_array,
     read_category_map,
 )
+from geo.settings import RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
 
 TRAFFY_HEADER = "ticket_id,type,comment,coords,photo,address,timestamp,state,last_activity"
@@ -655,3 +657,79 @@ def test_real_chicago_311_file_imports_once(
         rejects_path=tmp_path / "again.csv",
     )
     assert (again.inserted, again.already_present) == (0, first.inserted)
+
+
+def test_imported_rows_are_routed_as_single_intake_routes_them(
+    engine: Engine, city: TinyCity, tmp_path: Path
+) -> None:
+    """Interior, edge, corner, zone-line, snapped and outside points of every category, in
+    chunks that cross one another: each stored row has the ward, zone, team, snap flag and
+    due time ``route_point`` gives, with its audit events; the rest are refused as outside."""
+    lons = [99.9996, 100.0, 100.005, 100.01, 100.012, 100.015, 100.02, 100.0204, 100.03]
+    lats = [8.3996, 8.40, 8.405, 8.41, 8.4104]
+    kinds = [("{ถนน}", "road"), ("{น้ำท่วม}", "flood"), ("{ต้นไม้}", "tree")]
+    states = [("รอรับเรื่อง", "open"), ("เสร็จสิ้น", "resolved"), ("กำลังดำเนินการ", "in_progress")]
+    lines = [f"\ufeff{TRAFFY_HEADER}"]
+    expected_rows: dict[str, tuple[float, float, str, str]] = {}
+    for i, (lon, lat) in enumerate((x, y) for x in lons for y in lats):
+        for j, (kind, code) in enumerate(kinds):
+            state, status = states[(i + j) % len(states)]
+            ticket = f"G-{i:02d}-{code}"
+            lines.append(f'{ticket},{kind},,"{lon},{lat}",,,{T},{state},{T}')
+            expected_rows[ticket] = (lon, lat, code, status)
+    path = write(tmp_path / "grid.csv", "\n".join(lines) + "\n")
+    summary = import_reports(
+        engine, path, file_format="traffy", rejects_path=tmp_path / "r.csv", chunk_rows=16
+    )
+
+    created = datetime(2023, 5, 12, 1, tzinfo=UTC)
+    settings = RoutingSettings()
+    want: dict[str, tuple[object, ...]] = {}
+    outside = set()
+    with engine.connect() as conn:
+        for ticket, (lon, lat, code, status) in expected_rows.items():
+            try:
+                route = route_point(
+                    conn,
+                    lon=lon,
+                    lat=lat,
+                    category_id=city.categories[code],
+                    created_at=created,
+                    settings=settings,
+                )
+            except OutsideServiceAreaError:
+                outside.add(ticket)
+                continue
+            want[ticket] = (
+                route.ward_id,
+                route.snapped,
+                route.zone_id,
+                route.team_id,
+                route.due_at,
+                status,
+            )
+    got = {
+        row[0]: row[1:]
+        for row in stored(
+            engine,
+            "SELECT external_id, ward_id, ward_snapped, zone_id, team_id, due_at, status "
+            "FROM reports",
+        )
+    }
+    assert got == want
+    # Every kind of answer is in the grid: snapped or not, every team, and no team.
+    assert {w[1] for w in want.values()} == {True, False}
+    assert {w[3] for w in want.values()} == {*city.teams.values(), None}
+    assert outside and summary.rejected == len(outside) == len(expected_rows) - len(want)
+    assert all(
+        r.startswith("outside the service area") for r in rejects_of(tmp_path / "r.csv").values()
+    )
+    events = stored(
+        engine,
+        "SELECT r.external_id, e.kind, e.from_status, e.to_status FROM report_events e "
+        "JOIN reports r ON r.id = e.report_id",
+    )
+    assert sorted(events) == sorted(
+        [(t, "created", None, "open") for t in want]
+        + [(t, "status", "open", w[-1]) for t, w in want.items() if w[-1] != "open"]
+    )
