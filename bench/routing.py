@@ -10,11 +10,18 @@ then prints:
   report) on one connection: first on the near-empty demo city, then after storing the
   million points as the city's reports (through the import path, also timed), which is
   the state intake works in once a city is in service.
+
+With ``--national`` it loads Thailand instead (``pages_national.load_thailand``: 7,425
+tambon as wards, 928 amphoe as zones) and prints only the bulk routing figure: the routing
+statement beside a CTAS ``ST_Covers`` join of the same points (``bulk_routing``, which
+``bench/national.py`` calls on its own city), with a JSON last line holding
+``bulk_route_ratio``. ``--points`` sets N (default 1,400,000 there).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -23,7 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import serving
 import shapely
+from import_speed import ward_points
+from pages_national import load_thailand
 from sqlalchemy import Engine, text
 
 from geo.city.routing import staged_points, staged_route_select
@@ -94,13 +104,89 @@ def single_rounds(
     return rates
 
 
+def bulk_routing(engine: Engine, n: int, *, seed: int = 5) -> dict[str, float]:
+    """Bulk routing of ``n`` points in the city's wards beside a CTAS join, in one run.
+
+    The points are drawn as the import benchmark draws its reports (``ward_points``) with
+    the city's categories, COPY-loaded once, then routed by the statement imports and
+    re-routing run (``staged_route_select``, into a table), and joined by a plain
+    ``CREATE TABLE AS`` to the current wards covering them: the ceiling, PostgreSQL's own
+    join with no tie-break, no zones, no teams and no snapping. Each is run twice,
+    alternating, and the better time counts, since this machine is shared.
+    """
+    rng = np.random.default_rng(seed)
+    lons, lats, _ = ward_points(engine, rng, n)
+    with engine.connect() as conn:
+        categories = [int(i) for i in conn.execute(text("SELECT id FROM categories")).scalars()]
+    points = pd.DataFrame(
+        {
+            "idx": np.arange(n),
+            "lon": lons,
+            "lat": lats,
+            "category_id": rng.choice(categories, n),
+            "created_at": datetime(2026, 11, 1, tzinfo=UTC),
+        }
+    )
+    settings = RoutingSettings()
+    routed: list[float] = []
+    ceiling: list[float] = []
+    with engine.begin() as conn, staged_points(conn, points) as table:
+        for _ in range(2):
+            started = time.perf_counter()
+            conn.execute(
+                text(f"CREATE UNLOGGED TABLE bulk_routed AS {staged_route_select(table)}"),
+                {"snap_m": settings.snap_distance_m},
+            )
+            routed.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            conn.execute(
+                text(
+                    "CREATE UNLOGGED TABLE bulk_ceiling AS SELECT p.idx, w.id AS ward_id "
+                    f'FROM "{table}" AS p JOIN wards AS w ON w.retired_at IS NULL AND '
+                    "ST_Covers(w.geom, ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326))"
+                )
+            )
+            ceiling.append(time.perf_counter() - started)
+            conn.execute(text("DROP TABLE bulk_routed, bulk_ceiling"))
+    return {
+        "bulk_route_s": round(min(routed), 2),
+        "bulk_route_ceiling_s": round(min(ceiling), 2),
+        "bulk_route_ratio": round(min(ceiling) / min(routed), 3),
+    }
+
+
+def national(points: int) -> None:
+    """The bulk routing figure on Thailand's tambon and amphoe, with a JSON last line."""
+    with serving.cluster("issuemap-bench-routing-") as cluster:
+        cluster.ensure_database("bench")
+        url = cluster.url("bench")
+        upgrade(url)
+        engine = make_engine(url, pool_size=2)
+        city = load_thailand(engine)
+        found = bulk_routing(engine, points)
+        engine.dispose()
+    print(
+        f"bulk, national ({city['wards']:,} wards, {city['zones']:,} zones): {points:,} points "
+        f"routed in {found['bulk_route_s']:.2f} s; CTAS join {found['bulk_route_ceiling_s']:.2f} s"
+    )
+    print(json.dumps({"points": points} | found))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--singles", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--empty-rounds", type=int, default=3)
+    parser.add_argument(
+        "--national",
+        action="store_true",
+        help="only the bulk routing ratio, on Thailand's 7,425 tambon (default 1.4M points)",
+    )
     args = parser.parse_args()
+    if args.national:
+        national(args.points if args.points != 1_000_000 else 1_400_000)
+        return
 
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-bench-")), durable=True)
     cluster.start()
