@@ -41,27 +41,27 @@ from geo.settings import IntakeSettings, RoutingSettings
 HERE = Path(__file__).resolve().parent
 
 
+def _run_for(command: list[str], pattern: str) -> tuple[re.Match[str], str]:
+    """Run a load tool; return the match of ``pattern`` in what it printed, and the output."""
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    match = re.search(pattern, out)
+    if match is None:
+        raise RuntimeError(f"{command[0]} printed no result:\n{out}")
+    return match, out
+
+
 def wrk(url: str, *, script: str, connections: int, seconds: int) -> dict[str, float]:
     """Run wrk and return its RESULT line as numbers."""
-    out = subprocess.run(
+    match, out = _run_for(
         [
             "wrk",
             f"-t{min(2, connections)}",
             f"-c{connections}",
             f"-d{seconds}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(HERE / "wrk" / script),
-            url,
+            *("--timeout", "5s", "-s", str(HERE / "wrk" / script), url),
         ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    match = re.search(r"RESULT (.*)", out)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{out}")
+        r"RESULT (.*)",
+    )
     values = dict(pair.split("=") for pair in match.group(1).split())
     socket_errors = re.search(r"Socket errors: (.*)", out)
     result = {k: float(v) for k, v in values.items()}
@@ -138,15 +138,7 @@ def database_ceiling(
             path.write_text(_intake_script(category, area))
             files += ["-f", f"{path}@1"]
         pgbench = [str(PGBENCH), "-n", "-M", "prepared", f"-c{clients}", f"-j{min(2, clients)}"]
-        out = subprocess.run(
-            [*pgbench, f"-T{seconds}", *files, libpq],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    match = re.search(r"tps = ([0-9.]+)", out)
-    if match is None:
-        raise RuntimeError(f"pgbench printed no rate:\n{out}")
+        match, _ = _run_for([*pgbench, f"-T{seconds}", *files, libpq], r"tps = ([0-9.]+)")
     return float(match.group(1))
 
 
