@@ -32,7 +32,7 @@ TILE_MIN_ZOOM = {"wards": 6, "zones": 5}
 """The shallowest zoom at which a layer's tiles hold anything.
 
 A zoom-6 tile spans about 600 km: with outlines simplified to half a pixel, the 1,500 or so
-tambon in the one around Bangkok make about 230 KB, built in about 100 ms (zoom 5: 360 KB;
+tambon in the one around Bangkok make about 230 KB, built in about 40 ms (zoom 5: 360 KB;
 ``bench/pages_national.py``). Zones are fewer and larger, so they show from zoom 5, which
 fits a country the size of Thailand on a phone.
 """
