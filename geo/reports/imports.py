@@ -384,9 +384,11 @@ def import_reports(
                     category_map=category_map or {},
                     default_category=default_category,
                 )
-                seen: dict[str, int] = {}
+                conn.execute(text(_SEEN_TABLE))
+                id_column = spec.columns["external_id"]
 
                 def store(chunk: _Chunk, frame: pd.DataFrame, rejects: _Rejects) -> None:
+                    frame = _drop_earlier_repeats(conn, frame, rejects, column=id_column)
                     _store(conn, frame, rejects, totals=totals, settings=settings, actor=actor)
                     _report(progress, "storing", chunk.end_bytes, total_bytes, totals.stored)
                     rejects_file.write_chunk(chunk, rejects)
@@ -411,7 +413,6 @@ def import_reports(
                             default_id=default_id,
                             zone=zone,
                             source=source,
-                            seen=seen,
                         )
                         _report(progress, "validating", chunk.end_bytes, total_bytes, totals.rows)
                         if storing is not None:
@@ -902,7 +903,6 @@ def _validate(
     default_id: int | None,
     zone: ZoneInfo,
     source: str,
-    seen: dict[str, int],
 ) -> tuple[pd.DataFrame, _Rejects]:
     """Check one chunk; return the rows ``insert_reports`` takes, indexed by line, and the rest."""
     width = len(header)
@@ -993,8 +993,11 @@ def _validate(
                 f"{spec.columns[name]} holds a NUL character",
             )
 
-    # Repeats of an external id: keep the first row that passed every other check.
+    # Repeats of an external id within the chunk: keep the first row that passed every
+    # other check. Repeats of earlier chunks are found in the database when the chunk is
+    # stored (``_drop_earlier_repeats``), so memory does not grow with the file.
     ok = ~problems.rejected()
+    seen: dict[str, int] = {}
     repeats: dict[int, int] = {}
     for line, key in zip(index[ok.to_numpy()], external_id[ok], strict=True):
         first = seen.setdefault(key, int(line))
@@ -1054,6 +1057,47 @@ def _validate(
 
 
 # --- storing -------------------------------------------------------------------------------
+
+# The external ids stored so far by this import, with their lines; gone with the transaction.
+_SEEN_TABLE = (
+    "CREATE TEMPORARY TABLE import_seen (external_id text PRIMARY KEY, line bigint NOT NULL) "
+    "ON COMMIT DROP"
+)
+_EARLIER_REPEATS = """
+WITH chunk AS (
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:lines AS bigint[])) AS c(external_id, line)
+), added AS (
+    INSERT INTO import_seen (external_id, line)
+    SELECT external_id, line FROM chunk
+    ON CONFLICT (external_id) DO NOTHING
+)
+SELECT c.line, s.line AS first FROM chunk AS c JOIN import_seen AS s USING (external_id)
+"""
+
+
+def _drop_earlier_repeats(
+    conn: Connection, frame: pd.DataFrame, rejects: _Rejects, *, column: str
+) -> pd.DataFrame:
+    """The chunk's rows less those whose external id an earlier chunk had; those are refused.
+
+    Chunks come in file order, so the first row with an id is the one kept, as within a
+    chunk (``_validate``).
+    """
+    if not len(frame):
+        return frame
+    repeats = conn.execute(
+        text(_EARLIER_REPEATS),
+        {"ids": frame["external_id"].tolist(), "lines": [int(i) for i in frame.index]},
+    ).all()
+    if not repeats:
+        return frame
+    for line, first in repeats:
+        value = frame.at[line, "external_id"]
+        rejects.reasons[int(line)] = (
+            f"duplicate in file: {column} {value!r} already appeared on line {first:,}"
+        )
+        rejects.kinds[int(line)] = ["duplicate in file"]
+    return frame.drop(index=[line for line, _ in repeats])
 
 
 def _store(
