@@ -14,8 +14,10 @@ both alike, it times:
 
 ``--explain`` prints the duplicate lookup's plan on both databases. The last line printed
 is one JSON object: ``single_intake_per_s_small``, ``single_intake_per_s_full``, ``ratio``
-(full over small; the target is at least 0.9), ``prepared_insert_per_s`` and
-``full_over_ceiling`` (the ratios are medians of each round's own ratio).
+(full over small; the target is at least 0.9), ``prepared_insert_per_s``,
+``full_over_ceiling``, and ``statement_ratio``: full over small for the same intake without
+waiting for the WAL flush (synchronous_commit off), the statement's own cost apart from a
+disk other work shares (the ratios are medians of each round's own ratio).
 
 ``single_intake_rate`` and ``prepared_insert_rate`` take any migrated city's engine and
 points, so other benchmarks (``national.py``) time intake on their own cities with them.
@@ -36,11 +38,11 @@ import pandas as pd
 import serving
 import shapely
 from psycopg import RawCursor
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from geo.access.policy import Principal
 from geo.city.geocoding import GeocodeResult
-from geo.db.engine import make_engine, upgrade
+from geo.db.engine import make_engine, normalise_url, upgrade
 from geo.demo.city import DEMO_BOUNDS, demo_city_outline, load_demo_city
 from geo.errors import OutsideServiceAreaError
 from geo.reports.intake import Submission, file_report
@@ -216,11 +218,17 @@ def main() -> None:
     now = datetime.now(UTC)
     with serving.cluster("issuemap-intake-") as cluster:
         engines: dict[str, Engine] = {}
+        unflushed: dict[str, Engine] = {}
         for name, total in (("small", SMALL), ("full", max(args.reports, SMALL))):
             cluster.ensure_database(name)
             url = cluster.url(name)
             upgrade(url)
             engine = engines[name] = make_engine(url, pool_size=2)
+            # The same intake without waiting for the WAL flush: what the statement itself
+            # costs, apart from the disk, which other work on this machine shares.
+            unflushed[name] = create_engine(
+                normalise_url(url), connect_args={"options": "-c synchronous_commit=off"}
+            )
             load_demo_city(engine, now=now)
             with engine.connect() as conn:
                 have = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
@@ -239,13 +247,16 @@ def main() -> None:
         # Each round alternates small slices of the three, so a burst of other load on this
         # shared machine falls on all of them alike; a round's rate is its reports over its
         # time, and the median round is the figure.
-        rates: dict[str, list[float]] = {"small": [], "full": [], "ceiling": []}
+        rates: dict[str, list[float]] = {
+            name: [] for name in ("small", "full", "ceiling", "small_unflushed", "full_unflushed")
+        }
+        timed = engines | {f"{name}_unflushed": engine for name, engine in unflushed.items()}
         step = max(1, args.singles // args.slices)
         for round_no in range(1, args.rounds + 1):
             done = dict.fromkeys(rates, 0.0)
             spent = dict.fromkeys(rates, 0.0)
             for _ in range(args.slices):
-                for name, engine in engines.items():
+                for name, engine in timed.items():
                     points = points_in_demo_city(rng, step)
                     rate = single_intake_rate(engine, points=points, categories=codes)
                     done[name] += step
@@ -260,13 +271,16 @@ def main() -> None:
                 f"round {round_no}: "
                 + ", ".join(f"{name} {values[-1]:,.0f}/s" for name, values in rates.items())
             )
-        for engine in engines.values():
+        for engine in timed.values():
             engine.dispose()
     small, full, ceiling = (statistics.median(rates[k]) for k in ("small", "full", "ceiling"))
     # Ratios within a round, where both saw the same load; their median is the figure.
     ratio = statistics.median(f / s for f, s in zip(rates["full"], rates["small"], strict=True))
     of_ceiling = statistics.median(
         f / c for f, c in zip(rates["full"], rates["ceiling"], strict=True)
+    )
+    statement_ratio = statistics.median(
+        f / s for f, s in zip(rates["full_unflushed"], rates["small_unflushed"], strict=True)
     )
     print(
         json.dumps(
@@ -277,6 +291,7 @@ def main() -> None:
                 "ratio": round(ratio, 3),
                 "prepared_insert_per_s": round(ceiling, 1),
                 "full_over_ceiling": round(of_ceiling, 3),
+                "statement_ratio": round(statement_ratio, 3),
             }
         )
     )
