@@ -10,6 +10,7 @@ import json
 import zipfile
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -26,6 +27,7 @@ from geo.city.boundary_files import (
     find_overlaps,
     read_boundaries,
 )
+from geo.city.boundary_stages import BoundaryOptions
 from geo.city.boundary_writes import import_boundaries
 from geo.city.catalogue import list_teams
 from geo.city.layers import current_zones as current_zones_for_display
@@ -299,6 +301,34 @@ def test_an_unknown_encoding_is_refused_naming_the_option(tmp_path: Path, value:
     message = " ".join(result.output.split())
     assert "error: --encoding: " in message and "is not a text encoding" in message
     assert len(message) < 400  # a long value is cut short, not echoed whole
+
+
+def test_the_upload_takes_an_encoding_and_refuses_an_unknown_one(
+    tmp_path: Path, city_app: Any, engine: Engine
+) -> None:
+    client, _, keys = city_app
+    path = thai_shapefile(tmp_path / "w", "cp874", zipped=True, cpg="UTF-8")
+
+    def upload(**fields: str) -> Any:
+        return client.post(
+            "/api/admin/boundaries",
+            headers={"X-API-Key": keys.admin},
+            data={"layer": "wards", "id_field": "code", "name_field": "TH", **fields},
+            files={"file": ("tambon.zip", path.read_bytes(), "application/zip")},
+        )
+
+    unknown = upload(encoding="<img src=x onerror=alert(1)>")
+    assert unknown.status_code == 422
+    assert "`encoding`" in unknown.text and "not a text encoding" in unknown.text
+    done = upload(encoding="cp874", force="true")  # the tiny city lies elsewhere
+    assert done.status_code == 201, done.text
+    with engine.connect() as conn:
+        names = conn.execute(
+            text("SELECT name FROM wards WHERE retired_at IS NULL ORDER BY code")
+        ).scalars()
+        assert list(names) == THAI_NAMES
+    form = {"layer": "wards", "id_field": "code", "name_field": "TH", "encoding": " cp874 "}
+    assert BoundaryOptions.from_form(form).encoding == "cp874"
 
 
 def test_an_encoding_for_a_format_that_is_always_utf8_is_refused(tmp_path: Path) -> None:

@@ -70,6 +70,7 @@ WORDS: Mapping[str, str] = {
     "name_th_field": N_("Attribute holding the Thai names (optional)"),
     "name_en_field": N_("Attribute holding the English names (optional)"),
     "crs": N_("CRS, when the file declares none (e.g. EPSG:32647)"),
+    "encoding": N_("Shapefiles: text encoding, if not UTF-8 or the .cpg (e.g. cp874; optional)"),
     "check": N_("Check the file"),
     "refused": N_("The file was refused; nothing was changed."),
     "report_title": N_("Check report"),

@@ -254,6 +254,14 @@ async def import_boundary_file(
         str | None, Form(max_length=100, description="Attribute holding the English names.")
     ] = None,
     crs: Annotated[str | None, Form(max_length=40)] = None,
+    encoding: Annotated[
+        str | None,
+        Form(
+            max_length=40,
+            description="Shapefiles only: the text encoding (e.g. cp874), overriding the .cpg; "
+            "without a .cpg the text is read as UTF-8 when valid, else as cp874 (TIS-620).",
+        ),
+    ] = None,
     force: Annotated[
         bool,
         Form(
@@ -287,6 +295,7 @@ async def import_boundary_file(
         name_th_field=name_th_field or None,
         name_en_field=name_en_field or None,
         crs=crs or None,
+        encoding=encoding or None,
         force=force,
         dry_run=dry_run,
     )
@@ -309,6 +318,7 @@ def _import_upload(
     name_th_field: str | None,
     name_en_field: str | None,
     crs: str | None,
+    encoding: str | None,
     force: bool,
     dry_run: bool,
 ) -> ImportSummary:
@@ -324,6 +334,7 @@ def _import_upload(
                 name_th_field=name_th_field,
                 name_en_field=name_en_field,
                 crs=crs,
+                encoding=encoding,
                 settings=state.boundaries,
                 routing=state.routing,
                 force=force,

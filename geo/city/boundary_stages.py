@@ -60,6 +60,7 @@ class BoundaryOptions:
     name_th_field: str | None = None
     name_en_field: str | None = None
     crs: str | None = None
+    encoding: str | None = None
 
     def __post_init__(self) -> None:
         if self.layer not in BOUNDARY_LAYERS:
@@ -90,6 +91,7 @@ class BoundaryOptions:
             name_th_field=values["name_th_field"] or None,
             name_en_field=values["name_en_field"] or None,
             crs=values["crs"] or None,
+            encoding=values["encoding"] or None,
         )
 
 
