@@ -55,6 +55,19 @@ def test_a_tile_holds_the_current_wards_with_code_and_name(city_app: CityApp) ->
     assert all(f["geometry"]["type"] in ("Polygon", "MultiPolygon") for f in layer["features"])
 
 
+def test_tiles_travel_gzipped_to_clients_that_take_it(city_app: CityApp) -> None:
+    client, _, _ = city_app
+    url = f"/tiles/wards/12/{X12}/{Y12}.pbf"
+    zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    # The client unzips it: the same tile, under an ETag of its own.
+    assert zipped.content == plain.content
+    assert zipped.headers["etag"] != plain.headers["etag"]
+    assert zipped.headers["vary"] == "Accept-Encoding"
+
+
 def test_zone_tiles_name_the_team(city_app: CityApp) -> None:
     client, _, _ = city_app
     layer = decoded(client.get(f"/tiles/zones/12/{X12}/{Y12}.pbf").content)["zones"]

@@ -8,6 +8,7 @@ the URL pages ask for; without it, a cache must check back (and gets a 304 unbui
 
 from __future__ import annotations
 
+import gzip
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response
@@ -46,6 +47,7 @@ def boundary_tile_route(
         str | None, Query(max_length=64, description="Boundary version the page was made with.")
     ] = None,
     if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+    accept_encoding: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """A Mapbox Vector Tile of the current `layer`, outlines simplified for zoom `z`.
 
@@ -54,7 +56,9 @@ def boundary_tile_route(
     """
     language = pick_language(lang, None)
     version = boundary_version(conn, layer)
-    etag = f'"{layer}-{version}-{language}"'
+    # Tiles are protobuf, which gzip shrinks by half or more; each encoding has its own ETag.
+    zipped = "gzip" in (accept_encoding or "").lower()
+    etag = f'"{layer}-{version}-{language}{"-gz" if zipped else ""}"'
     headers = {
         "ETag": etag,
         "Cache-Control": "public, max-age=86400" if v == version else "public, no-cache",
@@ -63,4 +67,7 @@ def boundary_tile_route(
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
     tile = boundary_tile(conn, layer, z, x, y, lang=language)
+    if zipped and tile:
+        tile = gzip.compress(tile, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
     return Response(tile, media_type=MEDIA_TYPE, headers=headers)
