@@ -12,7 +12,8 @@ tickets in Traffy's export format, then measures, in the same run:
   CREATE TABLE AS joining them to the wards that cover them; PostgreSQL alone, no checks,
   no routing rules, no indexes, no audit trail.
 
-The last line is JSON: ``import_rows_per_s``, ``ceiling``, ``ratio``, ``peak_rss_mb``.
+The last line is JSON: ``import_rows_per_s``, ``ceiling``, ``ratio``, ``peak_rss_mb`` and
+``import_rss_growth_mb`` (see ``measure_import``).
 ``bench/national.py`` calls ``write_traffy_csv``, ``measure_import`` and ``import_ceiling``
 on its own city.
 """
@@ -25,6 +26,7 @@ import csv
 import json
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -113,7 +115,7 @@ def ward_points(
     return lons, lats, codes[chosen]
 
 
-def _rows(engine: Engine, n: int, seed: int, batch: int = 200_000) -> Iterator[list[list[str]]]:
+def _rows(engine: Engine, n: int, seed: int, batch: int = 20_000) -> Iterator[list[list[str]]]:
     """Generated Traffy rows in batches: a few in a thousand are broken as real files are."""
     rng = np.random.default_rng(seed)
     with engine.connect() as conn:
@@ -122,9 +124,13 @@ def _rows(engine: Engine, n: int, seed: int, batch: int = 200_000) -> Iterator[l
     shares = np.array(list(_STATES.values()))
     start = datetime(2022, 1, 1, tzinfo=UTC).timestamp()
     span = 3 * 365 * 86400.0
+    # The points are drawn at once (a few bytes each); the rows are made a batch at a
+    # time, so writing the file does not raise this process's peak memory, which the
+    # import's figure is read from.
+    all_lons, all_lats, _ = ward_points(engine, rng, n)
     for first in range(0, n, batch):
         k = min(batch, n - first)
-        lons, lats, _ = ward_points(engine, rng, k)
+        lons, lats = all_lons[first : first + k], all_lats[first : first + k]
         created = start + rng.uniform(0, span, k)
         later = created + rng.exponential(5 * 86400, k)
         state = rng.choice(len(states), size=k, p=shares)
@@ -187,14 +193,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_import(engine: Engine, path: Path, *, rejects: Path) -> dict[str, Any]:
-    """Import ``path`` (Traffy format) end to end and time it, with this process's peak RSS.
+def _rss_mb() -> float:
+    """This process's resident memory now, in MB."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
-    The city must hold no reports from the file yet; they stay stored afterwards.
+
+def measure_import(engine: Engine, path: Path, *, rejects: Path) -> dict[str, Any]:
+    """Import ``path`` (Traffy format) end to end and time it, with this process's memory.
+
+    ``peak_rss_mb`` is the process's peak (``resource``), which loading the boundaries may
+    have set before; ``import_rss_growth_mb`` is how far resident memory rose above its
+    level at the start while the import ran (sampled every 50 ms), the figure that shows
+    whether memory follows the batch or the file. The city must hold no reports from the
+    file yet; they stay stored afterwards.
     """
+    start_rss = _rss_mb()
+    highest = [start_rss]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            highest[0] = max(highest[0], _rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     started = time.perf_counter()
-    summary = import_reports(engine, path, file_format="traffy", rejects_path=rejects)
-    seconds = time.perf_counter() - started
+    try:
+        summary = import_reports(engine, path, file_format="traffy", rejects_path=rejects)
+    finally:
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
     return {
         "rows": summary.rows,
         "inserted": summary.inserted,
@@ -202,6 +232,7 @@ def measure_import(engine: Engine, path: Path, *, rejects: Path) -> dict[str, An
         "import_s": round(seconds, 2),
         "import_rows_per_s": round(summary.rows / seconds),
         "peak_rss_mb": round(peak_rss_mb()),
+        "import_rss_growth_mb": round(highest[0] - start_rss),
     }
 
 
@@ -275,7 +306,8 @@ def main() -> None:
         print(
             f"import: {found['rows']:,} rows ({found['inserted']:,} stored, "
             f"{found['rejected']:,} refused) in {found['import_s']:.1f} s -> "
-            f"{found['import_rows_per_s']:,} rows/s; peak RSS {found['peak_rss_mb']:,} MB",
+            f"{found['import_rows_per_s']:,} rows/s; peak RSS {found['peak_rss_mb']:,} MB, "
+            f"{found['import_rss_growth_mb']:,} MB above its level at the start",
             flush=True,
         )
         engine.dispose()
@@ -291,6 +323,7 @@ def main() -> None:
                 "ceiling": ceiling["rows_per_s"],
                 "ratio": round(ratio, 3),
                 "peak_rss_mb": found["peak_rss_mb"],
+                "import_rss_growth_mb": found["import_rss_growth_mb"],
             }
         )
     )
