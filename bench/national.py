@@ -37,6 +37,12 @@ Measured, each beside its ceiling in the same run:
 ``--explain`` prints EXPLAIN (ANALYZE, BUFFERS) of the list, count, export, heat, tile and
 ward-aggregate queries at N, captured with ``auto_explain`` from the functions the pages
 call. The last line printed is one JSON object with the figures.
+
+The parts come from the other benchmarks, so each path is measured one way everywhere:
+``import_speed`` (the Traffy CSV, the import and its ceiling), ``routing`` (bulk routing),
+``intake_history`` (single intake and the prepared insert), ``http_load`` (wrk and the
+pgbench ceiling) and ``pages_national`` (map pages, tiles, ``/healthz``). ``build_city``
+and ``national_points`` are for them in turn.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ import intake_history
 import numpy as np
 import pages_national
 import pandas as pd
+import routing
 import serving
 import shapely
 
@@ -75,7 +82,6 @@ from geo.access.keys import create_api_key
 from geo.access.policy import Principal
 from geo.city.boundary_writes import import_boundaries
 from geo.city.catalogue import add_category_route, create_team, put_category
-from geo.city.routing import staged_points, staged_route_select
 from geo.db.engine import make_engine, upgrade
 from geo.demo.city import _CATEGORIES
 from geo.maps.heat import heat_grid
@@ -272,28 +278,18 @@ def copy_database(url: str, source: str, target: str) -> str:
 
 def busiest(conn: Connection) -> dict[str, Any]:
     """The zone and the team with the most open reports (what the pages are timed on)."""
-    zone = conn.execute(
-        text(
-            "SELECT z.id, z.code, count(*) AS n FROM reports AS r JOIN zones AS z "
-            "ON z.id = r.zone_id WHERE r.status = ANY(:open) GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1"
-        ),
-        {"open": list(OPEN_STATUSES)},
-    ).one()
-    team = conn.execute(
-        text(
-            "SELECT t.id, t.code, count(*) AS n FROM reports AS r JOIN teams AS t "
-            "ON t.id = r.team_id WHERE r.status = ANY(:open) GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1"
-        ),
-        {"open": list(OPEN_STATUSES)},
-    ).one()
-    return {
-        "zone_id": zone.id,
-        "zone": zone.code,
-        "zone_open": zone.n,
-        "team_id": team.id,
-        "team": team.code,
-        "team_open": team.n,
-    }
+    found: dict[str, Any] = {}
+    for kind, table in (("zone", "zones"), ("team", "teams")):
+        row = conn.execute(
+            text(
+                f"SELECT x.id, x.code, count(*) AS n FROM reports AS r JOIN {table} AS x "
+                f"ON x.id = r.{kind}_id WHERE r.status = ANY(:open) "
+                "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1"
+            ),
+            {"open": list(OPEN_STATUSES)},
+        ).one()
+        found |= {f"{kind}_id": row.id, kind: row.code, f"{kind}_open": row.n}
+    return found
 
 
 # ----------------------------------------------------------------------------- measures
@@ -367,88 +363,15 @@ def queries(engine: Engine, where: dict[str, Any], rounds: int) -> dict[str, flo
         }
 
 
-def bulk_routing(engine: Engine, n: int) -> dict[str, float]:
-    """Set-based routing of ``n`` points (the import's statement) beside a CTAS join.
-
-    Written here until ``bench/routing.py`` offers it as a function.
-    """
-    lons, lats = national_points(engine, np.random.default_rng(5), n)
-    with engine.connect() as conn:
-        category = conn.execute(text("SELECT min(id) FROM categories")).scalar_one()
-    points = pd.DataFrame(
-        {"idx": np.arange(n), "lon": lons, "lat": lats, "category_id": category, "created_at": NOW}
-    )
-    with engine.begin() as conn, staged_points(conn, points) as table:
-        started = time.perf_counter()
-        conn.execute(
-            text(f"CREATE TEMP TABLE routed AS {staged_route_select(table)}"),
-            {"snap_m": RoutingSettings().snap_distance_m},
-        )
-        routed = time.perf_counter() - started
-        started = time.perf_counter()
-        conn.execute(
-            text(
-                "CREATE TEMP TABLE ceiling AS SELECT p.idx, w.id AS ward_id FROM "
-                f'"{table}" AS p JOIN wards AS w ON w.retired_at IS NULL AND '
-                "ST_Covers(w.geom, ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326))"
-            )
-        )
-        ceiling = time.perf_counter() - started
-        conn.execute(text("DROP TABLE routed, ceiling"))
-    return {
-        "bulk_route_s": round(routed, 2),
-        "bulk_route_ceiling_s": round(ceiling, 2),
-        "bulk_route_ratio": round(ceiling / routed, 3),
-    }
-
-
 def import_rate(url: str, n: int, folder: Path) -> dict[str, Any]:
     """The report import of an ``n``-row Traffy CSV, beside COPY of the file and a CTAS join."""
     engine = make_engine(url, pool_size=2)
     path = import_speed.write_traffy_csv(engine, folder / "traffy.csv", rows=n)
-    ceiling = getattr(import_speed, "import_ceiling", None)
-    if ceiling is not None:
-        ceiling_found = ceiling(engine, path)
-    else:
-        ceiling_found = copy_join_ceiling(engine, path)
+    ceiling_found = import_speed.import_ceiling(engine, path)
     found = import_speed.measure_import(engine, path, rejects=folder / "rejects.csv")
     engine.dispose()
     ratio = found["import_rows_per_s"] / ceiling_found["rows_per_s"]
     return found | {"import_ceiling": ceiling_found, "import_ratio": round(ratio, 3)}
-
-
-def copy_join_ceiling(engine: Engine, path: Path) -> dict[str, Any]:
-    """COPY the CSV as text into an unlogged table and CTAS-join its points to the wards.
-
-    Written here until ``bench/import_speed.py`` offers ``import_ceiling``.
-    """
-    with engine.begin() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        columns = ", ".join(f'"{c}" text' for c in import_speed.TRAFFY_HEADER)
-        started = time.perf_counter()
-        with raw.cursor() as cur:
-            cur.execute(f"CREATE UNLOGGED TABLE ceiling_rows ({columns})")
-            with (
-                path.open("rb") as handle,
-                cur.copy(
-                    "COPY ceiling_rows FROM STDIN (FORMAT csv, HEADER true, ENCODING 'UTF8')"
-                ) as copy,
-            ):
-                handle.read(3)  # the BOM
-                while block := handle.read(1 << 20):
-                    copy.write(block)
-            cur.execute(
-                "CREATE UNLOGGED TABLE ceiling_joined AS SELECT r.ticket_id, w.id AS ward_id "
-                "FROM ceiling_rows AS r JOIN wards AS w ON w.retired_at IS NULL AND ST_Covers("
-                "w.geom, ST_SetSRID(ST_MakePoint(split_part(r.coords, ',', 1)::float8, "
-                "split_part(r.coords, ',', 2)::float8), 4326)) WHERE r.coords LIKE '%,%'"
-            )
-            rows = cur.execute("SELECT count(*) FROM ceiling_rows").fetchone()
-        seconds = time.perf_counter() - started
-        conn.execute(text("DROP TABLE ceiling_rows, ceiling_joined"))
-    count = int(rows[0]) if rows else 0
-    return {"seconds": round(seconds, 2), "rows_per_s": round(count / seconds)}
 
 
 def single_intake(small: Engine, full: Engine, rounds: int, per_round: int) -> dict[str, float]:
@@ -724,7 +647,7 @@ def main() -> None:
             for k, v in import_rate(urls["import"], args.reports, Path(scratch)).items()
         }
         log("bulk routing")
-        result |= bulk_routing(engines["full"], args.reports)
+        result |= routing.bulk_routing(engines["full"], args.reports)
 
         with engines["full"].connect() as conn:
             where = busiest(conn)
