@@ -119,9 +119,14 @@ UNITS = {
 }
 
 
-def log(message: str) -> None:
-    """Progress on stderr, so the last line of stdout stays the JSON."""
+def log(message: str, so_far: dict[str, Any] | None = None) -> None:
+    """Progress on stderr, so the last line of stdout stays the JSON.
+
+    ``so_far``: the figures measured until now, so a run cut short still shows them.
+    """
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    if so_far is not None:
+        print(json.dumps(so_far, ensure_ascii=False, default=str), file=sys.stderr, flush=True)
 
 
 def median_ms(run: Callable[[], Any], rounds: int) -> float:
@@ -641,12 +646,12 @@ def main() -> None:
         log(f"full city: {args.reports:,} reports")
         result["history_load_s"] = round(add_reports(engines["full"], args.reports, seed=2), 1)
 
-        log("report import")
+        log("report import", result)
         result |= {
             "import_" + k if not k.startswith("import") else k: v
             for k, v in import_rate(urls["import"], args.reports, Path(scratch)).items()
         }
-        log("bulk routing")
+        log("bulk routing", result)
         result |= routing.bulk_routing(engines["full"], args.reports)
 
         with engines["full"].connect() as conn:
@@ -661,7 +666,7 @@ def main() -> None:
         where["bbox"] = tuple(float(v) for v in extent)
         result["busiest"] = where
         log(f"busiest at N: {where}")
-        log("pages")
+        log("pages", result)
         # The same zone and team in both cities (their ids agree: one template).
         at = {
             name: pages(u, where, args.rounds)
@@ -685,7 +690,7 @@ def main() -> None:
         if args.explain:
             result["explain_seq_scans_of_reports"] = explain(engines["full"], where)
 
-        log("single intake")
+        log("single intake", result)
         result |= single_intake(
             engines["small"], engines["full"], args.intake_rounds, args.intake_per_round
         )
@@ -694,7 +699,7 @@ def main() -> None:
         )
         for engine in engines.values():
             engine.dispose()
-        log("HTTP intake and the zone page beside tipg")
+        log("HTTP intake and the zone page beside tipg", result)
         result |= http_intake(url, args, where)
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, ensure_ascii=False, default=str))
