@@ -3,6 +3,7 @@ what is refused, and how a boundary replace reaches caches."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -226,3 +227,29 @@ def test_the_dashboards_measures_are_for_planners_and_checked(
     assert answer.status_code == status, answer.text
     if field is not None:
         assert field_of(answer) == field
+
+
+def page_layers(page: str) -> list[dict[str, Any]]:
+    """The payloads of a page's boundary layers: inline (``geojson``) or tiled (``url``)."""
+    document = re.search(r'<script[^>]* id="im-data">(.*?)</script>', page)
+    assert document is not None
+    data = json.loads(document.group(1))
+    return [v for v in data.values() if isinstance(v, dict) and ("geojson" in v or "url" in v)]
+
+
+@pytest.mark.parametrize(("inline_max", "tiled"), [(300, False), (1, True)])
+def test_the_zone_map_tiles_its_wards_when_more_meet_it_than_a_page_carries(
+    city_app: CityApp, inline_max: int, tiled: bool
+) -> None:
+    client, _, keys = city_app
+    replace_app_state(
+        client.app, maps=MapSettings(tiles_url="none", inline_features_max=inline_max)
+    )
+    page = client.get("/maps/zone?zone=Z1&lang=en", headers={"X-API-Key": keys.planner}).text
+    layers = page_layers(page)
+    urls = [layer["url"] for layer in layers if "url" in layer]
+    # Both wards meet zone Z1; the zone's own outline stays inline either way.
+    assert sum("geojson" in layer for layer in layers) == (1 if tiled else 2)
+    assert [url.split("?")[0] for url in urls] == (
+        ["/tiles/wards/{z}/{x}/{y}.pbf"] if tiled else []
+    )
