@@ -10,10 +10,13 @@ tickets in Traffy's export format, then measures, in the same run:
   reports with their audit events, in rows/s, and the process's peak RSS;
 * its ceiling: the file's columns COPY-loaded as they are into an unlogged table, and one
   CREATE TABLE AS joining them to the wards that cover them; PostgreSQL alone, no checks,
-  no routing rules, no indexes, no audit trail.
+  no routing rules, no indexes, no audit trail;
+* the floor under the import: its final INSERTs alone (the stored rows inserted again
+  with their created events, rolled back), which the reports table's indexes and foreign
+  keys decide (``insert_floor``).
 
 The last line is JSON: ``import_rows_per_s``, ``ceiling``, ``ratio``, ``peak_rss_mb`` and
-``import_rss_growth_mb`` (see ``measure_import``).
+``import_rss_growth_mb`` (see ``measure_import``), and ``insert_rows_per_s`` (the floor).
 ``bench/national.py`` calls ``write_traffy_csv``, ``measure_import`` and ``import_ceiling``
 on its own city.
 """
@@ -271,6 +274,40 @@ def import_ceiling(engine: Engine, path: Path) -> dict[str, Any]:
     return {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
 
 
+def insert_floor(engine: Engine, source: str = "traffy") -> dict[str, Any]:
+    """The stored rows of ``source`` inserted again (new source) with their created events.
+
+    Only the INSERTs the import ends with: no file, no checks, no routing. The reports
+    table's indexes and foreign keys are what it measures; it is rolled back.
+    """
+    with engine.connect() as conn, conn.begin() as transaction:
+        started = time.perf_counter()
+        rows = conn.execute(
+            text(
+                """
+                WITH new AS (
+                    INSERT INTO reports (category_id, description, status, created_at,
+                        updated_at, resolved_at, ward_id, ward_snapped, zone_id, team_id,
+                        due_at, source, external_id, media_url, geom)
+                    SELECT category_id, description, status, created_at, updated_at,
+                           resolved_at, ward_id, ward_snapped, zone_id, team_id, due_at,
+                           'floor', external_id, media_url, geom
+                    FROM reports WHERE source = :source
+                    RETURNING id, created_at
+                ), created AS (
+                    INSERT INTO report_events (report_id, at, kind, actor, to_status)
+                    SELECT id, created_at, 'created', 'bench', 'open' FROM new
+                )
+                SELECT count(*) FROM new
+                """
+            ),
+            {"source": source},
+        ).scalar_one()
+        seconds = time.perf_counter() - started
+        transaction.rollback()
+    return {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_400_000, help="rows in the generated CSV")
@@ -310,6 +347,12 @@ def main() -> None:
             f"{found['import_rss_growth_mb']:,} MB above its level at the start",
             flush=True,
         )
+        floor = insert_floor(engine)
+        print(
+            f"the import's INSERTs alone (reports and created events, rolled back): "
+            f"{floor['seconds']:.1f} s -> {floor['rows_per_s']:,} rows/s",
+            flush=True,
+        )
         engine.dispose()
     for leftover in folder.iterdir():
         leftover.unlink()
@@ -322,6 +365,7 @@ def main() -> None:
                 "import_rows_per_s": found["import_rows_per_s"],
                 "ceiling": ceiling["rows_per_s"],
                 "ratio": round(ratio, 3),
+                "insert_rows_per_s": floor["rows_per_s"],
                 "peak_rss_mb": found["peak_rss_mb"],
                 "import_rss_growth_mb": found["import_rss_growth_mb"],
             }
