@@ -76,3 +76,13 @@ def test_a_pooled_connection_the_server_ended_is_replaced_before_it_is_used(db_u
         second = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     assert second != first
     pooled.dispose()
+
+
+def test_service_connections_never_compile_queries_to_machine_code(db_url: str) -> None:
+    """JIT compiling cost the ward dashboard more than its query at national scale."""
+    engine = make_engine(db_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW jit")).scalar_one() == "off"
+    finally:
+        engine.dispose()

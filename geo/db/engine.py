@@ -48,9 +48,15 @@ def make_engine(
     The pool may grow by ``max_overflow`` connections (as many as ``pool_size`` unless
     told); a checkout waits at most ``pool_timeout_s`` before ``sqlalchemy.exc.TimeoutError``.
     A connection is checked before it is handed out as ``check_liveness`` describes.
+
+    Sessions run with ``jit = off``: PostgreSQL compiles a query to machine code when its
+    cost estimate is high, and the aggregates behind the ward dashboard cross that line at
+    national scale, where compiling took longer than the query (567 ms against 242 ms
+    without); no query of this service runs long enough to win the compile time back.
     """
     engine = create_engine(
         normalise_url(url),
+        connect_args={"options": "-c jit=off"},
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_timeout=pool_timeout_s,
