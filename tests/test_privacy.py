@@ -52,14 +52,31 @@ def png() -> bytes:
     return out.getvalue()
 
 
+def _tile_over(lat: float, lon: float, z: int) -> dict[str, str]:
+    """The web-mercator tile at zoom ``z`` holding (``lat``, ``lon``)."""
+    n = 2**z
+    y = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+    return {"z": str(z), "x": str(int((lon + 180) / 360 * n)), "y": str(int(y))}
+
+
+TILE_VALUES = _tile_over(8.405, 100.011, 13)
+"""A boundary tile over the test city, at a zoom where its wards and zones are drawn."""
+
+
 def fill(path: str, values: dict[str, str]) -> list[str]:
+    """``path`` with its parameters filled; a tile path once per boundary layer."""
+    values = TILE_VALUES | values
     names = re.findall(r"{([^}]+)}", path)
-    unknown = [n for n in names if n not in values]
+    layers = ["wards", "zones"] if "layer" in names and "layer" not in values else [""]
+    unknown = [n for n in names if n not in values and n != "layer"]
     assert not unknown, f"{path}: teach test_privacy how to fill {unknown}"
-    filled = path
-    for n in names:
-        filled = filled.replace("{" + n + "}", values[n])
-    return [filled]
+    filled = []
+    for layer in layers:
+        url = path
+        for n in names:
+            url = url.replace("{" + n + "}", layer if n == "layer" else values[n])
+        filled.append(url)
+    return filled
 
 
 def public_paths(client: Any) -> list[str]:
