@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
+        sys.exit("wrk is not installed: run make setup (or apt-get install wrk)")
 
     with serving.cluster("issuemap-load-", for_serve=True) as cluster:
         cluster.ensure_database("load")

@@ -620,7 +620,7 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"{DATA} is missing: the national boundaries come from there")
     if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
+        sys.exit("wrk is not installed: run make setup (or apt-get install wrk)")
     started = time.perf_counter()
     result: dict[str, Any] = {"reports": args.reports}
     with (

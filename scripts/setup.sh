@@ -15,6 +15,8 @@ ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt
 [ -d /usr/share/fonts/truetype/tlwg ] || need_apt+=(fonts-thai-tlwg)
 # npm fetches the map pages' Leaflet assets (scripts/vendor_assets.sh).
 command -v npm >/dev/null || need_apt+=(npm)
+# bench/http_load.py and bench/national.py load the service over HTTP with wrk.
+command -v wrk >/dev/null || need_apt+=(wrk)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
