@@ -28,9 +28,12 @@ USED_EVERY: Final = timedelta(minutes=1)
 """How stale a key's ``last_used_at`` may get before a request writes it again."""
 
 
-def hash_key(key: str) -> str:
-    """The stored form of an API key."""
-    return hashlib.sha256(key.encode()).hexdigest()
+def hash_secret(secret: str) -> str:
+    """The stored form of a bearer secret: an API key, a session token, a staged check's token.
+
+    Only this digest is kept, so a copy of the database signs no one in.
+    """
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,7 @@ def create_api_key(
             "name": name.strip(),
             "role": role,
             "team_id": team_id,
-            "hash": hash_key(secret),
+            "hash": hash_secret(secret),
             "prefix": secret[: len(KEY_PREFIX) + 6],
         },
     ).scalar_one()
@@ -134,7 +137,7 @@ def authenticate(conn: Connection, key: str | None) -> Principal:
             "WHERE key_hash = :hash AND revoked_at IS NULL "
             "AND (expires_at IS NULL OR expires_at > now())"
         ),
-        {"hash": hash_key(key), "every": USED_EVERY},
+        {"hash": hash_secret(key), "every": USED_EVERY},
     ).one_or_none()
     if row is None:
         raise AuthenticationError(N_("The API key is not valid, or has been revoked."))

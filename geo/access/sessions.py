@@ -8,7 +8,6 @@ deleted account has no session.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from typing import Final
 from sqlalchemy import Connection, text
 
 from geo.access.accounts import User, verify_login
+from geo.access.keys import hash_secret
 from geo.access.policy import Principal
 from geo.settings import AccountSettings
 
@@ -28,11 +28,6 @@ TOKEN_MAX: Final = 100
 
 TOUCH_EVERY: Final = timedelta(minutes=1)
 """How stale ``last_seen_at`` may get before a request writes it again."""
-
-
-def hash_token(token: str) -> str:
-    """The stored form of a session token."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +65,7 @@ def start_session(
             "VALUES (:hash, :user_id, :csrf, :now, :now, :expires_at)"
         ),
         {
-            "hash": hash_token(token),
+            "hash": hash_secret(token),
             "user_id": user.id,
             "csrf": csrf,
             "now": now,
@@ -98,14 +93,14 @@ def session_principal(
             "WHERE s.token_hash = :hash AND s.expires_at > :now "
             "AND s.last_seen_at > :idle_since AND u.disabled_at IS NULL"
         ),
-        {"hash": hash_token(token), "now": now, "idle_since": now - idle},
+        {"hash": hash_secret(token), "now": now, "idle_since": now - idle},
     ).one_or_none()
     if row is None:
         return None
     if now - row.last_seen_at >= TOUCH_EVERY:
         conn.execute(
             text("UPDATE staff_sessions SET last_seen_at = :now WHERE token_hash = :hash"),
-            {"now": now, "hash": hash_token(token)},
+            {"now": now, "hash": hash_secret(token)},
         )
     return user_principal(
         User(id=row.id, email="", name=row.name, role=row.role, team_id=row.team_id)
@@ -122,7 +117,7 @@ def end_session(conn: Connection, token: str | None) -> None:
     if token and len(token) <= TOKEN_MAX:
         conn.execute(
             text("DELETE FROM staff_sessions WHERE token_hash = :hash"),
-            {"hash": hash_token(token)},
+            {"hash": hash_secret(token)},
         )
 
 

@@ -14,7 +14,6 @@ still the one the check was measured against.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -28,6 +27,7 @@ from typing import BinaryIO
 
 from sqlalchemy import Engine, text
 
+from geo.access.keys import hash_secret
 from geo.city.boundary_files import file_sha256
 from geo.city.boundary_writes import ImportSummary, import_boundaries, latest_import
 from geo.errors import BoundaryImportError, ConflictError, InvalidInputError, Message, NotFoundError
@@ -177,10 +177,6 @@ class StagedCheck:
     summary: ImportSummary
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def stage_boundary_file(
     engine: Engine,
     path: Path,
@@ -213,7 +209,7 @@ def stage_boundary_file(
                 "now() + :lifetime) RETURNING id, expires_at"
             ),
             {
-                "token_hash": _token_hash(token),
+                "token_hash": hash_secret(token),
                 "user_id": user_id,
                 "layer": options.layer,
                 "source": path.name,
@@ -270,7 +266,7 @@ def confirm_staged(
                     "SELECT id, source, options, sha256, based_on FROM boundary_stages "
                     "WHERE token_hash = :hash AND user_id = :user_id AND expires_at > now()"
                 ),
-                {"hash": _token_hash(token), "user_id": user_id},
+                {"hash": hash_secret(token), "user_id": user_id},
             ).one_or_none()
             if stage is None:
                 raise NotFoundError(_GONE)
