@@ -18,24 +18,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import Connection
 
 from geo.city.catalogue import Category, active_categories, display_name
 from geo.city.layers import city_bounds
 from geo.errors import InvalidInputError, translated
 from geo.i18n import LANGUAGES, N_, gettext_for, translate
+from geo.maps.staff import PAGES
 from geo.reports.tracking import TrackedReport
 from geo.settings import DEFAULT_CITY_TIMEZONE, MapSettings
 from geo.vocabulary import ADDRESS_MAX, DESCRIPTION_MAX, NAME_MAX, STATUS_NAMES
-
-_ENV = Environment(
-    loader=PackageLoader("geo.maps", "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 FORM_FIELDS = (
     "category",
@@ -192,7 +184,7 @@ def category_label(category: Category, lang: str) -> str:
 
 def render_report_form(page: FormPage, *, nonce: str) -> str:
     """The report form, with the resident's input and a message next to each problem."""
-    return _ENV.get_template("report_form.html.j2").render(
+    return PAGES.get_template("report_form.html.j2").render(
         **_common(page.lang, nonce),
         page=page,
         values=page.values,
@@ -236,7 +228,7 @@ def render_status_page(
     team = display_name(
         lang, name=report.team_name, name_th=report.team_name_th, name_en=report.team_name_en
     )
-    return _ENV.get_template("status_page.html.j2").render(
+    return PAGES.get_template("status_page.html.j2").render(
         **_common(lang, nonce, zone),
         report=report,
         category=category,
@@ -250,4 +242,4 @@ def render_status_page(
 
 def render_not_found(*, lang: str, nonce: str) -> str:
     """The page for a status address that names no report the public may see."""
-    return _ENV.get_template("not_found.html.j2").render(**_common(lang, nonce))
+    return PAGES.get_template("not_found.html.j2").render(**_common(lang, nonce))

@@ -22,7 +22,8 @@ PAGES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-"""The staff pages' templates (the sign-in form, the work view): autoescaped, strict."""
+"""The HTML pages' templates (residents' form and status page, sign-in, work view):
+autoescaped, strict."""
 
 DEFAULT_NEXT: Final = "/work"
 """Where a staff member lands after signing in when no page asked for it."""
