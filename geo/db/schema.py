@@ -6,7 +6,8 @@ adds new ones, so a stored report keeps pointing at the ward and zone it was rou
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from geoalchemy2 import Geometry, WKBElement
@@ -14,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -641,3 +643,73 @@ class BoundaryStagePart(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WardDayMeasures(Base):
+    """The ward dashboard's measures per ward, category, day and time to resolve.
+
+    Kept by triggers on ``reports``; ``geo.reports.stats`` reads them. ``ward_id`` is the
+    current ward covering the reports (NULL: outside every current ward); ``day`` the UTC
+    day they were created; ``hours_bucket`` how long they took to resolve
+    (``geo.reports.stats.hours_bucket_edges``; NULL: not resolved). Only reports the public
+    sees count. ``resolve_seconds`` sums their seconds from report to resolution.
+    """
+
+    __tablename__ = "ward_day_measures"
+
+    day: Mapped[date] = mapped_column(Date)
+    ward_id: Mapped[int | None] = mapped_column(Integer)
+    category_id: Mapped[int] = mapped_column(Integer)
+    hours_bucket: Mapped[int | None] = mapped_column(SmallInteger)
+    reports: Mapped[int] = mapped_column(Integer)
+    resolved: Mapped[int] = mapped_column(Integer)
+    within_sla: Mapped[int] = mapped_column(Integer)
+    rated: Mapped[int] = mapped_column(Integer)
+    rating_sum: Mapped[int] = mapped_column(Integer)
+    resolve_seconds: Mapped[int] = mapped_column(BigInteger)
+
+    # No primary key: a NULL ward is a key value here, which only a unique index allows.
+    __table_args__ = (
+        Index(
+            "uq_ward_day_measures_key",
+            "day",
+            "ward_id",
+            "category_id",
+            "hours_bucket",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+    __mapper_args__: Mapping[str, Any] = {"primary_key": [day, ward_id, category_id, hours_bucket]}
+
+
+class WardPeriodMeasures(Base):
+    """``WardDayMeasures`` summed per ward and ISO week or calendar month.
+
+    ``period`` (``week`` or ``month``) starts on ``first_day``; every category and bucket of
+    hours is summed in. The same triggers keep it.
+    """
+
+    __tablename__ = "ward_period_measures"
+
+    period: Mapped[str] = mapped_column(String(8))
+    first_day: Mapped[date] = mapped_column(Date)
+    ward_id: Mapped[int | None] = mapped_column(Integer)
+    reports: Mapped[int] = mapped_column(Integer)
+    resolved: Mapped[int] = mapped_column(Integer)
+    within_sla: Mapped[int] = mapped_column(Integer)
+    rated: Mapped[int] = mapped_column(Integer)
+    rating_sum: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        CheckConstraint("period IN ('week', 'month')", name="ward_period_known"),
+        Index(
+            "uq_ward_period_measures_key",
+            "period",
+            "first_day",
+            "ward_id",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+    __mapper_args__: Mapping[str, Any] = {"primary_key": [period, first_day, ward_id]}
