@@ -713,3 +713,37 @@ class WardPeriodMeasures(Base):
         ),
     )
     __mapper_args__: Mapping[str, Any] = {"primary_key": [period, first_day, ward_id]}
+
+
+class OpenHeatCell(Base):
+    """Open reports counted in one heat-map grid cell, kept by triggers on ``reports``.
+
+    ``level`` is the grid step as a power of two of a degree; the cell holds the points
+    whose ``round(lon / step), round(lat / step)`` is ``(cell_x, cell_y)`` (what
+    ``ST_SnapToGrid`` gives). ``staff`` rows count reports where staff see them, hidden ones
+    included; the others count them where the public sees them, on the default public
+    location grid, hidden ones left out (``geo.maps.heat``). ``zone_id`` is 0 for reports
+    without a zone.
+    """
+
+    __tablename__ = "open_heat_cells"
+
+    staff: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    zone_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    category_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    cell_x: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    cell_y: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    reports: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_open_heat_cells_place", "staff", "level", "cell_x", "cell_y"),)
+
+
+# Heat maps count the cells a view's edge cuts through from the reports; staff count hidden
+# reports too, and find the open ones here rather than through every report ever filed.
+Index(
+    "ix_reports_open_hidden_geom",
+    Report.__table__.c.geom,
+    postgresql_using="gist",
+    postgresql_where=text(f"{_one_of('status', OPEN_STATUSES)} AND hidden_at IS NOT NULL"),
+)
