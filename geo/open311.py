@@ -75,6 +75,10 @@ POST_FIELDS = frozenset(
 )
 """The fields of POST Service Request; ``attribute[code]`` fields come on top of these."""
 
+REPEATABLE_FIELDS = frozenset({"media_url"})
+"""Fields a client may send more than once (FixMyStreet sends a report's every photo); the
+first is kept, since a request or update has one ``media_url``."""
+
 _MAX_ID = 2**62
 
 # The W3C profile of ISO 8601 (https://www.w3.org/TR/NOTE-datetime): a time needs a zone.

@@ -409,6 +409,42 @@ def test_address_string_is_geocoded(o311: Open311) -> None:
     assert missing.startswith("address: we could not find")
 
 
+def test_a_repeated_media_url_is_accepted_and_the_first_kept(o311: Open311) -> None:
+    urls = [f"https://fms.example.org/photo/{n}.jpeg" for n in (1, 2, 3)]
+    form = {
+        "api_key": o311.key,
+        "service_code": "road",
+        "lat": "8.405",
+        "long": "100.011",
+        "description": "x",
+        "media_url": urls,
+    }
+    (posted,) = valid_json(o311.client.post(f"{BASE}/requests.json", data=form), "post_response")
+    (one,) = requests_json(o311, service_request_id=posted["service_request_id"])
+    assert one["media_url"] == urls[0]
+    form |= {"description": ["x", "y"]}
+    answer = o311.client.post(f"{BASE}/requests.json", data=form)
+    assert spec_error(answer, 400) == "description: given more than once"
+
+
+def test_a_multipart_post_with_a_file_answers_in_the_spec_format(o311: Open311) -> None:
+    form = {"api_key": o311.key, "service_code": "road", "description": "x"}
+    for fmt in ("json", "xml"):
+        answer = o311.client.post(
+            f"{BASE}/requests.{fmt}",
+            data=form,
+            files={"media": ("pothole.jpg", b"\xff\xd8\xff" + b"x" * 100, "image/jpeg")},
+        )
+        assert spec_error(answer, 400, fmt) == "media: files are not accepted; send a media_url"
+        thai = o311.client.post(
+            f"{BASE}/requests.{fmt}",
+            params={"lang": "th"},
+            data=form,
+            files={"media": ("pothole.jpg", b"x" * 70_000, "image/jpeg")},
+        )
+        assert spec_error(thai, 400, fmt) == "body: คำขอมีขนาดเกิน 64 KB กรุณาส่งรูปเป็น media_url แทน"
+
+
 def test_post_must_be_form_encoded(o311: Open311) -> None:
     answer = o311.client.post(
         f"{BASE}/requests.json", params={"api_key": o311.key}, json={"service_code": "road"}

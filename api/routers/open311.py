@@ -65,6 +65,8 @@ from geo.vocabulary import CODE_MAX
 
 MAX_BODY = 64 * 1024
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# A form's files are read only to be refused by name; the body limit bounds them already.
+_MAX_FILES = 16
 
 # The spec knows three error statuses: 403 for keys, 404 for what does not exist, 400 else.
 _STATUS_BY_ERROR: dict[type[IssuemapError], int] = {
@@ -345,28 +347,36 @@ def get_service_request(
     return _respond([record], root="service_requests", fmt=fmt)
 
 
-async def _read_fields(request: Request) -> dict[str, str]:
-    """The POSTed form fields; ``api_key`` and ``jurisdiction_id`` may be in the query too."""
+async def _read_fields(request: Request, known: frozenset[str]) -> dict[str, str]:
+    """The POSTed form fields named in ``known``; of a repeatable one, the first.
+
+    ``api_key`` and ``jurisdiction_id`` may be in the query too.
+    """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     length = request.headers.get("content-length", "0")
     if (length.isdigit() and int(length) > MAX_BODY) or len(await request.body()) > MAX_BODY:
-        raise InvalidInputError("description", N_("the request is too large"))
+        raise InvalidInputError(
+            "body",
+            N_("the request is larger than {limit} KB; send a photo as a media_url"),
+            limit=MAX_BODY // 1024,
+        )
     fields: dict[str, str] = {}
     if content_type in _FORM_TYPES:
         try:
-            form = await request.form(max_files=0, max_fields=200, max_part_size=MAX_BODY)
+            form = await request.form(max_files=_MAX_FILES, max_fields=200, max_part_size=MAX_BODY)
         except HTTPException as error:
             raise InvalidInputError(
                 "body", N_("malformed form: {reason}"), reason=error.detail
             ) from error
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
-                raise InvalidInputError(name, N_("files are not accepted; send a media_url"))
+                raise InvalidInputError(name[:40], N_("files are not accepted; send a media_url"))
             refuse_nul(name, value)
-            if name in open311.POST_FIELDS:
-                if name in fields:
+            if name in known:
+                if name not in fields:
+                    fields[name] = value
+                elif name not in open311.REPEATABLE_FIELDS:
                     raise InvalidInputError(name, N_("given more than once"))
-                fields[name] = value
             # attribute[...] and anything else: our services define no attributes.
     elif await request.body():
         raise InvalidInputError(
@@ -423,7 +433,7 @@ async def post_service_request(fmt: FormatPath, request: Request, state: AppStat
     status page is `/r/{token}`) and a `service_notice` saying which team has it and when
     it is due: in English, or in Thai when `lang=th` or Accept-Language asks.
     """
-    fields = await _read_fields(request)
+    fields = await _read_fields(request, open311.POST_FIELDS)
     await run_in_threadpool(
         limit_reports_by_key, state, fields.get("api_key"), client_address(request)
     )
