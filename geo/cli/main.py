@@ -11,7 +11,8 @@ import secrets
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +23,9 @@ from geo.cli.service import redact_text, redact_url
 from geo.db.engine import database, make_engine
 from geo.errors import InvalidInputError, IssuemapError
 from geo.settings import DatabaseSettings, ServerSettings
+
+if TYPE_CHECKING:
+    from geo.db.backup import Upgrade
 
 app = typer.Typer(
     help="issuemap: report routing and maps for city governments.", no_args_is_help=True
@@ -99,11 +103,107 @@ def fail(error: IssuemapError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def upgrade_text(done: Upgrade) -> str:
+    """What ``issuemap db upgrade`` (or a restore) did to the schema, for people."""
+    if not done.applied:
+        return f"the schema is up to date: it is at {done.after}, the newest migration"
+    start = f"from {done.before}" if done.before else "from nothing"
+    count = len(done.applied)
+    lines = [
+        f"upgraded the schema {start} to {done.after}: "
+        f"{count} migration{'' if count == 1 else 's'} applied"
+    ]
+    lines += [f"  {migration.revision}  {migration.title}" for migration in done.applied]
+    return escape("\n".join(lines))
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create the database if needed and apply all schema migrations."""
-    with open_engine():
-        console.print("database is up to date")
+    """Create the database if needed and apply every pending schema migration.
+
+    Says which migrations it applied. Back the database up first (`issuemap db backup`)
+    and stop the service while it runs.
+    """
+    from geo.db.backup import upgrade_database
+
+    try:
+        with database(DatabaseSettings(), migrate=False) as url:
+            done = upgrade_database(url)
+    except IssuemapError as error:
+        raise fail(error) from error
+    console.print(upgrade_text(done), highlight=False, soft_wrap=True)
+
+
+BACKUP_FILE = typer.Argument(
+    help="The backup: one file in pg_dump's custom format.", show_default=False
+)
+
+
+@db_app.command("backup")
+def db_backup(
+    file: Annotated[Path, BACKUP_FILE],
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
+) -> None:
+    """Back the whole database up into FILE, photos included (pg_dump's custom format).
+
+    The schema is saved as it is: back up before `issuemap db upgrade`, not after. The file
+    is readable by its owner only; `pg_restore --list FILE` shows what it holds.
+    """
+    from geo.db.backup import backup, describe_counts
+
+    try:
+        with (
+            database(DatabaseSettings(), migrate=False) as url,
+            console.status("Backing up the database ..."),
+        ):
+            done = backup(url, file, replace=force)
+    except IssuemapError as error:
+        raise fail(error) from error
+    console.print(
+        escape(
+            f"wrote {done.path} ({done.size:,} bytes): schema {done.revision}, "
+            f"{describe_counts(done.counts)}, from PostgreSQL {done.server_version}"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@db_app.command("restore")
+def db_restore(
+    file: Annotated[Path, BACKUP_FILE],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace everything the database holds. Without it, a database holding "
+            "any rows is refused.",
+        ),
+    ] = False,
+) -> None:
+    """Restore a backup made by `issuemap db backup`, then upgrade its schema to this release.
+
+    Stop the service first. It runs as one transaction: after any error the database is as
+    it was. PostGIS is created if the database lacks it (which needs a role allowed to).
+    """
+    from geo.db.backup import describe_counts, restore
+
+    try:
+        with (
+            database(DatabaseSettings(), migrate=False) as url,
+            console.status("Restoring the database ..."),
+        ):
+            done = restore(url, file, replace=force)
+    except IssuemapError as error:
+        raise fail(error) from error
+    tables = len(done.replaced)
+    replaced = f" (it replaced the rows of {tables} table{'' if tables == 1 else 's'})"
+    console.print(
+        escape(f"restored {done.path}: {describe_counts(done.counts)}{replaced if tables else ''}"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(upgrade_text(done.upgrade), highlight=False, soft_wrap=True)
 
 
 @boundaries_app.command("import")

@@ -161,15 +161,17 @@ def is_empty(engine: Engine) -> bool:
 
 
 @contextmanager
-def database(settings: DatabaseSettings) -> Iterator[str]:
+def database(settings: DatabaseSettings, *, migrate: bool = True) -> Iterator[str]:
     """Yield a migrated database URL: the configured one, or a local cluster we start.
 
     A local cluster started here is stopped again when the block ends; one that was already
-    running (another ``issuemap`` process) is left running.
+    running (another ``issuemap`` process) is left running. ``migrate=False`` leaves the
+    schema as it is (a backup is taken before an upgrade, a restore brings its own).
     """
     if settings.database_url is not None:
         url = normalise_url(str(settings.database_url))
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
         return
     cluster = LocalCluster(settings.data_dir, durable=True)
@@ -177,7 +179,8 @@ def database(settings: DatabaseSettings) -> Iterator[str]:
     try:
         cluster.ensure_database(settings.local_database)
         url = cluster.url(settings.local_database)
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
     finally:
         if started:
