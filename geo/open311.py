@@ -27,7 +27,7 @@ from xml.etree import ElementTree as ET
 from sqlalchemy import Connection, Engine, text
 
 from geo.access.keys import authenticate
-from geo.access.policy import ANONYMOUS, DEFAULT_PUBLIC_ROUNDING_M, Principal
+from geo.access.policy import ANONYMOUS, DEFAULT_PUBLIC_ROUNDING_M, Principal, visibility_sql
 from geo.city.catalogue import active_categories, category_id, display_name
 from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import Geocoder
@@ -35,6 +35,7 @@ from geo.errors import AuthenticationError, InvalidInputError, Message, NotFound
 from geo.i18n import N_
 from geo.reports.intake import IntakeResult, Submission, file_report
 from geo.reports.search import ReportFilter, get_report, report_query
+from geo.reports.tracking import is_token
 from geo.settings import IntakeSettings, RoutingSettings
 from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
 
@@ -552,6 +553,34 @@ def post_request(
         answer=answer,
     )
     return [filed.body]
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+def request_for_token(conn: Connection, token: str) -> list[dict[str, Any]]:
+    """GET Service Request ID from a token: the request a POST answer's token names.
+
+    Our requests are filed at once, so every token has its id; the token is also the key of
+    the request's status page, so it tells nothing the holder could not read there. A
+    malformed or unknown token, or a request staff hid, is a 404.
+    """
+    clauses, params = visibility_sql(ANONYMOUS)
+    found = (
+        conn.execute(
+            text(
+                "SELECT r.id FROM reports AS r WHERE r.token = :token AND " + " AND ".join(clauses)
+            ),
+            params | {"token": token},
+        ).scalar_one_or_none()
+        if is_token(token)
+        else None
+    )
+    if found is None:
+        raise NotFoundError(
+            N_("There is no service request with token {token!r}."), token=token[:40]
+        )
+    return [{"service_request_id": str(found), "token": token}]
 
 
 # --- errors and rendering ----------------------------------------------------------------

@@ -369,6 +369,28 @@ def test_the_token_of_a_posted_request_opens_its_status_page(o311: Open311, fmt:
     assert "Somchai" not in page.text and "somchai@" not in page.text
 
 
+def test_a_token_names_its_request_until_staff_hide_it(o311: Open311) -> None:
+    (posted,) = valid_json(post(o311), "post_response")
+    token, report_id = posted["token"], posted["service_request_id"]
+    (found,) = valid_json(o311.client.get(f"{BASE}/tokens/{token}.json"), "tokens")
+    assert found == {"service_request_id": report_id, "token": token}
+    root = valid_xml(o311.client.get(f"{BASE}/tokens/{token}.xml"), "service_requests")
+    (request,) = root.findall("request")
+    assert request.findtext("service_request_id") == report_id
+    assert request.findtext("token") == token
+
+    hidden = o311.client.post(
+        f"/api/reports/{report_id}/hide",
+        headers={"X-API-Key": o311.planner_key},
+        json={"reason": "x"},
+    )
+    assert hidden.status_code == 200, hidden.text
+    for unknown in (token, "A" * 24, "short", "{{7*7}}", "x" * 64):
+        for fmt in ("json", "xml"):
+            spec_error(o311.client.get(f"{BASE}/tokens/{unknown}.{fmt}"), 404, fmt)
+    assert "token" in spec_error(o311.client.get(f"{BASE}/tokens/{'x' * 65}.json"), 400)
+
+
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 def test_a_place_outside_the_city_is_a_400_with_the_plain_sentence(o311: Open311, fmt: str) -> None:
     description = spec_error(post(o311, fmt, lat="8.6", long="100.015"), 400, fmt)

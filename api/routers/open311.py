@@ -441,6 +441,34 @@ async def post_service_request(fmt: FormatPath, request: Request, state: AppStat
     return _respond(answer, root="service_requests", fmt=fmt)
 
 
+class Open311Token(BaseModel):
+    """The request a token names."""
+
+    service_request_id: str
+    token: str
+
+
+@router.get(
+    "/tokens/{token}.{fmt}",
+    summary="GET Service Request ID from a token",
+    responses=_formats(list[Open311Token]),
+)
+def get_token(
+    token: Annotated[str, Path(max_length=64, description="A token from POST Service Request.")],
+    fmt: FormatPath,
+    conn: ConnDep,
+    settings: Open311Dep,
+    jurisdiction_id: Jurisdiction = None,
+) -> Response:
+    """The `service_request_id` of the request a POST answer's `token` names.
+
+    Requests are filed at once, so every token has its id at once (the POST answer gives
+    both); the token is also the key of the request's status page, `/r/{token}`.
+    """
+    open311.check_jurisdiction(jurisdiction_id, settings.jurisdiction_id)
+    return _respond(open311.request_for_token(conn, token), root="service_requests", fmt=fmt)
+
+
 @router.api_route(
     "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
 )
