@@ -14,6 +14,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -105,30 +106,32 @@ def server_major(url: str) -> int:
     return int(str(query(url, "SHOW server_version_num"))) // 10_000
 
 
+@contextmanager
+def created_database(cluster: LocalCluster, template: str | None = None) -> Iterator[str]:
+    """URL of a database made for the block (a copy of ``template``, else empty), then dropped."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    janitor = DatabaseJanitor(
+        user="postgres", host=cluster.host, port=5432, dbname=name, template_dbname=template
+    )
+    janitor.init()
+    try:
+        yield cluster.url(name)
+    finally:
+        janitor.drop()
+
+
 @pytest.fixture
 def new_database(pg_cluster: LocalCluster) -> Iterator[str]:
     """URL of a database just created: no PostGIS, no schema."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    janitor = DatabaseJanitor(user="postgres", host=pg_cluster.host, port=5432, dbname=name)
-    janitor.init()
-    try:
-        yield pg_cluster.url(name)
-    finally:
-        janitor.drop()
+    with created_database(pg_cluster) as url:
+        yield url
 
 
 @pytest.fixture
 def other_db(pg_cluster: LocalCluster, template_db: str) -> Iterator[str]:
     """URL of a second migrated, empty database."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    janitor = DatabaseJanitor(
-        user="postgres", host=pg_cluster.host, port=5432, dbname=name, template_dbname=template_db
-    )
-    janitor.init()
-    try:
-        yield pg_cluster.url(name)
-    finally:
-        janitor.drop()
+    with created_database(pg_cluster, template_db) as url:
+        yield url
 
 
 def app_client(url: str, tmp_path: Path):
@@ -461,13 +464,8 @@ def test_a_database_of_the_previous_release_is_upgraded_and_still_read(
     assert code == 0 and says(said, f"the schema is up to date: it is at {head}")
 
     # The previous release's backup, restored by this one, is upgraded the same way.
-    fresh = f"t_{uuid.uuid4().hex[:12]}"
-    janitor = DatabaseJanitor(user="postgres", host=pg_cluster.host, port=5432, dbname=fresh)
-    janitor.init()
-    try:
-        code, said = cli(pg_cluster.url(fresh), "db", "restore", str(archive))
+    with created_database(pg_cluster) as fresh:
+        code, said = cli(fresh, "db", "restore", str(archive))
         assert code == 0, said
         assert says(said, f"upgraded the schema from {previous} to {head}")
-        assert contents(pg_cluster.url(fresh), stable) == before
-    finally:
-        janitor.drop()
+        assert contents(fresh, stable) == before

@@ -103,6 +103,16 @@ def fail(error: IssuemapError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+@contextmanager
+def schema_as_it_is(status: str) -> Iterator[str]:
+    """The database URL, schema not migrated, while ``status`` shows; errors end the command."""
+    try:
+        with database(DatabaseSettings(), migrate=False) as url, console.status(status):
+            yield url
+    except IssuemapError as error:
+        raise fail(error) from error
+
+
 def upgrade_text(done: Upgrade) -> str:
     """What ``issuemap db upgrade`` (or a restore) did to the schema, for people."""
     if not done.applied:
@@ -126,11 +136,8 @@ def db_upgrade() -> None:
     """
     from geo.db.backup import upgrade_database
 
-    try:
-        with database(DatabaseSettings(), migrate=False) as url:
-            done = upgrade_database(url)
-    except IssuemapError as error:
-        raise fail(error) from error
+    with schema_as_it_is("Upgrading the schema ...") as url:
+        done = upgrade_database(url)
     console.print(upgrade_text(done), highlight=False, soft_wrap=True)
 
 
@@ -151,14 +158,8 @@ def db_backup(
     """
     from geo.db.backup import backup, describe_counts
 
-    try:
-        with (
-            database(DatabaseSettings(), migrate=False) as url,
-            console.status("Backing up the database ..."),
-        ):
-            done = backup(url, file, replace=force)
-    except IssuemapError as error:
-        raise fail(error) from error
+    with schema_as_it_is("Backing up the database ...") as url:
+        done = backup(url, file, replace=force)
     console.print(
         escape(
             f"wrote {done.path} ({done.size:,} bytes): schema {done.revision}, "
@@ -188,14 +189,8 @@ def db_restore(
     """
     from geo.db.backup import describe_counts, restore
 
-    try:
-        with (
-            database(DatabaseSettings(), migrate=False) as url,
-            console.status("Restoring the database ..."),
-        ):
-            done = restore(url, file, replace=force)
-    except IssuemapError as error:
-        raise fail(error) from error
+    with schema_as_it_is("Restoring the database ...") as url:
+        done = restore(url, file, replace=force)
     tables = len(done.replaced)
     replaced = f" (it replaced the rows of {tables} table{'' if tables == 1 else 's'})"
     console.print(
