@@ -13,6 +13,12 @@ one is ``closed``.
 A record's ``agency_responsible`` (the team's name) and ``service_notice`` (a sentence) are
 in the caller's language, English unless it asks for Thai; every field name, code and
 timestamp stays as the spec writes it.
+
+FixMyStreet's extension to the spec (its wiki's "Open311 FMS - Proposed differences to
+Open311", and its client ``perllib/Open311.pm``) adds service request updates: GET lists the
+public changes of reports in a time window, read from their audit trail with FixMyStreet's
+extended statuses; POST brings a resident's comment, kept for staff, or reopens a finished
+report. The spec's ``tokens`` resource turns a POST answer's token into its request id.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -33,11 +40,12 @@ from geo.city.coordinates import LAT_MAX, LON_MAX, parse_degrees
 from geo.city.geocoding import Geocoder
 from geo.errors import AuthenticationError, InvalidInputError, Message, NotFoundError
 from geo.i18n import N_
-from geo.reports.intake import IntakeResult, Submission, file_report
+from geo.reports.intake import IntakeResult, Submission, check_media_url, file_report
 from geo.reports.search import ReportFilter, get_report, report_query
 from geo.reports.tracking import is_token
-from geo.settings import IntakeSettings, RoutingSettings
-from geo.vocabulary import OPEN_STATUSES, REPORT_STATUSES
+from geo.reports.workflow import add_comment, reopen_report
+from geo.settings import IntakeSettings, NotificationSettings, RoutingSettings
+from geo.vocabulary import NAME_MAX, NOTE_MAX, OPEN_STATUSES, REPORT_STATUSES
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 
@@ -76,6 +84,62 @@ POST_FIELDS = frozenset(
 )
 """The fields of POST Service Request; ``attribute[code]`` fields come on top of these."""
 
+UPDATE_STATUSES = (
+    "open",
+    "closed",
+    "fixed",
+    "in_progress",
+    "action_scheduled",
+    "investigating",
+    "duplicate",
+    "not_councils_responsibility",
+    "no_further_action",
+    "internal_referral",
+)
+"""FixMyStreet's update statuses (its extension's additional states), as its client reads
+them: any case, ``_`` for spaces."""
+
+UPDATE_STATUS: dict[str, str] = {
+    "open": "open",
+    "acknowledged": "investigating",
+    "in_progress": "in_progress",
+    "resolved": "fixed",
+    # Closed follows resolved: still fixed. FixMyStreet keeps a fixed report fixed on it,
+    # where "closed" would turn it into one closed unfixed.
+    "closed": "fixed",
+    "reopened": "open",
+    "rejected": "no_further_action",
+    "duplicate": "duplicate",
+}
+"""Our status -> the update status FixMyStreet understands (its client maps them on)."""
+
+REOPENING = frozenset({"open", "reopen"})
+"""Posted update statuses that ask to reopen a finished report (``reopen``: FixMyStreet's
+word when a resident reopens one)."""
+
+UPDATE_KINDS = ("status", "merged", "forwarded")
+"""Audit events that are updates: status changes, merges, and forwards staff explained to the
+public. Creation is the request itself; re-routing, hiding and comments are staff's."""
+
+UPDATE_POST_FIELDS = frozenset(
+    {
+        "api_key",
+        "jurisdiction_id",
+        "service_request_id",
+        "update_id",
+        "updated_datetime",
+        "status",
+        "description",
+        "media_url",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+    }
+)
+"""The fields of POST Service Request Update that we read; FixMyStreet's others (``title``,
+``email_alerts_requested``, ``public_anonymity_required``...) are let through unread."""
+
 REPEATABLE_FIELDS = frozenset({"media_url"})
 """Fields a client may send more than once (FixMyStreet sends a report's every photo); the
 first is kept, since a request or update has one ``media_url``."""
@@ -97,6 +161,7 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _XML_ITEM = {
     "services": "service",
     "service_requests": "request",
+    "service_request_updates": "request_update",
     "errors": "error",
     "endpoints": "endpoint",
     "formats": "format",
@@ -498,10 +563,14 @@ def submission_from_post(fields: Mapping[str, str]) -> Submission:
     )
 
 
-def require_key(conn: Connection, api_key: str | None) -> Principal:
+def require_key(
+    conn: Connection,
+    api_key: str | None,
+    missing: str = N_("An api_key is required to post a service request."),
+) -> Principal:
     """The principal of a posting client; posting needs a valid key of any role."""
     if api_key is None or not api_key.strip():
-        raise AuthenticationError(N_("An api_key is required to post a service request."))
+        raise AuthenticationError(missing)
     return authenticate(conn, api_key.strip())
 
 
@@ -581,6 +650,293 @@ def request_for_token(conn: Connection, token: str) -> list[dict[str, Any]]:
             N_("There is no service request with token {token!r}."), token=token[:40]
         )
     return [{"service_request_id": str(found), "token": token}]
+
+
+# --- service request updates ---------------------------------------------------------------
+
+
+_UPDATES = """
+SELECT e.id, e.report_id, e.at, e.to_status, e.public_note,
+       (SELECT min(p.id) FROM report_photos AS p WHERE p.event_id = e.id) AS photo_id
+FROM report_events AS e
+JOIN reports AS r ON r.id = e.report_id
+WHERE e.at >= :start AND e.at < :end
+  AND e.kind = ANY(:kinds)
+  AND (e.kind <> 'forwarded' OR e.public_note IS NOT NULL)
+  AND {visible}
+ORDER BY e.at, e.id
+LIMIT :rows
+"""
+
+_UNDOS = """
+SELECT id, CAST(data ->> 'undoes' AS bigint) AS undoes FROM report_events
+WHERE report_id = ANY(:reports) AND data ->> 'undoes' IS NOT NULL
+"""
+
+
+def taken_back(undos: Iterable[tuple[int, int]]) -> set[int]:
+    """Ids of the events that standing undos took back, from ``(undo id, undone id)`` pairs.
+
+    Read newest first, as the status page reads them (``geo.reports.tracking``), so an undo
+    that was itself undone takes nothing back.
+    """
+    gone: set[int] = set()
+    for undo, undone in sorted(undos, reverse=True):
+        if undo not in gone:
+            gone.add(undone)
+    return gone
+
+
+def update_window(
+    start_date: str | None, end_date: str | None, *, now: datetime
+) -> tuple[datetime, datetime]:
+    """The ``[start_date, end_date)`` window of GET Service Request Updates.
+
+    The same rules as for service requests (``request_window``): at most 90 days, the last
+    90 days without dates. The end is left out, so windows that meet share no update.
+    """
+    start = parse_datetime("start_date", start_date) if start_date else None
+    end = parse_datetime("end_date", end_date) if end_date else None
+    return request_window(start, end, now=now)
+
+
+def find_updates(
+    conn: Connection, start: datetime, end: datetime, *, limit: int, base_url: str
+) -> list[dict[str, Any]]:
+    """GET Service Request Updates: the public changes of reports from ``start`` to ``end``.
+
+    One update per status change, merge, and forward with a note for the public, oldest
+    first, never of a report staff hid. Its ``description`` is the note staff wrote for the
+    public, its ``media_url`` the change's after-photo (``""`` when there is none: the
+    extension wants strings). A change that was undone is left out; the undo stays, as an
+    update without text whose status is the one restored, so a client that read the change
+    before it was taken back returns to the right status. More than ``limit`` updates in
+    the window is refused, naming ``end_date``, rather than answered in part: a client
+    polling by time would never ask for the rest.
+    """
+    clauses, params = visibility_sql(ANONYMOUS)
+    rows = conn.execute(
+        text(_UPDATES.format(visible=" AND ".join(clauses))),
+        params | {"start": start, "end": end, "kinds": list(UPDATE_KINDS), "rows": limit + 1},
+    ).all()
+    if len(rows) > limit:
+        raise _too_many_updates(limit, start, rows[limit].at)
+    undos = conn.execute(text(_UNDOS), {"reports": sorted({r.report_id for r in rows})})
+    gone = taken_back((int(u.id), int(u.undoes)) for u in undos)
+    return [
+        {
+            "update_id": str(r.id),
+            "service_request_id": str(r.report_id),
+            "status": UPDATE_STATUS[r.to_status],
+            "updated_datetime": w3c(r.at),
+            "description": r.public_note or "",
+            "media_url": f"{base_url}/api/photos/{r.photo_id}" if r.photo_id else "",
+        }
+        for r in rows
+        if r.id not in gone
+    ]
+
+
+def _too_many_updates(limit: int, start: datetime, first_left: datetime) -> InvalidInputError:
+    # The first update that does not fit, to the second: a window ending there holds fewer,
+    # and the next one, starting there, holds it.
+    end = first_left.astimezone(UTC).replace(microsecond=0)
+    if end > start:
+        return InvalidInputError(
+            "end_date",
+            N_(
+                "more than {limit:,} updates fall in this window; end it at {end} and ask for "
+                "the rest from there"
+            ),
+            limit=limit,
+            end=w3c(end),
+        )
+    return InvalidInputError(
+        "end_date",
+        N_(
+            "more than {limit:,} updates fall in the second at start_date; this window "
+            "cannot be answered in one call"
+        ),
+        limit=limit,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PostedUpdate:
+    """A POST Service Request Update, checked: what the client said about which request."""
+
+    report_id: int
+    status: str | None
+    """One of ``UPDATE_STATUSES`` or ``reopen``, lower case; ``None`` if not sent."""
+    description: str | None
+    written_at: datetime | None
+    """``updated_datetime``: when the update was written on the client's side."""
+    client_update_id: str | None
+    media_url: str | None
+    person: dict[str, str]
+    """The sender's name and contact, for staff only."""
+
+    @property
+    def reopens(self) -> bool:
+        """Whether the update asks for the report to be open (reopened, if it is finished)."""
+        return self.status in REOPENING
+
+
+def _posted_status(value: str | None) -> str | None:
+    if value is None:
+        return None
+    status = re.sub(r"[\s-]+", "_", value.strip().lower())
+    if status not in (*UPDATE_STATUSES, "reopen"):
+        raise InvalidInputError(
+            "status",
+            N_("unknown status {status!r}; use one of {choices}"),
+            status=value[:40],
+            choices=", ".join((*UPDATE_STATUSES, "reopen")),
+        )
+    return status
+
+
+def update_from_post(fields: Mapping[str, str]) -> PostedUpdate:
+    """Check POST Service Request Update fields, naming the first wrong one.
+
+    ``service_request_id`` must name a request (404 otherwise, as GET answers it);
+    ``description`` (at most ``NOTE_MAX`` characters) is needed unless the update reopens
+    or brings a ``media_url``; ``updated_datetime`` is W3C; ``update_id`` (the client's own
+    id, at most ``NAME_MAX`` characters) lets a retry find the update it already sent.
+    """
+    request_id = _field(fields, "service_request_id")
+    if request_id is None:
+        raise InvalidInputError("service_request_id", N_("is required: the request to update"))
+    report_id = _report_id(request_id)
+    if report_id is None:
+        raise NotFoundError(N_("There is no service request {id!r}."), id=request_id[:40])
+    status = _posted_status(_field(fields, "status"))
+    description = _field(fields, "description")
+    if description is not None and len(description) > NOTE_MAX:
+        raise InvalidInputError(
+            "description", N_("must be at most {limit:,} characters"), limit=NOTE_MAX
+        )
+    media_url = check_media_url(_field(fields, "media_url"))
+    if description is None and media_url is None and status not in REOPENING:
+        raise InvalidInputError("description", N_("is required: say what the update is"))
+    written = _field(fields, "updated_datetime")
+    client_update_id = _field(fields, "update_id")
+    if client_update_id is not None and len(client_update_id) > NAME_MAX:
+        raise InvalidInputError(
+            "update_id", N_("must be at most {limit:,} characters"), limit=NAME_MAX
+        )
+    name = _joined(fields, ("first_name", "last_name"), " ")
+    contact = _joined(fields, ("email", "phone"), " / ")
+    return PostedUpdate(
+        report_id=report_id,
+        status=status,
+        description=description,
+        written_at=parse_datetime("updated_datetime", written) if written else None,
+        client_update_id=client_update_id,
+        media_url=media_url,
+        person={k: v for k, v in (("name", name), ("contact", contact)) if v},
+    )
+
+
+def _finished_at(conn: Connection, report_id: int) -> datetime | None:
+    """When the report last changed status (ix_report_events_report_at)."""
+    found: datetime | None = conn.execute(
+        text(
+            "SELECT max(at) FROM report_events WHERE report_id = :id "
+            "AND kind IN ('status', 'merged')"
+        ),
+        {"id": report_id},
+    ).scalar_one()
+    return found
+
+
+def _written_before(written_at: datetime | None, finished_at: datetime | None) -> bool:
+    # Clients give the time to the second (FixMyStreet does): within the same second as the
+    # change, the resident is taken at their word.
+    if written_at is None or finished_at is None:
+        return False
+    return written_at < finished_at.replace(microsecond=0)
+
+
+def post_update(
+    engine: Engine,
+    fields: Mapping[str, str],
+    *,
+    jurisdiction_id: str,
+    notify: NotificationSettings | None = None,
+) -> list[dict[str, Any]]:
+    """POST Service Request Update: keep a comment for staff, or reopen a finished report.
+
+    Any valid key may post. An update whose status is ``open`` or ``reopen`` reopens a
+    resolved, closed, rejected or duplicate report, unless it was written before the report
+    got there (its ``updated_datetime`` is earlier: the client had not heard of it yet, as
+    when FixMyStreet passes on a comment on a report it still thinks open); every other
+    update is a ``comment`` event. Either way the words, the sender and the status the
+    client gave stay in the staff-only audit trail: only staff say what the public reads.
+    A retry with the same ``update_id`` from the same key answers the update already made.
+    The answer is the update's id, which GET lists as ``update_id`` for a reopen.
+    """
+    with engine.begin() as conn:
+        principal = require_key(
+            conn, fields.get("api_key"), N_("An api_key is required to post an update.")
+        )
+        check_jurisdiction(fields.get("jurisdiction_id"), jurisdiction_id)
+        update = update_from_post(fields)
+        get_report(conn, update.report_id, principal)  # 404 for one the key may not see
+        # One update of a report at a time, so a retry finds the first one made.
+        status = conn.execute(
+            text("SELECT status FROM reports WHERE id = :id FOR UPDATE"),
+            {"id": update.report_id},
+        ).scalar_one()
+        if update.client_update_id is not None:
+            made = conn.execute(
+                text(
+                    "SELECT id FROM report_events WHERE report_id = :id AND actor = :actor "
+                    "AND data ->> 'client_update_id' = :client ORDER BY id LIMIT 1"
+                ),
+                {
+                    "id": update.report_id,
+                    "actor": principal.actor,
+                    "client": update.client_update_id,
+                },
+            ).scalar_one_or_none()
+            if made is not None:
+                return [{"update_id": str(made)}]
+        data: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("client_update_id", update.client_update_id),
+                ("client_status", update.status),
+                ("client_updated_datetime", update.written_at and update.written_at.isoformat()),
+                ("media_url", update.media_url),
+                ("by", update.person or None),
+            )
+            if value
+        }
+        finished = _finished_at(conn, update.report_id)
+        if (
+            update.reopens
+            and status not in OPEN_STATUSES
+            and not _written_before(update.written_at, finished)
+        ):
+            change = reopen_report(
+                conn,
+                update.report_id,
+                principal=principal,
+                note=update.description,
+                data=data,
+                notify=notify,
+            )
+            event_id = change.event_id
+        else:
+            event_id = add_comment(
+                conn,
+                update.report_id,
+                principal=principal,
+                note=update.description,
+                data=data,
+            )
+    return [{"update_id": str(event_id)}]
 
 
 # --- errors and rendering ----------------------------------------------------------------

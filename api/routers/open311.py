@@ -1,4 +1,6 @@
-"""Open311 GeoReport v2 at ``/open311/v2``: discovery, services and service requests.
+"""Open311 GeoReport v2 at ``/open311/v2``, with FixMyStreet's service request updates.
+
+Discovery, services, service requests, tokens, and updates (FixMyStreet's extension).
 
 Every resource comes as ``.json`` or ``.xml``, chosen by the path's suffix. Sentences and
 team names (``service_notice``, ``agency_responsible``, error descriptions) are in English
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -467,6 +469,130 @@ def get_token(
     """
     open311.check_jurisdiction(jurisdiction_id, settings.jurisdiction_id)
     return _respond(open311.request_for_token(conn, token), root="service_requests", fmt=fmt)
+
+
+class Open311Update(BaseModel):
+    """A service request update (FixMyStreet's extension)."""
+
+    update_id: str
+    service_request_id: str
+    status: Literal[open311.UPDATE_STATUSES] = Field(  # type: ignore[valid-type]
+        description="FixMyStreet's statuses: open (open, reopened), investigating "
+        "(acknowledged), in_progress, fixed (resolved, closed), no_further_action (rejected), "
+        "duplicate."
+    )
+    updated_datetime: str = Field(description="W3C, UTC to the second.")
+    description: str = Field(description="Staff's note for the public; empty if none.")
+    media_url: str = Field(description="The change's after-photo; empty if none.")
+
+
+@router.get(
+    "/servicerequestupdates.{fmt}",
+    summary="GET Service Request Updates (FixMyStreet)",
+    responses=_formats(list[Open311Update]),
+)
+def get_updates(
+    request: Request,
+    fmt: FormatPath,
+    conn: ConnDep,
+    settings: Open311Dep,
+    start_date: Annotated[
+        DateOrTime,
+        Query(max_length=64, description="Earliest updated_datetime (W3C), included."),
+    ] = None,
+    end_date: Annotated[
+        DateOrTime,
+        Query(
+            max_length=64,
+            description="Latest updated_datetime (W3C), left out; at most 90 days on.",
+        ),
+    ] = None,
+    jurisdiction_id: Jurisdiction = None,
+    api_key: Annotated[
+        str | None,
+        Query(max_length=200, description="Not needed; FixMyStreet sends it, and it is ignored."),
+    ] = None,
+) -> Response:
+    """Public changes of reports, oldest first: FixMyStreet's update extension.
+
+    One update per status change, merge, or forward staff explained to the public, never
+    of a hidden report: `description` is staff's note for the public, `media_url` the
+    after-photo. Updates from `start_date` up to, not including, `end_date`, so windows
+    that meet repeat nothing (poll a few seconds behind now, or overlap windows and skip
+    known `update_id`s, as FixMyStreet does: a change shows once its transaction ends).
+    Without dates, the last 90 days. More updates in the window than one answer holds
+    (`ISSUEMAP_OPEN311_MAX_REQUESTS`) is a 400 saying where to end it.
+    """
+    open311.check_jurisdiction(jurisdiction_id, settings.jurisdiction_id)
+    start, end = open311.update_window(start_date, end_date, now=datetime.now(UTC))
+    updates = open311.find_updates(
+        conn,
+        start,
+        end,
+        limit=settings.max_requests,
+        base_url=str(request.base_url).rstrip("/"),
+    )
+    return _respond(updates, root="service_request_updates", fmt=fmt)
+
+
+class Open311UpdatePosted(BaseModel):
+    """The answer to a posted update."""
+
+    update_id: str
+
+
+def _post_update(state: AppState, fields: dict[str, str]) -> list[dict[str, Any]]:
+    return open311.post_update(
+        state.engine,
+        fields,
+        jurisdiction_id=state.open311.jurisdiction_id,
+        notify=state.notifications,
+    )
+
+
+@router.post(
+    "/servicerequestupdates.{fmt}",
+    summary="POST Service Request Update (FixMyStreet)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            name: {"type": "string"} for name in sorted(open311.UPDATE_POST_FIELDS)
+                        },
+                        "required": ["api_key", "service_request_id"],
+                    }
+                }
+            },
+        }
+    },
+    responses={
+        **_formats(list[Open311UpdatePosted]),
+        **spec_error_responses(403, 429),
+    },
+)
+async def post_service_request_update(
+    fmt: FormatPath, request: Request, state: AppStateDep
+) -> Response:
+    """A resident's comment on a request, or their word that a finished one is back.
+
+    Form-encoded, as FixMyStreet posts it, with an `api_key` of any role. `status` `open`
+    or `reopen` reopens a resolved, closed, rejected or duplicate request, unless the
+    update's `updated_datetime` is earlier than that status (the client had not heard of
+    it); anything else is kept as a comment. The words (`description`), the sender
+    (`first_name`, `last_name`, `email`, `phone`), `media_url` and the status sent stay
+    with staff and are never published. The answer is the new `update_id`; sending the
+    same client `update_id` again answers the same one.
+    """
+    fields = await _read_fields(request, open311.UPDATE_POST_FIELDS)
+    await run_in_threadpool(
+        limit_reports_by_key, state, fields.get("api_key"), client_address(request)
+    )
+    answer = await run_in_threadpool(_post_update, state, fields)
+    return _respond(answer, root="service_request_updates", fmt=fmt)
 
 
 @router.api_route(

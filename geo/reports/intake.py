@@ -80,6 +80,14 @@ def _check_text(name: str, value: str | None, limit: int) -> str | None:
     return value or None
 
 
+def check_media_url(value: str | None) -> str | None:
+    """A media URL trimmed (``None`` if blank), refused naming ``media_url`` unless http(s)."""
+    media_url = _check_text("media_url", value, URL_MAX)
+    if media_url is not None and not _URL.match(media_url):
+        raise InvalidInputError("media_url", N_("must be an http(s) URL"))
+    return media_url
+
+
 def validate(submission: Submission, intake: IntakeSettings) -> Submission:
     """Check every field of a submission, naming the first field that is wrong."""
     if not submission.category or len(submission.category) > CODE_MAX:
@@ -93,9 +101,7 @@ def validate(submission: Submission, intake: IntakeSettings) -> Submission:
         raise InvalidInputError(missing, N_("lat and lon must be given together"))
     if submission.lat is not None and submission.lon is not None:
         check_coordinates(submission.lon, submission.lat)
-    media_url = _check_text("media_url", submission.media_url, URL_MAX)
-    if media_url is not None and not _URL.match(media_url):
-        raise InvalidInputError("media_url", N_("must be an http(s) URL"))
+    media_url = check_media_url(submission.media_url)
     if len(submission.photos) > intake.photos_per_report:
         raise InvalidInputError(
             "photo", N_("at most {count} photos per report"), count=intake.photos_per_report

@@ -105,6 +105,78 @@ def change_status(
         )
     if to_status == "duplicate":
         raise InvalidInputError("status", N_("mark duplicates by merging them into the original"))
+    return _move(
+        conn,
+        report_id,
+        to_status,
+        principal=principal,
+        note=note,
+        public_note=public_note,
+        notify=notify,
+    )
+
+
+def reopen_report(
+    conn: Connection,
+    report_id: int,
+    *,
+    principal: Principal,
+    note: str | None = None,
+    data: dict[str, Any] | None = None,
+    notify: NotificationSettings | None = None,
+) -> StatusChange:
+    """Reopen a finished report at a resident's word, brought by any key (an Open311 update).
+
+    Residents do not work reports, but one who finds the problem back may say so. The
+    workflow still decides: only a report it lets move to ``reopened`` is reopened (409
+    otherwise). ``note`` (the resident's words) stays in the staff-only audit trail, with
+    ``data`` (who sent it, the client's own ids); the change is announced as any other.
+    """
+    return _move(
+        conn, report_id, "reopened", principal=principal, note=note, notify=notify, data=data
+    )
+
+
+def add_comment(
+    conn: Connection,
+    report_id: int,
+    *,
+    principal: Principal,
+    note: str | None,
+    data: dict[str, Any] | None = None,
+) -> int:
+    """Keep what someone said about a report (an Open311 update) for staff: the event's id.
+
+    A ``comment`` event in the audit trail by ``principal``, holding their words (``note``)
+    and ``data``; the report's status stays as it is (``from_status`` = ``to_status``, as a
+    forward records it). Nothing of it is published: only staff say what the public reads.
+    """
+    _check_notes(note, None)
+    get_report(conn, report_id, principal)  # 404 for a report the caller may not see
+    event_id = conn.execute(
+        text(
+            "INSERT INTO report_events "
+            "(report_id, kind, actor, from_status, to_status, note, data) "
+            "SELECT id, 'comment', :actor, status, status, :note, CAST(:data AS jsonb) "
+            "FROM reports WHERE id = :id RETURNING id"
+        ),
+        {"id": report_id, "actor": principal.actor, "note": note, "data": json.dumps(data or {})},
+    ).scalar_one()
+    return int(event_id)
+
+
+def _move(
+    conn: Connection,
+    report_id: int,
+    to_status: str,
+    *,
+    principal: Principal,
+    note: str | None = None,
+    public_note: str | None = None,
+    notify: NotificationSettings | None = None,
+    data: dict[str, Any] | None = None,
+) -> StatusChange:
+    """Move a report to ``to_status`` if the workflow allows it, and log the event."""
     _check_notes(note, public_note)
     get_report(conn, report_id, principal)  # 404 for a report the caller may not see
     row = conn.execute(
@@ -152,7 +224,7 @@ def change_status(
             "actor": principal.actor,
             "note": note,
             "public_note": public_note,
-            "data": json.dumps(_resolved_before(row.resolved_at, to_status)),
+            "data": json.dumps(_resolved_before(row.resolved_at, to_status) | (data or {})),
         },
     ).one()
     enqueue_event(
