@@ -349,6 +349,17 @@ def get_service_request(
     return _respond([record], root="service_requests", fmt=fmt)
 
 
+def _form_body(fields: frozenset[str], *required: str) -> dict[str, Any]:
+    """``openapi_extra`` of a POST whose fields come form-encoded, each a string."""
+    schema = {
+        "type": "object",
+        "properties": {name: {"type": "string"} for name in sorted(fields)},
+        "required": list(required),
+    }
+    content = {"application/x-www-form-urlencoded": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 async def _read_fields(request: Request, known: frozenset[str]) -> dict[str, str]:
     """The POSTed form fields named in ``known``; of a repeatable one, the first.
 
@@ -405,22 +416,7 @@ def _create(state: AppState, fields: dict[str, str], lang: str) -> list[dict[str
 @router.post(
     "/requests.{fmt}",
     summary="POST Service Request",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            name: {"type": "string"} for name in sorted(open311.POST_FIELDS)
-                        },
-                        "required": ["api_key", "service_code"],
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=_form_body(open311.POST_FIELDS, "api_key", "service_code"),
     responses={
         **_formats(list[Open311Posted]),
         **spec_error_responses(403, 429),
@@ -553,22 +549,7 @@ def _post_update(state: AppState, fields: dict[str, str]) -> list[dict[str, Any]
 @router.post(
     "/servicerequestupdates.{fmt}",
     summary="POST Service Request Update (FixMyStreet)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            name: {"type": "string"} for name in sorted(open311.UPDATE_POST_FIELDS)
-                        },
-                        "required": ["api_key", "service_request_id"],
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=_form_body(open311.UPDATE_POST_FIELDS, "api_key", "service_request_id"),
     responses={
         **_formats(list[Open311UpdatePosted]),
         **spec_error_responses(403, 429),
