@@ -655,9 +655,11 @@ def request_for_token(conn: Connection, token: str) -> list[dict[str, Any]]:
 # --- service request updates ---------------------------------------------------------------
 
 
+# An after-photo is found through its report: report_photos has no index on event_id.
 _UPDATES = """
 SELECT e.id, e.report_id, e.at, e.to_status, e.public_note,
-       (SELECT min(p.id) FROM report_photos AS p WHERE p.event_id = e.id) AS photo_id
+       (SELECT min(p.id) FROM report_photos AS p
+        WHERE p.report_id = e.report_id AND p.event_id = e.id) AS photo_id
 FROM report_events AS e
 JOIN reports AS r ON r.id = e.report_id
 WHERE e.at >= :start AND e.at < :end
