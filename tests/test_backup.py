@@ -336,6 +336,44 @@ def test_a_database_holding_data_is_replaced_only_with_force_and_whole_or_not_at
     assert contents(other_db) == source
 
 
+def test_the_services_own_role_restores_where_a_superuser_created_postgis(
+    db_url: str, engine: Engine, pg_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """As in production: the database belongs to issuemap's role, which is no superuser."""
+    with engine.begin() as conn:
+        load_tiny_city(conn)
+    archive = tmp_path / "city.dump"
+    assert cli(db_url, "db", "backup", str(archive))[0] == 0
+    role, name = f"r_{uuid.uuid4().hex[:8]}", f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(pg_cluster.url("postgres"), pool_size=1)
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+            conn.execute(text(f"CREATE DATABASE {name} OWNER {role}"))
+        assert query(pg_cluster.url(name), "SELECT 1") == 1
+        superuser = make_engine(pg_cluster.url(name), pool_size=1)
+        with superuser.begin() as conn:
+            conn.execute(text("CREATE EXTENSION postgis"))
+        superuser.dispose()
+        as_role = pg_cluster.url(name).replace("postgres@", f"{role}@", 1)
+
+        code, said = cli(as_role, "db", "restore", str(archive))
+
+        assert code == 0, said
+        assert contents(as_role) == contents(db_url)
+        owners = query(
+            as_role,
+            "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename <> 'spatial_ref_sys'",
+        )
+        assert owners == role
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
+
+
 def test_backup_refuses_to_overwrite_or_to_write_nowhere(db_url: str, tmp_path: Path) -> None:
     archive = tmp_path / "city.dump"
     archive.write_text("yesterday's backup")

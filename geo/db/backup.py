@@ -467,12 +467,17 @@ def held_data(conn: Connection) -> dict[str, int]:
 
 
 def _restore_list(listing: str) -> str:
-    """The table of contents to restore: everything but the extensions' comments.
+    """The table of contents to restore: all but what belongs to the extensions' owner.
 
-    Only an extension's owner may comment on it, and the database may have them already,
-    created by a superuser; ``CREATE EXTENSION IF NOT EXISTS`` is kept.
+    The database may have its extensions already, created by a superuser, and only their
+    owner may comment on them or write PostGIS's ``spatial_ref_sys`` (whose archived rows
+    are only those added to it, and issuemap adds none: its geometries are all EPSG:4326).
+    ``CREATE EXTENSION IF NOT EXISTS`` is kept, for a database that has none yet.
     """
-    return "\n".join(line for line in listing.splitlines() if " COMMENT - EXTENSION " not in line)
+    skipped = (" COMMENT - EXTENSION ", " TABLE DATA public spatial_ref_sys ")
+    return "\n".join(
+        line for line in listing.splitlines() if not any(part in line for part in skipped)
+    )
 
 
 def _load(*, pg_restore: Path, psql: Path, url: str, path: Path, listing: str) -> None:
