@@ -17,6 +17,12 @@ ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt
 command -v npm >/dev/null || need_apt+=(npm)
 # bench/http_load.py and bench/national.py load the service over HTTP with wrk.
 command -v wrk >/dev/null || need_apt+=(wrk)
+# tests/test_deploy.py checks deploy/: the systemd units with systemd-analyze (no running
+# systemd needed), the nginx site with nginx -t and nginx itself, over a certificate that
+# openssl makes. Where systemd runs, Debian starts nginx on port 80 as it installs it.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
