@@ -169,14 +169,15 @@ def heat_grid(
             keys += (
                 " AND h.category_id IN (SELECT id FROM categories WHERE code = ANY(:categories))"
             )
-        params |= edge_params | {"staff": sees_hidden(principal), "level": level}
+        params |= edge_params | {"level": level}
+        counts = "staff_reports" if sees_hidden(principal) else "public_reports"
         sql = (
             # The inner cells come whole from the kept counts, the others from the reports.
-            "SELECT cell_y * :step AS lat, cell_x * :step AS lon, sum(h.reports) AS n"
-            " FROM open_heat_cells AS h WHERE h.staff = :staff AND h.level = :level"
+            f"SELECT cell_y * :step AS lat, cell_x * :step AS lon, sum(h.{counts}) AS n"
+            " FROM open_heat_cells AS h WHERE h.level = :level"
             " AND h.cell_x BETWEEN :cell_x0 AND :cell_x1"
             f" AND h.cell_y BETWEEN :cell_y0 AND :cell_y1{keys}"
-            " GROUP BY h.cell_x, h.cell_y"
+            f" GROUP BY h.cell_x, h.cell_y HAVING sum(h.{counts}) > 0"
             " UNION ALL"
             " SELECT ST_Y(cell), ST_X(cell), count(*)"
             f" FROM ({_snapped_sql(snapped, [*clauses, edge], split=split)}) AS e"

@@ -6,8 +6,9 @@ every open report in the country. ``open_heat_cells`` holds those counts for the
 view can need, from steps of 2^-10 degrees (about 110 m) to 8 degrees, per zone and
 category, once as staff see reports (their true point, hidden ones included) and once as
 the public does (the point snapped to the public location grid of the default
-``ISSUEMAP_MAP_PUBLIC_ROUNDING_M``, 100 m, hidden reports left out). A cell is keyed by its
-grid indices: the cell a point falls in is ``round(x / step)``, which is what
+``ISSUEMAP_MAP_PUBLIC_ROUNDING_M``, 100 m, hidden reports left out): a row holds both
+counts, so a report staff and the public see in the same cell costs one row. A cell is
+keyed by its grid indices: the cell a point falls in is ``round(x / step)``, which is what
 ``ST_SnapToGrid`` computes (``rint``), so the counts land on exactly the cells the query
 over ``reports`` gives.
 
@@ -73,7 +74,8 @@ def _cells(changes: str) -> str:
     """Per cell key, the change in open reports that ``changes`` makes, in key order.
 
     ``changes`` yields ``zone_id, category_id, geom, shown, n``: a report that starts
-    (``n`` = 1) or stops (-1) counting, and whether the public sees it.
+    (``n`` = 1) or stops (-1) counting, and whether the public sees it. Where staff and the
+    public see a report in the same cell, one row carries both changes.
     """
     return f"""
     WITH changes AS ({changes}),
@@ -81,19 +83,19 @@ def _cells(changes: str) -> str:
         SELECT zone_id, category_id, geom, n, {_PUBLIC_LAT} AS lat FROM changes WHERE shown
     ),
     seen AS (
-        SELECT true AS staff, zone_id, category_id, ST_X(geom) AS x, ST_Y(geom) AS y, n
+        SELECT zone_id, category_id, ST_X(geom) AS x, ST_Y(geom) AS y, n AS staff, 0 AS public
         FROM changes
         UNION ALL
-        SELECT false, zone_id, category_id, floor(ST_X(geom) / s + 0.5) * s, lat, n
+        SELECT zone_id, category_id, floor(ST_X(geom) / s + 0.5) * s, lat, 0, n
         FROM public_points, LATERAL (SELECT {_PUBLIC_LON_STEP} AS s) AS lon
     )
-    SELECT seen.staff, l.level, seen.zone_id, seen.category_id,
-           round(seen.x / l.step)::integer AS cell_x, round(seen.y / l.step)::integer AS cell_y,
-           sum(seen.n)::integer AS reports
+    SELECT l.level, round(seen.x / l.step)::integer AS cell_x,
+           round(seen.y / l.step)::integer AS cell_y, seen.zone_id, seen.category_id,
+           sum(seen.staff)::integer AS staff_reports, sum(seen.public)::integer AS public_reports
     FROM seen CROSS JOIN (VALUES {_STEPS}) AS l (level, step)
-    GROUP BY 1, 2, 3, 4, 5, 6
-    HAVING sum(seen.n) <> 0
-    ORDER BY 1, 2, 3, 4, 5, 6
+    GROUP BY 1, 2, 3, 4, 5
+    HAVING sum(seen.staff) <> 0 OR sum(seen.public) <> 0
+    ORDER BY 1, 2, 3, 4, 5
     """
 
 
@@ -134,14 +136,15 @@ DECLARE
 BEGIN
     WITH cells AS ({_cells(_CHANGES[op_name])}),
     counted AS (
-        INSERT INTO open_heat_cells AS h
-            (staff, level, zone_id, category_id, cell_x, cell_y, reports)
+        INSERT INTO open_heat_cells AS h ({_COLUMNS})
         SELECT * FROM cells
-        ON CONFLICT (staff, level, zone_id, category_id, cell_x, cell_y)
-        DO UPDATE SET reports = h.reports + excluded.reports
-        RETURNING h.ctid AS place, h.reports
+        ON CONFLICT (level, cell_x, cell_y, zone_id, category_id) DO UPDATE
+        SET staff_reports = h.staff_reports + excluded.staff_reports,
+            public_reports = h.public_reports + excluded.public_reports
+        RETURNING h.ctid AS place, h.staff_reports, h.public_reports
     )
-    SELECT array_agg(place) INTO emptied FROM counted WHERE reports = 0;
+    SELECT array_agg(place) INTO emptied
+    FROM counted WHERE staff_reports = 0 AND public_reports = 0;
     -- The rows are locked by this transaction since the upsert, so their ctids hold.
     IF emptied IS NOT NULL THEN
         DELETE FROM open_heat_cells WHERE ctid = ANY(emptied);
@@ -151,6 +154,8 @@ END
 $$
 """
 
+
+_COLUMNS = "level, cell_x, cell_y, zone_id, category_id, staff_reports, public_reports"
 
 _TRIGGERS = {
     "insert": "AFTER INSERT ON reports REFERENCING NEW TABLE AS new_rows",
@@ -162,16 +167,18 @@ _TRIGGERS = {
 def upgrade() -> None:
     op.create_table(
         "open_heat_cells",
-        sa.Column("staff", sa.Boolean(), primary_key=True),
         sa.Column("level", sa.SmallInteger(), primary_key=True),
-        sa.Column("zone_id", sa.Integer(), primary_key=True),
-        sa.Column("category_id", sa.Integer(), primary_key=True),
         sa.Column("cell_x", sa.Integer(), primary_key=True),
         sa.Column("cell_y", sa.Integer(), primary_key=True),
-        # No CHECK (reports >= 0): PostgreSQL tests it on the row an upsert proposes, and a
-        # report that stops counting proposes -1 for a cell that exists.
-        sa.Column("reports", sa.Integer(), nullable=False),
+        sa.Column("zone_id", sa.Integer(), primary_key=True),
+        sa.Column("category_id", sa.Integer(), primary_key=True),
+        # No CHECK (>= 0): PostgreSQL tests it on the row an upsert proposes, and a report
+        # that stops counting proposes -1 for a cell that exists.
+        sa.Column("staff_reports", sa.Integer(), nullable=False),
+        sa.Column("public_reports", sa.Integer(), nullable=False),
     )
+    # Counts change in place: room on each page keeps those updates HOT (no index entry).
+    op.execute("ALTER TABLE open_heat_cells SET (fillfactor = 70)")
     op.create_index(
         "ix_reports_open_hidden_geom",
         "reports",
@@ -179,13 +186,8 @@ def upgrade() -> None:
         postgresql_using="gist",
         postgresql_where=sa.text(f"{_OPEN} AND hidden_at IS NOT NULL"),
     )
-    op.create_index(
-        "ix_open_heat_cells_place", "open_heat_cells", ["staff", "level", "cell_x", "cell_y"]
-    )
-    op.execute(
-        "INSERT INTO open_heat_cells (staff, level, zone_id, category_id, cell_x, cell_y, reports) "
-        + _cells(_counted("reports", 1))
-    )
+    # The triggers first: from CREATE TRIGGER on, no other write to reports commits before
+    # this one, so the count below misses none.
     for name, when in _TRIGGERS.items():
         op.execute(_function(name))
         op.execute(
@@ -201,6 +203,7 @@ def upgrade() -> None:
         "CREATE TRIGGER reports_open_heat_cells_truncate AFTER TRUNCATE ON reports "
         "FOR EACH STATEMENT EXECUTE FUNCTION open_heat_cells_truncate()"
     )
+    op.execute(f"INSERT INTO open_heat_cells ({_COLUMNS}) " + _cells(_counted("reports", 1)))
     op.execute("ANALYZE open_heat_cells")
 
 
