@@ -486,7 +486,7 @@ def test_a_database_of_the_previous_release_is_upgraded_and_still_read(
 
     assert code == 0, said
     assert says(said, f"upgraded the schema from {previous} to {head}: 1 migration applied")
-    title = migrations().get_revision(head).doc.strip().splitlines()[0]
+    title = migrations().get_revision(head).doc
     assert says(said, f"{head} {title}")
     assert contents(new_database, stable) == before
     with app_client(new_database, tmp_path) as client:

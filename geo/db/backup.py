@@ -108,7 +108,7 @@ class MaintenanceError(IssuemapError):
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One schema migration: its revision id and the first line of its description."""
+    """One schema migration: its revision id and what it does (its docstring's first paragraph)."""
 
     revision: str
     title: str
@@ -177,8 +177,7 @@ def migrations_between(before: str | None, after: str) -> tuple[Migration, ...]:
     """The migrations that take a schema at ``before`` (``None``: none) to ``after``, in order."""
     scripts = reversed(list(migrations().iterate_revisions(after, before)))
     return tuple(
-        Migration(script.revision, next(iter((script.doc or "").strip().splitlines()), ""))
-        for script in scripts
+        Migration(script.revision, " ".join((script.doc or "").split())) for script in scripts
     )
 
 
