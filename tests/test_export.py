@@ -28,8 +28,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 import api.routers.export as export_router
-from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, snap_point
+from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal, snap_point
 from geo.reports import export
+from geo.reports.search import ReportFilter, find_reports, report_query
 from geo.reports.store import insert_reports
 from geo.settings import RoutingSettings
 from tests.fixtures import Keys, TinyCity
@@ -179,6 +180,55 @@ def test_paging_walks_every_report_once_and_next_keeps_the_filters(seeded: Any) 
             assert query["limit"] == ["1"]
         url = nxt[0] if nxt else None
     assert walked == [ids["a1"], ids["b1"], ids["b3"]]
+
+
+def test_past_the_count_limit_a_page_leaves_the_count_out_and_still_pages(
+    seeded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _city, _keys, ids = seeded
+    monkeypatch.setattr(export, "MATCH_COUNT_LIMIT", 3)
+    body = client.get("/api/reports?limit=2").json()
+    assert "numberMatched" not in body
+    assert body["numberReturned"] == 2
+    url: str | None = "/api/reports?limit=2"
+    seen: list[int] = []
+    while url is not None:
+        body = client.get(url).json()
+        seen += [f["id"] for f in body["features"]]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+    assert seen == sorted(ids.values())
+    # Up to the limit the count is exact.
+    assert client.get("/api/reports?category=road").json()["numberMatched"] == 3
+    assert client.get("/api/reports?status=open").json()["numberMatched"] == 2
+
+
+def test_a_page_holds_the_same_rows_as_the_head_of_the_whole_list(
+    seeded: Any, engine: Engine
+) -> None:
+    _client, city, _keys, ids = seeded
+    readers = (
+        Principal(role="public"),
+        Principal(role="planner"),
+        Principal(role="field_team", team_id=city.teams["T2"]),
+    )
+    filters = (
+        ReportFilter(),
+        ReportFilter(categories=("road",), statuses=("open", "closed", "in_progress")),
+        ReportFilter(zone_ids=(city.zones["Z2"],)),
+        ReportFilter(bbox=(100.0, 8.40, 100.012, 8.41)),
+    )
+    with engine.connect() as conn:
+        for principal in readers:
+            for flt in filters:
+                for order in ("id", "due", "newest"):
+                    query, params = report_query(flt, principal, order=order)
+                    whole = [dict(r) for r in conn.execute(query, params).mappings()]
+                    for limit in (1, 2, 5):
+                        page = find_reports(conn, flt, principal, limit=limit, order=order)
+                        assert page == whole[:limit], (principal, flt, order, limit)
+                    if order == "id":
+                        after = find_reports(conn, flt, principal, after_id=ids["a2"], limit=5)
+                        assert after == [row for row in whole if row["id"] > ids["a2"]]
 
 
 def test_last_page_has_no_next_link_and_links_offer_the_files(seeded: Any) -> None:

@@ -114,12 +114,14 @@ def find_or_export(
     """Reports matching the filters, as the caller may see them.
 
     GeoJSON (the default) is one page in id order: follow the `next` link, which keeps
-    the filters, until there is none. `numberMatched` counts every match. `format=csv` and
-    `format=gpkg` (or `Accept: text/csv` / `application/geopackage+sqlite3`) export every
-    match at once, streamed. The public gets public fields only; field teams see the
-    reports of their team and zones; planners and admins see every report. Staff exports
-    include the reporter's name and contact. Staff get exact locations; everyone else
-    gets them on the public grid, and `bbox` selects by that grid.
+    the filters, until there is none. `numberMatched` counts every match while there are
+    at most 10,000; with more it is left out (the `next` links still lead on).
+    `format=csv` and `format=gpkg` (or `Accept: text/csv` /
+    `application/geopackage+sqlite3`) export every match at once, streamed. The public
+    gets public fields only; field teams see the reports of their team and zones;
+    planners and admins see every report. Staff exports include the reporter's name and
+    contact. Staff get exact locations; everyone else gets them on the public grid, and
+    `bbox` selects by that grid.
 
     A few exports run at once; one more is answered 503 with `Retry-After`. An export
     that fails, or runs longer than allowed, is cut off without its end, so a client
@@ -170,7 +172,9 @@ def _geojson(
     body = export.feature_collection(
         rows,
         links=links,
-        number_matched=export.count_reports(conn, flt, principal, public_rounding_m=rounding),
+        number_matched=export.count_reports(
+            conn, flt, principal, at_most=export.MATCH_COUNT_LIMIT, public_rounding_m=rounding
+        ),
     )
     return JSONResponse(body, media_type=MEDIA_TYPES["geojson"], headers={"Vary": "Accept"})
 

@@ -25,7 +25,7 @@ import shapely
 from sqlalchemy import Connection, text
 
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal
-from geo.reports.search import ReportFilter, report_query
+from geo.reports.search import ReportFilter, report_query, select_sql
 
 LAYER = "reports"
 """Name of the layer in an exported GeoPackage."""
@@ -38,6 +38,13 @@ GPKG_BATCH = 5000
 
 CSV_CHUNK_CHARS = 64 * 1024
 """Roughly how much CSV text is gathered before it is handed on."""
+
+MATCH_COUNT_LIMIT = 10_000
+"""A page says how many reports match only up to this many (``numberMatched``).
+
+Counting reads every match; past this a count costs more than the page it comes with,
+and grows with history.
+"""
 
 _COORDINATES = ("lon", "lat")
 # How each column is typed in a GeoPackage. The layer's schema is fixed by the first batch,
@@ -66,12 +73,20 @@ def count_reports(
     flt: ReportFilter,
     principal: Principal,
     *,
+    at_most: int | None = None,
     public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
-) -> int:
-    """How many reports ``flt`` selects for ``principal``: the very query pages read."""
-    query, params = report_query(flt, principal, public_rounding_m=public_rounding_m)
-    counted = text(f"SELECT count(*) FROM ({query.text}) AS matched")
-    return int(conn.execute(counted, params).scalar_one())
+) -> int | None:
+    """How many reports ``flt`` selects for ``principal``, as pages select them.
+
+    With ``at_most``, the count stops after that many and more than that is ``None``.
+    """
+    # The filter and joins pages use, without the columns pages compute or their order.
+    matched, params = select_sql("1", flt, principal, public_rounding_m=public_rounding_m)
+    if at_most is not None:
+        matched += " LIMIT :count_limit"
+        params["count_limit"] = at_most + 1
+    found = int(conn.execute(text(f"SELECT count(*) FROM ({matched}) AS m"), params).scalar_one())
+    return None if at_most is not None and found > at_most else found
 
 
 def report_page(

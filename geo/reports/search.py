@@ -61,13 +61,14 @@ def report_columns_sql(
     return columns, point.params
 
 
-REPORTS_FROM = """
-FROM reports AS r
+_LOOKUPS = """
 JOIN categories AS c ON c.id = r.category_id
 LEFT JOIN wards AS w ON w.id = r.ward_id
 LEFT JOIN zones AS z ON z.id = r.zone_id
 LEFT JOIN teams AS t ON t.id = r.team_id
 """
+REPORTS_FROM = "\nFROM reports AS r" + _LOOKUPS
+"""Reports (``r``) with their category, ward, zone and team, as every reader joins them."""
 
 MAX_PAGE = 1000
 
@@ -139,6 +140,27 @@ def where_clauses(
     return clauses, params
 
 
+def select_sql(
+    select: str,
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+) -> tuple[str, dict[str, Any]]:
+    """``SELECT select`` over ``REPORTS_FROM`` limited to what ``flt`` selects for ``principal``.
+
+    Unordered; ``select`` may use the aliases of ``REPORTS_FROM``.
+    """
+    clauses, params = where_clauses(flt, principal, public_rounding_m=public_rounding_m)
+    sql = f"SELECT {select} {REPORTS_FROM}"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    return sql, params
+
+
+_ORDERS = {"id": "r.id", "due": "r.due_at, r.id", "newest": "r.created_at DESC, r.id DESC"}
+
+
 def report_query(
     flt: ReportFilter,
     principal: Principal,
@@ -151,6 +173,9 @@ def report_query(
     """The SELECT for ``flt`` as ``principal`` may see it, paged by id after ``after_id``.
 
     ``public_rounding_m`` is the public location grid (``PrivacySettings``).
+    With a ``limit``, the page's reports are chosen first, on ``reports`` itself, and only
+    they are joined and shaped: joined first, every match was looked up in wards, zones
+    and teams and had its photos listed before the sort kept ``limit`` of them.
     """
     clauses, params = where_clauses(flt, principal, public_rounding_m=public_rounding_m)
     if after_id is not None:
@@ -158,13 +183,17 @@ def report_query(
         params["after_id"] = after_id
     columns, column_params = report_columns_sql(principal, public_rounding_m=public_rounding_m)
     params |= column_params
-    orders = {"id": "r.id", "due": "r.due_at, r.id", "newest": "r.created_at DESC, r.id DESC"}
-    sql = f"SELECT {columns} {REPORTS_FROM}"
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
-    sql += f" ORDER BY {orders[order]}"
-    if limit is not None:
-        sql += " LIMIT :limit"
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    if limit is None:
+        sql = f"SELECT {columns} {REPORTS_FROM}{where} ORDER BY {_ORDERS[order]}"
+    else:
+        # Every report has a category, so the join inside (for a category filter) keeps
+        # the same rows.
+        page = (
+            "SELECT r.* FROM reports AS r JOIN categories AS c ON c.id = r.category_id"
+            f"{where} ORDER BY {_ORDERS[order]} LIMIT :limit"
+        )
+        sql = f"SELECT {columns} FROM ({page}) AS r {_LOOKUPS} ORDER BY {_ORDERS[order]}"
         params["limit"] = limit
     return text(sql), params
 
