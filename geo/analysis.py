@@ -8,7 +8,8 @@ still returns one row per ward, team, week or grid cell.
 Hot spots are Getis–Ord Gi* (``esda.G_Local`` with ``star=True`` and binary weights) over a
 square grid in the city's UTM zone. Its p-values are two-sided: from the normal
 approximation by default (fast, and what most GIS packages report), or from conditional
-permutations when ``permutations`` is positive.
+permutations when ``permutations`` is positive. A grid spans at most ``MAX_GRID_CELLS``
+cells, so a whole country gets coarser cells than a city (2 km over Thailand).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import shapely
-from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
 from geo.access.policy import ANONYMOUS
@@ -32,7 +32,8 @@ from geo.city.boundary_files import check_attributes, metric_crs, repair_geometr
 from geo.city.layers import current_wards
 from geo.city.routing import staged_zones_route_select
 from geo.errors import InvalidInputError
-from geo.reports.search import REPORTS_FROM, ReportFilter, report_query, where_clauses
+from geo.i18n import N_
+from geo.reports.search import ReportFilter, report_query, select_sql
 from geo.reports.stats import RATING_MEASURES, RESOLUTION_MEASURES, ward_report_measures
 from geo.settings import RoutingSettings
 from geo.vocabulary import OPEN_STATUSES
@@ -52,6 +53,21 @@ SIGNIFICANCE_CLASSES: Final = (
 
 _LEVELS: Final = ((0.01, "99%"), (0.05, "95%"), (0.10, "90%"))
 NEIGHBOURS: Final = ("queen", "rook", "knn")
+# The cells around a cell (itself included: Gi*) for each grid neighbourhood.
+_AROUND: Final = {
+    "queen": tuple((dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)),
+    "rook": ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)),
+}
+
+CELL_SIZES_M: Final = (250.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0)
+"""Hot-spot cell sizes tried in turn when none is asked for: the first whose grid fits."""
+
+MAX_GRID_CELLS: Final = 500_000
+"""Most cells a hot-spot grid may span over the wards' extent.
+
+The work (cells laid and tested against the wards, weights, squares returned) grows with
+it; half a million keeps a whole country under ten seconds on a small server.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +112,7 @@ def _filter(conn: Connection, selection: Selection) -> ReportFilter:
 
 def _selected(conn: Connection, selection: Selection, columns: str) -> tuple[str, dict[str, Any]]:
     """``SELECT columns`` over the selected reports, with the service's joins and filter."""
-    clauses, params = where_clauses(_filter(conn, selection), ANONYMOUS)
-    sql = f"SELECT {columns} {REPORTS_FROM}"
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
-    return sql, params
+    return select_sql(columns, _filter(conn, selection), ANONYMOUS)
 
 
 def _connect(source: Engine | Connection) -> Connection:
@@ -310,17 +322,41 @@ def significance(z: FloatArray, p: FloatArray) -> npt.NDArray[np.object_]:
 def _grid_weights(
     ix: npt.NDArray[np.int64], iy: npt.NDArray[np.int64], *, neighbours: str, k: int
 ) -> Any:
-    """Binary libpysal weights between grid cells given by integer column and row."""
-    from libpysal.weights import KNN, DistanceBand
+    """Binary libpysal weights between grid cells given by integer column and row.
 
-    coords = np.column_stack([ix, iy]).astype(float)
-    with warnings.catch_warnings():
-        # Islands (a cell whose neighbours are all outside the area) are fine for Gi*.
-        warnings.simplefilter("ignore")
-        if neighbours == "knn":
+    Queen and rook weights include each cell itself (Gi*'s self-weight). They are read off
+    the grid by looking up each cell's neighbours' positions, rather than searched for by
+    distance, which took longer than the statistic from a hundred thousand cells on.
+    """
+    from libpysal.graph import Graph
+    from libpysal.weights import KNN
+
+    if neighbours == "knn":
+        coords = np.column_stack([ix, iy]).astype(float)
+        with warnings.catch_warnings():
+            # Islands (a cell whose neighbours are all outside the area) are fine for Gi*.
+            warnings.simplefilter("ignore")
             return KNN.from_array(coords, k=min(k, len(coords) - 1))
-        threshold = 1.5 if neighbours == "queen" else 1.01
-        return DistanceBand(coords, threshold=threshold, binary=True, silence_warnings=True)
+    # One integer per cell, unique for the cells and every cell next to them.
+    x0, y0 = ix.min() - 1, iy.min() - 1
+    height = iy.max() - y0 + 2
+    cells = pd.Index((ix - x0) * height + (iy - y0))
+    focal: list[npt.NDArray[np.intp]] = []
+    neighbour: list[npt.NDArray[np.intp]] = []
+    for dx, dy in _AROUND[neighbours]:
+        found = cells.get_indexer((ix + dx - x0) * height + (iy + dy - y0))
+        hit = found >= 0
+        focal.append(np.flatnonzero(hit))
+        neighbour.append(found[hit])
+    pairs = pd.DataFrame({"focal": np.concatenate(focal), "neighbor": np.concatenate(neighbour)})
+    # Graph's own builders sort and check; this table is built in its canonical order.
+    pairs = pairs.sort_values(["focal", "neighbor"], ignore_index=True)
+    adjacency = pd.Series(
+        np.ones(len(pairs)),
+        index=pd.MultiIndex.from_frame(pairs),
+        name="weight",
+    )
+    return Graph(adjacency, transformation="B", is_sorted=True)
 
 
 def grid_hotspots(
@@ -400,16 +436,19 @@ def grid_hotspots(
     return out
 
 
-def _study_cells(area: BaseGeometry, counted: pd.DataFrame, *, cell_m: float) -> pd.DataFrame:
-    """Every grid cell touching ``area`` (metric CRS), plus any cell holding reports."""
-    minx, miny, maxx, maxy = area.bounds
+def _study_cells(
+    wards: npt.NDArray[np.object_], counted: pd.DataFrame, *, cell_m: float
+) -> pd.DataFrame:
+    """Every grid cell touching a ward (metric CRS), plus any cell holding reports."""
+    minx, miny, maxx, maxy = shapely.total_bounds(wards)
     xs = np.arange(np.floor(minx / cell_m), np.floor(maxx / cell_m) + 1, dtype=np.int64)
     ys = np.arange(np.floor(miny / cell_m), np.floor(maxy / cell_m) + 1, dtype=np.int64)
     gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
     boxes = shapely.box(gx * cell_m, gy * cell_m, (gx + 1) * cell_m, (gy + 1) * cell_m)
-    shapely.prepare(area)
-    inside = shapely.intersects(area, boxes)
-    grid = pd.DataFrame({"ix": gx[inside], "iy": gy[inside]})
+    # Each box against the few wards near it, not against their union: a country's union
+    # takes seconds to build and is slow to test.
+    touched = np.unique(shapely.STRtree(wards).query(boxes, predicate="intersects")[0])
+    grid = pd.DataFrame({"ix": gx[touched], "iy": gy[touched]})
     cells = grid.merge(counted, on=["ix", "iy"], how="outer")
     cells["count"] = cells["count"].fillna(0).astype("int64")
     return cells.sort_values(["iy", "ix"]).reset_index(drop=True)
@@ -420,20 +459,59 @@ def grid_counts(
 ) -> pd.DataFrame:
     """Selected reports counted in PostGIS on a ``cell_m`` grid in ``srid``: ``ix, iy, count``."""
     inner, params = _selected(conn, selection, "ST_Transform(r.geom, CAST(:srid AS integer)) AS p")
+    # OFFSET 0 keeps the subquery whole: flattened, each report was transformed twice (once
+    # for ix, once for iy), and the planner sorted every report to group them.
     sql = (
         "SELECT floor(ST_X(p) / :cell)::bigint AS ix, floor(ST_Y(p) / :cell)::bigint AS iy, "
-        f"count(*) AS count FROM ({inner}) AS s GROUP BY 1, 2"
+        f"count(*) AS count FROM ({inner} OFFSET 0) AS s GROUP BY 1, 2"
     )
     params |= {"srid": srid, "cell": cell_m}
     frame = pd.read_sql_query(text(sql), conn, params=params)
     return frame.astype({"ix": "int64", "iy": "int64", "count": "int64"})
 
 
+def _grid_cells(bounds: FloatArray, cell_m: float) -> int:
+    """How many ``cell_m`` cells a grid over ``bounds`` (metric) spans."""
+    minx, miny, maxx, maxy = bounds
+    columns = np.floor(maxx / cell_m) - np.floor(minx / cell_m) + 1
+    rows = np.floor(maxy / cell_m) - np.floor(miny / cell_m) + 1
+    return int(columns * rows)
+
+
+def _cell_size(cell_m: float | None, bounds: FloatArray) -> float:
+    """``cell_m``, or the first of ``CELL_SIZES_M`` that fits, checked against the grid limit."""
+    if cell_m is None:
+        fits = [size for size in CELL_SIZES_M if _grid_cells(bounds, size) <= MAX_GRID_CELLS]
+        if not fits:
+            raise InvalidInputError("wards", N_("the wards spread too far for a hot-spot grid"))
+        return fits[0]
+    if not 10.0 <= cell_m <= 50_000.0:
+        raise InvalidInputError("cell_m", "must be between 10 and 50,000 metres")
+    cells = _grid_cells(bounds, cell_m)
+    if cells > MAX_GRID_CELLS:
+        least = next(
+            (size for size in CELL_SIZES_M if _grid_cells(bounds, size) <= MAX_GRID_CELLS),
+            CELL_SIZES_M[-1],
+        )
+        raise InvalidInputError(
+            "cell_m",
+            N_(
+                "{size:,.0f} m cells over these wards make a grid of {cells:,} cells, more "
+                "than {limit:,}; use {least:,.0f} m or more, or leave it out"
+            ),
+            size=cell_m,
+            cells=cells,
+            limit=MAX_GRID_CELLS,
+            least=least,
+        )
+    return cell_m
+
+
 def hotspots(
     source: Engine | Connection,
     selection: Selection | None = None,
     *,
-    cell_m: float = 250.0,
+    cell_m: float | None = None,
     neighbours: str = "queen",
     k: int = 8,
     permutations: int = 0,
@@ -442,24 +520,32 @@ def hotspots(
     """Getis–Ord Gi* hot and cold spots of the selected reports on a square grid.
 
     The grid has ``cell_m`` metre cells in the UTM zone of the current wards and covers every
-    ward; reports are counted per cell in PostGIS. Returns one row per cell (EPSG:4326
-    squares) with ``ix, iy, count, z, p, significance``; see ``grid_hotspots`` for the
-    statistic and its options.
+    ward; reports are counted per cell in PostGIS. Without ``cell_m`` the cells are 250 m,
+    or the first of ``CELL_SIZES_M`` whose grid spans at most ``MAX_GRID_CELLS`` cells (a
+    finer ``cell_m`` than that is refused). Returns one row per cell (EPSG:4326 squares)
+    with ``ix, iy, count, z, p, significance``, and the cell size in ``frame.attrs["cell_m"]``;
+    see ``grid_hotspots`` for the statistic and its options.
     """
-    if not 10.0 <= cell_m <= 50_000.0:
-        raise InvalidInputError("cell_m", "must be between 10 and 50,000 metres")
     with _Reader(source) as conn:
-        wards = current_wards(conn, simplify_m=cell_m / 10)
-        if wards.empty:
+        extent = conn.execute(
+            text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                "FROM (SELECT ST_Extent(geom) AS e FROM wards WHERE retired_at IS NULL) AS x"
+            )
+        ).one()
+        if extent[0] is None:
             raise InvalidInputError("wards", "there are no current wards to lay a grid over")
-        crs = metric_crs(wards)
+        # The cell size comes first, since the wards are read simplified to a tenth of it.
+        outline = gpd.GeoSeries([shapely.box(*extent)], crs=4326)
+        crs = metric_crs(gpd.GeoDataFrame(geometry=outline))
         srid = crs.to_epsg()
         if srid is None:
             raise InvalidInputError("wards", "no EPSG code for the wards' metric CRS")
-        area = shapely.union_all(wards.to_crs(crs).geometry.to_numpy())
+        cell_m = _cell_size(cell_m, outline.to_crs(crs).total_bounds)
+        wards = current_wards(conn, simplify_m=cell_m / 10).to_crs(crs)
         counted = grid_counts(conn, selection or Selection(), srid=srid, cell_m=cell_m)
     cells = grid_hotspots(
-        _study_cells(area, counted, cell_m=cell_m),
+        _study_cells(wards.geometry.to_numpy(), counted, cell_m=cell_m),
         neighbours=neighbours,
         k=k,
         permutations=permutations,
@@ -468,7 +554,9 @@ def hotspots(
     ix = cells["ix"].to_numpy()
     iy = cells["iy"].to_numpy()
     squares = shapely.box(ix * cell_m, iy * cell_m, (ix + 1) * cell_m, (iy + 1) * cell_m)
-    return gpd.GeoDataFrame(cells, geometry=squares, crs=crs).to_crs(4326)
+    frame = gpd.GeoDataFrame(cells, geometry=squares, crs=crs).to_crs(4326)
+    frame.attrs["cell_m"] = cell_m
+    return frame
 
 
 # --- what if ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,6 +86,33 @@ def test_analytical_z_matches_getis_ord_by_hand() -> None:
         w = len(near)
         z = (sum(near) - mean * w) / (s * np.sqrt((n * w - w**2) / (n - 1)))
         assert r.z == pytest.approx(z)
+
+
+@pytest.mark.parametrize(("neighbours", "threshold"), [("queen", 1.5), ("rook", 1.01)])
+@pytest.mark.parametrize("permutations", [0, 99])
+def test_grid_weights_give_the_statistic_distance_bands_give(
+    neighbours: str, threshold: float, permutations: int
+) -> None:
+    from esda.getisord import G_Local
+    from libpysal.weights import DistanceBand
+
+    # An irregular area (cells missing here and there, islands too) off the origin.
+    rng = np.random.default_rng(3)
+    iy, ix = np.indices((15, 20))
+    kept = rng.random(ix.size) < 0.7
+    ix, iy = ix.ravel()[kept] - 7, iy.ravel()[kept] + 3
+    y = rng.poisson(2, len(ix)).astype(float)
+    banded = DistanceBand(np.column_stack([ix, iy]).astype(float), threshold=threshold, binary=True)
+    read_off = analysis._grid_weights(ix, iy, neighbours=neighbours, k=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected, got = (
+            G_Local(y, w, transform="B", star=True, permutations=permutations, seed=1, n_jobs=1)
+            for w in (banded, read_off)
+        )
+    np.testing.assert_allclose(got.Zs, expected.Zs)
+    if permutations:
+        np.testing.assert_allclose(got.p_sim, expected.p_sim)
 
 
 def test_significance_classes_follow_confidence_levels() -> None:
@@ -233,6 +261,26 @@ def test_hotspots_find_a_planted_cluster_in_the_database(engine: Engine) -> None
     # Gi* counts a cell's neighbours too, so the ring around the spot may be hot; no other.
     hot = cells[cells["significance"].str.startswith("hot")]
     assert ((hot["ix"] - spot["ix"]).abs().le(1) & (hot["iy"] - spot["iy"]).abs().le(1)).all()
+
+
+def test_hotspots_coarsen_a_grid_too_big_and_refuse_too_fine_a_cell(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+    _insert(engine, city, [dict(lon=100.005, lat=8.405, created_at=at(5))] * 3)
+    # The tiny city spans about 2.2 by 1.1 km: 250 m cells make a grid of about 50.
+    assert analysis.hotspots(engine).attrs["cell_m"] == 250
+    monkeypatch.setattr(analysis, "MAX_GRID_CELLS", 20)
+    cells = analysis.hotspots(engine)
+    assert cells.attrs["cell_m"] == 500
+    assert cells["count"].sum() == 3
+    with pytest.raises(InvalidInputError, match="cell_m") as refused:
+        analysis.hotspots(engine, cell_m=100)
+    assert "use 500 m or more" in str(refused.value)
+    monkeypatch.setattr(analysis, "MAX_GRID_CELLS", 0)
+    with pytest.raises(InvalidInputError, match="wards"):
+        analysis.hotspots(engine)
 
 
 def test_zone_what_if_moves_work_and_writes_nothing(engine: Engine, sla_city: TinyCity) -> None:
