@@ -357,6 +357,16 @@ def latest_import(conn: Connection, layer: str) -> int:
     )
 
 
+def rebuild_ward_measures(conn: Connection) -> None:
+    """Recount the ward dashboard's measures from every report, in ``conn``'s transaction.
+
+    Migration 0016 keeps them and ``geo.reports.stats`` reads them. Replacing the wards
+    changes which current ward covers each report. Writers of reports wait until the
+    caller commits (the measures are truncated), then count theirs under the new wards.
+    """
+    conn.execute(text("SELECT ward_measures_rebuild()"))
+
+
 def write_boundaries(
     engine: Engine,
     checked: CheckedBoundaries,
@@ -476,6 +486,8 @@ def write_boundaries(
         if dry_run:
             transaction.rollback()
             return summary
+        if layer == "wards":
+            rebuild_ward_measures(conn)
         conn.execute(
             text("UPDATE boundary_imports SET summary = CAST(:summary AS jsonb) WHERE id = :id"),
             {

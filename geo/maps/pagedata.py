@@ -17,7 +17,7 @@ from geo.city.catalogue import display_name
 
 # Map markers filter exactly as report lists do: one WHERE clause for every reader.
 from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
-from geo.reports.stats import ward_report_measures
+from geo.reports.stats import maintained_ward_measures, ward_report_measures, whole_days
 from geo.vocabulary import FIXED_STATUSES, OPEN_STATUSES
 
 _LATEST_PUBLIC_NOTE = """(
@@ -142,19 +142,24 @@ def ward_measures(
     created_to: datetime | None = None,
     simplify_m: float | None = 5.0,
     lang: str | None = None,
+    median: bool = True,
 ) -> gpd.GeoDataFrame:
     """The ward dashboard's wards: ``ward_report_measures`` over reports created in the window.
 
+    A window of whole UTC days (what the dashboard's date inputs give) is read from the
+    measures the database keeps (``maintained_ward_measures``); any other from the reports.
     Adds the dashboard's measures under the names its ``measure`` parameter takes:
     ``count`` (reports), ``sla`` (``within_sla_share``) and ``median_hours``
-    (``median_hours_to_resolve``). With ``lang``, ``name`` is the name a reader in that
-    language sees (``geo.city.catalogue.display_name``).
+    (``median_hours_to_resolve``, left out unless ``median``). With ``lang``, ``name`` is
+    the name a reader in that language sees (``geo.city.catalogue.display_name``).
     """
-    frame = ward_report_measures(
-        conn,
-        ReportFilter(created_from=created_from, created_to=created_to),
-        simplify_m=simplify_m,
-    )
+    # Refuses a window that ends before it starts, naming the parameter.
+    window = ReportFilter(created_from=created_from, created_to=created_to)
+    days = whole_days(created_from, created_to)
+    if days is None:
+        frame = ward_report_measures(conn, window, simplify_m=simplify_m)
+    else:
+        frame = maintained_ward_measures(conn, *days, median=median, simplify_m=simplify_m)
     if lang is not None:
         names = ward_names(conn, lang)
         frame["name"] = [

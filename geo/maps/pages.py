@@ -383,13 +383,16 @@ def _dashboard_wards(
     principal: Principal,
     filters: PageFilters,
     *,
+    measure: str,
     method: str,
     k: int,
     outlines: bool = False,
 ) -> tuple[gpd.GeoDataFrame, datetime, datetime]:
     """The ward dashboard's wards with their measures (and ``outlines``), and its window.
 
-    Only for a ``principal`` who sees everything.
+    Only for a ``principal`` who sees everything. What the page does not draw is left
+    out: the median unless ``measure`` is it, and the names unless the outlines are
+    inline (tiles carry them).
     """
     if not principal.sees_everything:
         raise PermissionDeniedError(N_("The ward dashboard is for planners and administrators."))
@@ -404,8 +407,9 @@ def _dashboard_wards(
         conn,
         created_from=start,
         created_to=end,
-        lang=filters.lang,
+        lang=filters.lang if outlines else None,
         simplify_m=5.0 if outlines else None,
+        median=measure == "median_hours",
     )
     return wards, start, end
 
@@ -430,7 +434,7 @@ def wards_page_map(
     """
     ward_tiles = _boundaries(conn, "wards", lang=filters.lang, maps=maps, bounds=city_bounds(conn))
     wards, start, end = _dashboard_wards(
-        conn, principal, filters, method=method, k=k, outlines=ward_tiles is None
+        conn, principal, filters, measure=measure, method=method, k=k, outlines=ward_tiles is None
     )
     window = (start.astimezone(UTC).date(), end.astimezone(UTC).date())
     query = {
@@ -484,7 +488,7 @@ def wards_page_measures(
     column named in ``lookup`` holds an index into that list (a few colours, not one per
     ward). Names are not here: the tiles carry them.
     """
-    wards, _, _ = _dashboard_wards(conn, principal, filters, method=method, k=k)
+    wards, _, _ = _dashboard_wards(conn, principal, filters, measure=measure, method=method, k=k)
     _, shown = ward_classes(wards, measure, lang=filters.lang, method=method, k=k)
     lookup: dict[str, list[str | None]] = {
         column: sorted({row[column] for row in shown.values()}, key=str) for column in _LOOKED_UP

@@ -6,7 +6,13 @@ Each measure is written once here, over the service's own report filter
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
 import geopandas as gpd
+import numpy as np
+import pandas as pd
 from sqlalchemy import Connection, text
 
 from geo.access.policy import ANONYMOUS
@@ -29,15 +35,7 @@ RATING_MEASURES = """count(rating) AS rated,
 reporters rate fixed work ``RATING_MIN`` to ``RATING_MAX``) and the mean of those ratings.
 Ward measures and ``geo.analysis.team_performance`` share them."""
 
-_WARD_MEASURES = """
-WITH s AS ({selected}),
-placed AS (
-    SELECT here.code AS ward_code, s.*
-    FROM s
-    {ward_of_point}),
-agg AS (
-    SELECT ward_code, count(*) AS reports, {resolution}, {rating}
-    FROM placed GROUP BY ward_code)
+_WARD_ROWS = """
 SELECT w.code, w.name,
        COALESCE(agg.reports, 0) AS reports,
        COALESCE(agg.resolved, 0) AS resolved,
@@ -63,6 +61,23 @@ SELECT NULL, NULL, agg.reports, agg.resolved, agg.within_sla,
 FROM agg WHERE agg.ward_code IS NULL
 ORDER BY 1 NULLS LAST
 """
+"""One row per current ward, then one for the reports outside every current ward, from an
+``agg`` CTE with ``ward_code`` (NULL: outside) and the measures: the counts ``reports``,
+``resolved``, ``within_sla`` and ``rated``, ``median_hours_to_resolve`` and ``mean_rating``."""
+
+_WARD_MEASURES = (
+    """
+WITH s AS ({selected}),
+placed AS (
+    SELECT here.code AS ward_code, s.*
+    FROM s
+    {ward_of_point}),
+agg AS (
+    SELECT ward_code, count(*) AS reports, {resolution}, {rating}
+    FROM placed GROUP BY ward_code)
+"""
+    + _WARD_ROWS
+)
 
 WARD_MEASURE_COLUMNS = (
     "code",
@@ -114,34 +129,47 @@ def ward_report_measures(
     selected = "SELECT r.geom, r.created_at, r.resolved_at, r.due_at, r.rating " + REPORTS_FROM
     if clauses:
         selected += " WHERE " + " AND ".join(clauses)
+    return _ward_frame(
+        conn,
+        ward_measures_sql(selected),
+        params | {"target_hours": target_hours},
+        population_field=population_field,
+        simplify_m=simplify_m,
+    )
+
+
+_COUNTS = ["reports", "resolved", "within_sla", "rated"]
+_SHARES = ["within_sla_share", "median_hours_to_resolve", "mean_rating", "population", "per_1000"]
+
+
+def _ward_frame(
+    conn: Connection,
+    sql: str,
+    params: dict[str, Any],
+    *,
+    population_field: str | None,
+    simplify_m: float | None,
+) -> gpd.GeoDataFrame:
+    """Run a ward-measure query (``_WARD_ROWS``) into ``ward_report_measures``' frame."""
     frame = gpd.read_postgis(
-        text(ward_measures_sql(selected)),
+        text(sql),
         conn,
         geom_col="geom",
         params=params
         | {
-            "target_hours": target_hours,
             "population_field": population_field or "",
             # ST_SimplifyPreserveTopology is strict: a NULL tolerance skips it, outline and all.
             "tol": None if simplify_m is None else simplify_m / 111_000,
         },
     )
-    counts = ["reports", "resolved", "within_sla", "rated"]
-    shares = [
-        "within_sla_share",
-        "median_hours_to_resolve",
-        "mean_rating",
-        "population",
-        "per_1000",
-    ]
     outside_rows = frame["code"].isna()
-    outside = {column: 0 for column in counts}
+    outside = {column: 0 for column in _COUNTS}
     if outside_rows.any():
         row = frame[outside_rows].iloc[0]
-        outside = {column: int(row[column]) for column in counts}
+        outside = {column: int(row[column]) for column in _COUNTS}
     frame = frame[~outside_rows].reset_index(drop=True)
-    frame[counts] = frame[counts].astype("int64")
-    frame[shares] = frame[shares].astype("float64")
+    frame[_COUNTS] = frame[_COUNTS].astype("int64")
+    frame[_SHARES] = frame[_SHARES].astype("float64")
     result = frame[[*WARD_MEASURE_COLUMNS, "geom"]]
     result.attrs["outside"] = outside
     return result
@@ -160,3 +188,206 @@ def ward_measures_sql(selected: str) -> str:
         resolution=RESOLUTION_MEASURES,
         rating=RATING_MEASURES,
     )
+
+
+# ------------------------------------------------------------------ maintained measures
+#
+# Migration 0016 keeps the measures that ``ward_report_measures`` gives for a window of whole
+# UTC days, without a filter, in two tables, from triggers on ``reports``:
+# ``ward_day_measures`` per current ward, category, UTC day and bucket of hours to resolve,
+# and ``ward_period_measures`` per ward and ISO week or calendar month. A window reads its
+# whole months and, in what is left at either end, its whole weeks, from the second, and
+# only the days left over from the first: a few rows per ward, however long the window.
+# A boundary replace recounts them (``geo.city.boundary_writes.rebuild_ward_measures``).
+
+HOURS_BUCKET_FIRST = 0.25
+"""Hours to resolve below this are bucket 0; bucket ``k`` >= 1 starts at this times
+``2 ** ((k - 1) / HOURS_BUCKETS_PER_DOUBLING)`` (as migration 0016 computes it)."""
+HOURS_BUCKETS_PER_DOUBLING = 4
+HOURS_BUCKET_LAST = 63
+"""The last bucket is open-ended: from about 1.5 years on."""
+
+
+def hours_bucket_edges() -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper edges, in hours, of each bucket of hours to resolve (0 to ``LAST``)."""
+    k = np.arange(HOURS_BUCKET_LAST + 1, dtype=float)
+    upper = HOURS_BUCKET_FIRST * 2.0 ** (k / HOURS_BUCKETS_PER_DOUBLING)
+    lower = np.concatenate([[0.0], upper[:-1]])
+    upper[-1] = np.inf
+    return lower, upper
+
+
+@dataclass(frozen=True, slots=True)
+class WindowParts:
+    """A window of whole days as the maintained tables hold it: months, weeks, days.
+
+    ``months`` and ``weeks`` are the first days of the calendar months and ISO weeks
+    (from Monday) read whole; ``days`` the days left over at either end.
+    """
+
+    months: tuple[date, ...]
+    weeks: tuple[date, ...]
+    days: tuple[date, ...]
+
+
+def window_parts(first: date, last: date) -> WindowParts:
+    """Split the days ``first`` to ``last`` (both counted) into whole months, weeks and days."""
+    months: list[date] = []
+    start = first if first.day == 1 else _next_month(first)
+    while _next_month(start) - timedelta(days=1) <= last:
+        months.append(start)
+        start = _next_month(start)
+    if not months:
+        return _weeks_and_days(first, last, [])
+    rest = _weeks_and_days(first, months[0] - timedelta(days=1), months)
+    after = _weeks_and_days(_next_month(months[-1]), last, [])
+    return WindowParts(rest.months, rest.weeks + after.weeks, rest.days + after.days)
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _weeks_and_days(first: date, last: date, months: list[date]) -> WindowParts:
+    weeks: list[date] = []
+    days: list[date] = []
+    day = first
+    while day <= last:
+        if day.isoweekday() == 1 and day + timedelta(days=6) <= last:
+            weeks.append(day)
+            day += timedelta(days=7)
+        else:
+            days.append(day)
+            day += timedelta(days=1)
+    return WindowParts(tuple(months), tuple(weeks), tuple(days))
+
+
+def whole_days(
+    created_from: datetime | None, created_to: datetime | None
+) -> tuple[date | None, date | None] | None:
+    """The first and last UTC day of a window that is whole UTC days, else None.
+
+    The window is ``created_from`` to ``created_to``, both included, as ``ReportFilter``
+    has it: it is whole days when it starts at midnight (UTC) and ends at the last instant
+    of a day (``time.max``, as ``geo.maps.pages.dashboard_window`` makes it). A missing end
+    is open; naive times are not whole days (the database would read them in its zone).
+    """
+    first = last = None
+    if created_from is not None:
+        if created_from.tzinfo is None:
+            return None
+        start = created_from.astimezone(UTC)
+        if start.time() != time.min:
+            return None
+        first = start.date()
+    if created_to is not None:
+        if created_to.tzinfo is None:
+            return None
+        end = created_to.astimezone(UTC)
+        if end.time() != time.max:
+            return None
+        last = end.date()
+    return first, last
+
+
+_MAINTAINED_SUMS = (
+    """
+WITH sums AS (
+    SELECT ward_id, sum(reports) AS reports, sum(resolved) AS resolved,
+           sum(within_sla) AS within_sla, sum(rated) AS rated, sum(rating_sum) AS rating_sum
+    FROM (
+        SELECT ward_id, reports, resolved, within_sla, rated, rating_sum
+        FROM ward_period_measures
+        WHERE (period = 'month' AND first_day = ANY(:months))
+           OR (period = 'week' AND first_day = ANY(:weeks))
+        UNION ALL
+        SELECT ward_id, reports, resolved, within_sla, rated, rating_sum
+        FROM ward_day_measures
+        WHERE day = ANY(:days)
+    ) AS parts
+    GROUP BY ward_id
+), agg AS (
+    SELECT w.code AS ward_code, s.reports, s.resolved, s.within_sla,
+           CAST(NULL AS float8) AS median_hours_to_resolve, s.rated,
+           CAST(s.rating_sum AS float8) / NULLIF(s.rated, 0) AS mean_rating
+    FROM sums AS s
+    LEFT JOIN wards AS w ON w.id = s.ward_id
+)
+"""
+    + _WARD_ROWS
+)
+
+_HOURS_CELLS = """
+SELECT w.code, m.hours_bucket AS bucket, sum(m.resolved) AS n,
+       sum(m.resolve_seconds) AS seconds
+FROM ward_day_measures AS m
+JOIN wards AS w ON w.id = m.ward_id
+WHERE m.day BETWEEN :first AND :last AND m.hours_bucket IS NOT NULL
+GROUP BY w.code, m.hours_bucket
+ORDER BY w.code, m.hours_bucket
+"""
+
+
+def maintained_ward_measures(
+    conn: Connection,
+    first: date | None = None,
+    last: date | None = None,
+    *,
+    median: bool = True,
+    population_field: str | None = None,
+    simplify_m: float | None = 5.0,
+) -> gpd.GeoDataFrame:
+    """``ward_report_measures`` of the reports created on the UTC days ``first`` to ``last``.
+
+    Read from the tables migration 0016 keeps, never from ``reports``: the same counts,
+    shares and mean rating as the query over reports gives (``within_sla`` by the due
+    time). A missing end is open. ``median_hours_to_resolve`` is left out (missing) unless
+    ``median``; it is estimated from buckets of hours to resolve (``median_hours``).
+    """
+    if first is None or last is None:
+        bounds = conn.execute(text("SELECT min(day), max(day) FROM ward_day_measures")).one()
+        first = first or bounds[0] or datetime.now(UTC).date()
+        last = last or bounds[1] or first
+    parts = window_parts(first, last) if first <= last else WindowParts((), (), ())
+    frame = _ward_frame(
+        conn,
+        _MAINTAINED_SUMS,
+        {"months": list(parts.months), "weeks": list(parts.weeks), "days": list(parts.days)},
+        population_field=population_field,
+        simplify_m=simplify_m,
+    )
+    if median and first <= last:
+        cells = pd.DataFrame(
+            conn.execute(text(_HOURS_CELLS), {"first": first, "last": last}).all(),
+            columns=["code", "bucket", "n", "seconds"],
+        )
+        frame["median_hours_to_resolve"] = frame["code"].map(median_hours(cells)).astype("float64")
+    return frame
+
+
+def median_hours(cells: pd.DataFrame) -> pd.Series:
+    """Each ward's median hours to resolve, from its resolved reports counted by bucket.
+
+    ``cells`` has ``code, bucket, n, seconds``: per ward and bucket of hours to resolve
+    (``hours_bucket_edges``), how many reports and their seconds to resolve summed, in
+    order of code and bucket. The median is ``percentile_cont(0.5)``'s: the middle value,
+    or halfway between the two middle ones, each taken as the mean of its bucket. That is
+    exact when the reports in a middle value's bucket took equally long (or it is alone
+    there, as is usual for a ward over a few weeks); otherwise it is within the bucket,
+    which spans a factor of 2 ** (1/4): at most about a fifth of the value off.
+    """
+    if cells.empty:
+        return pd.Series(dtype="float64")
+    code = cells["code"].to_numpy()
+    n = cells["n"].to_numpy(dtype=float)
+    mean = cells["seconds"].to_numpy(dtype=float) / 3600.0 / n
+    groups = cells.groupby("code", sort=False)["n"]
+    total = groups.transform("sum").to_numpy(dtype=float)
+    before = groups.cumsum().to_numpy(dtype=float) - n
+    middle = 0.5 * (total - 1)
+    values = {}
+    for name, rank in (("low", np.floor(middle)), ("high", np.ceil(middle))):
+        here = (before <= rank) & (rank < before + n)
+        values[name] = pd.Series(mean[here], index=code[here])
+    fraction = pd.Series(middle - np.floor(middle), index=code).groupby(level=0).first()
+    return values["low"] + fraction * (values["high"] - values["low"])
