@@ -1,4 +1,4 @@
-"""Whole-city Gi* hot spots over a million reports in the demo city.
+"""Whole-city Gi* hot spots over a million reports in the demo city, or over a whole country.
 
 Starts a throwaway PostgreSQL cluster (or uses --url), loads the demo city, adds reports
 around the demo's own report locations (jittered by about 150 m) through
@@ -6,14 +6,21 @@ around the demo's own report locations (jittered by about 150 m) through
 ``geo.analysis.hotspots`` over the whole city and prints the figures.
 
     .venv/bin/python bench/hotspots.py [--reports 1000000] [--cell-m 100] [--url URL]
+
+With ``--existing``, ``--url`` is a database that already holds its city and reports (such
+as the national one ``bench/national.py`` builds): nothing is migrated, loaded or written.
+Hot spots over every ward are timed (cells of ``--cell-m``, or chosen by ``hotspots``), beside
+the same run's ceiling, a count of the reports they read, and the last line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,13 +93,71 @@ def add_reports(engine: Engine, total: int, *, seed: int = 1) -> float:
     return time.perf_counter() - started
 
 
+def seconds_of(run: Callable[[], object], rounds: int) -> float:
+    """Median wall time of ``run`` over ``rounds`` calls, in seconds."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def existing(url: str, *, cell_m: float | None, permutations: int, rounds: int) -> None:
+    """Time hot spots over every ward of the city already at ``url``; read only."""
+    engine = make_engine(url, pool_size=1)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
+        wards = conn.execute(text("SELECT count(*) FROM wards WHERE retired_at IS NULL")).scalar()
+    found: dict[str, object] = {}
+
+    def run() -> None:
+        cells = analysis.hotspots(engine, cell_m=cell_m, permutations=permutations)
+        found["cells"] = len(cells)
+        found["cell_m"] = cells.attrs["cell_m"]
+        found["significant"] = int((cells["significance"] != "not significant").sum())
+
+    def ceiling() -> None:
+        # Every report Gi* counts, read once: the least any whole-area statistic costs.
+        with engine.connect() as conn:
+            conn.execute(text("SELECT count(*) FROM reports WHERE hidden_at IS NULL")).one()
+
+    figures = {
+        "reports": stored,
+        "wards": wards,
+        "permutations": permutations,
+        "hotspots_s": round(seconds_of(run, rounds), 2),
+        "count_ceiling_s": round(seconds_of(ceiling, rounds), 2),
+    }
+    figures |= found
+    print(
+        f"hotspots: {found['cells']:,} cells of {found['cell_m']:,.0f} m over {wards:,} wards, "
+        f"{stored:,} reports: {figures['hotspots_s']} s (count alone "
+        f"{figures['count_ceiling_s']} s)"
+    )
+    print(json.dumps(figures))
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=1_000_000)
-    parser.add_argument("--cell-m", type=float, default=100.0)
+    parser.add_argument(
+        "--cell-m", type=float, default=None, help="default 100, or chosen with --existing"
+    )
     parser.add_argument("--permutations", type=int, default=0)
     parser.add_argument("--url", default=None, help="an empty, migrated database to use")
+    parser.add_argument(
+        "--existing", action="store_true", help="--url already holds a city: time it, read only"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs with --existing")
     args = parser.parse_args()
+    if args.existing:
+        if args.url is None:
+            parser.error("--existing needs --url")
+        existing(args.url, cell_m=args.cell_m, permutations=args.permutations, rounds=args.rounds)
+        return
+    cell_m = 100.0 if args.cell_m is None else args.cell_m
 
     with bench_database(args.url) as url:
         engine = make_engine(url, pool_size=2)
@@ -102,13 +167,13 @@ def main() -> None:
             stored = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
         print(f"reports stored: {stored:,} (insert and routing took {load_s:.1f} s)")
 
-        for cell_m, permutations in ((args.cell_m, args.permutations), (250.0, 999)):
+        for size, permutations in ((cell_m, args.permutations), (250.0, 999)):
             started = time.perf_counter()
-            cells = analysis.hotspots(engine, cell_m=cell_m, permutations=permutations)
+            cells = analysis.hotspots(engine, cell_m=size, permutations=permutations)
             seconds = time.perf_counter() - started
             significant = int((cells["significance"] != "not significant").sum())
             print(
-                f"hotspots: {len(cells):,} cells of {cell_m:.0f} m, "
+                f"hotspots: {len(cells):,} cells of {size:.0f} m, "
                 f"{int(cells['count'].sum()):,} reports, permutations={permutations}, "
                 f"{significant:,} significant cells: {seconds:.2f} s"
             )
