@@ -144,7 +144,11 @@ def mine(updates: list[dict[str, str]], *report_ids: int) -> list[dict[str, str]
 
 
 def post_update(feed: Feed, fmt: str = "json", **fields: str) -> httpx.Response:
-    """POST Service Request Update with the fields FixMyStreet's client sends."""
+    """POST Service Request Update with the fields FixMyStreet's client sends.
+
+    Those it sends for some councils only, or sent in older versions, come too: they are
+    accepted and not read.
+    """
     form = {
         "api_key": feed.keys.app,
         "jurisdiction_id": "issuemap.demo",
@@ -154,6 +158,11 @@ def post_update(feed: Feed, fmt: str = "json", **fields: str) -> httpx.Response:
         "first_name": "Somchai",
         "last_name": "Jaidee",
         "email": "somchai@example.org",
+        "title": "MR",
+        "email_alerts_requested": "FALSE",
+        "public_anonymity_required": "TRUE",
+        "update_id_ext": "77",
+        "service_request_id_ext": "55",
     } | fields
     return feed.client.post(
         f"{BASE}/servicerequestupdates.{fmt}", data={k: v for k, v in form.items() if v}
