@@ -300,7 +300,11 @@ class ReportEvent(Base):
     """What staff chose to tell the public about this change (Open311 ``status_notes``)."""
     data: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
-    __table_args__ = (Index("ix_report_events_report_at", "report_id", "at"),)
+    __table_args__ = (
+        Index("ix_report_events_report_at", "report_id", "at"),
+        # The Open311 update feed reads a window of time.
+        Index("ix_report_events_at", "at"),
+    )
 
 
 class ReportPhoto(Base):
