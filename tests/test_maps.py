@@ -153,6 +153,28 @@ def test_zone_map_says_how_many_markers_it_leaves_out() -> None:
     assert '"actions":false' in page
 
 
+def test_a_count_that_stopped_early_says_more_than() -> None:
+    zone, wards = tiny_zone()
+    said = {
+        "en": "Showing 1 of more than 5,500 reports. More than 5,499 not shown",
+        "th": "แสดง 1 จากมากกว่า 5,500 เรื่อง ยังไม่แสดงอีกมากกว่า 5,499 เรื่อง",
+    }
+    for lang, words in said.items():
+        fmap = zone_map(
+            zone=zone,
+            wards=wards,
+            heat=[],
+            markers=MarkerPage(reports=[report(1)], total=5_500, more=True),
+            filters=Filters(categories={}),
+            lang=lang,
+            page_size=1,
+        )
+        page = normalised(render_page(fmap))
+        assert words in page
+        assert 'data-total="5500" data-more="true"' in page
+        assert 'id="im-next-page" data-page="2"' in page
+
+
 def test_pages_load_assets_only_from_our_origin() -> None:
     zone, wards = tiny_zone()
     fmap = zone_map(
@@ -649,6 +671,71 @@ def test_list_view_pages_as_the_map_does(
     assert _link_query(first, "prev") is None
     assert _link_query(second, "prev") == expected | {"page": ["1"]}
     assert _link_query(second, "next") is None
+
+
+def _add_reports(
+    engine: Engine, category: int, rows: list[tuple[str, str, str | None]]
+) -> list[int]:
+    """Reports by the school as (status, due in, resolved ago) intervals; their ids in order."""
+    with engine.begin() as conn:
+        return [
+            conn.execute(
+                text(
+                    "INSERT INTO reports (category_id, status, created_at, due_at, resolved_at, "
+                    "geom) VALUES (:cat, :status, now() - interval '2 days', now() + "
+                    "CAST(:due AS interval), now() - CAST(:ago AS interval), "
+                    "ST_SetSRID(ST_MakePoint(100.004, 8.406), 4326)) RETURNING id"
+                ),
+                {"cat": category, "status": status, "due": due, "ago": ago},
+            ).scalar_one()
+            for status, due, ago in rows
+        ]
+
+
+def test_public_pages_walk_open_work_by_due_time_then_fixed_work_newest_first(
+    maps_app: tuple[TestClient, TinyCity, Keys, int], engine: Engine
+) -> None:
+    client, city, _, rid = maps_app
+    later, sooner, late, fixed_old, fixed_new, fixed_long_ago = _add_reports(
+        engine,
+        city.categories["road"],
+        [
+            ("in_progress", "400 hours", None),
+            ("acknowledged", "3 hours", None),
+            ("reopened", "-5 hours", None),
+            ("closed", "0 hours", "3 days"),
+            ("resolved", "0 hours", "1 hour"),
+            ("resolved", "0 hours", "60 days"),
+        ],
+    )
+    replace_app_state(client.app, maps=MapSettings(tiles_url="none", marker_cap=2))
+    shown = []
+    for page in (1, 2, 3, 4):
+        answer = client.get("/maps/public", params={"view": "list", "lang": "en", "page": page})
+        shown += [int(r["No."]) for r in _list_rows(answer.text)]
+        if page == 1:
+            assert "Showing 2 of 6 reports." in answer.text, "counted exactly, within reach"
+    # maps_app's report is due within its category's SLA, days before "later".
+    assert shown == [late, sooner, rid, later, fixed_new, fixed_old]
+    assert fixed_long_ago not in shown
+
+
+def test_a_long_history_is_counted_only_a_few_pages_ahead(
+    maps_app: tuple[TestClient, TinyCity, Keys, int], engine: Engine
+) -> None:
+    client, city, _, _ = maps_app
+    _add_reports(engine, city.categories["road"], [("open", f"{h} hours", None) for h in range(14)])
+    replace_app_state(client.app, maps=MapSettings(tiles_url="none", marker_cap=1))
+    # One page and ten more are counted (11 reports); past that the page says "more than".
+    page = client.get("/maps/public", params={"lang": "en"}).text
+    assert "Showing 1 of more than 11 reports. More than 10 not shown" in page
+    assert 'id="im-next-page" data-page="2"' in page
+    listed = client.get("/maps/public", params={"view": "list", "lang": "en"}).text
+    assert "<caption>Reported issues: Showing 1 of more than 11 reports.</caption>" in listed
+    assert _link_query(listed, "next") is not None
+    # Counting reaches further from further pages, and the last page knows it is last.
+    last = client.get("/maps/public", params={"view": "list", "lang": "en", "page": 15}).text
+    assert "Showing 1 of 15 reports." in last and _link_query(last, "next") is None
 
 
 def _link_query(page: str, rel: str) -> dict[str, list[str]] | None:

@@ -166,12 +166,28 @@ class MarkerPage:
     offset: int = 0
 
     @property
+    more: bool = False
+    """Counting stopped at ``total``: more than that match."""
     def hidden(self) -> int:
-        """How many matching reports this page does not show."""
+        """How many matching reports this page does not show (at least, with ``more``)."""
         return max(self.total - len(self.reports), 0)
 
 
 @dataclass(frozen=True, slots=True)
+    @property
+    def has_next(self) -> bool:
+        """Whether reports come after this page."""
+        return self.more or self.offset + len(self.reports) < self.total
+
+    def counted(self, labels: Mapping[str, str]) -> tuple[str, str]:
+        """What the page says of its count ("Showing 500 of 1,234 reports."), and of the rest."""
+        more = "_more" if self.more else ""
+        shown = labels["shown" + more].format(
+            shown=f"{len(self.reports):,}", total=f"{self.total:,}"
+        )
+        hidden = labels["hidden" + more].format(hidden=f"{self.hidden:,}") if self.hidden else ""
+        return shown, hidden
+
 class Filters:
     """The filter form's current values and choices (codes to labels)."""
 
@@ -575,18 +591,19 @@ def _status_legend(statuses: Iterable[str], lang: str, *, overdue: bool) -> str:
 
 def _counts(page: MarkerPage, lang: str, *, page_size: int) -> str:
     labels = page_labels(lang)
-    shown = len(page.reports)
+    said, rest = page.counted(labels)
+    more = ' data-more="true"' if page.more else ""
     parts = [
-        f'<p class="im-counts" data-shown="{shown}" data-total="{page.total}">'
-        + _esc(labels["shown"].format(shown=f"{shown:,}", total=f"{page.total:,}"))
+        f'<p class="im-counts" data-shown="{len(page.reports)}" data-total="{page.total}"{more}>'
+        + _esc(said)
     ]
-    if page.hidden:
-        parts.append(" " + _esc(labels["hidden"].format(hidden=f"{page.hidden:,}")))
+    if rest:
+        parts.append(" " + _esc(rest))
     parts.append("</p>")
     parts.append(
         f'<button type="button" id="im-search-area">{_esc(labels["search_area"])}</button>'
     )
-    if page.offset + shown < page.total:
+    if page.has_next:
         next_page = page.offset // max(page_size, 1) + 2
         parts.append(
             f' <button type="button" id="im-next-page" data-page="{next_page}">'
@@ -892,8 +909,7 @@ def report_list_page(
                 else "",
             }
         )
-    shown = len(markers.reports)
-    counts = labels["shown"].format(shown=f"{shown:,}", total=f"{markers.total:,}")
+    counts, _ = markers.counted(labels)
     page_no = markers.offset // max(page_size, 1) + 1
     form_filters = replace(
         filters,
@@ -909,11 +925,7 @@ def report_list_page(
         report_href=_page_href(report_url, {"lang": lang}),
         map_href=_page_href(path, query, view=None),
         previous_href=_page_href(path, query, page=page_no - 1) if page_no > 1 else "",
-        next_href=(
-            _page_href(path, query, page=page_no + 1)
-            if markers.offset + shown < markers.total
-            else ""
-        ),
+        next_href=_page_href(path, query, page=page_no + 1) if markers.has_next else "",
     )
 
 

@@ -38,6 +38,10 @@ LABELS: dict[str, str] = {
     "confirm_move": N_("Move this report to “{status}”? The reporter is told."),
     "shown": N_("Showing {shown} of {total} reports."),
     "hidden": N_("{hidden} more not shown: zoom in and search this area, or see the next page."),
+    "shown_more": N_("Showing {shown} of more than {total} reports."),
+    "hidden_more": N_(
+        "More than {hidden} not shown: zoom in and search this area, or see the next page."
+    ),
     "search_area": N_("Search this area"),
     "next_page": N_("Next page"),
     "no_data": N_("No data"),

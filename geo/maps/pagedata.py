@@ -5,9 +5,10 @@ Heat cells are ``geo.maps.heat``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import geopandas as gpd
 from sqlalchemy import Connection, text
@@ -16,9 +17,9 @@ from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal, point_sql
 from geo.city.catalogue import display_name
 
 # Map markers filter exactly as report lists do: one WHERE clause for every reader.
-from geo.reports.search import REPORTS_FROM, ReportFilter, where_clauses
+from geo.reports.search import ReportFilter, where_clauses
 from geo.reports.stats import maintained_ward_measures, ward_report_measures, whole_days
-from geo.vocabulary import FIXED_STATUSES, OPEN_STATUSES
+from geo.vocabulary import FIXED_STATUSES, OPEN_STATUSES, REPORT_STATUSES
 
 _LATEST_PUBLIC_NOTE = """(
     SELECT e.public_note FROM report_events AS e
@@ -26,57 +27,119 @@ _LATEST_PUBLIC_NOTE = """(
     ORDER BY e.at DESC, e.id DESC LIMIT 1)"""
 """The public note of a report's latest event that has one (ix_report_events_report_at)."""
 
+COUNT_AHEAD_PAGES: Final = 10
+"""How many pages past the one shown a map counts its matches; beyond that it says "more than".
+
+A count that only feeds the pager reads at most this many pages of rows, however many
+match in the whole history.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Reports a page lists together: in ``statuses`` (and ``extra``), in ``order``."""
+
+    statuses: tuple[str, ...]
+    extra: tuple[str, ...]
+    key: str
+    """``order`` as one number (then ``r.id``), so the parts can be merged."""
+    order: str
+
+
+def _parts(flt: ReportFilter, fixed_since: datetime | None) -> tuple[list[_Part], dict[str, Any]]:
+    """The parts of a map's page in turn, and the values their conditions name.
+
+    Work still to do comes first, soonest due first; then fixed work (statuses in
+    ``FIXED_STATUSES`` that ``flt`` asks for, and with ``fixed_since`` every fixed report
+    resolved since then), most recently resolved first.
+    """
+    wanted = flt.statuses or REPORT_STATUSES
+    working = tuple(s for s in wanted if s not in FIXED_STATUSES)
+    parts = (
+        [_Part(working, (), "extract(epoch FROM r.due_at)", "r.due_at, r.id")] if working else []
+    )
+    always = tuple(s for s in wanted if s in FIXED_STATUSES)
+    # A fixed report without a resolution time comes last, as it sorts in the whole page.
+    by_resolved = "r.resolved_at DESC NULLS LAST, r.id" if always else "r.resolved_at DESC, r.id"
+    fixed = "-extract(epoch FROM r.resolved_at)"
+    if fixed_since is not None:
+        since = "r.resolved_at >= :fixed_since"
+        extra = (f"({since} OR r.status = ANY(:fixed_always))",) if always else (since,)
+        parts.append(_Part(FIXED_STATUSES, extra, fixed, by_resolved))
+    elif always:
+        parts.append(_Part(always, (), fixed, by_resolved))
+    return parts, {"fixed_since": fixed_since, "fixed_always": list(always)}
+
+
+def _reports_from(flt: ReportFilter) -> str:
+    """The reports (``r``), with their category (``c``) only when ``flt`` filters by it.
+
+    Every report has a category, so the join never changes which reports match; left
+    out, a count can be answered from an index alone.
+    """
+    return "FROM reports AS r" + (
+        " JOIN categories AS c ON c.id = r.category_id" if flt.categories else ""
+    )
+
+
+def _where(clauses: list[str], name: str, statuses: Sequence[str], params: dict[str, Any]) -> str:
+    """`` WHERE`` ``clauses`` and a status in ``statuses`` (bound as ``name`` in ``params``).
+
+    One status is a plain equality: an index scan on ``= ANY`` does not come out in order.
+    """
+    params[name] = statuses[0] if len(statuses) == 1 else list(statuses)
+    status = f"r.status = :{name}" if len(statuses) == 1 else f"r.status = ANY(:{name})"
+    return " WHERE " + " AND ".join([*clauses, status])
+
 
 def map_reports_sql(
     flt: ReportFilter,
     principal: Principal,
     *,
     fixed_since: datetime | None = None,
-    description_chars: int = 160,
     public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
 ) -> tuple[str, str, dict[str, Any]]:
-    """The page and count queries of ``map_reports`` (without LIMIT/OFFSET values), and params.
+    """The ids of one page of markers and their bounded count, with ``:limit`` and ``:offset``.
 
-    With ``fixed_since``, reports in ``FIXED_STATUSES`` resolved since then match as well as
-    those in ``flt.statuses``; the resolved-at test uses ``ix_reports_resolved_at``.
+    The page query gives ``id, grp, sort_key`` in the maps' order (``map_reports``); each
+    part (``_parts``) reads at most ``offset + limit`` rows. The count query counts each
+    part up to ``COUNT_AHEAD_PAGES`` pages past this one and one more, so it stops early
+    in a long history. Both read ``flt`` as ``principal`` may see it (``where_clauses``).
     """
-    statuses = flt.statuses
-    clauses, params = where_clauses(
-        replace(flt, statuses=()) if fixed_since is not None else flt,
-        principal,
-        public_rounding_m=public_rounding_m,
+    common, params = where_clauses(
+        replace(flt, statuses=()), principal, public_rounding_m=public_rounding_m
     )
-    if fixed_since is not None:
-        clauses.append(
-            "(r.status = ANY(:statuses) OR "
-            "(r.status = ANY(:fixed_statuses) AND r.resolved_at >= :fixed_since))"
+    parts, values = _parts(flt, fixed_since)
+    params |= values
+    source = _reports_from(flt)
+    pages, counts = [], []
+    for n, part in enumerate(parts):
+        where = _where([*common, *part.extra], f"statuses_{n}", part.statuses, params)
+        pages.append(
+            f"(SELECT r.id, {n} AS grp, {part.key} AS sort_key {source}{where} "
+            f"ORDER BY {part.order} LIMIT :offset + :limit)"
         )
-        params |= {
-            "statuses": list(statuses),
-            "fixed_statuses": list(FIXED_STATUSES),
-            "fixed_since": fixed_since,
-        }
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    description = "left(r.description, :chars)" if principal.is_staff else "''"
-    point = point_sql(principal, public_rounding_m=public_rounding_m)
+        counts.append(
+            f"(SELECT 1 {source}{where} LIMIT :offset + :limit * {COUNT_AHEAD_PAGES + 1} + 1)"
+        )
     page = (
-        f"SELECT r.id, {point.lat} AS lat, {point.lon} AS lon, c.code AS category, "
-        f"r.status, r.created_at, r.due_at, r.resolved_at, r.token, "
-        f"{description} AS description, {_LATEST_PUBLIC_NOTE} AS public_note, "
-        f"(r.status = ANY(:open_statuses) AND r.due_at < now()) AS overdue "
-        # Work still to do first, most urgent first; then the most recently fixed.
-        f"{REPORTS_FROM}{where} ORDER BY (r.status = ANY(:fixed_statuses)), "
-        f"CASE WHEN r.status = ANY(:fixed_statuses) THEN -extract(epoch FROM r.resolved_at) "
-        f"ELSE extract(epoch FROM r.due_at) END, r.id LIMIT :limit OFFSET :offset"
+        f"SELECT id, grp, sort_key FROM ({' UNION ALL '.join(pages)}) AS u "
+        "ORDER BY grp, sort_key, id LIMIT :limit OFFSET :offset"
     )
-    count = f"SELECT count(*) {REPORTS_FROM}{where}"
-    params = params | point.params
-    params |= {
-        "chars": description_chars,
-        "open_statuses": list(OPEN_STATUSES),
-        "fixed_statuses": list(FIXED_STATUSES),
-    }
+    count = f"SELECT count(*) FROM ({' UNION ALL '.join(counts)}) AS u"
     return page, count, params
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerRows:
+    """One page of ``map_reports`` rows, and how many reports match.
+
+    ``more`` says the count stopped early: more than ``total`` match.
+    """
+
+    rows: list[dict[str, Any]]
+    total: int
+    more: bool = False
 
 
 def map_reports(
@@ -89,24 +152,82 @@ def map_reports(
     fixed_since: datetime | None = None,
     description_chars: int = 160,
     public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
-) -> tuple[list[dict[str, Any]], int]:
+    total: int | None = None,
+) -> MarkerRows:
     """One page of markers for ``flt`` as ``principal`` may see it, and how many match.
 
     Open work first, most urgent first (by due time), then fixed work (``fixed_since``,
-    see ``map_reports_sql``), most recent first. Only the columns a marker shows are read:
+    see ``_parts``), most recent first. Only the columns a marker shows are read:
     the status page token, the latest public note, and the description only for staff, cut
     to ``description_chars``; locations as ``geo.access.policy`` lets ``principal`` see them.
+    Matches are counted up to ``COUNT_AHEAD_PAGES`` pages past this one (``MarkerRows.more``
+    beyond); a caller that knows how many match passes ``total`` and nothing is counted.
     """
-    page, count, params = map_reports_sql(
-        flt,
-        principal,
-        fixed_since=fixed_since,
-        description_chars=description_chars,
-        public_rounding_m=public_rounding_m,
+    ids, count, params = map_reports_sql(
+        flt, principal, fixed_since=fixed_since, public_rounding_m=public_rounding_m
     )
-    rows = conn.execute(text(page), params | {"limit": limit, "offset": offset}).all()
-    total = conn.execute(text(count), params).scalar_one()
-    return [dict(r._mapping) for r in rows], int(total)
+    description = "left(r.description, :chars)" if principal.is_staff else "''"
+    point = point_sql(principal, public_rounding_m=public_rounding_m)
+    # The page is chosen on ids first; only its rows are looked up and shaped.
+    page = (
+        f"WITH page AS MATERIALIZED ({ids}) "
+        f"SELECT r.id, {point.lat} AS lat, {point.lon} AS lon, c.code AS category, "
+        f"r.status, r.created_at, r.due_at, r.resolved_at, r.token, "
+        f"{description} AS description, {_LATEST_PUBLIC_NOTE} AS public_note, "
+        f"(r.status = ANY(:open_statuses) AND r.due_at < now()) AS overdue "
+        "FROM page JOIN reports AS r ON r.id = page.id "
+        "JOIN categories AS c ON c.id = r.category_id "
+        "ORDER BY page.grp, page.sort_key, page.id"
+    )
+    values = (
+        params
+        | point.params
+        | {
+            "chars": description_chars,
+            "open_statuses": list(OPEN_STATUSES),
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+    rows = [dict(r._mapping) for r in conn.execute(text(page), values)]
+    if total is not None:
+        return MarkerRows(rows, total)
+    found = int(conn.execute(text(count), params | {"limit": limit, "offset": offset}).scalar_one())
+    cap = offset + limit * (COUNT_AHEAD_PAGES + 1)
+    return MarkerRows(rows, min(found, cap), more=found > cap)
+
+
+def due_page_ids(
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    *,
+    limit: int,
+    offset: int = 0,
+    overdue: bool = False,
+) -> list[int]:
+    """The ids of one page of ``flt``'s reports, soonest due first (then by id).
+
+    As ``principal`` may see them (``where_clauses``); with ``overdue``, only those past
+    due. Each status is read in due order on its own and the parts merged, so with an index
+    on (..., status, due_at), such as a team's ``ix_reports_team_status_due``, a page reads
+    about its own rows, not its whole queue.
+    """
+    clauses, params = where_clauses(replace(flt, statuses=()), principal)
+    if overdue:
+        clauses.append("r.due_at < now()")
+    parts = [
+        f"(SELECT r.id, r.due_at {_reports_from(flt)}"
+        f"{_where(clauses, f'status_{n}', [status], params)} "
+        "ORDER BY r.due_at, r.id LIMIT :offset + :limit)"
+        for n, status in enumerate(flt.statuses or REPORT_STATUSES)
+    ]
+    sql = (
+        f"SELECT id FROM ({' UNION ALL '.join(parts)}) AS u "
+        "ORDER BY due_at, id LIMIT :limit OFFSET :offset"
+    )
+    found = conn.execute(text(sql), params | {"limit": limit, "offset": offset}).scalars()
+    return [int(i) for i in found]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +242,15 @@ def open_work_counts(conn: Connection, flt: ReportFilter, principal: Principal) 
     """The open reports of ``flt`` (its statuses ignored) and how many are overdue.
 
     Counted over every matching report, not the page of markers shown, so a crew sees the
-    whole queue's backlog at the top of its map or list; one scan of the
-    ``ix_reports_team_status_due`` (or zone) index.
+    whole queue's backlog at the top of its map or list. A team's count is read from
+    ``ix_reports_team_status_due`` alone; a zone's combines its zone and status indexes.
     """
-    clauses, params = where_clauses(replace(flt, statuses=OPEN_STATUSES), principal)
+    open_work = replace(flt, statuses=OPEN_STATUSES)
+    clauses, params = where_clauses(open_work, principal)
     row = conn.execute(
         text(
             "SELECT count(*) AS open, count(*) FILTER (WHERE r.due_at < now()) AS overdue "
-            f"{REPORTS_FROM} WHERE {' AND '.join(clauses)}"
+            f"{_reports_from(open_work)} WHERE {' AND '.join(clauses)}"
         ),
         params,
     ).one()

@@ -248,7 +248,7 @@ def public_reports(
         )
     flt = ReportFilter(bbox=filters.bbox, categories=filters.categories, statuses=OPEN_STATUSES)
     offset = (filters.page - 1) * maps.marker_cap
-    rows, total = map_reports(
+    found = map_reports(
         conn,
         flt,
         ANONYMOUS,
@@ -266,9 +266,9 @@ def public_reports(
             public_note=row["public_note"] or "",
             token=row["token"],
         )
-        for row in rows
+        for row in found.rows
     ]
-    return MarkerPage(reports=reports, total=total, offset=offset)
+    return MarkerPage(reports=reports, total=found.total, offset=offset, more=found.more)
 
 
 def zone_page_map(
@@ -302,8 +302,17 @@ def zone_page_map(
         created_to=filters.created_to,
     )
     offset = (filters.page - 1) * maps.marker_cap
-    rows, total = map_reports(conn, flt, principal, limit=maps.marker_cap, offset=offset)
-    work = open_work_counts(conn, ReportFilter(zone_ids=(zone_id,)), principal)
+    whole_queue = ReportFilter(zone_ids=(zone_id,), statuses=OPEN_STATUSES)
+    work = open_work_counts(conn, whole_queue, principal)
+    found = map_reports(
+        conn,
+        flt,
+        principal,
+        limit=maps.marker_cap,
+        offset=offset,
+        # Unfiltered, the markers are the whole queue the backlog line has just counted.
+        total=work.open if flt == whole_queue else None,
+    )
     actions = may_work_reports(principal)
     reports = [
         _marker(
@@ -311,7 +320,7 @@ def zone_page_map(
             description=row["description"] or "",
             next_statuses=tuple(next_statuses(row["status"])) if actions else (),
         )
-        for row in rows
+        for row in found.rows
     ]
     view = filters.bbox or tuple(float(v) for v in zone.total_bounds)
     heat = heat_grid(
@@ -335,7 +344,7 @@ def zone_page_map(
         )
         or wards_meeting_zone(conn, zone_id, lang=filters.lang),
         heat=[(c.lat, c.lon, c.count) for c in heat],
-        markers=MarkerPage(reports=reports, total=total, offset=offset),
+        markers=MarkerPage(reports=reports, total=found.total, offset=offset, more=found.more),
         filters=Filters(
             categories=category_names(conn, filters.lang),
             category=category,
