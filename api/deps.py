@@ -4,6 +4,10 @@ The lifespan builds one ``AppState`` and keeps it on ``app.state``; routes read 
 settings groups in it, only through the dependencies here. ``AdminDep`` and ``StaffDep``
 are the permission rules: a route or router that takes them refuses anyone else with 401
 (no key) or 403 (another role) before any of its own work.
+
+Dependencies that only read the state or the caller are coroutines: FastAPI runs a plain
+function dependency on the thread pool, a hand-off to another thread and back for each
+one on each request. Only those that wait on the database are plain functions.
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ def replace_app_state(app: FastAPI, **changes: Any) -> None:
     set_app_state(app, replace(app_state(app), **changes))
 
 
-def get_app_state(request: Request) -> AppState:
+async def get_app_state(request: Request) -> AppState:
     """The application state of the app serving this request."""
     return app_state(request.app)
 
@@ -134,7 +138,7 @@ def get_connection(state: AppStateDep) -> Iterator[Connection]:
 ConnDep = Annotated[Connection, Depends(get_connection)]
 
 
-def get_export_slots(state: AppStateDep) -> ExportSlots:
+async def get_export_slots(state: AppStateDep) -> ExportSlots:
     """The export places of this worker."""
     return state.exports
 
@@ -185,47 +189,47 @@ def authenticate_session(state: AppState, token: str) -> Principal:
     return found or ANONYMOUS
 
 
-def get_routing(state: AppStateDep) -> RoutingSettings:
+async def get_routing(state: AppStateDep) -> RoutingSettings:
     """The routing settings the app was started with."""
     return state.routing
 
 
-def get_intake(state: AppStateDep) -> IntakeSettings:
+async def get_intake(state: AppStateDep) -> IntakeSettings:
     """The intake settings the app was started with."""
     return state.intake
 
 
-def get_geocoder(state: AppStateDep) -> Geocoder:
+async def get_geocoder(state: AppStateDep) -> Geocoder:
     """The configured geocoder (offline gazetteer unless settings say otherwise)."""
     return state.geocoder
 
 
-def get_open311(state: AppStateDep) -> Open311Settings:
+async def get_open311(state: AppStateDep) -> Open311Settings:
     """Open311 endpoint settings."""
     return state.open311
 
 
-def get_privacy(state: AppStateDep) -> PrivacySettings:
+async def get_privacy(state: AppStateDep) -> PrivacySettings:
     """What the public may see of a report's location (``geo.access.policy``)."""
     return state.privacy
 
 
-def get_maps(state: AppStateDep) -> MapSettings:
+async def get_maps(state: AppStateDep) -> MapSettings:
     """The map settings the app was started with."""
     return state.maps
 
 
-def get_city(state: AppStateDep) -> CitySettings:
+async def get_city(state: AppStateDep) -> CitySettings:
     """The city's settings (its time zone) the app was started with."""
     return state.city
 
 
-def get_boundaries(state: AppStateDep) -> BoundarySettings:
+async def get_boundaries(state: AppStateDep) -> BoundarySettings:
     """Limits of boundary imports."""
     return state.boundaries
 
 
-def get_line_channel(state: AppStateDep) -> LineChannel:
+async def get_line_channel(state: AppStateDep) -> LineChannel:
     """The LINE channel; while the city has not connected LINE, a 404 as for an unknown path."""
     if state.line is None:
         raise StarletteHTTPException(status_code=404)
@@ -271,14 +275,14 @@ ReportRateLimitDep = Annotated[None, Depends(limit_reports)]
 """Take it (``_: ReportRateLimitDep``) in a route that files reports: the report limits."""
 
 
-def require_staff(principal: PrincipalDep) -> Principal:
+async def require_staff(principal: PrincipalDep) -> Principal:
     """The caller, who must hold a field-team, planner or admin key (else 401)."""
     if not principal.is_staff:
         raise AuthenticationError(N_("This needs a field-team, planner or admin key."))
     return principal
 
 
-def require_admin(principal: PrincipalDep) -> Principal:
+async def require_admin(principal: PrincipalDep) -> Principal:
     """The caller, who must be an administrator: 401 without a key, 403 with another."""
     if not principal.identified:
         raise AuthenticationError(N_("This needs an administrator's API key."))
