@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import Cookie, Depends, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader
 from sqlalchemy import Connection, Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -148,12 +149,18 @@ ExportSlotsDep = Annotated[ExportSlots, Depends(get_export_slots)]
 
 SessionCookie = Annotated[str | None, Cookie(alias=SESSION_COOKIE, include_in_schema=False)]
 
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="APIKey",
+    description="API key of a field team, planner or admin.",
+    auto_error=False,
+)
+"""The key as a security scheme, so the API docs offer to send it (Swagger UI's Authorize)."""
+
 
 async def get_principal(
     state: AppStateDep,
-    x_api_key: Annotated[
-        str | None, Header(description="API key of a field team, planner or admin.")
-    ] = None,
+    x_api_key: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     session: SessionCookie = None,
 ) -> Principal:
@@ -251,12 +258,13 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def limit_reports(request: Request, state: AppStateDep, principal: PrincipalDep) -> None:
+def limit_reports(request: Request, state: AppState, principal: Principal) -> None:
     """Count one report filed by this caller; ``RateLimitedError`` (429) over its limit.
 
-    A dependency of every route that files reports, run before the body is read, so a
+    Routes that file reports call it (on the thread pool) before they read the body, so a
     refused request costs no more than the one counting statement and a look-up of when
-    its window ends.
+    its window ends. ``POST /api/reports`` counts a JSON report on the connection that
+    stores it instead (``geo.reports.intake.file_report``).
     """
     state.report_limits.hit(principal, client_address(request))
 
@@ -269,10 +277,6 @@ def limit_reports_by_key(state: AppState, api_key: str | None, address: str | No
     """
     principal = authenticate_key(state.engine, api_key.strip()) if api_key else ANONYMOUS
     state.report_limits.hit(principal, address)
-
-
-ReportRateLimitDep = Annotated[None, Depends(limit_reports)]
-"""Take it (``_: ReportRateLimitDep``) in a route that files reports: the report limits."""
 
 
 async def require_staff(principal: PrincipalDep) -> Principal:

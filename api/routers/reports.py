@@ -20,7 +20,6 @@ from api.deps import (
     ConnDep,
     PrincipalDep,
     PrivacyDep,
-    ReportRateLimitDep,
     StaffDep,
     client_address,
 )
@@ -28,6 +27,7 @@ from api.errors import error_responses, problem_message
 from api.models import IntakeAnswer, Merged, ReportEvent, ReportOut, StatusChanged, StatusForm
 from api.params import Text
 from api.routers.login import CSRF_COOKIE
+from geo.access.ratelimit import ReportRateLimiter
 from geo.city.coordinates import LAT_MAX, LON_MAX
 from geo.errors import InvalidInputError, Message
 from geo.i18n import N_
@@ -94,81 +94,86 @@ def body_problems() -> Iterator[None]:
         ) from error
 
 
-async def _read_submission(
-    request: Request, max_photo_bytes: int, max_photos: int
-) -> tuple[Submission, bytes]:
-    """Parse JSON or multipart into a Submission; also return bytes that fingerprint it."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _read_json(request: Request) -> tuple[Submission, bytes]:
+    """Parse a JSON body into a Submission; also return the bytes that fingerprint it."""
     length = int(request.headers.get("content-length") or 0)
-    if content_type == "application/json":
-        if length > 64 * 1024:
-            raise InvalidInputError(
-                "description",
-                N_("the request is too large; at most {limit:,} characters"),
-                limit=DESCRIPTION_MAX,
-            )
-        body = await request.body()
-        if len(body) > 64 * 1024:
-            raise InvalidInputError(
-                "description",
-                N_("the request is too large; at most {limit:,} characters"),
-                limit=DESCRIPTION_MAX,
-            )
-        try:
-            payload = ReportIn.model_validate_json(body)
-        except ValidationError as error:
-            raise input_error(error) from error
-        return _submission(payload, ()), body
-    if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
-        limit = max_photos * max_photo_bytes + 256 * 1024
-        if length > limit:
-            raise InvalidInputError(
-                "photo",
-                N_("the upload is too large; each photo may be {limit:,} bytes"),
-                limit=max_photo_bytes,
-            )
-        try:
-            form = await request.form(
-                max_files=max_photos + 1, max_fields=20, max_part_size=64 * 1024
-            )
-        except HTTPException as error:
-            raise InvalidInputError(
-                "body", N_("malformed multipart form: {reason}"), reason=error.detail
-            ) from error
-        if not form and length > 0:
-            # Starlette reads a multipart body with a wrong boundary as an empty form.
-            raise InvalidInputError("body", N_("malformed multipart form: no fields could be read"))
-        fields: dict[str, Any] = {}
-        photos: list[PhotoUpload] = []
-        # Hashed as it is read: a copy of every photo would double what a request holds.
-        fingerprint = hashlib.sha256()
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if name != "photo":
-                    raise InvalidInputError(name, N_("unexpected file; send photos as 'photo'"))
-                data = await value.read(max_photo_bytes + 1)
-                if len(data) > max_photo_bytes:
-                    raise InvalidInputError(
-                        "photo",
-                        N_("a photo may be at most {megabytes:.0f} MB"),
-                        megabytes=max_photo_bytes / 1e6,
-                    )
-                photos.append(PhotoUpload(data=data, declared_type=value.content_type))
-                fingerprint.update(data)
-            else:
-                if name in fields:
-                    raise InvalidInputError(name, N_("given more than once"))
-                fields[name] = value if value != "" else None
-                fingerprint.update(f"{name}={value}\n".encode())
-        try:
-            payload = ReportIn.model_validate(fields)
-        except ValidationError as error:
-            raise input_error(error) from error
-        return _submission(payload, tuple(photos)), fingerprint.digest()
-    raise InvalidInputError(
-        "Content-Type",
-        N_("send application/json, or multipart/form-data (with photos) or a url-encoded form"),
-    )
+    if length > 64 * 1024:
+        raise InvalidInputError(
+            "description",
+            N_("the request is too large; at most {limit:,} characters"),
+            limit=DESCRIPTION_MAX,
+        )
+    body = await request.body()
+    if len(body) > 64 * 1024:
+        raise InvalidInputError(
+            "description",
+            N_("the request is too large; at most {limit:,} characters"),
+            limit=DESCRIPTION_MAX,
+        )
+    try:
+        payload = ReportIn.model_validate_json(body)
+    except ValidationError as error:
+        raise input_error(error) from error
+    return _submission(payload, ()), body
+
+
+async def _read_form(
+    request: Request, media_type: str, max_photo_bytes: int, max_photos: int
+) -> tuple[Submission, bytes]:
+    """Parse a form (photos as ``photo``) into a Submission; also return its fingerprint."""
+    if media_type not in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+        raise InvalidInputError(
+            "Content-Type",
+            N_("send application/json, or multipart/form-data (with photos) or a url-encoded form"),
+        )
+    length = int(request.headers.get("content-length") or 0)
+    limit = max_photos * max_photo_bytes + 256 * 1024
+    if length > limit:
+        raise InvalidInputError(
+            "photo",
+            N_("the upload is too large; each photo may be {limit:,} bytes"),
+            limit=max_photo_bytes,
+        )
+    try:
+        form = await request.form(max_files=max_photos + 1, max_fields=20, max_part_size=64 * 1024)
+    except HTTPException as error:
+        raise InvalidInputError(
+            "body", N_("malformed multipart form: {reason}"), reason=error.detail
+        ) from error
+    if not form and length > 0:
+        # Starlette reads a multipart body with a wrong boundary as an empty form.
+        raise InvalidInputError("body", N_("malformed multipart form: no fields could be read"))
+    fields: dict[str, Any] = {}
+    photos: list[PhotoUpload] = []
+    # Hashed as it is read: a copy of every photo would double what a request holds.
+    fingerprint = hashlib.sha256()
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if name != "photo":
+                raise InvalidInputError(name, N_("unexpected file; send photos as 'photo'"))
+            data = await value.read(max_photo_bytes + 1)
+            if len(data) > max_photo_bytes:
+                raise InvalidInputError(
+                    "photo",
+                    N_("a photo may be at most {megabytes:.0f} MB"),
+                    megabytes=max_photo_bytes / 1e6,
+                )
+            photos.append(PhotoUpload(data=data, declared_type=value.content_type))
+            fingerprint.update(data)
+        else:
+            if name in fields:
+                raise InvalidInputError(name, N_("given more than once"))
+            fields[name] = value if value != "" else None
+            fingerprint.update(f"{name}={value}\n".encode())
+    try:
+        payload = ReportIn.model_validate(fields)
+    except ValidationError as error:
+        raise input_error(error) from error
+    return _submission(payload, tuple(photos)), fingerprint.digest()
 
 
 def _submission(payload: ReportIn, photos: tuple[PhotoUpload, ...]) -> Submission:
@@ -259,7 +264,6 @@ async def post_report(
     request: Request,
     state: AppStateDep,
     principal: PrincipalDep,
-    _limited: ReportRateLimitDep,
     idempotency_key: Annotated[
         str | None,
         Header(description="Any unique string; a retried POST with it returns the first answer."),
@@ -274,12 +278,31 @@ async def post_report(
     minute) per address without a key, more with a key; beyond that the answer is 429
     with ``Retry-After``.
     """
-    if idempotency_key is not None:
-        idempotency.check_key(idempotency_key)
-    intake = state.intake
-    submission, raw = await _read_submission(
-        request, intake.photo_max_bytes, intake.photos_per_report
-    )
+    intake, limits = state.intake, state.report_limits
+    address = client_address(request)
+    media_type = _media_type(request)
+    counted_on_filing: ReportRateLimiter | None = None
+    if media_type == "application/json":
+        # A JSON body is small: it is read first, and the report is counted on the
+        # connection that then stores it, one trip to the thread pool for both. A body or
+        # key that is refused is counted all the same, first, so a caller over the limit
+        # hears 429 whatever they sent.
+        try:
+            if idempotency_key is not None:
+                idempotency.check_key(idempotency_key)
+            submission, raw = await _read_json(request)
+        except InvalidInputError:
+            await run_in_threadpool(limits.hit, principal, address)
+            raise
+        counted_on_filing = limits
+    else:
+        # A form may carry photos: it is counted before a byte of them is read.
+        await run_in_threadpool(limits.hit, principal, address)
+        if idempotency_key is not None:
+            idempotency.check_key(idempotency_key)
+        submission, raw = await _read_form(
+            request, media_type, intake.photo_max_bytes, intake.photos_per_report
+        )
     fingerprint = idempotency.request_fingerprint(
         request.headers.get("content-type", "").split(";")[0], raw
     )
@@ -295,8 +318,9 @@ async def post_report(
             answer=partial(intake_answer, base_url=str(request.base_url)),
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
-            client_address=client_address(request),
+            client_address=address,
             public_rounding_m=state.privacy.public_rounding_m,
+            limits=counted_on_filing,
         )
     )
     status, body = filed.status_code, filed.body

@@ -3,12 +3,12 @@
 The ``limits`` library parses the configured limits ("10/minute") and counts hits with its
 fixed-window strategy; ``PostgresStorage`` is the ``limits`` storage it counts in, the
 ``rate_limits`` table, so all the workers of ``issuemap serve`` (and several servers on one
-database) share one count. A hit is one atomic statement on a pooled connection in
-autocommit: an upsert that starts a new window when the old one has expired, adds to the
-current one otherwise, and returns the count. The same statement deletes a few expired
-counters of other callers, so the table stays small without a scheduled job or a
-full-table delete. The table is unlogged: a crash forgets the current windows, which only
-lets a caller start afresh.
+database) share one count. A hit is one atomic statement, prepared, on a pooled connection
+in autocommit (intake's own, when it files the report on that connection next): an upsert
+that starts a new window when the old one has expired, adds to the current one otherwise,
+and returns the count. The same statement deletes a few expired counters of other callers,
+so the table stays small without a scheduled job or a full-table delete. The table is
+unlogged: a crash forgets the current windows, which only lets a caller start afresh.
 
 Who is counted is ``caller_identity``: a key holder by the key (from any address), anyone
 else by the client address, an IPv6 address by its /64 network, since one subscriber is
@@ -21,6 +21,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from limits import RateLimitItem, parse
 from limits.storage import Storage
@@ -29,6 +31,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from geo.access.policy import Principal, report_limit_tier
+from geo.db.engine import Prepared, execute_prepared
 from geo.errors import RateLimitedError
 from geo.settings import RateLimitSettings
 
@@ -40,7 +43,7 @@ the index on ``expires_at``, they cost next to nothing when there are none."""
 MAX_IDENTITY = 64
 """Longest caller identity kept in a counter's key (``addr:`` and an IPv6 address fit)."""
 
-_HIT = text(
+_HIT = Prepared.compile(
     """
     WITH purged AS (
         DELETE FROM rate_limits WHERE key IN (
@@ -69,32 +72,42 @@ class PostgresStorage(Storage):
 
     It implements what the fixed-window strategy uses (``incr``, ``get``, ``get_expiry``)
     and the housekeeping of the interface (``check``, ``clear``, ``reset``). Each call takes
-    a pooled connection of ``engine`` in autocommit for one statement.
+    a pooled connection of ``engine`` in autocommit for one statement, or runs on
+    ``connection`` when one is given (``on``).
     """
 
     STORAGE_SCHEME = None
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, connection: Connection | None = None) -> None:
         # Database errors pass through unwrapped, so an outage is the service's usual 503.
         super().__init__(wrap_exceptions=False)
         self.engine = engine
+        self.connection = connection
+
+    def on(self, connection: Connection) -> PostgresStorage:
+        """The same counters, counted on ``connection``, which its holder keeps in autocommit."""
+        return PostgresStorage(self.engine, connection=connection)
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
         """Errors ``limits`` would wrap in its ``StorageError`` if asked to."""
         return (SQLAlchemyError,)
 
-    def _connect(self) -> Connection:
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        if self.connection is not None:
+            yield self.connection
+            return
         # One statement needs no BEGIN/COMMIT round trips of its own.
-        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add ``amount`` to ``key``'s window (a new one of ``expiry`` s if it has none)."""
+        params = {"key": key, "amount": amount, "expiry": expiry, "batch": PURGE_BATCH}
         with self._connect() as conn:
-            count: int = conn.execute(
-                _HIT, {"key": key, "amount": amount, "expiry": expiry, "batch": PURGE_BATCH}
-            ).scalar_one()
-        return count
+            row = execute_prepared(conn, _HIT, params)
+        return int(row[0])
 
     def get(self, key: str) -> int:
         """The count of ``key``'s current window (0 once it has expired)."""
@@ -167,7 +180,8 @@ class ReportRateLimiter:
     NAMESPACE = "report"
 
     def __init__(self, engine: Engine, settings: RateLimitSettings) -> None:
-        self.limiter = FixedWindowRateLimiter(PostgresStorage(engine))
+        self.storage = PostgresStorage(engine)
+        self.limiter = FixedWindowRateLimiter(self.storage)
         self.limits: dict[str, RateLimitItem | None] = {
             tier: None if value == "none" else parse(value)
             for tier, value in (
@@ -177,17 +191,22 @@ class ReportRateLimiter:
             )
         }
 
-    def hit(self, principal: Principal, client_address: str | None) -> None:
+    def hit(
+        self, principal: Principal, client_address: str | None, *, conn: Connection | None = None
+    ) -> None:
         """Count one report by this caller; ``RateLimitedError`` if that is one too many.
 
         One statement when the report is allowed; a refusal reads when the window resets
-        (``Retry-After``).
+        (``Retry-After``). With ``conn`` (in autocommit) the count is made on it, so intake
+        counts and stores a report on one pooled connection; the count stands whatever
+        becomes of the report.
         """
         item = self.limits[report_limit_tier(principal)]
         if item is None:
             return
         identity = caller_identity(principal, client_address)
-        if self.limiter.hit(item, self.NAMESPACE, identity):
+        limiter = self.limiter if conn is None else FixedWindowRateLimiter(self.storage.on(conn))
+        if limiter.hit(item, self.NAMESPACE, identity):
             return
-        reset_at = self.limiter.get_window_stats(item, self.NAMESPACE, identity).reset_time
+        reset_at = limiter.get_window_stats(item, self.NAMESPACE, identity).reset_time
         raise RateLimitedError(math.ceil(max(reset_at - time.time(), 1.0)))

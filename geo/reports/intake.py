@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal, location_rounding_m, snap_point
+from geo.access.ratelimit import ReportRateLimiter
 from geo.city.coordinates import check_coordinates
 from geo.city.geocoding import Geocoder
 from geo.errors import InvalidInputError
@@ -157,7 +158,10 @@ def process_photos(submission: Submission, intake: IntakeSettings) -> list[Proce
     Photos wait their turn to be decoded (``IntakeSettings.photo_workers`` at a time), so
     call this before taking a database connection: none is held while they wait.
     """
-    submission = validate(submission, intake)
+    return _process_valid_photos(validate(submission, intake), intake)
+
+
+def _process_valid_photos(submission: Submission, intake: IntakeSettings) -> list[ProcessedPhoto]:
     return [
         process_photo(p.data, declared_type=p.declared_type, intake=intake)
         for p in submission.photos
@@ -220,9 +224,9 @@ def submit_report(
     processed here. Likely duplicates are told as ``principal`` may see them: for the
     public, their distance is measured to where the public sees them (``geo.access.policy``).
     """
-    if photos is None:
-        photos = process_photos(submission, intake)
     submission = validate(submission, intake)
+    if photos is None:
+        photos = _process_valid_photos(submission, intake)
     lat, lon, location_source = _locate(submission, photos, geocoder)
     report = create_report(
         conn,
@@ -297,13 +301,16 @@ def file_report(
     fingerprint: str = "",
     client_address: str | None = None,
     public_rounding_m: float = DEFAULT_PUBLIC_ROUNDING_M,
+    limits: ReportRateLimiter | None = None,
 ) -> FiledReport:
     """File a report in its own transaction, replaying a retried ``idempotency_key``.
 
     ``answer`` shapes the stored report into the body that is returned and remembered for
     replays; ``fingerprint`` tells a retry of the same request from a different one with
     the same key (``geo.reports.idempotency``). Photos are decoded before a connection is
-    taken, so none is held while they wait their turn.
+    taken, so none is held while they wait their turn. With ``limits`` the report is first
+    counted against the caller's rate limit (``RateLimitedError`` over it), on the
+    connection that then stores it, and the count stands whatever becomes of the report.
     """
 
     def submit(conn: Connection, photos: list[ProcessedPhoto] | None) -> IntakeResult:
@@ -322,7 +329,11 @@ def file_report(
         # One statement stores the report and its event: let it be its own transaction,
         # which saves the BEGIN and COMMIT round trips on the busiest path.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if limits is not None:
+                limits.hit(principal, client_address, conn=conn)
             return FiledReport(201, answer(submit(conn, None)), replayed=False)
+    if limits is not None:
+        limits.hit(principal, client_address)
     photos = process_photos(submission, intake)
     scope = idempotency.scope_for(key_id=principal.key_id, client_address=client_address)
     ttl = timedelta(hours=intake.idempotency_ttl_hours)

@@ -14,10 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from psycopg import RawCursor
-from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine, Row, text
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from geo.city.attention import Named
 from geo.city.catalogue import require_category_id
@@ -30,6 +27,7 @@ from geo.city.routing import (
     staged_points,
     staged_route_select,
 )
+from geo.db.engine import Prepared, execute_prepared
 from geo.errors import ConflictError, InvalidInputError, NotFoundError, OutsideServiceAreaError
 from geo.i18n import N_
 from geo.reports.notifications import CREATED_WEBHOOKS_SQL
@@ -115,43 +113,9 @@ LEFT JOIN teams AS t ON t.id = new.team_id
 """
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A statement in PostgreSQL's own ``$n`` form, and the bind names in ``$n`` order."""
-
-    sql: str
-    names: tuple[str, ...]
-
-    @classmethod
-    def compile(cls, statement: str) -> _Prepared:
-        compiled = text(statement).compile(dialect=PGDialect_psycopg(paramstyle="numeric_dollar"))  # type: ignore[no-untyped-call]
-        return cls(str(compiled), tuple(compiled.positiontup or ()))
-
-
-# Intake is the hot path (the single-report benchmark). It runs on the psycopg connection
-# under the caller's SQLAlchemy transaction, through a RawCursor: the statement is already
-# in ``$n`` form, so psycopg neither re-parses its placeholders on every call (it caches
-# that only for statements under 4 kB) nor goes through SQLAlchemy's execution machinery.
-# The cursor lives as long as its database connection (in the pool entry's ``info``):
-# setting one up per report cost a fifth of the client's time per report.
-_CREATE_ONE = {dups: _Prepared.compile(_create_one(with_duplicates=dups)) for dups in (False, True)}
-_HOT_CURSOR = "issuemap.hot_cursor"
-
-
-def _execute_hot(conn: Connection, statement: _Prepared, params: dict[str, Any]) -> Any:
-    """Run a prepared statement on ``conn``'s psycopg connection; return its first row."""
-    if not conn.in_transaction():
-        # Make SQLAlchemy own the transaction psycopg is about to open, so the caller's
-        # commit() or rollback() applies to this write.
-        conn.begin()
-    pooled = conn.connection
-    cur = pooled.info.get(_HOT_CURSOR)
-    if cur is None or cur.closed:
-        driver = pooled.driver_connection
-        assert driver is not None
-        cur = pooled.info[_HOT_CURSOR] = RawCursor(driver, row_factory=namedtuple_row)
-    cur.execute(statement.sql, [params[name] for name in statement.names], prepare=True)
-    return cur.fetchone()
+# Intake is the hot path (the single-report benchmark): its statement is prepared once per
+# connection and sent without SQLAlchemy's execution machinery (``execute_prepared``).
+_CREATE_ONE = {dups: Prepared.compile(_create_one(with_duplicates=dups)) for dups in (False, True)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +176,7 @@ def create_report(
         raise InvalidInputError(
             "description", N_("must be at most {limit:,} characters"), limit=DESCRIPTION_MAX
         )
-    row = _execute_hot(
+    row = execute_prepared(
         conn,
         _CREATE_ONE[duplicate_radius_m > 0],
         {
