@@ -164,16 +164,14 @@ class MarkerPage:
     reports: Sequence[MapReport]
     total: int
     offset: int = 0
-
-    @property
     more: bool = False
     """Counting stopped at ``total``: more than that match."""
+
+    @property
     def hidden(self) -> int:
         """How many matching reports this page does not show (at least, with ``more``)."""
         return max(self.total - len(self.reports), 0)
 
-
-@dataclass(frozen=True, slots=True)
     @property
     def has_next(self) -> bool:
         """Whether reports come after this page."""
@@ -188,6 +186,8 @@ class MarkerPage:
         hidden = labels["hidden" + more].format(hidden=f"{self.hidden:,}") if self.hidden else ""
         return shown, hidden
 
+
+@dataclass(frozen=True, slots=True)
 class Filters:
     """The filter form's current values and choices (codes to labels)."""
 
