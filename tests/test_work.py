@@ -471,7 +471,7 @@ def test_undoing_a_reopening_puts_the_resolution_time_back(site: Any, engine: En
     assert datetime.now(UTC) - resolved_at < timedelta(minutes=5)
 
 
-def test_a_long_queue_says_the_list_is_cut_short(
+def test_a_long_queue_comes_a_page_at_a_time(
     site: Any, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, _, _, browsers = site
@@ -481,10 +481,52 @@ def test_a_long_queue_says_the_list_is_cut_short(
     page = browsers["t1"].get("/work?lang=en")
     data = page_data(page.text)
     assert data["truncated"] is True and ids(page.text) == [reports[2], reports[0]]
-    assert "Showing the first 2 reports that match" in page.text
+    assert "Showing reports 1 to 2 of those that match, soonest due first." in page.text
     assert data["counts"] == {"open": 3, "overdue": 1}, "the counts cover the whole queue"
+    assert 'rel="prev"' not in page.text
+    # The next page holds the rest and links back, keeping the language and the filters.
+    found = re.search(r'<a class="button" rel="next" href="([^"]+)"', page.text)
+    assert found, page.text
+    assert found.group(1) == "/work?lang=en&amp;page=2"
+    second = browsers["t1"].get("/work?lang=en&page=2")
+    assert ids(second.text) == [reports[1]] and page_data(second.text)["page"] == 2
+    assert "Showing reports 3 to 3 of those" in second.text and 'rel="next"' not in second.text
+    assert '<a class="button secondary" rel="prev" href="/work?lang=en&amp;page=1">' in second.text
+    assert page_data(second.text)["counts"] == {"open": 3, "overdue": 1}
+    # Overdue only is chosen in the database: one page, the one overdue report.
     late = page_data(browsers["t1"].get("/work?overdue=1").text)
     assert late["truncated"] is False and [i["id"] for i in late["items"]] == [reports[2]]
+    for bad in ("0", "-1", "x", "99999999"):
+        refused = browsers["t1"].get(f"/work?page={bad}&lang=en")
+        assert refused.status_code == 422 and "page" in refused.text, bad
+
+
+def test_each_item_travels_in_few_bytes_and_a_long_description_is_read_on_asking(
+    site: Any, engine: Engine
+) -> None:
+    client, _, _, browsers = site
+    short, long = report_in(client), report_in(client)
+    words = "ท่อระบายน้ำอุดตัน น้ำท่วมขังหน้าบ้านเลขที่ 12 " * 40
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE reports SET description = :d WHERE id = :id"), {"d": words, "id": long}
+        )
+    crew = browsers["t1"].get("/work")
+    # Thai travels as UTF-8, not as \\u escapes; markup in it is still escaped.
+    assert "ทางเท้าแตก" in crew.text and "\\u0e17" not in crew.text
+    items = {item["id"]: item for item in page_data(crew.text)["items"]}
+    assert items[short]["description"] == "ทางเท้าแตก" and "description_cut" not in items[short]
+    assert items[long]["description"] == words[:500] and items[long]["description_cut"] is True
+    # The category's name is the page's, said once; empty fields are left out.
+    assert "category_name" not in items[short] and "address" not in items[short]
+    assert page_data(crew.text)["categories"]["road"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", items[short]["created_at"])
+    # The rest of a description is one request away, as the page's script makes it.
+    assert client.get(f"/api/reports/{long}", headers={"X-API-Key": "x"}).status_code == 401
+    assert browsers["t1"].get(f"/api/reports/{long}").json()["description"] == words
+    # Only someone who moves reports gets the teams to forward to.
+    assert [t["code"] for t in page_data(crew.text)["teams"]] == ["DRAIN", "T2", "TREE"]
+    assert page_data(browsers["planner"].get("/work?team=T1").text)["teams"] == []
 
 
 def test_the_page_runs_no_inline_script(site: Any) -> None:

@@ -119,6 +119,12 @@ def test_a_crew_member_works_the_queue_on_a_phone(
     browser: Any, site: tuple[str, list[int]], engine: Engine
 ) -> None:
     base, (first, late, third) = site
+    long_text = "ถนนทรุดเป็นแนวยาว รถจักรยานยนต์ล้มไปแล้วสองคัน " * 20 + "ท้ายเรื่อง"
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE reports SET description = :d WHERE id = :id"),
+            {"d": long_text, "id": third},
+        )
     page, seen = signed_in(browser, base, "crew.one@city.example")
     wait_until(page, "window.issuemap && window.issuemap.work && window.issuemap.map")
 
@@ -132,6 +138,16 @@ def test_a_crew_member_works_the_queue_on_a_phone(
     # Attack text is shown as the text it is.
     assert ATTACK in page.inner_text(f"#report-{late} .text")
     assert page.evaluate("document.querySelectorAll('#work-list img[src=x]').length") == 0
+    # A long description comes cut short; the rest is read when asked for.
+    assert "ท้ายเรื่อง" not in page.inner_text(f"#report-{third} .text")
+    assert page.inner_text(f"#report-{third} .text").endswith("…")
+    page.click(f"#report-{third} button.read-all")
+    wait_until(
+        page, f"document.querySelector('#report-{third} .text').textContent.endsWith('ท้ายเรื่อง')"
+    )
+    assert page.inner_text(f"#report-{third} .text") == long_text
+    assert page.evaluate("document.activeElement.classList.contains('text')")
+    assert item_count(page, third) == 1
     # The resident's photos, and the way there.
     assert page.evaluate(f"document.querySelectorAll('#report-{first} .photos img').length") == 1
     geo = page.get_attribute(f"#report-{first} a.geo-link", "href")

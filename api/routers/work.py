@@ -24,8 +24,18 @@ from geo.errors import AuthenticationError
 from geo.i18n import N_, pick_language, translate
 from geo.maps.builders import content_security_policy
 from geo.maps.staff import render_login
-from geo.maps.work import AGE_MAX_DAYS, SESSION_ENDED, WorkFilters, render_work_page, work_page
+from geo.maps.work import (
+    AGE_MAX_DAYS,
+    SESSION_ENDED,
+    WORK_LIMIT,
+    WorkFilters,
+    render_work_page,
+    work_page,
+)
 from geo.vocabulary import CODE_MAX, OPEN_STATUSES
+
+PAGE_MAX = 10_000
+"""The last page of the list a request may ask for."""
 
 router = APIRouter(tags=["staff pages"], responses=error_responses(422, 503, page=True))
 
@@ -91,6 +101,10 @@ def work(
     lang: Annotated[
         str | None, Query(max_length=8, description="Page language, `th` or `en`.")
     ] = None,
+    page: Annotated[
+        int,
+        Query(ge=1, le=PAGE_MAX, description=f"Page of the list ({WORK_LIMIT} reports each)."),
+    ] = 1,
     accept_language: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> HTMLResponse:
     """The team's open work, overdue first then soonest due, as a list and a map.
@@ -98,8 +112,8 @@ def work(
     A field team sees its own team's work (another team's code is 404); planners and
     administrators choose a team with `team` (without one, the page lists the teams).
     Filters: `category`, `status` (an open status), `overdue`, `age` (older than this many
-    days). Field teams and administrators get the next statuses as buttons; planners only
-    look.
+    days); a long list comes a `page` at a time. Field teams and administrators get the
+    next statuses as buttons; planners only look.
     """
     page_lang = pick_language(lang, accept_language)
     nonce = secrets.token_urlsafe(18)
@@ -122,18 +136,29 @@ def work(
         overdue=overdue,
         age_days=int(age) if age else None,
     )
-    page = work_page(
-        conn, principal, filters, team_code=team or None, lang=page_lang, now=datetime.now(UTC)
+    work_data = work_page(
+        conn,
+        principal,
+        filters,
+        team_code=team or None,
+        lang=page_lang,
+        now=datetime.now(UTC),
+        page=page,
     )
     other = "en" if page_lang == "th" else "th"
-    switch = request.url.include_query_params(lang=other)
+
+    def href(**changes: str | int) -> str:
+        url = request.url.include_query_params(**changes)
+        return url.path + "?" + url.query
+
     html = render_work_page(
-        page,
+        work_data,
         nonce=nonce,
         zone=city.zone,
         tiles=maps.tiles,
         attribution=maps.tiles_attribution,
-        switch_href=switch.path + "?" + switch.query,
+        switch_href=href(lang=other),
+        page_href=lambda n: href(page=n),
         csrf_token=_csrf_token(request),
     )
     return _html(html, nonce=nonce, tiles=maps.tiles)

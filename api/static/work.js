@@ -151,7 +151,7 @@
     badges.appendChild(el("span", "badge status-" + r.status, statusWords(r.status)));
     if (r.overdue) badges.appendChild(el("span", "badge overdue", l.overdue));
     li.appendChild(badges);
-    if (r.description) li.appendChild(el("p", "text", r.description));
+    if (r.description) li.appendChild(description(r, li));
     if (r.address) li.appendChild(el("p", "address", r.address));
     var facts = el("p", "facts");
     facts.appendChild(el("span", "age",
@@ -161,7 +161,7 @@
         l.due + ": " + dates.format(new Date(r.due_at))));
     }
     li.appendChild(facts);
-    if (r.photo_ids.length) {
+    if (r.photo_ids && r.photo_ids.length) {
       var photos = el("p", "photos");
       r.photo_ids.forEach(function (id, n) {
         var a = el("a");
@@ -202,6 +202,31 @@
       if (!event.target.closest("a, button, input, textarea, select, summary, label")) select(r.id);
     });
     return li;
+  }
+
+  // A long description arrives cut short (the page stays small); the rest is read on asking.
+  function description(r, li) {
+    var text = el("p", "text", r.description + (r.description_cut ? "…" : ""));
+    if (!r.description_cut) return text;
+    var box = el("div", "description");
+    text.tabIndex = -1;
+    box.appendChild(text);
+    var all = button(l.read_all, "secondary read-all");
+    all.addEventListener("click", function () {
+      all.disabled = true;
+      call("GET", "/api/reports/" + r.id).then(function (body) {
+        r.description = body.description || r.description;
+        delete r.description_cut;
+        text.textContent = r.description;
+        all.remove();
+        text.focus();
+      }, function (error) {
+        all.disabled = false;
+        failed(error, li);
+      });
+    });
+    box.appendChild(all);
+    return box;
   }
 
   function actions(r, li) {

@@ -1,27 +1,30 @@
 """The crew work view (``/work``): a team's open work as a phone-first list and map.
 
 The page data is read through the report readers every other view uses
-(``geo.reports.search.find_reports`` for the items, ``geo.maps.pagedata.open_work_counts``
+(``geo.maps.pagedata.due_page_ids`` to pick a page of items in due order,
+``geo.reports.search.find_reports`` for the items, ``geo.maps.pagedata.open_work_counts``
 for the backlog at the top), filtered to one team, so a filter or a visibility rule means
-the same thing here as in lists, exports and maps. The page is a Jinja2 template rendered
-with autoescaping on; the items reach it as one JSON document that ``/static/work.js``
-draws into the list and the map, so nothing anyone typed is ever template source, and no
-script runs inline.
+the same thing here as in lists, exports and maps. A long queue comes a page at a time.
+The page is a Jinja2 template rendered with autoescaping on; the items reach it as one
+JSON document that ``/static/work.js`` draws into the list and the map, so nothing anyone
+typed is ever template source, and no script runs inline.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final
 
+from jinja2.utils import htmlsafe_json_dumps
 from sqlalchemy import Connection
 
 from geo.access.policy import Principal, is_field_team, may_see_team_queue, may_work_reports
 from geo.city.catalogue import category_names, display_name, list_teams
 from geo.errors import InvalidInputError, NotFoundError
 from geo.i18n import N_, gettext_for
-from geo.maps.pagedata import open_work_counts
+from geo.maps.pagedata import due_page_ids, open_work_counts
 from geo.maps.staff import PAGES
 from geo.reports.search import ReportFilter, find_reports
 from geo.reports.workflow import next_statuses
@@ -34,8 +37,11 @@ from geo.vocabulary import (
     UNDO_WINDOW_S,
 )
 
-WORK_LIMIT: Final = 500
-"""Most items the page lists; the counts at the top always cover the whole queue."""
+WORK_LIMIT: Final = 100
+"""Items on one page of the list (and the map); the counts at the top cover the whole queue."""
+
+DESCRIPTION_CHARS: Final = 500
+"""How much of a description an item carries; the rest is fetched when the crew asks."""
 
 AGE_CHOICES: Final = (1, 3, 7, 30)
 """The age filter's choices: reports older than this many days."""
@@ -48,7 +54,11 @@ WORK_LABELS: Final = {
     "choose_team": N_("Choose a team"),
     "team": N_("Team"),
     "overdue_count": N_("Overdue: {overdue} of {open} open reports"),
-    "shown": N_("Showing the first {shown} reports that match; narrow the filters to see others."),
+    "shown": N_("Showing reports {first} to {last} of those that match, soonest due first."),
+    "next_page": N_("Next page"),
+    "previous_page": N_("Previous page"),
+    "pages": N_("Pages"),
+    "read_all": N_("Read all"),
     "filters": N_("Filters"),
     "category": N_("Category"),
     "status": N_("Status"),
@@ -149,7 +159,19 @@ class WorkPage:
     items: list[dict[str, Any]]
     open_count: int
     overdue_count: int
-    truncated: bool
+    page: int = 1
+    """Which page of the matching items this is (``WORK_LIMIT`` to a page)."""
+    has_next: bool = False
+
+    @property
+    def truncated(self) -> bool:
+        """Whether other pages hold more of what matches."""
+        return self.has_next or self.page > 1
+
+    @property
+    def first(self) -> int:
+        """The number of the page's first item among those that match."""
+        return (self.page - 1) * WORK_LIMIT + 1
 
 
 def _team_choices(conn: Connection, lang: str) -> list[dict[str, Any]]:
@@ -192,14 +214,18 @@ def work_page(
     team_code: str | None,
     lang: str,
     now: datetime,
+    page: int = 1,
 ) -> WorkPage:
     """The work page's data for ``principal``: their team's open work, overdue first.
 
     Field teams see their own team (another code is "not found"); planners and admins
     choose a team with ``team_code`` and, without one, get the list of teams to choose
-    from. Items come soonest due first, which puts the overdue ones at the top; only field
-    teams and admins get the next statuses as buttons (planners only look).
+    from. Items come soonest due first, which puts the overdue ones at the top,
+    ``WORK_LIMIT`` to a ``page``; only field teams and admins get the next statuses as
+    buttons (planners only look).
     """
+    if page < 1:
+        raise InvalidInputError("page", N_("must be at least {ge}"), ge=1)
     teams = _team_choices(conn, lang)
     team = _work_team(teams, principal, team_code)
     categories = category_names(conn, lang)
@@ -210,24 +236,30 @@ def work_page(
     actions = may_work_reports(principal)
     picker = not is_field_team(principal)
     if team is None:
-        return WorkPage(
-            lang, None, teams, True, picker, actions, filters, categories, [], 0, 0, False
-        )
+        return WorkPage(lang, None, teams, True, picker, actions, filters, categories, [], 0, 0)
     flt = ReportFilter(
         team_ids=(team["id"],),
         categories=(filters.category,) if filters.category else (),
         statuses=(filters.status,) if filters.status else OPEN_STATUSES,
         created_to=now - timedelta(days=filters.age_days) if filters.age_days else None,
     )
-    found = find_reports(conn, flt, principal, limit=WORK_LIMIT, order="due")
-    rows = found
-    if filters.overdue:
-        # Soonest due first puts every overdue report ahead of the rest, so this keeps them all.
-        rows = [r for r in found if r["overdue"]]
-    # More may match only if the page was full of what was asked for.
-    truncated = len(found) >= WORK_LIMIT and len(rows) == len(found)
+    # One more than a page tells whether another page follows.
+    ids = due_page_ids(
+        conn,
+        flt,
+        principal,
+        limit=WORK_LIMIT + 1,
+        offset=(page - 1) * WORK_LIMIT,
+        overdue=filters.overdue,
+    )
+    shown = tuple(ids[:WORK_LIMIT])
+    rows = (
+        find_reports(conn, replace(flt, ids=shown), principal, limit=len(shown), order="due")
+        if shown
+        else []
+    )
     counts = open_work_counts(conn, ReportFilter(team_ids=(team["id"],)), principal)
-    items = [_item(r, categories, actions=actions) for r in rows]
+    items = [_item(r, actions=actions) for r in rows]
     return WorkPage(
         lang,
         team,
@@ -240,27 +272,45 @@ def work_page(
         items,
         counts.open,
         counts.overdue,
-        truncated,
+        page=page,
+        has_next=len(ids) > WORK_LIMIT,
     )
 
 
-def _item(row: dict[str, Any], categories: dict[str, str], *, actions: bool) -> dict[str, Any]:
-    """One report as the page's script reads it (plain JSON values)."""
-    return {
+def _moment(value: datetime | None) -> str | None:
+    """A moment to the second in UTC (``2026-05-01T08:00:00Z``), as the script reads it."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def _item(row: dict[str, Any], *, actions: bool) -> dict[str, Any]:
+    """One report as the page's script reads it (plain JSON values), in few bytes.
+
+    The category's name is the page's (``categories``); empty fields are left out; a
+    description longer than ``DESCRIPTION_CHARS`` is cut (``description_cut``) and the
+    script fetches the rest when asked.
+    """
+    description = row["description"] or ""
+    item: dict[str, Any] = {
         "id": int(row["id"]),
-        "lat": float(row["lat"]),
-        "lon": float(row["lon"]),
+        # About 0.1 m: as precise as the navigation links are written.
+        "lat": round(float(row["lat"]), 6),
+        "lon": round(float(row["lon"]), 6),
         "category": row["category"],
-        "category_name": categories.get(row["category"], row["category"]),
-        "description": row["description"] or "",
-        "address": row["address"] or "",
         "status": row["status"],
-        "created_at": row["created_at"].isoformat(),
-        "due_at": row["due_at"].isoformat() if row["due_at"] else None,
+        "created_at": _moment(row["created_at"]),
+        "due_at": _moment(row["due_at"]),
         "overdue": bool(row["overdue"]),
-        "photo_ids": [int(p) for p in row["photo_ids"]],
         "next": next_statuses(row["status"]) if actions else [],
     }
+    if description:
+        item["description"] = description[:DESCRIPTION_CHARS]
+    if len(description) > DESCRIPTION_CHARS:
+        item["description_cut"] = True
+    if row["address"]:
+        item["address"] = row["address"]
+    if row["photo_ids"]:
+        item["photo_ids"] = [int(p) for p in row["photo_ids"]]
+    return item
 
 
 def work_labels(lang: str) -> dict[str, str]:
@@ -279,7 +329,12 @@ def page_data(
         "lang": page.lang,
         "timezone": str(zone),
         "team": page.team,
-        "teams": [t for t in page.teams if page.team is None or t["id"] != page.team["id"]],
+        # Where a report may be forwarded: only someone who moves reports needs the list.
+        "teams": [
+            {"code": t["code"], "name": t["name"]}
+            for t in page.teams
+            if page.actions and (page.team is None or t["id"] != page.team["id"])
+        ],
         "actions": page.actions,
         "items": page.items,
         "counts": {"open": page.open_count, "overdue": page.overdue_count},
@@ -291,6 +346,7 @@ def page_data(
             "any": flt != WorkFilters(),
         },
         "truncated": page.truncated,
+        "page": page.page,
         "open_statuses": list(OPEN_STATUSES),
         "confirm": list(CONFIRMED_MOVES),
         "transitions": {s: next_statuses(s) for s in REPORT_STATUSES} if page.actions else {},
@@ -312,15 +368,20 @@ def render_work_page(
     tiles: str | None,
     attribution: str | None,
     switch_href: str,
+    page_href: Callable[[int], str],
     csrf_token: str,
 ) -> str:
-    """The work page in ``page.lang``; ``switch_href`` is the same page in the other language."""
+    """The work page in ``page.lang``.
+
+    ``switch_href`` is the same page in the other language, ``page_href(n)`` its page ``n``.
+    """
     gettext = gettext_for(page.lang)
 
     def _(message: str, **values: object) -> str:
         said = gettext(message)
         return said.format(**values) if values else said
 
+    data = page_data(page, zone=zone, tiles=tiles, attribution=attribution)
     return PAGES.get_template("work.html.j2").render(
         _=_,
         l=work_labels(page.lang),
@@ -330,7 +391,10 @@ def render_work_page(
         page=page,
         statuses={s: gettext(STATUS_NAMES[s]) for s in OPEN_STATUSES},
         age_choices=AGE_CHOICES,
-        data=page_data(page, zone=zone, tiles=tiles, attribution=attribution),
+        data=data,
+        # Thai as UTF-8 rather than \\u escapes (half the bytes); <, > and & still escaped.
+        data_json=htmlsafe_json_dumps(data, ensure_ascii=False, separators=(",", ":")),
         switch_href=switch_href,
+        page_href=page_href,
         csrf_token=csrf_token,
     )
