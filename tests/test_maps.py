@@ -175,6 +175,27 @@ def test_a_count_that_stopped_early_says_more_than() -> None:
         assert 'id="im-next-page" data-page="2"' in page
 
 
+def test_the_base_map_takes_a_url_template_or_a_provider_name() -> None:
+    carto = "https://{s}.basemaps.cartocdn.com/light_all/{z}/{x}/{y}{r}.png"
+    for tiles, url, attribution in (
+        ("https://tiles.example/{z}/{x}/{y}.png", "https://tiles.example/{z}/{x}/{y}.png", "Ours"),
+        ("https://tiles.example/{z}/{x}/{y}.png?key={key}", None, "Ours"),
+        ("CartoDB.Positron", carto, "CARTO"),
+    ):
+        for _ in range(2):  # the second time from what the first looked up
+            fmap = public_map(
+                heat=[],
+                markers=MarkerPage(reports=[], total=0),
+                filters=Filters(categories={}),
+                bounds=None,
+                tiles=tiles,
+                attribution="Ours" if attribution == "Ours" else None,
+            )
+            page = normalised(render_page(fmap))
+            assert f"L.tileLayer( {json.dumps(url or tiles)}," in page, page
+            assert attribution in page
+
+
 def test_pages_load_assets_only_from_our_origin() -> None:
     zone, wards = tiny_zone()
     fmap = zone_map(

@@ -18,6 +18,7 @@ needs nothing from its source checkout.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -32,6 +33,7 @@ from urllib.parse import quote, urlencode
 import folium
 import geopandas as gpd
 import pandas as pd
+import xyzservices  # type: ignore[import-untyped]
 from branca.element import Element, Figure, MacroElement
 from folium.elements import JSCSSMixin
 from folium.map import Layer
@@ -453,12 +455,34 @@ class PageChrome(DataElement):
             }
 
 
+@functools.cache
+def _tile_source(tiles: str) -> Any:
+    """``tiles`` (a provider's name or a URL template) as ``folium.TileLayer`` takes it.
+
+    Given a string, folium looks it up among every xyzservices provider, on each page,
+    which took longer than building the rest of a map. Looked up here once, a name gives
+    its provider and a URL template one of its own (or itself, if it has placeholders a
+    provider cannot keep).
+    """
+    name = "OpenStreetMap Mapnik" if tiles.lower() == "openstreetmap" else tiles
+    try:
+        return xyzservices.providers.query_name(name)
+    except ValueError:
+        pass
+    own = xyzservices.TileProvider(name="tiles", url=tiles, attribution="")
+    try:
+        same = own.build_url(fill_subdomain=False, scale_factor="{r}") == tiles
+    except (KeyError, IndexError, ValueError):
+        same = False
+    return own if same else tiles
+
+
 def _base_map(tiles: str | None, attribution: str | None) -> folium.Map:
     # Marker clusters need a maximum zoom, which otherwise only a tile layer would give.
     fmap = folium.Map(tiles=None, control_scale=True, prefer_canvas=True, maxZoom=19)
     if tiles:
         folium.TileLayer(
-            tiles=tiles, attr=attribution or "", name="Base map", control=False
+            tiles=_tile_source(tiles), attr=attribution or "", name="Base map", control=False
         ).add_to(fmap)
     return fmap
 
