@@ -244,13 +244,13 @@ def main() -> None:
             ).scalar_one()
         app = create_app(AppSettings(database=DatabaseSettings(database_url=url)))
         with TestClient(app) as client:
-            replace_app_state(client.app, maps=MapSettings())
+            replace_app_state(app, maps=MapSettings())
             page_ms, page_bytes, ceiling = page_figures(
                 client, zone=zone, planner=planner, rounds=args.rounds
             )
             tile_ms, tile_bytes = tile_figures(client, rounds=args.rounds)
             # Before tiles: every polygon in the page (one request; it is slow).
-            replace_app_state(client.app, maps=MapSettings(inline_features_max=100_000))
+            replace_app_state(app, maps=MapSettings(inline_features_max=100_000))
             inline_ms, inline_bytes = _timed(client, "/", {}, 1)
         engine.dispose()
     print(
