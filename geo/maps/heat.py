@@ -130,6 +130,7 @@ def heat_grid(
         min_step=min_cell_deg(principal, bbox, public_rounding_m=public_rounding_m),
     )
     grown = grown_bbox(principal, bbox, public_rounding_m=public_rounding_m)
+    only_open = bool(flt.statuses) and set(flt.statuses) <= _OPEN
     view = ReportFilter(
         bbox=grown,
         ids=flt.ids,
@@ -137,21 +138,21 @@ def heat_grid(
         zone_ids=flt.zone_ids,
         team_ids=flt.team_ids,
         categories=flt.categories,
-        statuses=flt.statuses,
+        # The open statuses are written out below instead.
+        statuses=() if set(flt.statuses) == _OPEN else flt.statuses,
         created_from=flt.created_from,
         created_to=flt.created_to,
     )
     clauses, params = where_clauses(view, principal, public_rounding_m=public_rounding_m)
+    if only_open:
+        # As constants, so that a plan made for any values (psycopg prepares a statement it
+        # runs often) still reads the partial indexes of open reports.
+        clauses.append(f"r.status IN {OPEN_STATUSES_SQL}")
     point = point_sql(principal, public_rounding_m=public_rounding_m)
     params |= point.params | {"step": step, "max_cells": max_cells}
     snapped = f"ST_SnapToGrid(ST_MakePoint({point.lon}, {point.lat}), :step)"
     level = round(math.log2(step))
     inner = _inner_cells(grown, step)
-    only_open = bool(flt.statuses) and set(flt.statuses) <= _OPEN
-    if only_open:
-        # Written out, so that a plan made for any values (psycopg prepares a statement run
-        # often) still reads the partial indexes of open reports.
-        clauses.append(f"r.status IN {OPEN_STATUSES_SQL}")
     # Staff count hidden reports too: read apart, the open ones come through the partial
     # indexes of open reports, never through every report ever filed in the view.
     split = only_open and sees_hidden(principal)
