@@ -489,8 +489,11 @@ def route_points(
             text(staged_route_select(table) + " ORDER BY p.idx"),
             {"snap_m": settings.snap_distance_m},
         ).all()
+    # Plain tuples: pandas asks each SQLAlchemy row for namedtuple fields, which fails
+    # slowly through the row's attribute lookup (most of the Python time of a big batch).
     result = pd.DataFrame(
-        rows, columns=["idx", "ward_id", "snapped", "distance_m", "zone_id", "team_id", "due_at"]
+        [tuple(row) for row in rows],
+        columns=["idx", "ward_id", "snapped", "distance_m", "zone_id", "team_id", "due_at"],
     ).set_index("idx")
     result = result.reindex(range(len(points)))
     result.index = points.index
