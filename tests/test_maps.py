@@ -837,6 +837,33 @@ def test_public_map_fixed_work_is_read_through_the_resolved_at_index(engine: Eng
             assert "Seq Scan on reports" not in plan, plan
 
 
+def test_city_bounds_are_the_extent_of_the_current_wards(engine: Engine) -> None:
+    from geo.city.layers import city_bounds
+    from tests.fixtures import load_tiny_city
+
+    extent = (
+        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+        "(SELECT ST_Extent(geom) AS e FROM wards WHERE retired_at IS NULL) AS b"
+    )
+    with engine.begin() as conn:
+        assert city_bounds(conn) is None
+        load_tiny_city(conn)
+        # Many small wards inside, as a country's would be: the edges are still the outer ones.
+        conn.execute(
+            text(
+                "INSERT INTO wards (code, name, import_id, geom) SELECT 'S' || i, 'Small', "
+                "(SELECT max(import_id) FROM wards), ST_Multi(ST_MakeEnvelope(100.001 + i * 1e-5, "
+                "8.401, 100.002 + i * 1e-5, 8.402, 4326)) FROM generate_series(1, 300) AS i"
+            )
+        )
+        assert city_bounds(conn) == tuple(conn.execute(text(extent)).one())
+        conn.execute(text("UPDATE wards SET retired_at = now() WHERE code = 'W-B'"))
+        smaller = city_bounds(conn)
+        assert smaller == tuple(conn.execute(text(extent)).one())
+        conn.execute(text("UPDATE wards SET retired_at = now()"))
+        assert city_bounds(conn) is None
+
+
 def test_ward_dashboard_is_for_planners(
     maps_app: tuple[TestClient, TinyCity, Keys, int],
 ) -> None:

@@ -124,14 +124,31 @@ def current_count(conn: Connection, layer: str, *, meeting_zone: int | None = No
     return int(conn.execute(text(sql), {"zone": meeting_zone}).scalar_one())
 
 
+_EDGE = """(SELECT {pick}(ST_{side}(geom)) FROM (
+    SELECT geom FROM wards WHERE retired_at IS NULL
+    ORDER BY geom <#> ST_SetSRID(ST_MakeLine(ST_MakePoint({line}), ST_MakePoint({to})), 4326)
+    LIMIT 8) AS nearest)"""
+"""The current wards' outermost ``side``: of the few whose boxes come nearest a line far out.
+
+The GiST index hands them over nearest first (``<#>``, the distance between boxes), so
+this reads a handful of wards however many there are; the few, not one, make up for the
+index's boxes being rounded.
+"""
+
+_BOUNDS = "SELECT " + ", ".join(
+    _EDGE.format(pick=pick, side=side, line=line, to=to) + f" AS {name}"
+    for name, pick, side, line, to in (
+        ("x0", "min", "XMin", "-1000, -1000", "-1000, 1000"),
+        ("y0", "min", "YMin", "-1000, -1000", "1000, -1000"),
+        ("x1", "max", "XMax", "1000, -1000", "1000, 1000"),
+        ("y1", "max", "YMax", "-1000, 1000", "1000, 1000"),
+    )
+)
+
+
 def city_bounds(conn: Connection) -> tuple[float, float, float, float] | None:
     """``(min_lon, min_lat, max_lon, max_lat)`` of the current wards, if there are any."""
-    row = conn.execute(
-        text(
-            "SELECT ST_XMin(e) AS x0, ST_YMin(e) AS y0, ST_XMax(e) AS x1, ST_YMax(e) AS y1 "
-            "FROM (SELECT ST_Extent(geom) AS e FROM wards WHERE retired_at IS NULL) AS b"
-        )
-    ).one()
+    row = conn.execute(text(_BOUNDS)).one()
     if row.x0 is None:
         return None
     return (float(row.x0), float(row.y0), float(row.x1), float(row.y1))
