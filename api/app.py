@@ -20,6 +20,7 @@ from api.deps import AppState, ExportSlots, set_app_state
 from api.params import refuse_nul_characters
 from api.routers import (
     admin,
+    docs,
     export,
     line,
     live,
@@ -172,6 +173,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         dependencies=[Depends(refuse_nul_characters)],
+        # FastAPI's own pages load their assets from a CDN; api.routers.docs serves ours.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     app.add_exception_handler(maps.KeyInUrl, maps.key_redirect)
@@ -191,6 +195,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         line.router,
         work.router,
         tiles.router,
+        docs.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
