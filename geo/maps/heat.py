@@ -198,7 +198,7 @@ def heat_grid(
         params,
     )
     # Unpacked as tuples: a national view's rows cost more read by name than its query.
-    return [HeatCell(float(lat), float(lon), int(n)) for lat, lon, n in rows.tuples().all()]
+    return [HeatCell(float(lat), float(lon), int(n)) for lat, lon, n in rows.all()]
 
 
 def _snapped_sql(snapped: str, clauses: list[str], *, split: bool) -> str:
