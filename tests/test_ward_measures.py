@@ -35,7 +35,6 @@ from geo.reports.search import ReportFilter
 from geo.reports.stats import (
     hours_bucket_edges,
     maintained_ward_measures,
-    median_hours,
     ward_report_measures,
     whole_days,
     window_parts,
@@ -429,24 +428,38 @@ def test_only_windows_of_whole_utc_days_are_read_from_the_kept_measures() -> Non
     assert whole_days(bangkok, None) == (date(2026, 3, 1), None)
 
 
-def test_the_median_is_exact_when_middle_values_are_alone_or_equal_in_their_bucket() -> None:
-    cells = pd.DataFrame(
-        {
-            "code": ["A", "A", "A", "B", "B"],
-            "bucket": [10, 20, 30, 5, 40],
-            "n": [2, 1, 1, 1, 2],
-            "seconds": [2 * 7200, 36_000, 90_000, 1800, 2 * 500_000],
-        }
-    )
-    got = median_hours(cells)
-    assert got["A"] == pytest.approx((2 + 10) / 2)  # 2, 2, 10, 25 hours
-    assert got["B"] == pytest.approx(500_000 / 3600)  # 0.5, then twice 138.9 hours
-    assert median_hours(cells.iloc[:0]).empty
+def test_the_median_is_exact_when_middle_values_are_alone_or_alike_in_their_bucket(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+        start = datetime.combine(TODAY - timedelta(days=3), time(6), UTC)
+        hours = {100.005: [2, 2, 10, 25], 100.015: [0.5, 138.9, 138.9]}  # W-A, W-B
+        insert_reports(
+            conn,
+            pd.DataFrame(
+                [
+                    {
+                        "lon": lon,
+                        "lat": 8.405,
+                        "category_id": city.categories["road"],
+                        "created_at": start,
+                        "status": "resolved",
+                        "resolved_at": start + timedelta(hours=h),
+                    }
+                    for lon, spans in hours.items()
+                    for h in spans
+                ]
+            ),
+            settings=ROUTING,
+        )
+        kept = maintained_ward_measures(conn, simplify_m=None).set_index("code")
+        exact = ward_report_measures(conn, simplify_m=None).set_index("code")
+    assert list(kept["median_hours_to_resolve"]) == pytest.approx([6.0, 138.9])
+    assert list(exact["median_hours_to_resolve"]) == pytest.approx([6.0, 138.9])
     lower, upper = hours_bucket_edges()
     assert lower[0] == 0 and math.isinf(upper[-1])
-    assert np.allclose(upper[:-1] / lower[1:], 1.0) and np.allclose(
-        upper[1:-1] / lower[1:-1], 2**0.25
-    )
+    assert np.allclose(upper[:-1], lower[1:]) and np.allclose(upper[1:-1] / lower[1:-1], 2**0.25)
 
 
 # ---- the dashboard shows what it showed --------------------------------------------------

@@ -964,12 +964,13 @@ def _format(measure: str, value: float | None) -> str:
 
 
 def ward_classes(
-    wards: pd.DataFrame, measure: str, *, lang: str, method: str, k: int
+    wards: pd.DataFrame, measure: str, *, lang: str, method: str, k: int, each: bool = True
 ) -> tuple[Classification, dict[str, dict[str, str | None]]]:
     """The dashboard's classes of ``wards`` by ``measure``, and what each ward shows, by code.
 
     ``wards`` has ``code``, ``measure``, ``reports`` and ``resolved``. Each ward shows its
-    ``fill`` colour, ``dash`` (too few reports), ``shown`` value and its counts, as text.
+    ``fill`` colour, ``dash`` (too few reports), ``shown`` value and its counts, as text;
+    without ``each``, only the classes are made (what each ward shows is empty).
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}")
@@ -978,6 +979,8 @@ def ward_classes(
     reports = [int(v) for v in wards["reports"]] if "reports" in wards else [0] * len(wards)
     resolved = [int(v) for v in wards["resolved"]] if "resolved" in wards else [0] * len(wards)
     classes = classify(measure, values, reports, resolved, method=method, k=k)
+    if not each:
+        return classes, {}
     shown = {
         str(code): {
             "fill": colour or TOO_FEW_COLOUR,
@@ -1028,7 +1031,10 @@ def ward_dashboard_map(
         _fit(fmap, ward_tiles.bounds)
     elif len(wards):
         _fit(fmap, wards.total_bounds)
-    classes, shown = ward_classes(wards, measure, lang=lang, method=method, k=k)
+    # Tiled, each ward's colour and values come from ``measures_url``, not from the page.
+    classes, shown = ward_classes(
+        wards, measure, lang=lang, method=method, k=k, each=ward_tiles is None
+    )
     tooltip = [
         ("name", labels["wards"]),
         ("shown", labels[measure]),

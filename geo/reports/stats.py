@@ -48,7 +48,7 @@ SELECT w.code, w.name,
        1000.0 * COALESCE(agg.reports, 0) / NULLIF(p.population, 0) AS per_1000,
        ST_SimplifyPreserveTopology(w.geom, :tol) AS geom
 FROM wards AS w
-LEFT JOIN agg ON agg.ward_code = w.code
+LEFT JOIN agg ON agg.ward = w.{ward_key}
 CROSS JOIN LATERAL (
     SELECT CASE WHEN (w.properties ->> :population_field) ~ '^\\s*[0-9]+(\\.[0-9]+)?\\s*$'
                 THEN CAST(w.properties ->> :population_field AS float8) END AS population
@@ -58,12 +58,13 @@ UNION ALL
 SELECT NULL, NULL, agg.reports, agg.resolved, agg.within_sla,
        CAST(agg.within_sla AS float8) / NULLIF(agg.resolved, 0),
        agg.median_hours_to_resolve, agg.rated, agg.mean_rating, NULL, NULL, NULL
-FROM agg WHERE agg.ward_code IS NULL
+FROM agg WHERE agg.ward IS NULL
 ORDER BY 1 NULLS LAST
 """
 """One row per current ward, then one for the reports outside every current ward, from an
-``agg`` CTE with ``ward_code`` (NULL: outside) and the measures: the counts ``reports``,
-``resolved``, ``within_sla`` and ``rated``, ``median_hours_to_resolve`` and ``mean_rating``."""
+``agg`` CTE with ``ward``, the ward's ``{ward_key}`` (NULL: outside), and the measures: the
+counts ``reports``, ``resolved``, ``within_sla`` and ``rated``, ``median_hours_to_resolve``
+and ``mean_rating``."""
 
 _WARD_MEASURES = (
     """
@@ -73,7 +74,7 @@ placed AS (
     FROM s
     {ward_of_point}),
 agg AS (
-    SELECT ward_code, count(*) AS reports, {resolution}, {rating}
+    SELECT ward_code AS ward, count(*) AS reports, {resolution}, {rating}
     FROM placed GROUP BY ward_code)
 """
     + _WARD_ROWS
@@ -151,17 +152,23 @@ def _ward_frame(
     simplify_m: float | None,
 ) -> gpd.GeoDataFrame:
     """Run a ward-measure query (``_WARD_ROWS``) into ``ward_report_measures``' frame."""
-    frame = gpd.read_postgis(
+    result = conn.execute(
         text(sql),
-        conn,
-        geom_col="geom",
-        params=params
+        params
         | {
             "population_field": population_field or "",
             # ST_SimplifyPreserveTopology is strict: a NULL tolerance skips it, outline and all.
             "tol": None if simplify_m is None else simplify_m / 111_000,
         },
     )
+    names = list(result.keys())
+    rows = result.all()
+    # Column by column: a frame built from 7,000 rows of a result, row by row, took longer
+    # than the query (as geopandas' read_postgis builds it).
+    data = dict(zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True))
+    frame = pd.DataFrame({name: list(values) for name, values in data.items()})
+    frame["geom"] = gpd.GeoSeries.from_wkb(frame["geom"], crs=4326)
+    frame = gpd.GeoDataFrame(frame, geometry="geom")
     outside_rows = frame["code"].isna()
     outside = {column: 0 for column in _COUNTS}
     if outside_rows.any():
@@ -183,6 +190,7 @@ def ward_measures_sql(selected: str) -> str:
     outside every current ward (if any are).
     """
     return _WARD_MEASURES.format(
+        ward_key="code",
         selected=selected,
         ward_of_point=WARD_OF_POINT.format(point="s.geom"),
         resolution=RESOLUTION_MEASURES,
@@ -290,8 +298,7 @@ def whole_days(
     return first, last
 
 
-_MAINTAINED_SUMS = (
-    """
+_MAINTAINED_SUMS = """
 WITH sums AS (
     SELECT ward_id, sum(reports) AS reports, sum(resolved) AS resolved,
            sum(within_sla) AS within_sla, sum(rated) AS rated, sum(rating_sum) AS rating_sum
@@ -306,26 +313,53 @@ WITH sums AS (
         WHERE day = ANY(:days)
     ) AS parts
     GROUP BY ward_id
-), agg AS (
-    SELECT w.code AS ward_code, s.reports, s.resolved, s.within_sla,
-           CAST(NULL AS float8) AS median_hours_to_resolve, s.rated,
+), {medians},
+agg AS (
+    SELECT s.ward_id AS ward, s.reports, s.resolved, s.within_sla,
+           m.median_hours_to_resolve, s.rated,
            CAST(s.rating_sum AS float8) / NULLIF(s.rated, 0) AS mean_rating
     FROM sums AS s
-    LEFT JOIN wards AS w ON w.id = s.ward_id
+    -- Ward ids are positive: 0 stands for outside every ward, so the join can hash.
+    LEFT JOIN medians AS m ON COALESCE(m.ward_id, 0) = COALESCE(s.ward_id, 0)
 )
-"""
-    + _WARD_ROWS
-)
+""" + _WARD_ROWS.replace("{ward_key}", "id")
+"""The ward measures of a window from the maintained tables: its whole months and weeks
+from ``ward_period_measures``, its other days from ``ward_day_measures``."""
 
-_HOURS_CELLS = """
-SELECT w.code, m.hours_bucket AS bucket, sum(m.resolved) AS n,
-       sum(m.resolve_seconds) AS seconds
-FROM ward_day_measures AS m
-JOIN wards AS w ON w.id = m.ward_id
-WHERE m.day BETWEEN :first AND :last AND m.hours_bucket IS NOT NULL
-GROUP BY w.code, m.hours_bucket
-ORDER BY w.code, m.hours_bucket
-"""
+# The median hours to resolve is percentile_cont(0.5)'s: the value at the middle rank of a
+# ward's resolved reports, or halfway between the two middle ones (ranks from 0, in order of
+# bucket), each report taken at the mean hours of its bucket in the window. That is exact
+# when a middle report is alone in its bucket (as is usual for a ward over a few weeks) or
+# its bucket's reports took equally long; otherwise it is within the bucket, which spans a
+# factor of 2 ** (1/4): at most about a fifth of the value off.
+_MEDIANS = """medians AS (
+    SELECT ward_id,
+           min(hours) FILTER (WHERE before <= low AND low < before + n)
+           + (middle - low) * (
+               min(hours) FILTER (WHERE before <= high AND high < before + n)
+               - min(hours) FILTER (WHERE before <= low AND low < before + n)
+           ) AS median_hours_to_resolve
+    FROM (
+        SELECT ward_id, n, hours, middle, floor(middle) AS low, ceil(middle) AS high,
+               sum(n) OVER (PARTITION BY ward_id ORDER BY hours_bucket) - n AS before
+        FROM (
+            SELECT ward_id, hours_bucket, n, seconds / n / 3600.0 AS hours,
+                   0.5 * (sum(n) OVER (PARTITION BY ward_id) - 1) AS middle
+            FROM (
+                SELECT ward_id, hours_bucket, CAST(sum(resolved) AS float8) AS n,
+                       CAST(sum(resolve_seconds) AS float8) AS seconds
+                FROM ward_day_measures
+                WHERE day BETWEEN :first AND :last AND hours_bucket IS NOT NULL
+                GROUP BY ward_id, hours_bucket
+            ) AS cells
+        ) AS counted
+    ) AS ranked
+    GROUP BY ward_id, middle, low
+)"""
+_NO_MEDIANS = """medians AS (
+    SELECT CAST(NULL AS integer) AS ward_id, CAST(NULL AS float8) AS median_hours_to_resolve
+    WHERE false
+)"""
 
 
 def maintained_ward_measures(
@@ -342,52 +376,23 @@ def maintained_ward_measures(
     Read from the tables migration 0016 keeps, never from ``reports``: the same counts,
     shares and mean rating as the query over reports gives (``within_sla`` by the due
     time). A missing end is open. ``median_hours_to_resolve`` is left out (missing) unless
-    ``median``; it is estimated from buckets of hours to resolve (``median_hours``).
+    ``median``; it is estimated from the buckets of hours to resolve (``_MEDIANS``).
     """
     if first is None or last is None:
         bounds = conn.execute(text("SELECT min(day), max(day) FROM ward_day_measures")).one()
         first = first or bounds[0] or datetime.now(UTC).date()
         last = last or bounds[1] or first
     parts = window_parts(first, last) if first <= last else WindowParts((), (), ())
-    frame = _ward_frame(
+    return _ward_frame(
         conn,
-        _MAINTAINED_SUMS,
-        {"months": list(parts.months), "weeks": list(parts.weeks), "days": list(parts.days)},
+        _MAINTAINED_SUMS.format(medians=_MEDIANS if median else _NO_MEDIANS),
+        {
+            "months": list(parts.months),
+            "weeks": list(parts.weeks),
+            "days": list(parts.days),
+            "first": first,
+            "last": last,
+        },
         population_field=population_field,
         simplify_m=simplify_m,
     )
-    if median and first <= last:
-        cells = pd.DataFrame(
-            conn.execute(text(_HOURS_CELLS), {"first": first, "last": last}).all(),
-            columns=["code", "bucket", "n", "seconds"],
-        )
-        frame["median_hours_to_resolve"] = frame["code"].map(median_hours(cells)).astype("float64")
-    return frame
-
-
-def median_hours(cells: pd.DataFrame) -> pd.Series:
-    """Each ward's median hours to resolve, from its resolved reports counted by bucket.
-
-    ``cells`` has ``code, bucket, n, seconds``: per ward and bucket of hours to resolve
-    (``hours_bucket_edges``), how many reports and their seconds to resolve summed, in
-    order of code and bucket. The median is ``percentile_cont(0.5)``'s: the middle value,
-    or halfway between the two middle ones, each taken as the mean of its bucket. That is
-    exact when the reports in a middle value's bucket took equally long (or it is alone
-    there, as is usual for a ward over a few weeks); otherwise it is within the bucket,
-    which spans a factor of 2 ** (1/4): at most about a fifth of the value off.
-    """
-    if cells.empty:
-        return pd.Series(dtype="float64")
-    code = cells["code"].to_numpy()
-    n = cells["n"].to_numpy(dtype=float)
-    mean = cells["seconds"].to_numpy(dtype=float) / 3600.0 / n
-    groups = cells.groupby("code", sort=False)["n"]
-    total = groups.transform("sum").to_numpy(dtype=float)
-    before = groups.cumsum().to_numpy(dtype=float) - n
-    middle = 0.5 * (total - 1)
-    values = {}
-    for name, rank in (("low", np.floor(middle)), ("high", np.ceil(middle))):
-        here = (before <= rank) & (rank < before + n)
-        values[name] = pd.Series(mean[here], index=code[here])
-    fraction = pd.Series(middle - np.floor(middle), index=code).groupby(level=0).first()
-    return values["low"] + fraction * (values["high"] - values["low"])

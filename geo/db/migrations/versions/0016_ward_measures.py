@@ -105,26 +105,44 @@ def _upsert(table: str, key: tuple[str, ...], columns: tuple[str, ...], rows: st
         INSERT INTO {table} AS m ({", ".join((*key, *columns))})
         {rows}
         ON CONFLICT ({", ".join(key)}) DO UPDATE SET
-            {", ".join(f"{c} = m.{c} + excluded.{c}" for c in columns)}
-        RETURNING m.ctid AS place, m.reports"""
+            {", ".join(f"{c} = m.{c} + excluded.{c}" for c in columns)}"""
 
 
-def _apply(changes: str) -> str:
-    """Add ``changes`` (rows as ``_placed`` gives them) to both tables, in key order."""
+def _apply(changes: str, *, removes: bool) -> str:
+    """Add ``changes`` (rows as ``_placed`` gives them) to both tables, in key order.
+
+    Where ``changes`` ``removes`` reports, the rows left at zero are collected (their
+    ctids) into ``emptied_days`` and ``emptied_periods``.
+    """
     key = ", ".join(_DAY_KEY)
+    having = (
+        (f" HAVING {_nonzero(_DAY_MEASURES)}", f" HAVING {_nonzero(_MEASURES)}")
+        if removes
+        else ("", "")
+    )
     day_rows = (
         f"SELECT {key}, {_sums(_DAY_MEASURES)} FROM changes "
-        f"GROUP BY {key} HAVING {_nonzero(_DAY_MEASURES)} ORDER BY {key}"
+        f"GROUP BY {key}{having[0]} ORDER BY {key}"
     )
+    # The day rows first, then the week and month rows (the scalar subquery runs the day
+    # upsert to completion before any period row is written): every writer locks rows of
+    # the two tables in that one order.
     period_rows = (
         f"SELECT p.period, p.first_day, d.ward_id, {_sums(_MEASURES)} FROM days_changed AS d"
-        f"{_PERIODS} GROUP BY 1, 2, 3 HAVING {_nonzero(_MEASURES)} ORDER BY 1, 2, 3"
+        f"{_PERIODS} WHERE (SELECT count(*) FROM days) > 0 "
+        f"GROUP BY 1, 2, 3{having[1]} ORDER BY 1, 2, 3"
     )
-    return f"""
+    returning = "\n        RETURNING m.ctid AS place, m.reports"
+    days = _upsert("ward_day_measures", _DAY_KEY, _DAY_MEASURES, "SELECT * FROM days_changed")
+    periods = _upsert("ward_period_measures", _PERIOD_KEY, _MEASURES, period_rows)
+    head = f"""
     WITH changes AS ({changes}),
     days_changed AS MATERIALIZED ({day_rows}),
-    days AS ({_upsert("ward_day_measures", _DAY_KEY, _DAY_MEASURES, "SELECT * FROM days_changed")}),
-    periods AS ({_upsert("ward_period_measures", _PERIOD_KEY, _MEASURES, period_rows)})
+    days AS ({days}{returning})"""
+    if not removes:
+        return f"{head}\n    {periods}"
+    return f"""{head},
+    periods AS ({periods}{returning})
     SELECT (SELECT array_agg(place) FROM days WHERE reports = 0),
            (SELECT array_agg(place) FROM periods WHERE reports = 0)
     INTO emptied_days, emptied_periods"""
@@ -169,36 +187,46 @@ _TRIGGERS = {
 }
 
 
-def _function(name: str, body: str, returns: str = "trigger") -> str:
-    return f"""
-CREATE FUNCTION {name}() RETURNS {returns} LANGUAGE plpgsql AS $$
-DECLARE
-    emptied_days tid[];
-    emptied_periods tid[];
-BEGIN
-    {body};
+def _function(name: str, statement: str, *, removes: bool, returns: str = "trigger") -> str:
+    emptied = (
+        """
     -- The upserts locked these rows for this transaction, so their ctids still hold.
     IF emptied_days IS NOT NULL THEN
         DELETE FROM ward_day_measures WHERE ctid = ANY(emptied_days);
     END IF;
     IF emptied_periods IS NOT NULL THEN
         DELETE FROM ward_period_measures WHERE ctid = ANY(emptied_periods);
-    END IF;
+    END IF;"""
+        if removes
+        else ""
+    )
+    return f"""
+CREATE FUNCTION {name}() RETURNS {returns} LANGUAGE plpgsql AS $$
+DECLARE
+    emptied_days tid[];
+    emptied_periods tid[];
+BEGIN
+    {statement};{emptied}
     RETURN{" NULL" if returns == "trigger" else ""};
 END
 $$"""
 
 
-def _trigger_body(op_name: str) -> str:
-    # A rebuild (boundary replace) truncates the tables: a writer waits here until it
-    # commits, and only then reads the wards, so it places its reports in the new ones.
-    return "LOCK TABLE ward_day_measures, ward_period_measures IN ROW EXCLUSIVE MODE;\n" + _apply(
-        _CHANGES[op_name]
+# No lock is taken first: a rebuild (a boundary replace) truncates the tables, so a writer's
+# upsert waits for it to commit, and only then takes its snapshot (READ COMMITTED), in which
+# the stored ward is retired and its reports are placed in the new wards.
+_TRIGGER_FUNCTIONS = {
+    name: _function(
+        f"ward_measures_{name}", _apply(changes, removes=name != "insert"), removes=name != "insert"
     )
-
-
-_REBUILD_BODY = "TRUNCATE ward_day_measures, ward_period_measures;\n" + _apply(
-    _placed("reports", 1)
+    for name, changes in _CHANGES.items()
+}
+_REBUILD = _function(
+    "ward_measures_rebuild",
+    "TRUNCATE ward_day_measures, ward_period_measures;\n"
+    + _apply(_placed("reports", 1), removes=False),
+    removes=False,
+    returns="void",
 )
 
 
@@ -234,10 +262,10 @@ def upgrade() -> None:
         unique=True,
         postgresql_nulls_not_distinct=True,
     )
-    op.execute(_function("ward_measures_rebuild", _REBUILD_BODY, returns="void"))
+    op.execute(_REBUILD)
     op.execute("SELECT ward_measures_rebuild()")
     for name, when in _TRIGGERS.items():
-        op.execute(_function(f"ward_measures_{name}", _trigger_body(name)))
+        op.execute(_TRIGGER_FUNCTIONS[name])
         op.execute(
             f"CREATE TRIGGER reports_ward_measures_{name} {when} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION ward_measures_{name}()"
