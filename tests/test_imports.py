@@ -12,20 +12,25 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
 from geo.city.boundary_writes import import_boundaries
 from geo.city.routing import route_point
 from geo.errors import InvalidInputError, OutsideServiceAreaError
+from geo.reports import imports
 from geo.reports.imports import (
+    STAGES,
     ImportProgress,
     import_reports,
     parse_column_map,
     parse_pg_array,
     read_category_map,
 )
+from geo.reports.store import create_report
 from geo.settings import RoutingSettings
 from tests.fixtures import TinyCity, load_tiny_city
 
@@ -191,6 +196,65 @@ def test_reimport_adds_nothing_and_chunks_change_nothing(
     assert rejects_of(tmp_path / "again.csv") == rejects_of(tmp_path / "first.csv")
     assert count(engine, "reports") == 4
     assert count(engine, "report_events") == events
+
+
+def test_stored_rows_are_set_aside_before_routing_and_ids_follow_the_file(
+    engine: Engine, city: TinyCity, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "traffy.csv", TRAFFY)
+    first = import_reports(
+        engine, path, file_format="traffy", rejects_path=tmp_path / "first.csv", chunk_rows=3
+    )
+    assert set(first.stage_seconds) == set(STAGES)
+    assert all(seconds >= 0 for seconds in first.stage_seconds.values())
+    ids = stored(engine, "SELECT external_id FROM reports ORDER BY id")
+    assert ids == [("T-1",), ("T-2",), ("T-6",), ("T-8",)]
+    # With every ward retired, a re-import still finds its rows stored before routing them:
+    # already present, not refused as outside.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE wards SET retired_at = now()"))
+    again = import_reports(
+        engine, path, file_format="traffy", rejects_path=tmp_path / "again.csv", chunk_rows=3
+    )
+    assert (again.inserted, again.already_present, again.rejected) == (0, 4, 6)
+    assert rejects_of(tmp_path / "again.csv").keys() == rejects_of(tmp_path / "first.csv").keys()
+
+
+def test_a_report_stored_elsewhere_while_the_import_runs_is_counted_as_present(
+    engine: Engine, city: TinyCity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are looked up and routed before they are written: a report with the same key
+    committed in between is kept as it is, and the import neither fails nor stores it twice."""
+    route = imports.route_points
+
+    def route_then_store_t2(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        routed = route(*args, **kwargs)
+        if not count(engine, "reports"):
+            with engine.begin() as other:
+                create_report(
+                    other,
+                    lon=100.015,
+                    lat=8.405,
+                    category="flood",
+                    description="filed by phone",
+                    settings=RoutingSettings(),
+                    source="traffy",
+                    external_id="T-2",
+                )
+        return routed
+
+    monkeypatch.setattr(imports, "route_points", route_then_store_t2)
+    summary = import_reports(
+        engine,
+        write(tmp_path / "traffy.csv", TRAFFY),
+        file_format="traffy",
+        rejects_path=tmp_path / "r.csv",
+    )
+    assert (summary.inserted, summary.already_present, summary.rejected) == (3, 1, 6)
+    assert stored(engine, "SELECT description FROM reports WHERE external_id = 'T-2'") == [
+        ("filed by phone",)
+    ]
+    assert count(engine, "reports") == 4
 
 
 def test_rows_without_a_usable_category_take_the_default(

@@ -1,10 +1,11 @@
 """Report import from CSV files: Traffy Fondue exports, Socrata 311 exports, or any CSV.
 
 ``import_reports`` reads the file with the ``csv`` module (so every row keeps its real line
-number, multi-line quoted fields included), checks every row, and stores the good ones
-through ``geo.reports.store.insert_reports``, which routes them set-based in PostGIS. The whole
-import is one transaction: it is stored completely or not at all. Big files go in chunks
-of ``CHUNK_ROWS`` rows inside that transaction, so memory stays flat and progress moves.
+number, multi-line quoted fields included), checks every row, routes the good ones
+set-based in PostGIS (``geo.city.routing.route_points``) and stores them with
+``geo.reports.store.insert_routed_reports``. The whole import is one transaction: it is
+stored completely or not at all. Big files go in chunks of ``CHUNK_ROWS`` rows inside that
+transaction, so memory stays flat and progress moves.
 
 Rules, the same for every format:
 
@@ -32,12 +33,13 @@ import io
 import os
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -46,10 +48,11 @@ from sqlalchemy import Connection, Engine, text
 
 from geo.city.catalogue import active_categories
 from geo.city.coordinates import LAT_MAX, LON_MAX, SMALLEST_DEGREE
+from geo.city.routing import route_points
 from geo.errors import InvalidInputError
 from geo.reports.export import spreadsheet_safe
 from geo.reports.import_formats import CSV_REQUIRED, FIELDS, FORMATS
-from geo.reports.store import insert_reports
+from geo.reports.store import ROUTE_COLUMNS, insert_routed_reports
 from geo.settings import RoutingSettings
 from geo.vocabulary import DESCRIPTION_MAX
 
@@ -65,8 +68,14 @@ CHUNK_ROWS: Final = 50_000
 SOURCE_MAX: Final = 32
 """Longest source name the schema stores."""
 
+_T = TypeVar("_T")
+
 Phase = Literal["reading", "validating", "storing"]
 PHASES: Final[tuple[Phase, ...]] = ("reading", "validating", "storing")
+
+STAGES: Final = ("reading", "validating", "routing", "storing")
+"""The import's stages: reading the CSV, checking rows, looking them up and routing them,
+and writing them with their audit events. Each runs on a thread of its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,8 @@ class ImportSummary:
     rejects_path: Path
     dry_run: bool
     seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds each stage (``STAGES``) took in all; they overlap, so they add up to more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +144,34 @@ class _Totals:
     def stored(self) -> int:
         """Rows that are in the database now: new or already present."""
         return self.inserted + self.already_present
+
+
+class _StageClock:
+    """Seconds spent in each of ``STAGES``.
+
+    A stage runs on one thread only, so its figure is never written by two at once.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - started
+
+    def timed(self, stage: str, items: Iterable[_T]) -> Iterator[_T]:
+        """``items``, the time taken to make each one counted to ``stage``."""
+        iterator = iter(items)
+        while True:
+            with self(stage):
+                item = next(iterator, None)
+            if item is None:
+                return
+            yield item
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +329,9 @@ def import_reports(
     Parameters
     ----------
     engine
-        The issuemap database.
+        The issuemap database. The import holds two of its connections: one writes, in
+        the import's transaction; the other only looks rows up and routes them, and is
+        never committed.
     path
         The CSV file.
     file_format
@@ -363,6 +404,7 @@ def import_reports(
             str(path), f"could not be read: {error.strerror or error}"
         ) from error
     totals = _Totals()
+    clock = _StageClock()
     with handle:
         reader = csv.reader(handle, strict=True)
         header = _read_header(reader, path, encoding)
@@ -376,7 +418,11 @@ def import_reports(
             first_line=reader.line_num + 1,
             chunk_rows=chunk_rows,
         )
-        with _RejectsFile(rejects_path, header) as rejects_file, engine.connect() as conn:
+        with (
+            _RejectsFile(rejects_path, header) as rejects_file,
+            engine.connect() as conn,
+            engine.connect() as lookups,
+        ):
             with conn.begin() as transaction:
                 lookup, default_id = _category_lookup(
                     conn,
@@ -384,42 +430,71 @@ def import_reports(
                     category_map=category_map or {},
                     default_category=default_category,
                 )
-                conn.execute(text(_SEEN_TABLE))
+                # The second connection only reads (and keeps its own temporary tables); it
+                # is never committed, and goes back to the pool rolled back.
+                lookups.execute(text(_SEEN_TABLE))
                 id_column = spec.columns["external_id"]
 
-                def store(chunk: _Chunk, frame: pd.DataFrame, rejects: _Rejects) -> None:
-                    frame = _drop_earlier_repeats(conn, frame, rejects, column=id_column)
-                    _store(conn, frame, rejects, totals=totals, settings=settings, actor=actor)
+                def check(frame: pd.DataFrame, rejects: _Rejects) -> _Checked:
+                    with clock("routing"):
+                        return _check(
+                            lookups,
+                            frame,
+                            rejects,
+                            column=id_column,
+                            source=source,
+                            settings=settings,
+                        )
+
+                def store(chunk: _Chunk, checking: Future[_Checked], rejects: _Rejects) -> None:
+                    checked = checking.result()
+                    with clock("storing"):
+                        inserted = insert_routed_reports(conn, checked.rows, actor=actor)
+                    totals.inserted += inserted
+                    totals.already_present += checked.present + len(checked.rows) - inserted
                     _report(progress, "storing", chunk.end_bytes, total_bytes, totals.stored)
                     rejects_file.write_chunk(chunk, rejects)
                     totals.rejected += len(rejects.reasons)
                     totals.reasons.update(k for kinds in rejects.kinds.values() for k in kinds)
 
-                # One chunk is stored by the database while the next is read and checked
-                # here: the two take turns on different cores, and at most two chunks are
-                # held at once. Chunks are stored one after the other, in file order, on
-                # the one connection, so the transaction and the rejects file are as before;
-                # the pool is left (waiting for the chunk in hand) before the transaction.
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    storing: Future[None] | None = None
-                    for chunk in chunks:
-                        totals.rows += len(chunk.lines) + len(chunk.malformed)
-                        _report(progress, "reading", chunk.end_bytes, total_bytes, totals.rows)
-                        frame, rejects = _validate(
-                            chunk,
-                            header=header,
-                            spec=spec,
-                            lookup=lookup,
-                            default_id=default_id,
-                            zone=zone,
-                            source=source,
-                        )
-                        _report(progress, "validating", chunk.end_bytes, total_bytes, totals.rows)
-                        if storing is not None:
-                            storing.result()
-                        storing = pool.submit(store, chunk, frame, rejects)
-                    if storing is not None:
-                        storing.result()
+                # Three stages take turns on the machine's cores: this thread reads and
+                # checks a chunk, the second connection finds its repeats and the rows
+                # already stored and routes the rest, and the import's own connection
+                # writes the chunk before. Every stage takes the chunks in file order, so
+                # the transaction and the rejects file are as with one; at most three
+                # chunks are held at once.
+                with (
+                    ThreadPoolExecutor(max_workers=1) as checker,
+                    ThreadPoolExecutor(max_workers=1) as storer,
+                ):
+                    pending: deque[Future[None]] = deque()
+                    try:
+                        for chunk in clock.timed("reading", chunks):
+                            totals.rows += len(chunk.lines) + len(chunk.malformed)
+                            _report(progress, "reading", chunk.end_bytes, total_bytes, totals.rows)
+                            with clock("validating"):
+                                frame, rejects = _validate(
+                                    chunk,
+                                    header=header,
+                                    spec=spec,
+                                    lookup=lookup,
+                                    default_id=default_id,
+                                    zone=zone,
+                                    source=source,
+                                )
+                            _report(
+                                progress, "validating", chunk.end_bytes, total_bytes, totals.rows
+                            )
+                            checking = checker.submit(check, frame, rejects)
+                            pending.append(storer.submit(store, chunk, checking, rejects))
+                            while len(pending) > 1:
+                                pending.popleft().result()
+                        while pending:
+                            pending.popleft().result()
+                    except BaseException:
+                        checker.shutdown(cancel_futures=True)
+                        storer.shutdown(cancel_futures=True)
+                        raise
                 for phase in PHASES:
                     rows = totals.stored if phase == "storing" else totals.rows
                     _report(progress, phase, total_bytes, total_bytes, rows)
@@ -438,6 +513,7 @@ def import_reports(
         rejects_path=rejects_path,
         dry_run=dry_run,
         seconds=time.perf_counter() - started,
+        stage_seconds=dict(clock.seconds),
     )
 
 
@@ -904,7 +980,7 @@ def _validate(
     zone: ZoneInfo,
     source: str,
 ) -> tuple[pd.DataFrame, _Rejects]:
-    """Check one chunk; return the rows ``insert_reports`` takes, indexed by line, and the rest."""
+    """Check one chunk; return the rows to store, indexed by line, and the rest."""
     width = len(header)
     rejects = _Rejects(
         reasons={
@@ -994,8 +1070,8 @@ def _validate(
             )
 
     # Repeats of an external id within the chunk: keep the first row that passed every
-    # other check. Repeats of earlier chunks are found in the database when the chunk is
-    # stored (``_drop_earlier_repeats``), so memory does not grow with the file.
+    # other check. Repeats of earlier chunks are found in the database before the chunk
+    # is routed (``_check``), so memory does not grow with the file.
     ok = ~problems.rejected()
     seen: dict[str, int] = {}
     repeats: dict[int, int] = {}
@@ -1063,7 +1139,9 @@ _SEEN_TABLE = (
     "CREATE TEMPORARY TABLE import_seen (external_id text PRIMARY KEY, line bigint NOT NULL) "
     "ON COMMIT DROP"
 )
-_EARLIER_REPEATS = """
+# A chunk's ids seen in earlier chunks (with the line that had them first), and those
+# stored before the import (first is NULL); the chunk's ids are then added as seen.
+_LOOKUPS = """
 WITH chunk AS (
     SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:lines AS bigint[])) AS c(external_id, line)
 ), added AS (
@@ -1072,53 +1150,65 @@ WITH chunk AS (
     ON CONFLICT (external_id) DO NOTHING
 )
 SELECT c.line, s.line AS first FROM chunk AS c JOIN import_seen AS s USING (external_id)
+UNION ALL
+SELECT c.line, NULL FROM chunk AS c
+JOIN reports AS r ON r.source = :source AND r.external_id = c.external_id
 """
 
 
-def _drop_earlier_repeats(
-    conn: Connection, frame: pd.DataFrame, rejects: _Rejects, *, column: str
-) -> pd.DataFrame:
-    """The chunk's rows less those whose external id an earlier chunk had; those are refused.
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A chunk's rows to store, each routed, and how many it had stored already."""
 
-    Chunks come in file order, so the first row with an id is the one kept, as within a
-    chunk (``_validate``).
-    """
-    if not len(frame):
-        return frame
-    repeats = conn.execute(
-        text(_EARLIER_REPEATS),
-        {"ids": frame["external_id"].tolist(), "lines": [int(i) for i in frame.index]},
-    ).all()
-    if not repeats:
-        return frame
-    for line, first in repeats:
-        value = frame.at[line, "external_id"]
-        rejects.reasons[int(line)] = (
-            f"duplicate in file: {column} {value!r} already appeared on line {first:,}"
-        )
-        rejects.kinds[int(line)] = ["duplicate in file"]
-    return frame.drop(index=[line for line, _ in repeats])
+    rows: pd.DataFrame
+    present: int
 
 
-def _store(
+def _check(
     conn: Connection,
     frame: pd.DataFrame,
     rejects: _Rejects,
     *,
-    totals: _Totals,
+    column: str,
+    source: str,
     settings: RoutingSettings,
-    actor: str,
-) -> None:
-    """Route and insert one chunk's good rows; the ones outside every ward join ``rejects``."""
+) -> _Checked:
+    """Find the chunk's repeats of earlier chunks and its rows already stored; route the rest.
+
+    Repeats are refused, and so are rows no ward takes. Chunks come in file order, so the
+    first row with an id is the one kept, as within a chunk (``_validate``). Only reports
+    committed before are seen as stored: rows of this import come back as repeats.
+    """
     if not len(frame):
-        return
-    result = insert_reports(conn, frame, settings=settings, actor=actor)
-    totals.inserted += result.inserted
-    totals.already_present += result.already_present
-    outside = [int(line) for line in result.rejected.index]
+        return _Checked(frame, 0)
+    found = conn.execute(
+        text(_LOOKUPS),
+        {
+            "ids": frame["external_id"].tolist(),
+            "lines": frame.index.tolist(),
+            "source": source,
+        },
+    ).all()
+    repeats = {int(line): int(first) for line, first in found if first is not None}
+    present = {int(line) for line, first in found if first is None} - repeats.keys()
+    for line, first in repeats.items():
+        value = frame.at[line, "external_id"]
+        rejects.reasons[line] = (
+            f"duplicate in file: {column} {value!r} already appeared on line {first:,}"
+        )
+        rejects.kinds[line] = ["duplicate in file"]
+    if repeats or present:
+        frame = frame.drop(index=[*repeats, *present])
+    routes = route_points(
+        conn, frame[["lon", "lat", "category_id", "created_at"]], settings=settings
+    )
+    inside = routes["ward_id"].notna().to_numpy()
+    outside = [int(line) for line in frame.index[~inside]]
     for line, reason in _outside_reasons(conn, frame, outside).items():
         rejects.reasons[line] = reason
         rejects.kinds[line] = ["outside the service area"]
+    rows = frame[inside].join(routes.loc[inside, list(ROUTE_COLUMNS)])
+    return _Checked(rows, len(present))
 
 
 def _outside_reasons(conn: Connection, frame: pd.DataFrame, lines: list[int]) -> dict[int, str]:

@@ -307,17 +307,18 @@ class BatchResult:
     rejected: pd.DataFrame  # index of the input frame, column "reason"
 
 
-def insert_reports(
-    conn: Connection, rows: pd.DataFrame, *, settings: RoutingSettings, actor: str = "import"
-) -> BatchResult:
-    """Route and store many reports set-based; the caller owns the transaction.
+ROUTE_COLUMNS: dict[str, str] = {
+    "ward_id": "int",
+    "snapped": "boolean",
+    "zone_id": "int",
+    "team_id": "int",
+    "due_at": "timestamptz",
+}
+"""What routing adds to a row (``geo.city.routing.route_points``), with SQL types."""
 
-    ``rows`` needs ``lon, lat, category_id, created_at`` and may carry any of
-    ``BATCH_EXTRA_COLUMNS`` (status defaults to open, updated_at to created_at). Rows that
-    lie outside the service area are not stored and come back in ``rejected``. A row whose
-    ``(source, external_id)`` is already stored is skipped, so re-running an import adds
-    nothing twice.
-    """
+
+def _with_defaults(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with every ``BATCH_EXTRA_COLUMNS`` column, missing ones at their default."""
     frame = rows.copy()
     defaults: dict[str, object] = {
         "description": "",
@@ -338,6 +339,21 @@ def insert_reports(
     if "updated_at" not in frame:
         frame["updated_at"] = frame["created_at"]
     frame["idx"] = range(len(frame))
+    return frame
+
+
+def insert_reports(
+    conn: Connection, rows: pd.DataFrame, *, settings: RoutingSettings, actor: str = "import"
+) -> BatchResult:
+    """Route and store many reports set-based; the caller owns the transaction.
+
+    ``rows`` needs ``lon, lat, category_id, created_at`` and may carry any of
+    ``BATCH_EXTRA_COLUMNS`` (status defaults to open, updated_at to created_at). Rows that
+    lie outside the service area are not stored and come back in ``rejected``. A row whose
+    ``(source, external_id)`` is already stored is skipped, so re-running an import adds
+    nothing twice.
+    """
+    frame = _with_defaults(rows)
     with staged_points(conn, frame, extra=BATCH_EXTRA_COLUMNS) as table:
         # Set aside the rows already stored before routing, so re-running a big import
         # costs a lookup per row rather than as much as the first run.
@@ -357,31 +373,61 @@ def insert_reports(
     )
 
 
+def insert_routed_reports(conn: Connection, rows: pd.DataFrame, *, actor: str = "import") -> int:
+    """Store reports routed beforehand; return how many were stored. The caller commits.
+
+    ``rows`` is what ``insert_reports`` takes plus the ``ROUTE_COLUMNS`` that
+    ``geo.city.routing.route_points`` gives, each row with a ward. Routing may so run on
+    another connection, overlapping with this one's writes. A row whose
+    ``(source, external_id)`` is stored by then is skipped and not counted.
+    """
+    if not len(rows):
+        return 0
+    frame = _with_defaults(rows)
+    with staged_points(conn, frame, extra=BATCH_EXTRA_COLUMNS | ROUTE_COLUMNS) as table:
+        rows_sql = _INSERT_ROWS.format(rows=f'"{table}"')
+        statement = f"WITH {rows_sql} SELECT count(*) FROM new"
+        return int(conn.execute(text(statement), {"actor": actor}).scalar_one())
+
+
+# The rows of ``{rows}``, a relation with the staged columns and ``ROUTE_COLUMNS``, stored
+# with their audit trail in file order (ids follow the rows): a ``created`` event each, and
+# a ``status`` event for those that arrive in another status. The unique key skips a row
+# another transaction stored since it was looked up.
+_INSERT_ROWS = f"""
+new AS (
+    INSERT INTO reports ({_REPORT_COLUMNS})
+    SELECT i.category_id, i.description, i.status, i.created_at, i.updated_at,
+           i.resolved_at, i.ward_id, i.snapped, i.zone_id, i.team_id, i.due_at,
+           i.source, i.external_id, i.is_demo, i.reporter_name,
+           i.reporter_contact, i.address, i.location_source, i.media_url,
+           ST_SetSRID(ST_MakePoint(i.lon, i.lat), 4326)
+    FROM {{rows}} AS i
+    WHERE i.ward_id IS NOT NULL
+    ORDER BY i.idx
+    ON CONFLICT (source, external_id) DO NOTHING
+    RETURNING id, created_at, updated_at, status
+), created AS (
+    INSERT INTO report_events (report_id, at, kind, actor, to_status)
+    SELECT id, created_at, 'created', :actor, 'open' FROM new
+), moved AS (
+    INSERT INTO report_events (report_id, at, kind, actor, from_status, to_status)
+    SELECT id, updated_at, 'status', :actor, 'open', status
+    FROM new WHERE status <> 'open'
+)"""
+
+
 def _insert_staged(conn: Connection, table: str, *, actor: str, snap_m: float) -> Row[Any]:
+    routed_rows = (
+        f"(SELECT i.*, r.ward_id, r.snapped, r.zone_id, r.team_id, r.due_at "
+        f'FROM routed AS r JOIN "{table}" AS i USING (idx))'
+    )
     return conn.execute(
         text(
             f"""
             WITH routed AS ({staged_route_select(table)}),
-            new AS (
-                INSERT INTO reports ({_REPORT_COLUMNS})
-                SELECT i.category_id, i.description, i.status, i.created_at, i.updated_at,
-                       i.resolved_at, r.ward_id, r.snapped, r.zone_id, r.team_id, r.due_at,
-                       i.source, i.external_id, i.is_demo, i.reporter_name,
-                       i.reporter_contact, i.address, i.location_source, i.media_url,
-                       ST_SetSRID(ST_MakePoint(i.lon, i.lat), 4326)
-                FROM routed AS r JOIN "{table}" AS i USING (idx)
-                WHERE r.ward_id IS NOT NULL
-                ORDER BY i.idx
-                ON CONFLICT (source, external_id) DO NOTHING
-                RETURNING id, created_at, updated_at, status
-            ), created AS (
-                INSERT INTO report_events (report_id, at, kind, actor, to_status)
-                SELECT id, created_at, 'created', :actor, 'open' FROM new
-            ), moved AS (
-                INSERT INTO report_events (report_id, at, kind, actor, from_status, to_status)
-                SELECT id, updated_at, 'status', :actor, 'open', status
-                FROM new WHERE status <> 'open'
-            ), outside AS (
+            {_INSERT_ROWS.format(rows=routed_rows)},
+            outside AS (
                 SELECT idx FROM routed WHERE ward_id IS NULL
             )
             SELECT (SELECT count(*) FROM new) AS inserted,
