@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -51,7 +52,7 @@ def negotiate(requested: ExportFormat | None, accept: str | None) -> ExportForma
     return "geojson"
 
 
-def chosen_format(
+async def chosen_format(
     fmt: Annotated[
         ExportFormat | None,
         Query(
@@ -62,7 +63,10 @@ def chosen_format(
     ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> ExportFormat:
-    """The format asked for, by parameter or ``Accept`` header."""
+    """The format asked for, by parameter or ``Accept`` header.
+
+    A coroutine, so it runs on the event loop rather than through the thread pool.
+    """
     return negotiate(fmt, accept)
 
 
@@ -143,7 +147,7 @@ def _geojson(
     principal: Principal,
     page: Page,
     rounding: float,
-) -> JSONResponse:
+) -> GeoJSONResponse:
     rows, has_more = export.report_page(
         conn, flt, principal, limit=page.limit, after_id=page.after, public_rounding_m=rounding
     )
@@ -176,7 +180,24 @@ def _geojson(
             conn, flt, principal, at_most=export.MATCH_COUNT_LIMIT, public_rounding_m=rounding
         ),
     )
-    return JSONResponse(body, media_type=MEDIA_TYPES["geojson"], headers={"Vary": "Accept"})
+    return GeoJSONResponse(body, headers={"Vary": "Accept"})
+
+
+class GeoJSONResponse(JSONResponse):
+    """GeoJSON written as Starlette writes JSON, with report times as ISO 8601 text."""
+
+    media_type = MEDIA_TYPES["geojson"]
+
+    def render(self, content: Any) -> bytes:
+        """``content`` as compact UTF-8 JSON; ``export.json_value`` writes the times."""
+        return json.dumps(
+            content,
+            ensure_ascii=False,
+            allow_nan=False,
+            indent=None,
+            separators=(",", ":"),
+            default=export.json_value,
+        ).encode("utf-8")
 
 
 def _attachment(extension: str) -> dict[str, str]:
