@@ -332,29 +332,28 @@ from ``ward_period_measures``, its other days from ``ward_day_measures``."""
 # when a middle report is alone in its bucket (as is usual for a ward over a few weeks) or
 # its bucket's reports took equally long; otherwise it is within the bucket, which spans a
 # factor of 2 ** (1/4): at most about a fifth of the value off.
-_MEDIANS = """medians AS (
-    SELECT ward_id,
-           min(hours) FILTER (WHERE before <= low AND low < before + n)
-           + (middle - low) * (
-               min(hours) FILTER (WHERE before <= high AND high < before + n)
-               - min(hours) FILTER (WHERE before <= low AND low < before + n)
-           ) AS median_hours_to_resolve
+_MEDIANS = """cells AS MATERIALIZED (
+    SELECT ward_id, hours_bucket, CAST(sum(resolved) AS float8) AS n,
+           CAST(sum(resolve_seconds) AS float8) / 3600.0 AS hours
+    FROM ward_day_measures
+    WHERE day BETWEEN :first AND :last AND hours_bucket IS NOT NULL
+    GROUP BY ward_id, hours_bucket
+), ranked AS (
+    SELECT ward_id, n, hours / n AS hours, sum(n) OVER w - n AS before,
+           0.5 * (sum(n) OVER (PARTITION BY ward_id) - 1) AS middle
+    FROM cells
+    WINDOW w AS (PARTITION BY ward_id ORDER BY hours_bucket)
+), medians AS (
+    SELECT ward_id, low + (middle - floor(middle)) * (high - low) AS median_hours_to_resolve
     FROM (
-        SELECT ward_id, n, hours, middle, floor(middle) AS low, ceil(middle) AS high,
-               sum(n) OVER (PARTITION BY ward_id ORDER BY hours_bucket) - n AS before
-        FROM (
-            SELECT ward_id, hours_bucket, n, seconds / n / 3600.0 AS hours,
-                   0.5 * (sum(n) OVER (PARTITION BY ward_id) - 1) AS middle
-            FROM (
-                SELECT ward_id, hours_bucket, CAST(sum(resolved) AS float8) AS n,
-                       CAST(sum(resolve_seconds) AS float8) AS seconds
-                FROM ward_day_measures
-                WHERE day BETWEEN :first AND :last AND hours_bucket IS NOT NULL
-                GROUP BY ward_id, hours_bucket
-            ) AS cells
-        ) AS counted
-    ) AS ranked
-    GROUP BY ward_id, middle, low
+        SELECT ward_id, middle,
+               min(hours) FILTER (WHERE before <= floor(middle) AND floor(middle) < before + n)
+                   AS low,
+               min(hours) FILTER (WHERE before <= ceil(middle) AND ceil(middle) < before + n)
+                   AS high
+        FROM ranked
+        GROUP BY ward_id, middle
+    ) AS middles
 )"""
 _NO_MEDIANS = """medians AS (
     SELECT CAST(NULL AS integer) AS ward_id, CAST(NULL AS float8) AS median_hours_to_resolve
