@@ -503,8 +503,10 @@ def wards_page_measures(
         column: sorted({row[column] for row in shown.values()}, key=str) for column in _LOOKED_UP
     }
     index = {column: {v: i for i, v in enumerate(values)} for column, values in lookup.items()}
-    rows: list[list[int | str | None]] = [
-        [code, *(index[c][row[c]] if c in index else row[c] for c in MEASURE_COLUMNS)]
-        for code, row in shown.items()
-    ]
+    # Column by column, then zipped: thousands of wards, so no per-cell branching.
+    columns: list[list[int | str | None]] = [list(shown)]
+    for column in MEASURE_COLUMNS:
+        values = [row[column] for row in shown.values()]
+        columns.append([index[column][v] for v in values] if column in index else [*values])
+    rows = [list(row) for row in zip(*columns, strict=True)]
     return {"columns": list(MEASURE_COLUMNS), "lookup": lookup, "rows": rows}

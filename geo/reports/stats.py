@@ -162,9 +162,11 @@ def _ward_frame(
         },
     )
     names = list(result.keys())
-    rows = result.all()
-    # Column by column: a frame built from 7,000 rows of a result, row by row, took longer
-    # than the query (as geopandas' read_postgis builds it).
+    # The driver's plain tuples, column by column: a frame built from 7,000 result rows one
+    # by one (as geopandas' read_postgis builds it), or those rows made into SQLAlchemy's
+    # Row objects first, took longer than the query.
+    rows = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
     data = dict(zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True))
     frame = pd.DataFrame({name: list(values) for name, values in data.items()})
     frame["geom"] = gpd.GeoSeries.from_wkb(frame["geom"], crs=4326)
