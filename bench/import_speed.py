@@ -12,11 +12,17 @@ tickets in Traffy's export format, then measures, in the same run:
   CREATE TABLE AS joining them to the wards that cover them; PostgreSQL alone, no checks,
   no routing rules, no indexes, no audit trail;
 * the floor under the import: its final INSERTs alone (the stored rows inserted again
-  with their created events, rolled back), which the reports table's indexes and foreign
-  keys decide (``insert_floor``).
+  with the audit events the import writes, rolled back), which the reports table's indexes,
+  foreign keys and triggers decide (``insert_floor``); beside it the same INSERTs with the
+  table's statement triggers (the kept ward measures and heat cells) switched off, and into
+  a bare copy of the table (no index, constraint or trigger).
 
 The last line is JSON: ``import_rows_per_s``, ``ceiling``, ``ratio``, ``peak_rss_mb`` and
-``import_rss_growth_mb`` (see ``measure_import``), and ``insert_rows_per_s`` (the floor).
+``import_rss_growth_mb`` (see ``measure_import``), ``stage_seconds`` (each stage of the
+import, in all; they overlap), ``insert_rows_per_s`` (the floor),
+``insert_without_triggers_rows_per_s``, ``bare_insert_rows_per_s``, and ``db_cpu_s``: the
+CPU seconds the whole cluster spent on each measurement, which a machine busy with other
+work changes far less than the elapsed times.
 ``bench/national.py`` calls ``write_traffy_csv``, ``measure_import`` and ``import_ceiling``
 on its own city.
 """
@@ -27,6 +33,7 @@ import argparse
 import codecs
 import csv
 import json
+import os
 import resource
 import tempfile
 import threading
@@ -202,14 +209,52 @@ def _rss_mb() -> float:
         return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def measure_import(engine: Engine, path: Path, *, rejects: Path) -> dict[str, Any]:
+def cluster_cpu_s(postmaster: int | None) -> float:
+    """CPU seconds used so far by the PostgreSQL cluster whose postmaster is ``postmaster``.
+
+    The postmaster's own time, its ended children's (counted to it when reaped), and its
+    running children's (backends, parallel workers, the WAL writer, autovacuum). Zero when
+    no pid is given.
+    """
+    if postmaster is None:
+        return 0.0
+    ticks = 0
+    for pid in [postmaster, *_children(postmaster)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended since it was listed
+        # utime, stime, cutime, cstime; the children's times only for the postmaster.
+        ticks += sum(int(f) for f in fields[11 : 15 if pid == postmaster else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def measure_import(
+    engine: Engine, path: Path, *, rejects: Path, postmaster: int | None = None
+) -> dict[str, Any]:
     """Import ``path`` (Traffy format) end to end and time it, with this process's memory.
 
     ``peak_rss_mb`` is the process's peak (``resource``), which loading the boundaries may
     have set before; ``import_rss_growth_mb`` is how far resident memory rose above its
     level at the start while the import ran (sampled every 50 ms), the figure that shows
-    whether memory follows the batch or the file. The city must hold no reports from the
-    file yet; they stay stored afterwards.
+    whether memory follows the batch or the file. ``stage_seconds`` is the import's own
+    account of its stages; ``db_cpu_s`` the cluster's CPU seconds when its ``postmaster``
+    pid is given. The city must hold no reports from the file yet; they stay stored
+    afterwards.
     """
     start_rss = _rss_mb()
     highest = [start_rss]
@@ -221,6 +266,7 @@ def measure_import(engine: Engine, path: Path, *, rejects: Path) -> dict[str, An
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    cpu = cluster_cpu_s(postmaster)
     started = time.perf_counter()
     try:
         summary = import_reports(engine, path, file_format="traffy", rejects_path=rejects)
@@ -236,10 +282,12 @@ def measure_import(engine: Engine, path: Path, *, rejects: Path) -> dict[str, An
         "import_rows_per_s": round(summary.rows / seconds),
         "peak_rss_mb": round(peak_rss_mb()),
         "import_rss_growth_mb": round(highest[0] - start_rss),
+        "stage_seconds": {k: round(v, 2) for k, v in summary.stage_seconds.items()},
+        "db_cpu_s": round(cluster_cpu_s(postmaster) - cpu, 2),
     }
 
 
-def import_ceiling(engine: Engine, path: Path) -> dict[str, Any]:
+def import_ceiling(engine: Engine, path: Path, *, postmaster: int | None = None) -> dict[str, Any]:
     """PostgreSQL alone on the same file: COPY it as text, then one CTAS join to the wards.
 
     The file's columns go as they are into an unlogged table of text columns, and a CREATE
@@ -250,6 +298,7 @@ def import_ceiling(engine: Engine, path: Path) -> dict[str, Any]:
     with engine.begin() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
+        cpu = cluster_cpu_s(postmaster)
         started = time.perf_counter()
         with raw.cursor() as cur:
             cur.execute(f"CREATE UNLOGGED TABLE import_ceiling_rows ({columns})")
@@ -269,43 +318,85 @@ def import_ceiling(engine: Engine, path: Path) -> dict[str, Any]:
             )
             found = cur.execute("SELECT count(*) FROM import_ceiling_rows").fetchone()
         seconds = time.perf_counter() - started
+        cpu = cluster_cpu_s(postmaster) - cpu
         conn.execute(text("DROP TABLE import_ceiling_rows, import_ceiling_joined"))
     rows = int(found[0]) if found else 0
-    return {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+    return {
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "db_cpu_s": round(cpu, 2),
+    }
 
 
-def insert_floor(engine: Engine, source: str = "traffy") -> dict[str, Any]:
-    """The stored rows of ``source`` inserted again (new source) with their created events.
+# The import's final INSERTs over rows already stored: the same columns, a new source, and
+# the audit events the import writes (created, and a status change for the rest).
+_FLOOR = """
+WITH new AS (
+    INSERT INTO {table} (category_id, description, status, created_at, updated_at,
+        resolved_at, ward_id, ward_snapped, zone_id, team_id, due_at, source, external_id,
+        media_url, geom)
+    SELECT category_id, description, status, created_at, updated_at, resolved_at, ward_id,
+           ward_snapped, zone_id, team_id, due_at, 'floor', external_id, media_url, geom
+    FROM reports WHERE source = :source
+    ORDER BY id
+    RETURNING id, created_at, updated_at, status
+), created AS (
+    INSERT INTO {events} (report_id, at, kind, actor, to_status)
+    SELECT id, created_at, 'created', 'bench', 'open' FROM new
+), moved AS (
+    INSERT INTO {events} (report_id, at, kind, actor, from_status, to_status)
+    SELECT id, updated_at, 'status', 'bench', 'open', status FROM new WHERE status <> 'open'
+)
+SELECT count(*) FROM new
+"""
 
-    Only the INSERTs the import ends with: no file, no checks, no routing. The reports
-    table's indexes and foreign keys are what it measures; it is rolled back.
+# How the tables are prepared, in the rolled-back transaction, for each floor.
+_FLOORS = {
+    "insert": [],
+    "insert_without_triggers": [
+        "ALTER TABLE reports DISABLE TRIGGER USER",
+        # The foreign keys' triggers are system triggers: they stay.
+    ],
+    "bare_insert": [
+        "CREATE TABLE floor_reports (LIKE reports INCLUDING DEFAULTS)",
+        "CREATE TABLE floor_events (LIKE report_events INCLUDING DEFAULTS)",
+    ],
+}
+
+
+def insert_floor(
+    engine: Engine, source: str = "traffy", *, postmaster: int | None = None
+) -> dict[str, Any]:
+    """The stored rows of ``source`` inserted again (new source) with their audit events.
+
+    Only the INSERTs the import ends with: no file, no checks, no routing, each rolled back.
+    ``insert`` is into the real tables, so the reports table's indexes, foreign keys and
+    triggers are what it measures; ``insert_without_triggers`` the same with the table's
+    own (statement) triggers switched off, the foreign keys' kept; ``bare_insert`` into
+    copies of the tables with nothing to maintain but the rows.
     """
-    with engine.connect() as conn, conn.begin() as transaction:
-        started = time.perf_counter()
-        rows = conn.execute(
-            text(
-                """
-                WITH new AS (
-                    INSERT INTO reports (category_id, description, status, created_at,
-                        updated_at, resolved_at, ward_id, ward_snapped, zone_id, team_id,
-                        due_at, source, external_id, media_url, geom)
-                    SELECT category_id, description, status, created_at, updated_at,
-                           resolved_at, ward_id, ward_snapped, zone_id, team_id, due_at,
-                           'floor', external_id, media_url, geom
-                    FROM reports WHERE source = :source
-                    RETURNING id, created_at
-                ), created AS (
-                    INSERT INTO report_events (report_id, at, kind, actor, to_status)
-                    SELECT id, created_at, 'created', 'bench', 'open' FROM new
-                )
-                SELECT count(*) FROM new
-                """
-            ),
-            {"source": source},
-        ).scalar_one()
-        seconds = time.perf_counter() - started
-        transaction.rollback()
-    return {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+    found: dict[str, Any] = {}
+    for name, setup in _FLOORS.items():
+        bare = name == "bare_insert"
+        statement = _FLOOR.format(
+            table="floor_reports" if bare else "reports",
+            events="floor_events" if bare else "report_events",
+        )
+        with engine.connect() as conn, conn.begin() as transaction:
+            for step in setup:
+                conn.execute(text(step))
+            cpu = cluster_cpu_s(postmaster)
+            started = time.perf_counter()
+            rows = conn.execute(text(statement), {"source": source}).scalar_one()
+            seconds = time.perf_counter() - started
+            cpu = cluster_cpu_s(postmaster) - cpu
+            transaction.rollback()
+        found[name] = {
+            "seconds": round(seconds, 2),
+            "rows_per_s": round(rows / seconds),
+            "db_cpu_s": round(cpu, 2),
+        }
+    return found
 
 
 def main() -> None:
@@ -333,26 +424,32 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f} s; peak RSS so far {peak_rss_mb():,.0f} MB",
             flush=True,
         )
-        ceiling = import_ceiling(engine, path)
+        postmaster = cluster.postmaster_pid()
+        ceiling = import_ceiling(engine, path, postmaster=postmaster)
         print(
             f"ceiling: COPY + CTAS join {ceiling['seconds']:.1f} s -> "
-            f"{ceiling['rows_per_s']:,} rows/s",
+            f"{ceiling['rows_per_s']:,} rows/s ({ceiling['db_cpu_s']:.1f} s of database CPU)",
             flush=True,
         )
-        found = measure_import(engine, path, rejects=folder / "rejects.csv")
+        found = measure_import(engine, path, rejects=folder / "rejects.csv", postmaster=postmaster)
         print(
             f"import: {found['rows']:,} rows ({found['inserted']:,} stored, "
             f"{found['rejected']:,} refused) in {found['import_s']:.1f} s -> "
-            f"{found['import_rows_per_s']:,} rows/s; peak RSS {found['peak_rss_mb']:,} MB, "
+            f"{found['import_rows_per_s']:,} rows/s ({found['db_cpu_s']:.1f} s of database "
+            f"CPU); peak RSS {found['peak_rss_mb']:,} MB, "
             f"{found['import_rss_growth_mb']:,} MB above its level at the start",
             flush=True,
         )
-        floor = insert_floor(engine)
-        print(
-            f"the import's INSERTs alone (reports and created events, rolled back): "
-            f"{floor['seconds']:.1f} s -> {floor['rows_per_s']:,} rows/s",
-            flush=True,
-        )
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in found["stage_seconds"].items())
+        print(f"  its stages, each in all (they overlap): {stages}", flush=True)
+        floors = insert_floor(engine, postmaster=postmaster)
+        for name, floor in floors.items():
+            print(
+                f"the import's INSERTs alone, {name.replace('_', ' ')} (rolled back): "
+                f"{floor['seconds']:.1f} s -> {floor['rows_per_s']:,} rows/s "
+                f"({floor['db_cpu_s']:.1f} s of database CPU)",
+                flush=True,
+            )
         engine.dispose()
     for leftover in folder.iterdir():
         leftover.unlink()
@@ -365,9 +462,15 @@ def main() -> None:
                 "import_rows_per_s": found["import_rows_per_s"],
                 "ceiling": ceiling["rows_per_s"],
                 "ratio": round(ratio, 3),
-                "insert_rows_per_s": floor["rows_per_s"],
+                **{f"{name}_rows_per_s": floor["rows_per_s"] for name, floor in floors.items()},
+                "stage_seconds": found["stage_seconds"],
                 "peak_rss_mb": found["peak_rss_mb"],
                 "import_rss_growth_mb": found["import_rss_growth_mb"],
+                "db_cpu_s": {
+                    "import": found["db_cpu_s"],
+                    "ceiling": ceiling["db_cpu_s"],
+                    **{name: floor["db_cpu_s"] for name, floor in floors.items()},
+                },
             }
         )
     )
