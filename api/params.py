@@ -4,7 +4,8 @@ Each group is parsed and validated once, here, as a typed dependency; a router t
 ``...Dep`` alias and gets plain values back, or a whole ``geo.reports.search.ReportFilter`` from
 ``ReportFilterDep``. A bad value raises ``InvalidInputError`` naming the parameter, which
 the app's handlers turn into a 422 (FastAPI's own checks, such as ``limit``'s range, end
-there too).
+there too). The groups are coroutines, though they only parse: a plain function dependency
+runs through the thread pool, a hop per parameter group on every request.
 
 Text never carries a NUL character: PostgreSQL cannot store one, so it would fail deep in
 a query. ``refuse_nul_characters`` runs before every route and checks each query, path and
@@ -106,7 +107,7 @@ def _items(name: str, values: list[str] | None) -> tuple[str, ...]:
     return unique
 
 
-def bbox_param(
+async def bbox_param(
     bbox: Annotated[
         str | None,
         Query(
@@ -157,7 +158,7 @@ def _instant(name: str, value: str | None, *, end_of_day: bool) -> datetime | No
     return moment
 
 
-def time_window(
+async def time_window(
     created_from: Annotated[
         DateOrTime,
         Query(
@@ -190,7 +191,7 @@ def time_window(
 TimeWindowDep = Annotated[TimeWindow, Depends(time_window)]
 
 
-def category_param(
+async def category_param(
     category: Annotated[
         list[str] | None,
         Query(
@@ -212,7 +213,7 @@ def category_param(
 CategoriesDep = Annotated[tuple[str, ...], Depends(category_param)]
 
 
-def status_param(
+async def status_param(
     status: Annotated[
         list[str] | None,
         Query(
@@ -248,7 +249,7 @@ def _ids(name: str, values: list[int] | None) -> tuple[int, ...]:
     return unique
 
 
-def ward_param(
+async def ward_param(
     ward: Annotated[
         list[_Id] | None, Query(description="Only reports in these ward ids (repeatable).")
     ] = None,
@@ -257,7 +258,7 @@ def ward_param(
     return _ids("ward", ward)
 
 
-def zone_param(
+async def zone_param(
     zone: Annotated[
         list[_Id] | None, Query(description="Only reports in these zone ids (repeatable).")
     ] = None,
@@ -266,7 +267,7 @@ def zone_param(
     return _ids("zone", zone)
 
 
-def team_param(
+async def team_param(
     team: Annotated[
         list[_Id] | None,
         Query(description="Only reports assigned to these team ids (repeatable)."),
@@ -289,7 +290,7 @@ class Page:
     after: int | None = None
 
 
-def page_param(
+async def page_param(
     limit: Annotated[
         int, Query(ge=1, le=MAX_PAGE, description=f"Items per page, 1 to {MAX_PAGE}.")
     ] = 100,
@@ -310,7 +311,7 @@ def page_param(
 PageDep = Annotated[Page, Depends(page_param)]
 
 
-def report_filter(
+async def report_filter(
     bbox: BBoxDep,
     window: TimeWindowDep,
     categories: CategoriesDep,
