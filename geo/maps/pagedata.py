@@ -44,31 +44,33 @@ class _Part:
     key: str
     """``order`` as one number (then ``r.id``), so the parts can be merged."""
     order: str
+    each_status: bool = False
+    """Read each status in ``order`` on its own, for an index on (..., status, ...)."""
 
 
 def _parts(flt: ReportFilter, fixed_since: datetime | None) -> tuple[list[_Part], dict[str, Any]]:
     """The parts of a map's page in turn, and the values their conditions name.
 
-    Work still to do comes first, soonest due first; then fixed work (statuses in
-    ``FIXED_STATUSES`` that ``flt`` asks for, and with ``fixed_since`` every fixed report
-    resolved since then), most recently resolved first.
+    Work still to do comes first, soonest due first, each status read in due order on its
+    own (so an index on (..., status, due_at) hands over only what the page needs); then
+    fixed work (statuses in ``FIXED_STATUSES`` that ``flt`` asks for, and with
+    ``fixed_since`` every fixed report resolved since then), most recently resolved first.
     """
     wanted = flt.statuses or REPORT_STATUSES
     working = tuple(s for s in wanted if s not in FIXED_STATUSES)
-    parts = (
-        [_Part(working, (), "extract(epoch FROM r.due_at)", "r.due_at, r.id")] if working else []
-    )
+    due = _Part(working, (), "extract(epoch FROM r.due_at)", "r.due_at, r.id", each_status=True)
+    parts = [due] if working else []
     always = tuple(s for s in wanted if s in FIXED_STATUSES)
     # A fixed report without a resolution time comes last, as it sorts in the whole page.
     by_resolved = "r.resolved_at DESC NULLS LAST, r.id" if always else "r.resolved_at DESC, r.id"
     fixed = "-extract(epoch FROM r.resolved_at)"
     if fixed_since is not None:
         since = "r.resolved_at >= :fixed_since"
-        extra = (f"({since} OR r.status = ANY(:fixed_always))",) if always else (since,)
+        extra = (f"({since} OR {_status_in(always)})",) if always else (since,)
         parts.append(_Part(FIXED_STATUSES, extra, fixed, by_resolved))
     elif always:
         parts.append(_Part(always, (), fixed, by_resolved))
-    return parts, {"fixed_since": fixed_since, "fixed_always": list(always)}
+    return parts, {"fixed_since": fixed_since}
 
 
 def _reports_from(flt: ReportFilter) -> str:
@@ -82,14 +84,44 @@ def _reports_from(flt: ReportFilter) -> str:
     )
 
 
-def _where(clauses: list[str], name: str, statuses: Sequence[str], params: dict[str, Any]) -> str:
-    """`` WHERE`` ``clauses`` and a status in ``statuses`` (bound as ``name`` in ``params``).
+_IDS = (("ward_ids", "r.ward_id"), ("zone_ids", "r.zone_id"), ("team_ids", "r.team_id"))
 
-    One status is a plain equality: an index scan on ``= ANY`` does not come out in order.
+
+def _clauses(
+    flt: ReportFilter, principal: Principal, *, public_rounding_m: float
+) -> tuple[list[str], dict[str, Any]]:
+    """``where_clauses`` of ``flt`` but its statuses, a ward, zone or team as an equality.
+
+    An index scan on ``= ANY`` does not come out in the index's order, so a team's
+    reports in due order need ``team_id = :team`` to read ``(team_id, status, due_at)``
+    in order; several ids stay a list.
     """
-    params[name] = statuses[0] if len(statuses) == 1 else list(statuses)
-    status = f"r.status = :{name}" if len(statuses) == 1 else f"r.status = ANY(:{name})"
-    return " WHERE " + " AND ".join([*clauses, status])
+    one = {name: getattr(flt, name)[0] for name, _ in _IDS if len(getattr(flt, name)) == 1}
+    rest = replace(
+        flt,
+        statuses=(),
+        ward_ids=() if "ward_ids" in one else flt.ward_ids,
+        zone_ids=() if "zone_ids" in one else flt.zone_ids,
+        team_ids=() if "team_ids" in one else flt.team_ids,
+    )
+    clauses, params = where_clauses(rest, principal, public_rounding_m=public_rounding_m)
+    clauses += [f"{column} = :one_{name}" for name, column in _IDS if name in one]
+    return clauses, params | {f"one_{name}": value for name, value in one.items()}
+
+
+def _status_in(statuses: Sequence[str]) -> str:
+    """``r.status`` is one of ``statuses``, written as the vocabulary's constants.
+
+    Constants rather than bound values, so that a plan made for any values (psycopg
+    prepares a statement it runs often) still reads the partial indexes of open reports;
+    one status is an equality, as an index scan on ``IN`` does not come out in order.
+    """
+    named = [f"'{status}'" for status in REPORT_STATUSES if status in statuses]
+    return f"r.status = {named[0]}" if len(named) == 1 else f"r.status IN ({', '.join(named)})"
+
+
+def _where(clauses: Sequence[str], statuses: Sequence[str]) -> str:
+    return " WHERE " + " AND ".join([*clauses, _status_in(statuses)])
 
 
 def map_reports_sql(
@@ -102,25 +134,26 @@ def map_reports_sql(
     """The ids of one page of markers and their bounded count, with ``:limit`` and ``:offset``.
 
     The page query gives ``id, grp, sort_key`` in the maps' order (``map_reports``); each
-    part (``_parts``) reads at most ``offset + limit`` rows. The count query counts each
-    part up to ``COUNT_AHEAD_PAGES`` pages past this one and one more, so it stops early
-    in a long history. Both read ``flt`` as ``principal`` may see it (``where_clauses``).
+    part (``_parts``), or status of a part, reads at most ``offset + limit`` rows. The
+    count query counts each part up to ``COUNT_AHEAD_PAGES`` pages past this one and one
+    more, so it stops early in a long history. Both read ``flt`` as ``principal`` may see
+    it (``where_clauses``).
     """
-    common, params = where_clauses(
-        replace(flt, statuses=()), principal, public_rounding_m=public_rounding_m
-    )
+    common, params = _clauses(flt, principal, public_rounding_m=public_rounding_m)
     parts, values = _parts(flt, fixed_since)
     params |= values
     source = _reports_from(flt)
     pages, counts = [], []
     for n, part in enumerate(parts):
-        where = _where([*common, *part.extra], f"statuses_{n}", part.statuses, params)
-        pages.append(
-            f"(SELECT r.id, {n} AS grp, {part.key} AS sort_key {source}{where} "
+        clauses = [*common, *part.extra]
+        pages += [
+            f"(SELECT r.id, {n} AS grp, {part.key} AS sort_key {source}{_where(clauses, some)} "
             f"ORDER BY {part.order} LIMIT :offset + :limit)"
-        )
+            for some in ([(s,) for s in part.statuses] if part.each_status else [part.statuses])
+        ]
         counts.append(
-            f"(SELECT 1 {source}{where} LIMIT :offset + :limit * {COUNT_AHEAD_PAGES + 1} + 1)"
+            f"(SELECT 1 {source}{_where(clauses, part.statuses)} "
+            f"LIMIT :offset + :limit * {COUNT_AHEAD_PAGES + 1} + 1)"
         )
     page = (
         f"SELECT id, grp, sort_key FROM ({' UNION ALL '.join(pages)}) AS u "
@@ -213,14 +246,14 @@ def due_page_ids(
     on (..., status, due_at), such as a team's ``ix_reports_team_status_due``, a page reads
     about its own rows, not its whole queue.
     """
-    clauses, params = where_clauses(replace(flt, statuses=()), principal)
+    clauses, params = _clauses(flt, principal, public_rounding_m=DEFAULT_PUBLIC_ROUNDING_M)
     if overdue:
         clauses.append("r.due_at < now()")
     parts = [
         f"(SELECT r.id, r.due_at {_reports_from(flt)}"
-        f"{_where(clauses, f'status_{n}', [status], params)} "
+        f"{_where(clauses, [status])} "
         "ORDER BY r.due_at, r.id LIMIT :offset + :limit)"
-        for n, status in enumerate(flt.statuses or REPORT_STATUSES)
+        for status in flt.statuses or REPORT_STATUSES
     ]
     sql = (
         f"SELECT id FROM ({' UNION ALL '.join(parts)}) AS u "
