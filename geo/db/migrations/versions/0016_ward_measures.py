@@ -49,37 +49,86 @@ _DAY_KEY = ("day", "ward_id", "category_id", "hours_bucket")
 _PERIOD_KEY = ("period", "first_day", "ward_id")
 
 
-def _placed(rows: str, n: int) -> str:
-    """Each visible report of ``rows`` as ``n`` times its measures, under its day's key."""
+_CELL = 0.02
+"""Side, in degrees, of the grid a rebuild finds wards through (geo.city.routing's)."""
+
+
+def _stored_ward(x: str) -> str:
+    """The ward of report row ``x`` while its stored ward is current; else unknown.
+
+    Routing stored the covering ward, or snapped a point no ward covered, against the
+    wards current then; while that ward is current, so are they all.
+    """
+    return f"""CASE WHEN {x}.ward_id IN (SELECT id FROM wards WHERE retired_at IS NULL)
+                THEN CASE WHEN NOT {x}.ward_snapped THEN {x}.ward_id END
+                ELSE {{probe}} END"""
+
+
+def _ward_of(x: str) -> str:
+    """The current ward covering report row ``x`` (NULL: none), probing only when needed."""
+    return _stored_ward(x).format(
+        probe=f"""(SELECT w.id FROM wards AS w
+                      WHERE w.retired_at IS NULL AND ST_Covers(w.geom, {x}.geom)
+                      ORDER BY {_TIE_BREAK} LIMIT 1)"""
+    )
+
+
+def _measures(x: str, ward: str, n: int) -> str:
+    """Report row ``x`` (placed in ``ward``) as ``n`` times its measures, under its key."""
+    seconds = f"CAST(extract(epoch FROM {x}.resolved_at - {x}.created_at) AS float8)"
     return f"""
-    SELECT CAST(r.created_at AT TIME ZONE 'UTC' AS date) AS day,
-           CASE WHEN stored.id IS NULL THEN here.id
-                WHEN NOT r.ward_snapped THEN stored.id END AS ward_id,
-           r.category_id,
-           CAST(CASE WHEN r.resolved_at IS NULL THEN NULL
-                     WHEN s.seconds < {_FIRST_SECONDS} THEN 0
+    SELECT CAST({x}.created_at AT TIME ZONE 'UTC' AS date) AS day,
+           {ward} AS ward_id,
+           {x}.category_id,
+           CAST(CASE WHEN {x}.resolved_at IS NULL THEN NULL
+                     WHEN {seconds} < {_FIRST_SECONDS} THEN 0
                      ELSE least({_BUCKET_LAST}, 1 + floor(
-                         {_BUCKETS_PER_DOUBLING} * ln(s.seconds / {_FIRST_SECONDS}) / ln(2)))
+                         {_BUCKETS_PER_DOUBLING} * ln({seconds} / {_FIRST_SECONDS}) / ln(2)))
                 END AS smallint) AS hours_bucket,
            {n} AS reports,
-           CASE WHEN r.resolved_at IS NOT NULL THEN {n} ELSE 0 END AS resolved,
-           CASE WHEN r.resolved_at <= r.due_at THEN {n} ELSE 0 END AS within_sla,
-           CASE WHEN r.rating IS NOT NULL THEN {n} ELSE 0 END AS rated,
-           {n} * COALESCE(r.rating, 0) AS rating_sum,
-           {n} * COALESCE(CAST(round(s.seconds) AS bigint), 0) AS resolve_seconds
-    FROM {rows} AS r
-    CROSS JOIN LATERAL (
-        SELECT CAST(extract(epoch FROM r.resolved_at - r.created_at) AS float8) AS seconds
-    ) AS s
-    -- Routing stored the covering ward, or snapped a point no ward covered, against the
-    -- wards current then; while that ward is current, so are they all.
-    LEFT JOIN wards AS stored ON stored.id = r.ward_id AND stored.retired_at IS NULL
-    LEFT JOIN LATERAL (
-        SELECT w.id FROM wards AS w
-        WHERE stored.id IS NULL AND w.retired_at IS NULL AND ST_Covers(w.geom, r.geom)
-        ORDER BY {_TIE_BREAK}
-        LIMIT 1
-    ) AS here ON true
+           CASE WHEN {x}.resolved_at IS NOT NULL THEN {n} ELSE 0 END AS resolved,
+           CASE WHEN {x}.resolved_at <= {x}.due_at THEN {n} ELSE 0 END AS within_sla,
+           CASE WHEN {x}.rating IS NOT NULL THEN {n} ELSE 0 END AS rated,
+           {n} * COALESCE({x}.rating, 0) AS rating_sum,
+           {n} * COALESCE(CAST(round({seconds}) AS bigint), 0) AS resolve_seconds"""
+
+
+def _placed(rows: str, n: int) -> str:
+    """Each visible report of ``rows`` as ``n`` times its measures."""
+    return f"{_measures('r', _ward_of('r'), n)}\n    FROM {rows} AS r WHERE r.hidden_at IS NULL"
+
+
+# A rebuild places every report again, after a boundary replace retired the wards stored
+# on them all: through a grid of cells, as routing's bulk statement does, rather than an
+# index probe per report (a minute at national scale): each cell's candidate wards are
+# those whose boxes meet it (widened a hair against rounding), then each report is tested
+# against its cell's candidates only.
+_REBUILT = f"""
+    WITH points AS MATERIALIZED (
+        SELECT r.id, r.geom,
+               CAST(floor(ST_X(r.geom) / {_CELL}) AS integer) AS cx,
+               CAST(floor(ST_Y(r.geom) / {_CELL}) AS integer) AS cy
+        FROM reports AS r
+        WHERE r.hidden_at IS NULL
+          AND NOT COALESCE(r.ward_id IN (SELECT id FROM wards WHERE retired_at IS NULL), false)
+    ), cells AS MATERIALIZED (
+        SELECT cx, cy, ST_Expand(ST_MakeEnvelope(cx * {_CELL}, cy * {_CELL},
+                                                 (cx + 1) * {_CELL}, (cy + 1) * {_CELL}, 4326),
+                                 1e-6) AS box
+        FROM (SELECT DISTINCT cx, cy FROM points) AS c
+    ), candidates AS MATERIALIZED (
+        SELECT c.cx, c.cy, w.id
+        FROM cells AS c JOIN wards AS w ON w.retired_at IS NULL AND w.geom && c.box
+    ), covering AS MATERIALIZED (
+        SELECT DISTINCT ON (p.id) p.id, w.id AS ward_id
+        FROM points AS p
+        JOIN candidates AS k ON k.cx = p.cx AND k.cy = p.cy
+        JOIN wards AS w ON w.id = k.id AND ST_Covers(w.geom, p.geom)
+        ORDER BY p.id, {_TIE_BREAK}
+    )
+    {_measures("r", _stored_ward("r").format(probe="c.ward_id"), 1)}
+    FROM reports AS r
+    LEFT JOIN covering AS c ON c.id = r.id
     WHERE r.hidden_at IS NULL"""
 
 
@@ -163,21 +212,28 @@ _RELEVANT = (
 )
 
 
-def _changed_rows(side: str) -> str:
-    """The rows of ``side`` (old or new) of the updated reports whose measures may change."""
-    # Not "old" and "new": in a trigger function those name PL/pgSQL's row variables.
-    differs = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in _RELEVANT)
-    return (
-        f"(SELECT {side[0]}.* FROM old_rows AS o JOIN new_rows AS n ON n.id = o.id "
-        f"WHERE {differs} OR (o.hidden_at IS NULL) <> (n.hidden_at IS NULL))"
+# An update's reports are placed once, from the new row: a report that did not move lies in
+# the same ward before and after (a status change after a boundary replace, or a re-route,
+# probes at most once, never for the old row). Not "old" and "new" as names: in a trigger
+# function those are PL/pgSQL's row variables.
+_UPDATED = f"""
+    WITH pairs AS MATERIALIZED (
+        SELECT n.id, {_ward_of("n")} AS new_ward, o.geom = n.geom AS unmoved
+        FROM old_rows AS o JOIN new_rows AS n ON n.id = o.id
+        WHERE {" OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in _RELEVANT)}
+           OR (o.hidden_at IS NULL) <> (n.hidden_at IS NULL)
     )
-
+    {_measures("o", f"CASE WHEN p.unmoved THEN p.new_ward ELSE {_ward_of('o')} END", -1)}
+    FROM pairs AS p JOIN old_rows AS o ON o.id = p.id
+    WHERE o.hidden_at IS NULL
+    UNION ALL
+    {_measures("n", "p.new_ward", 1)}
+    FROM pairs AS p JOIN new_rows AS n ON n.id = p.id
+    WHERE n.hidden_at IS NULL"""
 
 _CHANGES = {
     "insert": _placed("new_rows", 1),
-    "update": _placed(_changed_rows("old"), -1)
-    + "\n    UNION ALL"
-    + _placed(_changed_rows("new"), 1),
+    "update": _UPDATED,
     "delete": _placed("old_rows", -1),
 }
 _TRIGGERS = {
@@ -223,8 +279,7 @@ _TRIGGER_FUNCTIONS = {
 }
 _REBUILD = _function(
     "ward_measures_rebuild",
-    "TRUNCATE ward_day_measures, ward_period_measures;\n"
-    + _apply(_placed("reports", 1), removes=False),
+    "TRUNCATE ward_day_measures, ward_period_measures;\n" + _apply(_REBUILT, removes=False),
     removes=False,
     returns="void",
 )
