@@ -264,10 +264,15 @@ def bbox_sql(
     # then at most the step at that latitude.
     edge = min(max(abs(bbox[1]), abs(bbox[3])), 90.0)
     params |= point.params | {"bbox_dx": _lon_step(edge, metres), "bbox_dy": step_lat}
+    inside = (
+        f"{point.lat} BETWEEN :min_lat AND :max_lat AND {point.lon} BETWEEN :min_lon AND :max_lon"
+    )
+    # One CASE, not two conditions: PostgreSQL guesses each BETWEEN on a computed value keeps
+    # 0.5% of rows (1 in 40,000 for both), so for a box dense with reports it read every one
+    # of them to sort a page instead of walking ids; a CASE it guesses at half.
     return [
         f"{geom} && ST_Expand({envelope}, :bbox_dx, :bbox_dy)",
-        f"{point.lat} BETWEEN :min_lat AND :max_lat",
-        f"{point.lon} BETWEEN :min_lon AND :max_lon",
+        f"CASE WHEN {inside} THEN true ELSE false END",
     ], params
 
 
