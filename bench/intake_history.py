@@ -17,7 +17,9 @@ is one JSON object: ``single_intake_per_s_small``, ``single_intake_per_s_full``,
 (full over small; the target is at least 0.9), ``prepared_insert_per_s``,
 ``full_over_ceiling``, and ``statement_ratio``: full over small for the same intake without
 waiting for the WAL flush (synchronous_commit off), the statement's own cost apart from a
-disk other work shares (the ratios are medians of each round's own ratio).
+disk other work shares (the ratios are medians of each round's own ratio); and
+``wal_bytes_per_intake_small`` and ``_full``: the WAL each durable intake writes, which grows
+with history when its index pages are first written after a checkpoint (full-page images).
 
 ``single_intake_rate`` and ``prepared_insert_rate`` take any migrated city's engine and
 points, so other benchmarks (``national.py``) time intake on their own cities with them.
@@ -139,6 +141,16 @@ def prepared_insert_rate(engine: Engine, *, points: Sequence[Point], category_id
     return len(points) / elapsed
 
 
+def wal_position(engine: Engine) -> int:
+    """Bytes of WAL the cluster has written so far."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')")
+            ).scalar_one()
+        )
+
+
 def points_in_demo_city(rng: np.random.Generator, n: int) -> list[Point]:
     """``n`` uniform points inside the demo city."""
     outline = demo_city_outline()
@@ -252,13 +264,17 @@ def main() -> None:
         }
         timed = engines | {f"{name}_unflushed": engine for name, engine in unflushed.items()}
         step = max(1, args.singles // args.slices)
+        wal = dict.fromkeys(engines, 0)
         for round_no in range(1, args.rounds + 1):
             done = dict.fromkeys(rates, 0.0)
             spent = dict.fromkeys(rates, 0.0)
             for _ in range(args.slices):
                 for name, engine in timed.items():
                     points = points_in_demo_city(rng, step)
+                    before = wal_position(engine)
                     rate = single_intake_rate(engine, points=points, categories=codes)
+                    if name in wal:
+                        wal[name] += wal_position(engine) - before
                     done[name] += step
                     spent[name] += step / rate
                 points = points_in_demo_city(rng, step)
@@ -292,6 +308,12 @@ def main() -> None:
                 "prepared_insert_per_s": round(ceiling, 1),
                 "full_over_ceiling": round(of_ceiling, 3),
                 "statement_ratio": round(statement_ratio, 3),
+                "wal_bytes_per_intake_small": round(
+                    wal["small"] / (args.rounds * step * args.slices)
+                ),
+                "wal_bytes_per_intake_full": round(
+                    wal["full"] / (args.rounds * step * args.slices)
+                ),
             }
         )
     )
