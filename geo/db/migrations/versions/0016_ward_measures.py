@@ -59,7 +59,8 @@ def _stored_ward(x: str) -> str:
     Routing stored the covering ward, or snapped a point no ward covered, against the
     wards current then; while that ward is current, so are they all.
     """
-    return f"""CASE WHEN {x}.ward_id IN (SELECT id FROM wards WHERE retired_at IS NULL)
+    return f"""CASE WHEN EXISTS (SELECT FROM wards AS s
+                             WHERE s.id = {x}.ward_id AND s.retired_at IS NULL)
                 THEN CASE WHEN NOT {x}.ward_snapped THEN {x}.ward_id END
                 ELSE {{probe}} END"""
 
@@ -110,7 +111,7 @@ _REBUILT = f"""
                CAST(floor(ST_Y(r.geom) / {_CELL}) AS integer) AS cy
         FROM reports AS r
         WHERE r.hidden_at IS NULL
-          AND NOT COALESCE(r.ward_id IN (SELECT id FROM wards WHERE retired_at IS NULL), false)
+          AND NOT EXISTS (SELECT FROM wards AS s WHERE s.id = r.ward_id AND s.retired_at IS NULL)
     ), cells AS MATERIALIZED (
         SELECT cx, cy, ST_Expand(ST_MakeEnvelope(cx * {_CELL}, cy * {_CELL},
                                                  (cx + 1) * {_CELL}, (cy + 1) * {_CELL}, 4326),
