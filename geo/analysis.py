@@ -440,10 +440,16 @@ def _study_cells(
     wards: npt.NDArray[np.object_], counted: pd.DataFrame, *, cell_m: float
 ) -> pd.DataFrame:
     """Every grid cell touching a ward (metric CRS), plus any cell holding reports."""
-    minx, miny, maxx, maxy = shapely.total_bounds(wards)
-    xs = np.arange(np.floor(minx / cell_m), np.floor(maxx / cell_m) + 1, dtype=np.int64)
-    ys = np.arange(np.floor(miny / cell_m), np.floor(maxy / cell_m) + 1, dtype=np.int64)
-    gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
+    # Only cells inside some ward's bounding box can touch it: over a country that leaves
+    # out the sea and the neighbours, about half the grid, before any box is made.
+    wards = wards[~shapely.is_empty(wards)]
+    bounds = np.floor(shapely.bounds(wards) / cell_m).astype(np.int64)
+    x0, y0 = bounds[:, 0].min(), bounds[:, 1].min()
+    near = np.zeros((bounds[:, 3].max() - y0 + 1, bounds[:, 2].max() - x0 + 1), dtype=bool)
+    for left, bottom, right, top in bounds - [x0, y0, x0, y0]:
+        near[bottom : top + 1, left : right + 1] = True
+    rows, columns = np.nonzero(near)
+    gx, gy = columns + x0, rows + y0
     boxes = shapely.box(gx * cell_m, gy * cell_m, (gx + 1) * cell_m, (gy + 1) * cell_m)
     # Each box against the few wards near it, not against their union: a country's union
     # takes seconds to build and is slow to test.
