@@ -67,6 +67,32 @@ class StoredAnswer:
     body: dict[str, Any]
 
 
+_CLAIM = text(
+    """
+    WITH expired AS (
+        DELETE FROM idempotency_keys
+        WHERE scope = :scope AND key = :key AND created_at < now() - make_interval(secs => :ttl)
+    )
+    SELECT request_sha256, status_code, response FROM idempotency_keys
+    WHERE scope = :scope AND key = :key AND created_at >= now() - make_interval(secs => :ttl)
+    """
+)
+
+_REMEMBER = text(
+    """
+    WITH purged AS (
+        DELETE FROM idempotency_keys WHERE (scope, key) IN (
+            SELECT scope, key FROM idempotency_keys
+            WHERE created_at < now() - make_interval(secs => :ttl)
+            ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED
+        )
+    )
+    INSERT INTO idempotency_keys (scope, key, request_sha256, status_code, response)
+    VALUES (:scope, :key, :fp, :status, CAST(:body AS jsonb))
+    """
+)
+
+
 def claim(
     conn: Connection, *, scope: str, key: str, fingerprint: str, ttl: timedelta
 ) -> StoredAnswer | None:
@@ -79,19 +105,11 @@ def claim(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
         {"k": f"idempotency:{scope}:{key}"},
     )
-    conn.execute(
-        text(
-            "DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key "
-            "AND created_at < now() - make_interval(secs => :ttl)"
-        ),
-        {"scope": scope, "key": key, "ttl": ttl.total_seconds()},
-    )
+    # After the lock, in a statement of its own: its snapshot then sees what a concurrent
+    # first attempt with this key committed while we waited. The key's expired record goes
+    # in the same statement, which reads only a live one.
     row = conn.execute(
-        text(
-            "SELECT request_sha256, status_code, response FROM idempotency_keys "
-            "WHERE scope = :scope AND key = :key"
-        ),
-        {"scope": scope, "key": key},
+        _CLAIM, {"scope": scope, "key": key, "ttl": ttl.total_seconds()}
     ).one_or_none()
     if row is None:
         return None
@@ -114,24 +132,14 @@ def remember(
 ) -> None:
     """Store the answer, in the caller's transaction, for later replays.
 
-    It also deletes up to ``PURGE_BATCH`` expired keys (found through the index on
-    ``created_at``; rows another transaction holds are skipped, never waited for).
+    The same statement deletes up to ``PURGE_BATCH`` expired keys (found through the index
+    on ``created_at``; rows another transaction holds are skipped, never waited for).
     """
     conn.execute(
-        text(
-            "DELETE FROM idempotency_keys WHERE (scope, key) IN ("
-            "SELECT scope, key FROM idempotency_keys "
-            "WHERE created_at < now() - make_interval(secs => :ttl) "
-            "ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED)"
-        ),
-        {"ttl": ttl.total_seconds(), "batch": PURGE_BATCH},
-    )
-    conn.execute(
-        text(
-            "INSERT INTO idempotency_keys (scope, key, request_sha256, status_code, response) "
-            "VALUES (:scope, :key, :fp, :status, CAST(:body AS jsonb))"
-        ),
+        _REMEMBER,
         {
+            "ttl": ttl.total_seconds(),
+            "batch": PURGE_BATCH,
             "scope": scope,
             "key": key,
             "fp": fingerprint,
