@@ -477,8 +477,10 @@ MEASURES_PATH = "/maps/wards/measures"
 MEASURE_COLUMNS = ("fill", "dash", "shown", "reports", "resolved")
 """What ``wards_page_measures`` gives each ward, in its rows' order after the ward code."""
 
-_LOOKED_UP = ("fill", "dash")
-"""Columns with few distinct values, sent as an index into a list of them."""
+_LOOKED_UP = ("fill", "dash", "shown")
+"""Columns with few distinct values, sent as an index into a list of them: the colours,
+and the values shown (a share in whole percent, or the same "too few reports" for most
+wards of a city with few reports, which sent alone made the answer a megabyte)."""
 
 
 def wards_page_measures(
@@ -494,8 +496,8 @@ def wards_page_measures(
 
     The same classes and colours as ``wards_page_map`` with the same choices
     (``geo.maps.builders.ward_classes``). ``rows`` are ``[code, *MEASURE_COLUMNS]``; a
-    column named in ``lookup`` holds an index into that list (a few colours, not one per
-    ward). Names are not here: the tiles carry them.
+    column named in ``lookup`` holds an index into that list (a few colours and values, not
+    one per ward). Names are not here: the tiles carry them.
     """
     wards, _, _ = _dashboard_wards(conn, principal, filters, measure=measure, method=method, k=k)
     _, shown = ward_classes(wards, measure, lang=filters.lang, method=method, k=k)

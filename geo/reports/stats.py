@@ -12,7 +12,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, text
 
 from geo.access.policy import ANONYMOUS
@@ -139,8 +138,8 @@ def ward_report_measures(
     )
 
 
-_COUNTS = ["reports", "resolved", "within_sla", "rated"]
-_SHARES = ["within_sla_share", "median_hours_to_resolve", "mean_rating", "population", "per_1000"]
+_COUNTS = ("reports", "resolved", "within_sla", "rated")
+_SHARES = ("within_sla_share", "median_hours_to_resolve", "mean_rating", "population", "per_1000")
 
 
 def _ward_frame(
@@ -162,26 +161,28 @@ def _ward_frame(
         },
     )
     names = list(result.keys())
-    # The driver's plain tuples, column by column: a frame built from 7,000 result rows one
-    # by one (as geopandas' read_postgis builds it), or those rows made into SQLAlchemy's
-    # Row objects first, took longer than the query.
+    # The driver's plain tuples, into typed arrays column by column: a frame built from
+    # 7,000 result rows one by one (as geopandas' read_postgis builds it), from SQLAlchemy's
+    # Row objects, or with pandas guessing each column's type, took longer than the query.
     rows = result.cursor.fetchall() if result.cursor is not None else []
     result.close()
-    data = dict(zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True))
-    frame = pd.DataFrame({name: list(values) for name, values in data.items()})
-    frame["geom"] = gpd.GeoSeries.from_wkb(frame["geom"], crs=4326)
-    frame = gpd.GeoDataFrame(frame, geometry="geom")
-    outside_rows = frame["code"].isna()
-    outside = {column: 0 for column in _COUNTS}
-    if outside_rows.any():
-        row = frame[outside_rows].iloc[0]
-        outside = {column: int(row[column]) for column in _COUNTS}
-    frame = frame[~outside_rows].reset_index(drop=True)
-    frame[_COUNTS] = frame[_COUNTS].astype("int64")
-    frame[_SHARES] = frame[_SHARES].astype("float64")
-    result = frame[[*WARD_MEASURE_COLUMNS, "geom"]]
-    result.attrs["outside"] = outside
-    return result
+    outside = dict.fromkeys(_COUNTS, 0)
+    # The reports outside every current ward come last (NULL code), if there are any.
+    if rows and rows[-1][0] is None:
+        outside = {column: int(rows[-1][names.index(column)]) for column in _COUNTS}
+        rows = rows[:-1]
+    values = dict(zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True))
+    columns: dict[str, Any] = {
+        name: np.array(values[name], dtype=np.int64 if name in _COUNTS else float)
+        for name in (*_COUNTS, *_SHARES)
+    }
+    columns |= {name: np.array(values[name], dtype=object) for name in ("code", "name")}
+    frame = gpd.GeoDataFrame(
+        {name: columns[name] for name in WARD_MEASURE_COLUMNS},
+        geometry=gpd.GeoSeries.from_wkb(np.array(values["geom"], dtype=object), crs=4326),
+    ).rename_geometry("geom")
+    frame.attrs["outside"] = outside
+    return frame
 
 
 def ward_measures_sql(selected: str) -> str:
