@@ -34,6 +34,16 @@ RATING_MEASURES = """count(rating) AS rated,
 reporters rate fixed work ``RATING_MIN`` to ``RATING_MAX``) and the mean of those ratings.
 Ward measures and ``geo.analysis.team_performance`` share them."""
 
+_POPULATION = """CASE WHEN (w.properties ->> :population_field) ~ '^\\s*[0-9]+(\\.[0-9]+)?\\s*$'
+    THEN CAST(w.properties ->> :population_field AS float8) END"""
+"""A ward's ``properties[:population_field]`` when it is a number."""
+
+
+def _population(population_field: str | None) -> str:
+    # Without a field no ward's properties are read: a tenth of the dashboard's query.
+    return _POPULATION if population_field else "CAST(NULL AS float8)"
+
+
 _WARD_ROWS = """
 SELECT w.code, w.name,
        COALESCE(agg.reports, 0) AS reports,
@@ -48,10 +58,7 @@ SELECT w.code, w.name,
        ST_SimplifyPreserveTopology(w.geom, :tol) AS geom
 FROM wards AS w
 LEFT JOIN agg ON agg.ward = w.{ward_key}
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN (w.properties ->> :population_field) ~ '^\\s*[0-9]+(\\.[0-9]+)?\\s*$'
-                THEN CAST(w.properties ->> :population_field AS float8) END AS population
-) AS p
+CROSS JOIN LATERAL (SELECT {population} AS population) AS p
 WHERE w.retired_at IS NULL
 UNION ALL
 SELECT NULL, NULL, agg.reports, agg.resolved, agg.within_sla,
@@ -131,7 +138,7 @@ def ward_report_measures(
         selected += " WHERE " + " AND ".join(clauses)
     return _ward_frame(
         conn,
-        ward_measures_sql(selected),
+        ward_measures_sql(selected, population=_population(population_field)),
         params | {"target_hours": target_hours},
         population_field=population_field,
         simplify_m=simplify_m,
@@ -185,15 +192,17 @@ def _ward_frame(
     return frame
 
 
-def ward_measures_sql(selected: str) -> str:
+def ward_measures_sql(selected: str, *, population: str = _POPULATION) -> str:
     """The ward-measure query over ``selected``, a SELECT of report rows.
 
     ``selected`` answers ``geom, created_at, resolved_at, due_at, rating``. The query
     answers one row per current ward, then one row with a NULL ``code`` for the reports
-    outside every current ward (if any are).
+    outside every current ward (if any are). ``population`` is each ward's population as
+    SQL (by default read from ``properties[:population_field]``).
     """
     return _WARD_MEASURES.format(
         ward_key="code",
+        population=population,
         selected=selected,
         ward_of_point=WARD_OF_POINT.format(point="s.geom"),
         resolution=RESOLUTION_MEASURES,
@@ -387,7 +396,9 @@ def maintained_ward_measures(
     parts = window_parts(first, last) if first <= last else WindowParts((), (), ())
     return _ward_frame(
         conn,
-        _MAINTAINED_SUMS.format(medians=_MEDIANS if median else _NO_MEDIANS),
+        _MAINTAINED_SUMS.format(
+            medians=_MEDIANS if median else _NO_MEDIANS, population=_population(population_field)
+        ),
         {
             "months": list(parts.months),
             "weeks": list(parts.weeks),
