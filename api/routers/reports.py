@@ -303,8 +303,12 @@ async def post_report(
         submission, raw = await _read_form(
             request, media_type, intake.photo_max_bytes, intake.photos_per_report
         )
-    fingerprint = idempotency.request_fingerprint(
-        request.headers.get("content-type", "").split(";")[0], raw
+    fingerprint = (
+        ""
+        if idempotency_key is None
+        else idempotency.request_fingerprint(
+            request.headers.get("content-type", "").split(";")[0], raw
+        )
     )
     filed = await run_in_threadpool(
         partial(
