@@ -213,8 +213,8 @@ def cluster_cpu_s(postmaster: int | None) -> float:
     """CPU seconds used so far by the PostgreSQL cluster whose postmaster is ``postmaster``.
 
     The postmaster's own time, its ended children's (counted to it when reaped), and its
-    running children's (backends, parallel workers, the WAL writer, autovacuum). Zero when
-    no pid is given.
+    running children's (backends, parallel workers, the WAL writer, autovacuum); zero when
+    no pid is given (see ``_spent``).
     """
     if postmaster is None:
         return 0.0
@@ -227,6 +227,11 @@ def cluster_cpu_s(postmaster: int | None) -> float:
         # utime, stime, cutime, cstime; the children's times only for the postmaster.
         ticks += sum(int(f) for f in fields[11 : 15 if pid == postmaster else 13])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _spent(postmaster: int | None, before: float) -> float | None:
+    """The cluster's CPU seconds since ``before`` (a ``cluster_cpu_s``), None without a pid."""
+    return None if postmaster is None else round(cluster_cpu_s(postmaster) - before, 2)
 
 
 def _children(pid: int) -> list[int]:
@@ -283,7 +288,7 @@ def measure_import(
         "peak_rss_mb": round(peak_rss_mb()),
         "import_rss_growth_mb": round(highest[0] - start_rss),
         "stage_seconds": {k: round(v, 2) for k, v in summary.stage_seconds.items()},
-        "db_cpu_s": round(cluster_cpu_s(postmaster) - cpu, 2),
+        "db_cpu_s": _spent(postmaster, cpu),
     }
 
 
@@ -318,13 +323,13 @@ def import_ceiling(engine: Engine, path: Path, *, postmaster: int | None = None)
             )
             found = cur.execute("SELECT count(*) FROM import_ceiling_rows").fetchone()
         seconds = time.perf_counter() - started
-        cpu = cluster_cpu_s(postmaster) - cpu
+        spent = _spent(postmaster, cpu)
         conn.execute(text("DROP TABLE import_ceiling_rows, import_ceiling_joined"))
     rows = int(found[0]) if found else 0
     return {
         "seconds": round(seconds, 2),
         "rows_per_s": round(rows / seconds),
-        "db_cpu_s": round(cpu, 2),
+        "db_cpu_s": spent,
     }
 
 
@@ -365,7 +370,11 @@ _FLOORS = {
 
 
 def insert_floor(
-    engine: Engine, source: str = "traffy", *, postmaster: int | None = None
+    engine: Engine,
+    source: str = "traffy",
+    *,
+    floors: tuple[str, ...] = tuple(_FLOORS),
+    postmaster: int | None = None,
 ) -> dict[str, Any]:
     """The stored rows of ``source`` inserted again (new source) with their audit events.
 
@@ -373,10 +382,11 @@ def insert_floor(
     ``insert`` is into the real tables, so the reports table's indexes, foreign keys and
     triggers are what it measures; ``insert_without_triggers`` the same with the table's
     own (statement) triggers switched off, the foreign keys' kept; ``bare_insert`` into
-    copies of the tables with nothing to maintain but the rows.
+    copies of the tables with nothing to maintain but the rows. ``floors`` picks among them.
     """
     found: dict[str, Any] = {}
-    for name, setup in _FLOORS.items():
+    for name in floors:
+        setup = _FLOORS[name]
         bare = name == "bare_insert"
         statement = _FLOOR.format(
             table="floor_reports" if bare else "reports",
@@ -389,12 +399,12 @@ def insert_floor(
             started = time.perf_counter()
             rows = conn.execute(text(statement), {"source": source}).scalar_one()
             seconds = time.perf_counter() - started
-            cpu = cluster_cpu_s(postmaster) - cpu
+            spent = _spent(postmaster, cpu)
             transaction.rollback()
         found[name] = {
             "seconds": round(seconds, 2),
             "rows_per_s": round(rows / seconds),
-            "db_cpu_s": round(cpu, 2),
+            "db_cpu_s": spent,
         }
     return found
 

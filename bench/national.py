@@ -19,7 +19,8 @@ twice (as templates), then:
 Measured, each beside its ceiling in the same run:
 
 * report import, CSV to routed rows with audit events (``bench/import_speed.py``'s
-  generator and timer), beside COPY of the same file plus a CREATE TABLE AS join to wards;
+  generator and timer), beside COPY of the same file plus a CREATE TABLE AS join to wards,
+  and the floor its writes set: the same rows' INSERTs alone, with their audit events;
 * bulk routing of N points (the import's routing statement) beside a CTAS ``ST_Covers`` join;
 * single durable intake at 10k and at N (``bench/intake_history.py``), beside one prepared
   INSERT per durable commit;
@@ -406,15 +407,24 @@ def queries(engine: Engine, where: dict[str, Any], rounds: int) -> dict[str, flo
         }
 
 
-def import_rate(url: str, n: int, folder: Path) -> dict[str, Any]:
-    """The report import of an ``n``-row Traffy CSV, beside COPY of the file and a CTAS join."""
+def import_rate(url: str, n: int, folder: Path, postmaster: int | None) -> dict[str, Any]:
+    """The report import of an ``n``-row Traffy CSV, beside COPY of the file and a CTAS join,
+    and beside its INSERTs alone (``import_speed.insert_floor``); with the database's CPU
+    seconds of each (``postmaster``: the cluster's)."""
     engine = make_engine(url, pool_size=2)
     path = import_speed.write_traffy_csv(engine, folder / "traffy.csv", rows=n)
-    ceiling_found = import_speed.import_ceiling(engine, path)
-    found = import_speed.measure_import(engine, path, rejects=folder / "rejects.csv")
+    ceiling_found = import_speed.import_ceiling(engine, path, postmaster=postmaster)
+    found = import_speed.measure_import(
+        engine, path, rejects=folder / "rejects.csv", postmaster=postmaster
+    )
+    floor = import_speed.insert_floor(engine, floors=("insert",), postmaster=postmaster)
     engine.dispose()
     ratio = found["import_rows_per_s"] / ceiling_found["rows_per_s"]
-    return found | {"import_ceiling": ceiling_found, "import_ratio": round(ratio, 3)}
+    return found | {
+        "import_ceiling": ceiling_found,
+        "import_ratio": round(ratio, 3),
+        "import_insert_floor": floor["insert"],
+    }
 
 
 def single_intake(small: Engine, full: Engine, rounds: int, per_round: int) -> dict[str, float]:
@@ -757,7 +767,9 @@ def main() -> None:
         log("report import", result)
         result |= {
             "import_" + k if not k.startswith("import") else k: v
-            for k, v in import_rate(urls["import"], args.reports, Path(scratch)).items()
+            for k, v in import_rate(
+                urls["import"], args.reports, Path(scratch), cluster.postmaster_pid()
+            ).items()
         }
         log("bulk routing", result)
         result |= routing.bulk_routing(engines["full"], args.reports)
