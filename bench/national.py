@@ -94,8 +94,8 @@ from geo.demo.city import _CATEGORIES
 from geo.maps.heat import cell_size_deg, heat_grid
 from geo.maps.pagedata import ward_measures
 from geo.maps.pages import dashboard_window
-from geo.reports.export import count_reports, report_page
-from geo.reports.search import ReportFilter, stream_reports
+from geo.reports.export import MATCH_COUNT_LIMIT, count_reports, report_page
+from geo.reports.search import ReportFilter, find_reports, stream_reports
 from geo.reports.stats import window_parts
 from geo.reports.store import insert_reports
 from geo.settings import DatabaseSettings, RoutingSettings
@@ -672,7 +672,22 @@ def explain(engine: Engine, where: dict[str, Any]) -> list[str]:
         "list: /api/reports zone+status page": lambda c: report_page(
             c, zone_open, public, limit=100
         ),
-        "count: numberMatched of that page": lambda c: count_reports(c, zone_open, public),
+        "count: numberMatched of that page": lambda c: count_reports(
+            c, zone_open, public, at_most=MATCH_COUNT_LIMIT
+        ),
+        "list: every report, first page": lambda c: report_page(
+            c, ReportFilter(), public, limit=100
+        ),
+        "list: a public bbox page over the busiest zone": lambda c: report_page(
+            c, ReportFilter(bbox=where["bbox"]), public, limit=100
+        ),
+        "list: the busiest team's open work, soonest due": lambda c: find_reports(
+            c,
+            ReportFilter(team_ids=(where["team_id"],), statuses=OPEN_STATUSES),
+            staff,
+            limit=100,
+            order="due",
+        ),
         "export: the zone's open reports, streamed": lambda c: sum(
             1 for _ in stream_reports(c, zone_open, staff)
         ),
