@@ -45,20 +45,23 @@ class _Part:
     """``order`` as one number (then ``r.id``), so the parts can be merged."""
     order: str
     each_status: bool = False
-    """Read each status in ``order`` on its own, for an index on (..., status, ...)."""
+    """Read each status in ``order`` on its own, for an index on (status, ...)."""
 
 
 def _parts(flt: ReportFilter, fixed_since: datetime | None) -> tuple[list[_Part], dict[str, Any]]:
     """The parts of a map's page in turn, and the values their conditions name.
 
-    Work still to do comes first, soonest due first, each status read in due order on its
-    own (so an index on (..., status, due_at) hands over only what the page needs); then
-    fixed work (statuses in ``FIXED_STATUSES`` that ``flt`` asks for, and with
-    ``fixed_since`` every fixed report resolved since then), most recently resolved first.
+    Work still to do comes first, soonest due first; then fixed work (statuses in
+    ``FIXED_STATUSES`` that ``flt`` asks for, and with ``fixed_since`` every fixed report
+    resolved since then), most recently resolved first. Across the city each status of the
+    work to do is read in due order on its own, so an index on (status, due_at) hands
+    over only what the page needs; in a zone or ward, whose own index narrows the reports
+    first, the statuses are read together rather than the place once per status.
     """
     wanted = flt.statuses or REPORT_STATUSES
     working = tuple(s for s in wanted if s not in FIXED_STATUSES)
-    due = _Part(working, (), "extract(epoch FROM r.due_at)", "r.due_at, r.id", each_status=True)
+    apart = not (flt.zone_ids or flt.ward_ids)
+    due = _Part(working, (), "extract(epoch FROM r.due_at)", "r.due_at, r.id", each_status=apart)
     parts = [due] if working else []
     always = tuple(s for s in wanted if s in FIXED_STATUSES)
     # A fixed report without a resolution time comes last, as it sorts in the whole page.
@@ -278,12 +281,11 @@ def open_work_counts(conn: Connection, flt: ReportFilter, principal: Principal) 
     whole queue's backlog at the top of its map or list. A team's count is read from
     ``ix_reports_team_status_due`` alone; a zone's combines its zone and status indexes.
     """
-    open_work = replace(flt, statuses=OPEN_STATUSES)
-    clauses, params = where_clauses(open_work, principal)
+    clauses, params = _clauses(flt, principal, public_rounding_m=DEFAULT_PUBLIC_ROUNDING_M)
     row = conn.execute(
         text(
             "SELECT count(*) AS open, count(*) FILTER (WHERE r.due_at < now()) AS overdue "
-            f"{_reports_from(open_work)} WHERE {' AND '.join(clauses)}"
+            f"{_reports_from(flt)}{_where(clauses, OPEN_STATUSES)}"
         ),
         params,
     ).one()
