@@ -497,9 +497,10 @@ def nul_requests(document: dict, ids: dict[str, object], keys) -> list[tuple[str
                 path = template.format(**values)
                 out.append((method, path, {"params": query, "headers": headers}, name))
     for fmt in ("", "json", "xml"):
-        # headers the document leaves out, read all the same
+        # headers the document leaves out (the key is a security scheme there, not a
+        # parameter), read all the same
         path = f"/open311/v2/services.{fmt}" if fmt else "/api/reports"
-        for header in ("Authorization", "Accept-Language"):
+        for header in ("X-API-Key", "Authorization", "Accept-Language"):
             out.append(("get", path, {"headers": {header: NUL}}, header))
     report = ids["report_id"]
     # An app key: more reports a minute than an anonymous address may file.
