@@ -23,6 +23,8 @@ command -v wrk >/dev/null || need_apt+=(wrk)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# tests/test_ogc.py reads /ogc with GDAL's own OGC API Features client (ogrinfo, ogr2ogr).
+command -v ogrinfo >/dev/null || need_apt+=(gdal-bin)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
