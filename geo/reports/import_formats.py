@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from geo.vocabulary import REPORT_STATUSES
 
 FIELDS: Final[dict[str, str]] = {
     "lat": "latitude, WGS84 degrees",
     "lon": "longitude, WGS84 degrees",
+    "coords": "longitude and latitude in one column, read with the coordinates pattern",
     "external_id": "the id the report has in the other system (the re-import key)",
     "category": "category code, English or Thai name, or a value the category map knows",
     "description": "the reporter's text",
@@ -31,8 +32,9 @@ FIELDS: Final[dict[str, str]] = {
 }
 """Fields a generic CSV can map with ``column_map``, and what each holds."""
 
-CSV_REQUIRED: Final = ("lat", "lon", "external_id")
-"""Fields every generic CSV must map (``category`` too, unless there is a default)."""
+CSV_REQUIRED: Final = ("external_id",)
+"""Fields every generic CSV must map: also ``lat`` and ``lon`` or ``coords``, and
+``category`` unless there is a default."""
 
 TRAFFY_STATES: Final[dict[str, str]] = {
     "รอรับเรื่อง": "open",  # waiting to be taken on
@@ -42,35 +44,52 @@ TRAFFY_STATES: Final[dict[str, str]] = {
     "เสร็จสิ้น": "resolved",
     "ไม่พบปัญหา": "rejected",  # no problem found
     "ปฏิเสธ": "rejected",
+    "ไม่เกี่ยวข้อง": "rejected",  # not the agency's matter
+    "ยุติเรื่อง": "closed",  # the case was ended
+    "รอการตรวจสอบ": "acknowledged",  # waiting to be checked
 }
-"""Traffy Fondue ticket states and the status each becomes; any other state is rejected."""
+"""Traffy Fondue ticket states and the status each becomes; any other state is rejected.
+
+Newer exports add a note in brackets (``ส่งต่อ(ใหม่)``, forwarded again, new); such a state
+reads as the one before its note (``ImportFormat.status_note``).
+"""
+
+TRAFFY_CATEGORIES: Final[tuple[tuple[str, str, str, tuple[str, ...]], ...]] = (
+    # code, Thai name, English name, the Traffy types it takes
+    ("road", "ถนน", "Roads", ("ถนน",)),
+    ("sidewalk", "ทางเท้า", "Sidewalks", ("ทางเท้า",)),
+    ("flooding", "น้ำท่วม", "Flooding", ("น้ำท่วม",)),
+    ("drainage", "ท่อระบายน้ำ", "Drains and sewers", ("ท่อระบายน้ำ",)),
+    ("lighting", "แสงสว่าง", "Street lighting", ("แสงสว่าง", "ไฟฟ้า")),
+    ("cleanliness", "ความสะอาด", "Cleanliness and rubbish", ("ความสะอาด",)),
+    ("trees", "ต้นไม้", "Trees", ("ต้นไม้",)),
+    ("obstruction", "กีดขวาง", "Obstructions", ("กีดขวาง",)),
+    ("noise", "เสียงรบกวน", "Noise", ("เสียงรบกวน",)),
+    ("stray_animals", "สัตว์จรจัด", "Stray animals", ("สัตว์จรจัด",)),
+    ("electrical_wires", "สายไฟ", "Overhead wires", ("สายไฟ",)),
+    ("traffic", "จราจร", "Traffic", ("จราจร", "ป้ายจราจร")),
+    ("safety", "ความปลอดภัย", "Safety", ("ความปลอดภัย",)),
+    ("toilets", "ห้องน้ำ", "Public toilets", ("ห้องน้ำ",)),
+    ("canal", "คลอง", "Canals", ("คลอง",)),
+    ("bridge", "สะพาน", "Bridges", ("สะพาน",)),
+    ("signs", "ป้าย", "Signs and billboards", ("ป้าย",)),
+    ("homeless", "คนจรจัด", "Homeless people", ("คนจรจัด",)),
+    ("pm25", "ฝุ่น PM2.5", "PM2.5 dust", ("PM2.5",)),
+    ("complaint", "ร้องเรียน", "Complaints", ("ร้องเรียน",)),
+    ("enquiry", "สอบถาม", "Enquiries", ("สอบถาม",)),
+    ("suggestion", "เสนอแนะ", "Suggestions", ("เสนอแนะ",)),
+    ("transport", "การเดินทาง", "Getting around", ("การเดินทาง",)),
+)
+"""Every Traffy type in a real Bangkok export, as the category ``--create-categories`` adds.
+
+The codes of the first fifteen are the demo city's, so a demo city takes a Traffy file as
+it is.
+"""
 
 TRAFFY_TYPES: Final[dict[str, str]] = {
-    "ถนน": "road",
-    "ทางเท้า": "sidewalk",
-    "น้ำท่วม": "flooding",
-    "ท่อระบายน้ำ": "drainage",
-    "แสงสว่าง": "lighting",
-    "ไฟฟ้า": "lighting",
-    "ความสะอาด": "cleanliness",
-    "ต้นไม้": "trees",
-    "กีดขวาง": "obstruction",
-    "เสียงรบกวน": "noise",
-    "สัตว์จรจัด": "stray_animals",
-    "สายไฟ": "electrical_wires",
-    "จราจร": "traffic",
-    "ป้ายจราจร": "traffic",
-    "ความปลอดภัย": "safety",
-    "ห้องน้ำ": "toilets",
-    "คลอง": "canal",
+    value: code for code, _, _, values in TRAFFY_CATEGORIES for value in values
 }
-"""Common Traffy types and the demo city's category code for each.
-
-Used only for codes the database has, after a category's own Thai name and the category
-map. Types with no clear counterpart (ร้องเรียน complaint, ป้าย signs and billboards,
-สะพาน bridge, คนจรจัด homeless people, PM2.5, สอบถาม enquiry, เสนอแนะ suggestion) are
-left out: such a ticket takes its next type, or the default category.
-"""
+"""Traffy types and the category code each names."""
 
 SOCRATA_STATUSES: Final[dict[str, str]] = {
     "open": "open",
@@ -86,6 +105,30 @@ CSV_STATUSES: Final[dict[str, str]] = {s: s for s in REPORT_STATUSES} | {
     s.replace("_", " "): s for s in REPORT_STATUSES
 }
 
+LON_LAT: Final = (
+    r"^\s*[\[(]?\s*['\"]?(?P<lon>[^,'\"\s\[\]()]+)['\"]?\s*,"
+    r"\s*['\"]?(?P<lat>[^,'\"\s\[\]()]+)['\"]?\s*[\])]?\s*$"
+)
+"""One column holding "lon,lat": as text (``100.5,13.7``) or as a list, JSON or Python
+style (``[100.5, 13.7]``, ``['100.5', '13.7']``). The groups ``lon`` and ``lat`` are read
+as numbers afterwards, so a value that is no number is refused with that reason."""
+
+CategoryLayout = Literal["single", "list"]
+"""How a category cell holds its values: one value, or a list (a PostgreSQL array
+``{a,b}`` or a JSON/Python list ``['a', 'b']``), the first value that names a category
+winning."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCategory:
+    """A category a source knows, which ``--create-categories`` can add to a city."""
+
+    code: str
+    name_th: str
+    name_en: str
+    values: tuple[str, ...]
+    """The source's values that mean it."""
+
 
 @dataclass(frozen=True, slots=True)
 class ImportFormat:
@@ -96,16 +139,35 @@ class ImportFormat:
     """Casefolded status value -> our status; any other value is rejected."""
     blank_status: str | None
     """The status of a blank value, or None to reject it."""
-    columns: Mapping[str, str] = field(default_factory=dict)
-    """Our field (or ``coords`` for a "lon,lat" column) -> the column every file has."""
-    optional: Mapping[str, str] = field(default_factory=dict)
-    """Our field -> a column read when the file has it."""
-    category_is_array: bool = False
-    """The category column holds a PostgreSQL array of types (the first known one wins)."""
-    type_map: Mapping[str, str] = field(default_factory=dict)
-    """Category values of this format -> our category codes, after names and the map."""
+    columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Our field (or ``coords``, see ``coords_pattern``) -> the column names it may have,
+    the first one found in a file winning. Every file must have one of them."""
+    optional: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Our field -> column names read when the file has one."""
+    category_layout: CategoryLayout = "single"
+    """How the category column holds its values."""
+    category_separator: str | None = None
+    """Splits a category cell into several values (the first known one wins)."""
+    categories: tuple[SourceCategory, ...] = ()
+    """The source's own categories: their values name them, and ``--create-categories``
+    adds them."""
+    coords_pattern: str = LON_LAT
+    """How the ``coords`` column reads: a regular expression with groups ``lon``, ``lat``."""
+    status_note: str | None = None
+    """A regular expression for a note after a status value that does not change it."""
     mapped: bool = False
     """The caller maps the columns (``column_map``), as for a generic CSV."""
+
+    @property
+    def type_map(self) -> dict[str, str]:
+        """Category values of this format -> our category codes."""
+        return {value: c.code for c in self.categories for value in c.values}
+
+
+def _source_categories(
+    rows: tuple[tuple[str, str, str, tuple[str, ...]], ...],
+) -> tuple[SourceCategory, ...]:
+    return tuple(SourceCategory(code, th, en, values) for code, th, en, values in rows)
 
 
 FORMATS: Final[dict[str, ImportFormat]] = {
@@ -114,38 +176,39 @@ FORMATS: Final[dict[str, ImportFormat]] = {
         status_map=TRAFFY_STATES,
         blank_status=None,
         columns={
-            "external_id": "ticket_id",
-            "category": "type",
-            "coords": "coords",
-            "created_at": "timestamp",
-            "status": "state",
+            "external_id": ("ticket_id",),
+            "category": ("type",),
+            "coords": ("coords",),
+            "created_at": ("timestamp",),
+            "status": ("state",),
         },
         optional={
-            "description": "comment",
-            "updated_at": "last_activity",
-            "address": "address",
-            "media_url": "photo",
+            "description": ("comment",),
+            "updated_at": ("last_activity",),
+            "address": ("address",),
+            "media_url": ("photo", "photo_url"),
         },
-        category_is_array=True,
-        type_map=TRAFFY_TYPES,
+        category_layout="list",
+        categories=_source_categories(TRAFFY_CATEGORIES),
+        status_note=r"\s*\(.*\)\s*$",
     ),
     "socrata": ImportFormat(
         name="socrata",
         status_map=SOCRATA_STATUSES,
         blank_status=None,
         columns={
-            "external_id": "sr_number",
-            "category": "sr_type",
-            "lat": "latitude",
-            "lon": "longitude",
-            "created_at": "created_date",
-            "status": "status",
+            "external_id": ("sr_number",),
+            "category": ("sr_type",),
+            "lat": ("latitude",),
+            "lon": ("longitude",),
+            "created_at": ("created_date",),
+            "status": ("status",),
         },
         optional={
-            "description": "sr_type",
-            "updated_at": "last_modified_date",
-            "resolved_at": "closed_date",
-            "address": "street_address",
+            "description": ("sr_type",),
+            "updated_at": ("last_modified_date",),
+            "resolved_at": ("closed_date",),
+            "address": ("street_address",),
         },
     ),
     "csv": ImportFormat(name="csv", status_map=CSV_STATUSES, blank_status="open", mapped=True),

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import io
+import json
 import os
+import re
 import tempfile
 import time
 from collections import Counter, deque
@@ -46,15 +49,23 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from geo.city.catalogue import active_categories
+from geo.city.catalogue import active_categories, put_category
 from geo.city.coordinates import LAT_MAX, LON_MAX, SMALLEST_DEGREE
 from geo.city.routing import route_points
-from geo.errors import InvalidInputError
+from geo.errors import InvalidInputError, Message
+from geo.i18n import N_
 from geo.reports.export import spreadsheet_safe
-from geo.reports.import_formats import CSV_REQUIRED, FIELDS, FORMATS
+from geo.reports.import_formats import (
+    CSV_REQUIRED,
+    FIELDS,
+    FORMATS,
+    LON_LAT,
+    ImportFormat,
+    SourceCategory,
+)
 from geo.reports.store import ROUTE_COLUMNS, insert_routed_reports
 from geo.settings import RoutingSettings
-from geo.vocabulary import DESCRIPTION_MAX
+from geo.vocabulary import DESCRIPTION_MAX, REPORT_STATUSES
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
@@ -63,6 +74,15 @@ if TYPE_CHECKING:
 
 CHUNK_ROWS: Final = 50_000
 """Rows validated and stored at a time, all inside the one transaction."""
+
+FIRST_REJECTS: Final = 5
+"""Rejected rows the summary shows with their reasons."""
+
+FIELD_MAX: Final = csv.field_size_limit()
+"""Longest field the csv module reads (131,072 characters); a longer one refuses the file."""
+
+MAX_REJECT_SHARE: Final = 0.5
+"""Share of rejected rows above which ``issuemap reports import`` exits non-zero."""
 
 
 SOURCE_MAX: Final = 32
@@ -103,11 +123,32 @@ class ImportSummary:
     already_present: int
     rejected: int
     reasons: dict[str, int]
-    rejects_path: Path
+    rejects_path: Path | None
+    """The rejects file, or None when none was written (a dry run not asked for one)."""
     dry_run: bool
     seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
     """Seconds each stage (``STAGES``) took in all; they overlap, so they add up to more."""
+    updated: int = 0
+    """Reports already stored that the file's newer status or times updated (``update``)."""
+    first_rejects: tuple[tuple[int, str], ...] = ()
+    """The first rejected rows' lines and reasons (``FIRST_REJECTS`` of them)."""
+    absent_columns: tuple[str, ...] = ()
+    """Optional columns of the format the file does not have: those fields stay empty."""
+    missing_categories: tuple[SourceCategory, ...] = ()
+    """The source's categories the city lacks (with ``create_categories``: the ones added)."""
+    created_categories: bool = False
+    """Whether ``missing_categories`` were added by this import."""
+
+    @property
+    def stored(self) -> int:
+        """Rows that are in the database now: new, updated or already present."""
+        return self.inserted + self.already_present
+
+    @property
+    def reject_share(self) -> float:
+        """Rejected rows as a share of all rows (0 for an empty file)."""
+        return self.rejected / self.rows if self.rows else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +158,11 @@ class _Spec:
     columns: dict[str, str]  # our field (or "coords" for a "lon,lat" column) -> file column
     status_map: dict[str, str]  # casefolded value -> status
     blank_status: str | None  # the status of a blank value, or None to reject it
-    category_is_array: bool
+    category_layout: str  # ImportFormat.category_layout
+    category_separator: str | None
+    coords_pattern: re.Pattern[str]
+    status_note: re.Pattern[str] | None
+    absent: tuple[str, ...] = ()  # optional columns the file lacks
 
 
 @dataclass(slots=True)
@@ -137,8 +182,10 @@ class _Totals:
     rows: int = 0
     inserted: int = 0
     already_present: int = 0
+    updated: int = 0
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    first_rejects: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def stored(self) -> int:
@@ -261,40 +308,118 @@ def parse_column_map(items: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
+def _read_value_map(path: Path, option: str, target: str, encoding: str) -> dict[str, str]:
+    """A value map from a CSV of ``value,TARGET`` rows or a JSON object, by compared value.
+
+    A CSV's header row is optional (recognised by its second cell being ``target``).
+    """
+    _check_encoding(encoding)
+    try:
+        with _open_text(path, encoding)[0] as handle:
+            content = handle.read(FIELD_MAX * 8 + 1)
+    except OSError as error:
+        raise InvalidInputError(
+            option, N_("{path} could not be read: {reason}"), path=path, reason=error.strerror
+        ) from error
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(
+            option, N_("{path} is not {encoding} text"), path=path, encoding=encoding
+        ) from error
+    if len(content) > FIELD_MAX * 8:
+        raise InvalidInputError(option, N_("{path} is too big for a value map"), path=path)
+    if "\x00" in content:
+        raise InvalidInputError(option, N_("{path} holds binary data"), path=path)
+    pairs: list[tuple[str, str]]
+    if path.suffix.casefold() == ".json" or content.lstrip().startswith("{"):
+        try:
+            loaded = json.loads(content)
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise InvalidInputError(
+                option, N_("{path} is not valid JSON: {reason}"), path=path, reason=str(error)
+            ) from error
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise InvalidInputError(
+                option,
+                N_('{path} must hold one JSON object of "value": "{target}" pairs'),
+                path=path,
+                target=target,
+            )
+        pairs = [(str(k), v) for k, v in loaded.items()]
+    else:
+        try:
+            rows = [row for row in csv.reader(io.StringIO(content), strict=True) if row]
+        except csv.Error as error:
+            raise InvalidInputError(
+                option, N_("{path} is not a well-formed CSV: {reason}"), path=path, reason=error
+            ) from error
+        if rows and len(rows[0]) >= 2 and rows[0][1].strip().casefold() == target:
+            rows = rows[1:]
+        for number, row in enumerate(rows, start=1):
+            if len(row) != 2:
+                raise InvalidInputError(
+                    option,
+                    N_("row {number} of {path} is not 'value,{target}': {row}"),
+                    number=number,
+                    path=path,
+                    target=target,
+                    row=repr(row)[:200],
+                )
+        pairs = [(row[0], row[1]) for row in rows]
+    mapping: dict[str, str] = {}
+    for value, to in pairs:
+        key, to = _key(value), to.strip()
+        if not key or not to:
+            raise InvalidInputError(
+                option,
+                N_("{path} maps {value} to {to}: neither may be empty"),
+                path=path,
+                value=repr(value)[:80],
+                to=repr(to)[:80],
+            )
+        if mapping.get(key, to) != to:
+            raise InvalidInputError(
+                option,
+                N_("{path} maps {value} to both {first} and {second}"),
+                path=path,
+                value=repr(value)[:80],
+                first=repr(mapping[key]),
+                second=repr(to)[:80],
+            )
+        mapping[key] = to
+    if not mapping:
+        raise InvalidInputError(option, N_("{path} holds no rows"), path=path)
+    return mapping
+
+
 def read_category_map(path: Path | str, *, encoding: str = "utf-8") -> dict[str, str]:
-    """Read a two-column CSV of ``value,code`` rows (a ``…,code`` header row is optional).
+    """Read a value-to-category-code map: a CSV of ``value,code`` rows, or a JSON object.
+
+    A CSV's ``…,code`` header row is optional; a JSON object is ``{"value": "code"}``.
 
     Values are compared ignoring case and repeated spaces. The codes are checked against
     the database when the import starts.
     """
+    return _read_value_map(Path(path), "category_map", "code", encoding)
+
+
+def read_status_map(path: Path | str, *, encoding: str = "utf-8") -> dict[str, str]:
+    """Read a value-to-status map: a CSV of ``value,status`` rows or a JSON object.
+
+    Values are compared ignoring case and repeated spaces; every target must be one of our
+    statuses (``geo.vocabulary.REPORT_STATUSES``). It adds to the format's own statuses and
+    takes precedence over them.
+    """
     path = Path(path)
-    option = "category_map"
-    _check_encoding(encoding)
-    try:
-        with _open_text(path, encoding)[0] as handle:
-            rows = [row for row in csv.reader(handle, strict=True) if row]
-    except OSError as error:
+    mapping = _read_value_map(path, "status_map", "status", encoding)
+    unknown = sorted({status for status in mapping.values() if status not in REPORT_STATUSES})
+    if unknown:
         raise InvalidInputError(
-            option, f"{path} could not be read: {error.strerror or error}"
-        ) from error
-    except UnicodeDecodeError as error:
-        raise InvalidInputError(option, f"{path} is not {encoding} text") from error
-    except csv.Error as error:
-        raise InvalidInputError(option, f"{path} is not a well-formed CSV: {error}") from error
-    if rows and len(rows[0]) >= 2 and rows[0][1].strip().casefold() == "code":
-        rows = rows[1:]
-    mapping: dict[str, str] = {}
-    for number, row in enumerate(rows, start=1):
-        if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise InvalidInputError(option, f"row {number} of {path} is not 'value,code': {row!r}")
-        key, code = _key(row[0]), row[1].strip()
-        if mapping.get(key, code) != code:
-            raise InvalidInputError(
-                option, f"{path} maps {row[0]!r} to both {mapping[key]!r} and {code!r}"
-            )
-        mapping[key] = code
-    if not mapping:
-        raise InvalidInputError(option, f"{path} holds no rows")
+            "status_map",
+            N_("{path} names statuses we do not have: {unknown}; the statuses are: {known}"),
+            path=path,
+            unknown=", ".join(repr(u)[:80] for u in unknown[:5]),
+            known=", ".join(REPORT_STATUSES),
+        )
     return mapping
 
 
@@ -313,7 +438,12 @@ def import_reports(
     file_format: str,
     column_map: Mapping[str, str] | None = None,
     category_map: Mapping[str, str] | None = None,
+    status_map: Mapping[str, str] | None = None,
     default_category: str | None = None,
+    create_categories: bool = False,
+    category_separator: str | None = None,
+    coords_pattern: str | None = None,
+    update: bool = False,
     source: str | None = None,
     timezone: str = "UTC",
     encoding: str = "utf-8",
@@ -343,9 +473,26 @@ def import_reports(
         File value (Traffy type, Socrata ``sr_type``, or the mapped category column) to
         category code; see ``read_category_map``. It takes precedence over the category
         codes and names, and over the format's own type names (``ImportFormat.type_map``).
+    status_map
+        File status value to our status; see ``read_status_map``. It takes precedence over
+        the format's own statuses.
     default_category
         Code of the category for rows whose category matches nothing; without it such
         rows are rejected.
+    create_categories
+        Add the source's own categories (``ImportFormat.categories``) that the city lacks,
+        with their Thai and English names, in the import's transaction. Without it the
+        summary names them (``ImportSummary.missing_categories``).
+    category_separator
+        Splits a category cell into several values; the first that names a category wins.
+    coords_pattern
+        ``csv`` only, with ``coords`` mapped: a regular expression with the groups ``lon``
+        and ``lat`` that reads the coordinates column (default: "lon,lat", see
+        ``geo.reports.import_formats.LON_LAT``).
+    update
+        For reports already stored (same source and external id): take the file's status
+        and times when its update time is later than the stored one, with an audit event
+        for each report changed. Without it they are left as they are.
     source
         Stored as the reports' ``source`` and, with the external id, the re-import key.
         Defaults to the format's name.
@@ -354,15 +501,15 @@ def import_reports(
     encoding
         Text encoding of the file (a UTF-8 byte order mark is skipped).
     rejects_path
-        Where the rejected rows go (line, reason, then the row as read); it is always
-        written, header only when nothing was rejected. Defaults to
-        ``default_rejects_path(path)``.
+        Where the rejected rows go (line, reason, then the row as read); it is written,
+        header only when nothing was rejected, except by a dry run not given one. Defaults
+        to ``default_rejects_path(path)``.
     settings
         Routing settings; default the ``ISSUEMAP_*`` ones.
     actor
         Who is importing, for the audit trail.
     dry_run
-        Check and route everything, write the rejects file, then roll back.
+        Check and route everything, then roll back; the summary shows the first rejects.
     chunk_rows
         Rows checked and stored at a time.
     progress
@@ -380,10 +527,18 @@ def import_reports(
         raise InvalidInputError(
             "file_format", f"must be one of {', '.join(FORMATS)}, not {file_format!r}"
         )
-    if column_map and not FORMATS[file_format].mapped:
+    fmt = FORMATS[file_format]
+    if column_map and not fmt.mapped:
         raise InvalidInputError(
             "column_map", "describes a generic CSV; use it with `file_format` csv"
         )
+    if coords_pattern is not None and not fmt.mapped:
+        raise InvalidInputError(
+            "coords_pattern", N_("reads a generic CSV's coords column; use it with --format csv")
+        )
+    pattern = _coords_pattern(coords_pattern or fmt.coords_pattern)
+    if category_separator is not None and not category_separator:
+        raise InvalidInputError("category_separator", N_("must not be empty"))
     source = file_format if source is None else source.strip()
     if not source or len(source) > SOURCE_MAX:
         raise InvalidInputError("source", f"must be 1 to {SOURCE_MAX} characters")
@@ -392,6 +547,7 @@ def import_reports(
     zone = _zone(timezone)
     _check_encoding(encoding)
     settings = settings or RoutingSettings()
+    keep_rejects = rejects_path is not None or not dry_run
     rejects_path = Path(rejects_path) if rejects_path is not None else default_rejects_path(path)
     total_bytes = _check_file(path)
 
@@ -408,7 +564,16 @@ def import_reports(
     with handle:
         reader = csv.reader(handle, strict=True)
         header = _read_header(reader, path, encoding)
-        spec = _spec(file_format, header, path, column_map or {}, default_category)
+        spec = _spec(
+            fmt,
+            header,
+            path,
+            column_map or {},
+            default_category=default_category,
+            status_map=status_map or {},
+            category_separator=category_separator,
+            coords_pattern=pattern,
+        )
         chunks = _read_chunks(
             reader,
             binary,
@@ -424,12 +589,20 @@ def import_reports(
             engine.connect() as lookups,
         ):
             with conn.begin() as transaction:
-                lookup, default_id = _category_lookup(
+                lookup, default_id, missing = _category_lookup(
                     conn,
-                    file_format=file_format,
+                    fmt=fmt,
                     category_map=category_map or {},
                     default_category=default_category,
                 )
+                if missing and create_categories:
+                    _add_categories(conn, missing)
+                    lookup, default_id, _ = _category_lookup(
+                        conn,
+                        fmt=fmt,
+                        category_map=category_map or {},
+                        default_category=default_category,
+                    )
                 # The second connection only reads (and keeps its own temporary tables); it
                 # is never committed, and goes back to the pool rolled back.
                 lookups.execute(text(_SEEN_TABLE))
@@ -450,12 +623,24 @@ def import_reports(
                     checked = checking.result()
                     with clock("storing"):
                         inserted = insert_routed_reports(conn, checked.rows, actor=actor)
+                        if update:
+                            totals.updated += update_from_source(
+                                conn, checked.present_rows, source=source, actor=actor
+                            )
                     totals.inserted += inserted
-                    totals.already_present += checked.present + len(checked.rows) - inserted
+                    totals.already_present += (
+                        len(checked.present_rows) + len(checked.rows) - inserted
+                    )
                     _report(progress, "storing", chunk.end_bytes, total_bytes, totals.stored)
                     rejects_file.write_chunk(chunk, rejects)
                     totals.rejected += len(rejects.reasons)
-                    totals.reasons.update(k for kinds in rejects.kinds.values() for k in kinds)
+                    # A row counts once, under its first reason: the counts add up to rows.
+                    totals.reasons.update(kinds[0] for kinds in rejects.kinds.values())
+                    room = FIRST_REJECTS - len(totals.first_rejects)
+                    if room > 0:
+                        totals.first_rejects += [
+                            (line, rejects.reasons[line]) for line in sorted(rejects.reasons)
+                        ][:room]
 
                 # Three stages take turns on the machine's cores: this thread reads and
                 # checks a chunk, the second connection finds its repeats and the rows
@@ -500,7 +685,8 @@ def import_reports(
                     _report(progress, phase, total_bytes, total_bytes, rows)
                 if dry_run:
                     transaction.rollback()
-            rejects_file.keep()
+            if keep_rejects:
+                rejects_file.keep()
     return ImportSummary(
         path=path,
         file_format=file_format,
@@ -510,26 +696,120 @@ def import_reports(
         already_present=totals.already_present,
         rejected=totals.rejected,
         reasons=dict(totals.reasons.most_common()),
-        rejects_path=rejects_path,
+        rejects_path=rejects_path if keep_rejects else None,
         dry_run=dry_run,
         seconds=time.perf_counter() - started,
         stage_seconds=dict(clock.seconds),
+        updated=totals.updated,
+        first_rejects=tuple(totals.first_rejects),
+        absent_columns=spec.absent,
+        missing_categories=tuple(
+            missing if create_categories or totals.reasons["unknown category"] else ()
+        ),
+        created_categories=bool(missing) and create_categories,
     )
 
 
-def render_import_summary(summary: ImportSummary) -> str:
-    """A few plain lines on what an import did, for people."""
-    stored = "checked (dry run: nothing was stored)" if summary.dry_run else "read"
+REASON_KINDS: Final[tuple[str, ...]] = (
+    N_("malformed row"),
+    N_("no external id"),
+    N_("no coordinates"),
+    N_("bad coordinates"),
+    N_("bad category"),
+    N_("unknown category"),
+    N_("bad date"),
+    N_("unknown status"),
+    N_("description too long"),
+    N_("bad text"),
+    N_("duplicate in file"),
+    N_("outside the service area"),
+)
+"""The kinds of reason a row is rejected for, as the summary counts them."""
+
+
+def render_import_summary(summary: ImportSummary, lang: str = "en") -> str:
+    """A few plain lines on what an import did, for people, in ``lang``."""
+
+    def t(message: str, **values: object) -> str:
+        return Message(message, values).text(lang)
+
     lines = [
-        f"{summary.path.name} ({summary.file_format}, source {summary.source!r}): "
-        f"{summary.rows:,} rows {stored} in {summary.seconds:.1f} s",
-        f"  {summary.inserted:,} new, {summary.already_present:,} already present, "
-        f"{summary.rejected:,} rejected",
+        t(
+            N_(
+                "{name} ({file_format}, source '{source}'): "
+                "{rows:,} rows checked in {seconds:.1f} s"
+            )
+            if summary.dry_run
+            else N_(
+                "{name} ({file_format}, source '{source}'): {rows:,} rows read in {seconds:.1f} s"
+            ),
+            name=summary.path.name,
+            file_format=summary.file_format,
+            source=summary.source,
+            rows=summary.rows,
+            seconds=summary.seconds,
+        ),
     ]
+    if summary.dry_run:
+        lines.append("  " + t(N_("dry run: nothing was stored")))
+    lines.append(
+        "  "
+        + t(
+            N_("{inserted:,} new, {present:,} already present, {rejected:,} rejected"),
+            inserted=summary.inserted,
+            present=summary.already_present,
+            rejected=summary.rejected,
+        )
+    )
+    if summary.updated:
+        lines.append(
+            "  "
+            + t(
+                N_("{updated:,} already present were updated from the file"),
+                updated=summary.updated,
+            )
+        )
     if summary.reasons:
-        kinds = ", ".join(f"{count:,} {kind}" for kind, count in summary.reasons.items())
-        lines.append(f"  rejected for: {kinds}")
-        lines.append(f"  rejected rows, with line numbers and reasons: {summary.rejects_path}")
+        kinds = ", ".join(f"{count:,} {t(kind)}" for kind, count in summary.reasons.items())
+        lines.append("  " + t(N_("rejected rows, by first reason: {kinds}"), kinds=kinds))
+        for line, reason in summary.first_rejects:
+            lines.append("    " + t(N_("line {line:,}: {reason}"), line=line, reason=reason))
+        if summary.rejects_path is not None:
+            lines.append(
+                "  "
+                + t(
+                    N_("rejected rows, with line numbers and reasons: {path}"),
+                    path=summary.rejects_path,
+                )
+            )
+    if summary.absent_columns:
+        lines.append(
+            "  "
+            + t(
+                N_("the file has no column {columns}: those fields were left empty"),
+                columns=", ".join(f"'{c}'" for c in summary.absent_columns),
+            )
+        )
+    if summary.missing_categories:
+        names = ", ".join(
+            f"{c.code} ({c.name_th}, {c.name_en})" for c in summary.missing_categories
+        )
+        if summary.created_categories:
+            lines.append("  " + t(N_("categories added: {names}"), names=names))
+        else:
+            lines.append(
+                "  "
+                + t(
+                    N_(
+                        "the city has no category for these {file_format} types: {names}; "
+                        "to add them, run: issuemap reports import {name} --format "
+                        "{file_format} --create-categories"
+                    ),
+                    names=names,
+                    name=summary.path.name,
+                    file_format=summary.file_format,
+                )
+            )
     return "\n".join(lines)
 
 
@@ -623,6 +903,16 @@ def _read_chunks(
         except UnicodeDecodeError as error:
             raise _not_text(path, encoding, line) from error
         except csv.Error as error:
+            if "field larger than field limit" in str(error):
+                raise InvalidInputError(
+                    path.name,
+                    N_(
+                        "has a field longer than {limit:,} characters near line {line:,}; no "
+                        "report field is that long, so the file is refused"
+                    ),
+                    limit=FIELD_MAX,
+                    line=line,
+                ) from error
             raise InvalidInputError(
                 path.name, f"is not a well-formed CSV at line {line:,}: {error}"
             ) from error
@@ -645,16 +935,67 @@ def _read_chunks(
         yield chunk
 
 
+def _coords_pattern(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled, if it has the groups ``lon`` and ``lat``."""
+    try:
+        compiled = re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as error:
+        raise InvalidInputError(
+            "coords_pattern", N_("is not a regular expression: {reason}"), reason=str(error)
+        ) from error
+    if not {"lon", "lat"} <= compiled.groupindex.keys():
+        raise InvalidInputError(
+            "coords_pattern",
+            N_("needs the named groups (?P<lon>...) and (?P<lat>...); the default is {default}"),
+            default=LON_LAT,
+        )
+    return compiled
+
+
+def _no_column(field: str, column: str, header: list[str]) -> InvalidInputError:
+    """The file lacks ``column``: name the header's closest columns, or all of them."""
+    close = difflib.get_close_matches(column, header, n=3, cutoff=0.6)
+    close += [
+        name
+        for name in header
+        if name not in close
+        and len(close) < 3
+        and (column.casefold() in name.casefold() or name.casefold() in column.casefold())
+    ]
+    if close:
+        return InvalidInputError(
+            field,
+            N_("the file has no column '{column}'; did you mean {suggestions}?"),
+            column=column,
+            suggestions=" / ".join(f"'{name}'" for name in close),
+        )
+    return InvalidInputError(
+        field,
+        N_("the file has no column '{column}'; its columns are: {columns}"),
+        column=column,
+        columns=", ".join(header),
+    )
+
+
 def _spec(
-    file_format: str,
+    fmt: ImportFormat,
     header: list[str],
     path: Path,
     column_map: Mapping[str, str],
+    *,
     default_category: str | None,
+    status_map: Mapping[str, str],
+    category_separator: str | None,
+    coords_pattern: re.Pattern[str],
 ) -> _Spec:
-    """Match the format's columns (or the column map) to the file's header."""
+    """Match the format's columns (or the column map) to the file's header.
+
+    Every column the format needs must be there, and so must an optional column whose
+    name is close to one the file has (a renamed column is a mistake, not an absence);
+    other optional columns the file lacks are noted in ``_Spec.absent``.
+    """
     present = set(header)
-    fmt = FORMATS[file_format]
+    absent: list[str] = []
     if fmt.mapped:
         for name in column_map:
             if name not in FIELDS:
@@ -662,6 +1003,10 @@ def _spec(
                     "column_map", f"{name!r} is not a field; the fields are: {', '.join(FIELDS)}"
                 )
         required = list(CSV_REQUIRED) + ([] if default_category else ["category"])
+        if "coords" not in column_map:
+            required[1:1] = ["lat", "lon"]
+        elif {"lat", "lon"} & column_map.keys():
+            raise InvalidInputError("column_map", N_("map either coords or lat and lon, not both"))
         missing = [name for name in required if name not in column_map]
         if missing:
             raise InvalidInputError(
@@ -674,31 +1019,35 @@ def _spec(
                 )
                 + (" (or give `default_category`)" if "category" in missing else ""),
             )
-        for name, column in column_map.items():
+        for column in column_map.values():
             if column not in present:
-                raise InvalidInputError(
-                    "column_map",
-                    f"{path.name} has no column {column!r} (for {name}); its columns are: "
-                    + ", ".join(header),
-                )
+                raise _no_column("column_map", column, header)
         columns = dict(column_map)
     else:
-        missing = [column for column in fmt.columns.values() if column not in present]
-        if missing:
-            raise InvalidInputError(
-                path.name,
-                f"is not a {file_format} export: it lacks the column(s) {', '.join(missing)}; "
-                f"its columns are: {', '.join(header)}",
-            )
-        columns = dict(fmt.columns) | {
-            name: column for name, column in fmt.optional.items() if column in present
-        }
+        columns = {}
+        for name, names in fmt.columns.items():
+            found = next((c for c in names if c in present), None)
+            if found is None:
+                raise _no_column(path.name, names[0], header)
+            columns[name] = found
+        for name, names in fmt.optional.items():
+            found = next((c for c in names if c in present), None)
+            if found is not None:
+                columns[name] = found
+            elif difflib.get_close_matches(names[0], sorted(present - set(columns.values()))):
+                raise _no_column(path.name, names[0], sorted(present - set(columns.values())))
+            else:
+                absent.append(names[0])
     _refuse_repeated_columns(header, columns.values(), path)
     return _Spec(
         columns=columns,
-        status_map=dict(fmt.status_map),
+        status_map=dict(fmt.status_map) | dict(status_map),
         blank_status=fmt.blank_status,
-        category_is_array=fmt.category_is_array,
+        category_layout=fmt.category_layout,
+        category_separator=category_separator or fmt.category_separator,
+        coords_pattern=coords_pattern,
+        status_note=re.compile(fmt.status_note) if fmt.status_note else None,
+        absent=tuple(absent),
     )
 
 
@@ -714,17 +1063,18 @@ def _refuse_repeated_columns(header: list[str], used: Iterable[str], path: Path)
 def _category_lookup(
     conn: Connection,
     *,
-    file_format: str,
+    fmt: ImportFormat,
     category_map: Mapping[str, str],
     default_category: str | None,
-) -> tuple[dict[str, int], int | None]:
-    """Compared value to category id, and the default category's id.
+) -> tuple[dict[str, int], int | None, list[SourceCategory]]:
+    """Compared value to category id, the default id, and the source categories unnamed.
 
-    The values come from the active categories and the map tables.
+    The last are the format's own categories (``ImportFormat.categories``) that no value
+    names: the city lacks them.
 
     Precedence, highest first: the category map, the code, the Thai name, the English
-    name, and the format's ``type_map`` (Traffy's types). Codes that do not exist are
-    refused for the map and the default, and left out for the built-in table.
+    name, and the format's own category values (``ImportFormat.categories``). Codes that
+    do not exist are refused for the map and the default, and left out for the format's.
     """
     rows = active_categories(conn)
     by_code = {row.code: int(row.id) for row in rows}
@@ -742,13 +1092,30 @@ def _category_lookup(
             f"the codes are: {known}",
         )
     lookup: dict[str, int] = {}
-    lookup |= {
-        _key(t): by_code[c] for t, c in FORMATS[file_format].type_map.items() if c in by_code
-    }
+    lookup |= {_key(t): by_code[c] for t, c in fmt.type_map.items() if c in by_code}
     for attribute in ("name_en", "name_th", "code"):
         lookup |= {_key(getattr(row, attribute)): int(row.id) for row in rows}
     lookup |= {_key(value): by_code[code] for value, code in category_map.items()}
-    return lookup, (by_code[default_category] if default_category is not None else None)
+    missing = [
+        category
+        for category in fmt.categories
+        if not any(_key(value) in lookup for value in category.values)
+    ]
+    return lookup, (by_code[default_category] if default_category is not None else None), missing
+
+
+def _add_categories(conn: Connection, categories: Iterable[SourceCategory]) -> None:
+    """Add a source's categories the city lacks, in the caller's transaction."""
+    for category in categories:
+        put_category(
+            conn,
+            code=category.code,
+            name_th=category.name_th,
+            name_en=category.name_en,
+            sla_hours=48,
+            active=True,
+            create_only=True,
+        )
 
 
 # --- checking ------------------------------------------------------------------------------
@@ -822,16 +1189,20 @@ def _coordinates(
     if "coords" in spec.columns:
         column = spec.columns["coords"]
         pair = frame["coords"]
-        blank = pair == ""
+        blank = pair.isin(["", "[]", "{}", "()"])
         problems.add("no coordinates", blank, f"{column} is empty")
-        shape = ~blank & (pair.str.count(",") != 1)
+        parts = pair.str.extract(spec.coords_pattern)
+        shape = ~blank & (parts["lon"].isna() | parts["lat"].isna())
+        layout = (
+            "'lon,lat'" if spec.coords_pattern.pattern == LON_LAT else "the coordinates pattern"
+        )
         problems.add(
             "bad coordinates",
             shape,
-            _described(column + " ", pair, " is not 'lon,lat'"),
+            _described(column + " ", pair, f" is not {layout}"),
         )
-        parts = pair.str.partition(",")
-        lon_text, lat_text = parts[0].str.strip(), parts[2].str.strip()
+        lon_text = parts["lon"].fillna("").str.strip()
+        lat_text = parts["lat"].fillna("").str.strip()
         names = {"lon": "longitude", "lat": "latitude"}
         skip = blank | shape
     else:
@@ -887,7 +1258,7 @@ def _category_ids(
         """The id, an error text for a malformed array, or None when nothing matches."""
         if value not in cache:
             try:
-                candidates = parse_pg_array(value) if spec.category_is_array else [value]
+                candidates = _category_values(value, spec)
             except ValueError as error:
                 cache[value] = str(error)
                 return cache[value]
@@ -910,6 +1281,48 @@ def _category_ids(
     )
     ids = resolved.where(~malformed & resolved.notna(), default_id)
     return ids.astype("Int64")
+
+
+_LIST_ITEM = re.compile(r"""\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([^,'"]*?))\s*(?:,|$)""")
+
+
+def parse_list(value: str) -> list[str]:
+    """Elements of a JSON- or Python-style list of strings or numbers, ``['a', "b", 3]``.
+
+    Raises ``ValueError`` for a value that is not such a list.
+    """
+    body = value.strip()
+    if not (body.startswith("[") and body.endswith("]")):
+        raise ValueError(f"{value[:60]!r} is not a list")
+    body = body[1:-1].strip()
+    items: list[str] = []
+    position = 0
+    while position < len(body):
+        match = _LIST_ITEM.match(body, position)
+        if match is None or match.end() == position:
+            raise ValueError(f"{value[:60]!r} is not a list of strings")
+        quoted = match[1] if match[1] is not None else match[2]
+        item = quoted if quoted is not None else (match[3] or "")
+        if item.strip() and item.strip() not in ("None", "null"):
+            items.append(item.strip())
+        position = match.end()
+    return items
+
+
+def _category_values(value: str, spec: _Spec) -> list[str]:
+    """A category cell's values, in order: list cells are parsed, then each is split."""
+    if spec.category_layout == "list":
+        values = parse_list(value) if value.lstrip().startswith("[") else parse_pg_array(value)
+    else:
+        values = [value]
+    if spec.category_separator:
+        values = [
+            part.strip()
+            for item in values
+            for part in item.split(spec.category_separator)
+            if part.strip()
+        ]
+    return values
 
 
 def _parse_one(value: str, zone: ZoneInfo) -> pd.Timestamp:
@@ -1030,7 +1443,13 @@ def _validate(
 
     if "status" in frame:
         raw_status = frame["status"]
-        status = raw_status.str.casefold().map(spec.status_map)
+        compared = raw_status.str.replace(r"\s+", " ", regex=True).str.casefold()
+        status = compared.map(spec.status_map)
+        if spec.status_note is not None:
+            # A state with a note (ส่งต่อ(ใหม่)) reads as the state without it, unless the
+            # map names the whole value.
+            bare = compared.str.replace(spec.status_note, "", regex=True)
+            status = status.fillna(bare.map(spec.status_map))
         if spec.blank_status is not None:
             status = status.where(raw_status != "", spec.blank_status)
         column = spec.columns["status"]
@@ -1158,10 +1577,10 @@ JOIN reports AS r ON r.source = :source AND r.external_id = c.external_id
 
 @dataclass(frozen=True, slots=True)
 class _Checked:
-    """A chunk's rows to store, each routed, and how many it had stored already."""
+    """A chunk's rows to store, each routed, and its rows stored already."""
 
     rows: pd.DataFrame
-    present: int
+    present_rows: pd.DataFrame
 
 
 def _check(
@@ -1180,7 +1599,7 @@ def _check(
     committed before are seen as stored: rows of this import come back as repeats.
     """
     if not len(frame):
-        return _Checked(frame, 0)
+        return _Checked(frame, frame)
     found = conn.execute(
         text(_LOOKUPS),
         {
@@ -1197,6 +1616,7 @@ def _check(
             f"duplicate in file: {column} {value!r} already appeared on line {first:,}"
         )
         rejects.kinds[line] = ["duplicate in file"]
+    present_rows = frame.loc[sorted(present)]
     if repeats or present:
         frame = frame.drop(index=[*repeats, *present])
     routes = route_points(
@@ -1208,7 +1628,68 @@ def _check(
         rejects.reasons[line] = reason
         rejects.kinds[line] = ["outside the service area"]
     rows = frame[inside].join(routes.loc[inside, list(ROUTE_COLUMNS)])
-    return _Checked(rows, len(present))
+    return _Checked(rows, present_rows)
+
+
+# Reports of the source stored before whose file row is newer: take its status and times,
+# with an audit event each (a status change, or an update when only the times moved).
+_UPDATE_FROM_SOURCE = """
+WITH incoming AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS text[]), CAST(:statuses AS text[]), CAST(:updated AS timestamptz[]),
+        CAST(:resolved AS timestamptz[])
+    ) AS u(external_id, status, updated_at, resolved_at)
+), old AS (
+    SELECT r.id, r.status AS from_status, i.*
+    FROM reports AS r JOIN incoming AS i USING (external_id)
+    WHERE r.source = :source AND i.updated_at > r.updated_at
+      AND (r.status, r.resolved_at) IS DISTINCT FROM (i.status, i.resolved_at)
+    FOR UPDATE OF r
+), changed AS (
+    UPDATE reports AS r
+    SET status = o.status, updated_at = o.updated_at, resolved_at = o.resolved_at
+    FROM old AS o WHERE r.id = o.id
+    RETURNING r.id
+), events AS (
+    INSERT INTO report_events (report_id, at, kind, actor, from_status, to_status, note)
+    SELECT o.id, o.updated_at, CASE WHEN o.status = o.from_status THEN 'updated' ELSE 'status' END,
+           :actor, o.from_status, o.status, 'updated from the source ' || :source
+    FROM old AS o JOIN changed USING (id)
+)
+SELECT count(*) FROM changed
+"""
+
+
+def update_from_source(
+    conn: Connection, rows: pd.DataFrame, *, source: str, actor: str = "import"
+) -> int:
+    """Give stored reports of ``source`` the status and times of their newer file rows.
+
+    ``rows`` are checked import rows (``external_id``, ``status``, ``updated_at``,
+    ``resolved_at``). A report changes only when the row's update time is later than the
+    stored one and its status or resolution time differs, so a second run changes
+    nothing; each change gets one audit event. One statement for all rows; the caller
+    commits. Returns how many reports changed.
+    """
+    if not len(rows):
+        return 0
+
+    def times(name: str) -> list[str | None]:
+        return [None if pd.isna(v) else v.isoformat() for v in rows[name]]
+
+    return int(
+        conn.execute(
+            text(_UPDATE_FROM_SOURCE),
+            {
+                "ids": rows["external_id"].tolist(),
+                "statuses": rows["status"].tolist(),
+                "updated": times("updated_at"),
+                "resolved": times("resolved_at"),
+                "source": source,
+                "actor": actor,
+            },
+        ).scalar_one()
+    )
 
 
 def _outside_reasons(conn: Connection, frame: pd.DataFrame, lines: list[int]) -> dict[int, str]:
