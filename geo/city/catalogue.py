@@ -8,6 +8,7 @@ of them a reader in a language sees.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -27,6 +28,14 @@ NO_CATEGORY: Final = N_("There is no category {code!r}.")
 NO_TEAM: Final = N_("There is no team {code!r}.")
 NO_CURRENT_ZONE: Final = N_("There is no current zone {code!r}.")
 ROUTE_EXISTS: Final = N_("That route exists already.")
+
+ROUTE_REFUSAL_FIELDS: Final[Mapping[str, str]] = {
+    NO_CATEGORY: "category",
+    NO_TEAM: "team",
+    NO_CURRENT_ZONE: "zone",
+    ROUTE_EXISTS: "zone",
+}
+"""The field each refusal of ``add_category_route`` is about, for a form or flag to name."""
 
 
 def display_name(
@@ -145,6 +154,21 @@ def check_name(field: str, name: str | None, *, required: bool = True) -> str | 
     return cleaned
 
 
+def either_name(name_th: str | None, name_en: str | None) -> tuple[str, str]:
+    """A Thai and an English name from one or both, each checked as ``check_name`` does.
+
+    A category is always shown with a name, so the one given stands in for the one left
+    out; neither is refused on ``name_th``.
+    """
+    thai = check_name("name_th", name_th, required=False)
+    english = check_name("name_en", name_en, required=False)
+    if thai is None and english is None:
+        raise InvalidInputError(
+            "name_th", N_("give a Thai name, an English name (`name_en`), or both")
+        )
+    return thai or english or "", english or thai or ""
+
+
 def put_category(
     conn: Connection,
     *,
@@ -211,8 +235,15 @@ def add_category_route(
 
     Returns the new route's id. New reports use it; stored ones keep their team. An
     unknown category, team or zone is a ``NotFoundError``, an existing route a
-    ``ConflictError``.
+    ``ConflictError``. A code no row could hold (too long, with a NUL) is an
+    ``InvalidInputError`` on its field.
     """
+    for field, code in (("category", category), ("team", team), ("zone", zone)):
+        # Checked before the query: PostgreSQL refuses text holding NUL outright.
+        if code is not None and "\x00" in code:
+            raise InvalidInputError(field, N_("must not contain NUL characters"))
+        if code is not None and len(code) > CODE_MAX:
+            raise InvalidInputError(field, N_("must be at most {n} characters"), n=CODE_MAX)
     ids = conn.execute(
         text(
             "SELECT (SELECT id FROM categories WHERE code = :category) AS category_id, "

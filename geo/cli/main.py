@@ -9,7 +9,7 @@ import os
 import re
 import secrets
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,9 +19,11 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import Engine
 
+from geo.cli.city import categories_app, routes_app, teams_app
 from geo.cli.service import redact_text, redact_url
 from geo.db.engine import database, make_engine
-from geo.errors import InvalidInputError, IssuemapError
+from geo.errors import InvalidInputError, IssuemapError, translated
+from geo.i18n import N_, translate
 from geo.settings import DatabaseSettings, ServerSettings
 
 if TYPE_CHECKING:
@@ -40,6 +42,9 @@ app.add_typer(demo_app, name="demo")
 keys_app = typer.Typer(help="API keys for apps, teams, planners, admins.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(categories_app, name="categories")
+app.add_typer(teams_app, name="teams")
+app.add_typer(routes_app, name="routes")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -85,21 +90,24 @@ FLAGS: dict[str, str] = {
 _NAMED_PARAMETER = re.compile(r"`([a-z_][a-z0-9_]*)`")
 
 
-def error_text(error: IssuemapError) -> str:
-    """A domain error's message as the command line says it: its parameters as flags."""
+def error_text(error: IssuemapError, *, lang: str = "en", flags: Mapping[str, str] = FLAGS) -> str:
+    """A domain error's message as the command line says it: its parameters as ``flags``."""
 
-    def flags(text: str) -> str:
-        return _NAMED_PARAMETER.sub(lambda m: FLAGS.get(m[1], m[0]), text)
+    def named(text: str) -> str:
+        return _NAMED_PARAMETER.sub(lambda m: flags.get(m[1], m[0]), text)
 
     if isinstance(error, InvalidInputError):
-        return f"{FLAGS.get(error.field, error.field)}: {flags(error.problem)}"
-    return flags(str(error))
+        problem = error.problem if lang == "en" else translated(lang, error.msgid, error.values)
+        return f"{flags.get(error.field, error.field)}: {named(problem)}"
+    return named(str(error) if lang == "en" else error.message(lang))
 
 
-def fail(error: IssuemapError) -> typer.Exit:
-    """Print a domain error for people and return the exit to raise."""
+def fail(error: IssuemapError, *, lang: str = "en", flags: Mapping[str, str] = FLAGS) -> typer.Exit:
+    """Print a domain error for people, in ``lang``, and return the exit to raise."""
     # Messages quote user input (file names, ids): escape it so rich never reads it as markup.
-    err_console.print(f"[bold red]error:[/] {escape(error_text(error))}", highlight=False)
+    said = escape(error_text(error, lang=lang, flags=flags))
+    label = translate(lang, N_("error:"))
+    err_console.print(f"[bold red]{escape(label)}[/] {said}", highlight=False)
     return typer.Exit(code=2)
 
 
