@@ -282,7 +282,7 @@ def test_bad_parameters_are_a_422_naming_the_parameter(
 
 
 def read_csv(content: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(content.decode("utf-8"), newline="")))
+    return list(csv.DictReader(io.StringIO(content.decode("utf-8-sig"), newline="")))
 
 
 def test_csv_has_a_header_and_every_match_with_thai_text_intact(seeded: Any) -> None:
@@ -306,7 +306,7 @@ def test_an_empty_csv_still_has_its_header(seeded: Any) -> None:
     client, _city, _keys, _ids = seeded
     answer = client.get("/api/reports", params={"format": "csv", "category": "none"})
     assert answer.status_code == 200
-    assert answer.text.startswith("id,category,")
+    assert answer.text.startswith("\ufeffid,category,")
     assert answer.text.count("\n") == 1
 
 
@@ -330,7 +330,7 @@ def test_geopackage_reads_back_with_its_count_crs_and_thai_text(
     assert 'filename="issuemap-reports.gpkg"' in answer.headers["content-disposition"]
     path = tmp_path / "reports.gpkg"
     path.write_bytes(answer.content)
-    assert pyogrio.list_layers(path)[:, 0].tolist() == ["reports"]
+    assert pyogrio.list_layers(path)[:, 0].tolist() == ["reports", "wards", "zones"]
     frame = pyogrio.read_dataframe(path, layer="reports")
     assert len(frame) == 3
     assert frame.crs.to_epsg() == 4326
@@ -465,7 +465,7 @@ def test_csv_writer_yields_before_it_has_read_its_input() -> None:
     consumed = [0]
     chunks = export.csv_chunks(generated(10_000, consumed), columns=COLUMNS, chunk_chars=4096)
     first = next(chunks)
-    assert first.startswith(b"id,description,created_at,")
+    assert first.startswith(b"\xef\xbb\xbfid,description,created_at,"), "the BOM first"
     assert 0 < consumed[0] < 100, "the first chunk went out after a few dozen rows"
     rest = b"".join(chunks)
     assert consumed[0] == 10_000

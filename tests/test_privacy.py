@@ -303,7 +303,7 @@ def gpkg_places(content: bytes, tmp: Path) -> dict[int, tuple[float, float]]:
 
 
 def csv_places(content: bytes) -> dict[int, tuple[float, float]]:
-    rows = csv.DictReader(io.StringIO(content.decode("utf-8"), newline=""))
+    rows = csv.DictReader(io.StringIO(content.decode("utf-8-sig"), newline=""))
     return {int(r["id"]): (float(r["lat"]), float(r["lon"])) for r in rows}
 
 

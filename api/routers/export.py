@@ -18,38 +18,56 @@ from sqlalchemy import Connection
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
-from api.deps import AppStateDep, ExportSlotsDep, PrincipalDep, PrivacyDep, get_connection
-from api.errors import error_responses
+from api.deps import (
+    AppStateDep,
+    ExportSlotsDep,
+    PrincipalDep,
+    PrivacyDep,
+    get_read_connection,
+    reads_primary,
+)
+from api.errors import error_responses, request_language
 from api.models import ReportCollection, inline_schema
 from api.params import Page, PageDep, ReportFilterDep
 from geo.access.policy import Principal
+from geo.i18n import N_, translate
 from geo.reports import export
 from geo.reports.search import ReportFilter, stream_reports
 
 router = APIRouter(prefix="/api", tags=["reports"], responses=error_responses(422, 503))
 
 ExportFormat = Literal["geojson", "csv", "gpkg"]
+Answer = Literal["page", "geojson", "csv", "gpkg"]
+"""A page of GeoJSON, or every match as a file of one of the export formats."""
 
 MEDIA_TYPES: dict[ExportFormat, str] = {
     "geojson": "application/geo+json",
     "csv": "text/csv",
     "gpkg": "application/geopackage+sqlite3",
 }
-FILES: tuple[ExportFormat, ...] = ("csv", "gpkg")
+FILES: tuple[ExportFormat, ...] = ("geojson", "csv", "gpkg")
+# An Accept header naming GeoJSON asks for the page, as it always has; the others are files.
+_ACCEPTED_FILES: tuple[ExportFormat, ...] = ("csv", "gpkg")
 FILENAME = "issuemap-reports"
+
+PAGE_DESCRIPTION = N_(
+    "One page of {returned} reports; more match. Next page: {next} . Every match at once: "
+    "{every} . GIS clients can also page through the OGC API at /ogc."
+)
+"""The page says so where a GIS client shows it (GDAL: the layer's DESCRIPTION)."""
 
 _log = logging.getLogger(__name__)
 
 
-def negotiate(requested: ExportFormat | None, accept: str | None) -> ExportFormat:
-    """The ``format`` parameter if given, else what ``Accept`` asks for, else GeoJSON."""
+def negotiate(requested: ExportFormat | None, accept: str | None) -> Answer:
+    """The ``format`` parameter if given, else a file ``Accept`` asks for, else a page."""
     if requested is not None:
         return requested
     accepted = (accept or "").lower()
-    for name in FILES:
+    for name in _ACCEPTED_FILES:
         if MEDIA_TYPES[name] in accepted:
             return name
-    return "geojson"
+    return "page"
 
 
 async def chosen_format(
@@ -57,34 +75,37 @@ async def chosen_format(
         ExportFormat | None,
         Query(
             alias="format",
-            description="`geojson` (a page, the default), or `csv` / `gpkg` (every match, "
-            "no paging). Wins over the Accept header.",
+            description="Without it, a page of GeoJSON; `geojson`, `csv` or `gpkg`: every "
+            "match as a file, no paging. Wins over the Accept header.",
         ),
     ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> ExportFormat:
-    """The format asked for, by parameter or ``Accept`` header.
+) -> Answer:
+    """The answer asked for, by parameter or ``Accept`` header.
 
     A coroutine, so it runs on the event loop rather than through the thread pool.
     """
     return negotiate(fmt, accept)
 
 
-FormatDep = Annotated[ExportFormat, Depends(chosen_format)]
+FormatDep = Annotated[Answer, Depends(chosen_format)]
 
 
-def reports_connection(state: AppStateDep, chosen: FormatDep) -> Iterator[Connection]:
+def reports_connection(
+    request: Request, state: AppStateDep, chosen: FormatDep
+) -> Iterator[Connection]:
     """The request's one connection.
 
     A page reads on the shared pool. A file takes one of the export places and its
     connection, apart from the shared pool, until the download ends; when every place is
-    taken the answer is 503 with Retry-After, before anything is read.
+    taken the answer is 503 with Retry-After, before anything is read. Both read from a
+    replica when one is fit (``api.deps.get_read_connection``).
     """
     if chosen in FILES:
-        with state.exports.connection() as conn:
+        with state.exports.connection(primary=reads_primary(request, state)) as conn:
             yield conn
     else:
-        yield from get_connection(state)
+        yield from get_read_connection(request, state)
 
 
 @router.get(
@@ -114,14 +135,24 @@ def find_or_export(
     flt: ReportFilterDep,
     page: PageDep,
     chosen: FormatDep,
+    bom: Annotated[
+        bool,
+        Query(
+            description="`format=csv`: start with the UTF-8 byte order mark, which Excel on "
+            "Windows needs to read Thai text; `false` leaves it out."
+        ),
+    ] = True,
 ) -> Response:
     """Reports matching the filters, as the caller may see them.
 
-    GeoJSON (the default) is one page in id order: follow the `next` link, which keeps
-    the filters, until there is none. `numberMatched` counts every match while there are
-    at most 10,000; with more it is left out (the `next` links still lead on).
-    `format=csv` and `format=gpkg` (or `Accept: text/csv` /
-    `application/geopackage+sqlite3`) export every match at once, streamed. The public
+    Without `format` the answer is one page of GeoJSON in id order: follow the `next`
+    link, which keeps the filters, until there is none; a page with more after it also
+    says so in its `description`, which GIS clients show. `numberMatched` counts every
+    match while there are at most 10,000; with more it is left out (the `next` links still
+    lead on). `format=geojson`, `format=csv` and `format=gpkg` (or `Accept: text/csv` /
+    `application/geopackage+sqlite3`) export every match at once, streamed; the CSV starts
+    with a UTF-8 byte order mark unless `bom=false`, and the GeoPackage holds the current
+    `wards` and `zones` beside the `reports`. The public
     gets public fields only; field teams see the reports of their team and zones;
     planners and admins see every report. Staff exports include the reporter's name and
     contact. Staff get exact locations; everyone else gets them on the public grid, and
@@ -134,7 +165,9 @@ def find_or_export(
     rounding = privacy.public_rounding_m
     max_seconds = exports.max_seconds
     if chosen == "csv":
-        return _csv(conn, flt, principal, rounding, max_seconds=max_seconds)
+        return _csv(conn, flt, principal, rounding, max_seconds=max_seconds, bom=bom)
+    if chosen == "geojson":
+        return _every_feature(conn, flt, principal, rounding, max_seconds=max_seconds)
     if chosen == "gpkg":
         return _geopackage(conn, flt, principal, rounding, max_seconds=max_seconds)
     return _geojson(request, conn, flt, principal, page, rounding)
@@ -166,11 +199,7 @@ def _geojson(
                 "rel": "alternate",
                 "type": MEDIA_TYPES[name],
                 "title": f"Every match as {name.upper()}",
-                "href": str(
-                    request.url.remove_query_params(["after", "limit"]).include_query_params(
-                        format=name
-                    )
-                ),
+                "href": _every_url(request, name),
             }
         )
     body = export.feature_collection(
@@ -180,7 +209,28 @@ def _geojson(
             conn, flt, principal, at_most=export.MATCH_COUNT_LIMIT, public_rounding_m=rounding
         ),
     )
+    if has_more:
+        # GDAL's GeoJSON driver follows no link: without this a GIS user would take the
+        # first page for every report, as nothing else in what it shows says otherwise.
+        body = {
+            "type": body.pop("type"),
+            "name": "reports",
+            "description": translate(
+                request_language(request),
+                PAGE_DESCRIPTION,
+                returned=len(rows),
+                next=links[1]["href"],
+                every=_every_url(request, "geojson"),
+            ),
+        } | body
     return GeoJSONResponse(body, headers={"Vary": "Accept"})
+
+
+def _every_url(request: Request, name: ExportFormat) -> str:
+    """The request's URL as the export of every match in ``name``."""
+    return str(
+        request.url.remove_query_params(["after", "limit"]).include_query_params(format=name)
+    )
 
 
 class GeoJSONResponse(JSONResponse):
@@ -257,17 +307,36 @@ def _csv(
     rounding: float,
     *,
     max_seconds: float,
+    bom: bool,
 ) -> StreamingResponse:
     # Read before the answer starts, so an unreachable database is a 503, not a cut 200.
     columns = export.report_columns(conn, principal)
     chunks = export.csv_chunks(
-        stream_reports(conn, flt, principal, public_rounding_m=rounding), columns=columns
+        stream_reports(conn, flt, principal, public_rounding_m=rounding), columns=columns, bom=bom
     )
     return _Download(
         chunks,
         max_seconds=max_seconds,
         media_type=MEDIA_TYPES["csv"] + "; charset=utf-8",
         headers=_attachment("csv"),
+    )
+
+
+def _every_feature(
+    conn: Connection,
+    flt: ReportFilter,
+    principal: Principal,
+    rounding: float,
+    *,
+    max_seconds: float,
+) -> StreamingResponse:
+    # Read before the answer starts, so an unreachable database is a 503, not a cut 200.
+    export.report_columns(conn, principal)
+    return _Download(
+        export.geojson_chunks(stream_reports(conn, flt, principal, public_rounding_m=rounding)),
+        max_seconds=max_seconds,
+        media_type=MEDIA_TYPES["geojson"],
+        headers=_attachment("geojson"),
     )
 
 
@@ -290,6 +359,7 @@ def _geopackage(
             path,
             columns=export.report_columns(conn, principal),
         )
+        export.write_boundaries(conn, path)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import geopandas as gpd
 import pandas as pd
@@ -28,7 +29,16 @@ from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal
 from geo.reports.search import ReportFilter, report_query, select_sql
 
 LAYER = "reports"
-"""Name of the layer in an exported GeoPackage."""
+"""Name of the reports' layer in an exported GeoPackage."""
+
+BOUNDARY_LAYERS = ("wards", "zones")
+"""The current boundaries an exported GeoPackage holds beside the reports, as layers named
+after their tables, so a planner has the areas the reports were counted in."""
+
+GPKG_VERSION = "1.3"
+"""The GeoPackage version an export declares. GDAL 3.7 and later write 1.4 by default,
+which GDAL 3.6 (Debian bookworm's QGIS and ogr2ogr) opens with a "may only be partially
+supported" warning; 1.3 holds everything an export uses."""
 
 CRS = "EPSG:4326"
 """Every report is stored, and exported, in WGS84 longitude/latitude."""
@@ -39,6 +49,10 @@ GPKG_BATCH = 5000
 CSV_CHUNK_CHARS = 64 * 1024
 """Roughly how much CSV text is gathered before it is handed on."""
 
+BOM = "\ufeff"
+"""Starts a CSV export (as UTF-8, ``EF BB BF``): without it Excel on Windows reads UTF-8 as
+the local code page, and Thai text comes out garbled."""
+
 MATCH_COUNT_LIMIT = 10_000
 """A page says how many reports match only up to this many (``numberMatched``).
 
@@ -46,6 +60,7 @@ Counting reads every match; past this a count costs more than the page it comes 
 and grows with history.
 """
 
+_Row = TypeVar("_Row")
 _COORDINATES = ("lon", "lat")
 # How each column is typed in a GeoPackage. The layer's schema is fixed by the first batch,
 # so types cannot be guessed from values (a batch may hold only NULLs in a column); any
@@ -156,6 +171,33 @@ def feature_collection(
     return collection
 
 
+def geojson_chunks(
+    rows: Iterable[dict[str, Any]], *, chunk_chars: int = CSV_CHUNK_CHARS
+) -> Generator[bytes, None, None]:
+    """Every row as one GeoJSON FeatureCollection, yielded in chunks as rows arrive.
+
+    The whole answer, not a page: GDAL's GeoJSON driver (``ogrinfo``, QGIS) reads one
+    document and follows no ``next`` link, so a file meant for it must hold every feature.
+    """
+    encoder = json.JSONEncoder(
+        ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=json_value
+    )
+    parts: list[str] = ['{"type":"FeatureCollection","features":[']
+    size = 0
+    separator = ""
+    for row in rows:
+        text_out = separator + encoder.encode(feature(row))
+        parts.append(text_out)
+        size += len(text_out)
+        separator = ","
+        if size >= chunk_chars:
+            yield "".join(parts).encode("utf-8")
+            parts.clear()
+            size = 0
+    parts.append("]}")
+    yield "".join(parts).encode("utf-8")
+
+
 def _joined(values: Sequence[Any]) -> str:
     return _LIST_SEPARATOR.join(str(item) for item in values)
 
@@ -194,6 +236,7 @@ def csv_chunks(
     *,
     columns: Sequence[str],
     chunk_chars: int = CSV_CHUNK_CHARS,
+    bom: bool = True,
 ) -> Generator[bytes, None, None]:
     """UTF-8 CSV of ``rows`` with a header of ``columns``, yielded in chunks as rows arrive.
 
@@ -205,8 +248,13 @@ def csv_chunks(
         Header and column order; the header is written even when there are no rows.
     chunk_chars
         A chunk is handed on once about this many characters are waiting.
+    bom
+        Start with the byte order mark (``BOM``), which spreadsheets need to read the text
+        as UTF-8.
     """
     buffer = io.StringIO()
+    if bom:
+        buffer.write(BOM)
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
@@ -243,6 +291,48 @@ def _frame(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> gpd.GeoDat
     return gpd.GeoDataFrame(data, geometry=geometry, crs=CRS)
 
 
+def _write_layer(
+    frames: Iterable[gpd.GeoDataFrame], path: Path, *, layer: str, geometry_type: str
+) -> int:
+    """Append ``frames`` to ``layer`` of the GeoPackage at ``path``; return how many rows.
+
+    The first frame creates the layer, even an empty one (so an export that matched nothing
+    still has the layer's schema), and the file if there is none yet.
+    """
+    written = 0
+    first = True
+    for frame in frames:
+        if not first and frame.empty:
+            continue
+        pyogrio.write_dataframe(
+            frame,
+            path,
+            layer=layer,
+            driver="GPKG",
+            geometry_type=geometry_type,
+            append=not first,
+            # A dataset option: it only counts when the file is created, and is refused
+            # (with a warning) when the file exists.
+            dataset_options=None if path.exists() else {"VERSION": GPKG_VERSION},
+        )
+        written += len(frame)
+        first = False
+    return written
+
+
+def _batches(rows: Iterable[_Row], batch_size: int) -> Iterator[list[_Row]]:
+    """``rows`` in lists of ``batch_size``; at least one list, empty when there are no rows."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    iterator = iter(rows)
+    batch = list(islice(iterator, batch_size))
+    yield batch
+    while len(batch) == batch_size:
+        batch = list(islice(iterator, batch_size))
+        if batch:
+            yield batch
+
+
 def write_geopackage(
     rows: Iterable[dict[str, Any]],
     path: Path,
@@ -250,31 +340,64 @@ def write_geopackage(
     columns: Sequence[str],
     batch_size: int = GPKG_BATCH,
 ) -> int:
-    """Write ``rows`` to a new GeoPackage at ``path`` in batches; return how many.
+    """Write ``rows`` to the layer ``reports`` of a GeoPackage at ``path`` in batches.
 
-    The layer ``reports`` holds Point geometries in EPSG:4326 and every column except
-    ``lon`` and ``lat`` (which are the geometry). Only one batch of rows is held at a time;
-    each is appended to the layer before the next is read.
+    The layer holds Point geometries in EPSG:4326 and every column except ``lon`` and
+    ``lat`` (which are the geometry). Only one batch of rows is held at a time; each is
+    appended to the layer before the next is read. Returns how many were written.
     """
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    iterator = iter(rows)
-    written = 0
-    first = True
-    while True:
-        batch = list(islice(iterator, batch_size))
-        if batch or first:
-            # The first write creates the layer, even an empty one, so an export that
-            # matched nothing is still a GeoPackage with the right schema.
-            pyogrio.write_dataframe(
-                _frame(batch, columns),
-                path,
-                layer=LAYER,
-                driver="GPKG",
-                geometry_type="Point",
-                append=not first,
-            )
-            written += len(batch)
-            first = False
-        if len(batch) < batch_size:
-            return written
+    return _write_layer(
+        (_frame(batch, columns) for batch in _batches(rows, batch_size)),
+        path,
+        layer=LAYER,
+        geometry_type="Point",
+    )
+
+
+_BOUNDARY_SQL = {
+    "wards": "SELECT w.id, w.code, w.name, w.name_th, w.name_en, ST_AsBinary(w.geom) AS geom "
+    "FROM wards AS w WHERE w.retired_at IS NULL ORDER BY w.id",
+    "zones": "SELECT z.id, z.code, z.name, z.name_th, z.name_en, z.team_id, t.code AS team_code, "
+    "t.name AS team, ST_AsBinary(z.geom) AS geom "
+    "FROM zones AS z JOIN teams AS t ON t.id = z.team_id "
+    "WHERE z.retired_at IS NULL ORDER BY z.id",
+}
+# Identifiers and names only: the boundaries and their teams are what the public maps show.
+
+
+def _boundary_frame(rows: Sequence[Any], names: Sequence[str]) -> gpd.GeoDataFrame:
+    """One batch of boundary rows (``geom`` as WKB) as a GeoDataFrame of fixed column types."""
+    data: dict[str, Any] = {}
+    for index, name in enumerate(names):
+        values = [row[index] for row in rows]
+        if name == "geom":
+            continue
+        if name in _INTEGER_COLUMNS or name == "id":
+            data[name] = pd.array(values, dtype="Int64")
+        else:
+            data[name] = pd.Series(values, dtype=object)
+    geometry = shapely.from_wkb([bytes(row[names.index("geom")]) for row in rows])
+    return gpd.GeoDataFrame(data, geometry=geometry, crs=CRS)
+
+
+def write_boundaries(
+    conn: Connection, path: Path, *, batch_size: int = GPKG_BATCH
+) -> dict[str, int]:
+    """Add the current wards and zones to the GeoPackage at ``path``, one layer each.
+
+    Read through a server-side cursor and written a batch at a time. Returns how many of
+    each were written.
+    """
+    written: dict[str, int] = {}
+    for layer in BOUNDARY_LAYERS:
+        result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
+            text(_BOUNDARY_SQL[layer])
+        )
+        names = list(result.keys())
+        written[layer] = _write_layer(
+            (_boundary_frame(batch, names) for batch in _batches(result, batch_size)),
+            path,
+            layer=layer,
+            geometry_type="MultiPolygon",
+        )
+    return written
