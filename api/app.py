@@ -17,7 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
 from api.admin_ui import mount_admin
-from api.deps import AppState, ExportSlots, set_app_state
+from api.deps import AppState, ExportSlots, ReadYourWrites, RecentWriters, set_app_state
 from api.params import refuse_nul_characters
 from api.routers import (
     admin,
@@ -40,7 +40,7 @@ from geo.chat.context import ChatContext
 from geo.chat.line import LineChannel
 from geo.chat.line_api import LINE_LIMITS
 from geo.city.geocoding import Geocoder, make_geocoder
-from geo.db.engine import make_engine
+from geo.db.engine import ReadPool, ReplicaSet, make_engine
 from geo.reports.live import LiveHub
 from geo.settings import (
     AccountSettings,
@@ -159,12 +159,21 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             pool_timeout_s=settings.database.pool_timeout_s,
         )
         geocoder = make_geocoder(settings.geocoder)
+        db = settings.database
+        replicas = ReplicaSet(
+            engine,
+            db.database_replica_urls,
+            max_lag_s=db.database_replica_max_lag_s,
+            check_s=db.database_replica_check_s,
+        )
+        with_replicas = bool(replicas.urls)
         started = AppState(
             engine=engine,
             exports=ExportSlots(
                 url,
                 limit=settings.database.export_max_concurrent,
                 max_seconds=settings.database.export_max_seconds,
+                replicas=replicas if with_replicas else None,
             ),
             live=LiveHub(url),
             geocoder=geocoder,
@@ -179,8 +188,15 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             city=settings.city,
             line=_line_channel(settings, geocoder),
             accounts=settings.accounts,
+            reads=ReadPool(
+                engine, replicas, pool_size=db.pool_size, pool_timeout_s=db.pool_timeout_s
+            )
+            if with_replicas
+            else None,
+            writers=RecentWriters(db.database_replica_after_write_s) if with_replicas else None,
         )
         set_app_state(app, started)
+        replicas.start()
         started.live.start()
         # Everything loaded so far lives as long as the process: keep it out of the
         # collector's scans, which otherwise show up as pauses in intake's tail latency.
@@ -193,6 +209,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             if started.line is not None:
                 started.line.close()
             started.exports.dispose()
+            replicas.stop()
+            if started.reads is not None:
+                started.reads.dispose()
             started.engine.dispose()
 
     app = FastAPI(
@@ -228,6 +247,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     mount_admin(app)
+    # Innermost: it notes writers by the client address the proxy-headers middleware gives.
+    app.add_middleware(ReadYourWrites)
     # Inside the proxy-headers middleware (added after it), so it sees the client's scheme.
     app.add_middleware(
         CsrfUnlessApiWithoutCookies,

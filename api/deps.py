@@ -12,7 +12,9 @@ one on each request. Only those that wait on the database are plain functions.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -24,6 +26,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Connection, Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ExportsBusyError
 from geo.access.keys import authenticate
@@ -32,7 +36,7 @@ from geo.access.ratelimit import ReportRateLimiter
 from geo.access.sessions import SESSION_COOKIE, session_principal
 from geo.chat.line import LineChannel
 from geo.city.geocoding import Geocoder
-from geo.db.engine import make_engine
+from geo.db.engine import ReadPool, ReplicaSet, make_engine
 from geo.errors import AuthenticationError, PermissionDeniedError
 from geo.i18n import N_
 from geo.reports.live import LiveHub
@@ -58,27 +62,41 @@ class ExportSlots:
     once rather than queued, since a queued download would hold its client just as long.
     """
 
-    def __init__(self, url: str, *, limit: int, max_seconds: float) -> None:
+    def __init__(
+        self, url: str, *, limit: int, max_seconds: float, replicas: ReplicaSet | None = None
+    ) -> None:
         # One connection per place and no overflow: a place always finds its connection,
         # and the short timeout only guards against a leak turning into a hang.
-        self.engine = make_engine(url, pool_size=limit, max_overflow=0, pool_timeout_s=5.0)
+        pool: dict[str, Any] = {"pool_size": limit, "max_overflow": 0, "pool_timeout_s": 5.0}
+        self.engine = make_engine(url, **pool)
         self.max_seconds = max_seconds
         self._places = threading.BoundedSemaphore(limit)
+        self.reads = None if replicas is None else ReadPool(self.engine, replicas, **pool)
+        """The same places' pools on the replicas, when there are replicas."""
 
     @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """A place and its connection for one export; ``ExportsBusyError`` when none is free."""
+    def connection(self, *, primary: bool = True) -> Iterator[Connection]:
+        """A place and its connection for one export; ``ExportsBusyError`` when none is free.
+
+        ``primary=False`` lets the export read a fit replica (``reads_primary`` decides).
+        """
         if not self._places.acquire(blocking=False):
             raise ExportsBusyError
         try:
-            with self.engine.connect() as conn:
-                yield conn
+            if primary or self.reads is None:
+                with self.engine.connect() as conn:
+                    yield conn
+            else:
+                with self.reads.connect() as conn:
+                    yield conn
         finally:
             self._places.release()
 
     def dispose(self) -> None:
-        """Close the pool's connections (on shutdown)."""
+        """Close the pools' connections (on shutdown)."""
         self.engine.dispose()
+        if self.reads is not None:
+            self.reads.dispose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,10 @@ class AppState:
     """The city's LINE Official Account; None while it is not connected."""
     accounts: AccountSettings = field(default_factory=AccountSettings)
     """Staff sign-in: session lifetimes, the lock after wrong passwords, the cookie."""
+    reads: ReadPool | None = None
+    """Read-only work's pools on the replicas; None: every read on ``engine``."""
+    writers: RecentWriters | None = None
+    """Who wrote lately, so their reads stay on the primary (with ``reads``)."""
 
 
 def app_state(app: FastAPI) -> AppState:
@@ -137,6 +159,124 @@ def get_connection(state: AppStateDep) -> Iterator[Connection]:
 
 
 ConnDep = Annotated[Connection, Depends(get_connection)]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing; a request with any other may write."""
+
+WROTE_COOKIE = "issuemap_wrote"
+"""Set on a browser's write (``ReadYourWrites``): its reads stay on the primary meanwhile."""
+
+
+class RecentWriters:
+    """When each caller last wrote, in this worker, for ``window_s`` seconds.
+
+    A caller is its credential (key, session, key cookie; kept only as a digest) or, for
+    the public, its address. Another worker does not know of the write: a browser carries
+    ``WROTE_COOKIE`` to any worker, but a cookieless API client that writes through one
+    worker and reads at once through another may read a replica that has not replayed its
+    write yet (within ``ISSUEMAP_DATABASE_REPLICA_MAX_LAG_S``).
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._last: dict[bytes, float] = {}
+
+    def wrote(self, caller: bytes) -> None:
+        """Note that ``caller`` wrote just now."""
+        now = time.monotonic()
+        if len(self._last) > 10_000:
+            # A burst of distinct callers: forget those whose window has passed.
+            self._last = {k: t for k, t in self._last.items() if now - t < self.window_s}
+        self._last[caller] = now
+
+    def wrote_lately(self, caller: bytes) -> bool:
+        """Whether ``caller`` wrote within the window."""
+        last = self._last.get(caller)
+        return last is not None and time.monotonic() - last < self.window_s
+
+
+def caller_tag(connection: HTTPConnection) -> bytes:
+    """Who sends ``connection`` (``RecentWriters``): its credential's digest, or its address."""
+    headers = connection.headers
+    credential = (
+        headers.get("x-api-key")
+        or headers.get("authorization")
+        or connection.cookies.get(SESSION_COOKIE)
+        or connection.cookies.get(KEY_COOKIE)
+    )
+    if credential:
+        return hashlib.blake2b(credential.encode(), digest_size=16).digest()
+    return b"address:" + (client_address(connection) or "").encode()
+
+
+class ReadYourWrites:
+    """Note each write, so the same caller's reads go to the primary for a while after it.
+
+    A request with a method other than GET, HEAD or OPTIONS that succeeds (below 400) is a
+    write. Its caller is noted in ``RecentWriters``; a browser (a request carrying cookies)
+    also gets ``WROTE_COOKIE`` for as long, so whichever worker serves its next page sends
+    the reads to the primary. Cookieless API calls get no cookie, which would subject their
+    later calls to the CSRF check. Without replicas this does nothing.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand the request on, noting its caller if it writes."""
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self._app(scope, receive, send)
+            return
+        state = app_state(scope["app"])
+        writers = state.writers
+        if state.reads is None or writers is None:
+            await self._app(scope, receive, send)
+            return
+
+        async def noting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                connection = HTTPConnection(scope)
+                writers.wrote(caller_tag(connection))
+                if connection.cookies:
+                    cookie = (
+                        f"{WROTE_COOKIE}=1; Max-Age={max(1, round(writers.window_s))}; "
+                        "Path=/; HttpOnly; SameSite=Lax"
+                    )
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())],
+                    }
+            await send(message)
+
+        await self._app(scope, receive, noting_send)
+
+
+def reads_primary(request: Request, state: AppState) -> bool:
+    """Whether this request's reads must go to the primary rather than a replica.
+
+    They must when the request may write, and when its caller wrote lately
+    (``ReadYourWrites``): a replica replays a write a moment after the primary commits it.
+    """
+    if state.reads is None or state.writers is None or request.method not in SAFE_METHODS:
+        return True
+    return WROTE_COOKIE in request.cookies or state.writers.wrote_lately(caller_tag(request))
+
+
+def get_read_connection(request: Request, state: AppStateDep) -> Iterator[Connection]:
+    """A read-only transaction: on a fit replica when there is one, else on the primary.
+
+    For routes that never write. A replica that is down or lags too far is skipped, and
+    ``reads_primary`` decides when the caller must read the primary anyway.
+    """
+    if state.reads is None:
+        yield from get_connection(state)
+        return
+    with state.reads.connect(primary=reads_primary(request, state)) as conn:
+        yield conn
+
+
+ReadConnDep = Annotated[Connection, Depends(get_read_connection)]
+"""A connection for a route that only reads (map pages, searches, exports, tiles, dashboards)."""
 
 
 async def get_export_slots(state: AppStateDep) -> ExportSlots:
@@ -249,7 +389,7 @@ LineChannelDep = Annotated[LineChannel, Depends(get_line_channel)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def client_address(request: Request) -> str | None:
+def client_address(request: HTTPConnection) -> str | None:
     """The client's network address: the peer's, or the one a trusted proxy forwarded.
 
     ``api.app`` rewrites the peer from ``X-Forwarded-For`` only for the proxies in

@@ -85,6 +85,49 @@ class DatabaseSettings(BaseSettings):
         "reading is cut off then, and its connection and place are freed.",
     )
 
+    database_replica_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="SQLAlchemy URLs of PostgreSQL streaming replicas of the database, "
+        "comma-separated. Read-only work (map pages, exports, searches, tiles, the ward "
+        "dashboard) goes to a healthy one in turn; intake, workflow, sign-in and any read "
+        "right after the caller wrote stay on the primary. Empty: everything on the primary.",
+    )
+    database_replica_max_lag_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=3600.0,
+        description="A replica whose replay is this many seconds behind the primary, or "
+        "that does not answer, is skipped until it catches up; with none left, reads go to "
+        "the primary.",
+    )
+    database_replica_check_s: float = Field(
+        default=2.0,
+        gt=0.0,
+        le=60.0,
+        description="How often each worker checks its replicas' health and lag.",
+    )
+    database_replica_after_write_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=3600.0,
+        description="For this long after a caller (session, key, or address) writes, its "
+        "reads go to the primary, so it sees its own write on a replica that lags.",
+    )
+
+    @field_validator("database_replica_urls", mode="before")
+    @classmethod
+    def _split_replicas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in (p.strip() for p in value.split(",")) if part]
+        return value
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replica_urls(cls, value: list[str]) -> list[str]:
+        for item in value:
+            cls._postgres_url(item)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:

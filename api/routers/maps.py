@@ -20,9 +20,9 @@ from api.deps import (
     AppStateDep,
     BrowserPrincipalDep,
     CityDep,
-    ConnDep,
     MapSettingsDep,
     PrivacyDep,
+    ReadConnDep,
     authenticate_key,
 )
 from api.errors import error_responses
@@ -186,7 +186,7 @@ def _sent_key(request: Request) -> str | None:
 
 @router.get("/", response_class=HTMLResponse, summary="City overview map")
 def city_map(
-    conn: ConnDep,
+    conn: ReadConnDep,
     maps: MapSettingsDep,
     privacy: PrivacyDep,
     lang: Lang = None,
@@ -208,7 +208,7 @@ def city_map(
 
 @router.get("/maps/public", response_class=HTMLResponse, summary="Public map (embeddable)")
 def public_page(
-    conn: ConnDep,
+    conn: ReadConnDep,
     maps: MapSettingsDep,
     privacy: PrivacyDep,
     city: CityDep,
@@ -257,7 +257,7 @@ def zone_page(
         str, Query(alias="zone", min_length=1, max_length=CODE_MAX, description="Zone code.")
     ],
     request: Request,
-    conn: ConnDep,
+    conn: ReadConnDep,
     principal: StaffDep,
     maps: MapSettingsDep,
     bbox: BBoxDep,
@@ -323,7 +323,7 @@ Classes = Annotated[
     responses=error_responses(401, 403, page=True),
 )
 def wards_page(
-    conn: ConnDep,
+    conn: ReadConnDep,
     principal: StaffDep,
     maps: MapSettingsDep,
     window: TimeWindowDep,
@@ -354,7 +354,7 @@ def wards_page(
     responses=error_responses(401, 403),
 )
 def wards_measures(
-    conn: ConnDep,
+    conn: ReadConnDep,
     principal: StaffDep,
     window: TimeWindowDep,
     measure: Measure = "count",

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
-from api.deps import ConnDep
+from api.deps import ReadConnDep
 from api.errors import error_responses
 from geo.i18n import pick_language
 from geo.maps.tiles import MAX_ZOOM, MEDIA_TYPE, TILE_LAYERS, boundary_tile, boundary_version
@@ -39,7 +39,7 @@ def boundary_tile_route(
     z: Annotated[int, Path(ge=0, le=MAX_ZOOM, description="Zoom level.")],
     x: Coordinate,
     y: Coordinate,
-    conn: ConnDep,
+    conn: ReadConnDep,
     lang: Annotated[
         str | None, Query(max_length=8, description="Language of the names, `th` or `en`.")
     ] = None,

@@ -66,7 +66,11 @@ class LocalCluster:
         self._as_service_user = os.geteuid() == 0
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [str(self._bindir / args[0]), *args[1:]]
+        program = self._bindir / args[0]
+        if not program.exists():
+            # pg_ctl found on PATH may be a link beside which the other programs are not.
+            program = (self._bindir / "pg_ctl").resolve().parent / args[0]
+        cmd = [str(program), *args[1:]]
         if self._as_service_user:
             cmd = ["runuser", "-u", SERVICE_USER, "--", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -127,6 +131,34 @@ class LocalCluster:
         if done.returncode != 0:
             raise LocalDatabaseError(f"initdb failed in {self.pgdata}: {done.stderr.strip()}")
         return True
+
+    def replicate(self, primary: LocalCluster) -> None:
+        """Make this folder a streaming replica of ``primary`` (``pg_basebackup -R``).
+
+        The copy is taken over ``primary``'s socket, which its default ``pg_hba.conf`` opens
+        to local replication; ``-R`` leaves ``standby.signal`` and the ``primary_conninfo``
+        that make :meth:`start` run it as a hot standby, replaying the primary's WAL as it
+        streams in. Refused if this folder already holds a cluster.
+        """
+        self._prepare_folder()
+        if (self.pgdata / "PG_VERSION").exists():
+            raise LocalDatabaseError(f"{self.pgdata} already holds a cluster")
+        done = self._run(
+            "pg_basebackup",
+            "-D",
+            str(self.pgdata),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-h",
+            primary.host,
+            "-U",
+            SERVICE_USER,
+        )
+        if done.returncode != 0:
+            raise LocalDatabaseError(f"pg_basebackup failed: {done.stderr.strip()}")
 
     def is_running(self) -> bool:
         """Whether a server is running on this cluster's folder."""

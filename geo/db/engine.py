@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import select
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,8 @@ def make_engine(
     max_overflow: int | None = None,
     pool_timeout_s: float = 30.0,
     ping_after_idle_s: float = PING_AFTER_IDLE_S,
+    application_name: str | None = None,
+    connect_timeout_s: int | None = None,
 ) -> Engine:
     """Create the sync SQLAlchemy engine shared by the API, the CLI and notebooks.
 
@@ -57,10 +62,18 @@ def make_engine(
     cost estimate is high, and the aggregates behind the ward dashboard cross that line at
     national scale, where compiling took longer than the query (567 ms against 242 ms
     without); no query of this service runs long enough to win the compile time back.
+
+    ``application_name`` names the connections in ``pg_stat_activity``; a connection
+    attempt gives up after ``connect_timeout_s`` (libpq waits for ever unless told).
     """
+    connect_args: dict[str, Any] = {"options": "-c jit=off"}
+    if application_name is not None:
+        connect_args["application_name"] = application_name
+    if connect_timeout_s is not None:
+        connect_args["connect_timeout"] = connect_timeout_s
     engine = create_engine(
         normalise_url(url),
-        connect_args={"options": "-c jit=off"},
+        connect_args=connect_args,
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_timeout=pool_timeout_s,
@@ -113,6 +126,197 @@ def _has_input(dbapi_connection: Any) -> bool:
     poller = select.poll()
     poller.register(dbapi_connection.fileno(), select.POLLIN)
     return bool(poller.poll(0))
+
+
+REPLICA_APPLICATION_NAME = "issuemap-replica"
+"""``application_name`` of the connections that serve reads on a replica."""
+
+REPLICA_CHECK_APPLICATION_NAME = "issuemap-replica-check"
+"""``application_name`` of the connection that checks a replica's health and lag."""
+
+REPLICA_CONNECT_TIMEOUT_S = 2
+"""A replica that does not accept a connection this fast counts as down (libpq's minimum)."""
+
+_REPLICA_LAG = text(
+    "SELECT pg_is_in_recovery() AS standby, "
+    "CASE WHEN pg_last_wal_replay_lsn() >= CAST(:primary_lsn AS pg_lsn) THEN 0.0 "
+    "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END AS lag_s"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """What the last check found of one read replica (``/healthz`` can show it)."""
+
+    name: str
+    """The replica's URL without its password."""
+    usable: bool
+    """Whether reads go to it: it answers, is a standby, and lags no more than allowed."""
+    lag_s: float | None
+    """Seconds its replay is behind the primary (0 when caught up); None when unknown."""
+    checked_at: datetime | None
+    """When it was last checked (UTC); None before the first check."""
+    problem: str | None = None
+    """Why it is not used, in a few words: down, lagging, not a standby."""
+
+
+class ReplicaSet:
+    """PostgreSQL streaming replicas of the primary, and which of them may serve reads now.
+
+    A thread checks each replica every ``check_s`` seconds, so no request ever waits on a
+    check: it compares the primary's current WAL position with the position the replica
+    has replayed. A replica that has replayed everything lags 0 s; one behind lags by the
+    age of the last transaction it replayed (``pg_last_xact_replay_timestamp``), which on
+    a primary written to rarely overstates the lag until the next check, erring towards the
+    primary. A replica that is down, not a standby (promoted), or lags more than
+    ``max_lag_s`` is skipped until a check finds it fit again; a request that cannot
+    connect to one marks it down at once (``mark_down``).
+    """
+
+    def __init__(
+        self, primary: Engine, urls: Sequence[str], *, max_lag_s: float, check_s: float
+    ) -> None:
+        self.primary = primary
+        self.urls = tuple(normalise_url(url) for url in urls)
+        self.max_lag_s = max_lag_s
+        self.check_s = check_s
+        self._checkers = [
+            create_engine(
+                url,
+                pool_size=1,
+                max_overflow=0,
+                pool_pre_ping=True,
+                connect_args={
+                    "application_name": REPLICA_CHECK_APPLICATION_NAME,
+                    "connect_timeout": REPLICA_CONNECT_TIMEOUT_S,
+                },
+            )
+            for url in self.urls
+        ]
+        self._status = [
+            ReplicaStatus(name=_public_name(url), usable=False, lag_s=None, checked_at=None)
+            for url in self.urls
+        ]
+        self._usable: tuple[int, ...] = ()
+        self._turn = itertools.count()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Check every replica once, then keep checking them in a thread until ``stop``."""
+        if not self.urls or self._thread is not None:
+            return
+        self.check()
+        self._thread = threading.Thread(target=self._watch, name="issuemap-replicas", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.check_s):
+            self.check()
+
+    def stop(self) -> None:
+        """Stop checking and close the checking connections."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        for checker in self._checkers:
+            checker.dispose()
+
+    def check(self) -> None:
+        """Measure each replica's health and lag now, and choose the ones reads may use."""
+        try:
+            with self.primary.connect() as conn:
+                primary_lsn = str(conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one())
+        except exc.DBAPIError:
+            # Without the primary's position no lag can be told; keep the last verdicts.
+            return
+        found = [self._measure(i, primary_lsn) for i in range(len(self.urls))]
+        self._status = found
+        self._usable = tuple(i for i, status in enumerate(found) if status.usable)
+
+    def _measure(self, index: int, primary_lsn: str) -> ReplicaStatus:
+        name = self._status[index].name
+        now = datetime.now(UTC)
+        try:
+            with self._checkers[index].connect() as conn:
+                row = conn.execute(_REPLICA_LAG, {"primary_lsn": primary_lsn}).one()
+        except exc.DBAPIError:
+            return ReplicaStatus(name, usable=False, lag_s=None, checked_at=now, problem="down")
+        if not row.standby:
+            return ReplicaStatus(
+                name, usable=False, lag_s=None, checked_at=now, problem="not a standby"
+            )
+        lag = None if row.lag_s is None else max(0.0, float(row.lag_s))
+        if lag is None or lag > self.max_lag_s:
+            return ReplicaStatus(name, usable=False, lag_s=lag, checked_at=now, problem="lagging")
+        return ReplicaStatus(name, usable=True, lag_s=lag, checked_at=now)
+
+    def choose(self) -> int | None:
+        """The index of the replica the next read goes to (in turn), or None: the primary."""
+        usable = self._usable
+        if not usable:
+            return None
+        return usable[next(self._turn) % len(usable)]
+
+    def mark_down(self, index: int) -> None:
+        """Take replica ``index`` out of use until a check finds it up again."""
+        self._usable = tuple(i for i in self._usable if i != index)
+        before = self._status[index]
+        self._status[index] = replace(before, usable=False, problem="down")
+
+    def status(self) -> list[ReplicaStatus]:
+        """What the last check found of each replica, in the configured order."""
+        return list(self._status)
+
+
+def _public_name(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class ReadPool:
+    """Connection pools on each replica of a ``ReplicaSet``, falling back to ``primary``.
+
+    Extra keyword arguments size each replica's pool as ``make_engine`` does. The primary
+    belongs to the caller; ``dispose`` closes only the replicas' pools.
+    """
+
+    def __init__(self, primary: Engine, replicas: ReplicaSet, **pool: Any) -> None:
+        self.primary = primary
+        self.replicas = replicas
+        self.engines = [
+            make_engine(
+                url,
+                application_name=REPLICA_APPLICATION_NAME,
+                connect_timeout_s=REPLICA_CONNECT_TIMEOUT_S,
+                **pool,
+            )
+            for url in replicas.urls
+        ]
+
+    @contextmanager
+    def connect(self, *, primary: bool = False) -> Iterator[Connection]:
+        """A connection to a fit replica, or to the primary if asked or when none is fit.
+
+        A replica that refuses the connection is marked down and the primary serves. The
+        connection's transaction is rolled back when the block ends: it only reads.
+        """
+        index = None if primary else self.replicas.choose()
+        if index is None:
+            conn = self.primary.connect()
+        else:
+            try:
+                conn = self.engines[index].connect()
+            except exc.DBAPIError:
+                self.replicas.mark_down(index)
+                conn = self.primary.connect()
+        with conn:
+            yield conn
+
+    def dispose(self) -> None:
+        """Close the replicas' pools (on shutdown)."""
+        for engine in self.engines:
+            engine.dispose()
 
 
 @dataclass(frozen=True, slots=True)
