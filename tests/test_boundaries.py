@@ -229,12 +229,19 @@ def thai_shapefile(folder: Path, encoding: str, *, zipped: bool, cpg: str | None
 
     ``cpg`` writes one saying that instead (a wrong one, for the override).
     """
+    return named_shapefile(folder, THAI_NAMES, encoding, zipped=zipped, cpg=cpg)
+
+
+def named_shapefile(
+    folder: Path, names: list[str], encoding: str, *, zipped: bool, cpg: str | None = None
+) -> Path:
+    """Two wards whose ``TH`` field holds ``names`` in ``encoding``; a ``.cpg`` only if given."""
     folder.mkdir()
-    frame = wards_frame(TWO_WARDS, TH=THAI_NAMES)
+    frame = wards_frame(TWO_WARDS, TH=names)
     frame.to_file(folder / "tambon.shp", engine="pyogrio", encoding=encoding)
     (folder / "tambon.cpg").unlink()
     dbf = (folder / "tambon.dbf").read_bytes()
-    assert THAI_NAMES[0].encode(encoding) in dbf  # the text really is in that encoding
+    assert names[0].encode(encoding) in dbf  # the text really is in that encoding
     if cpg is not None:
         (folder / "tambon.cpg").write_text(cpg)
     if not zipped:
@@ -335,6 +342,107 @@ def test_an_encoding_for_a_format_that_is_always_utf8_is_refused(tmp_path: Path)
     path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS))
     with pytest.raises(BoundaryImportError, match="`encoding` applies to Shapefiles only"):
         read_boundaries(path, encoding="cp874")
+
+
+LATIN_NAMES = ["Café Ñandú", "Zürich"]
+MOJIBAKE = [name.encode("utf-8").decode("latin-1") for name in THAI_NAMES]  # GDAL's misreading
+
+
+def test_a_shapefile_neither_utf8_nor_thai_is_refused_naming_the_field_until_given_its_encoding(
+    tmp_path: Path,
+) -> None:
+    path = named_shapefile(tmp_path / "w", LATIN_NAMES, "ISO-8859-1", zipped=True)
+
+    with pytest.raises(BoundaryImportError) as refused:
+        read_boundaries(path)
+
+    said = " ".join(str(refused.value).split())
+    assert "neither UTF-8 nor Thai (TIS-620)" in said
+    assert "field 'TH' of feature 1 reads as neither" in said and "as `encoding`" in said
+    assert read_boundaries(path, encoding="latin-1")["TH"].tolist() == LATIN_NAMES
+
+
+@pytest.mark.parametrize(
+    ("case", "advice"),
+    [
+        ("geojson saved from misread text", "fix it and save the file again"),
+        ("utf-8 shapefile with a latin-1 .cpg", "as `encoding` (utf-8 or cp874)"),
+        ("tis-620 shapefile with a cp1252 .cpg", "as `encoding` (utf-8 or cp874)"),
+        ("utf-8 shapefile read with --encoding latin-1", "as `encoding` (utf-8 or cp874)"),
+    ],
+)
+def test_text_garbled_by_a_wrong_encoding_is_refused_naming_the_field(
+    tmp_path: Path, case: str, advice: str
+) -> None:
+    encoding = None
+    if case.startswith("geojson"):
+        path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS, TH=MOJIBAKE))
+    elif case.startswith("utf-8 shapefile with"):
+        path = thai_shapefile(tmp_path / "w", "utf-8", zipped=True, cpg="ISO-8859-1")
+    elif case.startswith("tis-620"):
+        path = thai_shapefile(tmp_path / "w", "cp874", zipped=False, cpg="1252")
+    else:
+        path, encoding = thai_shapefile(tmp_path / "w", "utf-8", zipped=False), "latin-1"
+
+    with pytest.raises(BoundaryImportError) as refused:
+        read_boundaries(path, encoding=encoding)
+
+    said = str(refused.value)
+    assert "looks garbled by a wrong encoding (mojibake)" in said and advice in said
+    assert "field 'TH', feature 1: " in said
+    assert f"(meant: {THAI_NAMES[0]!r})" in said
+    assert "ฟิลด์ 'TH' ฟีเจอร์ลำดับที่ 1" in refused.value.message("th")
+
+
+def test_the_command_line_detects_tis620_and_refuses_mojibake_storing_nothing(
+    tmp_path: Path, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli.main import app
+
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    args = ["boundaries", "import", "--layer", "wards", "--id-field", "code", "--name-field", "TH"]
+    garbled = thai_shapefile(tmp_path / "bad", "utf-8", zipped=True, cpg="ISO-8859-1")
+
+    refused = CliRunner().invoke(app, [*args, str(garbled)])
+
+    assert refused.exit_code == 2
+    said = " ".join(refused.output.split())
+    assert "looks garbled by a wrong encoding (mojibake)" in said and "field 'TH'" in said
+    assert "Give the encoding the text was written in as --encoding" in said
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM wards")).scalar_one() == 0
+
+    done = CliRunner().invoke(app, [*args, str(garbled), "--encoding", "utf-8"])
+    assert done.exit_code == 0, done.output
+    tis620 = thai_shapefile(tmp_path / "good", "cp874", zipped=True)
+    done = CliRunner().invoke(app, [*args, str(tis620), "--name-en-field", "name"])
+    assert done.exit_code == 0, done.output
+    with engine.connect() as conn:
+        names = conn.execute(
+            text("SELECT name, name_en FROM wards WHERE retired_at IS NULL ORDER BY code")
+        ).all()
+    assert [tuple(n) for n in names] == [(THAI_NAMES[0], "Ward A"), (THAI_NAMES[1], "Ward B")]
+
+
+def test_the_upload_refuses_mojibake_in_the_callers_language(
+    tmp_path: Path, city_app: Any, engine: Engine
+) -> None:
+    client, _, keys = city_app
+    path = write_geojson(tmp_path / "w.geojson", wards_frame(TWO_WARDS, TH=MOJIBAKE))
+
+    refused = client.post(
+        "/api/admin/boundaries?lang=th",
+        headers={"X-API-Key": keys.admin},
+        data={"layer": "wards", "id_field": "code", "name_field": "TH"},
+        files={"file": ("w.geojson", path.read_bytes(), "application/geo+json")},
+    )
+
+    assert refused.status_code == 422, refused.text
+    assert "mojibake" in refused.text and "ฟิลด์ 'TH'" in refused.json()["detail"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM wards WHERE code = 'A'")).scalar_one() == 0
 
 
 # ----------------------------------------------------------------------------- fields and ids
@@ -961,6 +1069,34 @@ def test_real_national_tambon_without_cpg_reads_thai_names(shared_data: Path) ->
     names = dict(zip(frame["ADM3_PCODE"], frame["ADM3_TH"], strict=True))
     assert names["TH100101"] == "พระบรมมหาราชวัง"
     assert not frame["ADM3_TH"].str.contains("à¸").any()
+
+
+@pytest.mark.realdata
+def test_real_national_amphoe_imports_thai_and_english_names_apart(
+    shared_data: Path, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from geo.cli.main import app
+
+    monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
+    path = shared_data / "thailand-admin" / "tha_adm2_amphoe.zip"  # no .cpg, UTF-8 text
+    args = ["boundaries", "import", str(path), "--layer", "wards", "--id-field", "ADM2_PCODE"]
+
+    result = CliRunner().invoke(
+        app, [*args, "--name-field", "ADM2_TH", "--name-en-field", "ADM2_EN", "--force"]
+    )
+
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        stored = {
+            r.code: (r.name, r.name_en)
+            for r in conn.execute(text("SELECT code, name, name_en FROM wards"))
+        }
+    assert len(stored) == 928
+    assert stored["TH1001"] == ("พระนคร", "Phra Nakhon")
+    assert stored["TH8001"] == ("นครศรีธรรมราช", "Mueang Nakhon Si Thammarat")
+    assert not any("à¸" in name or "à¸" in english for name, english in stored.values())
 
 
 # ----------------------------------------------------------------------------- guards on a replace

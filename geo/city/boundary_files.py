@@ -3,7 +3,9 @@
 The steps, each usable on its own (from a notebook, say):
 
 1. ``read_boundaries`` reads GeoJSON, TopoJSON, a Shapefile (plain or zipped) or a GeoPackage
-   through pyogrio, settles the coordinate reference system and reprojects to EPSG:4326.
+   through pyogrio (a Shapefile without a ``.cpg`` in UTF-8 or TIS-620, whichever its bytes
+   are), refuses text garbled by a wrong encoding (mojibake), settles the coordinate
+   reference system and reprojects to EPSG:4326.
 2. ``check_attributes`` picks the id, name (and optional Thai and English name) and team
    columns and refuses missing fields, blank and duplicate ids, unstorable names.
 3. ``repair_geometries`` repairs invalid polygons with ``shapely.make_valid`` and refuses
@@ -22,6 +24,7 @@ import codecs
 import hashlib
 import math
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -241,47 +244,169 @@ def _shapefile_members(path: Path, layer: str) -> dict[str, bytes] | None:
         return None
 
 
-def _dbf_text_is_utf8(dbf: bytes) -> bool:
-    """Whether every character field of a dBASE table is valid UTF-8.
+def _dbf_text_values(dbf: bytes) -> Iterator[tuple[str, int, bytes]]:
+    """Every character field's value in a dBASE table: (field name, feature number from 1, bytes).
 
-    A value cut short in the middle of a character (writers truncate by bytes) still counts.
+    The bytes are as stored, padding cut; a value may end in the middle of a character,
+    since writers truncate by bytes.
     """
     if len(dbf) < 32:
-        return True
+        return
     records = int.from_bytes(dbf[4:8], "little")
     header_length = int.from_bytes(dbf[8:10], "little")
     record_length = int.from_bytes(dbf[10:12], "little")
-    text_fields: list[tuple[int, int]] = []
+    text_fields: list[tuple[str, int, int]] = []
     offset = 1  # each record starts with its deletion flag
     for start in range(32, min(header_length, len(dbf)) - 31, 32):
         if dbf[start] == 0x0D:
             break
         width = dbf[start + 16]
         if dbf[start + 11 : start + 12] == b"C":
-            text_fields.append((offset, width))
+            name = dbf[start : start + 11].split(b"\x00", 1)[0].decode("ascii", "replace")
+            text_fields.append((name, offset, width))
         offset += width
-    decoder = codecs.getincrementaldecoder("utf-8")()
     for row in range(records):
         base = header_length + row * record_length
-        for field_offset, width in text_fields:
-            decoder.reset()
-            try:
-                decoder.decode(dbf[base + field_offset : base + field_offset + width], final=False)
-            except UnicodeDecodeError:
-                return False
+        for name, field_offset, width in text_fields:
+            value = dbf[base + field_offset : base + field_offset + width].rstrip(b" \x00")
+            yield name, row + 1, value
+
+
+def _is_utf8(value: bytes) -> bool:
+    """Whether ``value`` is UTF-8, allowing a character cut short at its end."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(value, final=False)
+    except UnicodeDecodeError:
+        return False
     return True
+
+
+_THAI_CONSONANTS = frozenset(chr(c) for c in range(0x0E01, 0x0E2F))
+_THAI_MARKS = frozenset(chr(c) for c in (0x0E31, *range(0x0E34, 0x0E3B), *range(0x0E47, 0x0E4F)))
+
+
+def reads_as_thai(text: str) -> bool:
+    """Whether ``text`` is well-formed as Thai: every vowel or tone mark sits on a consonant.
+
+    Text in another single-byte encoding read as TIS-620 puts marks after Latin letters or
+    spaces (``é`` is byte 0xE9, the tone mark ``้``), which Thai writing never does.
+    """
+    previous = " "
+    for char in text:
+        if char in _THAI_MARKS and previous not in _THAI_CONSONANTS and previous not in _THAI_MARKS:
+            return False
+        previous = char
+    return True
+
+
+def _is_thai_tis620(value: bytes) -> bool:
+    try:
+        return reads_as_thai(value.decode(SHAPEFILE_FALLBACK_ENCODING))
+    except UnicodeDecodeError:
+        return False
 
 
 def shapefile_encoding(path: Path, layer: str) -> str | None:
     """The encoding to read a Shapefile's text in, or None to leave it to its ``.cpg``.
 
-    Without a ``.cpg`` the text is read as UTF-8 when all of it is valid UTF-8, and
-    otherwise as ``SHAPEFILE_FALLBACK_ENCODING``.
+    Without a ``.cpg`` the text is read as UTF-8 when all of it is valid UTF-8, else as
+    ``SHAPEFILE_FALLBACK_ENCODING`` when all of it reads as Thai in it. Text that is
+    neither is refused naming the first field and feature that is neither, since any
+    guess would store garbled names.
     """
     members = _shapefile_members(path, layer)
     if not members or ".cpg" in members or ".dbf" not in members:
         return None
-    return "utf-8" if _dbf_text_is_utf8(members[".dbf"]) else SHAPEFILE_FALLBACK_ENCODING
+    dbf = members[".dbf"]
+    if all(_is_utf8(value) for _, _, value in _dbf_text_values(dbf)):
+        return "utf-8"
+    for field, row, value in _dbf_text_values(dbf):
+        if not _is_thai_tis620(value):
+            raise BoundaryImportError(
+                N_(
+                    "The text of {name} is neither UTF-8 nor Thai (TIS-620), and the file has "
+                    "no .cpg saying which encoding it is: field {field!r} of feature {row} "
+                    "reads as neither. Give the encoding it was written in as `encoding` "
+                    "(for example cp1252)."
+                ),
+                name=path.name,
+                field=field,
+                row=row,
+            )
+    return SHAPEFILE_FALLBACK_ENCODING
+
+
+def unmangled(value: str) -> str | None:
+    """The text ``value`` was before a wrong encoding garbled it (mojibake), or None.
+
+    Two misreadings are recognised: UTF-8 bytes read as Latin-1 or cp1252 (``พระ`` becomes
+    ``à¸žà¸£à¸°``), and Thai TIS-620 bytes read as Latin-1 or cp1252 (``พระ`` becomes
+    ``¾ÃÐ``). Text in which ASCII letters appear is never taken for the second.
+    """
+    if value.isascii():
+        return None
+    for codec in ("latin-1", "cp1252"):
+        try:
+            raw = value.encode(codec)
+        except UnicodeEncodeError:
+            continue
+        try:
+            fixed = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            if any(c.isascii() and c.isalpha() for c in value):
+                return None
+            try:
+                fixed = raw.decode(SHAPEFILE_FALLBACK_ENCODING)
+            except UnicodeDecodeError:
+                return None
+            thai = sum(c in _THAI_CONSONANTS for c in fixed)
+            return fixed if thai >= 2 and reads_as_thai(fixed) else None
+        return fixed if fixed != value else None
+    return None
+
+
+def check_text(frame: pd.DataFrame, *, name: str, shapefile: bool) -> None:
+    """Refuse a frame whose text looks garbled by a wrong encoding, naming each field.
+
+    A Shapefile read with a wrong ``.cpg`` or ``encoding`` turns every Thai name into
+    mojibake, and so does a file saved from text already misread; storing it would show
+    residents gibberish, so the file is refused with one example per field.
+    """
+    problems: list[str | Message] = []
+    for column in frame.columns:
+        if column == frame.geometry.name:
+            continue
+        for row, value in enumerate(frame[column], start=1):
+            fixed = unmangled(value) if isinstance(value, str) else None
+            if fixed is not None:
+                problems.append(
+                    Message(
+                        N_("field {field!r}, feature {row}: {value!r} (meant: {fixed!r})"),
+                        {
+                            "field": str(column),
+                            "row": row,
+                            "value": value[:40],
+                            "fixed": fixed[:40],
+                        },
+                    )
+                )
+                break
+    if not problems:
+        return
+    advice = (
+        N_(
+            "Give the encoding the text was written in as `encoding` (utf-8 or cp874), "
+            "or fix the file's .cpg."
+        )
+        if shapefile
+        else N_("The text was garbled before the file was saved; fix it and save the file again.")
+    )
+    raise BoundaryImportError(
+        N_("The text of {name} looks garbled by a wrong encoding (mojibake). {advice}"),
+        problems,
+        name=name,
+        advice=Message(advice),
+    )
 
 
 def read_boundaries(
@@ -302,14 +427,16 @@ def read_boundaries(
         CRS's valid range.
     encoding
         Shapefiles only: the encoding of the attribute text, overriding the ``.cpg``. Without
-        it, a Shapefile with no ``.cpg`` is read as UTF-8 when its text is valid UTF-8 and
-        as ``SHAPEFILE_FALLBACK_ENCODING`` (TIS-620) otherwise.
+        it, a Shapefile with no ``.cpg`` is read as UTF-8 when its text is valid UTF-8, as
+        ``SHAPEFILE_FALLBACK_ENCODING`` (TIS-620) when it reads as Thai in that, and is
+        refused otherwise (``shapefile_encoding``).
 
     Raises
     ------
     BoundaryImportError
         When the file is missing, unreadable, not a supported vector format, holds no or
-        several layers or no features, or its CRS is missing or does not fit.
+        several layers or no features, its text does not decode or looks garbled by a wrong
+        encoding (``check_text``), or its CRS is missing or does not fit.
     """
     path = Path(path)
     codec = check_encoding(encoding) if encoding is not None else None
@@ -370,6 +497,7 @@ def read_boundaries(
         # What the text was taken to be, to name if it does not decode: ours or the .cpg's.
         codec = codec or str(info.get("encoding") or "UTF-8")
         frame = gpd.read_file(path, engine="pyogrio", layer=layer_name, **options)
+        check_text(frame, name=path.name, shapefile=driver == "ESRI Shapefile")
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as error:
         raise BoundaryImportError(
             N_("{name} could not be read: {reason}"),
