@@ -577,18 +577,22 @@ def test_cli_imports_and_reports_counts(
     monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    result = runner.invoke(app, ["reports", "import", str(path), "--format", "traffy", "--dry-run"])
-    assert result.exit_code == 0, result.output
+    # Six of ten rows are rejected: more than the default half, so the exit code is 1.
+    command = ["reports", "import", str(path), "--format", "traffy", "--lang", "en"]
+    result = runner.invoke(app, [*command, "--dry-run"])
+    assert result.exit_code == 1, result.output
     assert "dry run: nothing was stored" in flat(result.output)
+    assert "60% of the rows were rejected, more than the 50%" in flat(result.output)
     assert count(engine, "reports") == 0
 
-    result = runner.invoke(app, ["reports", "import", str(path), "--format", "traffy"])
+    result = runner.invoke(app, [*command, "--max-reject-share", "60%"])
     assert result.exit_code == 0, result.output
     assert "4 new, 0 already present, 6 rejected" in flat(result.output)
     assert "1 outside the service area" in flat(result.output)
     assert rejects_of(tmp_path / "traffy.rejects.csv").keys() == TRAFFY_REJECTED.keys()
 
-    result = runner.invoke(app, ["reports", "import", str(path), "--format", "traffy"])
+    result = runner.invoke(app, [*command, "--max-reject-share", "0.6"])
+    assert result.exit_code == 0, result.output
     assert "0 new, 4 already present, 6 rejected" in flat(result.output)
 
     result = runner.invoke(

@@ -63,6 +63,8 @@ def open_engine() -> Iterator[Engine]:
 
 FLAGS: dict[str, str] = {
     "category_map": "--category-map",
+    "category_separator": "--category-separator",
+    "coords_pattern": "--coords-pattern",
     "column_map": "--map",
     "crs": "--crs",
     "default_category": "--default-category",
@@ -72,6 +74,7 @@ FLAGS: dict[str, str] = {
     "file_format": "--format",
     "force": "--force",
     "id_field": "--id-field",
+    "max_reject_share": "--max-reject-share",
     "name": "--name",
     "name_field": "--name-field",
     "name_en_field": "--name-en-field",
@@ -80,6 +83,7 @@ FLAGS: dict[str, str] = {
     "rejects_path": "--rejects",
     "role": "--role",
     "source": "--source",
+    "status_map": "--status-map",
     "team": "--team",
     "team_field": "--team-field",
     "timezone": "--timezone",
@@ -569,9 +573,10 @@ def reports_import(
         typer.Option(
             "--map",
             metavar="FIELD=COLUMN",
-            help="--format csv: which column holds a field; repeat for each. Fields: lat, lon, "
-            "external_id (required), category, description, created_at, updated_at, "
-            "resolved_at, status, reporter_name, reporter_contact, address, media_url.",
+            help="--format csv: which column holds a field; repeat for each. Fields: lat, lon "
+            "(or coords), external_id (required), category, description, created_at, "
+            "updated_at, resolved_at, status, reporter_name, reporter_contact, address, "
+            "media_url.",
         ),
     ] = None,
     category_map: Annotated[
@@ -579,8 +584,32 @@ def reports_import(
         typer.Option(
             "--category-map",
             metavar="FILE",
-            help="CSV of value,code rows: a file's category value (Traffy type, Socrata "
-            "sr_type, ...) to one of our category codes.",
+            help="CSV of value,code rows (or a JSON object): a file's category value (Traffy "
+            "type, Socrata sr_type, ...) to one of our category codes.",
+        ),
+    ] = None,
+    status_map: Annotated[
+        str | None,
+        typer.Option(
+            "--status-map",
+            metavar="FILE",
+            help="CSV of value,status rows (or a JSON object): a file's status value to one "
+            "of our statuses; it adds to the format's own.",
+        ),
+    ] = None,
+    category_separator: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SEP",
+            help="Splits a category cell holding several values; the first known one wins.",
+        ),
+    ] = None,
+    coords_pattern: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REGEX",
+            help="--format csv with --map coords=COLUMN: how that column reads, a regular "
+            "expression with the groups (?P<lon>...) and (?P<lat>...). Default: lon,lat.",
         ),
     ] = None,
     default_category: Annotated[
@@ -589,6 +618,28 @@ def reports_import(
             metavar="CODE", help="Category for rows whose own matches none; else they are rejected."
         ),
     ] = None,
+    create_categories: Annotated[
+        bool,
+        typer.Option(
+            "--create-categories",
+            help="Add the source's own categories the city lacks, with Thai and English names.",
+        ),
+    ] = False,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Reports already stored take the file's status and times when its row is "
+            "newer, each change in the audit trail.",
+        ),
+    ] = False,
+    max_reject_share: Annotated[
+        str,
+        typer.Option(
+            metavar="SHARE",
+            help="Exit non-zero when more than this share of the rows is rejected: 50% or 0.5.",
+        ),
+    ] = "50%",
     source: Annotated[
         str | None,
         typer.Option(
@@ -605,34 +656,58 @@ def reports_import(
         typer.Option(
             metavar="PATH",
             help="Where rejected rows go, with line numbers and reasons. "
-            "Default: FILE's name with .rejects.csv, in the current folder.",
+            "Default: FILE's name with .rejects.csv, in the current folder (none for a dry run).",
         ),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Check and route every row, then store nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Check and route every row, show the summary, then store nothing."
+        ),
     ] = False,
     actor: Annotated[str, typer.Option(help="Who is importing, for the audit trail.")] = "import",
+    lang: Annotated[
+        str,
+        typer.Option(
+            "--lang", metavar="th|en", help="Language of the summary and errors: th or en."
+        ),
+    ] = "th",
 ) -> None:
     """Import reports from a CSV file, routed to wards and teams, in one transaction.
 
     Every row is stored or written to the rejects file with its line number and the reason.
-    Rows whose external id is already stored are skipped, so importing a file again adds
-    nothing twice. A file that cannot be read is refused and nothing changes.
+    Rows whose external id is already stored are skipped (or, with --update, updated), so
+    importing a file again adds nothing twice. A file that cannot be read is refused and
+    nothing changes. Exits 1 when no row is stored or more than --max-reject-share of
+    the rows is rejected, 2 when the file or an option is refused.
     """
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+    from geo.errors import Message
+    from geo.i18n import LANGUAGES
     from geo.reports.imports import (
         PHASES,
         ImportProgress,
+        import_outcome,
         import_reports,
         parse_column_map,
+        parse_share,
         read_category_map,
+        read_status_map,
         render_import_summary,
     )
 
+    spoken = lang.strip().lower()
+    lang = spoken if spoken in LANGUAGES else "th"  # a refused --lang is said in Thai
     try:
+        if spoken not in LANGUAGES:
+            raise InvalidInputError(
+                "lang", N_("must be one of: {choices}"), choices=", ".join(LANGUAGES)
+            )
+        share = parse_share(max_reject_share)
         mapping = parse_column_map(column_map or [])
         categories = read_category_map(category_map, encoding=encoding) if category_map else None
+        statuses = read_status_map(status_map, encoding=encoding) if status_map else None
         bar = Progress(
             TextColumn("{task.description:<34}"),
             BarColumn(),
@@ -662,7 +737,12 @@ def reports_import(
                     file_format=file_format,
                     column_map=mapping,
                     category_map=categories,
+                    status_map=statuses,
                     default_category=default_category,
+                    create_categories=create_categories,
+                    category_separator=category_separator,
+                    coords_pattern=coords_pattern,
+                    update=update,
                     source=source,
                     timezone=timezone,
                     encoding=encoding,
@@ -675,8 +755,15 @@ def reports_import(
                 if tasks:
                     bar.stop()
     except IssuemapError as error:
-        raise fail(error) from error
-    console.print(escape(render_import_summary(summary)), highlight=False)
+        raise fail(error, lang=lang) from error
+    console.print(escape(render_import_summary(summary, lang)), highlight=False)
+    problem: Message | None = import_outcome(summary, max_reject_share=share)
+    if problem is not None:
+        label = translate(lang, N_("error:"))
+        err_console.print(
+            f"[bold red]{escape(label)}[/] {escape(problem.text(lang))}", highlight=False
+        )
+        raise typer.Exit(code=1)
 
 
 @demo_app.command("load")

@@ -113,6 +113,25 @@ LON_LAT: Final = (
 style (``[100.5, 13.7]``, ``['100.5', '13.7']``). The groups ``lon`` and ``lat`` are read
 as numbers afterwards, so a value that is no number is refused with that reason."""
 
+COLUMN_SYNONYMS: Final[tuple[frozenset[str], ...]] = tuple(
+    frozenset(group)
+    for group in (
+        ("comment", "comments", "description", "details", "detail", "text", "message"),
+        ("coords", "coordinates", "location", "latlon", "lonlat", "position", "geometry"),
+        ("lat", "latitude", "y"),
+        ("lon", "lng", "long", "longitude", "x"),
+        ("ticket_id", "id", "external_id", "case_id", "sr_number", "request_id"),
+        ("type", "types", "category", "categories", "problem_type", "sr_type"),
+        ("state", "status", "state_name"),
+        ("timestamp", "created_at", "created", "created_date", "reported_at", "date"),
+        ("last_activity", "updated_at", "last_update", "last_modified_date", "modified"),
+        ("photo", "photo_url", "image", "media_url", "picture"),
+        ("address", "street_address", "location_text"),
+    )
+)
+"""Column names that often mean the same thing (lower case): a column a format or map
+expects but a file lacks is suggested from its group, besides names spelt alike."""
+
 CategoryLayout = Literal["single", "list"]
 """How a category cell holds its values: one value, or a list (a PostgreSQL array
 ``{a,b}`` or a JSON/Python list ``['a', 'b']``), the first value that names a category

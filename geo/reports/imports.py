@@ -28,6 +28,7 @@ Rules, the same for every format:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import difflib
 import io
@@ -35,6 +36,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -56,6 +58,7 @@ from geo.errors import InvalidInputError, Message
 from geo.i18n import N_
 from geo.reports.export import spreadsheet_safe
 from geo.reports.import_formats import (
+    COLUMN_SYNONYMS,
     CSV_REQUIRED,
     FIELDS,
     FORMATS,
@@ -534,7 +537,8 @@ def import_reports(
         )
     if coords_pattern is not None and not fmt.mapped:
         raise InvalidInputError(
-            "coords_pattern", N_("reads a generic CSV's coords column; use it with --format csv")
+            "coords_pattern",
+            N_("reads a generic CSV's coords column; use it with `file_format` csv"),
         )
     pattern = _coords_pattern(coords_pattern or fmt.coords_pattern)
     if category_separator is not None and not category_separator:
@@ -595,6 +599,12 @@ def import_reports(
                     category_map=category_map or {},
                     default_category=default_category,
                 )
+                # The second connection only reads (and keeps its own temporary tables); it
+                # is never committed, and goes back to the pool rolled back. Categories
+                # this import adds are only seen by its own transaction, and routing needs
+                # them: then that one connection does both, taking turns.
+                router = lookups
+                turns: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
                 if missing and create_categories:
                     _add_categories(conn, missing)
                     lookup, default_id, _ = _category_lookup(
@@ -603,15 +613,14 @@ def import_reports(
                         category_map=category_map or {},
                         default_category=default_category,
                     )
-                # The second connection only reads (and keeps its own temporary tables); it
-                # is never committed, and goes back to the pool rolled back.
-                lookups.execute(text(_SEEN_TABLE))
+                    router, turns = conn, threading.Lock()
+                router.execute(text(_SEEN_TABLE))
                 id_column = spec.columns["external_id"]
 
                 def check(frame: pd.DataFrame, rejects: _Rejects) -> _Checked:
-                    with clock("routing"):
+                    with clock("routing"), turns:
                         return _check(
-                            lookups,
+                            router,
                             frame,
                             rejects,
                             column=id_column,
@@ -621,7 +630,7 @@ def import_reports(
 
                 def store(chunk: _Chunk, checking: Future[_Checked], rejects: _Rejects) -> None:
                     checked = checking.result()
-                    with clock("storing"):
+                    with clock("storing"), turns:
                         inserted = insert_routed_reports(conn, checked.rows, actor=actor)
                         if update:
                             totals.updated += update_from_source(
@@ -708,6 +717,47 @@ def import_reports(
         ),
         created_categories=bool(missing) and create_categories,
     )
+
+
+def parse_share(value: str) -> float:
+    """A share from ``50%`` or ``0.5`` (0 to 1); anything else is refused."""
+    text_ = value.strip()
+    try:
+        share = float(text_[:-1]) / 100 if text_.endswith("%") else float(text_)
+    except ValueError:
+        share = float("nan")
+    if not 0 <= share <= 1:  # also refuses NaN
+        raise InvalidInputError(
+            "max_reject_share",
+            N_("must be a share such as {examples}, not {value}"),
+            examples="50% / 0.5",
+            value=repr(value)[:40],
+        )
+    return share
+
+
+def import_outcome(summary: ImportSummary, *, max_reject_share: float) -> Message | None:
+    """Why an import should count as failed, or None when it did its job.
+
+    It failed when it stored no row (a file that is all rejects, or empty), or when more
+    than ``max_reject_share`` of its rows were rejected: both usually mean the wrong
+    format or options, which the first rejects show.
+    """
+    if summary.stored == 0:
+        return Message(
+            N_("no row was stored: {rejected:,} of {rows:,} rows were rejected"),
+            {"rejected": summary.rejected, "rows": summary.rows},
+        )
+    if summary.reject_share > max_reject_share:
+        return Message(
+            N_(
+                "{share} of the rows were rejected, more than the {limit} that "
+                "--max-reject-share allows"
+            ),
+            # Shares are written out beforehand: a "%" in a catalog message reads as printf.
+            {"share": f"{summary.reject_share:.0%}", "limit": f"{max_reject_share:.0%}"},
+        )
+    return None
 
 
 REASON_KINDS: Final[tuple[str, ...]] = (
@@ -955,6 +1005,8 @@ def _coords_pattern(pattern: str) -> re.Pattern[str]:
 def _no_column(field: str, column: str, header: list[str]) -> InvalidInputError:
     """The file lacks ``column``: name the header's closest columns, or all of them."""
     close = difflib.get_close_matches(column, header, n=3, cutoff=0.6)
+    kin = {name for group in COLUMN_SYNONYMS if column.casefold() in group for name in group}
+    close += [name for name in header if name.casefold() in kin and name not in close]
     close += [
         name
         for name in header
