@@ -566,7 +566,12 @@ def test_update_takes_newer_states_with_one_audit_event_each(
 ) -> None:
     first = write(
         tmp_path / "first.csv",
-        HEADER + "\n" + traffy_row("U-1") + traffy_row("U-2") + traffy_row("U-3"),
+        HEADER
+        + "\n"
+        + traffy_row("U-1")
+        + traffy_row("U-2")
+        + traffy_row("U-3")
+        + traffy_row("U-5", state="กำลังดำเนินการ"),
     )
     assert run(cli, str(first), "--format", "traffy").exit_code == 0
     events = "SELECT count(*) FROM report_events"
@@ -579,15 +584,16 @@ def test_update_takes_newer_states_with_one_audit_event_each(
         + traffy_row("U-1", state="เสร็จสิ้น", last=LATER)  # resolved, newer
         + traffy_row("U-2", state="เสร็จสิ้น", last=T)  # not newer: left alone
         + traffy_row("U-3", state="กำลังดำเนินการ", last=LATER)
-        + traffy_row("U-4"),
+        + traffy_row("U-4")
+        + traffy_row("U-5", state="กำลังดำเนินการ", last=LATER),  # only its time moved
     )
     plain = run(cli, str(newer), "--format", "traffy", "--dry-run")
-    assert "1 new, 3 already present" in flat(plain.output)
+    assert "1 new, 4 already present" in flat(plain.output)
     assert "updated" not in flat(plain.output)
 
     result = run(cli, str(newer), "--format", "traffy", "--update", "--actor", "sync")
     assert result.exit_code == 0, result.output
-    assert "2 already present were updated from the file" in flat(result.output)
+    assert "3 already present were updated from the file" in flat(result.output)
     assert rows(
         engine,
         "SELECT external_id, status, updated_at = '2023-05-13 09:00+00', resolved_at IS NOT NULL "
@@ -597,19 +603,24 @@ def test_update_takes_newer_states_with_one_audit_event_each(
         ("U-2", "open", False, False),
         ("U-3", "in_progress", True, False),
         ("U-4", "open", False, False),
+        ("U-5", "in_progress", True, False),
     ]
     assert rows(
         engine,
         "SELECT r.external_id, e.kind, e.from_status, e.to_status FROM report_events AS e "
         "JOIN reports AS r ON r.id = e.report_id WHERE e.actor = 'sync' AND e.kind <> 'created' "
         "ORDER BY 1",
-    ) == [("U-1", "status", "open", "resolved"), ("U-3", "status", "open", "in_progress")]
-    assert count(engine, events) == before + 2 + 1  # two updates; U-4's created event
+    ) == [
+        ("U-1", "status", "open", "resolved"),
+        ("U-3", "status", "open", "in_progress"),
+        ("U-5", "updated", "in_progress", "in_progress"),
+    ]
+    assert count(engine, events) == before + 3 + 1  # three updates; U-4's created event
 
     again = run(cli, str(newer), "--format", "traffy", "--update")
     assert again.exit_code == 0
     assert "updated from the file" not in flat(again.output)
-    assert count(engine, events) == before + 3
+    assert count(engine, events) == before + 4
 
 
 # --- hostile files --------------------------------------------------------------------------

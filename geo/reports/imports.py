@@ -17,7 +17,11 @@ Rules, the same for every format:
   external id that already appeared earlier in the file (the first row is kept), and a
   point outside the service area.
 * The external id is the key: a ``(source, external_id)`` already stored is counted as
-  already present and left as it is (a re-import adds nothing and updates nothing).
+  already present and left as it is (a re-import adds nothing), unless ``update`` is
+  given: then a newer row's status and times replace the stored ones, with an audit event.
+* The format (``geo.reports.import_formats``) is data: which columns it reads, under which
+  names, how its statuses, categories and coordinates read. A column it needs that the
+  file lacks refuses the file, naming the closest columns the file has.
 * A file that cannot be used (missing, not decodable, not CSV, required columns missing,
   unknown options) is refused with ``InvalidInputError`` and the database is unchanged.
 * Times without a UTC offset are read in the ``timezone`` given (UTC by default). Update
@@ -1695,7 +1699,6 @@ WITH incoming AS (
     SELECT r.id, r.status AS from_status, i.*
     FROM reports AS r JOIN incoming AS i USING (external_id)
     WHERE r.source = :source AND i.updated_at > r.updated_at
-      AND (r.status, r.resolved_at) IS DISTINCT FROM (i.status, i.resolved_at)
     FOR UPDATE OF r
 ), changed AS (
     UPDATE reports AS r
@@ -1719,9 +1722,10 @@ def update_from_source(
 
     ``rows`` are checked import rows (``external_id``, ``status``, ``updated_at``,
     ``resolved_at``). A report changes only when the row's update time is later than the
-    stored one and its status or resolution time differs, so a second run changes
-    nothing; each change gets one audit event. One statement for all rows; the caller
-    commits. Returns how many reports changed.
+    stored one, so a second run changes nothing, and a report changed here since (its own
+    update time later) keeps its state. Each change gets one audit event: ``status`` when
+    the status moves, else ``updated`` (staff see it; the public timeline does not). One
+    statement for all rows; the caller commits. Returns how many reports changed.
     """
     if not len(rows):
         return 0
