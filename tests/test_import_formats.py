@@ -353,7 +353,18 @@ def test_the_summary_speaks_thai_by_default(
     result = cli.invoke(app, ["reports", "import", str(path), "--format", "traffy"])
     assert result.exit_code == 0, result.output
     assert "1 new" not in flat(result.output)
-    assert "ใหม่" in result.output
+    assert "ใหม่ 1 มีอยู่แล้ว 0 ถูกปฏิเสธ 0" in flat(result.output)
+
+    path = write(tmp_path / "th2.csv", HEADER + "\n" + traffy_row("TH-2", coords=""))
+    result = cli.invoke(app, ["reports", "import", str(path), "--format", "traffy"])
+    assert result.exit_code == 1
+    output = flat(result.output)
+    assert "บรรทัด 2: ไม่มีพิกัด: coords is empty" in output
+    assert "ไม่มีแถวใดถูกบันทึก: ถูกปฏิเสธ 1 จาก 1 แถว" in output
+
+    result = cli.invoke(app, ["reports", "import", str(path), "--format", "traffy", "--lang", "xx"])
+    assert result.exit_code == 2
+    assert "--lang" in flat(result.output) and "th, en" in flat(result.output)
 
 
 # --- a city without the source's categories -------------------------------------------------

@@ -74,6 +74,7 @@ FLAGS: dict[str, str] = {
     "file_format": "--format",
     "force": "--force",
     "id_field": "--id-field",
+    "lang": "--lang",
     "max_reject_share": "--max-reject-share",
     "name": "--name",
     "name_field": "--name-field",

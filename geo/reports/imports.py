@@ -827,6 +827,10 @@ def render_import_summary(summary: ImportSummary, lang: str = "en") -> str:
         kinds = ", ".join(f"{count:,} {t(kind)}" for kind, count in summary.reasons.items())
         lines.append("  " + t(N_("rejected rows, by first reason: {kinds}"), kinds=kinds))
         for line, reason in summary.first_rejects:
+            # The kind before the colon is ours to translate; the detail quotes the file.
+            kind, sep, detail = reason.partition(": ")
+            if sep and kind in REASON_KINDS:
+                reason = t(kind) + sep + detail
             lines.append("    " + t(N_("line {line:,}: {reason}"), line=line, reason=reason))
         if summary.rejects_path is not None:
             lines.append(
