@@ -596,7 +596,8 @@ def test_cli_imports_and_reports_counts(
     assert "0 new, 4 already present, 6 rejected" in flat(result.output)
 
     result = runner.invoke(
-        app, ["reports", "import", str(path), "--format", "csv", "--map", "lat=nope"]
+        app,
+        ["reports", "import", str(path), "--format", "csv", "--map", "lat=nope", "--lang", "en"],
     )
     assert result.exit_code == 2
     assert "error: --map" in flat(result.output)

@@ -1335,7 +1335,9 @@ def _category_ids(
         unmatched,
         lambda m: raw[m].map(
             lambda v: (
-                f"{column} is empty" if v in ("", "{}") else f"{column} {v!r} names no category"
+                f"{column} is empty"
+                if v in ("", "{}", "[]")
+                else f"{column} {v!r} names no category"
             )
         ),
     )
