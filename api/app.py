@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from api import errors
 from api.admin_ui import mount_admin
 from api.deps import AppState, ExportSlots, ReadYourWrites, RecentWriters, set_app_state
+from api.ogc import OGC_PATH, close_ogc, create_ogc_app, open_ogc
 from api.params import refuse_nul_characters
 from api.routers import (
     admin,
@@ -150,6 +151,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             "which provides a local database when none is configured."
         )
     url = settings.database.database_url
+    ogc = create_ogc_app()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -198,6 +200,13 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         set_app_state(app, started)
         replicas.start()
         started.live.start()
+        await open_ogc(
+            ogc,
+            started,
+            database_url=url,
+            public_rounding_m=settings.privacy.public_rounding_m,
+            pool_size=settings.database.pool_size,
+        )
         # Everything loaded so far lives as long as the process: keep it out of the
         # collector's scans, which otherwise show up as pauses in intake's tail latency.
         gc.collect()
@@ -205,6 +214,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await close_ogc(ogc)
             started.live.stop()
             if started.line is not None:
                 started.line.close()
@@ -246,6 +256,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    # A mounted app of its own: tipg's routes, errors and catalog stay under /ogc.
+    app.mount(OGC_PATH, ogc)
     mount_admin(app)
     # Innermost: it notes writers by the client address the proxy-headers middleware gives.
     app.add_middleware(ReadYourWrites)

@@ -1,0 +1,288 @@
+"""OGC API Features and vector tiles at ``/ogc``: tipg over ``geo.reports.ogc_views``.
+
+tipg answers the landing page, conformance, collections, items (``bbox``, ``datetime``,
+``limit``, ``next`` links, ``numberMatched``, property filters, CQL2) and tiles. This
+module only chooses what a caller reads: the public catalog (schema ``ogc_public``) for
+everyone without a staff key or session, the staff catalog (``ogc_staff``) for staff, with
+the collection ids ``reports``, ``wards`` and ``zones`` in both. The caller is found by
+the same dependency as every other route (``api.deps.PrincipalDep``).
+
+The app is mounted, so its lifespan would never run: the main app's lifespan calls
+``open_ogc`` and ``close_ogc``. tipg reads through an asyncpg pool of its own, whose
+connections carry the public grid (``ROUNDING_SETTING``); before a staff request reads
+the staff views, its connection is told the field team to limit them to.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import asyncpg  # type: ignore[import-untyped]
+import jinja2
+from cql2 import Expr
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from morecantile import Tile
+from sqlalchemy.engine import make_url
+from starlette.templating import Jinja2Templates
+from tipg.collections import Catalog, Collection, pg_get_collection_index
+from tipg.database import connection_factory
+from tipg.dependencies import TileParams, bbox_query, datetime_query, filter_query
+from tipg.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+from tipg.factory import Endpoints
+from tipg.settings import DatabaseSettings
+
+from api import errors
+from api.deps import AppState, PrincipalDep, set_app_state
+from api.params import refuse_nul_characters
+from api.routers import docs
+from geo.city.coordinates import parse_bbox
+from geo.errors import InvalidInputError, NotFoundError
+from geo.i18n import N_, translate
+from geo.reports.ogc_views import (
+    COLLECTIONS,
+    PUBLIC_SCHEMA,
+    REPORTS_DATETIME_COLUMN,
+    STAFF_SCHEMA,
+    VIEWER_TEAM_SETTING,
+    catalog_schema,
+    connection_settings,
+    viewer_team,
+)
+
+OGC_PATH = "/ogc"
+"""Where the main app mounts this one."""
+
+_viewer_team: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "issuemap_ogc_viewer_team", default=None
+)
+"""The request's ``VIEWER_TEAM_SETTING`` (None: a public request, which leaves it alone)."""
+
+BAD_FILTER_VALUE = N_(
+    "A filter value does not fit the property it filters (a number, a date or a time "
+    "that cannot be read): check the query parameters."
+)
+
+
+class _ViewerPool:
+    """tipg's pool, which tells each connection a staff request takes whose view it reads."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, set for the staff member of this request (if any)."""
+        async with self.pool.acquire() as conn:
+            team = _viewer_team.get()
+            if team is not None:
+                await conn.execute("SELECT set_config($1, $2, false)", VIEWER_TEAM_SETTING, team)
+            yield conn
+
+    async def close(self) -> None:
+        """Close every connection (on shutdown)."""
+        await self.pool.close()
+
+
+async def ogc_collection(
+    request: Request,
+    collectionId: Annotated[str, Path(description="Collection: reports, wards or zones.")],
+    principal: PrincipalDep,
+) -> Collection:
+    """The collection ``collectionId`` as the caller may read it (the public's or staff's)."""
+    schema = catalog_schema(principal)
+    _viewer_team.set(viewer_team(principal) if schema == STAFF_SCHEMA else None)
+    catalogs: dict[str, dict[str, Collection]] = request.app.state.ogc_catalogs
+    found = catalogs[schema].get(collectionId)
+    if found is None:
+        raise NotFoundError(
+            N_("There is no collection {collection!r}: use one of {choices}."),
+            collection=collectionId,
+            choices=", ".join(COLLECTIONS),
+        )
+    return found
+
+
+async def ogc_bbox(bbox: str | None = None) -> list[float] | None:
+    """``bbox`` as the native API reads it (four finite numbers within WGS84), for tipg."""
+    parsed = parse_bbox(bbox)
+    return None if parsed is None else list(parsed)
+
+
+MAX_ZOOM = 24
+"""The deepest tile level served (WebMercatorQuad's last; tipg's own limit is none)."""
+
+_OPEN_END = {"", ".."}
+
+
+def _iso_instant(value: str) -> None:
+    """Refuse ``value`` unless it is an ISO 8601 date or a date and time."""
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError as error:
+            raise InvalidInputError(
+                "datetime",
+                N_("must be an ISO 8601 date (2024-05-01) or time (2024-05-01T08:00:00+07:00)"),
+            ) from error
+
+
+async def ogc_datetime(
+    value: Annotated[str | None, Query(alias="datetime", description="Temporal filter.")] = None,
+) -> list[str] | None:
+    """``datetime``: an instant or an interval ``start/end`` (``..`` open), checked for tipg."""
+    if value is None:
+        return None
+    parts = value.split("/")
+    if len(parts) > 2 or all(part in _OPEN_END for part in parts):
+        raise InvalidInputError(
+            "datetime", N_("give a time, or an interval of two times separated by /")
+        )
+    for part in parts:
+        if part not in _OPEN_END:
+            _iso_instant(part)
+    return parts
+
+
+async def ogc_filter(
+    query: Annotated[str | None, Query(alias="filter", description="CQL2 filter.")] = None,
+    filter_lang: Annotated[
+        str | None, Query(alias="filter-lang", description="cql2-text or cql2-json.")
+    ] = None,
+) -> Expr | None:
+    """``filter`` as tipg reads it; one it cannot read is bad input, not a server error."""
+    if filter_lang not in {None, "cql2-text", "cql2-json"}:
+        raise InvalidInputError(
+            "filter-lang", N_("must be one of {expected}"), expected="cql2-text, cql2-json"
+        )
+    try:
+        return filter_query(query, None)
+    except Exception as error:  # cql2 raises bare Exception and ValueError alike
+        raise InvalidInputError("filter", N_("is not a CQL2 expression")) from error
+
+
+async def ogc_tile(
+    z: Annotated[int, Path(ge=0, le=MAX_ZOOM, description="Zoom level.")],
+    x: Annotated[int, Path(ge=0, description="Column of the tile.")],
+    y: Annotated[int, Path(ge=0, description="Row of the tile.")],
+) -> Tile:
+    """A tile's address, with a zoom level the tile matrix sets define."""
+    return Tile(x, y, z)
+
+
+async def _bad_filter_value(request: Request, error: Exception) -> JSONResponse:
+    """A filter the database could not read (``asyncpg``'s data errors) is bad input."""
+    return JSONResponse(
+        status_code=422,
+        content={
+            "detail": translate(errors.request_language(request), BAD_FILTER_VALUE),
+            "error": "InvalidInputError",
+        },
+    )
+
+
+async def ogc_docs(request: Request) -> HTMLResponse:
+    """Swagger UI over ``/ogc``'s OpenAPI document, with the service's own copy of its assets."""
+    ogc_root = str(request.scope.get("root_path", "")).rstrip("/")
+    assets = ogc_root.removesuffix(OGC_PATH) + docs.SWAGGER
+    page = get_swagger_ui_html(
+        openapi_url=f"{ogc_root}{request.app.openapi_url}",
+        title=f"{request.app.title} - Swagger UI",
+        swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+        swagger_css_url=f"{assets}/swagger-ui.css",
+        swagger_favicon_url=f"{assets}/favicon-32x32.png",
+    )
+    # The docs pages' one CSP and nonce, not a copy of them.
+    return docs._with_nonce(page)
+
+
+def create_ogc_app() -> FastAPI:
+    """The ``/ogc`` application; mount it, and run ``open_ogc`` in the main lifespan."""
+    app = FastAPI(
+        title="issuemap OGC API",
+        openapi_url="/api",
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(refuse_nul_characters)],
+    )
+    # tipg's own environment does not escape: a report's description would be page markup.
+    templates = Jinja2Templates(
+        env=jinja2.Environment(loader=jinja2.PackageLoader("tipg", "templates"), autoescape=True)
+    )
+    endpoints = Endpoints(
+        title="issuemap: reports, wards and zones",
+        templates=templates,
+        # tipg types it as a plain function; FastAPI awaits a coroutine all the same.
+        collection_dependency=ogc_collection,  # type: ignore[arg-type]
+        with_tiles_viewer=False,
+        # A mounted app's base URL is its parent's: tipg adds the prefix to its links.
+        router_prefix=OGC_PATH,
+    )
+    app.include_router(endpoints.router)
+    # tipg's landing page links its API documentation by this route name.
+    app.add_api_route("/api.html", ogc_docs, name="swagger_ui_html", include_in_schema=False)
+    app.dependency_overrides[bbox_query] = ogc_bbox
+    app.dependency_overrides[datetime_query] = ogc_datetime
+    app.dependency_overrides[filter_query] = ogc_filter
+    app.dependency_overrides[TileParams] = ogc_tile
+    add_exception_handlers(app, DEFAULT_STATUS_CODES)
+    errors.install(app)
+    app.add_exception_handler(asyncpg.exceptions.DataError, _bad_filter_value)
+    return app
+
+
+def _asyncpg_dsn(database_url: str) -> str:
+    """``database_url`` (any SQLAlchemy PostgreSQL URL) as asyncpg reads it."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _named(collections: list[Collection]) -> dict[str, Collection]:
+    """A schema's collections by their ``/ogc`` id (the view's name), reports by report time."""
+    named: dict[str, Collection] = {}
+    for collection in collections:
+        changes: dict[str, Any] = {"id": collection.table}
+        if collection.table == "reports":
+            changes["datetime_column"] = collection.get_column(REPORTS_DATETIME_COLUMN)
+        named[collection.table] = collection.model_copy(update=changes)
+    return named
+
+
+async def open_ogc(
+    app: FastAPI, state: AppState, *, database_url: str, public_rounding_m: float, pool_size: int
+) -> None:
+    """Open ``/ogc``'s pool and read both catalogs (in the main app's lifespan)."""
+    set_app_state(app, state)
+    pool = await asyncpg.create_pool(
+        _asyncpg_dsn(database_url),
+        min_size=1,
+        max_size=pool_size,
+        init=connection_factory([PUBLIC_SCHEMA, STAFF_SCHEMA], "pg_temp"),
+        server_settings=connection_settings(public_rounding_m),
+    )
+    catalogs: dict[str, dict[str, Collection]] = {}
+    async with pool.acquire() as conn:
+        for schema in (PUBLIC_SCHEMA, STAFF_SCHEMA):
+            found = await pg_get_collection_index(
+                conn, settings=DatabaseSettings(schemas=[schema], datetime_extent=False)
+            )
+            catalogs[schema] = _named(found)
+    app.state.pool = _ViewerPool(pool)
+    app.state.ogc_catalogs = catalogs
+    # tipg lists the collections from here; their list is the same for everyone.
+    app.state.collection_catalog = Catalog(
+        collections=catalogs[PUBLIC_SCHEMA], last_updated=datetime.now(UTC)
+    )
+
+
+async def close_ogc(app: FastAPI) -> None:
+    """Close ``/ogc``'s pool (in the main app's lifespan)."""
+    pool: _ViewerPool | None = getattr(app.state, "pool", None)
+    if pool is not None:
+        await pool.close()
