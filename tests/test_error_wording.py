@@ -162,7 +162,7 @@ def test_the_cli_names_import_flags(db_url: str, tmp_path: Path, monkeypatch) ->
     monkeypatch.setenv("ISSUEMAP_DATABASE_URL", db_url)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    args = ["reports", "import", str(path)]
+    args = ["reports", "import", str(path), "--lang", "en"]  # Thai is the default
     generic_only = runner.invoke(app, [*args, "--format", "traffy", "--map", "lat=LAT"])
     assert generic_only.exit_code == 2, generic_only.output
     assert "error: --map: describes a generic CSV; use it with --format csv" in flat(
