@@ -227,9 +227,10 @@ class ReadYourWrites:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
             await self._app(scope, receive, send)
             return
-        state = app_state(scope["app"])
-        writers = state.writers
-        if state.reads is None or writers is None:
+        # Read from the app, not app_state(): a request may come before the lifespan ran.
+        state: AppState | None = getattr(scope["app"].state, "issuemap", None)
+        writers = None if state is None or state.reads is None else state.writers
+        if writers is None:
             await self._app(scope, receive, send)
             return
 
