@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors
+from api import errors, metrics
 from api.admin_ui import mount_admin
 from api.deps import AppState, ExportSlots, ReadYourWrites, RecentWriters, set_app_state
 from api.ogc import OGC_PATH, close_ogc, create_ogc_app, open_ogc
@@ -53,6 +53,7 @@ from geo.settings import (
     IntakeSettings,
     LineSettings,
     MapSettings,
+    MetricsSettings,
     NotificationSettings,
     Open311Settings,
     PrivacySettings,
@@ -86,6 +87,7 @@ class AppSettings:
     line: LineSettings = field(default_factory=LineSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     accounts: AccountSettings = field(default_factory=AccountSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 class CsrfUnlessApiWithoutCookies:
@@ -160,6 +162,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             pool_size=settings.database.pool_size,
             pool_timeout_s=settings.database.pool_timeout_s,
         )
+        observed.watch(engine)
         geocoder = make_geocoder(settings.geocoder)
         db = settings.database
         replicas = ReplicaSet(
@@ -229,7 +232,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         summary="Citizen issue reports, routed by PostGIS to the field team that fixes them.",
         version="0.1.0",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_nul_characters)],
+        dependencies=[Depends(refuse_nul_characters), Depends(metrics.note_route)],
         # FastAPI's own pages load their assets from a CDN; api.routers.docs serves ours.
         docs_url=None,
         redoc_url=None,
@@ -267,6 +270,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         secret=login.csrf_secret(settings.accounts),
         secure=settings.accounts.session_cookie_secure,
     )
+    # Inside the proxy-headers middleware, so each request is logged with its client.
+    observed = metrics.install(app, settings.metrics)
     if settings.proxies.trusted_proxies:
         # The client address (rate limits, idempotency scopes) comes from X-Forwarded-For
         # only for these peers. `issuemap serve` turns uvicorn's own copy of this middleware

@@ -23,11 +23,35 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Health(_Out):
-    """The service is up and its database answers."""
+class ReplicaHealth(_Out):
+    """One read replica, as its last check found it."""
 
-    status: Literal["ok"]
-    postgis: str
+    url: str = Field(description="The replica's database URL, without its password.")
+    status: Literal["ok", "down", "lagging", "not a standby"]
+    lag_s: float | None = Field(
+        description="Seconds its replay is behind the primary (0 when caught up); null when "
+        "unknown (down)."
+    )
+
+
+class Health(_Out):
+    """Whether the service, its database and its read replicas answer."""
+
+    status: Literal["ok", "degraded", "down"] = Field(
+        description="`ok`; `degraded` when the database answers but a replica does not "
+        "serve (reads go to the others or to the primary); `down` (HTTP 503) when the "
+        "database does not answer."
+    )
+    database: Literal["ok", "busy", "down"] = Field(
+        description="`busy` when every pooled connection stayed taken for the pool timeout."
+    )
+    postgis: str | None = Field(description="PostGIS's version; null when the database is down.")
+    replicas: list[ReplicaHealth] = Field(
+        default_factory=list, description="Each configured read replica; none by default."
+    )
+    detail: str | None = Field(
+        default=None, description="When the database does not answer: what to do, in a sentence."
+    )
 
 
 class RouteAnswer(_Out):

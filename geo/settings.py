@@ -651,25 +651,59 @@ class ProxySettings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part for part in (p.strip() for p in text.split(",")) if part]
-        return value
+        return _split_list(value)
 
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        # Anything that is not an address or a network would be compared as text, and
-        # "*" would trust every client: both are refused rather than half-understood.
-        networks = []
-        for item in value:
-            try:
-                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
-            except ValueError as error:
-                raise ValueError(f"{item!r} is not an IP address or CIDR network") from error
-        return networks
+        return _networks(value)
+
+
+def _split_list(value: object) -> object:
+    """A comma-separated or JSON-list variable as a list (other values as given)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part for part in (p.strip() for p in text.split(",")) if part]
+    return value
+
+
+def _networks(value: list[str]) -> list[str]:
+    """Each address or CIDR network in ``value``, written the one way ``ipaddress`` does."""
+    # Anything that is not an address or a network would be compared as text, and "*"
+    # would match every client: both are refused rather than half-understood.
+    networks = []
+    for item in value:
+        try:
+            networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError as error:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from error
+    return networks
+
+
+class MetricsSettings(BaseSettings):
+    """Who may read the service's Prometheus metrics (``/metrics``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ISSUEMAP_", extra="ignore")
+
+    metrics_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Addresses or networks (CIDR) that may read /metrics, comma-separated or "
+        "a JSON list; every other client is answered 404. A request that came through a "
+        "proxy is let in only when its client and every address in its X-Forwarded-For "
+        "are listed. Default: this machine only (loopback).",
+    )
+
+    @field_validator("metrics_allow", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return _networks(value)
 
 
 class LineSettings(BaseSettings):

@@ -20,7 +20,6 @@ from rich.markup import escape
 from sqlalchemy import Engine
 
 from geo.cli.city import categories_app, routes_app, teams_app
-from geo.cli.service import redact_text, redact_url
 from geo.db.engine import database, make_engine
 from geo.errors import InvalidInputError, IssuemapError, translated
 from geo.i18n import N_, translate
@@ -335,44 +334,25 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def default_formatter(**options: Any) -> logging.Formatter:
-    """Uvicorn's log formatter, with secret query values hidden in every line it writes."""
-    from uvicorn.logging import DefaultFormatter
+def serve_log_config(*, requests: bool = True) -> dict[str, Any]:
+    """Uvicorn's logging set-up writing JSON lines with secrets hidden, for every logger.
 
-    class RedactingFormatter(DefaultFormatter):
-        def format(self, record: logging.LogRecord) -> str:
-            return redact_text(super().format(record))
-
-    return RedactingFormatter(**options)
-
-
-def access_formatter(**options: Any) -> logging.Formatter:
-    """Uvicorn's access-log formatter, with secret query values hidden in each request line."""
-    from uvicorn.logging import AccessFormatter
-
-    class RedactingAccessFormatter(AccessFormatter):
-        def formatMessage(self, record: logging.LogRecord) -> str:
-            # uvicorn logs (client, method, path with query, HTTP version, status).
-            args = record.args
-            if isinstance(args, tuple) and len(args) == 5:
-                record = copy.copy(record)
-                record.args = (*args[:2], redact_url(str(args[2])), *args[3:])
-            return super().formatMessage(record)
-
-        def format(self, record: logging.LogRecord) -> str:
-            return redact_text(super().format(record))
-
-    return RedactingAccessFormatter(**options)
-
-
-def serve_log_config() -> dict[str, Any]:
-    """Uvicorn's logging set-up with redacting formatters, also for issuemap's own loggers."""
+    ``requests``: one line per HTTP request (logger ``issuemap.requests``, written by
+    ``api.metrics``), in place of uvicorn's access log.
+    """
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["formatters"]["default"]["()"] = f"{__name__}.default_formatter"
-    config["formatters"]["access"]["()"] = f"{__name__}.access_formatter"
+    config["formatters"] = {
+        "default": {"()": "geo.cli.service.json_formatter"},
+        "access": {"()": "geo.cli.service.json_formatter"},
+    }
     config["loggers"]["geo"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["issuemap.requests"] = {
+        "handlers": ["access"],
+        "level": "INFO" if requests else "WARNING",
+        "propagate": False,
+    }
     # Everything else that warns (api.errors, libraries) is written the same redacted way.
     config["root"] = {"handlers": ["default"], "level": "WARNING"}
     return config
@@ -426,7 +406,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes.")] = 1,
-    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (a JSON line: route, status, duration).")
+    ] = True,
 ) -> None:
     """Run the web service; without ISSUEMAP_DATABASE_URL it runs its own PostGIS.
 
@@ -443,6 +425,7 @@ def serve(
         PostgresSupervisor,
         check_reachable,
         service_identity,
+        shared_metrics_folder,
     )
     from geo.db.cluster import LocalCluster
     from geo.db.engine import is_empty
@@ -451,7 +434,7 @@ def serve(
         raise typer.BadParameter("no web application to serve: run the `issuemap` command")
     server = ServerSettings()
     settings = DatabaseSettings()
-    log_config = serve_log_config()
+    log_config = serve_log_config(requests=access_log)
     logging.config.dictConfig(log_config)
     try:
         identity = service_identity(server.run_as_user, create=True) if os.geteuid() == 0 else None
@@ -482,6 +465,10 @@ def serve(
                 DeliveryWorker(url, run_as=identity.name if identity is not None else None)
             )
             bind_host, bind_port = host or server.host, port or server.port
+            if workers > 1 or identity is not None:
+                # Worker processes of their own: /metrics, answered by any one of them,
+                # must count the requests of all.
+                stack.enter_context(shared_metrics_folder(identity))
             if identity is None:
                 # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into
                 # SystemExit lets the blocks above stop the supervisor and our PostgreSQL.
@@ -492,7 +479,8 @@ def serve(
                     host=bind_host,
                     port=bind_port,
                     workers=workers,
-                    access_log=access_log,
+                    # Each request is logged once, as JSON, by the application.
+                    access_log=False,
                     log_config=log_config,
                     # The app reads X-Forwarded-For itself, from ISSUEMAP_TRUSTED_PROXIES
                     # only; uvicorn's default would trust any request from 127.0.0.1.
@@ -508,7 +496,7 @@ def serve(
                 host=bind_host,
                 port=bind_port,
                 workers=workers,
-                access_log=access_log,
+                access_log=False,
                 log_config=log_config,
                 proxy_headers=False,
                 timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,

@@ -17,10 +17,12 @@ import logging.config
 import os
 import pwd
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import unquote_plus
 
 from pydantic import ValidationError
@@ -87,6 +90,54 @@ def redact_text(text: str) -> str:
     return _PAIR.sub(
         lambda m: f"{m.group(1)}={REDACTED}" if is_secret_name(m.group(1)) else m.group(0), text
     )
+
+
+def json_formatter(**options: Any) -> logging.Formatter:
+    """Log lines as JSON objects (python-json-logger), secret query values hidden in each.
+
+    Every line has ``time``, ``level``, ``logger`` and ``message``, and whatever fields the
+    caller added (a request's ``method``, ``route``, ``status``...); every text in it passes
+    through ``redact_text``. ``options`` are python-json-logger's.
+    """
+    from pythonjsonlogger.json import JsonFormatter
+
+    class RedactingJsonFormatter(JsonFormatter):
+        def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+            return {
+                name: redact_text(value) if isinstance(value, str) else value
+                for name, value in super().process_log_record(log_data).items()
+            }
+
+    options.setdefault("fmt", "%(asctime)s %(levelname)s %(name)s %(message)s")
+    options.setdefault("rename_fields", {"asctime": "time", "levelname": "level", "name": "logger"})
+    return RedactingJsonFormatter(**options)
+
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""Where prometheus_client's multiprocess mode keeps each web worker's counts."""
+
+
+@contextmanager
+def shared_metrics_folder(identity: Identity | None) -> Iterator[Path]:
+    """A fresh folder in which the web workers keep their metrics, for the block's length.
+
+    It is named in ``PROMETHEUS_MULTIPROC_DIR`` for the workers started inside the block
+    (their ``/metrics`` then adds up every worker's counts), owned by ``identity`` when the
+    workers run as that user, and removed at the end: counts must not outlive the run.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="issuemap-metrics-"))
+    if identity is not None:
+        os.chown(folder, identity.uid, identity.gid)
+    before = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = str(folder)
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROCESS_DIR_VARIABLE, None)
+        else:
+            os.environ[MULTIPROCESS_DIR_VARIABLE] = before
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)

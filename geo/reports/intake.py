@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
 
@@ -21,7 +22,7 @@ from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal, location_rou
 from geo.access.ratelimit import ReportRateLimiter
 from geo.city.coordinates import check_coordinates
 from geo.city.geocoding import Geocoder
-from geo.errors import InvalidInputError
+from geo.errors import InvalidInputError, OutsideServiceAreaError
 from geo.i18n import LANGUAGES, N_
 from geo.reports import idempotency
 from geo.reports.photos import ProcessedPhoto, process_photo
@@ -206,6 +207,21 @@ def visible_duplicates(
     return tuple(shown[:MAX_DUPLICATES])
 
 
+class IntakeObserver(Protocol):
+    """Hears of each report intake files, and of each it could not route (metrics count them)."""
+
+    def filed(self, source: str, *, team_id: int | None) -> None:
+        """A report from channel ``source`` was stored, for team ``team_id`` (None: no team)."""
+
+    def outside(self, source: str) -> None:
+        """A report from channel ``source`` was refused: its point is outside every ward."""
+
+
+INTAKE_OBSERVER: ContextVar[IntakeObserver | None] = ContextVar("intake_observer", default=None)
+"""The observer of intake in this context: the web service sets one per request, and the
+threads and background tasks a request starts inherit it; elsewhere there is none."""
+
+
 def submit_report(
     conn: Connection,
     submission: Submission,
@@ -228,26 +244,34 @@ def submit_report(
     if photos is None:
         photos = _process_valid_photos(submission, intake)
     lat, lon, location_source = _locate(submission, photos, geocoder)
-    report = create_report(
-        conn,
-        lon=lon,
-        lat=lat,
-        category=submission.category,
-        description=submission.description,
-        settings=routing,
-        source=submission.source,
-        external_id=submission.external_id,
-        actor=principal.actor,
-        created_at=now or datetime.now(UTC),
-        reporter_name=submission.reporter_name,
-        reporter_contact=submission.reporter_contact,
-        address=submission.address,
-        location_source=location_source,
-        media_url=submission.media_url,
-        duplicate_radius_m=intake.duplicate_radius_m,
-        duplicate_window_days=intake.duplicate_window_days,
-        language=submission.language,
-    )
+    observer = INTAKE_OBSERVER.get()
+    try:
+        report = create_report(
+            conn,
+            lon=lon,
+            lat=lat,
+            category=submission.category,
+            description=submission.description,
+            settings=routing,
+            source=submission.source,
+            external_id=submission.external_id,
+            actor=principal.actor,
+            created_at=now or datetime.now(UTC),
+            reporter_name=submission.reporter_name,
+            reporter_contact=submission.reporter_contact,
+            address=submission.address,
+            location_source=location_source,
+            media_url=submission.media_url,
+            duplicate_radius_m=intake.duplicate_radius_m,
+            duplicate_window_days=intake.duplicate_window_days,
+            language=submission.language,
+        )
+    except OutsideServiceAreaError:
+        if observer is not None:
+            observer.outside(submission.source)
+        raise
+    if observer is not None:
+        observer.filed(submission.source, team_id=report.team_id)
     report = replace(
         report,
         duplicates=visible_duplicates(

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from geo.access.policy import (
@@ -180,6 +180,32 @@ class LiveHub:
             except psycopg.Error:
                 log.warning("live connection lost; reconnecting", exc_info=True)
                 self._stop.wait(self._retry_s)
+
+
+# The tailer's hub holds the lock for as long as it leads, and runs a statement of its own
+# each poll: how long ago that statement started is how stale the live streams may be.
+# The advisory lock's bigint key shows in pg_locks as two oids (high and low 32 bits).
+_TAILER_LAG = text(
+    """
+    SELECT extract(epoch FROM statement_timestamp() - a.query_start)
+    FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND (CAST(l.classid AS bigint) << 32 | CAST(l.objid AS bigint))
+          = CAST(hashtext(:lock) AS bigint)
+    """
+)
+
+
+def tailer_lag_s(conn: Connection) -> float | None:
+    """Seconds since the live tailer last read the event log; None when no hub leads.
+
+    A healthy tailer reads a few times a second (``LiveHub`` ``poll_s``); a longer lag
+    means events reach live maps that much later. Any process may ask, not only the
+    tailer's: the answer comes from PostgreSQL, which sees every hub's connection.
+    """
+    lag = conn.execute(_TAILER_LAG, {"lock": _LOCK}).scalar_one_or_none()
+    return None if lag is None else max(0.0, float(lag))
 
 
 def _try_lead(conn: psycopg.Connection[Any]) -> bool:

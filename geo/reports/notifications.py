@@ -587,6 +587,16 @@ _CLAIM = text(
 )
 
 
+def outbox_backlog(conn: Connection) -> int:
+    """Messages waiting to go out: neither delivered nor given up on (due or retrying later)."""
+    # The partial index ix_outbox_pending holds exactly these rows.
+    return int(
+        conn.execute(
+            text("SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
+        ).scalar_one()
+    )
+
+
 def retry_delay_s(attempts: int, settings: NotificationSettings) -> float:
     """Seconds to wait after the ``attempts``-th failed try: doubling, up to the cap."""
     return float(
