@@ -8,16 +8,19 @@ the collection ids ``reports``, ``wards`` and ``zones`` in both. The caller is f
 the same dependency as every other route (``api.deps.PrincipalDep``).
 
 The app is mounted, so its lifespan would never run: the main app's lifespan calls
-``open_ogc`` and ``close_ogc``. tipg reads through an asyncpg pool of its own, whose
-connections carry the public grid (``ROUNDING_SETTING``); before a staff request reads
-the staff views, its connection is told the field team to limit them to.
+``open_ogc`` and ``close_ogc``. tipg reads through an asyncpg pool of its own, opened by
+the first request to ``/ogc``, whose connections carry the public grid
+(``ROUNDING_SETTING``); before a staff request reads the staff views, its connection is
+told the field team to limit them to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -210,7 +213,7 @@ def create_ogc_app() -> FastAPI:
         openapi_url="/api",
         docs_url=None,
         redoc_url=None,
-        dependencies=[Depends(refuse_nul_characters)],
+        dependencies=[Depends(refuse_nul_characters), Depends(ogc_ready)],
     )
     # tipg's own environment does not escape: a report's description would be page markup.
     templates = Jinja2Templates(
@@ -254,17 +257,42 @@ def _named(collections: list[Collection]) -> dict[str, Collection]:
     return named
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """Where ``/ogc`` reads, kept until its first request opens the pool."""
+
+    dsn: str
+    public_rounding_m: float
+    pool_size: int
+    lock: asyncio.Lock
+
+
 async def open_ogc(
     app: FastAPI, state: AppState, *, database_url: str, public_rounding_m: float, pool_size: int
 ) -> None:
-    """Open ``/ogc``'s pool and read both catalogs (in the main app's lifespan)."""
+    """Make ``/ogc`` ready to serve (in the main app's lifespan); its first request connects.
+
+    Connecting and reading the catalogs (each collection's extent scans its view) waits
+    for a caller of ``/ogc``, so neither a worker's start nor an app that never serves
+    ``/ogc`` (most tests) pays for it.
+    """
     set_app_state(app, state)
+    app.state.ogc_source = _Source(
+        dsn=_asyncpg_dsn(database_url),
+        public_rounding_m=public_rounding_m,
+        pool_size=pool_size,
+        lock=asyncio.Lock(),
+    )
+
+
+async def _connect(app: FastAPI, source: _Source) -> None:
+    """Open the pool and read both catalogs."""
     pool = await asyncpg.create_pool(
-        _asyncpg_dsn(database_url),
+        source.dsn,
         min_size=1,
-        max_size=pool_size,
+        max_size=source.pool_size,
         init=connection_factory([PUBLIC_SCHEMA, STAFF_SCHEMA], "pg_temp"),
-        server_settings=connection_settings(public_rounding_m),
+        server_settings=connection_settings(source.public_rounding_m),
     )
     catalogs: dict[str, dict[str, Collection]] = {}
     async with pool.acquire() as conn:
@@ -273,16 +301,28 @@ async def open_ogc(
                 conn, settings=DatabaseSettings(schemas=[schema], datetime_extent=False)
             )
             catalogs[schema] = _named(found)
-    app.state.pool = _ViewerPool(pool)
     app.state.ogc_catalogs = catalogs
     # tipg lists the collections from here; their list is the same for everyone.
     app.state.collection_catalog = Catalog(
         collections=catalogs[PUBLIC_SCHEMA], last_updated=datetime.now(UTC)
     )
+    app.state.pool = _ViewerPool(pool)
+
+
+async def ogc_ready(request: Request) -> None:
+    """Connect ``/ogc`` on its first request (one request connects; the others wait)."""
+    app = request.app
+    if getattr(app.state, "pool", None) is not None:
+        return
+    source: _Source = app.state.ogc_source
+    async with source.lock:
+        if getattr(app.state, "pool", None) is None:
+            await _connect(app, source)
 
 
 async def close_ogc(app: FastAPI) -> None:
-    """Close ``/ogc``'s pool (in the main app's lifespan)."""
+    """Close ``/ogc``'s pool, if a request opened it (in the main app's lifespan)."""
     pool: _ViewerPool | None = getattr(app.state, "pool", None)
     if pool is not None:
+        app.state.pool = None
         await pool.close()
