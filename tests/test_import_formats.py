@@ -362,6 +362,13 @@ def test_the_summary_speaks_thai_by_default(
     assert "บรรทัด 2: ไม่มีพิกัด: coords is empty" in output
     assert "ไม่มีแถวใดถูกบันทึก: ถูกปฏิเสธ 1 จาก 1 แถว" in output
 
+    renamed = write(tmp_path / "th3.csv", HEADER.replace("comment", "comments") + "\n")
+    result = cli.invoke(app, ["reports", "import", str(renamed), "--format", "traffy"])
+    assert result.exit_code == 2
+    assert "ไฟล์ไม่มีคอลัมน์ 'comment'; หมายถึง 'comments' หรือไม่?" in flat(result.output)
+    result = cli.invoke(app, ["reports", "import", str(renamed), "--format", "nope"])
+    assert "ต้องเป็นค่าใดค่าหนึ่งใน traffy, socrata, csv ไม่ใช่ 'nope'" in flat(result.output)
+
     result = cli.invoke(app, ["reports", "import", str(path), "--format", "traffy", "--lang", "xx"])
     assert result.exit_code == 2
     assert "--lang" in flat(result.output) and "th, en" in flat(result.output)

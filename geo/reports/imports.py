@@ -300,16 +300,22 @@ def parse_column_map(items: Sequence[str]) -> dict[str, str]:
         name, column = name.strip(), column.strip()
         if not sep or not name or not column:
             raise InvalidInputError(
-                "column_map", f"{item!r} must look like FIELD=COLUMN, e.g. lat=LAT"
+                "column_map", N_("{item!r} must look like FIELD=COLUMN, e.g. lat=LAT"), item=item
             )
         if name not in FIELDS:
             raise InvalidInputError(
                 "column_map",
-                f"{name!r} is not a field; the fields are: {', '.join(FIELDS)}",
+                N_("{name!r} is not a field; the fields are: {fields}"),
+                name=name,
+                fields=", ".join(FIELDS),
             )
         if name in mapping and mapping[name] != column:
             raise InvalidInputError(
-                "column_map", f"{name} is mapped to both {mapping[name]!r} and {column!r}"
+                "column_map",
+                N_("{name} is mapped to both {first!r} and {second!r}"),
+                name=name,
+                first=mapping[name],
+                second=column,
             )
         mapping[name] = column
     return mapping
@@ -532,12 +538,15 @@ def import_reports(
     path = Path(path)
     if file_format not in FORMATS:
         raise InvalidInputError(
-            "file_format", f"must be one of {', '.join(FORMATS)}, not {file_format!r}"
+            "file_format",
+            N_("must be one of {choices}, not {value!r}"),
+            choices=", ".join(FORMATS),
+            value=file_format,
         )
     fmt = FORMATS[file_format]
     if column_map and not fmt.mapped:
         raise InvalidInputError(
-            "column_map", "describes a generic CSV; use it with `file_format` csv"
+            "column_map", N_("describes a generic CSV; use it with `file_format` csv")
         )
     if coords_pattern is not None and not fmt.mapped:
         raise InvalidInputError(
@@ -549,7 +558,7 @@ def import_reports(
         raise InvalidInputError("category_separator", N_("must not be empty"))
     source = file_format if source is None else source.strip()
     if not source or len(source) > SOURCE_MAX:
-        raise InvalidInputError("source", f"must be 1 to {SOURCE_MAX} characters")
+        raise InvalidInputError("source", N_("must be 1 to {limit} characters"), limit=SOURCE_MAX)
     if chunk_rows < 1:
         raise InvalidInputError("chunk_rows", "must be at least 1")
     zone = _zone(timezone)
@@ -560,12 +569,12 @@ def import_reports(
     total_bytes = _check_file(path)
 
     if rejects_path.resolve() == path.resolve():
-        raise InvalidInputError("rejects_path", "must not be the file being imported")
+        raise InvalidInputError("rejects_path", N_("must not be the file being imported"))
     try:
         handle, binary = _open_text(path, encoding)
     except OSError as error:
         raise InvalidInputError(
-            str(path), f"could not be read: {error.strerror or error}"
+            str(path), N_("could not be read: {reason}"), reason=error.strerror or str(error)
         ) from error
     totals = _Totals()
     clock = _StageClock()
@@ -884,7 +893,7 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
         raise InvalidInputError(
-            "timezone", f"{name!r} is not an IANA time zone such as Asia/Bangkok"
+            "timezone", N_("{name!r} is not an IANA time zone such as Asia/Bangkok"), name=name
         ) from error
 
 
@@ -892,7 +901,9 @@ def _check_encoding(encoding: str) -> None:
     try:
         codecs.lookup(encoding)
     except LookupError as error:
-        raise InvalidInputError("encoding", f"{encoding!r} is not a known encoding") from error
+        raise InvalidInputError(
+            "encoding", N_("{encoding!r} is not a known encoding"), encoding=encoding
+        ) from error
 
 
 def _check_file(path: Path) -> int:
@@ -900,7 +911,7 @@ def _check_file(path: Path) -> int:
     if not path.exists():
         raise InvalidInputError(str(path), "no such file")
     if path.is_dir():
-        raise InvalidInputError(str(path), "is a folder; give the CSV file itself")
+        raise InvalidInputError(str(path), N_("is a folder; give the CSV file itself"))
     return path.stat().st_size
 
 
@@ -919,8 +930,12 @@ def _open_text(path: Path, encoding: str) -> tuple[io.TextIOWrapper, io.Buffered
 def _not_text(path: Path, encoding: str, line: int) -> InvalidInputError:
     return InvalidInputError(
         path.name,
-        f"is not {encoding} text (undecodable bytes near line {line:,}); if it is a CSV in "
-        "another encoding, give it with `encoding`, e.g. cp874",
+        N_(
+            "is not {encoding} text (undecodable bytes near line {line:,}); if it is a CSV in "
+            "another encoding, give it with `encoding`, e.g. cp874"
+        ),
+        encoding=encoding,
+        line=line,
     )
 
 
@@ -930,7 +945,9 @@ def _read_header(reader: CsvReader, path: Path, encoding: str) -> list[str]:
     except UnicodeDecodeError as error:
         raise _not_text(path, encoding, 1) from error
     except csv.Error as error:
-        raise InvalidInputError(path.name, f"is not a well-formed CSV: {error}") from error
+        raise InvalidInputError(
+            path.name, N_("is not a well-formed CSV: {reason}"), reason=str(error)
+        ) from error
     if not header or not any(name.strip() for name in header):
         raise InvalidInputError(path.name, "is empty; a CSV with a header row is expected")
     if any("\x00" in name for name in header):
@@ -972,7 +989,10 @@ def _read_chunks(
                     line=line,
                 ) from error
             raise InvalidInputError(
-                path.name, f"is not a well-formed CSV at line {line:,}: {error}"
+                path.name,
+                N_("is not a well-formed CSV at line {line:,}: {reason}"),
+                line=line,
+                reason=str(error),
             ) from error
         if row is None:
             break
@@ -1060,7 +1080,10 @@ def _spec(
         for name in column_map:
             if name not in FIELDS:
                 raise InvalidInputError(
-                    "column_map", f"{name!r} is not a field; the fields are: {', '.join(FIELDS)}"
+                    "column_map",
+                    N_("{name!r} is not a field; the fields are: {fields}"),
+                    name=name,
+                    fields=", ".join(FIELDS),
                 )
         required = list(CSV_REQUIRED) + ([] if default_category else ["category"])
         if "coords" not in column_map:
@@ -1071,13 +1094,16 @@ def _spec(
         if missing:
             raise InvalidInputError(
                 "column_map",
-                f"a generic CSV needs {', '.join(f'{m}=COLUMN' for m in missing)}"
-                + (
-                    " (the external id is how a re-import knows a row is already stored)"
-                    if "external_id" in missing
-                    else ""
+                N_("a generic CSV needs {fields}{id_note}{category_note}"),
+                fields=", ".join(f"{m}=COLUMN" for m in missing),
+                id_note=Message(
+                    N_(" (the external id is how a re-import knows a row is already stored)")
                 )
-                + (" (or give `default_category`)" if "category" in missing else ""),
+                if "external_id" in missing
+                else "",
+                category_note=Message(N_(" (or give `default_category`)"))
+                if "category" in missing
+                else "",
             )
         for column in column_map.values():
             if column not in present:
@@ -1116,7 +1142,9 @@ def _refuse_repeated_columns(header: list[str], used: Iterable[str], path: Path)
     repeated = sorted({column for column in used if header.count(column) > 1})
     if repeated:
         raise InvalidInputError(
-            path.name, f"names the column(s) {', '.join(repeated)} more than once in its header"
+            path.name,
+            N_("names the column(s) {columns} more than once in its header"),
+            columns=", ".join(repeated),
         )
 
 
@@ -1138,18 +1166,21 @@ def _category_lookup(
     """
     rows = active_categories(conn)
     by_code = {row.code: int(row.id) for row in rows}
-    known = ", ".join(by_code) or "(none: create categories first)"
+    known: str | Message = ", ".join(by_code) or Message(N_("(none: create categories first)"))
     if default_category is not None and default_category not in by_code:
         raise InvalidInputError(
             "default_category",
-            f"there is no active category {default_category!r}; the codes are: {known}",
+            N_("there is no active category {code!r}; the codes are: {known}"),
+            code=default_category,
+            known=known,
         )
     unknown = sorted({code for code in category_map.values() if code not in by_code})
     if unknown:
         raise InvalidInputError(
             "category_map",
-            f"names codes that are not active categories: {', '.join(unknown)}; "
-            f"the codes are: {known}",
+            N_("names codes that are not active categories: {unknown}; the codes are: {known}"),
+            unknown=", ".join(unknown),
+            known=known,
         )
     lookup: dict[str, int] = {}
     lookup |= {_key(t): by_code[c] for t, c in fmt.type_map.items() if c in by_code}
@@ -1822,7 +1853,10 @@ class _RejectsFile:
             fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)
         except OSError as error:
             raise InvalidInputError(
-                "rejects_path", f"cannot write in {folder}: {error.strerror or error}"
+                "rejects_path",
+                N_("cannot write in {folder}: {reason}"),
+                folder=folder,
+                reason=error.strerror or str(error),
             ) from error
         self._temp = Path(name)
         os.chmod(fd, 0o644)  # mkstemp makes it private; it is an ordinary output file
