@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -35,9 +36,18 @@ from sqlalchemy.engine import make_url
 from starlette.templating import Jinja2Templates
 from tipg.collections import Catalog, Collection, pg_get_collection_index
 from tipg.database import connection_factory
-from tipg.dependencies import TileParams, bbox_query, datetime_query, filter_query
+from tipg.dependencies import (
+    ItemsOutputType,
+    OutputType,
+    QueryablesOutputType,
+    TileParams,
+    bbox_query,
+    datetime_query,
+    filter_query,
+)
 from tipg.errors import DEFAULT_STATUS_CODES, add_exception_handlers
 from tipg.factory import Endpoints
+from tipg.resources.enums import MediaType
 from tipg.settings import DatabaseSettings
 
 from api import errors
@@ -180,6 +190,31 @@ async def ogc_tile(
     return Tile(x, y, z)
 
 
+NO_HTML = N_("/ogc answers in JSON (or GeoJSON, CSV and GeoJSON lines), not HTML")
+
+
+def _without_html(
+    choose: Callable[..., MediaType | None],
+) -> Callable[..., Coroutine[Any, Any, MediaType | None]]:
+    """The answer format tipg chooses (``f``, else ``Accept``), but never its HTML pages.
+
+    Those pages load their scripts and styles from third-party sites, without the
+    Content-Security-Policy every page of the service carries. A browser asking for HTML
+    gets the JSON a client does; ``f=html`` is refused.
+    """
+
+    @functools.wraps(choose)
+    async def chosen(**params: Any) -> MediaType | None:
+        media = choose(**params)
+        if media is not MediaType.html:
+            return media
+        if params.get("f"):
+            raise InvalidInputError("f", NO_HTML)
+        return None
+
+    return chosen
+
+
 async def _bad_filter_value(request: Request, error: Exception) -> JSONResponse:
     """A filter the database could not read (``asyncpg``'s data errors) is bad input."""
     return JSONResponse(
@@ -235,6 +270,8 @@ def create_ogc_app() -> FastAPI:
     app.dependency_overrides[datetime_query] = ogc_datetime
     app.dependency_overrides[filter_query] = ogc_filter
     app.dependency_overrides[TileParams] = ogc_tile
+    for choose in (OutputType, QueryablesOutputType, ItemsOutputType):
+        app.dependency_overrides[choose] = _without_html(choose)
     add_exception_handlers(app, DEFAULT_STATUS_CODES)
     errors.install(app)
     app.add_exception_handler(asyncpg.exceptions.DataError, _bad_filter_value)
