@@ -266,3 +266,50 @@ def test_health_reports_the_database_and_replicas(local: TestClient, db_url: str
         # The metrics still answer, and say so.
         assert value(samples(local), "issuemap_database_up") == 0
     assert local.get("/healthz").json()["status"] == "ok"
+
+
+WORKER = """
+import sys
+from fastapi.testclient import TestClient
+from api.app import AppSettings, create_app
+from geo.settings import DatabaseSettings
+
+app = create_app(AppSettings(database=DatabaseSettings(database_url=sys.argv[1])))
+with TestClient(app, client=("127.0.0.1", 40000)) as client:
+    for _ in range(int(sys.argv[2])):
+        assert client.get("/healthz").status_code == 200
+    if sys.argv[3] == "scrape":
+        print(client.get("/metrics").text)
+"""
+
+
+def test_workers_of_their_own_add_up_their_counts(db_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from geo.cli.service import shared_metrics_folder
+
+    def worker(requests: int, then: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", WORKER, db_url, str(requests), then],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=os.environ.copy(),
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    with shared_metrics_folder(None) as folder:
+        worker(2, "exit")
+        text = worker(1, "scrape")
+    assert not folder.exists(), "counts must not outlive the run"
+    found: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    healthz = {"method": "GET", "route": "/healthz", "status": "200"}
+    assert value(found, "issuemap_http_requests_total", **healthz) == 3
+    # The pool of the worker that ended no longer counts.
+    assert value(found, "issuemap_db_pool_limit") == 20
