@@ -15,6 +15,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
+from geo.access.accounts import create_user
 from geo.access.policy import ANONYMOUS, visible_point
+from geo.access.sessions import SESSION_COOKIE, start_session
 from geo.db.cluster import LocalCluster
 from geo.db.engine import make_engine
-from geo.settings import DatabaseSettings, PrivacySettings
+from geo.settings import AccountSettings, DatabaseSettings, PrivacySettings
 from tests.browser import running
 from tests.fixtures import Keys, TinyCity, load_tiny_city, make_keys
 
@@ -259,6 +262,29 @@ def test_public_location_rule_and_staff_exact(ogc: Ogc) -> None:
     hidden = _features(ogc, key=ogc.keys.admin, external_id="hidden-1")
     assert hidden["numberMatched"] == 1
     assert hidden["features"][0]["properties"]["hidden_reason"] == "spam"
+
+
+def test_staff_session_sees_the_staff_view(ogc: Ogc) -> None:
+    """A planner signed in (session cookie, no key) reads exact places and private fields."""
+    with ogc.engine.begin() as conn:
+        user = create_user(
+            conn,
+            email="planner@city.example",
+            name="Planner",
+            role="planner",
+            password="correct horse battery staple 7",
+        )
+        session = start_session(conn, user, now=datetime.now(UTC), settings=AccountSettings())
+    answer = httpx.get(
+        f"{ogc.url}/collections/reports/items",
+        params={"external_id": "personal-1"},
+        cookies={SESSION_COOKIE: session.token},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    staff = answer.json()["features"][0]
+    assert staff["properties"]["reporter_name"] == SECRET_NAME
+    assert staff["geometry"]["coordinates"] == pytest.approx([EXACT[1], EXACT[0]], abs=1e-9)
 
 
 def test_field_team_sees_its_own_reports(ogc: Ogc) -> None:
