@@ -18,8 +18,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from api import errors, metrics
 from api.admin_ui import mount_admin
 from api.deps import AppState, ExportSlots, ReadYourWrites, RecentWriters, set_app_state
+from api.head import HeadAsGet
 from api.ogc import OGC_PATH, close_ogc, create_ogc_app, open_ogc
-from api.params import refuse_nul_characters
+from api.params import refuse_nul_characters, refuse_unknown_parameters
 from api.routers import (
     admin,
     docs,
@@ -232,7 +233,11 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         summary="Citizen issue reports, routed by PostGIS to the field team that fixes them.",
         version="0.1.0",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_nul_characters), Depends(metrics.note_route)],
+        dependencies=[
+            Depends(refuse_nul_characters),
+            Depends(refuse_unknown_parameters),
+            Depends(metrics.note_route),
+        ],
         # FastAPI's own pages load their assets from a CDN; api.routers.docs serves ours.
         docs_url=None,
         redoc_url=None,
@@ -277,4 +282,6 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         # only for these peers. `issuemap serve` turns uvicorn's own copy of this middleware
         # off, which would otherwise trust 127.0.0.1 whatever the settings say.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies.trusted_proxies)
+    # Outermost: every route and mounted app answers a HEAD as its GET, without the body.
+    app.add_middleware(HeadAsGet)
     return app

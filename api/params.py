@@ -20,7 +20,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
-from pydantic import AfterValidator, Field, WithJsonSchema
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from geo.city.coordinates import BBox, parse_bbox
 from geo.errors import InvalidInputError
@@ -70,6 +72,69 @@ DateOrTime = Annotated[
 """A date or a time with its offset, typed so in the OpenAPI document; the parameter is read
 as text by the dependency that takes it, which also accepts forms the schema leaves out (a
 ``+`` that arrived as a space; Open311's year or month alone)."""
+
+
+ACCEPTED_EVERYWHERE = frozenset({"lang"})
+"""Query parameters any route takes: ``lang`` picks the language of pages and messages."""
+
+UNKNOWN_PARAMETER = N_(
+    "is not a parameter of this address, so it would be ignored; it takes: {names}"
+)
+_NAME_SHOWN = 40
+_NAMES_SHOWN = 5
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameter names ``dependant`` and its dependencies declare."""
+    names: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        for param in current.query_params:
+            annotation = param.field_info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                # A model of query parameters (``Annotated[Model, Query()]``) takes its fields.
+                names.update(f.alias or n for n, f in annotation.model_fields.items())
+            else:
+                names.add(param.alias)
+        pending.extend(current.dependencies)
+    return frozenset(names)
+
+
+_ROUTE_QUERY_NAMES: dict[int, tuple[APIRoute, frozenset[str]]] = {}
+
+
+def accepted_query_names(route: APIRoute) -> frozenset[str]:
+    """Every query parameter ``route`` reads: those it declares and ``ACCEPTED_EVERYWHERE``."""
+    known = _ROUTE_QUERY_NAMES.get(id(route))
+    if known is None or known[0] is not route:
+        known = (route, _query_names(route.dependant) | ACCEPTED_EVERYWHERE)
+        _ROUTE_QUERY_NAMES[id(route)] = known
+    return known[1]
+
+
+async def refuse_unknown_parameters(request: Request) -> None:
+    """Refuse a query parameter the route does not read, naming it (422; Open311: 400).
+
+    A misspelt or invented filter (``overdue=true`` where there is none) would otherwise be
+    ignored, and the answer would look filtered when it is not. Only reads (GET, and HEAD,
+    which runs as GET) are checked: writes take their input from the body, and an Open311
+    POST may carry ``api_key`` in the query or the body, as the spec allows. The app runs
+    this before every route, so the error is in the route's own format; mounted apps
+    (``/ogc``, ``/static``, the admin) check their own.
+    """
+    route = request.scope.get("route")
+    if request.method != "GET" or not isinstance(route, APIRoute):
+        return
+    accepted = accepted_query_names(route)
+    unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in accepted]
+    if unknown:
+        shown = [
+            name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "..." for name in unknown
+        ]
+        raise InvalidInputError(
+            ", ".join(shown[:_NAMES_SHOWN]), UNKNOWN_PARAMETER, names=", ".join(sorted(accepted))
+        )
 
 
 async def refuse_nul_characters(request: Request) -> None:
@@ -249,22 +314,42 @@ def _ids(name: str, values: list[int] | None) -> tuple[int, ...]:
     return unique
 
 
+async def _area_refs(name: str, values: list[str] | None) -> tuple[str, ...]:
+    refs = _items(name, values)
+    for ref in refs:
+        if len(ref) > 64:
+            raise InvalidInputError(
+                name, N_("{code!r}... is longer than a code can be"), code=ref[:20]
+            )
+    return refs
+
+
 async def ward_param(
     ward: Annotated[
-        list[_Id] | None, Query(description="Only reports in these ward ids (repeatable).")
+        list[str] | None,
+        Query(
+            description="Only reports in these wards, by code or id; repeat the parameter "
+            "or separate by commas.",
+            examples=["W-A"],
+        ),
     ] = None,
-) -> tuple[int, ...]:
-    """Ward ids to keep; empty means every ward."""
-    return _ids("ward", ward)
+) -> tuple[str, ...]:
+    """Ward codes or ids to keep, looked up by ``geo.reports.export.with_areas``."""
+    return await _area_refs("ward", ward)
 
 
 async def zone_param(
     zone: Annotated[
-        list[_Id] | None, Query(description="Only reports in these zone ids (repeatable).")
+        list[str] | None,
+        Query(
+            description="Only reports in these field-team zones, by code or id; repeat the "
+            "parameter or separate by commas.",
+            examples=["Z1"],
+        ),
     ] = None,
-) -> tuple[int, ...]:
-    """Zone ids to keep; empty means every zone."""
-    return _ids("zone", zone)
+) -> tuple[str, ...]:
+    """Zone codes or ids to keep, looked up by ``geo.reports.export.with_areas``."""
+    return await _area_refs("zone", zone)
 
 
 async def team_param(
@@ -277,8 +362,8 @@ async def team_param(
     return _ids("team", team)
 
 
-WardsDep = Annotated[tuple[int, ...], Depends(ward_param)]
-ZonesDep = Annotated[tuple[int, ...], Depends(zone_param)]
+WardsDep = Annotated[tuple[str, ...], Depends(ward_param)]
+ZonesDep = Annotated[tuple[str, ...], Depends(zone_param)]
 TeamsDep = Annotated[tuple[int, ...], Depends(team_param)]
 
 
@@ -311,6 +396,19 @@ async def page_param(
 PageDep = Annotated[Page, Depends(page_param)]
 
 
+@dataclass(frozen=True, slots=True)
+class ReportFilterParams:
+    """The report filter parameters: ``filter``, and the wards and zones still to look up.
+
+    Wards and zones are named by code or id, which only the database can tell apart
+    (``geo.reports.export.with_areas`` turns them into ids, or a 422 naming the parameter).
+    """
+
+    filter: ReportFilter
+    wards: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+
+
 async def report_filter(
     bbox: BBoxDep,
     window: TimeWindowDep,
@@ -319,18 +417,20 @@ async def report_filter(
     wards: WardsDep,
     zones: ZonesDep,
     teams: TeamsDep,
-) -> ReportFilter:
-    """Every report filter parameter at once, as the ``ReportFilter`` geo.reports.search reads."""
-    return ReportFilter(
-        bbox=bbox,
-        ward_ids=wards,
-        zone_ids=zones,
-        team_ids=teams,
-        categories=categories,
-        statuses=statuses,
-        created_from=window.start,
-        created_to=window.end,
+) -> ReportFilterParams:
+    """Every report filter parameter at once, for the ``ReportFilter`` geo.reports.search reads."""
+    return ReportFilterParams(
+        filter=ReportFilter(
+            bbox=bbox,
+            team_ids=teams,
+            categories=categories,
+            statuses=statuses,
+            created_from=window.start,
+            created_to=window.end,
+        ),
+        wards=wards,
+        zones=zones,
     )
 
 
-ReportFilterDep = Annotated[ReportFilter, Depends(report_filter)]
+ReportFilterDep = Annotated[ReportFilterParams, Depends(report_filter)]

@@ -132,7 +132,7 @@ def find_or_export(
     principal: PrincipalDep,
     privacy: PrivacyDep,
     exports: ExportSlotsDep,
-    flt: ReportFilterDep,
+    filters: ReportFilterDep,
     page: PageDep,
     chosen: FormatDep,
     bom: Annotated[
@@ -164,10 +164,11 @@ def find_or_export(
     """
     rounding = privacy.public_rounding_m
     max_seconds = exports.max_seconds
+    flt = export.with_areas(conn, filters.filter, wards=filters.wards, zones=filters.zones)
     if chosen == "csv":
         return _csv(conn, flt, principal, rounding, max_seconds=max_seconds, bom=bom)
     if chosen == "geojson":
-        return _every_feature(conn, flt, principal, rounding, max_seconds=max_seconds)
+        return _every_feature(request, conn, flt, principal, rounding, max_seconds=max_seconds)
     if chosen == "gpkg":
         return _geopackage(conn, flt, principal, rounding, max_seconds=max_seconds)
     return _geojson(request, conn, flt, principal, page, rounding)
@@ -323,6 +324,7 @@ def _csv(
 
 
 def _every_feature(
+    request: Request,
     conn: Connection,
     flt: ReportFilter,
     principal: Principal,
@@ -333,7 +335,10 @@ def _every_feature(
     # Read before the answer starts, so an unreachable database is a 503, not a cut 200.
     export.report_columns(conn, principal)
     return _Download(
-        export.geojson_chunks(stream_reports(conn, flt, principal, public_rounding_m=rounding)),
+        export.geojson_chunks(
+            stream_reports(conn, flt, principal, public_rounding_m=rounding),
+            links=[{"rel": "self", "type": MEDIA_TYPES["geojson"], "href": str(request.url)}],
+        ),
         max_seconds=max_seconds,
         media_type=MEDIA_TYPES["geojson"],
         headers=_attachment("geojson"),

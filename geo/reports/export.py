@@ -14,6 +14,7 @@ import io
 import json
 import re
 from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from itertools import islice
 from pathlib import Path
@@ -26,6 +27,8 @@ import shapely
 from sqlalchemy import Connection, text
 
 from geo.access.policy import DEFAULT_PUBLIC_ROUNDING_M, Principal
+from geo.errors import InvalidInputError
+from geo.i18n import N_
 from geo.reports.search import ReportFilter, report_query, select_sql
 
 LAYER = "reports"
@@ -75,6 +78,52 @@ _LIST_SEPARATOR = ";"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # A signed plain number ("-87.62", a longitude read as text) cannot be a formula.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+_AREA_TABLES = {"ward": "wards", "zone": "zones"}
+_NO_SUCH_AREA = {
+    "ward": N_("{ref!r} is not the code or id of a ward"),
+    "zone": N_("{ref!r} is not the code or id of a zone"),
+}
+_DIGITS = re.compile(r"[0-9]{1,18}", re.ASCII)
+
+
+def with_areas(
+    conn: Connection, flt: ReportFilter, *, wards: Sequence[str] = (), zones: Sequence[str] = ()
+) -> ReportFilter:
+    """``flt`` limited to the wards and zones named, each by its code or its id.
+
+    A code means every version of that area (a redrawn ward keeps its code), so reports
+    routed before a boundary change are found too. A value that is no code and no id is
+    an ``InvalidInputError`` naming ``ward`` or ``zone``; one that is both is the code.
+    """
+    found: dict[str, tuple[int, ...]] = {}
+    for field, refs in (("ward", wards), ("zone", zones)):
+        if not refs:
+            continue
+        by_code: dict[str, list[int]] = {}
+        rows = conn.execute(
+            text(f"SELECT code, id FROM {_AREA_TABLES[field]} WHERE code = ANY(:codes)"),
+            {"codes": list(refs)},
+        )
+        for code, area_id in rows:
+            by_code.setdefault(code, []).append(area_id)
+        ids: list[int] = []
+        for ref in refs:
+            if ref in by_code:
+                ids += by_code[ref]
+            elif _DIGITS.fullmatch(ref) and int(ref) > 0:
+                ids.append(int(ref))
+            else:
+                raise InvalidInputError(field, _NO_SUCH_AREA[field], ref=ref[:40])
+        found[field] = tuple(dict.fromkeys(ids))
+    if not found:
+        return flt
+    return replace(
+        flt,
+        ward_ids=found.get("ward", flt.ward_ids),
+        zone_ids=found.get("zone", flt.zone_ids),
+    )
 
 
 def report_columns(conn: Connection, principal: Principal) -> list[str]:
@@ -172,29 +221,33 @@ def feature_collection(
 
 
 def geojson_chunks(
-    rows: Iterable[dict[str, Any]], *, chunk_chars: int = CSV_CHUNK_CHARS
+    rows: Iterable[dict[str, Any]],
+    *,
+    links: Sequence[dict[str, str]] = (),
+    chunk_chars: int = CSV_CHUNK_CHARS,
 ) -> Generator[bytes, None, None]:
     """Every row as one GeoJSON FeatureCollection, yielded in chunks as rows arrive.
 
     The whole answer, not a page: GDAL's GeoJSON driver (``ogrinfo``, QGIS) reads one
     document and follows no ``next`` link, so a file meant for it must hold every feature.
+    ``numberReturned`` and ``links`` follow the features, as in a page, once they are counted.
     """
     encoder = json.JSONEncoder(
         ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=json_value
     )
     parts: list[str] = ['{"type":"FeatureCollection","features":[']
     size = 0
-    separator = ""
+    count = 0
     for row in rows:
-        text_out = separator + encoder.encode(feature(row))
+        text_out = ("," if count else "") + encoder.encode(feature(row))
         parts.append(text_out)
         size += len(text_out)
-        separator = ","
+        count += 1
         if size >= chunk_chars:
             yield "".join(parts).encode("utf-8")
             parts.clear()
             size = 0
-    parts.append("]}")
+    parts.append(f'],"numberReturned":{count},"links":{encoder.encode(list(links))}}}')
     yield "".join(parts).encode("utf-8")
 
 
