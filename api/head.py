@@ -8,7 +8,10 @@ the ``GET``, ``Content-Length`` included, and needs nothing from each route.
 
 from __future__ import annotations
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_GONE: Message = {"type": "http.disconnect"}
 
 
 class HeadAsGet:
@@ -25,16 +28,37 @@ class HeadAsGet:
         # A copy: the server keeps reading its own scope, and must still know the request
         # was a HEAD (it sends no body, and no chunked encoding, for one).
         as_get = dict(scope, method="GET")
-        ended = False
+        answered = anyio.Event()
 
         async def headers_only(message: Message) -> None:
             # Whatever carries the body (``body``, or ``pathsend`` for a file where the
             # server offers it) ends as one empty body.
-            nonlocal ended
             if message["type"] in ("http.response.start", "http.response.trailers"):
                 await send(message)
-            elif not ended:
-                ended = True
+            elif not answered.is_set():
+                answered.set()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-        await self._app(as_get, receive, headers_only)
+        async def gone_once_answered() -> Message:
+            # Once the headers are out the answer is whole: a stream (the live feed, a CSV
+            # export) that waits to hear the client leave is told so then, and stops rather
+            # than run on unread for as long as the connection stays open.
+            if answered.is_set():
+                return _GONE
+            received: Message = _GONE
+            async with anyio.create_task_group() as group:
+
+                async def read() -> None:
+                    nonlocal received
+                    received = await receive()
+                    group.cancel_scope.cancel()
+
+                async def wait_answered() -> None:
+                    await answered.wait()
+                    group.cancel_scope.cancel()
+
+                group.start_soon(read)
+                group.start_soon(wait_answered)
+            return received
+
+        await self._app(as_get, gone_once_answered, headers_only)

@@ -259,6 +259,12 @@ def test_head_answers_as_get_without_the_body(served: Served, path: str) -> None
         assert head.headers["content-length"] == got.headers["content-length"]
 
 
+def test_head_on_an_endless_stream_answers_at_once(served: Served) -> None:
+    head = served.client.head("/api/live", timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"].startswith("text/event-stream")
+
+
 def test_head_on_a_route_without_get_is_still_405(served: Served) -> None:
     assert served.client.head("/api/reports/1/merge").status_code == 405
 
