@@ -199,6 +199,8 @@ def test_a_lagging_replica_is_skipped(setup: Setup, client: TestClient) -> None:
         wait_for(lambda: replicas(client).status()[0].problem == "lagging", "the lag is seen")
         # The public's search now comes from the primary, new report included.
         assert report_id in report_ids(client.get("/api/reports"))
+        lagging = client.get("/healthz").json()["replicas"][0]
+        assert lagging["status"] == "lagging" and lagging["lag_s"] > 1.0, lagging
     finally:
         setup.replica_sql("SELECT pg_wal_replay_resume()")
     wait_for(lambda: replicas(client).status()[0].usable, "the replica caught up")
@@ -214,6 +216,9 @@ def test_a_stopped_replica_falls_back_to_the_primary(setup: Setup, client: TestC
             assert answer.status_code == 200, (path, answer.text)
         status = replicas(client).status()[0]
         assert not status.usable and status.problem == "down"
+        health = client.get("/healthz").json()
+        assert health["status"] == "degraded", health
+        assert [replica["status"] for replica in health["replicas"]] == ["down"]
     finally:
         setup.replica.start()
     wait_for(lambda: replicas(client).status()[0].usable, "the replica is back")

@@ -6,6 +6,7 @@ import itertools
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -137,10 +138,9 @@ REPLICA_CHECK_APPLICATION_NAME = "issuemap-replica-check"
 REPLICA_CONNECT_TIMEOUT_S = 2
 """A replica that does not accept a connection this fast counts as down (libpq's minimum)."""
 
-_REPLICA_LAG = text(
-    "SELECT pg_is_in_recovery() AS standby, "
-    "CASE WHEN pg_last_wal_replay_lsn() >= CAST(:primary_lsn AS pg_lsn) THEN 0.0 "
-    "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END AS lag_s"
+_PRIMARY_POSITION = text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+_REPLAYED_POSITION = text(
+    "SELECT pg_is_in_recovery() AS standby, pg_last_wal_replay_lsn() - '0/0'::pg_lsn AS replayed"
 )
 
 
@@ -165,10 +165,12 @@ class ReplicaSet:
 
     A thread checks each replica every ``check_s`` seconds, so no request ever waits on a
     check: it compares the primary's current WAL position with the position the replica
-    has replayed. A replica that has replayed everything lags 0 s; one behind lags by the
-    age of the last transaction it replayed (``pg_last_xact_replay_timestamp``), which on
-    a primary written to rarely overstates the lag until the next check, erring towards the
-    primary. A replica that is down, not a standby (promoted), or lags more than
+    has replayed. A replica that has replayed everything lags 0 s; one behind lags by how
+    long the primary has been past the position it has replayed, as the checks saw it (to
+    within one check). Not the age of the last transaction it replayed
+    (``pg_last_xact_replay_timestamp``): that is unknown until a replica restarted has
+    replayed one, and on a primary written to rarely it is old however fresh the replica.
+    A replica that is down, not a standby (promoted), or lags more than
     ``max_lag_s`` is skipped until a check finds it fit again; a request that cannot
     connect to one marks it down at once (``mark_down``).
     """
@@ -198,6 +200,8 @@ class ReplicaSet:
             for url in self.urls
         ]
         self._usable: tuple[int, ...] = ()
+        self._positions: deque[tuple[float, int]] = deque()
+        """(when, the primary's WAL position then) at each recent check, oldest first."""
         self._turn = itertools.count()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -227,28 +231,36 @@ class ReplicaSet:
         """Measure each replica's health and lag now, and choose the ones reads may use."""
         try:
             with self.primary.connect() as conn:
-                primary_lsn = str(conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one())
+                position = int(conn.execute(_PRIMARY_POSITION).scalar_one())
         except exc.DBAPIError:
             # Without the primary's position no lag can be told; keep the last verdicts.
             return
-        found = [self._measure(i, primary_lsn) for i in range(len(self.urls))]
+        now = time.monotonic()
+        self._positions.append((now, position))
+        # Older checks are not needed to tell a lag up to the limit (and a bit beyond it).
+        while now - self._positions[0][0] > self.max_lag_s + 2 * self.check_s:
+            self._positions.popleft()
+        found = [self._measure(i, now) for i in range(len(self.urls))]
         self._status = found
         self._usable = tuple(i for i, status in enumerate(found) if status.usable)
 
-    def _measure(self, index: int, primary_lsn: str) -> ReplicaStatus:
+    def _measure(self, index: int, checked: float) -> ReplicaStatus:
         name = self._status[index].name
         now = datetime.now(UTC)
         try:
             with self._checkers[index].connect() as conn:
-                row = conn.execute(_REPLICA_LAG, {"primary_lsn": primary_lsn}).one()
+                row = conn.execute(_REPLAYED_POSITION).one()
         except exc.DBAPIError:
             return ReplicaStatus(name, usable=False, lag_s=None, checked_at=now, problem="down")
-        if not row.standby:
+        if not row.standby or row.replayed is None:
             return ReplicaStatus(
                 name, usable=False, lag_s=None, checked_at=now, problem="not a standby"
             )
-        lag = None if row.lag_s is None else max(0.0, float(row.lag_s))
-        if lag is None or lag > self.max_lag_s:
+        replayed = int(row.replayed)
+        # Since the first check that found the primary past what the replica has replayed.
+        behind_since = next((t for t, pos in self._positions if pos > replayed), checked)
+        lag = checked - behind_since
+        if lag > self.max_lag_s:
             return ReplicaStatus(name, usable=False, lag_s=lag, checked_at=now, problem="lagging")
         return ReplicaStatus(name, usable=True, lag_s=lag, checked_at=now)
 
