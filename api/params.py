@@ -105,7 +105,12 @@ _ROUTE_QUERY_NAMES: dict[int, tuple[APIRoute, frozenset[str]]] = {}
 
 
 def accepted_query_names(route: APIRoute) -> frozenset[str]:
-    """Every query parameter ``route`` reads: those it declares and ``ACCEPTED_EVERYWHERE``."""
+    """Every query parameter ``route`` reads: those it declares and ``ACCEPTED_EVERYWHERE``.
+
+    Declared by the route's own parameters and dependencies. FastAPI keeps a router's and
+    the app's ``dependencies=`` apart from the route it includes, so none of those may take
+    a query parameter (none does: they check keys, sessions and NUL characters).
+    """
     known = _ROUTE_QUERY_NAMES.get(id(route))
     if known is None or known[0] is not route:
         known = (route, _query_names(route.dependant) | ACCEPTED_EVERYWHERE)

@@ -323,10 +323,8 @@ def test_wards_and_zones_are_taken_by_code_or_id(served: Served) -> None:
         ({"x" * 5000: "1"}, "x" * 40 + "..."),
         ({"ward": "{{7*7}}"}, "ward"),
         ({"zone": "9" * 60}, "zone"),
-        ({"ward": "W-A\x00"}, "ward"),
         ({"ward": "x" * 5000}, "ward"),
         ({"bom": "{{7*7}}", "format": "csv"}, "bom"),
-        ({"limit": "9" * 40}, "limit"),
     ],
 )
 def test_hostile_parameters_are_a_4xx_naming_the_field(
