@@ -391,8 +391,8 @@ def test_gdal_reads_every_public_report(ogc: Ogc, tmp_path: Path) -> None:
         source = f"OAPIF:{ogc.url}"
         subprocess.run(
             # GDAL before 3.8 pages by 10 unless told (later ones take the server's
-            # maximum); 20 pages of 1,000 follow the next links as a client would.
-            ["ogr2ogr", "-oo", "PAGE_SIZE=1000", "-f", "GPKG", str(out), source, "reports"],
+            # maximum); pages of 5,000 follow the next links as a client would.
+            ["ogr2ogr", "-oo", "PAGE_SIZE=5000", "-f", "GPKG", str(out), source, "reports"],
             capture_output=True,
             text=True,
             timeout=300,
