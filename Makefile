@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what is missing first (scripts/setup.sh).
-.PHONY: run test setup lint messages
+.PHONY: run test setup lint messages lock
 
 setup:
 	@scripts/setup.sh
@@ -26,3 +26,16 @@ messages: setup
 	.venv/bin/pybabel -q update -i geo/locale/issuemap.pot -d geo/locale -D issuemap \
 		--no-fuzzy-matching --ignore-obsolete
 	rm geo/locale/issuemap.pot
+
+# After changing a dependency in pyproject.toml: re-resolve requirements.lock (exact versions
+# with hashes, from PyPI, for Linux and CPython 3.11); existing pins are kept where they still
+# fit, `make lock UPGRADE=1` moves every one to its newest. make setup installs from the lock.
+lock:
+	python3 -m venv build/lock-tools
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= build/lock-tools/bin/pip install -q pip-tools==7.5.1
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= CUSTOM_COMPILE_COMMAND="make lock" \
+		build/lock-tools/bin/pip-compile -q --generate-hashes --allow-unsafe --all-extras \
+		--strip-extras --build-deps-for=editable --index-url https://pypi.org/simple \
+		--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
+		--output-file requirements.lock pyproject.toml
+	npm install --package-lock-only --ignore-scripts --no-audit --no-fund --legacy-peer-deps

@@ -10,8 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
-from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from servestatic import ServeStaticASGI  # type: ignore[import-untyped]
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -43,6 +43,7 @@ from geo.chat.line import LineChannel
 from geo.chat.line_api import LINE_LIMITS
 from geo.city.geocoding import Geocoder, make_geocoder
 from geo.db.engine import ReadPool, ReplicaSet, make_engine
+from geo.maps.assets import build_static, is_hashed, use_static_assets
 from geo.reports.live import LiveHub
 from geo.settings import (
     AccountSettings,
@@ -65,8 +66,14 @@ from geo.settings import (
 )
 
 STATIC = Path(str(resources.files("api") / "static"))
-"""``/static``: ``live.js`` and ``vendor/`` (which ``scripts/vendor_assets.sh`` fills before a
-build), package data of ``api``, so an installed issuemap serves them without its checkout."""
+"""The static files: ``live.js`` and ``vendor/`` (which ``scripts/vendor_assets.sh`` fills
+before a build), package data of ``api``, so an installed issuemap serves them without its
+checkout."""
+
+STATIC_DIST = Path(str(resources.files("api") / "static_dist"))
+"""``/static``: every static file under its own and its content-hashed name, with gzip and
+brotli variants (``geo.maps.assets.build_static``; ``scripts/vendor_assets.sh`` builds it,
+and start-up brings it up to date with edited files)."""
 
 
 @dataclass(frozen=True)
@@ -263,7 +270,12 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         docs.router,
     ):
         app.include_router(router)
-    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    # Pages name the hashed copies, which never change: browsers keep them for good.
+    use_static_assets(build_static(STATIC, STATIC_DIST))
+    static = ServeStaticASGI(
+        None, root=STATIC_DIST, prefix="/static", immutable_file_test=lambda _, url: is_hashed(url)
+    )
+    app.mount("/static", static, name="static")
     # A mounted app of its own: tipg's routes, errors and catalog stay under /ogc.
     app.mount(OGC_PATH, ogc)
     mount_admin(app)

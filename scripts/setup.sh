@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install whatever this checkout needs and is missing; quick and silent when all is there.
 #  - Debian's PostgreSQL 15 server and PostGIS 3 (apt-get, only when absent)
-#  - a virtualenv in .venv with issuemap and its development tools (only when
-#    pyproject.toml changed since the last install)
+#  - a virtualenv in .venv with issuemap and its development tools, at the versions and
+#    hashes requirements.lock pins (only when the lock or pyproject.toml changed since the
+#    last install; `make lock` refreshes the lock)
+#  - the pages' scripts and styles, from package-lock.json (scripts/vendor_assets.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,10 +42,15 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 1
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing issuemap into .venv" >&2
-  if ! .venv/bin/python -m pip install -e '.[dev]' >.venv/install.log 2>&1; then
+  # Every dependency, the build backend included, at the version and hash the lock pins;
+  # then issuemap itself, built by that backend, with nothing left to resolve.
+  if ! {
+    .venv/bin/python -m pip install --require-hashes -r requirements.lock &&
+      .venv/bin/python -m pip install --no-deps --no-build-isolation -e .
+  } >.venv/install.log 2>&1; then
     cat .venv/install.log >&2
     exit 1
   fi
@@ -59,5 +66,6 @@ for po in geo/locale/*/LC_MESSAGES/issuemap.po; do
     .venv/bin/pybabel -q compile -D issuemap -l "$lang" -i "$po" -o "$mo" >/dev/null
   fi
 done
-# Leaflet and its plugins, served from our own origin (the maps never load CDN assets).
+# Leaflet and its plugins, served from our own origin (the maps never load CDN assets), and
+# the hashed, compressed copies /static serves.
 scripts/vendor_assets.sh

@@ -220,3 +220,54 @@ def test_settings_default_to_the_working_folder_and_the_package(
 
     gazetteer = GeocoderSettings().gazetteer_path
     assert gazetteer.is_file() and gazetteer.is_relative_to(Path(geo.__file__).parent)
+
+
+def locked_pins() -> dict[str, tuple[str, int]]:
+    """{canonical name: (pinned version, number of hashes)} of ``requirements.lock``."""
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in (CHECKOUT / "requirements.lock").read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", line):
+            name = canonicalize_name(match.group(1))
+            pins[name] = (match.group(2), 0)
+        elif name and line.strip().startswith("--hash=sha256:"):
+            version, hashes = pins[name]
+            pins[name] = (version, hashes + 1)
+    return pins
+
+
+def test_the_lock_pins_every_dependency_and_extra_with_hashes() -> None:
+    """A dependency added to pyproject.toml without `make lock` fails here."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]
+    declared = [
+        *project["dependencies"],
+        *(dep for deps in project["optional-dependencies"].values() for dep in deps),
+    ]
+    pins = locked_pins()
+    assert all(hashes for _, hashes in pins.values()), "every pin carries its hashes"
+    for text_ in declared:
+        wanted = Requirement(text_)
+        name = canonicalize_name(wanted.name)
+        assert name in pins, f"{wanted.name} is not in requirements.lock: run make lock"
+        assert wanted.specifier.contains(pins[name][0], prereleases=True), (text_, pins[name])
+        # What each extra asked for (psycopg[binary], uvicorn[standard], ...) is locked too.
+        try:
+            needs = [Requirement(r) for r in requires(wanted.name) or []]
+        except PackageNotFoundError:
+            pytest.fail(f"{wanted.name} is not installed: run make setup")
+        for extra in wanted.extras:
+            for need in needs:
+                marker = need.marker
+                if marker is None or not marker.evaluate({"extra": extra}):
+                    continue
+                if marker.evaluate({"extra": ""}):
+                    continue  # needed without the extra: the package's own dependency
+                assert canonicalize_name(need.name) in pins, f"{text_} needs {need.name}"

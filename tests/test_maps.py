@@ -210,12 +210,17 @@ def test_pages_load_assets_only_from_our_origin() -> None:
     assert external_urls(page) == []
     for path in (
         "/static/vendor/leaflet/dist/leaflet.js",
-        "/static/vendor/leaflet.heat/dist/leaflet-heat.js",
+        "/static/vendor/folium/templates/leaflet_heat.min.js",
         "/static/vendor/leaflet.markercluster/dist/leaflet.markercluster.js",
         "/static/vendor/leaflet.markercluster/dist/MarkerCluster.css",
     ):
-        assert f'"{path}"' in page
-    assert '<script src="/static/live.js" defer></script>' in page
+        # Content-hashed (name.<hash>.js) once the service has built its static files.
+        stem, ext = path.rsplit(".", 1)
+        assert re.search(f'"{re.escape(stem)}(\\.[0-9a-f]{{12}})?\\.{ext}"', page), path
+    assert re.search(r'<script src="/static/live(\.[0-9a-f]{12})?\.js" defer></script>', page)
+    # Only what the page uses: no jQuery, Bootstrap, Font Awesome or awesome-markers.
+    for unused in ("jquery", "bootstrap", "fontawesome", "awesome-markers", "glyphicons"):
+        assert unused not in page.lower(), unused
 
 
 def test_tiles_are_the_only_third_party_url() -> None:

@@ -5,11 +5,12 @@ embeddable map and the planners' ward dashboard. Builders never touch the databa
 ``geo.maps.pages`` gathers the data (``geo.maps.pagedata``, ``geo.maps.heat``) and passes it in.
 
 Pages must work offline and leak nothing to third parties: ``geo.maps.assets`` points every
-script and stylesheet at our own ``/static/vendor`` copies (see ``scripts/vendor_assets.sh``),
-so the only third-party URL left is the tile server's, if one is configured. Report markers
-are written once as compact JSON and drawn by one small script, rather than as one folium
-element each, so a page stays small with hundreds of markers. Scripts can find the pieces
-on ``window.issuemap`` (``map``, ``heat``, ``markers``, ``reports``, ``outline``, ``wards``).
+script and stylesheet at our own ``/static/vendor`` copies (see ``scripts/vendor_assets.sh``)
+and leaves out those no page here uses, so the only third-party URL left is the tile
+server's, if one is configured. Report markers are written once as compact JSON and drawn
+by one small script, rather than as one folium element each, so a page stays small with
+hundreds of markers. Scripts can find the pieces on ``window.issuemap`` (``map``, ``heat``,
+``markers``, ``reports``, ``outline``, ``wards``).
 
 The page's own scripts, styles and element templates are package files in ``templates/``,
 read with ``importlib.resources`` and a Jinja ``PackageLoader``, so an installed issuemap
@@ -41,7 +42,7 @@ from folium.plugins import HeatMap, MarkerCluster
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
-from geo.maps.assets import localise_assets, walk
+from geo.maps.assets import StaticAssets, localise_assets, static_url, walk
 from geo.maps.choropleth import (
     CLASS_METHODS,
     K_DEFAULT,
@@ -65,6 +66,9 @@ _TEMPLATES = Environment(loader=PackageLoader("geo.maps", "templates"), autoesca
 
 _PAGES = Environment(loader=PackageLoader("geo.maps", "templates"), autoescape=True)
 """Whole pages rendered by Jinja itself (the list view): autoescaped, values as variables."""
+# Templates name static files by path; the URL is the served, content-hashed one.
+_TEMPLATES.globals["static_url"] = static_url
+_PAGES.globals["static_url"] = static_url
 
 
 def _package_text(name: str) -> str:
@@ -1189,9 +1193,12 @@ _HEAT_CSS = "<style>" + _package_text("heat.css").strip() + "</style>"
 
 
 def render_page(
-    fmap: folium.Map, *, nonce: str | None = None, vendor_base: str = "/static/vendor"
+    fmap: folium.Map, *, nonce: str | None = None, assets: StaticAssets | None = None
 ) -> str:
-    """The whole HTML page of ``fmap``, with every asset served from ``vendor_base``.
+    """The whole HTML page of ``fmap``, every script and stylesheet from our own origin.
+
+    Asset URLs are ``assets``', by default those the service serves
+    (``geo.maps.assets.use_static_assets``).
 
     The template is rendered first, holding no user-, admin- or file-supplied text; the
     data of every ``DataElement`` is then put in as one JSON document and the panel as
@@ -1199,7 +1206,7 @@ def render_page(
     every script element carries it, for a Content-Security-Policy without
     ``'unsafe-inline'`` (see ``content_security_policy``).
     """
-    localise_assets(fmap, base=vendor_base)
+    localise_assets(fmap, assets)
     root = fmap.get_root()
     assert isinstance(root, Figure)
     root.header.add_child(Element('<meta name="robots" content="noindex" />'), name="robots")

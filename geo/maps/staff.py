@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from geo.i18n import gettext_for
+from geo.maps.assets import static_url
 from geo.vocabulary import EMAIL_MAX
 
 PAGES = Environment(
@@ -24,6 +25,7 @@ PAGES = Environment(
 )
 """The HTML pages' templates (residents' form and status page, sign-in, work view):
 autoescaped, strict."""
+PAGES.globals["static_url"] = static_url
 
 DEFAULT_NEXT: Final = "/work"
 """Where a staff member lands after signing in when no page asked for it."""
