@@ -240,10 +240,11 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         summary="Citizen issue reports, routed by PostGIS to the field team that fixes them.",
         version="0.1.0",
         lifespan=lifespan,
+        # note_route first: a request another of them refuses is still counted by its route.
         dependencies=[
+            Depends(metrics.note_route),
             Depends(refuse_nul_characters),
             Depends(refuse_unknown_parameters),
-            Depends(metrics.note_route),
         ],
         # FastAPI's own pages load their assets from a CDN; api.routers.docs serves ours.
         docs_url=None,

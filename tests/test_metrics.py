@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
 from api.metrics import REQUEST_LOGGER
@@ -77,28 +77,49 @@ def value(found: Samples, name: str, **labels: str) -> float:
 
 
 def test_metrics_count_requests_by_route_intake_by_channel_and_routing_failures(
-    local: TestClient,
+    local: TestClient, engine: Engine, keys: Keys
 ) -> None:
     filed = local.post("/api/reports", json=ROAD)
     assert filed.status_code == 201, filed.text
+    open311 = {"api_key": keys.app, "service_code": "road", "lat": "8.405", "long": "100.005"}
+    open311["description"] = "หลุม"
+    assert local.post("/open311/v2/requests.json", data=open311).status_code == 200
     report = filed.json()["id"]
     assert local.get(f"/api/reports/{report}").status_code == 200
+    # Refused by a check every route makes, and still counted by its route.
+    assert local.get(f"/api/reports/{report}", params={"lang": "\x00"}).status_code == 422
     assert local.post("/api/reports", json=OUTSIDE).status_code == 422
+    # A corner of ward W-A that no zone covers: the report is stored, for no team.
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE zones SET geom = ST_Multi(ST_GeomFromText('POLYGON((100.00 8.40, "
+                "100.005 8.40, 100.005 8.41, 100.00 8.41, 100.00 8.40))', 4326)) "
+                "WHERE code = 'Z1'"
+            )
+        )
+    orphan = local.post("/api/reports", json=ROAD | {"lon": 100.008})
+    assert orphan.status_code == 201, orphan.text
+    assert orphan.json()["team"] is None
     found = samples(local)
 
     route = {"method": "GET", "route": "/api/reports/{report_id}", "status": "200"}
     assert value(found, "issuemap_http_requests_total", **route) == 1
+    assert value(found, "issuemap_http_requests_total", **route | {"status": "422"}) == 1
     assert (
         value(found, "issuemap_http_requests_total", **route | {"route": f"/api/reports/{report}"})
         == 0
     )
     posted = {"method": "POST", "route": "/api/reports"}
-    assert value(found, "issuemap_http_requests_total", **posted, status="201") == 1
+    assert value(found, "issuemap_http_requests_total", **posted, status="201") == 2
     assert value(found, "issuemap_http_requests_total", **posted, status="422") == 1
-    assert value(found, "issuemap_http_request_duration_seconds_count", **posted) == 2
-    assert value(found, "issuemap_intake_reports_total", channel="api") == 1
+    assert value(found, "issuemap_http_request_duration_seconds_count", **posted) == 3
+    assert value(found, "issuemap_intake_reports_total", channel="api") == 2
+    assert value(found, "issuemap_intake_reports_total", channel="open311") == 1
     outside = {"channel": "api", "reason": "outside_service_area"}
     assert value(found, "issuemap_routing_failures_total", **outside) == 1
+    no_team = {"channel": "api", "reason": "no_team"}
+    assert value(found, "issuemap_routing_failures_total", **no_team) == 1
 
     assert value(found, "issuemap_db_pool_limit") == 20  # pool_size 10, as many in overflow
     assert ("issuemap_db_pool_checked_out", frozenset()) in found
@@ -120,8 +141,6 @@ def test_the_live_tailers_lag_is_a_fraction_of_a_second(local: TestClient) -> No
 
 
 def test_the_outbox_backlog_counts_messages_waiting(local: TestClient, engine: Engine) -> None:
-    from sqlalchemy import text
-
     with engine.begin() as conn:
         conn.execute(
             text(

@@ -106,6 +106,8 @@ def json_formatter(**options: Any) -> logging.Formatter:
             return {
                 name: redact_text(value) if isinstance(value, str) else value
                 for name, value in super().process_log_record(log_data).items()
+                # uvicorn's copy of its message with terminal colours.
+                if name != "color_message"
             }
 
     options.setdefault("fmt", "%(asctime)s %(levelname)s %(name)s %(message)s")
