@@ -108,7 +108,9 @@ def test_staff_still_see_it_with_the_reason(hidden: Any) -> None:
     rows = list(
         csv.DictReader(
             io.StringIO(
-                client.get("/api/reports?format=csv", headers={"X-API-Key": keys.planner}).text
+                client.get(
+                    "/api/reports?format=csv", headers={"X-API-Key": keys.planner}
+                ).content.decode("utf-8-sig")
             )
         )
     )
