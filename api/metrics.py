@@ -74,6 +74,9 @@ CHANNELS: Final = ("api", "web", "open311", "line")
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Request durations in seconds: intake takes a few milliseconds, exports may take minutes."""
 
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods counted by name; any other a client makes up counts as ``other``."""
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 log = logging.getLogger(REQUEST_LOGGER)
@@ -370,6 +373,9 @@ class RequestMetrics:
         self, scope: Scope, app: object, status: int, seconds: float, request_id: str
     ) -> None:
         method = scope.get("method", "")
+        if method not in METHODS:
+            # Any token is a method to HTTP: a label per made-up one would be a new series.
+            method = "other"
         route = route_template(scope, app)
         metrics = self.metrics
         metrics.requests.labels(method=method, route=route, status=str(status)).inc()

@@ -156,12 +156,22 @@ def test_the_outbox_backlog_counts_messages_waiting(local: TestClient, engine: E
 def test_made_up_paths_add_no_series(local: TestClient) -> None:
     for _ in range(1000):
         assert local.get(f"/{secrets.token_hex(8)}/x").status_code == 404
+    for _ in range(50):
+        local.request(f"X{secrets.token_hex(4).upper()}", "/healthz")
     # Paths of a route are counted by its template.
     for number in range(1_000_000, 1_000_020):
         assert local.get(f"/api/reports/{number}").status_code == 404
     found = samples(local)
     requests = {labels for name, labels in found if name == "issuemap_http_requests_total"}
     assert len(requests) < 10, sorted(requests)
+    assert (
+        sum(
+            v
+            for (n, labels), v in found.items()
+            if n == "issuemap_http_requests_total" and ("method", "other") in labels
+        )
+        == 50
+    )
     unmatched = {"method": "GET", "route": "<unmatched>", "status": "404"}
     assert value(found, "issuemap_http_requests_total", **unmatched) == 1000
     assert (
