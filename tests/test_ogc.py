@@ -204,6 +204,10 @@ def test_landing_conformance_and_collections(ogc: Ogc) -> None:
     assert landing.status_code == 200
     rels = {link["rel"] for link in landing.json()["links"]}
     assert {"conformance", "data"} <= rels
+    # Links carry the mount's prefix, so GDAL and QGIS follow them back to /ogc.
+    data = next(link["href"] for link in landing.json()["links"] if link["rel"] == "data")
+    assert data == f"{ogc.url}/collections"
+    assert _get(ogc, "/api").json()["paths"]
     conformance = _get(ogc, "/conformance").json()["conformsTo"]
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in conformance
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson" in conformance
