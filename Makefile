@@ -32,8 +32,8 @@ messages: setup
 # fit, `make lock UPGRADE=1` moves every one to its newest. make setup installs from the lock.
 lock:
 	python3 -m venv build/lock-tools
-	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= build/lock-tools/bin/pip install -q pip-tools==7.5.1
-	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= CUSTOM_COMPILE_COMMAND="make lock" \
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null build/lock-tools/bin/pip install -q pip-tools==7.5.1
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock" \
 		build/lock-tools/bin/pip-compile -q --generate-hashes --allow-unsafe --all-extras \
 		--strip-extras --build-deps-for=editable --index-url https://pypi.org/simple \
 		--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
