@@ -334,6 +334,13 @@ def test_a_database_holding_data_is_replaced_only_with_force_and_whole_or_not_at
     assert code == 0, said
     assert says(said, "(it replaced the rows of 1 table)")
     assert contents(other_db) == source
+    # The QGIS layers (views in schemas of their own) come back with the restored reports.
+    assert query(other_db, "SELECT count(*) FROM ogc_public.reports") == query(
+        db_url, "SELECT count(*) FROM ogc_public.reports"
+    )
+    assert query(other_db, "SELECT count(*) FROM ogc_staff.reports") == query(
+        other_db, "SELECT count(*) FROM reports"
+    )
 
 
 def test_the_services_own_role_restores_where_a_superuser_created_postgis(

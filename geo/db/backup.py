@@ -52,6 +52,7 @@ _C_LOCALE = {"LC_ALL": "C", "LC_MESSAGES": "C"}
 _VERSION = re.compile(r"\(PostgreSQL\) (\d+)")
 _DUMPED_FROM = re.compile(r"^;\s+Dumped from database version: (\d+)", re.MULTILINE)
 _TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (\S+) (\S+) ", re.MULTILINE)
+_TOC_SCHEMA = re.compile(r"^\d+; \d+ \d+ SCHEMA - ([a-z_][a-z0-9_]*) ", re.MULTILINE)
 _ERROR_LINES = 6
 
 # Everything in schema public that is not part of an extension (PostGIS's spatial_ref_sys,
@@ -479,6 +480,40 @@ def _restore_list(listing: str) -> str:
     )
 
 
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def clear_schemas_sql(listing: str) -> str:
+    """SQL dropping the schemas other than public that the archive creates, where they exist.
+
+    The service keeps views in schemas of their own (the OGC collections); the archive
+    creates them again, which fails while they exist. A schema an extension owns is kept,
+    as the extensions are.
+    """
+    names = sorted({name for name in _TOC_SCHEMA.findall(listing) if name != "public"})
+    if not names:
+        return ""
+    wanted = ", ".join(_sql_literal(name) for name in names)
+    return f"""
+DO $schemas$
+DECLARE
+  name text;
+BEGIN
+  FOR name IN
+    SELECT n.nspname FROM pg_namespace n
+     WHERE n.nspname = ANY (ARRAY[{wanted}]::text[])
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid
+                          AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', name);
+  END LOOP;
+END
+$schemas$;
+"""
+
+
 def _load(*, pg_restore: Path, psql: Path, url: str, path: Path, listing: str) -> None:
     """Empty the database and load the archive into it, in one transaction."""
     conninfo, env = _libpq(url)
@@ -510,7 +545,9 @@ def _load(*, pg_restore: Path, psql: Path, url: str, path: Path, listing: str) -
             assert loader.stdin is not None and reader.stdout is not None
             read: int | None = None  # pg_restore's exit status once it read to the end
             try:
-                loader.stdin.write(b"BEGIN;\n" + CLEAR_SQL.encode())
+                loader.stdin.write(
+                    b"BEGIN;\n" + CLEAR_SQL.encode() + clear_schemas_sql(listing).encode()
+                )
                 shutil.copyfileobj(reader.stdout, loader.stdin, 1 << 20)
                 read = reader.wait()
                 if read == 0:
