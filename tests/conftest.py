@@ -7,6 +7,7 @@ clone of it through pytest-postgresql's ``DatabaseJanitor``.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -23,6 +24,36 @@ from geo.db.engine import make_engine, upgrade
 CHECKOUT = Path(__file__).resolve().parent.parent
 SHARED_DATA = CHECKOUT.parent / "shared" / "data"
 TEMPLATE_DB = "issuemap_template"
+
+
+def _loggers() -> list[logging.Logger]:
+    named = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(one for one in named if isinstance(one, logging.Logger))]
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Undo the logging set-up a command run in-process made.
+
+    ``serve`` and the workers configure logging onto the stderr they were given, and a test
+    runner's stderr is closed when the command ends: the next test's log lines would fail
+    on it, or go nowhere.
+    """
+    saved = {
+        one: (list(one.handlers), one.level, one.propagate, one.disabled) for one in _loggers()
+    }
+    yield
+    for one in _loggers():
+        if one not in saved:
+            # A logger first made during the test keeps its level (a library's import may
+            # set one); only the stream handlers a logging set-up gave it go.
+            one.handlers[:] = [h for h in one.handlers if not isinstance(h, logging.StreamHandler)]
+            continue
+        handlers, level, propagate, disabled = saved[one]
+        if one.handlers != handlers or one.level != level:
+            one.handlers[:] = handlers
+            one.setLevel(level)
+        one.propagate, one.disabled = propagate, disabled
 
 
 @pytest.fixture(scope="session")
