@@ -144,7 +144,7 @@ def main() -> None:
         app = create_app(AppSettings(database=DatabaseSettings(database_url=url)))
         with TestClient(app) as client:
             # The default OSM tiles: the page carries the tile URL, as it would in service.
-            replace_app_state(client.app, maps=MapSettings())
+            replace_app_state(app, maps=MapSettings())
             for target in sizes:
                 with engine.begin() as conn:
                     have = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()

@@ -230,7 +230,8 @@ def history(
     worked = pd.to_timedelta(rng.exponential(72, n), unit="h")
     done = np.isin(status, ("closed", "resolved"))
     resolved = pd.Series(created + worked).where(done)
-    resolved = resolved.where(resolved < pd.Timestamp(NOW), pd.Timestamp(NOW))
+    # Open work has no resolution time (a missing time compares false, so it is kept as is).
+    resolved = resolved.where(resolved.isna() | (resolved < pd.Timestamp(NOW)), pd.Timestamp(NOW))
     return pd.DataFrame(
         {
             "lon": lons,
