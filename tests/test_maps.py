@@ -842,6 +842,52 @@ def test_public_map_fixed_work_is_read_through_the_resolved_at_index(engine: Eng
             assert "Seq Scan on reports" not in plan, plan
 
 
+def _rows_read(node: dict[str, Any], table: str) -> int:
+    """Rows a plan node and its children read from ``table`` (kept and filtered away)."""
+    own = 0
+    if node.get("Relation Name") == table:
+        kept = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+        own = kept * node.get("Actual Loops", 1)
+    return own + sum(_rows_read(child, table) for child in node.get("Plans", []))
+
+
+def test_public_map_open_work_reads_a_page_per_status_however_long_the_backlog(
+    engine: Engine,
+) -> None:
+    """The markers come from the first page of each open status in due order, not all of it."""
+    from geo.access.policy import ANONYMOUS
+    from geo.maps.pagedata import map_reports_sql
+    from geo.vocabulary import OPEN_STATUSES
+    from tests.fixtures import load_tiny_city
+
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+        # A long open backlog in every open status, due at scattered times.
+        conn.execute(
+            text(
+                "INSERT INTO reports (category_id, status, created_at, due_at, geom) "
+                "SELECT :cat, (CAST(:statuses AS text[]))[1 + i % 4], now() - interval '1 day', "
+                "  now() + ((i * 7919) % 30000 || ' minutes')::interval, "
+                "  ST_SetSRID(ST_MakePoint(100 + 0.02 * random(), 8.40 + 0.01 * random()), 4326) "
+                "FROM generate_series(1, 40000) AS i"
+            ),
+            {"cat": city.categories["road"], "statuses": list(OPEN_STATUSES)},
+        )
+        conn.execute(text("ANALYZE reports"))
+        page, _, params = map_reports_sql(
+            ReportFilter(statuses=OPEN_STATUSES),
+            ANONYMOUS,
+            fixed_since=datetime.now(UTC) - timedelta(days=30),
+        )
+        plan = conn.execute(
+            text(f"EXPLAIN (ANALYZE, FORMAT JSON) {page}"), params | {"limit": 500, "offset": 0}
+        ).scalar_one()
+        shown = conn.execute(text(page), params | {"limit": 500, "offset": 0}).all()
+    assert len(shown) == 500
+    # A page of 500 from each of the four statuses, and the 500 shown read again whole.
+    assert _rows_read(plan[0]["Plan"], "reports") <= 5 * 500 + 100, json.dumps(plan, indent=1)
+
+
 def test_city_bounds_are_the_extent_of_the_current_wards(engine: Engine) -> None:
     from geo.city.layers import city_bounds
     from tests.fixtures import load_tiny_city

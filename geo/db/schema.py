@@ -254,7 +254,9 @@ class Report(Base):
         UniqueConstraint("source", "external_id", name="uq_reports_source_external_id"),
         Index("ix_reports_geom", "geom", postgresql_using="gist"),
         Index("ix_reports_created_at", "created_at"),
-        Index("ix_reports_status", "status"),
+        # A status's reports in due order: the public map's open work takes its first page
+        # of each status from here, however much history the city holds.
+        Index("ix_reports_status_due", "status", "due_at", "id"),
         Index("ix_reports_team_status_due", "team_id", "status", "due_at"),
         Index("ix_reports_ward", "ward_id"),
         Index("ix_reports_zone", "zone_id"),
