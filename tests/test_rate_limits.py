@@ -42,7 +42,7 @@ from geo.settings import (
     RateLimitSettings,
 )
 from tests.fixtures import TINY_GAZETTEER, Keys, TinyCity, load_tiny_city, make_keys
-from tests.test_serve import free_port, wait_for, web_workers
+from tests.test_serve import free_port, stop_service, wait_for, web_workers
 
 ROAD = {"category": "road", "description": "หลุมบ่อ", "lat": 8.405, "lon": 100.005}
 
@@ -369,6 +369,7 @@ def served() -> Iterator[Served]:
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         assert wait_for(f"http://127.0.0.1:{port}/healthz", process, 300).status_code == 200
@@ -378,9 +379,7 @@ def served() -> Iterator[Served]:
             time.sleep(0.2)
         yield Served(process, port, log)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_service(process)
         LocalCluster(data_dir).destroy()
         log.unlink(missing_ok=True)
 

@@ -5,6 +5,7 @@ The tests share one running service and follow its life in order: they are writt
 a module, top to bottom (as pytest runs them).
 """
 
+import contextlib
 import os
 import pwd
 import signal
@@ -43,6 +44,21 @@ def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0)
         except httpx.TransportError:
             time.sleep(0.3)
     raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def stop_service(process: subprocess.Popen[bytes]) -> None:
+    """Stop a service started in a session of its own, and whatever it left running.
+
+    A supervisor killed outright leaves its web workers behind, holding their port and
+    connections; they would outlive the test run.
+    """
+    if process.poll() is None:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @dataclass
@@ -93,6 +109,7 @@ def service() -> Iterator[Service]:
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     cluster = LocalCluster(data_dir)
     try:
@@ -105,9 +122,7 @@ def service() -> Iterator[Service]:
             time.sleep(0.2)
         yield running
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_service(process)
         cluster.destroy()
         log.unlink(missing_ok=True)
 
