@@ -16,7 +16,7 @@ lint: setup
 # The suite runs in one process per core (at most four), each with its own PostgreSQL
 # cluster; a test file stays in one process, so its module fixtures are built once.
 test: lint
-	.venv/bin/pytest -n auto --maxprocesses=4 --dist loadfile
+	.venv/bin/pytest -n auto --maxprocesses=4 --dist loadfile --durations=25
 
 # After changing resident-facing text: re-extract the message ids into the catalogs, then
 # translate every new Thai entry (tests/test_catalogs.py fails on any left empty).
