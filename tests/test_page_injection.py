@@ -112,3 +112,23 @@ def test_zone_code_with_template_syntax_is_shown_verbatim(city_app, engine) -> N
     (chrome,) = [v for v in data.values() if isinstance(v, dict) and v.get("kind") == "zone"]
     assert chrome["zone"] == code
     assert "Z49" not in _data_texts(page.text)
+
+
+@pytest.mark.parametrize("name", sorted(PAYLOADS))
+def test_what_a_folium_element_renders_is_not_compiled_again(name: str) -> None:
+    """A map element's own output (here a tooltip's text) reaches the page as it rendered.
+
+    branca by itself compiles every macro's output as a second template; a page builder
+    that let any outside text into an element would then run it.
+    """
+    import folium
+
+    from geo.maps.builders import render_page
+
+    payload = PAYLOADS[name]
+    fmap = folium.Map(location=(8.4, 100.0), tiles=None)
+    folium.Marker((8.4, 100.0), tooltip=payload).add_to(fmap)
+    page = render_page(fmap)
+    # Evaluated, the payload would have been replaced by its result (or, unfinished, failed).
+    assert payload in page, page[-2000:]
+    assert "uid=" not in page

@@ -215,11 +215,50 @@ FIXED_DAYS_CHOICES = (0, 7, 30, 90, 365)
 _MARKERS = _TEMPLATES.get_template("report_markers.j2")
 
 
+class RenderedText(Element):
+    """Text a template already produced, put in the page as it is and never compiled again."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def render(self, **kwargs: Any) -> str:
+        """The text itself."""
+        return self.text
+
+
+def _render_macro(self: MacroElement, **kwargs: Any) -> None:
+    """``MacroElement.render`` without compiling its output as a new template.
+
+    branca puts each macro's rendered header, html and script into an ``Element``, which
+    compiles that text as a Jinja template and renders it again: about a fifth of a map
+    page's time, and text that reads as a template would run a second time. The parts and
+    their order are branca's own.
+    """
+    figure = self.get_root()
+    assert isinstance(figure, Figure), "You cannot render this Element if it is not in a Figure."
+    macros = self._template.module.__dict__
+    for part, parent in (
+        ("header", figure.header),
+        ("html", figure.html),
+        ("script", figure.script),
+    ):
+        made = macros.get(part)
+        if made is not None:
+            parent.add_child(RenderedText(str(made(self, kwargs))), name=self.get_name())
+    for element in self._children.values():
+        element.render(**kwargs)
+
+
+MacroElement.render = _render_macro  # type: ignore[method-assign]
+
+
 class DataElement(MacroElement):
     """A page element whose data travels in the page's JSON document, never in its template.
 
-    branca compiles the output of every macro again as a Jinja template, so any text placed
-    in a macro's output is code. Subclasses keep what they show in ``payload``; their
+    A macro's output is script and HTML that nothing escapes, so any text placed in it is
+    code (and branca, unless ``RenderedText`` stands in, compiles that output again as a
+    template). Subclasses keep what they show in ``payload``; their
     template only names the element, and its script reads the payload with
     ``issuemapData(name)`` from the ``im-data`` document that ``render_page`` adds after
     rendering.
@@ -1209,11 +1248,11 @@ def render_page(
     localise_assets(fmap, assets)
     root = fmap.get_root()
     assert isinstance(root, Figure)
-    root.header.add_child(Element('<meta name="robots" content="noindex" />'), name="robots")
-    root.header.add_child(Element(_DATA_SLOT + _LOADER), name="issuemap_data")
+    root.header.add_child(RenderedText('<meta name="robots" content="noindex" />'), name="robots")
+    root.header.add_child(RenderedText(_DATA_SLOT + _LOADER), name="issuemap_data")
     # The heat canvas lies over the polygons; without this it swallows their hover and clicks.
     root.header.add_child(
-        Element(_HEAT_CSS),
+        RenderedText(_HEAT_CSS),
         name="issuemap_heat_css",
     )
     data: dict[str, Any] = {}
