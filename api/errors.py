@@ -99,6 +99,11 @@ def request_language(request: Request) -> str:
 
 async def _handle(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, IssuemapError)
+    return error_answer(request, error)
+
+
+def error_answer(request: Request, error: IssuemapError) -> JSONResponse:
+    """The native API's answer to ``error``: its status, its message in the caller's language."""
     body: dict[str, object] = {
         "detail": error.message(request_language(request)),
         "error": type(error).__name__,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from cql2 import Expr
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from morecantile import Tile
 from sqlalchemy.engine import make_url
 from starlette.templating import Jinja2Templates
@@ -45,17 +47,24 @@ from tipg.dependencies import (
     datetime_query,
     filter_query,
 )
-from tipg.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+from tipg.errors import (
+    DEFAULT_STATUS_CODES,
+    InvalidLimit,
+    InvalidPropertyName,
+    NotFound,
+    TiPgError,
+    add_exception_handlers,
+)
 from tipg.factory import Endpoints
 from tipg.resources.enums import MediaType
 from tipg.settings import DatabaseSettings
 
 from api import errors
 from api.deps import AppState, PrincipalDep, set_app_state
-from api.params import refuse_nul_characters
+from api.params import accepted_query_names, refuse_names_outside, refuse_nul_characters
 from api.routers import docs
 from geo.city.coordinates import parse_bbox
-from geo.errors import InvalidInputError, NotFoundError
+from geo.errors import InvalidInputError, IssuemapError, NotFoundError
 from geo.i18n import N_, translate
 from geo.reports.ogc_views import (
     COLLECTIONS,
@@ -118,6 +127,12 @@ async def ogc_collection(
             collection=collectionId,
             choices=", ".join(COLLECTIONS),
         )
+    route = request.scope.get("route")
+    if request.method == "GET" and isinstance(route, APIRoute):
+        # tipg reads any parameter named as a property as a filter, and ignores the rest:
+        # a misspelt filter would answer unfiltered, as if it had matched everything.
+        properties = frozenset(column.name for column in found.properties)
+        refuse_names_outside(request, accepted_query_names(route) | properties)
     return found
 
 
@@ -215,6 +230,59 @@ def _without_html(
     return chosen
 
 
+UNKNOWN_PROPERTY = N_("the collection has no property {name!r}")
+NOT_SELECTED = N_("{name} is not among the selected `properties`")
+NO_SUCH_FEATURE = N_("There is no feature {feature!r} in this collection.")
+LIMIT_TOO_HIGH = N_("must be at most {maximum:,}")
+
+# tipg's refusals, by the text it writes: (pattern, field); a field of None is the property
+# itself (tipg reads every query parameter it does not know as a property filter).
+_TIPG_REFUSALS: tuple[tuple[type[TiPgError], re.Pattern[str], str | None], ...] = (
+    (InvalidPropertyName, re.compile(r"^Invalid property name: (?P<name>.*)$", re.S), None),
+    (InvalidPropertyName, re.compile(r"^Property (?P<name>.*) does not exist\.$", re.S), "sortby"),
+    (
+        InvalidPropertyName,
+        re.compile(r"^Cannot sort by (?P<name>.*): not in the selected", re.S),
+        "sortby",
+    ),
+    (NotFound, re.compile(r"^Item (?P<feature>.*) in Collection .* does not exist\.$", re.S), ""),
+    (NotFound, re.compile(r"^Invalid id (?P<feature>.*) for \S+ column\.$", re.S), ""),
+    (InvalidLimit, re.compile(r"setting of (?P<maximum>\d+)$", re.S), "limit"),
+)
+
+
+def _as_ours(error: TiPgError) -> IssuemapError | None:
+    """A refusal of tipg's as the service's own error, which speaks the caller's language."""
+    text = str(error)
+    for kind, pattern, field in _TIPG_REFUSALS:
+        found = pattern.search(text) if isinstance(error, kind) else None
+        if found is None:
+            continue
+        values = found.groupdict()
+        if kind is NotFound:
+            return NotFoundError(NO_SUCH_FEATURE, feature=values["feature"].strip("'\""))
+        if kind is InvalidLimit:
+            return InvalidInputError("limit", LIMIT_TOO_HIGH, maximum=int(values["maximum"]))
+        name = values["name"]
+        if field is None:
+            return InvalidInputError(name, UNKNOWN_PROPERTY, name=name)
+        problem = NOT_SELECTED if pattern.pattern.startswith("^Cannot") else UNKNOWN_PROPERTY
+        return InvalidInputError(field, problem, name=name)
+    return None
+
+
+def _tipg_refusal(fallback: Callable[[Request, Exception], Any]) -> Callable[..., Any]:
+    """The handler ``fallback`` of tipg's, answering in the caller's language where it can."""
+
+    async def answer(request: Request, error: Exception) -> Any:
+        ours = _as_ours(error) if isinstance(error, TiPgError) else None
+        if ours is None:
+            return await fallback(request, error)
+        return errors.error_answer(request, ours)
+
+    return answer
+
+
 async def _bad_filter_value(request: Request, error: Exception) -> JSONResponse:
     """A filter the database could not read (``asyncpg``'s data errors) is bad input."""
     return JSONResponse(
@@ -273,6 +341,8 @@ def create_ogc_app() -> FastAPI:
     for choose in (OutputType, QueryablesOutputType, ItemsOutputType):
         app.dependency_overrides[choose] = _without_html(choose)
     add_exception_handlers(app, DEFAULT_STATUS_CODES)
+    for refusal in (InvalidPropertyName, NotFound, InvalidLimit):
+        app.add_exception_handler(refusal, _tipg_refusal(app.exception_handlers[refusal]))
     errors.install(app)
     app.add_exception_handler(asyncpg.exceptions.DataError, _bad_filter_value)
     return app

@@ -131,7 +131,11 @@ async def refuse_unknown_parameters(request: Request) -> None:
     route = request.scope.get("route")
     if request.method != "GET" or not isinstance(route, APIRoute):
         return
-    accepted = accepted_query_names(route)
+    refuse_names_outside(request, accepted_query_names(route))
+
+
+def refuse_names_outside(request: Request, accepted: frozenset[str]) -> None:
+    """Refuse the request's query parameters that are not in ``accepted``, naming them."""
     unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in accepted]
     if unknown:
         shown = [

@@ -357,6 +357,32 @@ def test_bad_input_is_a_client_error(ogc: Ogc, params: dict[str, str], path: str
         assert conn.execute(text("SELECT count(*) FROM reports")).scalar_one() > 0
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "status", "field", "thai"),
+    [
+        ("/collections/reports/items", {"staus": "open"}, 422, "staus", "ไม่ใช่พารามิเตอร์"),
+        ("/collections/wards/items", {"nosuch": "1"}, 422, "nosuch", "ไม่ใช่พารามิเตอร์"),
+        ("/collections/reports/items", {"sortby": "-nosuch"}, 422, "sortby", "'nosuch'"),
+        ("/collections/reports/items/999999999", {}, 404, None, "ไม่มีรายการ '999999999'"),
+        ("/collections/reports/items/abc", {}, 404, None, "ไม่มีรายการ"),
+    ],
+)
+def test_tipgs_refusals_name_the_field_in_the_callers_language(
+    ogc: Ogc, path: str, params: dict[str, str], status: int, field: str | None, thai: str
+) -> None:
+    """A parameter, sort or feature that does not exist is refused as the native API does.
+
+    tipg by itself ignores a parameter that names no property, and answers unfiltered.
+    """
+    answer = _get(ogc, path, lang="th", **params)
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert thai in body["detail"], body
+    assert body.get("field") == field, body
+    english = _get(ogc, path, **params).json()["detail"]
+    assert english != body["detail"] and english.isascii(), english
+
+
 def test_vector_tiles(ogc: Ogc) -> None:
     """Tiles of reports, wards and zones are Mapbox vector tiles with features in them."""
     # The z16 tile over the tiny city (100.005 E, 8.405 N).
