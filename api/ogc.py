@@ -235,39 +235,56 @@ NOT_SELECTED = N_("{name} is not among the selected `properties`")
 NO_SUCH_FEATURE = N_("There is no feature {feature!r} in this collection.")
 LIMIT_TOO_HIGH = N_("must be at most {maximum:,}")
 
-# tipg's refusals, by the text it writes: (pattern, field); a field of None is the property
-# itself (tipg reads every query parameter it does not know as a property filter).
-_TIPG_REFUSALS: tuple[tuple[type[TiPgError], re.Pattern[str], str | None], ...] = (
-    (InvalidPropertyName, re.compile(r"^Invalid property name: (?P<name>.*)$", re.S), None),
-    (InvalidPropertyName, re.compile(r"^Property (?P<name>.*) does not exist\.$", re.S), "sortby"),
+
+def _property(field: str | None, problem: str) -> Callable[[dict[str, str]], IssuemapError]:
+    """A refused property as bad input in ``field`` (None: the parameter named after it)."""
+    return lambda found: InvalidInputError(field or found["name"], problem, name=found["name"])
+
+
+# tipg's refusals, recognised by the text it writes, and how each reads as ours.
+_TIPG_REFUSALS: tuple[
+    tuple[type[TiPgError], re.Pattern[str], Callable[[dict[str, str]], IssuemapError]], ...
+] = (
+    (
+        InvalidPropertyName,
+        re.compile(r"^Invalid property name: (?P<name>.*)$", re.S),
+        _property(None, UNKNOWN_PROPERTY),
+    ),
+    (
+        InvalidPropertyName,
+        re.compile(r"^Property (?P<name>.*) does not exist\.$", re.S),
+        _property("sortby", UNKNOWN_PROPERTY),
+    ),
     (
         InvalidPropertyName,
         re.compile(r"^Cannot sort by (?P<name>.*): not in the selected", re.S),
-        "sortby",
+        _property("sortby", NOT_SELECTED),
     ),
-    (NotFound, re.compile(r"^Item (?P<feature>.*) in Collection .* does not exist\.$", re.S), ""),
-    (NotFound, re.compile(r"^Invalid id (?P<feature>.*) for \S+ column\.$", re.S), ""),
-    (InvalidLimit, re.compile(r"setting of (?P<maximum>\d+)$", re.S), "limit"),
+    (
+        NotFound,
+        re.compile(
+            r"^(?:Item (?P<a>.*) in Collection .* does not exist|Invalid id (?P<b>.*) "
+            r"for \S+ column)\.$",
+            re.S,
+        ),
+        lambda found: NotFoundError(
+            NO_SUCH_FEATURE, feature=(found["a"] or found["b"]).strip("'\"")
+        ),
+    ),
+    (
+        InvalidLimit,
+        re.compile(r"setting of (?P<maximum>\d+)$", re.S),
+        lambda found: InvalidInputError("limit", LIMIT_TOO_HIGH, maximum=int(found["maximum"])),
+    ),
 )
 
 
 def _as_ours(error: TiPgError) -> IssuemapError | None:
     """A refusal of tipg's as the service's own error, which speaks the caller's language."""
-    text = str(error)
-    for kind, pattern, field in _TIPG_REFUSALS:
-        found = pattern.search(text) if isinstance(error, kind) else None
-        if found is None:
-            continue
-        values = found.groupdict()
-        if kind is NotFound:
-            return NotFoundError(NO_SUCH_FEATURE, feature=values["feature"].strip("'\""))
-        if kind is InvalidLimit:
-            return InvalidInputError("limit", LIMIT_TOO_HIGH, maximum=int(values["maximum"]))
-        name = values["name"]
-        if field is None:
-            return InvalidInputError(name, UNKNOWN_PROPERTY, name=name)
-        problem = NOT_SELECTED if pattern.pattern.startswith("^Cannot") else UNKNOWN_PROPERTY
-        return InvalidInputError(field, problem, name=name)
+    for kind, pattern, ours in _TIPG_REFUSALS:
+        found = pattern.search(str(error)) if isinstance(error, kind) else None
+        if found is not None:
+            return ours(found.groupdict())
     return None
 
 

@@ -480,10 +480,6 @@ def _restore_list(listing: str) -> str:
     )
 
 
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def clear_schemas_sql(listing: str) -> str:
     """SQL dropping the schemas other than public that the archive creates, where they exist.
 
@@ -494,7 +490,8 @@ def clear_schemas_sql(listing: str) -> str:
     names = sorted({name for name in _TOC_SCHEMA.findall(listing) if name != "public"})
     if not names:
         return ""
-    wanted = ", ".join(_sql_literal(name) for name in names)
+    # ``_TOC_SCHEMA`` reads plain lower-case identifiers only: nothing in them needs quoting.
+    wanted = ", ".join(f"'{name}'" for name in names)
     return f"""
 DO $schemas$
 DECLARE

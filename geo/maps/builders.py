@@ -257,8 +257,7 @@ class DataElement(MacroElement):
     """A page element whose data travels in the page's JSON document, never in its template.
 
     A macro's output is script and HTML that nothing escapes, so any text placed in it is
-    code (and branca, unless ``RenderedText`` stands in, compiles that output again as a
-    template). Subclasses keep what they show in ``payload``; their
+    code. Subclasses keep what they show in ``payload``; their
     template only names the element, and its script reads the payload with
     ``issuemapData(name)`` from the ``im-data`` document that ``render_page`` adds after
     rendering.
