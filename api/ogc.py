@@ -8,10 +8,12 @@ the collection ids ``reports``, ``wards`` and ``zones`` in both. The caller is f
 the same dependency as every other route (``api.deps.PrincipalDep``).
 
 The app is mounted, so its lifespan would never run: the main app's lifespan calls
-``open_ogc`` and ``close_ogc``. tipg reads through an asyncpg pool of its own, opened by
+``open_ogc`` and ``close_ogc``. tipg reads through asyncpg pools of its own, opened by
 the first request to ``/ogc``, whose connections carry the public grid
 (``ROUNDING_SETTING``); before a staff request reads the staff views, its connection is
-told the field team to limit them to.
+told the field team to limit them to. With read replicas (``ISSUEMAP_DATABASE_REPLICA_URLS``)
+there is a pool on each, and a request reads a fit replica unless its caller wrote lately
+(``api.deps.reads_primary``), as every other read-only route does.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import contextvars
 import functools
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -60,10 +62,18 @@ from tipg.resources.enums import MediaType
 from tipg.settings import DatabaseSettings
 
 from api import errors
-from api.deps import AppState, PrincipalDep, set_app_state
+from api.deps import (
+    AppState,
+    AppStateDep,
+    PrincipalDep,
+    app_state,
+    reads_primary,
+    set_app_state,
+)
 from api.params import accepted_query_names, refuse_names_outside, refuse_nul_characters
 from api.routers import docs
 from geo.city.coordinates import parse_bbox
+from geo.db.engine import REPLICA_APPLICATION_NAME, REPLICA_CONNECT_TIMEOUT_S, ReplicaSet
 from geo.errors import InvalidInputError, IssuemapError, NotFoundError
 from geo.i18n import N_, translate
 from geo.reports.ogc_views import (
@@ -91,16 +101,60 @@ BAD_FILTER_VALUE = N_(
 )
 
 
-class _ViewerPool:
-    """tipg's pool, which tells each connection a staff request takes whose view it reads."""
+_on_replica: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "issuemap_ogc_on_replica", default=False
+)
+"""Whether the request may read a replica (False: the primary, as for anything unchecked)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+# What a replica that is down or starting answers to a connection attempt.
+_UNREACHABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class _ViewerPool:
+    """tipg's pool: the primary's, or a fit replica's, set for the request's staff member.
+
+    tipg only ever reads through it. A replica that cannot be reached is marked down (as
+    the SQLAlchemy read pools do) and the primary serves the request.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        replica_pools: list[asyncpg.Pool] | None = None,
+        replicas: ReplicaSet | None = None,
+    ) -> None:
         self.pool = pool
+        self.replica_pools = replica_pools or []
+        self.replicas = replicas
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        index = (
+            self.replicas.choose()
+            if self.replicas is not None and self.replica_pools and _on_replica.get()
+            else None
+        )
+        pool = self.pool
+        conn = None
+        if index is not None:
+            pool = self.replica_pools[index]
+            try:
+                conn = await pool.acquire()
+            except _UNREACHABLE:
+                assert self.replicas is not None
+                self.replicas.mark_down(index)
+                pool = self.pool
+        if conn is None:
+            conn = await pool.acquire()
+        try:
+            yield conn
+        finally:
+            await pool.release(conn)
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection, set for the staff member of this request (if any)."""
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             team = _viewer_team.get()
             if team is not None:
                 await conn.execute("SELECT set_config($1, $2, false)", VIEWER_TEAM_SETTING, team)
@@ -108,17 +162,20 @@ class _ViewerPool:
 
     async def close(self) -> None:
         """Close every connection (on shutdown)."""
-        await self.pool.close()
+        for pool in [self.pool, *self.replica_pools]:
+            await pool.close()
 
 
 async def ogc_collection(
     request: Request,
     collectionId: Annotated[str, Path(description="Collection: reports, wards or zones.")],
     principal: PrincipalDep,
+    state: AppStateDep,
 ) -> Collection:
     """The collection ``collectionId`` as the caller may read it (the public's or staff's)."""
     schema = catalog_schema(principal)
     _viewer_team.set(viewer_team(principal) if schema == STAFF_SCHEMA else None)
+    _on_replica.set(not reads_primary(request, state))
     catalogs: dict[str, dict[str, Collection]] = request.app.state.ogc_catalogs
     found = catalogs[schema].get(collectionId)
     if found is None:
@@ -386,6 +443,7 @@ class _Source:
     """Where ``/ogc`` reads, kept until its first request opens the pool."""
 
     dsn: str
+    replica_dsns: tuple[str, ...]
     public_rounding_m: float
     pool_size: int
     lock: asyncio.Lock
@@ -403,10 +461,30 @@ async def open_ogc(
     set_app_state(app, state)
     app.state.ogc_source = _Source(
         dsn=_asyncpg_dsn(database_url),
+        replica_dsns=tuple(
+            _asyncpg_dsn(url) for url in (state.reads.replicas.urls if state.reads else ())
+        ),
         public_rounding_m=public_rounding_m,
         pool_size=pool_size,
         lock=asyncio.Lock(),
     )
+
+
+def _on_standby(
+    init: Callable[[asyncpg.Connection], Coroutine[Any, Any, None]],
+) -> Callable[[asyncpg.Connection], Coroutine[Any, Any, None]]:
+    """Make tipg's connection set-up ``init`` fit a replica's connections.
+
+    Its last step creates its catalog functions as temporary objects, which a standby
+    refuses (they are writes). Only reading the catalogs uses them, and that is done on
+    the primary; the steps before it (the JSON codecs, the search path) are kept.
+    """
+
+    async def prepared(conn: asyncpg.Connection) -> None:
+        with suppress(asyncpg.exceptions.ReadOnlySQLTransactionError):
+            await init(conn)
+
+    return prepared
 
 
 async def _connect(app: FastAPI, source: _Source) -> None:
@@ -430,7 +508,23 @@ async def _connect(app: FastAPI, source: _Source) -> None:
     app.state.collection_catalog = Catalog(
         collections=catalogs[PUBLIC_SCHEMA], last_updated=datetime.now(UTC)
     )
-    app.state.pool = _ViewerPool(pool)
+    # Replicas connect when a request first reads one: one that is down now costs nothing.
+    replica_pools = [
+        await asyncpg.create_pool(
+            dsn,
+            min_size=0,
+            max_size=source.pool_size,
+            timeout=REPLICA_CONNECT_TIMEOUT_S,
+            init=_on_standby(connection_factory([PUBLIC_SCHEMA, STAFF_SCHEMA], "pg_temp")),
+            server_settings=connection_settings(source.public_rounding_m)
+            | {"application_name": REPLICA_APPLICATION_NAME},
+        )
+        for dsn in source.replica_dsns
+    ]
+    state = app_state(app)
+    app.state.pool = _ViewerPool(
+        pool, replica_pools, state.reads.replicas if state.reads is not None else None
+    )
 
 
 async def ogc_ready(request: Request) -> None:

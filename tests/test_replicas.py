@@ -1,7 +1,7 @@
 """Read replicas: read-only pages and exports served by a real streaming replica.
 
 One replica of the test cluster (``pg_basebackup -R``) serves the whole module. The app
-reads map pages, searches and exports from it; a caller who just wrote reads the primary;
+reads map pages, searches, exports and OGC API Features from it; a caller who just wrote reads the primary;
 a replica that lags or is stopped is skipped and the primary answers.
 """
 
@@ -144,6 +144,8 @@ def test_map_pages_searches_and_exports_are_served_by_the_replica(
         "/maps/public?view=list",
         "/api/reports",
         "/api/reports?format=csv",
+        "/ogc/collections/reports/items",
+        "/ogc/collections/wards/items?limit=3",
     ):
         since = replica_now(setup)
         answer = client.get(path)
@@ -170,9 +172,12 @@ def test_a_caller_who_wrote_reads_its_write_at_once(setup: Setup) -> None:
             # A browser that wrote through another worker carries the cookie that says so.
             client.cookies.set(WROTE_COOKIE, "1")
             assert report_id in report_ids(client.get("/api/reports"))
+            feature = f"/ogc/collections/reports/items/{report_id}"
+            assert client.get(feature).status_code == 200
             client.cookies.clear()
             # Anyone else reads the replica, which has not replayed the report yet.
             assert report_id not in report_ids(client.get("/api/reports"))
+            assert client.get(feature).status_code == 404
         finally:
             setup.replica_sql("SELECT pg_wal_replay_resume()")
 
@@ -208,10 +213,18 @@ def test_a_lagging_replica_is_skipped(setup: Setup, client: TestClient) -> None:
 
 def test_a_stopped_replica_falls_back_to_the_primary(setup: Setup, client: TestClient) -> None:
     wait_for(lambda: replicas(client).status()[0].usable, "the replica is in use")
-    client.get("/maps/public")  # a pooled connection on the replica, about to be cut
+    # Pooled connections on the replica, about to be cut.
+    client.get("/maps/public")
+    client.get("/ogc/collections/reports/items")
     setup.replica.stop()
     try:
-        for path in ("/", "/maps/public", "/api/reports", "/api/reports?format=csv"):
+        for path in (
+            "/",
+            "/maps/public",
+            "/api/reports",
+            "/api/reports?format=csv",
+            "/ogc/collections/reports/items",
+        ):
             answer = client.get(path)
             assert answer.status_code == 200, (path, answer.text)
         status = replicas(client).status()[0]
