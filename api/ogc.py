@@ -371,13 +371,13 @@ async def _bad_filter_value(request: Request, error: Exception) -> JSONResponse:
 async def ogc_docs(request: Request) -> HTMLResponse:
     """Swagger UI over ``/ogc``'s OpenAPI document, with the service's own copy of its assets."""
     ogc_root = str(request.scope.get("root_path", "")).rstrip("/")
-    assets = ogc_root.removesuffix(OGC_PATH) + docs.SWAGGER
+    root = ogc_root.removesuffix(OGC_PATH)
     page = get_swagger_ui_html(
         openapi_url=f"{ogc_root}{request.app.openapi_url}",
         title=f"{request.app.title} - Swagger UI",
-        swagger_js_url=f"{assets}/swagger-ui-bundle.js",
-        swagger_css_url=f"{assets}/swagger-ui.css",
-        swagger_favicon_url=f"{assets}/favicon-32x32.png",
+        swagger_js_url=docs.asset(root, f"{docs.SWAGGER}/swagger-ui-bundle.js"),
+        swagger_css_url=docs.asset(root, f"{docs.SWAGGER}/swagger-ui.css"),
+        swagger_favicon_url=docs.asset(root, f"{docs.SWAGGER}/favicon-32x32.png"),
     )
     # The docs pages' one CSP and nonce, not a copy of them.
     return docs._with_nonce(page)

@@ -1,9 +1,9 @@
 """Pages load their scripts and styles from our own origin, lean, hashed and compressed.
 
 Every HTML page the service renders (the maps, the residents' pages, the crew's work view,
-the admin pages) is requested, and each ``<script src>`` and ``<link href>`` must name our
-own ``/static`` files under content-hashed names, which are served compressed and cached for
-good. The URLs folium's own element classes ask for map to our vendored copies.
+the admin pages, the API docs) is requested, and each ``<script src>`` and ``<link href>``
+must name our own ``/static`` files under content-hashed names, which are served compressed
+and cached for good. The URLs folium's own element classes ask for map to our vendored copies.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from geo.maps.assets import LEAFLET_ONLY, StaticAssets, vendor_path
 from geo.maps.builders import VECTORGRID_JS
 
 ASSET = re.compile(r"<(?:script|link)\b[^>]*?\b(?:src|href)=\"([^\"]*)\"", re.I)
-HASHED = re.compile(r"^/static/.+\.[0-9a-f]{12}\.(?:js|css)$")
+HASHED = re.compile(r"^/static/.+\.[0-9a-f]{12}\.(?:js|css|png)$")
 
 
 @pytest.fixture
@@ -47,6 +47,9 @@ def pages(city_app: Any, engine: Engine) -> Iterator[tuple[Any, dict[str, str]]]
         ("/work", {"X-API-Key": keys.t1}),
         ("/admin/", admin),
         ("/admin/team/list", admin),
+        ("/docs", {}),
+        ("/redoc", {}),
+        ("/ogc/api.html", {}),
     ]
     html = {}
     for path, headers in wanted:
@@ -64,8 +67,7 @@ def test_every_page_loads_its_assets_from_our_origin_under_hashed_names(pages: A
         off_origin = [a for a in assets if urlsplit(a).netloc not in ("", "testserver")]
         assert off_origin == [], (path, off_origin)
         for asset in assets:
-            # The admin pages (sqladmin's templates) still name /static/admin.js plainly.
-            if asset.startswith("/static/") and not path.startswith("/admin"):
+            if not urlsplit(asset).netloc:
                 assert HASHED.match(asset), (path, asset)
                 assert client.get(asset).status_code == 200, (path, asset)
     # Pages load only what they use: the maps no jQuery, Bootstrap or Font Awesome.

@@ -1,8 +1,8 @@
 """Read replicas: read-only pages and exports served by a real streaming replica.
 
 One replica of the test cluster (``pg_basebackup -R``) serves the whole module. The app
-reads map pages, searches, exports and OGC API Features from it; a caller who just wrote reads the primary;
-a replica that lags or is stopped is skipped and the primary answers.
+reads map pages, searches, exports and OGC API Features from it; a caller who just wrote
+reads the primary; a replica that lags or is stopped is skipped and the primary answers.
 """
 
 from __future__ import annotations

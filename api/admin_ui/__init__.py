@@ -22,6 +22,7 @@ from starlette.responses import Response
 from api.admin_ui import boundaries, views
 from api.admin_ui.auth import ADMIN_PATH, AdminAuth, AdminHeaders, page_language
 from api.deps import app_state
+from geo.maps.assets import static_url
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 """Our templates, looked up before SQLAdmin's (``sqladmin/*`` here overrides its own)."""
@@ -62,6 +63,16 @@ class IssuemapAdmin(Admin):
         return answer
 
 
+def _static_url(request: Request, path: str) -> str:
+    """The service's URL of its static file ``path`` (content-hashed), from an admin page.
+
+    The admin app is mounted: its requests' root path ends with ``ADMIN_PATH``, and
+    ``/static`` is the main app's.
+    """
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/").removesuffix(ADMIN_PATH) + static_url(path)
+
+
 def mount_admin(
     app: FastAPI, *, extra: Sequence[type[ModelView] | type[BaseView]] = ()
 ) -> IssuemapAdmin:
@@ -78,6 +89,7 @@ def mount_admin(
     # The mounted app reaches the main app's state through this (``auth.main_state``).
     admin.admin.state.issuemap_main = app
     admin.templates.env.globals["page_language"] = page_language
+    admin.templates.env.globals["static_url"] = _static_url
     for view in (*VIEWS, *extra):
         admin.add_view(view)
     return admin

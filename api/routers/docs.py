@@ -19,10 +19,11 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import HTMLResponse
 
+from geo.maps.assets import static_url
 from geo.maps.builders import content_security_policy
 
-SWAGGER = "/static/vendor/swagger-ui-dist"
-REDOC = "/static/vendor/redoc/bundles"
+SWAGGER = "vendor/swagger-ui-dist"
+REDOC = "vendor/redoc/bundles"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 
 router = APIRouter(include_in_schema=False)
@@ -32,6 +33,15 @@ def _root(request: Request) -> str:
     """The path the service is mounted under behind a proxy (``--root-path``), or ``""``."""
     root: str = request.scope.get("root_path", "")
     return root.rstrip("/")
+
+
+def asset(root: str, path: str) -> str:
+    """The URL of the static file ``path`` under ``root``, by its content-hashed name.
+
+    Browsers keep hashed files for good, so a release that updates Swagger UI or ReDoc
+    must change their URLs.
+    """
+    return root + static_url(path)
 
 
 def _with_nonce(page: HTMLResponse, *, blob_workers: bool = False) -> HTMLResponse:
@@ -65,9 +75,9 @@ def swagger_ui(request: Request) -> HTMLResponse:
         get_swagger_ui_html(
             openapi_url=root + (request.app.openapi_url or ""),
             title=f"{request.app.title} - Swagger UI",
-            swagger_js_url=f"{root}{SWAGGER}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{SWAGGER}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{SWAGGER}/favicon-32x32.png",
+            swagger_js_url=asset(root, f"{SWAGGER}/swagger-ui-bundle.js"),
+            swagger_css_url=asset(root, f"{SWAGGER}/swagger-ui.css"),
+            swagger_favicon_url=asset(root, f"{SWAGGER}/favicon-32x32.png"),
             oauth2_redirect_url=root + OAUTH2_REDIRECT,
         )
     )
@@ -91,8 +101,8 @@ def redoc(request: Request) -> HTMLResponse:
         get_redoc_html(
             openapi_url=root + (request.app.openapi_url or ""),
             title=f"{request.app.title} - ReDoc",
-            redoc_js_url=f"{root}{REDOC}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{SWAGGER}/favicon-32x32.png",
+            redoc_js_url=asset(root, f"{REDOC}/redoc.standalone.js"),
+            redoc_favicon_url=asset(root, f"{SWAGGER}/favicon-32x32.png"),
             with_google_fonts=False,
         ),
         blob_workers=True,
