@@ -1,8 +1,9 @@
 """Read replicas: read-only pages and exports served by a real streaming replica.
 
 One replica of the test cluster (``pg_basebackup -R``) serves the whole module. The app
-reads map pages, searches, exports and OGC API Features from it; a caller who just wrote
-reads the primary; a replica that lags or is stopped is skipped and the primary answers.
+reads map pages, searches (Open311's too), exports and OGC API Features from it; a caller
+who just wrote reads the primary; a replica that lags or is stopped is skipped and the
+primary answers.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ def test_map_pages_searches_and_exports_are_served_by_the_replica(
         "/api/reports?format=csv",
         "/ogc/collections/reports/items",
         "/ogc/collections/wards/items?limit=3",
+        "/open311/v2/services.json",
+        "/open311/v2/requests.json",
+        "/open311/v2/servicerequestupdates.json",
     ):
         since = replica_now(setup)
         answer = client.get(path)

@@ -30,6 +30,7 @@ from api.deps import (
     ConnDep,
     Open311Dep,
     PrivacyDep,
+    ReadConnDep,
     client_address,
     limit_reports_by_key,
 )
@@ -225,7 +226,7 @@ def get_discovery(request: Request, fmt: FormatPath, settings: Open311Dep) -> Re
 
 @router.get("/services.{fmt}", summary="GET Service List", responses=_formats(list[Open311Service]))
 def get_services(
-    fmt: FormatPath, conn: ConnDep, settings: Open311Dep, jurisdiction_id: Jurisdiction = None
+    fmt: FormatPath, conn: ReadConnDep, settings: Open311Dep, jurisdiction_id: Jurisdiction = None
 ) -> Response:
     """Every report category as a service: the code, English name, Thai name as description.
 
@@ -243,7 +244,7 @@ def get_services(
 def get_service_definition(
     service_code: Annotated[str, Path(max_length=CODE_MAX, description="A code from services.")],
     fmt: FormatPath,
-    conn: ConnDep,
+    conn: ReadConnDep,
     settings: Open311Dep,
     jurisdiction_id: Jurisdiction = None,
 ) -> Response:
@@ -298,7 +299,7 @@ def request_filter(
 def get_requests(
     request: Request,
     fmt: FormatPath,
-    conn: ConnDep,
+    conn: ReadConnDep,
     settings: Open311Dep,
     privacy: PrivacyDep,
     flt: Annotated[ReportFilter, Depends(request_filter)],
@@ -490,7 +491,7 @@ class Open311Update(BaseModel):
 def get_updates(
     request: Request,
     fmt: FormatPath,
-    conn: ConnDep,
+    conn: ReadConnDep,
     settings: Open311Dep,
     start_date: Annotated[
         DateOrTime,
