@@ -383,6 +383,8 @@ def test_behind_nginx_http_moves_to_https_and_the_app_knows_it_came_over_tls(
         assert page.headers["strict-transport-security"].startswith("max-age=")
         cookie = page.headers["set-cookie"]
         assert cookie.startswith("csrftoken=") and "secure" in cookie.lower(), cookie
+        # The metrics are not served through the proxy, even to a caller on this machine.
+        assert client.get(f"{proxied['https']}/metrics").status_code == 403
     # Straight to the app, over plain HTTP, the same page's cookie is not Secure: the flag
     # above came from nginx's X-Forwarded-Proto, which the app believed.
     direct = httpx.get(f"{proxied['app']}/login")
