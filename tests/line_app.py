@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
+from api.metrics import Metrics
 from geo.chat.messages import Pressed, encode_press
 from geo.settings import DatabaseSettings, GeocoderSettings, LineSettings, NotificationSettings
 from tests.fake_line import FakeLine, body, event, sign
@@ -72,6 +73,11 @@ class LineApp:
         if signature is not None:
             headers["X-Line-Signature"] = signature
         return self.client.post("/line/webhook", content=raw, headers=headers)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value the service's ``/metrics`` would show for ``name`` with ``labels``."""
+        metrics: Metrics = self.client.app.state.metrics  # type: ignore[attr-defined]
+        return metrics.registry.get_sample_value(name, labels) or 0.0
 
     def inbox(self) -> list[dict[str, Any]]:
         """Every stored LINE event, oldest first."""

@@ -129,6 +129,7 @@ def test_a_whole_report_in_thai_through_line(line_app: LineApp) -> None:
     assert len(tokens) == len(set(tokens)) == 6
     assert fake.made("push") == []
     assert all(row["processed_at"] is not None for row in line_app.inbox())
+    assert line_app.metric("issuemap_intake_reports_total", channel="line") == 1
 
     client = line_app.client
     shown = client.get(f"/api/reports/{report['id']}").json()
@@ -175,6 +176,8 @@ def test_a_place_outside_the_city_gets_a_plain_thai_sentence(line_app: LineApp) 
     items = line_app.fake.made("reply")[-1]["body"]["messages"][-1]["quickReply"]["items"]
     assert items[0]["action"]["type"] == "location", "and is asked for another place"
     assert line_app.reports() == []
+    refused = {"channel": "line", "reason": "outside_service_area"}
+    assert line_app.metric("issuemap_routing_failures_total", **refused) == 1
 
 
 # --- LINE sending again, tokens LINE refuses ----------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -101,6 +102,15 @@ def test_metrics_count_requests_by_route_intake_by_channel_and_routing_failures(
     orphan = local.post("/api/reports", json=ROAD | {"lon": 100.008})
     assert orphan.status_code == 201, orphan.text
     assert orphan.json()["team"] is None
+    # The residents' form, as a browser without JavaScript posts it: in the city, then not.
+    for lat in ("8.405", "8.6"):
+        form_key = re.search(r'name="form_key" value="([^"]+)"', local.get("/report").text)
+        assert form_key is not None
+        fields = {"category": "road", "description": "หลุม", "lat": lat, "lon": "100.005"}
+        answer = local.post(
+            "/report", data=fields | {"form_key": form_key.group(1)}, follow_redirects=False
+        )
+        assert answer.status_code == (303 if lat == "8.405" else 422), answer.text[:300]
     found = samples(local)
 
     route = {"method": "GET", "route": "/api/reports/{report_id}", "status": "200"}
@@ -120,6 +130,9 @@ def test_metrics_count_requests_by_route_intake_by_channel_and_routing_failures(
     assert value(found, "issuemap_routing_failures_total", **outside) == 1
     no_team = {"channel": "api", "reason": "no_team"}
     assert value(found, "issuemap_routing_failures_total", **no_team) == 1
+    assert value(found, "issuemap_intake_reports_total", channel="web") == 1
+    web_outside = outside | {"channel": "web"}
+    assert value(found, "issuemap_routing_failures_total", **web_outside) == 1
 
     assert value(found, "issuemap_db_pool_limit") == 20  # pool_size 10, as many in overflow
     assert ("issuemap_db_pool_checked_out", frozenset()) in found

@@ -67,6 +67,7 @@ from geo.errors import IssuemapError, OutsideServiceAreaError, translated
 from geo.i18n import LANGUAGES, N_, translate
 from geo.maps.resident import when
 from geo.reports.intake import (
+    INTAKE_OBSERVER,
     IntakeResult,
     PhotoUpload,
     Submission,
@@ -407,6 +408,10 @@ def _outside(turn: _Turn, lat: float, lon: float) -> str | None:
             settings=turn.context.routing,
         )
     except OutsideServiceAreaError as error:
+        # Refused here, before intake would refuse it: counted as intake counts its own.
+        observer = INTAKE_OBSERVER.get()
+        if observer is not None:
+            observer.outside(turn.channel)
         return error.message(turn.lang)
     except IssuemapError as error:
         return _problem(turn, error)
