@@ -165,19 +165,21 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = settings.database
         engine = make_engine(
             url,
-            pool_size=settings.database.pool_size,
-            pool_timeout_s=settings.database.pool_timeout_s,
+            pool_size=db.pool_size,
+            pool_timeout_s=db.pool_timeout_s,
+            prepared_statements=db.database_prepared_statements,
         )
         observed.watch(engine)
         geocoder = make_geocoder(settings.geocoder)
-        db = settings.database
         replicas = ReplicaSet(
             engine,
             db.database_replica_urls,
             max_lag_s=db.database_replica_max_lag_s,
             check_s=db.database_replica_check_s,
+            prepared_statements=db.database_prepared_statements,
         )
         with_replicas = bool(replicas.urls)
         started = AppState(
@@ -187,6 +189,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                 limit=settings.database.export_max_concurrent,
                 max_seconds=settings.database.export_max_seconds,
                 replicas=replicas if with_replicas else None,
+                prepared_statements=db.database_prepared_statements,
             ),
             live=LiveHub(url),
             geocoder=geocoder,
@@ -202,7 +205,11 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             line=_line_channel(settings, geocoder),
             accounts=settings.accounts,
             reads=ReadPool(
-                engine, replicas, pool_size=db.pool_size, pool_timeout_s=db.pool_timeout_s
+                engine,
+                replicas,
+                pool_size=db.pool_size,
+                pool_timeout_s=db.pool_timeout_s,
+                prepared_statements=db.database_prepared_statements,
             )
             if with_replicas
             else None,

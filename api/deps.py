@@ -63,11 +63,22 @@ class ExportSlots:
     """
 
     def __init__(
-        self, url: str, *, limit: int, max_seconds: float, replicas: ReplicaSet | None = None
+        self,
+        url: str,
+        *,
+        limit: int,
+        max_seconds: float,
+        replicas: ReplicaSet | None = None,
+        prepared_statements: bool = True,
     ) -> None:
         # One connection per place and no overflow: a place always finds its connection,
         # and the short timeout only guards against a leak turning into a hang.
-        pool: dict[str, Any] = {"pool_size": limit, "max_overflow": 0, "pool_timeout_s": 5.0}
+        pool: dict[str, Any] = {
+            "pool_size": limit,
+            "max_overflow": 0,
+            "pool_timeout_s": 5.0,
+            "prepared_statements": prepared_statements,
+        }
         self.engine = make_engine(url, **pool)
         self.max_seconds = max_seconds
         self._places = threading.BoundedSemaphore(limit)

@@ -85,6 +85,14 @@ class DatabaseSettings(BaseSettings):
         "reading is cut off then, and its connection and place are freed.",
     )
 
+    database_prepared_statements: bool = Field(
+        default=True,
+        description="Let PostgreSQL prepare the statements run often (intake, the rate "
+        "limit, any query run five times on a connection). Turn off behind a pgBouncer "
+        "older than 1.21 in transaction mode, which sends a later transaction to another "
+        "server connection that does not know them.",
+    )
+
     database_replica_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="SQLAlchemy URLs of PostgreSQL streaming replicas of the database, "

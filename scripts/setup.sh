@@ -27,6 +27,9 @@ command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # tests/test_ogc.py reads /ogc with GDAL's own OGC API Features client (ogrinfo, ogr2ogr).
 command -v ogrinfo >/dev/null || need_apt+=(gdal-bin)
+# tests/test_pgbouncer.py puts its own pgbouncer (transaction mode, on a private socket)
+# in front of the test cluster; the service Debian's package sets up is never used.
+[ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

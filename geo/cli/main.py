@@ -52,8 +52,11 @@ err_console = Console(stderr=True)
 @contextmanager
 def open_engine() -> Iterator[Engine]:
     """Engine on the configured database, or on the local cluster started for this command."""
-    with database(DatabaseSettings()) as url:
-        engine = make_engine(url, pool_size=2)
+    settings = DatabaseSettings()
+    with database(settings) as url:
+        engine = make_engine(
+            url, pool_size=2, prepared_statements=settings.database_prepared_statements
+        )
         try:
             yield engine
         finally:
@@ -439,7 +442,9 @@ def serve(
     try:
         identity = service_identity(server.run_as_user, create=True) if os.geteuid() == 0 else None
         with database(settings) as url, ExitStack() as stack:
-            engine = make_engine(url, pool_size=2)
+            engine = make_engine(
+                url, pool_size=2, prepared_statements=settings.database_prepared_statements
+            )
             try:
                 if server.load_demo and is_empty(engine):
                     from geo.demo.city import load_demo_city

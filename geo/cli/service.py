@@ -502,7 +502,8 @@ def deliver_main(run_as: str | None = None, *, configure_logging: bool = True) -
         logging.config.dictConfig(serve_log_config())
     if run_as is not None and os.geteuid() == 0:
         drop_privileges(service_identity(run_as, create=False))
-    database_url = DatabaseSettings().database_url
+    db = DatabaseSettings()
+    database_url = db.database_url
     if database_url is None:
         raise LocalDatabaseError("the delivery worker needs ISSUEMAP_DATABASE_URL")
     try:
@@ -512,7 +513,9 @@ def deliver_main(run_as: str | None = None, *, configure_logging: bool = True) -
         # Said without the values: an SMTP URL holds a password.
         log.error("delivery worker not started: %s", settings_problems(error))
         return
-    engine = make_engine(database_url, pool_size=1)
+    engine = make_engine(
+        database_url, pool_size=1, prepared_statements=db.database_prepared_statements
+    )
     try:
         with chat_delivery(
             engine, settings, chat_settings, public_rounding_m=privacy.public_rounding_m

@@ -52,6 +52,7 @@ def make_engine(
     ping_after_idle_s: float = PING_AFTER_IDLE_S,
     application_name: str | None = None,
     connect_timeout_s: int | None = None,
+    prepared_statements: bool = True,
 ) -> Engine:
     """Create the sync SQLAlchemy engine shared by the API, the CLI and notebooks.
 
@@ -66,12 +67,18 @@ def make_engine(
 
     ``application_name`` names the connections in ``pg_stat_activity``; a connection
     attempt gives up after ``connect_timeout_s`` (libpq waits for ever unless told).
+
+    ``prepared_statements=False`` keeps every statement unprepared (psycopg's
+    ``prepare_threshold=None``, which ``execute_prepared`` follows too), for a pgBouncer
+    older than 1.21 in transaction mode: the next transaction may run on a server
+    connection that does not know a statement prepared on another.
     """
     connect_args: dict[str, Any] = {"options": "-c jit=off"}
     if application_name is not None:
         connect_args["application_name"] = application_name
     if connect_timeout_s is not None:
         connect_args["connect_timeout"] = connect_timeout_s
+    connect_args |= _preparing(prepared_statements)
     engine = create_engine(
         normalise_url(url),
         connect_args=connect_args,
@@ -81,6 +88,11 @@ def make_engine(
     )
     check_liveness(engine, ping_after_idle_s)
     return engine
+
+
+def _preparing(prepared_statements: bool) -> dict[str, Any]:
+    """The ``connect_args`` that turn psycopg's prepared statements off, when asked to."""
+    return {} if prepared_statements else {"prepare_threshold": None}
 
 
 def check_liveness(engine: Engine, ping_after_idle_s: float) -> None:
@@ -173,10 +185,18 @@ class ReplicaSet:
     A replica that is down, not a standby (promoted), or lags more than
     ``max_lag_s`` is skipped until a check finds it fit again; a request that cannot
     connect to one marks it down at once (``mark_down``).
+
+    ``prepared_statements=False`` keeps the checks unprepared, as ``make_engine`` does.
     """
 
     def __init__(
-        self, primary: Engine, urls: Sequence[str], *, max_lag_s: float, check_s: float
+        self,
+        primary: Engine,
+        urls: Sequence[str],
+        *,
+        max_lag_s: float,
+        check_s: float,
+        prepared_statements: bool = True,
     ) -> None:
         self.primary = primary
         self.urls = tuple(normalise_url(url) for url in urls)
@@ -191,7 +211,8 @@ class ReplicaSet:
                 connect_args={
                     "application_name": REPLICA_CHECK_APPLICATION_NAME,
                     "connect_timeout": REPLICA_CONNECT_TIMEOUT_S,
-                },
+                }
+                | _preparing(prepared_statements),
             )
             for url in self.urls
         ]
@@ -289,8 +310,9 @@ def _public_name(url: str) -> str:
 class ReadPool:
     """Connection pools on each replica of a ``ReplicaSet``, falling back to ``primary``.
 
-    Extra keyword arguments size each replica's pool as ``make_engine`` does. The primary
-    belongs to the caller; ``dispose`` closes only the replicas' pools.
+    Extra keyword arguments (the pool's size, ``prepared_statements``) go to ``make_engine``
+    for each replica's pool. The primary belongs to the caller; ``dispose`` closes only the
+    replicas' pools.
     """
 
     def __init__(self, primary: Engine, replicas: ReplicaSet, **pool: Any) -> None:
@@ -336,7 +358,8 @@ class Prepared:
     """A statement in PostgreSQL's own ``$n`` form, and its bind names in ``$n`` order.
 
     For the statements every request runs (intake, the report rate limit), which
-    ``execute_prepared`` sends as server-side prepared statements.
+    ``execute_prepared`` sends as server-side prepared statements (unless the connection
+    has them turned off).
     """
 
     sql: str
@@ -361,6 +384,10 @@ def execute_prepared(conn: Connection, statement: Prepared, params: Mapping[str,
     through SQLAlchemy's execution machinery. The cursor lives as long as its database
     connection (in the pool entry's ``info``): setting one up per call cost a fifth of the
     client's time per report. Rows are named tuples.
+
+    The statement is prepared on the server at its first run, unless the connection has
+    prepared statements off (``make_engine(prepared_statements=False)``); then it is sent
+    unprepared every time.
     """
     if not conn.in_transaction():
         # Make SQLAlchemy own the transaction psycopg is about to open, so the caller's
@@ -372,7 +399,9 @@ def execute_prepared(conn: Connection, statement: Prepared, params: Mapping[str,
         driver = pooled.driver_connection
         assert driver is not None
         cur = pooled.info[_HOT_CURSOR] = RawCursor(driver, row_factory=namedtuple_row)
-    cur.execute(statement.sql, [params[name] for name in statement.names], prepare=True)
+    # An explicit prepare=True would override the connection's prepare_threshold=None.
+    prepare = cur.connection.prepare_threshold is not None
+    cur.execute(statement.sql, [params[name] for name in statement.names], prepare=prepare)
     return cur.fetchone()
 
 
