@@ -1,9 +1,9 @@
 """Read replicas: read-only pages and exports served by a real streaming replica.
 
 One replica of the test cluster (``pg_basebackup -R``) serves the whole module. The app
-reads map pages, searches (Open311's too), exports and OGC API Features from it; a caller
-who just wrote reads the primary; a replica that lags or is stopped is skipped and the
-primary answers.
+reads map pages, searches (Open311's too), exports and OGC API Features from it, and so
+does a notebook's analysis; a caller who just wrote reads the primary; a replica that lags
+or is stopped is skipped and the primary answers.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from api.app import AppSettings, create_app
 from api.deps import WROTE_COOKIE, app_state
+from geo import analysis
 from geo.db.cluster import LocalCluster
-from geo.db.engine import REPLICA_APPLICATION_NAME, ReplicaSet, make_engine
+from geo.db.engine import REPLICA_APPLICATION_NAME, ReplicaSet, make_engine, read_pool
 from geo.settings import DatabaseSettings, GeocoderSettings
 from tests.fixtures import TINY_GAZETTEER, Keys, load_tiny_city, make_keys
 
@@ -157,6 +158,27 @@ def test_map_pages_searches_and_exports_are_served_by_the_replica(
         # The request's transaction ran on the replica: its connection there started a
         # statement (the transaction's last, ROLLBACK, which pg_stat_activity keeps) since.
         assert served_by_replica(setup, since), path
+
+
+def test_notebook_analysis_reads_the_replica(setup: Setup) -> None:
+    settings = DatabaseSettings(
+        database_url=setup.primary_url,
+        database_replica_urls=setup.replica.url(setup.dbname),
+        database_replica_check_s=0.1,
+    )
+    primary = make_engine(setup.primary_url, pool_size=1)
+    try:
+        with read_pool(settings, primary, pool_size=1) as reads:
+            wait_for(lambda: reads.replicas.status()[0].usable, "the replica is in use")
+            since = replica_now(setup)
+            with reads.connect() as conn:
+                wards = analysis.ward_stats(conn)
+                weekly = analysis.weekly_trends(conn)
+            assert served_by_replica(setup, since)
+        assert set(wards["code"]) == {"W-A", "W-B"}
+        assert int(weekly["reports"].sum()) == int(wards["reports"].sum())
+    finally:
+        primary.dispose()
 
 
 def test_a_caller_who_wrote_reads_its_write_at_once(setup: Setup) -> None:

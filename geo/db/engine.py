@@ -479,3 +479,31 @@ def database(settings: DatabaseSettings, *, migrate: bool = True) -> Iterator[st
     finally:
         if started:
             cluster.stop()
+
+
+@contextmanager
+def read_pool(settings: DatabaseSettings, primary: Engine, **pool: Any) -> Iterator[ReadPool]:
+    """Reads for analysis outside the service (notebooks, scripts), as the service reads.
+
+    Each ``connect()`` of the pool yielded goes to a fit replica of those ``settings``
+    names (up, a standby, lagging no more than ``database_replica_max_lag_s``), in turn, and
+    to ``primary`` when none is fit or none is set; a thread keeps checking them until the
+    block ends. For work that only reads: anything that writes, even temporary tables,
+    needs ``primary`` itself. Extra keyword arguments size each replica's pool.
+    """
+    replicas = ReplicaSet(
+        primary,
+        settings.database_replica_urls,
+        max_lag_s=settings.database_replica_max_lag_s,
+        check_s=settings.database_replica_check_s,
+        prepared_statements=settings.database_prepared_statements,
+    )
+    replicas.start()
+    reads = ReadPool(
+        primary, replicas, prepared_statements=settings.database_prepared_statements, **pool
+    )
+    try:
+        yield reads
+    finally:
+        reads.dispose()
+        replicas.stop()
