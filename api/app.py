@@ -161,6 +161,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             "which provides a local database when none is configured."
         )
     url = settings.database.database_url
+    # Connections that keep session state (LISTEN, tipg's) cannot go through a pooler in
+    # transaction mode: they may be given a URL of their own.
+    session_url = settings.database.database_session_url or url
     ogc = create_ogc_app()
 
     @asynccontextmanager
@@ -191,7 +194,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                 replicas=replicas if with_replicas else None,
                 prepared_statements=db.database_prepared_statements,
             ),
-            live=LiveHub(url),
+            live=LiveHub(session_url),
             geocoder=geocoder,
             routing=settings.routing,
             intake=settings.intake,
@@ -221,7 +224,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         await open_ogc(
             ogc,
             started,
-            database_url=url,
+            database_url=session_url,
+            read_replicas=settings.database.database_session_url is None,
             public_rounding_m=settings.privacy.public_rounding_m,
             pool_size=settings.database.pool_size,
         )

@@ -450,9 +450,18 @@ class _Source:
 
 
 async def open_ogc(
-    app: FastAPI, state: AppState, *, database_url: str, public_rounding_m: float, pool_size: int
+    app: FastAPI,
+    state: AppState,
+    *,
+    database_url: str,
+    public_rounding_m: float,
+    pool_size: int,
+    read_replicas: bool = True,
 ) -> None:
     """Make ``/ogc`` ready to serve (in the main app's lifespan); its first request connects.
+
+    It reads ``database_url``, and the app's replicas too unless ``read_replicas`` is false
+    (their URLs may lead through a pooler in transaction mode, which tipg cannot use).
 
     Connecting and reading the catalogs (each collection's extent scans its view) waits
     for a caller of ``/ogc``, so neither a worker's start nor an app that never serves
@@ -462,7 +471,8 @@ async def open_ogc(
     app.state.ogc_source = _Source(
         dsn=_asyncpg_dsn(database_url),
         replica_dsns=tuple(
-            _asyncpg_dsn(url) for url in (state.reads.replicas.urls if state.reads else ())
+            _asyncpg_dsn(url)
+            for url in (state.reads.replicas.urls if state.reads and read_replicas else ())
         ),
         public_rounding_m=public_rounding_m,
         pool_size=pool_size,

@@ -93,6 +93,15 @@ class DatabaseSettings(BaseSettings):
         "server connection that does not know them.",
     )
 
+    database_session_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the same database for the connections that keep a "
+        "session: the live map's LISTEN, and OGC API Features (tipg keeps functions and "
+        "settings per connection). Unset: `database_url`. Behind a pgBouncer in "
+        "transaction mode, point it at PostgreSQL itself or at a pgBouncer entry in "
+        "session mode; /ogc then reads only there, not the replicas.",
+    )
+
     database_replica_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="SQLAlchemy URLs of PostgreSQL streaming replicas of the database, "
@@ -136,7 +145,7 @@ class DatabaseSettings(BaseSettings):
             cls._postgres_url(item)
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_session_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         # pydantic's PostgresDsn refuses unix-socket URLs (empty host), which we use.

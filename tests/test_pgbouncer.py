@@ -5,12 +5,14 @@ connections in front of the test cluster, configured as the README tells admins 
 (``pool_mode = transaction``, ``ignore_startup_parameters = options``). The app's callers
 file reports from several connections at once, so their transactions land on either server
 connection. With ``ISSUEMAP_DATABASE_PREPARED_STATEMENTS=false`` every request succeeds; with
-the default, a statement prepared on one server connection is looked for on the other.
+the default, a statement prepared on one server connection is looked for on the other. The
+live stream and ``/ogc``, which keep sessions, connect to ``ISSUEMAP_DATABASE_SESSION_URL``.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
@@ -238,6 +240,34 @@ def test_prepared_statements_on_fail_behind_pgbouncer_in_transaction_mode(
     reasons = raised + unavailable
     assert len(reasons) == len(failed)
     assert all("prepared statement" in reason for reason in reasons), reasons
+
+
+def test_the_live_map_and_ogc_keep_their_sessions_on_a_url_of_their_own(
+    app_behind: Callable[..., TestClient], city: Keys, db_url: str
+) -> None:
+    # The live stream LISTENs and tipg keeps functions and settings on its connections: a
+    # pooler in transaction mode would hand those sessions to other clients.
+    behind = {"database_prepared_statements": False, "database_session_url": db_url}
+    with app_behind(**behind) as client:
+        heard: queue.Queue[dict[str, Any]] = queue.Queue()
+        app_state(client.app).live.subscribe(heard.put)  # type: ignore[arg-type]
+        filed = client.post(
+            "/api/reports",
+            json=ROAD | {"description": f"Live {WHERE}"},
+            headers={"X-API-Key": city.app},
+        )
+        assert filed.status_code == 201, filed.text
+        report = filed.json()["id"]
+        seen = []
+        while report not in seen:
+            event = heard.get(timeout=10)
+            seen.append(event.get("id"))
+        ogc = client.get(f"/ogc/collections/reports/items/{report}")
+        assert ogc.status_code == 200, ogc.text
+    # Without a URL of its own, /ogc's connections cannot even start through the pooler.
+    with app_behind(database_prepared_statements=False) as client:
+        refused = client.get("/ogc/collections/reports/items", params={"limit": 1})
+        assert refused.status_code >= 500
 
 
 @pytest.mark.parametrize("prepared", [True, False])
