@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Vendor the JavaScript and CSS the map pages and the API docs (/docs, /redoc) use, so they
-# load from our own origin, and axe-core, which the accessibility tests run inside those pages.
+# Vendor the JavaScript and CSS the map pages, the API docs (/docs, /redoc) and the admin
+# pages use, so they load from our own origin under content-hashed names, and axe-core, which the accessibility tests run inside those pages.
 #  - installs package.json's exact versions with `npm ci`, which checks every tarball against
 #    the integrity hash package-lock.json holds
 #  - copies only the files the pages use into api/static/vendor/<package>/<same path>
@@ -29,7 +29,9 @@ python=.venv/bin/python
 # folium ships some of its scripts (the heat layer's) inside the Python package: copied from
 # there, so they are the very files folium's element definitions name.
 folium=$("$python" -c 'import folium; print(folium.__version__)')
-stamp="$dest/.stamp-$(cat package-lock.json scripts/vendor_assets.sh <(echo "$folium") | sha256sum | cut -c1-16)"
+# The admin pages' scripts, styles and fonts come with sqladmin (a Python package) too.
+sqladmin=$("$python" -c 'from importlib.metadata import version; print(version("sqladmin"))')
+stamp="$dest/.stamp-$(cat package-lock.json scripts/vendor_assets.sh <(echo "$folium $sqladmin") | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   command -v npm >/dev/null || { echo "vendor_assets: npm is needed to fetch map assets" >&2; exit 1; }
   echo "vendor_assets: npm ci" >&2
@@ -59,6 +61,15 @@ out = Path(sys.argv[1])
 shutil.copy(Path(str(resources.files("folium") / "templates" / "leaflet_heat.min.js")),
             out / "templates")
 (out / "package.json").write_text(json.dumps({"name": "folium", "version": folium.__version__}))
+PY
+  "$python" - "$dest/sqladmin" "$sqladmin" <<'PY'
+import json, shutil, sys
+from importlib import resources
+from pathlib import Path
+
+out, version = Path(sys.argv[1]), sys.argv[2]
+shutil.copytree(Path(str(resources.files("sqladmin") / "statics")), out, dirs_exist_ok=True)
+(out / "package.json").write_text(json.dumps({"name": "sqladmin", "version": version}))
 PY
   touch "$stamp"
 fi
