@@ -177,13 +177,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         )
         observed.watch(engine)
         geocoder = make_geocoder(settings.geocoder)
-        replicas = ReplicaSet(
-            engine,
-            db.database_replica_urls,
-            max_lag_s=db.database_replica_max_lag_s,
-            check_s=db.database_replica_check_s,
-            prepared_statements=db.database_prepared_statements,
-        )
+        replicas = ReplicaSet.from_settings(engine, db)
         with_replicas = bool(replicas.urls)
         started = AppState(
             engine=engine,

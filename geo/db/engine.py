@@ -227,6 +227,17 @@ class ReplicaSet:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def from_settings(cls, primary: Engine, settings: DatabaseSettings) -> ReplicaSet:
+        """The replicas ``settings`` name for ``primary``, with its lag and check limits."""
+        return cls(
+            primary,
+            settings.database_replica_urls,
+            max_lag_s=settings.database_replica_max_lag_s,
+            check_s=settings.database_replica_check_s,
+            prepared_statements=settings.database_prepared_statements,
+        )
+
     def start(self) -> None:
         """Check every replica once, then keep checking them in a thread until ``stop``."""
         if not self.urls or self._thread is not None:
@@ -491,13 +502,7 @@ def read_pool(settings: DatabaseSettings, primary: Engine, **pool: Any) -> Itera
     block ends. For work that only reads: anything that writes, even temporary tables,
     needs ``primary`` itself. Extra keyword arguments size each replica's pool.
     """
-    replicas = ReplicaSet(
-        primary,
-        settings.database_replica_urls,
-        max_lag_s=settings.database_replica_max_lag_s,
-        check_s=settings.database_replica_check_s,
-        prepared_statements=settings.database_prepared_statements,
-    )
+    replicas = ReplicaSet.from_settings(primary, settings)
     replicas.start()
     reads = ReadPool(
         primary, replicas, prepared_statements=settings.database_prepared_statements, **pool
