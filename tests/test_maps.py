@@ -807,7 +807,7 @@ def test_hidden_reports_never_reach_the_public_map_or_its_list(
     assert f"[{ids[1]}," in staff.text, "staff still see it"
 
 
-def test_public_map_fixed_work_is_read_through_the_resolved_at_index(engine: Engine) -> None:
+def test_public_map_fixed_work_is_read_through_the_fixed_resolved_index(engine: Engine) -> None:
     from geo.access.policy import ANONYMOUS
     from geo.maps.pagedata import map_reports_sql
     from geo.vocabulary import OPEN_STATUSES
@@ -838,7 +838,7 @@ def test_public_map_fixed_work_is_read_through_the_resolved_at_index(engine: Eng
             plan = "\n".join(
                 conn.execute(text(f"EXPLAIN {sql}"), params | {"limit": 500, "offset": 0}).scalars()
             )
-            assert "ix_reports_resolved_at" in plan, plan
+            assert "ix_reports_fixed_resolved" in plan, plan
             assert "Seq Scan on reports" not in plan, plan
 
 

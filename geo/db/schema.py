@@ -41,6 +41,7 @@ from geo.vocabulary import (
     CODE_MAX,
     DESCRIPTION_MAX,
     EMAIL_MAX,
+    FIXED_STATUSES,
     LOCATION_SOURCES,
     OPEN_STATUSES,
     OUTBOX_KINDS,
@@ -261,11 +262,14 @@ class Report(Base):
         Index("ix_reports_ward", "ward_id"),
         Index("ix_reports_zone", "zone_id"),
         Index("ix_reports_category_created", "category_id", "created_at"),
-        # The public map's fixed work: reports resolved in the last few days.
+        # The public map's fixed work: reports resolved in the last few days, in order,
+        # and how many there are, from the index alone (visibility is kept in it).
         Index(
-            "ix_reports_resolved_at",
+            "ix_reports_fixed_resolved",
             "resolved_at",
-            postgresql_where=text("resolved_at IS NOT NULL"),
+            "id",
+            postgresql_include=["hidden_at"],
+            postgresql_where=text(_one_of("status", FIXED_STATUSES)),
         ),
         Index(
             "ix_reports_duplicate_of",
