@@ -1113,3 +1113,41 @@ def test_map_settings_refuse_a_source_that_would_break_the_header() -> None:
     assert MapSettings().tiles == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     with pytest.raises(ValueError, match="CSP source"):
         MapSettings(frame_ancestors=["'self'; script-src *"])
+
+
+def test_boundary_features_on_a_page_are_what_geopandas_writes() -> None:
+    """A page's inline polygons and their names, missing ones included, as GeoJSON."""
+    import shapely
+
+    from geo.maps.builders import feature_collection
+
+    frame = gpd.GeoDataFrame(
+        {
+            "code": ["W1", None, "W3"],
+            "name": ["<b>ตำบล</b>", "Ward 2", float("nan")],
+            "open": [3, 0, 12],
+            "share": [0.25, float("nan"), 1.0],
+            "geom": [
+                shapely.MultiPolygon([shapely.box(100.1, 8.4, 100.123456789, 8.45)]),
+                None,
+                shapely.Polygon(
+                    [(100, 8), (100.2, 8), (100.2, 8.2), (100, 8)],
+                    holes=[[(100.1, 8.05), (100.15, 8.05), (100.15, 8.1), (100.1, 8.05)]],
+                ),
+            ],
+        },
+        geometry="geom",
+        crs="EPSG:4326",
+    )
+    ours = feature_collection(frame)
+    theirs = json.loads(frame.to_json(drop_id=True))
+    assert json.loads(json.dumps(ours, allow_nan=False)) == ours, "strict JSON: no NaN"
+    assert [f["properties"] for f in ours["features"]] == [
+        f["properties"] for f in theirs["features"]
+    ]
+    for mine, expected in zip(ours["features"], theirs["features"], strict=True):
+        assert (mine["geometry"] is None) == (expected["geometry"] is None)
+        if expected["geometry"] is not None:
+            assert shapely.geometry.shape(mine["geometry"]).equals_exact(
+                shapely.geometry.shape(expected["geometry"]), 1e-12
+            )

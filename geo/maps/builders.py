@@ -34,6 +34,7 @@ from urllib.parse import quote, urlencode
 import folium
 import geopandas as gpd
 import pandas as pd
+import shapely
 import xyzservices  # type: ignore[import-untyped]
 from branca.element import Element, Figure, MacroElement
 from folium.elements import JSCSSMixin
@@ -326,6 +327,36 @@ class ReportMarkers(DataElement):
         self.payload = {"rows": self.rows, "config": self.config}
 
 
+def _json_value(value: object) -> object:
+    """A frame's cell as JSON holds it: a missing value (NaN, NA) as null."""
+    return None if value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def feature_collection(frame: gpd.GeoDataFrame) -> dict[str, Any]:
+    """``frame`` as a GeoJSON FeatureCollection, as ``frame.to_json(drop_id=True)`` gives it.
+
+    Its geometries are written by GEOS (``shapely.to_geojson``) and its columns read whole:
+    geopandas builds each feature through pandas, which for a zone page's outline and few
+    wards took several times longer than the rest of the page's boundaries.
+    """
+    columns = [name for name in frame.columns if name != frame.geometry.name]
+    values = [[_json_value(v) for v in frame[name].tolist()] for name in columns]
+    shapes = shapely.to_geojson(frame.geometry.values)
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {
+                    name: column[i] for name, column in zip(columns, values, strict=True)
+                },
+                "geometry": None if shape is None else json.loads(shape),
+            }
+            for i, shape in enumerate(shapes)
+        ],
+    }
+
+
 _GEOJSON = _TEMPLATES.get_template("data_geojson.j2")
 
 
@@ -353,7 +384,7 @@ class DataGeoJson(Layer, DataElement):
         super().__init__(name=name, overlay=True)
         self._name = "DataGeoJson"
         self.payload = {
-            "geojson": json.loads(frame.to_json(drop_id=True)),
+            "geojson": feature_collection(frame),
             "style": dict(style),
             "tooltip": [list(pair) for pair in tooltip],
             "fill": fill,
