@@ -33,6 +33,7 @@ from urllib.parse import quote, urlencode
 
 import folium
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
 import xyzservices  # type: ignore[import-untyped]
@@ -1061,9 +1062,13 @@ def ward_classes(
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}")
     labels = page_labels(lang)
-    values = [None if v is None or math.isnan(float(v)) else float(v) for v in wards[measure]]
-    reports = [int(v) for v in wards["reports"]] if "reports" in wards else [0] * len(wards)
-    resolved = [int(v) for v in wards["resolved"]] if "resolved" in wards else [0] * len(wards)
+    # Whole columns to Python lists at once: a dashboard holds thousands of wards, and
+    # stepping through a pandas column costs more than the work done on each value.
+    values = [None if math.isnan(v) else v for v in wards[measure].to_numpy(float).tolist()]
+    reports, resolved = (
+        wards[name].to_numpy(np.int64).tolist() if name in wards else [0] * len(wards)
+        for name in ("reports", "resolved")
+    )
     classes = classify(measure, values, reports, resolved, method=method, k=k)
     if not each:
         return classes, {}
@@ -1078,7 +1083,7 @@ def ward_classes(
             "resolved": f"{n_resolved:,}",
         }
         for code, value, colour, n_reports, n_resolved in zip(
-            wards["code"], values, classes.colours, reports, resolved, strict=True
+            wards["code"].tolist(), values, classes.colours, reports, resolved, strict=True
         )
     }
     return classes, shown
