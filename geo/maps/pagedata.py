@@ -225,7 +225,11 @@ def map_reports(
             "offset": offset,
         }
     )
-    rows = [dict(r._mapping) for r in conn.execute(text(page), values)]
+    result = conn.execute(text(page), values)
+    # A page holds hundreds of markers: fetched at once and zipped with the column names,
+    # rather than row by row through SQLAlchemy's mapping of each.
+    names = list(result.keys())
+    rows = [dict(zip(names, row, strict=True)) for row in result.all()]
     if total is not None:
         return MarkerRows(rows, total)
     found = int(conn.execute(text(count), params | {"limit": limit, "offset": offset}).scalar_one())
