@@ -1151,3 +1151,51 @@ def test_boundary_features_on_a_page_are_what_geopandas_writes() -> None:
             assert shapely.geometry.shape(mine["geometry"]).equals_exact(
                 shapely.geometry.shape(expected["geometry"]), 1e-12
             )
+
+
+def test_zone_map_reads_its_open_work_not_the_zones_history(engine: Engine) -> None:
+    """A zone's markers and backlog count read its open reports, however many it closed."""
+    from geo.access.policy import Principal
+    from geo.maps.pagedata import map_reports_sql, open_work_counts
+    from geo.vocabulary import OPEN_STATUSES
+    from tests.fixtures import load_tiny_city
+
+    planner = Principal(role="planner")
+    with engine.begin() as conn:
+        city = load_tiny_city(conn)
+        # Years of closed work in the zone, and a small open queue in every open status.
+        conn.execute(
+            text(
+                "INSERT INTO reports (category_id, zone_id, status, created_at, due_at, geom) "
+                "SELECT :cat, :zone, CASE WHEN i % 40 = 0 "
+                "  THEN (CAST(:statuses AS text[]))[1 + (i / 40) % 4] ELSE 'closed' END, "
+                "  now() - (i || ' minutes')::interval, "
+                "  now() + ((i * 7919) % 30000 || ' minutes')::interval, "
+                "  ST_SetSRID(ST_MakePoint(100.005, 8.405), 4326) "
+                "FROM generate_series(1, 40000) AS i"
+            ),
+            {
+                "cat": city.categories["road"],
+                "zone": city.zones["Z1"],
+                "statuses": list(OPEN_STATUSES),
+            },
+        )
+        conn.execute(text("ANALYZE reports"))
+        queue = ReportFilter(zone_ids=(city.zones["Z1"],), statuses=OPEN_STATUSES)
+        page, _, params = map_reports_sql(queue, planner)
+        plan = conn.execute(
+            text(f"EXPLAIN (ANALYZE, FORMAT JSON) {page}"), params | {"limit": 100, "offset": 0}
+        ).scalar_one()
+        assert len(conn.execute(text(page), params | {"limit": 100, "offset": 0}).all()) == 100
+        # A page of 100 from each of the four statuses, and the 100 shown read again whole.
+        assert _rows_read(plan[0]["Plan"], "reports") <= 5 * 100 + 50, json.dumps(plan, indent=1)
+        assert open_work_counts(conn, queue, planner).open == 1000
+        counted = conn.execute(
+            text(
+                "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM reports AS r "
+                "WHERE r.zone_id = :z AND r.status IN ('open', 'acknowledged', 'in_progress', "
+                "'reopened')"
+            ),
+            {"z": city.zones["Z1"]},
+        ).scalar_one()
+    assert _rows_read(counted[0]["Plan"], "reports") <= 1000 + 50, json.dumps(counted, indent=1)

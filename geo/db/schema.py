@@ -260,7 +260,9 @@ class Report(Base):
         Index("ix_reports_status_due", "status", "due_at", "id"),
         Index("ix_reports_team_status_due", "team_id", "status", "due_at"),
         Index("ix_reports_ward", "ward_id"),
-        Index("ix_reports_zone", "zone_id"),
+        # A zone's reports by status, then due time: its map counts its open work and takes
+        # the first page of each status, however long the zone's closed history.
+        Index("ix_reports_zone_status_due", "zone_id", "status", "due_at", "id"),
         Index("ix_reports_category_created", "category_id", "created_at"),
         # The public map's fixed work: reports resolved in the last few days, in order,
         # and how many there are, from the index alone (visibility is kept in it).

@@ -53,14 +53,14 @@ def _parts(flt: ReportFilter, fixed_since: datetime | None) -> tuple[list[_Part]
 
     Work still to do comes first, soonest due first; then fixed work (statuses in
     ``FIXED_STATUSES`` that ``flt`` asks for, and with ``fixed_since`` every fixed report
-    resolved since then), most recently resolved first. Across the city each status of the
-    work to do is read in due order on its own, so an index on (status, due_at) hands
-    over only what the page needs; in a zone or ward, whose own index narrows the reports
-    first, the statuses are read together rather than the place once per status.
+    resolved since then), most recently resolved first. Across the city or a zone each status
+    of the work to do is read in due order on its own, so an index on ([zone,] status,
+    due_at) hands over only what the page needs; in a ward, whose own index narrows the
+    reports first, the statuses are read together rather than the ward once per status.
     """
     wanted = flt.statuses or REPORT_STATUSES
     working = tuple(s for s in wanted if s not in FIXED_STATUSES)
-    apart = not (flt.zone_ids or flt.ward_ids)
+    apart = not flt.ward_ids
     due = _Part(working, (), "extract(epoch FROM r.due_at)", "r.due_at, r.id", each_status=apart)
     parts = [due] if working else []
     always = tuple(s for s in wanted if s in FIXED_STATUSES)
@@ -283,7 +283,7 @@ def open_work_counts(conn: Connection, flt: ReportFilter, principal: Principal) 
 
     Counted over every matching report, not the page of markers shown, so a crew sees the
     whole queue's backlog at the top of its map or list. A team's count is read from
-    ``ix_reports_team_status_due`` alone; a zone's combines its zone and status indexes.
+    ``ix_reports_team_status_due``, a zone's from ``ix_reports_zone_status_due``.
     """
     clauses, params = _clauses(flt, principal, public_rounding_m=DEFAULT_PUBLIC_ROUNDING_M)
     row = conn.execute(
