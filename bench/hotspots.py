@@ -103,12 +103,14 @@ def seconds_of(run: Callable[[], object], rounds: int) -> float:
     return statistics.median(times)
 
 
-def existing(url: str, *, cell_m: float | None, permutations: int, rounds: int) -> None:
-    """Time hot spots over every ward of the city already at ``url``; read only."""
-    engine = make_engine(url, pool_size=1)
-    with engine.connect() as conn:
-        stored = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
-        wards = conn.execute(text("SELECT count(*) FROM wards WHERE retired_at IS NULL")).scalar()
+def hotspot_figures(
+    engine: Engine, *, cell_m: float | None, permutations: int, rounds: int
+) -> dict[str, object]:
+    """Hot spots over every ward of the city at ``engine``, timed beside reading its reports.
+
+    ``hotspots_s`` is the median of ``rounds`` whole runs; ``count_ceiling_s`` reads every
+    report Gi* counts once, the least any whole-area statistic costs. Read only.
+    """
     found: dict[str, object] = {}
 
     def run() -> None:
@@ -118,21 +120,28 @@ def existing(url: str, *, cell_m: float | None, permutations: int, rounds: int) 
         found["significant"] = int((cells["significance"] != "not significant").sum())
 
     def ceiling() -> None:
-        # Every report Gi* counts, read once: the least any whole-area statistic costs.
         with engine.connect() as conn:
             conn.execute(text("SELECT count(*) FROM reports WHERE hidden_at IS NULL")).one()
 
-    figures = {
-        "reports": stored,
-        "wards": wards,
+    figures: dict[str, object] = {
         "permutations": permutations,
         "hotspots_s": round(seconds_of(run, rounds), 2),
         "count_ceiling_s": round(seconds_of(ceiling, rounds), 2),
     }
-    figures |= found
+    return figures | found
+
+
+def existing(url: str, *, cell_m: float | None, permutations: int, rounds: int) -> None:
+    """Time hot spots over every ward of the city already at ``url``; read only."""
+    engine = make_engine(url, pool_size=1)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM reports")).scalar_one()
+        wards = conn.execute(text("SELECT count(*) FROM wards WHERE retired_at IS NULL")).scalar()
+    figures: dict[str, object] = {"reports": stored, "wards": wards}
+    figures |= hotspot_figures(engine, cell_m=cell_m, permutations=permutations, rounds=rounds)
     print(
-        f"hotspots: {found['cells']:,} cells of {found['cell_m']:,.0f} m over {wards:,} wards, "
-        f"{stored:,} reports: {figures['hotspots_s']} s (count alone "
+        f"hotspots: {figures['cells']:,} cells of {figures['cell_m']:,.0f} m over {wards:,} "
+        f"wards, {stored:,} reports: {figures['hotspots_s']} s (count alone "
         f"{figures['count_ceiling_s']} s)"
     )
     print(json.dumps(figures))

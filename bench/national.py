@@ -35,7 +35,9 @@ Measured, each beside its ceiling in the same run:
   read, summed;
 * ``/api/reports`` zone+status page: time, and requests/s beside tipg serving the same
   items query from the same database (tipg runs from its own virtualenv under
-  ``~/.cache/issuemap-bench``, never the service's).
+  ``~/.cache/issuemap-bench``, never the service's);
+* Gi* hot spots over the whole country (``bench/hotspots.py``, cells as ``hotspots``
+  chooses them), beside a count of every report they read.
 
 ``--explain`` prints EXPLAIN (ANALYZE, BUFFERS) of the list, count, export, heat, tile and
 ward-aggregate queries at N, captured with ``auto_explain`` from the functions the pages
@@ -48,8 +50,8 @@ measures only the ``/api/reports`` zone page beside tipg (and prints the plans w
 The parts come from the other benchmarks, so each path is measured one way everywhere:
 ``import_speed`` (the Traffy CSV, the import and its ceiling), ``routing`` (bulk routing),
 ``intake_history`` (single intake and the prepared insert), ``http_load`` (wrk and the
-pgbench ceiling) and ``pages_national`` (map pages, tiles, ``/healthz``). ``build_city``
-and ``national_points`` are for them in turn.
+pgbench ceiling), ``hotspots`` (Gi*) and ``pages_national`` (map pages, tiles,
+``/healthz``). ``build_city`` and ``national_points`` are for them in turn.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import hotspots
 import http_load
 import import_speed
 import intake_history
@@ -832,6 +835,13 @@ def main() -> None:
         result |= queries(engines["full"], where, args.rounds)
         if args.explain:
             result["explain_seq_scans_of_reports"] = explain(engines["full"], where)
+        log("Gi* hot spots", result)
+        result |= {
+            name if name.startswith("hotspots") else f"hotspots_{name}": value
+            for name, value in hotspots.hotspot_figures(
+                engines["full"], cell_m=None, permutations=0, rounds=1
+            ).items()
+        }
 
         log("single intake", result)
         result |= single_intake(
