@@ -244,7 +244,8 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
     mate.fill(f"#note-{first}", "ต้องใช้รถเกรด")
     mate.click(f"#report-{first} .moves button[data-status=in_progress]")
     wait_until(mate, f"document.querySelector('#report-{first}').dataset.status === 'in_progress'")
-    # The note went with that move; the next one starts empty.
+    # The note went with that move; once its answer is in, the next one starts empty.
+    mate.wait_for_selector("#toast.shown button.undo")
     assert mate.input_value(f"#note-{first}") == ""
     note = "SELECT note FROM report_events WHERE report_id = :id AND to_status = 'in_progress'"
     assert db_value(engine, note, first) == "ต้องใช้รถเกรด"
@@ -325,6 +326,45 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
     assert [e for e in mate_seen.errors if "401" not in e and "403" not in e] == []
     page.context.close()
     mate.context.close()
+
+
+def test_a_moves_own_live_event_before_its_answer_still_empties_the_note(
+    browser: Any, site: tuple[str, list[int]], engine: Engine
+) -> None:
+    """The server's live event for a move can reach the page before the move's own answer.
+
+    That event draws the item afresh, note and all; the answer must then empty the item on
+    the page, or the note stays in the box and goes again with the crew member's next move.
+    """
+    base, (first, _late, _third) = site
+    page, seen = signed_in(browser, base, "crew.one@city.example")
+    wait_until(page, "window.issuemap && window.issuemap.liveStatus === 'open'")
+    held: list[tuple[Any, Any]] = []
+
+    # The move reaches the server at once; its answer is held back until the live event is in.
+    def hold(route: Any) -> None:
+        held.append((route, route.fetch()))
+
+    page.route(f"**/api/reports/{first}/status?*", hold)
+    page.click(f"#report-{first} details.more summary")
+    page.fill(f"#note-{first}", "ต้องใช้รถเกรด")
+    page.click(f"#report-{first} .moves button[data-status=in_progress]")
+    wait_until(page, f"document.querySelector('#report-{first}').dataset.status === 'in_progress'")
+    assert status_of(engine, first) == "in_progress"
+    for _ in range(600):  # the held answer, once Playwright has fetched it
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    route, answer = held[0]
+    route.fulfill(response=answer)
+    page.wait_for_selector("#toast.shown button.undo")
+    assert page.input_value(f"#note-{first}") == ""
+    assert page.evaluate(f"document.querySelector('#report-{first} details.more').open") is False
+    note = "SELECT note FROM report_events WHERE report_id = :id AND to_status = 'in_progress'"
+    assert db_value(engine, note, first) == "ต้องใช้รถเกรด"
+    assert seen.errors == [], seen.errors
+    page.context.close()
 
 
 def test_a_planner_picks_a_team_and_only_looks(browser: Any, site: tuple[str, list[int]]) -> None:

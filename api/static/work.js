@@ -518,10 +518,13 @@
     li.querySelector(".item-error").hidden = true;
     busy(li, true);
     call("POST", "/api/reports/" + id + "/status", form).then(function (body) {
-      // Sent with this move: the next move starts with empty notes and no photo.
-      Array.prototype.forEach.call(li.querySelectorAll("details.more textarea, details.more input"),
+      // Sent with this move: the next move starts with empty notes and no photo. The move's
+      // own live event may have drawn the item afresh before this answer came, so the item
+      // emptied is the one on the page now, not the one the move was sent from.
+      var shown = items[id] ? items[id].li : li;
+      Array.prototype.forEach.call(shown.querySelectorAll("details.more textarea, details.more input"),
         function (field) { field.value = ""; });
-      var more = li.querySelector("details.more");
+      var more = shown.querySelector("details.more");
       if (more) more.open = false;
       var r = items[id] ? items[id].r : entry.r;
       var from = r.status;
