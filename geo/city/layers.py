@@ -49,7 +49,8 @@ def _layer(
                 for n, a, b in zip(data[column], data[th], data[en], strict=True)
             ]
         del data[th], data[en]
-    geom = shapely.from_wkb([row[names.index("geom")] for row in rows])
+    at = names.index("geom")
+    geom = shapely.from_wkb([row[at] for row in rows])
     return gpd.GeoDataFrame(data | {"geom": geom}, geometry="geom", crs="EPSG:4326")
 
 
