@@ -38,6 +38,7 @@ from fastapi.routing import APIRoute
 from morecantile import Tile
 from sqlalchemy.engine import make_url
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
 from tipg.collections import Catalog, Collection, pg_get_collection_index
 from tipg.database import connection_factory
 from tipg.dependencies import (
@@ -383,15 +384,28 @@ async def ogc_docs(request: Request) -> HTMLResponse:
     return docs._with_nonce(page)
 
 
-def create_ogc_app() -> FastAPI:
-    """The ``/ogc`` application; mount it, and run ``open_ogc`` in the main lifespan."""
-    app = FastAPI(
-        title="issuemap OGC API",
-        openapi_url="/api",
-        docs_url=None,
-        redoc_url=None,
-        dependencies=[Depends(refuse_nul_characters), Depends(ogc_ready)],
-    )
+class _RoutesOnFirstRequest:
+    """Add the ``/ogc`` routes when the app is first called, not when it is made.
+
+    Building tipg's routes is most of the cost of making the whole service app (FastAPI
+    reads every endpoint's dependencies): a worker that starts, or an app that never serves
+    ``/ogc``, need not pay it. The build has no awaits, so one request makes it whole
+    before any other request reaches the routes.
+    """
+
+    def __init__(self, app: ASGIApp, *, build: Callable[[], None]) -> None:
+        self.app = app
+        self._build: Callable[[], None] | None = build
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._build is not None:
+            build, self._build = self._build, None
+            build()
+        await self.app(scope, receive, send)
+
+
+def _add_routes(app: FastAPI) -> None:
+    """Add tipg's endpoints, and the API documentation page its landing page links."""
     # tipg's own environment does not escape: a report's description would be page markup.
     templates = Jinja2Templates(
         env=jinja2.Environment(loader=jinja2.PackageLoader("tipg", "templates"), autoescape=True)
@@ -408,6 +422,21 @@ def create_ogc_app() -> FastAPI:
     app.include_router(endpoints.router)
     # tipg's landing page links its API documentation by this route name.
     app.add_api_route("/api.html", ogc_docs, name="swagger_ui_html", include_in_schema=False)
+
+
+def create_ogc_app() -> FastAPI:
+    """The ``/ogc`` application; mount it, and run ``open_ogc`` in the main lifespan.
+
+    Its routes are added by its first request (``_RoutesOnFirstRequest``).
+    """
+    app = FastAPI(
+        title="issuemap OGC API",
+        openapi_url="/api",
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(refuse_nul_characters), Depends(ogc_ready)],
+    )
+    app.add_middleware(_RoutesOnFirstRequest, build=functools.partial(_add_routes, app))
     app.dependency_overrides[bbox_query] = ogc_bbox
     app.dependency_overrides[datetime_query] = ogc_datetime
     app.dependency_overrides[filter_query] = ogc_filter
