@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,7 +44,7 @@ from geo.chat.line import LineChannel
 from geo.chat.line_api import LINE_LIMITS
 from geo.city.geocoding import Geocoder, make_geocoder
 from geo.db.engine import ReadPool, ReplicaSet, make_engine
-from geo.maps.assets import build_static, is_hashed, use_static_assets
+from geo.maps.assets import StaticAssets, build_static, is_hashed, use_static_assets
 from geo.reports.live import LiveHub
 from geo.settings import (
     AccountSettings,
@@ -74,6 +75,21 @@ STATIC_DIST = Path(str(resources.files("api") / "static_dist"))
 """``/static``: every static file under its own and its content-hashed name, with gzip and
 brotli variants (``geo.maps.assets.build_static``; ``scripts/vendor_assets.sh`` builds it,
 and start-up brings it up to date with edited files)."""
+
+
+@functools.cache
+def _static_files() -> tuple[StaticAssets, ServeStaticASGI]:
+    """``/static`` brought up to date and indexed, once per process.
+
+    The files are the package's own and do not change while it runs, and indexing them
+    (every hashed copy and variant) cost more than the rest of making an app: every app a
+    process makes serves the one index.
+    """
+    assets = build_static(STATIC, STATIC_DIST)
+    static = ServeStaticASGI(
+        None, root=STATIC_DIST, prefix="/static", immutable_file_test=lambda _, url: is_hashed(url)
+    )
+    return assets, static
 
 
 @dataclass(frozen=True)
@@ -277,10 +293,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     # Pages name the hashed copies, which never change: browsers keep them for good.
-    use_static_assets(build_static(STATIC, STATIC_DIST))
-    static = ServeStaticASGI(
-        None, root=STATIC_DIST, prefix="/static", immutable_file_test=lambda _, url: is_hashed(url)
-    )
+    assets, static = _static_files()
+    use_static_assets(assets)
     app.mount("/static", static, name="static")
     # A mounted app of its own: tipg's routes, errors and catalog stay under /ogc.
     app.mount(OGC_PATH, ogc)
