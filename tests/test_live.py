@@ -164,6 +164,24 @@ def test_hub_recovers_after_its_connection_is_killed(engine: Engine, db_url: str
         hub.stop()
 
 
+def test_a_stopped_hub_lets_go_of_its_connection_without_waiting_for_its_poll(
+    engine: Engine, db_url: str
+) -> None:
+    """A server that shuts down ends its listener then, not at the listener's next poll."""
+    listening = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE application_name = 'issuemap-live' AND datname = current_database()"
+    )
+    hub = LiveHub(db_url, poll_s=60)
+    hub.start()
+    with engine.connect() as conn:
+        assert conn.execute(text(listening)).scalar_one() == 1
+    hub.stop()  # it waits at most five seconds for the listener to end
+    with engine.connect() as conn:
+        assert conn.execute(text(listening)).scalar_one() == 0
+    hub.stop()  # a second stop is harmless
+
+
 def _moved_back(engine: Engine, report: int, team: int, zone: int) -> None:
     """As if the boundaries had changed under ``report``: its row says ``team`` and ``zone``."""
     with engine.begin() as conn:

@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
+import select
+import socket
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +128,9 @@ class LiveHub:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="issuemap-live", daemon=True)
+        # ``stop`` writes to one end: the listener, waiting on its connection and the other
+        # end, ends at once rather than at its next poll.
+        self._wake, self._waker = socket.socketpair()
 
     def start(self, *, wait_s: float = 10.0) -> None:
         """Start listening; return once the LISTEN is in place (or after ``wait_s``)."""
@@ -134,7 +140,12 @@ class LiveHub:
     def stop(self) -> None:
         """Stop listening and wait for the thread to end."""
         self._stop.set()
+        with suppress(OSError):  # stopped before: the ends are closed
+            self._waker.send(b"\0")
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._wake.close()
+            self._waker.close()
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback`` with every event; the returned function unsubscribes."""
@@ -156,6 +167,14 @@ class LiveHub:
             except Exception:  # a broken subscriber must not stop the others
                 log.exception("live subscriber failed")
 
+    def _deliver(self, conn: psycopg.Connection[Any]) -> None:
+        """Publish the notifications already received, without waiting for more."""
+        for note in conn.notifies(timeout=0):
+            # Decoding costs CPU: skip it while nobody here is watching.
+            if self._subscribers:
+                for event in json.loads(note.payload):
+                    self._publish(event)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -172,11 +191,11 @@ class LiveHub:
                             tailer = _Tailer(conn)
                         if tailer is not None:
                             tailer.send_new_events()
-                        for note in conn.notifies(timeout=self._poll_s):
-                            # Decoding costs CPU: skip it while nobody here is watching.
-                            if self._subscribers:
-                                for event in json.loads(note.payload):
-                                    self._publish(event)
+                        # Notifications that came with the tailer's reads are kept by
+                        # psycopg, not left on the socket: take them before waiting on it.
+                        self._deliver(conn)
+                        select.select([conn.fileno(), self._wake.fileno()], [], [], self._poll_s)
+                        self._deliver(conn)
             except psycopg.Error:
                 log.warning("live connection lost; reconnecting", exc_info=True)
                 self._stop.wait(self._retry_s)
