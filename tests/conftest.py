@@ -56,6 +56,27 @@ def _logging_as_it_was() -> Iterator[None]:
         one.propagate, one.disabled = propagate, disabled
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashes() -> Iterator[None]:
+    """Argon2id at its lowest cost for the passwords this process hashes and checks.
+
+    The service's cost is slowness on purpose (about 160 ms a hash, and as much a check, on
+    two cores), and the suite makes and signs in hundreds of accounts. The hashes are still
+    Argon2id, made and checked by the same code; a server the suite starts as a process of
+    its own hashes at the service's cost, which ``test_accounts`` checks.
+    """
+    from argon2 import PasswordHasher
+
+    from geo.access import accounts
+
+    service = accounts._hasher
+    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+    try:
+        yield
+    finally:
+        accounts._hasher = service
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[LocalCluster]:
     """A private PostgreSQL cluster for this test run, deleted afterwards."""

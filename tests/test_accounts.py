@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
@@ -16,6 +19,7 @@ from geo.access.accounts import (
 )
 from geo.errors import AuthenticationError, InvalidInputError, NotFoundError
 from geo.settings import AccountSettings
+from tests.conftest import CHECKOUT
 from tests.fixtures import load_tiny_city
 
 PASSWORD = "correct horse battery"
@@ -53,6 +57,27 @@ def test_an_account_stores_a_lower_case_address_and_an_argon2id_hash(city: Engin
     assert row.password_hash.startswith("$argon2id$")
     assert PASSWORD not in row.password_hash
     assert row.team_id is not None
+
+
+def test_the_service_hashes_at_argon2s_recommended_cost() -> None:
+    """The suite hashes cheaply (``tests/conftest.py``); the service, run on its own, does not."""
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from geo.access.accounts import hash_password; "
+            "print(hash_password(sys.argv[1]))",
+            PASSWORD,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=CHECKOUT,
+    )
+    stored = made.stdout.strip()
+    # RFC 9106's second recommended option, argon2-cffi's defaults: 64 MiB, 3 passes, 4 lanes.
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), stored
+    assert PasswordHasher().verify(stored, PASSWORD)
 
 
 @pytest.mark.parametrize(
