@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import Engine
 
@@ -77,11 +78,35 @@ def _cheap_password_hashes() -> Iterator[None]:
         accounts._hasher = service
 
 
+def _in_memory() -> str | None:
+    """A memory-backed folder for the throwaway cluster, where the system has one.
+
+    Every test clones the template database and drops it afterwards: on this machine's disk
+    that costs 0.13-0.26 s of writing a test, in memory 0.03 s.
+    """
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+
+
+class _Janitor(DatabaseJanitor):
+    """Clones by copying the template's files, with one WAL record instead of its every page.
+
+    The cluster is thrown away, so the checkpoints such a copy asks for write nothing to
+    keep; logging each page would fill the WAL with a template's worth every test.
+    """
+
+    def _build_create_database_sql(self) -> sql.Composed:
+        query = super()._build_create_database_sql()
+        return query + sql.SQL(" STRATEGY = FILE_COPY") if self.template_dbname else query
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[LocalCluster]:
     """A private PostgreSQL cluster for this test run, deleted afterwards."""
     # Not tmp_path: pytest's folders are private to root and the server runs as postgres.
-    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="issuemap-test-")), durable=False)
+    cluster = LocalCluster(
+        Path(tempfile.mkdtemp(prefix="issuemap-test-", dir=_in_memory())), durable=False
+    )
     cluster.start()
     try:
         yield cluster
@@ -90,7 +115,7 @@ def pg_cluster() -> Iterator[LocalCluster]:
 
 
 def _janitor(cluster: LocalCluster, dbname: str, **kwargs: object) -> DatabaseJanitor:
-    return DatabaseJanitor(user="postgres", host=cluster.host, port=5432, dbname=dbname, **kwargs)
+    return _Janitor(user="postgres", host=cluster.host, port=5432, dbname=dbname, **kwargs)
 
 
 @pytest.fixture(scope="session")
