@@ -22,7 +22,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import mapclassify
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
@@ -100,6 +99,10 @@ def class_bins(values: Sequence[float], *, method: str, k: int) -> tuple[list[fl
         # No more values than classes: each value is its own class (quantiles would merge
         # tied values into fewer classes than there are values, and Fisher–Jenks refuses).
         return [float(v) for v in distinct], [int(i) for i in np.searchsorted(distinct, array)]
+    # Imported here: mapclassify brings scipy, scikit-learn and pyplot, about 2.5 s of every
+    # server's and command's start, and only the ward dashboard classes values.
+    import mapclassify
+
     with warnings.catch_warnings():
         # Ties can still leave fewer quantile edges than k; mapclassify says so and merges.
         warnings.simplefilter("ignore", UserWarning)
