@@ -14,9 +14,10 @@ lint: setup
 	.venv/bin/lint-imports
 
 # The suite runs in one process per core (at most four), each with its own PostgreSQL
-# cluster; a test file stays in one process, so its module fixtures are built once.
+# cluster; a test file stays in one process, so its module fixtures are built once. Files
+# are handed out in the suite's own order, the long-running ones first (tests/conftest.py).
 test: lint
-	.venv/bin/pytest -n auto --maxprocesses=4 --dist loadfile --durations=25
+	.venv/bin/pytest -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder --durations=25
 
 # After changing resident-facing text: re-extract the message ids into the catalogs, then
 # translate every new Thai entry (tests/test_catalogs.py fails on any left empty).

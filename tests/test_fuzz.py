@@ -30,6 +30,8 @@ from geo.settings import DatabaseSettings
 from tests.browser import running
 from tests.fixtures import load_tiny_city, make_keys
 
+pytestmark = pytest.mark.long_running
+
 EXAMPLES_PER_OPERATION = 100
 CHECKS = [
     not_a_server_error,

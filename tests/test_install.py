@@ -38,6 +38,8 @@ from sqlalchemy import create_engine, text
 from geo.db.cluster import LocalCluster
 from geo.db.engine import alembic_config, normalise_url
 
+pytestmark = pytest.mark.long_running
+
 CHECKOUT = Path(__file__).resolve().parent.parent
 VENDOR = CHECKOUT / "api" / "static" / "vendor"
 

@@ -50,6 +50,8 @@ from tests.line_app import (
 from tests.test_intake import jpeg_with_gps
 from tests.test_privacy import public_answers
 
+pytestmark = pytest.mark.long_running
+
 pytest_plugins = ("tests.fake_line", "tests.line_app")
 
 USER = "U" + "a" * 32

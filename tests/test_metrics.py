@@ -29,6 +29,8 @@ from geo.settings import DatabaseSettings, GeocoderSettings, MetricsSettings, Pr
 from tests.fixtures import TINY_GAZETTEER, Keys, load_tiny_city, make_keys
 from tests.test_outage import database_down
 
+pytestmark = pytest.mark.long_running
+
 LOCAL = ("127.0.0.1", 40000)
 REMOTE = ("203.0.113.5", 40000)
 ROAD = {"category": "road", "description": "หลุม", "lat": 8.405, "lon": 100.005}

@@ -29,6 +29,8 @@ from geo.demo.city import load_demo_city
 from geo.reports.import_formats import TRAFFY_TYPES
 from geo.reports.imports import import_reports
 
+pytestmark = pytest.mark.long_running
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 KERNEL = "issuemap-test"

@@ -44,6 +44,8 @@ from geo.settings import (
 from tests.fixtures import TINY_GAZETTEER, Keys, TinyCity, load_tiny_city, make_keys
 from tests.test_serve import free_port, stop_service, wait_for, web_workers
 
+pytestmark = pytest.mark.long_running
+
 ROAD = {"category": "road", "description": "หลุมบ่อ", "lat": 8.405, "lon": 100.005}
 
 

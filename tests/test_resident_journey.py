@@ -34,6 +34,8 @@ from tests.browser import running, screenshot, wait_until, watch
 from tests.fixtures import Keys, load_tiny_city, make_keys
 from tests.test_notifications import Mailbox, body_of, make_due
 
+pytestmark = pytest.mark.long_running
+
 pytest_plugins = ("tests.browser",)  # the session's Chromium: the ``browser`` fixture
 
 ISSUEMAP = Path(sys.executable).parent / "issuemap"

@@ -25,6 +25,8 @@ from geo.cli.service import PostgresSupervisor, redact_text, redact_url, service
 from geo.db.cluster import LocalCluster
 from geo.errors import ServiceAccountError
 
+pytestmark = pytest.mark.long_running
+
 WORKERS = 2
 SECRETS = ("S3cretKeyOne", "S3cretKeyTwo", "S3cretToken", "S3cretPassword", "S3cretOpen311")
 
