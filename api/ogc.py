@@ -399,8 +399,10 @@ class _RoutesOnFirstRequest:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._build is not None:
-            build, self._build = self._build, None
-            build()
+            # Forgotten only once it has worked: a build that failed fails every request
+            # with its error rather than leaving an app with no routes answering 404.
+            self._build()
+            self._build = None
         await self.app(scope, receive, send)
 
 
