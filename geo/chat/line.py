@@ -21,17 +21,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
-from linebot.v3 import WebhookParser
-from linebot.v3.exceptions import InvalidSignatureError
-from linebot.v3.webhooks import (
-    Event,
-    FollowEvent,
-    ImageMessageContent,
-    LocationMessageContent,
-    MessageEvent,
-    PostbackEvent,
-    TextMessageContent,
-)
 from sqlalchemy import Connection, Engine, select
 
 from geo.chat import conversation, inbox
@@ -166,6 +155,10 @@ class LineChannel:
         secret = settings.channel_secret
         if secret is None or not secret.get_secret_value():
             raise ValueError("ISSUEMAP_LINE_CHANNEL_SECRET is not set")
+        # linebot is imported by the channel, not with the module: it is over half a second
+        # of every server's and command's start, and a city without LINE never needs it.
+        from linebot.v3 import WebhookParser
+
         self._parser = WebhookParser(secret.get_secret_value())
         self._client = LineClient(settings)
         self._context = context
@@ -185,6 +178,8 @@ class LineChannel:
         groups and rooms, and those with nothing to answer, are left out; an event already
         stored (LINE redelivered it) is not stored again.
         """
+        from linebot.v3.exceptions import InvalidSignatureError
+
         if not signature:
             raise LineWebhookError("X-Line-Signature", SIGNATURE_MISSING)
         if len(body.encode()) > WEBHOOK_BODY_MAX:
@@ -261,6 +256,16 @@ class LineChannel:
         sticker, a button the service never made), the core gets empty text, which changes
         nothing and asks for what is still missing, and the excuse says why first.
         """
+        from linebot.v3.webhooks import (
+            Event,
+            FollowEvent,
+            ImageMessageContent,
+            LocationMessageContent,
+            MessageEvent,
+            PostbackEvent,
+            TextMessageContent,
+        )
+
         try:
             event = Event.from_dict(payload)
         except (ValueError, KeyError, TypeError):
