@@ -60,11 +60,14 @@ def test_new_report_and_status_change_reach_every_process_in_time(
             assert event["zone_id"] == city.zones["Z2"] and event["status"] == "open"
             assert "0812345678" not in str(event)
         with engine.begin() as conn:
-            change_status(conn, report.id, "acknowledged", principal=ADMIN)
+            changed = change_status(conn, report.id, "acknowledged", principal=ADMIN)
             conn.execute(text("UPDATE reports SET description = 'no status change'"))
         for inbox in inboxes:
             event = inbox.get(timeout=2)
             assert (event["op"], event["status"]) == ("update", "acknowledged")
+            # The change's own id, as its API answer gives it: a page hearing of it both
+            # ways tells which is newer.
+            assert event["event_id"] == changed.event_id
         for inbox in inboxes:
             try:
                 extra = inbox.get(timeout=0.5)

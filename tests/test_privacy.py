@@ -522,11 +522,13 @@ def test_live_events_show_the_public_no_team_no_zone_and_the_grid(city_app: Any)
         assert event["id"] == created["id"]
         assert (event["lat"], event["lon"]) == EXACT, who
         assert (event["zone_id"], event["team_id"]) == (city.zones["Z1"], city.teams["T1"])
+        assert isinstance(event["event_id"], int), who
     for who in ("anonymous", "app", "other crew"):
         event = events[who]
         assert event["id"] == created["id"]
         assert (event["lat"], event["lon"]) == snap_point(*EXACT, DEFAULT_PUBLIC_ROUNDING_M)
         assert "zone_id" not in event and "team_id" not in event, who
+        assert "event_id" not in event, who
 
 
 def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

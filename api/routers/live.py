@@ -50,10 +50,12 @@ async def live(
     event's `op` is `insert`, `update`, or `leave` (only `id`): a report forwarded to another
     team, or re-routed, left the zone or team this stream watches. Browsers
     reconnect on their own (`retry: 2000`); a comment every 15 s keeps proxies from
-    closing an idle stream. Without a staff key (`X-API-Key`, or the cookie a staff map
-    page sets), report events carry no
-    `team_id` or `zone_id`, and `lat`/`lon` on the public grid
-    (`ISSUEMAP_MAP_PUBLIC_ROUNDING_M` metres), as every public output does.
+    closing an idle stream. Staff who see the report whole also get its `event_id`: the
+    change's audit event, the `event_id` a status change's answer gives, so a client that
+    hears of a change both ways can tell which is newer. Without a staff key (`X-API-Key`,
+    or the cookie a staff map page sets), report events carry no `team_id`, `zone_id` or
+    `event_id`, and `lat`/`lon` on the public grid (`ISSUEMAP_MAP_PUBLIC_ROUNDING_M`
+    metres), as every public output does.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=QUEUE_LIMIT)

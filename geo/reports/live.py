@@ -297,7 +297,7 @@ class _Tailer:
 
 def _event(row: Any) -> Event:
     (
-        _,
+        event_id,
         kind,
         report_id,
         status,
@@ -319,6 +319,9 @@ def _event(row: Any) -> Event:
         "kind": "report",
         "op": "insert" if kind == "created" else "update",
         "id": report_id,
+        # The audit event's id: a page that also hears of a change in an API answer (which
+        # carries the same id) can tell a stream event older than what it shows.
+        "event_id": event_id,
         "status": status,
         "category": category,
         "ward_id": ward,
@@ -360,8 +363,8 @@ def left(event: Event, *, zone_id: int | None, team_id: int | None) -> bool:
     )
 
 
-_STAFF_ONLY = ("team_id", "zone_id", "from_team_id", "from_zone_id")
-"""Event fields only staff who may work the report receive."""
+_STAFF_ONLY = ("team_id", "zone_id", "from_team_id", "from_zone_id", "event_id")
+"""Event fields only staff who see the report whole receive."""
 
 
 @dataclass(frozen=True, slots=True)
