@@ -328,6 +328,24 @@ def test_a_colleagues_change_updates_the_item_and_marker_in_place(
     mate.context.close()
 
 
+def hold_answers(page: Any, pattern: str) -> list[tuple[Any, Any]]:
+    """Requests matching ``pattern`` reach the server at once; answers wait for ``release``."""
+    held: list[tuple[Any, Any]] = []
+    page.route(pattern, lambda route: held.append((route, route.fetch())))
+    return held
+
+
+def release(page: Any, held: list[tuple[Any, Any]]) -> None:
+    """Hand the page the one answer held back, once Playwright has fetched it."""
+    for _ in range(600):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    route, answer = held[0]
+    route.fulfill(response=answer)
+
+
 def test_a_moves_own_live_event_before_its_answer_still_empties_the_note(
     browser: Any, site: tuple[str, list[int]], engine: Engine
 ) -> None:
@@ -339,30 +357,112 @@ def test_a_moves_own_live_event_before_its_answer_still_empties_the_note(
     base, (first, _late, _third) = site
     page, seen = signed_in(browser, base, "crew.one@city.example")
     wait_until(page, "window.issuemap && window.issuemap.liveStatus === 'open'")
-    held: list[tuple[Any, Any]] = []
-
     # The move reaches the server at once; its answer is held back until the live event is in.
-    def hold(route: Any) -> None:
-        held.append((route, route.fetch()))
-
-    page.route(f"**/api/reports/{first}/status?*", hold)
+    held = hold_answers(page, f"**/api/reports/{first}/status?*")
     page.click(f"#report-{first} details.more summary")
     page.fill(f"#note-{first}", "ต้องใช้รถเกรด")
     page.click(f"#report-{first} .moves button[data-status=in_progress]")
     wait_until(page, f"document.querySelector('#report-{first}').dataset.status === 'in_progress'")
     assert status_of(engine, first) == "in_progress"
-    for _ in range(600):  # the held answer, once Playwright has fetched it
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert len(held) == 1
-    route, answer = held[0]
-    route.fulfill(response=answer)
+    release(page, held)
     page.wait_for_selector("#toast.shown button.undo")
     assert page.input_value(f"#note-{first}") == ""
     assert page.evaluate(f"document.querySelector('#report-{first} details.more').open") is False
     note = "SELECT note FROM report_events WHERE report_id = :id AND to_status = 'in_progress'"
     assert db_value(engine, note, first) == "ต้องใช้รถเกรด"
+    assert seen.errors == [], seen.errors
+    page.context.close()
+
+
+def test_an_ending_moves_live_event_before_its_answer_keeps_the_item_until_it_comes(
+    browser: Any, site: tuple[str, list[int]], engine: Engine
+) -> None:
+    """A rejection's live event can reach the page before the rejection's own answer.
+
+    The item must not vanish meanwhile (the event is the crew member's own move, not someone
+    else ending the work): it shows the new status, offers no more moves, and stays, undoable.
+    """
+    base, (_first, _late, third) = site
+    page, seen = signed_in(browser, base, "crew.one@city.example")
+    wait_until(page, "window.issuemap && window.issuemap.liveStatus === 'open'")
+    held = hold_answers(page, f"**/api/reports/{third}/status?*")
+    page.click(f"#report-{third} .moves button[data-status=rejected]")
+    page.wait_for_selector("#confirm-dialog[open]")
+    page.click("#confirm-yes")
+    wait_until(
+        page,
+        f"window.issuemap.lastEvent && window.issuemap.lastEvent.id === {third}"
+        " && window.issuemap.lastEvent.status === 'rejected'",
+    )
+    assert status_of(engine, third) == "rejected"
+    shown = page.evaluate(
+        f"""(() => {{
+            const li = document.querySelector('#report-{third}');
+            return li && [li.dataset.status, li.querySelectorAll('.moves button').length];
+        }})()"""
+    )
+    assert shown == ["rejected", 0]
+    release(page, held)
+    page.wait_for_selector("#toast.shown button.undo")
+    assert item_count(page, third) == 1
+    page.click("#toast button.undo")
+    wait_until(page, f"document.querySelector('#report-{third}').dataset.status === 'open'")
+    assert status_of(engine, third) == "open"
+    assert seen.errors == [], seen.errors
+    page.context.close()
+
+
+def test_a_rejections_live_event_heard_after_its_undo_leaves_the_item_open(
+    browser: Any, site: tuple[str, list[int]], engine: Engine
+) -> None:
+    """On a busy server a move's live event can reach the page after the move's undo answered.
+
+    The page then shows the report open again; the late event (rejected) is older than what
+    the page shows, and must neither take the item out of the queue nor show it rejected.
+    """
+    base, (_first, _late, third) = site
+    page, seen = signed_in(browser, base, "crew.one@city.example")
+    wait_until(page, "window.issuemap && window.issuemap.liveStatus === 'open'")
+    # The stream's events for the rejection are held back in the page, as a slow stream would.
+    page.evaluate(
+        """third => {
+            const apply = window.issuemap.applyReport;
+            window.heldEvents = [];
+            window.applyNow = apply;
+            window.issuemap.applyReport = event => {
+                const late = event.id === third && event.status === 'rejected';
+                if (late) window.heldEvents.push(event);
+                else apply(event);
+            };
+        }""",
+        third,
+    )
+    page.click(f"#report-{third} .moves button[data-status=rejected]")
+    page.wait_for_selector("#confirm-dialog[open]")
+    page.click("#confirm-yes")
+    page.wait_for_selector("#toast.shown button.undo")
+    wait_until(page, f"document.querySelector('#report-{third}').dataset.status === 'rejected'")
+    wait_until(page, "window.heldEvents.length === 1")
+    page.click("#toast button.undo")
+    wait_until(page, f"document.querySelector('#report-{third}').dataset.status === 'open'")
+    assert status_of(engine, third) == "open"
+    # The undo's own event (open) has come through; now the rejection's arrives, late.
+    wait_until(
+        page,
+        f"window.issuemap.lastEvent.id === {third} && window.issuemap.lastEvent.status === 'open'",
+    )
+    shown = page.evaluate(
+        """third => {
+            window.heldEvents.forEach(event => window.applyNow(event));
+            const li = document.querySelector('#report-' + third);
+            return li && li.dataset.status;
+        }""",
+        third,
+    )
+    assert shown == "open"
+    page.wait_for_timeout(500)  # time for a re-read of the report, had the item been dropped
+    assert item_count(page, third) == 1
+    assert page.evaluate(f"document.querySelector('#report-{third}').dataset.status") == "open"
     assert seen.errors == [], seen.errors
     page.context.close()
 

@@ -14,6 +14,11 @@
   var items = {}; // report id -> {r: item, li: list element, marker: Leaflet marker}
   var ended = {}; // report id -> timer: a move that ended the work, still undoable
   var fetching = {}; // report id -> true while an arriving report is being read
+  var moving = {}; // report id -> true while a move of one's own awaits its answer
+  // report id -> the latest audit event id shown. A move's answer and the stream both tell of
+  // a change, in either order: a stream event older than what the page shows (a rejection
+  // heard of after its undo's answer) would take the item away, or show it back in time.
+  var known = {};
   var selected = null;
   var map = null, markers = null, fitted = false;
   var dates = new Intl.DateTimeFormat(data.lang === "th" ? "th-TH" : "en-GB", {
@@ -142,7 +147,7 @@
     li.dataset.id = r.id;
     li.dataset.status = r.status;
     if (r.overdue) li.classList.add("overdue");
-    if (ended[r.id]) li.classList.add("ended");
+    if (!isOpen(r.status)) li.classList.add("ended");
     if (selected === r.id) li.classList.add("selected");
     var heading = el("h2", "item-title", "#" + r.id + " " + categoryWords(r));
     heading.tabIndex = -1;
@@ -193,7 +198,9 @@
     });
     nav.appendChild(show);
     li.appendChild(nav);
-    if (data.actions && !ended[r.id]) li.appendChild(actions(r, li));
+    // An ended report stays in the queue only for a move of one's own (undoable, or awaiting
+    // its answer): it takes no more moves here.
+    if (data.actions && isOpen(r.status)) li.appendChild(actions(r, li));
     var problem = el("p", "item-error");
     problem.setAttribute("role", "alert");
     problem.hidden = true;
@@ -290,6 +297,7 @@
     }
     old.replaceWith(fresh);
     entry.li = fresh;
+    if (moving[id]) busy(fresh, true);
     if (entry.marker) {
       // A divIcon keeps its element, so its title is written here, not by Leaflet.
       entry.marker.options.title = title(entry.r);
@@ -517,7 +525,11 @@
     if (photo && photo.files.length) form.append("photo", photo.files[0]);
     li.querySelector(".item-error").hidden = true;
     busy(li, true);
+    moving[id] = true;
     call("POST", "/api/reports/" + id + "/status", form).then(function (body) {
+      delete moving[id];
+      var late = known[id] > body.event_id;
+      heard(id, body.event_id);
       // Sent with this move: the next move starts with empty notes and no photo. The move's
       // own live event may have drawn the item afresh before this answer came, so the item
       // emptied is the one on the page now, not the one the move was sent from.
@@ -526,6 +538,13 @@
         function (field) { field.value = ""; });
       var more = shown.querySelector("details.more");
       if (more) more.open = false;
+      if (late) {
+        // A later change (a colleague's) reached the page first and is what it shows; this
+        // move is no longer the report's latest, so it cannot be undone.
+        if (items[id]) busy(items[id].li, false);
+        say(fill(l.moved, {id: id, status: statusWords(body.status)}));
+        return;
+      }
       var r = items[id] ? items[id].r : entry.r;
       var from = r.status;
       r.status = body.status;
@@ -545,6 +564,9 @@
         undo(id, body.event_id, from);
       });
     }, function (error) {
+      delete moving[id];
+      // Ended by someone else while this move was on its way (see applyReport): out of the queue.
+      if (items[id] && !isOpen(items[id].r.status)) remove(id);
       if (items[id]) {
         busy(items[id].li, false);
         failed(error, items[id].li);
@@ -554,8 +576,17 @@
     });
   }
 
+  function heard(id, eventId) {
+    if (eventId && !(known[id] >= eventId)) known[id] = eventId;
+  }
+
+  function stale(event) {
+    return Boolean(event.event_id && known[event.id] > event.event_id);
+  }
+
   function undo(id, eventId, from) {
     call("POST", "/api/reports/" + id + "/status/" + eventId + "/undo").then(function (body) {
+      heard(id, body.event_id);
       clearTimeout(ended[id]);
       delete ended[id];
       var entry = items[id];
@@ -621,13 +652,23 @@
   }
 
   function applyReport(event) {
-    if (event.kind !== "report") return;
+    if (event.kind !== "report" || stale(event)) return;
+    heard(event.id, event.event_id);
     var entry = items[event.id];
     var ours = data.team !== null && event.team_id === data.team.id;
     if (!ours || !isOpen(event.status)) {
       // Forwarded away, or ended by someone else: out of this queue. A move of one's own
-      // that ended the work stays, undoable, until its window closes.
-      if (entry && !(ended[event.id] && entry.r.status === event.status)) remove(event.id);
+      // that ended the work stays, undoable, until its window closes. While a move of one's
+      // own awaits its answer, the event may be that move's: the item shows it and stays,
+      // and the answer settles it (send).
+      if (entry && ours && moving[event.id]) {
+        entry.r.status = event.status;
+        entry.r.next = [];
+        redraw(event.id);
+        counted();
+      } else if (entry && !(ended[event.id] && entry.r.status === event.status)) {
+        remove(event.id);
+      }
       return;
     }
     if (!entry) {
