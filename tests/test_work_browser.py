@@ -21,9 +21,10 @@ from PIL import Image
 from sqlalchemy import Engine, text
 
 from api.app import AppSettings, create_app
+from geo.access.policy import Principal
 from geo.i18n import translate
 from geo.reports.store import reroute_reports
-from geo.reports.workflow import next_statuses
+from geo.reports.workflow import change_status, next_statuses
 from geo.settings import DatabaseSettings, RoutingSettings
 from geo.vocabulary import STATUS_NAMES
 from tests.browser import axe_violations, running, screenshot, wait_until, watch
@@ -346,6 +347,37 @@ def release(page: Any, held: list[tuple[Any, Any]]) -> None:
     route.fulfill(response=answer)
 
 
+def hold_events(page: Any, report: int, status: str | None = None) -> None:
+    """Live events for ``report`` (with ``status``, if given) wait in the page, as on a slow
+    stream, for ``apply_held_events``; live.js hands each event to ``issuemap.applyReport``."""
+    page.evaluate(
+        """([report, status]) => {
+            const apply = window.issuemap.applyReport;
+            window.heldEvents = [];
+            window.applyNow = apply;
+            window.issuemap.applyReport = event => {
+                const held = event.id === report && (status === null || event.status === status);
+                if (held) window.heldEvents.push(event);
+                else apply(event);
+            };
+        }""",
+        [report, status],
+    )
+
+
+def apply_held_events(page: Any, report: int) -> str | None:
+    """Hand the page the events held back; the item's status just after, None if it is gone."""
+    shown = page.evaluate(
+        """report => {
+            window.heldEvents.forEach(event => window.applyNow(event));
+            const li = document.querySelector('#report-' + report);
+            return li && li.dataset.status;
+        }""",
+        report,
+    )
+    return None if shown is None else str(shown)
+
+
 def test_a_moves_own_live_event_before_its_answer_still_empties_the_note(
     browser: Any, site: tuple[str, list[int]], engine: Engine
 ) -> None:
@@ -412,6 +444,37 @@ def test_an_ending_moves_live_event_before_its_answer_keeps_the_item_until_it_co
     page.context.close()
 
 
+def test_a_move_that_fails_after_a_colleague_ended_the_report_leaves_the_queue(
+    browser: Any, site: tuple[str, list[int]], engine: Engine
+) -> None:
+    """A colleague rejects a report just as the crew member moves it on.
+
+    The rejection's event comes while the move awaits its answer, so the item stays and shows
+    it (it could have been the move's own); the move is refused, and the report, ended by
+    someone else, leaves the queue rather than staying on as rejected.
+    """
+    base, (_first, _late, third) = site
+    page, seen = signed_in(browser, base, "crew.one@city.example")
+    wait_until(page, "window.issuemap && window.issuemap.liveStatus === 'open'")
+    hold_events(page, third)
+    colleague = Principal(role="admin", key_id=1, name="colleague")
+    with engine.begin() as conn:
+        change_status(conn, third, "rejected", principal=colleague)
+    wait_until(page, "window.heldEvents.length === 1")
+    held = hold_answers(page, f"**/api/reports/{third}/status?*")
+    page.click(f"#report-{third} .moves button[data-status=in_progress]")
+    shown = apply_held_events(page, third)
+    assert shown == "rejected"
+    release(page, held)
+    wait_until(page, f"document.querySelector('#report-{third}') === null")
+    assert translate("th", "Could not change the status") in page.inner_text("#toast")
+    assert status_of(engine, third) == "rejected"
+    assert page.evaluate("document.querySelectorAll('#work-list > li').length") == 2
+    # The refused move is the one error: Chromium logs its 409, and nothing broke.
+    assert [e for e in seen.errors if "status of 409" not in e] == [], seen.errors
+    page.context.close()
+
+
 def test_a_rejections_live_event_heard_after_its_undo_leaves_the_item_open(
     browser: Any, site: tuple[str, list[int]], engine: Engine
 ) -> None:
@@ -424,19 +487,7 @@ def test_a_rejections_live_event_heard_after_its_undo_leaves_the_item_open(
     page, seen = signed_in(browser, base, "crew.one@city.example")
     wait_until(page, "window.issuemap && window.issuemap.liveStatus === 'open'")
     # The stream's events for the rejection are held back in the page, as a slow stream would.
-    page.evaluate(
-        """third => {
-            const apply = window.issuemap.applyReport;
-            window.heldEvents = [];
-            window.applyNow = apply;
-            window.issuemap.applyReport = event => {
-                const late = event.id === third && event.status === 'rejected';
-                if (late) window.heldEvents.push(event);
-                else apply(event);
-            };
-        }""",
-        third,
-    )
+    hold_events(page, third, "rejected")
     page.click(f"#report-{third} .moves button[data-status=rejected]")
     page.wait_for_selector("#confirm-dialog[open]")
     page.click("#confirm-yes")
@@ -451,14 +502,7 @@ def test_a_rejections_live_event_heard_after_its_undo_leaves_the_item_open(
         page,
         f"window.issuemap.lastEvent.id === {third} && window.issuemap.lastEvent.status === 'open'",
     )
-    shown = page.evaluate(
-        """third => {
-            window.heldEvents.forEach(event => window.applyNow(event));
-            const li = document.querySelector('#report-' + third);
-            return li && li.dataset.status;
-        }""",
-        third,
-    )
+    shown = apply_held_events(page, third)
     assert shown == "open"
     page.wait_for_timeout(500)  # time for a re-read of the report, had the item been dropped
     assert item_count(page, third) == 1
