@@ -336,13 +336,18 @@ def hold_answers(page: Any, pattern: str) -> list[tuple[Any, Any]]:
     return held
 
 
-def release(page: Any, held: list[tuple[Any, Any]]) -> None:
-    """Hand the page the one answer held back, once Playwright has fetched it."""
+def wait_held(page: Any, held: list[tuple[Any, Any]]) -> None:
+    """Wait until the server has answered the one request held back."""
     for _ in range(600):
         if held:
             break
         page.wait_for_timeout(50)
     assert len(held) == 1
+
+
+def release(page: Any, held: list[tuple[Any, Any]]) -> None:
+    """Hand the page the one answer held back, once Playwright has fetched it."""
+    wait_held(page, held)
     route, answer = held[0]
     route.fulfill(response=answer)
 
@@ -472,6 +477,42 @@ def test_a_move_that_fails_after_a_colleague_ended_the_report_leaves_the_queue(
     assert page.evaluate("document.querySelectorAll('#work-list > li').length") == 2
     # The refused move is the one error: Chromium logs its 409, and nothing broke.
     assert [e for e in seen.errors if "status of 409" not in e] == [], seen.errors
+    page.context.close()
+
+
+def test_a_colleagues_later_change_heard_before_a_moves_answer_is_what_the_page_keeps(
+    browser: Any, site: tuple[str, list[int]], engine: Engine
+) -> None:
+    """A crew member starts work on a report; a colleague resolves it at once after.
+
+    The colleague's change reaches the page before the move's own answer. The answer is
+    older news: the report, ended by the colleague, leaves the queue, and the move is told as
+    done but offers no undo (it is no longer the report's latest change).
+    """
+    base, (_first, _late, third) = site
+    page, seen = signed_in(browser, base, "crew.one@city.example")
+    wait_until(page, "window.issuemap && window.issuemap.liveStatus === 'open'")
+    held = hold_answers(page, f"**/api/reports/{third}/status?*")
+    page.click(f"#report-{third} .moves button[data-status=in_progress]")
+    wait_held(page, held)  # the move is in, its answer held
+    assert status_of(engine, third) == "in_progress"
+    colleague = Principal(role="admin", key_id=1, name="colleague")
+    with engine.begin() as conn:
+        change_status(conn, third, "resolved", principal=colleague)
+    wait_until(
+        page,
+        f"window.issuemap.lastEvent && window.issuemap.lastEvent.id === {third}"
+        " && window.issuemap.lastEvent.status === 'resolved'",
+    )
+    release(page, held)
+    in_progress = translate("th", STATUS_NAMES["in_progress"])
+    moved = translate("th", "Report #{id}: {status}.", id=third, status=in_progress)
+    wait_until(page, "document.querySelector('#toast.shown') !== null")
+    assert page.inner_text("#toast .toast-text") == moved
+    assert page.evaluate("document.querySelectorAll('#toast button.undo').length") == 0
+    assert item_count(page, third) == 0
+    assert status_of(engine, third) == "resolved"
+    assert seen.errors == [], seen.errors
     page.context.close()
 
 

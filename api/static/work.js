@@ -539,8 +539,10 @@
       var more = shown.querySelector("details.more");
       if (more) more.open = false;
       if (late) {
-        // A later change (a colleague's) reached the page first and is what it shows; this
-        // move is no longer the report's latest, so it cannot be undone.
+        // A later change (a colleague's) reached the page first and is what it shows, or,
+        // if it ended the work, takes the item out of the queue; this move is no longer the
+        // report's latest, so it cannot be undone.
+        if (items[id] && !isOpen(items[id].r.status)) remove(id);
         if (items[id]) busy(items[id].li, false);
         say(fill(l.moved, {id: id, status: statusWords(body.status)}));
         return;
