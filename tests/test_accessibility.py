@@ -10,6 +10,7 @@ map's panel, a marker's popup).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,4 +172,6 @@ def test_pages_never_load_axe(served: tuple[str, str]) -> None:
     for path in ("/maps/public", "/maps/public?view=list", "/report", f"/r/{token}", "/"):
         page = httpx.get(base + path)
         assert page.status_code == 200, path
-        assert "axe" not in page.text.lower(), path
+        # Any way of loading it names its file or calls it; a bare "axe" may be in a random
+        # token or nonce of the page.
+        assert not re.search(r"axe[-.](core|min|run)", page.text, re.IGNORECASE), path
